@@ -1,0 +1,1 @@
+//! Host models of the flash hardware.

@@ -1,0 +1,11 @@
+//! Library half of the `tock-ota` host tool: every subcommand lives in a module so tests can call it.
+pub mod bench_boot;
+pub mod bench_flash;
+pub mod bench_install;
+pub mod bench_power_cuts;
+pub mod bench_transfer;
+pub mod bench_verify;
+pub mod demo;
+pub mod inspect;
+pub mod keys;
+pub mod sign;

@@ -1,0 +1,70 @@
+//! `tock-ota`: the host side of tock-ota — keys, signing, inspection, benchmarks and the simulator.
+use clap::{Parser, Subcommand};
+use tock_ota::*;
+
+#[derive(Parser)]
+#[command(
+    name = "tock-ota",
+    version,
+    about = "Staged, signed firmware updates for Tock OS on the nRF52840"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a P-256 signing key (private PEM, public PEM and the bootloader's embedded form).
+    Keygen(keys::KeygenArgs),
+    /// Sign a raw binary into an MCUboot/imgtool-format image.
+    Sign(sign::SignArgs),
+    /// Verify a signed image against a public or private key.
+    Verify(inspect::VerifyArgs),
+    /// Print an image's header and TLVs.
+    Inspect(inspect::InspectArgs),
+    /// Reports: simulated and measured performance figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// The full-system simulator: an update end to end on simulated hardware.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Host image-verify throughput.
+    Verify(bench_verify::Args),
+    /// Simulated flash device times beside datasheet arithmetic.
+    Flash(bench_flash::Args),
+    /// Simulated install time beside the NVMC limit.
+    Install(bench_install::Args),
+    /// Power-cut campaign over install, confirm and revert.
+    PowerCuts(bench_power_cuts::Args),
+    /// Transfer goodput over simulated BLE advertising.
+    Transfer(bench_transfer::Args),
+    /// The real bootloader binary under emulation.
+    Boot(bench_boot::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(a) => keys::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => inspect::run_verify(a),
+        Command::Inspect(a) => inspect::run_inspect(a),
+        Command::Bench(b) => match b {
+            BenchCommand::Verify(a) => bench_verify::run(a),
+            BenchCommand::Flash(a) => bench_flash::run(a),
+            BenchCommand::Install(a) => bench_install::run(a),
+            BenchCommand::PowerCuts(a) => bench_power_cuts::run(a),
+            BenchCommand::Transfer(a) => bench_transfer::run(a),
+            BenchCommand::Boot(a) => bench_boot::run(a),
+        },
+        Command::Demo(a) => demo::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
