@@ -1,0 +1,497 @@
+//! The policy driven over a strict RAM NOR model (erase to 0xFF, program only clears bits).
+use control_area::{Record, RecordKind};
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+use sha2::{Digest, Sha256};
+use update_region::blocking::{BlockingDriver, BlockingError};
+use update_region::*;
+
+const OWNER: CallerId = 0x00D0_F00D;
+const SIZE: usize = 0x20_0000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RamError {
+    OneOverZero,
+    PowerLost,
+}
+impl NorFlashError for RamError {
+    fn kind(&self) -> NorFlashErrorKind {
+        NorFlashErrorKind::Other
+    }
+}
+
+struct RamNor {
+    bytes: Vec<u8>,
+    /// Fail (as a power cut) the operation with this index.
+    fail_at: Option<usize>,
+    ops: usize,
+}
+
+impl RamNor {
+    fn new() -> Self {
+        RamNor {
+            bytes: vec![0xFF; SIZE],
+            fail_at: None,
+            ops: 0,
+        }
+    }
+    fn tick(&mut self) -> Result<(), RamError> {
+        self.ops += 1;
+        if self.fail_at == Some(self.ops) {
+            return Err(RamError::PowerLost);
+        }
+        Ok(())
+    }
+}
+impl ErrorType for RamNor {
+    type Error = RamError;
+}
+impl ReadNorFlash for RamNor {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), RamError> {
+        let o = offset as usize;
+        bytes.copy_from_slice(&self.bytes[o..o + bytes.len()]);
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        SIZE
+    }
+}
+impl NorFlash for RamNor {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = 4096;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), RamError> {
+        self.tick()?;
+        assert!(from.is_multiple_of(4096) && to.is_multiple_of(4096));
+        self.bytes[from as usize..to as usize].fill(0xFF);
+        Ok(())
+    }
+    fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), RamError> {
+        self.tick()?;
+        let o = offset as usize;
+        for (i, &b) in data.iter().enumerate() {
+            if b & !self.bytes[o + i] != 0 {
+                return Err(RamError::OneOverZero);
+            }
+            self.bytes[o + i] &= b;
+        }
+        Ok(())
+    }
+}
+
+/// A minimal MCUboot-format image: 32-byte header, payload, unprotected TLVs (a filler, SHA-256).
+fn image(payload_len: usize, seed: u8) -> Vec<u8> {
+    let mut img = vec![0u8; 32];
+    img[0..4].copy_from_slice(&0x96f3_b83du32.to_le_bytes());
+    img[8..10].copy_from_slice(&32u16.to_le_bytes());
+    img[12..16].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    img[20] = 2;
+    img.extend((0..payload_len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    let hash: [u8; 32] = Sha256::digest(&img).into();
+    let tlvs_len = 4 + (4 + 8) + (4 + 32);
+    img.extend(0x6907u16.to_le_bytes());
+    img.extend((tlvs_len as u16).to_le_bytes());
+    img.extend(0x01u16.to_le_bytes()); // KEYHASH-like filler TLV the walker must skip
+    img.extend(8u16.to_le_bytes());
+    img.extend([0xAB; 8]);
+    img.extend(0x10u16.to_le_bytes());
+    img.extend(32u16.to_le_bytes());
+    img.extend(hash);
+    img
+}
+
+type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+
+fn image_hash(img: &[u8]) -> [u8; 32] {
+    let n = img.len();
+    img[n - 32..].try_into().unwrap()
+}
+
+fn started(flash: &mut RamNor) -> UpdateRegion {
+    let mut policy = UpdateRegion::new(Config::nrf52840dk(OWNER)).unwrap();
+    BlockingDriver::new(&mut policy, flash).start().unwrap();
+    policy
+}
+
+/// Stage `img` with its sectors erased in reverse order and chunks written out of order.
+fn stage(d: &mut BlockingDriver<'_, RamNor>, img: &[u8]) {
+    d.run(
+        OWNER,
+        Request::Begin {
+            tag: [7; 16],
+            image_len: img.len() as u32,
+        },
+        &[],
+        &mut [],
+    )
+    .unwrap();
+    let sectors = img.len().div_ceil(4096);
+    for s in (0..sectors).rev() {
+        d.run(
+            OWNER,
+            Request::Erase {
+                offset: (s * 4096) as u32,
+            },
+            &[],
+            &mut [],
+        )
+        .unwrap();
+    }
+    let chunks: Vec<_> = img.chunks(25).enumerate().collect();
+    for (i, c) in chunks
+        .iter()
+        .rev()
+        .step_by(2)
+        .chain(chunks.iter().rev().skip(1).step_by(2))
+    {
+        d.write(OWNER, (*i * 25) as u32, c).unwrap();
+    }
+}
+
+fn request_records(flash: &RamNor) -> Vec<Record> {
+    flash.bytes[..4096]
+        .chunks_exact(64)
+        .filter_map(|c| Record::decode(c.try_into().unwrap()).ok())
+        .collect()
+}
+
+#[test]
+fn staged_out_of_order_image_finalizes_into_one_boot_request() {
+    let mut flash = RamNor::new();
+    let img = image(10_000, 1);
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    stage(&mut d, &img);
+    let done = d.run(OWNER, Request::Finalize, &[], &mut []).unwrap();
+    assert_eq!(
+        done,
+        Completion::Finalized {
+            sequence: 1,
+            image_len: img.len() as u32,
+            image_hash: image_hash(&img)
+        }
+    );
+    assert_eq!(&flash.bytes[0x10_0000..0x10_0000 + img.len()], &img[..]);
+    let records = request_records(&flash);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].kind, RecordKind::BootRequest);
+    assert_eq!(records[0].image_hash, image_hash(&img));
+    // After a reboot the session is known to be finalized: no second request can be made.
+    let mut policy = started(&mut flash);
+    assert_eq!(policy.status().state, SessionState::Finalized);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    assert_eq!(
+        d.run(OWNER, Request::Finalize, &[], &mut []),
+        Err(BlockingError::Policy(Error::AlreadyFinalized))
+    );
+    // Confirm after the trial boot appends a Confirm for the same image; a second is a no-op.
+    assert_eq!(
+        d.run(OWNER, Request::Confirm, &[], &mut []),
+        Ok(Completion::Confirmed { sequence: 2 })
+    );
+    assert_eq!(
+        d.run(OWNER, Request::Confirm, &[], &mut []),
+        Ok(Completion::Confirmed { sequence: 2 })
+    );
+    let records = request_records(&flash);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].kind, RecordKind::Confirm);
+    assert_eq!(records[1].image_hash, image_hash(&img));
+}
+
+#[test]
+fn only_the_owner_may_change_anything() {
+    let mut flash = RamNor::new();
+    let img = image(5000, 2);
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    stage(&mut d, &img);
+    let before = flash.bytes.clone();
+    let mut policy2 = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy2, &mut flash);
+    let intruder = OWNER + 1;
+    let mut buf = [0u8; 4];
+    for req in [
+        Request::Begin {
+            tag: [0; 16],
+            image_len: 100,
+        },
+        Request::Erase { offset: 0 },
+        Request::Write { offset: 0, len: 4 },
+        Request::Read { offset: 0, len: 4 },
+        Request::Finalize,
+        Request::Abort,
+        Request::Confirm,
+    ] {
+        let data = [0u8; 4];
+        let (data, buf): (&[u8], &mut [u8]) = match req {
+            Request::Write { .. } => (&data, &mut []),
+            Request::Read { .. } => (&[], &mut buf),
+            _ => (&[], &mut []),
+        };
+        assert_eq!(
+            d.run(intruder, req, data, buf),
+            Err(BlockingError::Policy(Error::NotOwner))
+        );
+    }
+    assert!(flash.bytes == before, "a refused caller changed flash");
+}
+
+#[test]
+fn writes_stay_in_erased_never_written_ranges_inside_the_image() {
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    assert_eq!(
+        d.write(OWNER, 0, &[1]),
+        Err(BlockingError::Policy(Error::NoSession))
+    );
+    d.run(
+        OWNER,
+        Request::Begin {
+            tag: [1; 16],
+            image_len: 10_000,
+        },
+        &[],
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(
+        d.write(OWNER, 0, &[1]),
+        Err(BlockingError::Policy(Error::NotErased { offset: 0 }))
+    );
+    d.run(OWNER, Request::Erase { offset: 0 }, &[], &mut [])
+        .unwrap();
+    d.write(OWNER, 10, &[1, 2, 3]).unwrap();
+    assert_eq!(
+        d.write(OWNER, 8, &[0; 4]),
+        Err(BlockingError::Policy(Error::NotBlank { offset: 10 }))
+    );
+    // Crossing into a sector not erased yet.
+    assert_eq!(
+        d.write(OWNER, 4090, &[0; 10]),
+        Err(BlockingError::Policy(Error::NotErased { offset: 4096 }))
+    );
+    assert_eq!(
+        d.write(OWNER, 9_999, &[0; 2]),
+        Err(BlockingError::Policy(Error::OutOfBounds {
+            offset: 9_999,
+            len: 2
+        }))
+    );
+    assert_eq!(
+        d.run(
+            OWNER,
+            Request::Write {
+                offset: u32::MAX,
+                len: 2
+            },
+            &[0; 2],
+            &mut []
+        ),
+        Err(BlockingError::Policy(Error::OutOfBounds {
+            offset: u32::MAX,
+            len: 2
+        }))
+    );
+    assert_eq!(
+        d.run(OWNER, Request::Erase { offset: 100 }, &[], &mut []),
+        Err(BlockingError::Policy(Error::Unaligned { offset: 100 }))
+    );
+    assert_eq!(
+        d.run(OWNER, Request::Erase { offset: 12288 }, &[], &mut []),
+        Err(BlockingError::Policy(Error::OutOfBounds {
+            offset: 12288,
+            len: 4096
+        }))
+    );
+    assert_eq!(
+        d.run(
+            OWNER,
+            Request::Begin {
+                tag: [0; 16],
+                image_len: 0x10_0000
+            },
+            &[],
+            &mut []
+        ),
+        Err(BlockingError::Policy(Error::BadLength { len: 0x10_0000 }))
+    );
+    let mut back = [0u8; 3];
+    d.read(OWNER, 10, &mut back).unwrap();
+    assert_eq!(back, [1, 2, 3]);
+    // Nothing outside the staging slot's first sector and the progress sector was touched.
+    let progress = 0x1F_F000;
+    for (i, &b) in flash.bytes.iter().enumerate() {
+        if !(0x10_0000..0x10_1000).contains(&i) && !(progress..progress + 4096).contains(&i) {
+            assert_eq!(b, 0xFF, "byte {i:#x} written");
+        }
+    }
+}
+
+#[test]
+fn a_reboot_mid_staging_resumes_with_what_was_staged() {
+    let mut flash = RamNor::new();
+    let img = image(20_000, 3);
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    d.run(
+        OWNER,
+        Request::Begin {
+            tag: [9; 16],
+            image_len: img.len() as u32,
+        },
+        &[],
+        &mut [],
+    )
+    .unwrap();
+    for s in [0u32, 2, 4] {
+        d.run(OWNER, Request::Erase { offset: s * 4096 }, &[], &mut [])
+            .unwrap();
+    }
+    d.write(OWNER, 0, &img[..4096]).unwrap();
+    // Reboot.
+    let mut policy = started(&mut flash);
+    let status = policy.status();
+    assert_eq!(status.state, SessionState::Staging);
+    assert_eq!(status.tag, [9; 16]);
+    assert_eq!(status.image_len, img.len() as u32);
+    assert_eq!(status.erased_sectors, 3);
+    assert!(policy.sector_erased(8192) && !policy.sector_erased(4096));
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    assert_eq!(
+        d.write(OWNER, 0, &img[..1]),
+        Err(BlockingError::Policy(Error::NotBlank { offset: 0 }))
+    );
+    for s in [1u32, 3] {
+        d.run(OWNER, Request::Erase { offset: s * 4096 }, &[], &mut [])
+            .unwrap();
+    }
+    d.write(OWNER, 4096, &img[4096..]).unwrap();
+    assert!(matches!(
+        d.run(OWNER, Request::Finalize, &[], &mut []),
+        Ok(Completion::Finalized { .. })
+    ));
+}
+
+#[test]
+fn finalize_rejects_bad_images_without_writing_a_request() {
+    let cases: Vec<(Mutation, Error)> = vec![
+        (Box::new(|i: &mut Vec<u8>| i[0] ^= 1), Error::ImageBadMagic),
+        (
+            Box::new(|i: &mut Vec<u8>| i[100] ^= 1),
+            Error::ImageHashMismatch,
+        ),
+        (
+            Box::new(|i: &mut Vec<u8>| i[12..16].copy_from_slice(&u32::MAX.to_le_bytes())),
+            Error::ImageBadLayout,
+        ),
+        (
+            Box::new(|i: &mut Vec<u8>| {
+                let n = i.len();
+                i[n - 36] = 0x11; // the SHA-256 TLV's type
+            }),
+            Error::ImageHashMissing,
+        ),
+        (
+            Box::new(|i: &mut Vec<u8>| {
+                let at = 32 + 3000;
+                i[at] = 0x00; // TLV info magic
+            }),
+            Error::ImageBadLayout,
+        ),
+    ];
+    for (mutate, expected) in cases {
+        let mut flash = RamNor::new();
+        let mut img = image(3000, 4);
+        mutate(&mut img);
+        let mut policy = started(&mut flash);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        stage(&mut d, &img);
+        assert_eq!(
+            d.run(OWNER, Request::Finalize, &[], &mut []),
+            Err(BlockingError::Policy(expected))
+        );
+        assert!(request_records(&flash).is_empty());
+        assert_eq!(policy.status().state, SessionState::Staging);
+    }
+}
+
+#[test]
+fn abort_forgets_the_session_and_confirm_needs_a_request() {
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    assert_eq!(
+        d.run(OWNER, Request::Confirm, &[], &mut []),
+        Err(BlockingError::Policy(Error::NothingToConfirm))
+    );
+    stage(&mut d, &image(100, 5));
+    d.run(OWNER, Request::Abort, &[], &mut []).unwrap();
+    let policy = started(&mut flash);
+    assert_eq!(policy.status().state, SessionState::Idle);
+}
+
+#[test]
+fn a_full_request_sector_is_recycled_and_sequences_keep_rising() {
+    let mut flash = RamNor::new();
+    for seq in 1..=64u32 {
+        let r = Record {
+            kind: RecordKind::Confirm,
+            sequence: seq,
+            image_len: 0,
+            image_hash: [0; 32],
+        };
+        let at = (seq as usize - 1) * 64;
+        flash.bytes[at..at + 64].copy_from_slice(&r.encode());
+    }
+    let img = image(500, 6);
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    stage(&mut d, &img);
+    assert!(matches!(
+        d.run(OWNER, Request::Finalize, &[], &mut []),
+        Ok(Completion::Finalized { sequence: 65, .. })
+    ));
+    let records = request_records(&flash);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].sequence, 65);
+}
+
+#[test]
+fn a_flash_failure_at_any_step_leaves_a_usable_policy_and_a_consistent_slot() {
+    let img = image(9000, 7);
+    // Count the operations of a clean run, then fail each one in turn and finish after a reboot.
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    stage(&mut d, &img);
+    d.run(OWNER, Request::Finalize, &[], &mut []).unwrap();
+    let total_ops = flash.ops;
+    for fail in 1..=total_ops {
+        let mut flash = RamNor::new();
+        flash.fail_at = Some(fail);
+        let mut policy = started(&mut flash);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stage(&mut d, &img);
+            d.run(OWNER, Request::Finalize, &[], &mut []).map(|_| ())
+        }));
+        assert!(!d.policy.is_busy());
+        // Whatever happened, a reboot and a fresh session always finalize the same image.
+        flash.fail_at = None;
+        let mut policy = started(&mut flash);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        if !matches!(failed, Ok(Ok(()))) {
+            stage(&mut d, &img);
+            assert!(matches!(
+                d.run(OWNER, Request::Finalize, &[], &mut []),
+                Ok(Completion::Finalized { .. })
+            ));
+        }
+        let records = request_records(&flash);
+        let last = records.iter().max_by_key(|r| r.sequence).unwrap();
+        assert_eq!(last.image_hash, image_hash(&img), "failure at op {fail}");
+    }
+}
