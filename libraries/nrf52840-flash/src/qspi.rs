@@ -1,0 +1,389 @@
+//! MX25R6435F over the nRF52840 QSPI peripheral, behind `embedded-storage`.
+//!
+//! Usage
+//! -----
+//!
+//! ```ignore
+//! let mut flash = QspiFlash::new(port, PowerMode::HighPerformance);
+//! flash.init()?;                       // JEDEC check, QE bit, power mode, SCK
+//! flash.write(0x1003, &bytes)?;        // any offset, any buffer alignment, any length
+//! flash.start_erase_sector(0x10000)?;  // returns at once; the chip erases in the background
+//! // ... other work (e.g. NVMC programming) ...
+//! flash.wait()?;
+//! ```
+//!
+//! EasyDMA moves only word-aligned RAM buffers of word-multiple length to word-aligned flash
+//! addresses. The driver hides this: aligned middles go straight to the caller's buffer, heads,
+//! tails and buffers whose RAM alignment differs from the flash alignment go through a
+//! word-aligned bounce buffer inside the driver. Programs are split at 256-byte pages and padded
+//! with 0xFF, which leaves the neighbouring bytes untouched.
+
+use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+
+use crate::error::{FlashError, Misalignment};
+use crate::mx25r::{self, opcode, status, Operation, PowerMode};
+use crate::port::{QspiEraseLen, QspiPort};
+
+/// Largest direct EasyDMA read the driver issues (READ.CNT is an 18-bit field).
+const MAX_DMA_CHUNK: usize = 0x1_0000;
+/// SCK used until the flash is known to be in high-performance mode.
+const ULP_SCK_HZ: u32 = 8_000_000;
+/// Fastest SCK of the nRF52840 QSPI.
+const HP_SCK_HZ: u32 = 32_000_000;
+/// Busy polling granularity: a fraction of the expected duration keeps overshoot below 1 %.
+const POLL_FRACTION: u64 = 128;
+
+/// How `NorFlash::erase` covers a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EraseStrategy {
+    /// 64 KiB block erases where a whole aligned block is covered, 4 KiB sectors elsewhere.
+    /// (32 KiB blocks are never chosen: per the datasheet they take longer than 8 sectors.)
+    #[default]
+    LargestBlocks,
+    /// Only 4 KiB sector erases.
+    SectorsOnly,
+}
+
+#[repr(C, align(4))]
+struct Bounce([u8; mx25r::PAGE_SIZE as usize]);
+
+/// The QSPI NOR flash driver.
+pub struct QspiFlash<P: QspiPort> {
+    port: P,
+    mode: PowerMode,
+    erase_strategy: EraseStrategy,
+    pending: Option<Operation>,
+    bounce: Bounce,
+}
+
+impl<P: QspiPort> QspiFlash<P> {
+    /// A driver for the flash behind `port`, to be put in `mode` by [`QspiFlash::init`].
+    pub fn new(port: P, mode: PowerMode) -> Self {
+        QspiFlash {
+            port,
+            mode,
+            erase_strategy: EraseStrategy::default(),
+            pending: None,
+            bounce: Bounce([0xFF; mx25r::PAGE_SIZE as usize]),
+        }
+    }
+
+    /// Wakes the flash, checks its JEDEC ID, sets QE and the power mode, then raises SCK.
+    pub fn init(&mut self) -> Result<(), FlashError> {
+        self.port.set_sck_hz(ULP_SCK_HZ);
+        self.wake()?;
+        let id = self.read_jedec_id()?;
+        if id != mx25r::JEDEC_ID {
+            return Err(FlashError::WrongJedecId { found: id });
+        }
+        // A previous boot may have left an operation running.
+        self.pending = Some(Operation::EraseChip);
+        self.wait()?;
+        let sr = self.read_status()?;
+        let mut cr = [0u8; 2];
+        self.port.custom(opcode::RDCR, &mut cr, false)?;
+        let want_cr2 = match self.mode {
+            PowerMode::HighPerformance => cr[1] | mx25r::CR2_HIGH_PERFORMANCE,
+            PowerMode::UltraLowPower => cr[1] & !mx25r::CR2_HIGH_PERFORMANCE,
+        };
+        if sr & status::QE == 0 || cr[1] != want_cr2 {
+            let mut regs = [sr | status::QE, cr[0], want_cr2];
+            self.port.custom(opcode::WRSR, &mut regs, true)?;
+            self.pending = Some(Operation::WriteStatus);
+            self.wait()?;
+        }
+        if self.mode == PowerMode::HighPerformance {
+            self.port.set_sck_hz(HP_SCK_HZ);
+        }
+        Ok(())
+    }
+
+    /// The power mode the driver put the flash in.
+    pub fn mode(&self) -> PowerMode {
+        self.mode
+    }
+
+    /// Chooses how `NorFlash::erase` covers ranges.
+    pub fn set_erase_strategy(&mut self, strategy: EraseStrategy) {
+        self.erase_strategy = strategy;
+    }
+
+    /// The port (the register-backed peripheral or the host model).
+    pub fn port(&mut self) -> &mut P {
+        &mut self.port
+    }
+
+    /// JEDEC manufacturer, type and density bytes.
+    pub fn read_jedec_id(&mut self) -> Result<[u8; 3], FlashError> {
+        let mut id = [0u8; 3];
+        self.port.custom(opcode::RDID, &mut id, false)?;
+        Ok(id)
+    }
+
+    /// The status register.
+    pub fn read_status(&mut self) -> Result<u8, FlashError> {
+        let mut sr = [0u8; 1];
+        self.port.custom(opcode::RDSR, &mut sr, false)?;
+        Ok(sr[0])
+    }
+
+    /// Puts the flash in deep power-down (it then ignores everything but [`QspiFlash::wake`]).
+    pub fn deep_power_down(&mut self) -> Result<(), FlashError> {
+        self.wait()?;
+        self.port.custom(opcode::DP, &mut [], false)?;
+        // tDP: the part needs 10 µs to enter deep power-down.
+        self.port.delay_us(10);
+        Ok(())
+    }
+
+    /// Releases the flash from deep power-down (harmless when it is awake).
+    pub fn wake(&mut self) -> Result<(), FlashError> {
+        self.port.custom(opcode::RDP, &mut [], false)?;
+        // tRES1: 35 µs until the part accepts commands again.
+        self.port.delay_us(35);
+        Ok(())
+    }
+
+    /// Whether a program or erase is still running; clears the pending operation when done.
+    pub fn is_busy(&mut self) -> Result<bool, FlashError> {
+        if self.pending.is_none() {
+            return Ok(false);
+        }
+        let busy = self.read_status()? & status::WIP != 0;
+        if !busy {
+            self.pending = None;
+        }
+        Ok(busy)
+    }
+
+    /// Same as [`QspiFlash::is_busy`]: one status poll, for split-phase callers.
+    pub fn poll(&mut self) -> Result<bool, FlashError> {
+        self.is_busy()
+    }
+
+    /// Blocks until the running program/erase (if any) has finished.
+    pub fn wait(&mut self) -> Result<(), FlashError> {
+        let Some(op) = self.pending else {
+            return Ok(());
+        };
+        let step = (mx25r::typical_us(op, self.mode) / POLL_FRACTION).clamp(1, 100_000) as u32;
+        let limit = mx25r::max_us(op) * 2;
+        let mut waited: u64 = 0;
+        while self.is_busy()? {
+            if waited > limit {
+                return Err(FlashError::Timeout);
+            }
+            self.port.delay_us(step);
+            waited += u64::from(step);
+        }
+        Ok(())
+    }
+
+    fn check_bounds(addr: u32, len: usize) -> Result<(), FlashError> {
+        let end = u64::from(addr) + len as u64;
+        if end > u64::from(mx25r::CAPACITY) {
+            return Err(FlashError::OutOfBounds {
+                addr,
+                len: len.min(u32::MAX as usize) as u32,
+                capacity: mx25r::CAPACITY,
+            });
+        }
+        Ok(())
+    }
+
+    fn ensure_idle(&mut self) -> Result<(), FlashError> {
+        if self.is_busy()? {
+            Err(FlashError::Busy)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts programming `data` (1..=256 bytes, inside one 256-byte page, any alignment) at
+    /// `addr` and returns once the data is out; the flash programs in the background.
+    /// Fails with [`FlashError::Busy`] if the previous operation is still running.
+    pub fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), FlashError> {
+        let len = data.len();
+        if len == 0 || len > mx25r::PAGE_SIZE as usize {
+            return Err(FlashError::BadLength {
+                len: len.min(u32::MAX as usize) as u32,
+                max: mx25r::PAGE_SIZE,
+            });
+        }
+        Self::check_bounds(addr, len)?;
+        if addr % mx25r::PAGE_SIZE + len as u32 > mx25r::PAGE_SIZE {
+            return Err(FlashError::CrossesPage {
+                addr,
+                len: len as u32,
+            });
+        }
+        self.ensure_idle()?;
+        let direct = addr % 4 == 0 && len % 4 == 0 && data.as_ptr() as usize % 4 == 0;
+        if direct {
+            self.port.write(addr, data)?;
+        } else {
+            let base = addr & !3;
+            let end = (addr + len as u32 + 3) & !3;
+            let head = (addr - base) as usize;
+            let window = &mut self.bounce.0[..(end - base) as usize];
+            window.fill(0xFF);
+            window[head..head + len].copy_from_slice(data);
+            self.port.write(base, window)?;
+        }
+        self.pending = Some(Operation::PageProgram);
+        Ok(())
+    }
+
+    fn start_erase(&mut self, addr: u32, op: Operation) -> Result<(), FlashError> {
+        let unit = match op {
+            Operation::EraseSector => mx25r::SECTOR_SIZE,
+            Operation::EraseBlock32 => mx25r::BLOCK32_SIZE,
+            Operation::EraseBlock64 => mx25r::BLOCK64_SIZE,
+            _ => mx25r::CAPACITY,
+        };
+        if addr % unit != 0 {
+            return Err(FlashError::Misaligned {
+                what: Misalignment::EraseUnit,
+                value: addr,
+            });
+        }
+        Self::check_bounds(addr, unit as usize)?;
+        self.ensure_idle()?;
+        match op {
+            Operation::EraseSector => self.port.erase(addr, QspiEraseLen::Sector4K)?,
+            Operation::EraseBlock64 => self.port.erase(addr, QspiEraseLen::Block64K)?,
+            Operation::EraseBlock32 => {
+                let mut a = [(addr >> 16) as u8, (addr >> 8) as u8, addr as u8];
+                self.port.custom(opcode::BE32K, &mut a, true)?;
+            }
+            _ => self.port.erase(0, QspiEraseLen::All)?,
+        }
+        self.pending = Some(op);
+        Ok(())
+    }
+
+    /// Starts erasing the 4 KiB sector at `addr` (sector aligned).
+    pub fn start_erase_sector(&mut self, addr: u32) -> Result<(), FlashError> {
+        self.start_erase(addr, Operation::EraseSector)
+    }
+
+    /// Starts erasing the 32 KiB block at `addr` (custom instruction: the ERASE task has no
+    /// 32 KiB length).
+    pub fn start_erase_block32(&mut self, addr: u32) -> Result<(), FlashError> {
+        self.start_erase(addr, Operation::EraseBlock32)
+    }
+
+    /// Starts erasing the 64 KiB block at `addr`.
+    pub fn start_erase_block64(&mut self, addr: u32) -> Result<(), FlashError> {
+        self.start_erase(addr, Operation::EraseBlock64)
+    }
+
+    /// Starts erasing the whole chip.
+    pub fn start_erase_chip(&mut self) -> Result<(), FlashError> {
+        self.start_erase(0, Operation::EraseChip)
+    }
+
+    /// Reads `len` bytes at `addr` through the bounce buffer into `out` (`len` ≤ 252).
+    fn read_bounced(&mut self, addr: u32, out: &mut [u8]) -> Result<(), FlashError> {
+        let base = addr & !3;
+        let head = (addr - base) as usize;
+        let end = (addr + out.len() as u32 + 3) & !3;
+        let window = &mut self.bounce.0[..(end - base) as usize];
+        self.port.read(base, window)?;
+        out.copy_from_slice(&window[head..head + out.len()]);
+        Ok(())
+    }
+}
+
+impl<P: QspiPort> ErrorType for QspiFlash<P> {
+    type Error = FlashError;
+}
+
+impl<P: QspiPort> ReadNorFlash for QspiFlash<P> {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        Self::check_bounds(offset, bytes.len())?;
+        // A busy flash answers reads with garbage.
+        self.wait()?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let addr = offset + done as u32;
+            let rest = &mut bytes[done..];
+            let addr_mis = (addr % 4) as usize;
+            let ptr_mis = rest.as_ptr() as usize % 4;
+            let n = if addr_mis == ptr_mis {
+                if addr_mis == 0 && rest.len() >= 4 {
+                    let n = (rest.len() & !3).min(MAX_DMA_CHUNK);
+                    self.port.read(addr, &mut rest[..n])?;
+                    done += n;
+                    continue;
+                }
+                // Head up to the next word, or the final partial word.
+                (4 - addr_mis).min(rest.len())
+            } else {
+                // RAM and flash alignment differ: everything goes through the bounce buffer.
+                rest.len().min(mx25r::PAGE_SIZE as usize - 4)
+            };
+            self.read_bounced(addr, &mut bytes[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        mx25r::CAPACITY as usize
+    }
+}
+
+impl<P: QspiPort> NorFlash for QspiFlash<P> {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = mx25r::SECTOR_SIZE as usize;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        if from > to {
+            return Err(FlashError::BadLength {
+                len: 0,
+                max: mx25r::CAPACITY,
+            });
+        }
+        for v in [from, to] {
+            if v % mx25r::SECTOR_SIZE != 0 {
+                return Err(FlashError::Misaligned {
+                    what: Misalignment::Granularity,
+                    value: v,
+                });
+            }
+        }
+        Self::check_bounds(from, (to - from) as usize)?;
+        let mut addr = from;
+        while addr < to {
+            self.wait()?;
+            let block = self.erase_strategy == EraseStrategy::LargestBlocks
+                && addr % mx25r::BLOCK64_SIZE == 0
+                && to - addr >= mx25r::BLOCK64_SIZE;
+            if block {
+                self.start_erase_block64(addr)?;
+                addr += mx25r::BLOCK64_SIZE;
+            } else {
+                self.start_erase_sector(addr)?;
+                addr += mx25r::SECTOR_SIZE;
+            }
+        }
+        self.wait()
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        Self::check_bounds(offset, bytes.len())?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let addr = offset + done as u32;
+            let room = (mx25r::PAGE_SIZE - addr % mx25r::PAGE_SIZE) as usize;
+            let n = room.min(bytes.len() - done);
+            self.wait()?;
+            self.start_program_page(addr, &bytes[done..done + n])?;
+            done += n;
+        }
+        self.wait()
+    }
+}
