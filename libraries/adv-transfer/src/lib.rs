@@ -1,2 +1,53 @@
+//! Image transfer over BLE legacy advertising: sender and receiver state machines, sans-IO.
+//!
+//! A sender broadcasts the image as 25-byte chunks, one per advertising event, each inside one
+//! Manufacturer Specific Data AD structure (≤ 31 bytes of AdvData). The receiver stages chunks
+//! as they come (any order, duplicates ignored), checks each 4 KiB block against its CRC-32 once
+//! all its chunks are in, and reports in its own advertisements which chunks it still misses;
+//! the sender retransmits those. A receiver that reboots mid-transfer reads back what it had
+//! staged and continues. The byte layout is in `docs/transfer-protocol.md`.
+//!
+//! Neither side does I/O or keeps time: the caller feeds advertisements ([`Receiver::on_adv`],
+//! [`Sender::on_adv`]) and ticks, performs the staging operations the receiver asks for
+//! ([`Receiver::poll_op`] / [`Receiver::op_done`]) and transmits the advertisements the sides
+//! produce ([`Sender::next_adv`], [`Receiver::status_adv`]). The host tool, the simulator and the
+//! Tock DFU app share the same code.
 #![no_std]
-//! TODO
+
+pub mod receiver;
+pub mod sender;
+pub mod wire;
+
+pub use receiver::{Receiver, RxCounters, RxOutcome, RxProgress, StageError, StageOp};
+pub use sender::{Sender, SenderError, TxCounters, TxEvent};
+pub use wire::{RxState, SessionInfo, DEFAULT_COMPANY_ID};
+
+/// Advertising-bearer figures the protocol is designed around (Bluetooth Core, legacy 1M PHY).
+pub mod bearer {
+    use crate::wire::PDU_MAX;
+    /// Minimum advInterval for non-connectable advertising (since Bluetooth 5.0), in µs.
+    pub const ADV_INTERVAL_MIN_US: u64 = 20_000;
+    /// advDelay is drawn uniformly from 0–10 ms per event; its mean, in µs.
+    pub const ADV_DELAY_MEAN_US: u64 = 5_000;
+    /// Advertising events per second for one advertising set at the minimum interval.
+    pub const EVENTS_PER_S: f64 = 1e6 / (ADV_INTERVAL_MIN_US + ADV_DELAY_MEAN_US) as f64;
+    /// Bytes per event any protocol can use: the AdvData less one AD structure's framing.
+    pub const PAYLOAD_PER_EVENT: usize = PDU_MAX;
+    /// The bearer limit in bytes/s: payload bytes per event × events per second.
+    pub const LIMIT_BYTES_PER_S: f64 = PAYLOAD_PER_EVENT as f64 * EVENTS_PER_S;
+}
+
+/// Link parameters shared by both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The company identifier in every AD structure.
+    pub company_id: u16,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            company_id: DEFAULT_COMPANY_ID,
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! The receiving side: advertisements and timer ticks in; staging operations and status
+//! advertisements out. One staging operation is outstanding at a time.
+use crate::wire::*;
+
+/// Chunks that may wait in RAM while a staging operation is in flight.
+pub const QUEUE_LEN: usize = 8;
+/// Largest read the receiver asks for (its verification buffer).
+pub const READ_LEN: usize = 256;
+/// A joined session with no PDU for this long may be replaced by a new announce.
+pub const SESSION_TIMEOUT_MS: u64 = 30_000;
+
+/// What the receiver asks the staging store (the update-region) to do. Offsets are relative to
+/// the start of the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageOp<'a> {
+    /// Start a new staging session for `image_len` bytes, remembering `tag`.
+    Begin { tag: [u8; 16], image_len: u32 },
+    /// Erase the 4 KiB block at `offset`.
+    Erase { offset: u32 },
+    /// Program `data` at `offset` (into erased, never-written bytes).
+    Write { offset: u32, data: &'a [u8] },
+    /// Read `len` (≤ [`READ_LEN`]) bytes at `offset`; hand them to `op_done`.
+    Read { offset: u32, len: u32 },
+    /// Check the staged image and request the boot.
+    Finalize,
+}
+
+/// How a staging operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageError {
+    /// The block was not erased in this session.
+    NotErased,
+    /// The bytes were already written.
+    NotBlank,
+    /// Finalize refused the staged image.
+    Rejected,
+    /// Anything else (flash failure, busy): retried later.
+    Failed,
+}
+
+/// What became of one advertisement (for counters and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxOutcome {
+    /// A new chunk, queued for staging.
+    Chunk,
+    /// A chunk already held (or already queued).
+    Duplicate,
+    /// An announce that started, resumed or repeated the session.
+    Announce,
+    /// Block CRCs learnt.
+    Manifest,
+    /// Not addressed to us: other AD structures, company, or a status PDU.
+    NotOurs,
+    /// A control PDU of another session.
+    OtherSession,
+    /// A chunk index beyond the image, or a block beyond it in a manifest.
+    OutOfRange,
+    /// Wrong length for its kind, unknown kind, or a broken AD structure.
+    Malformed,
+    /// More than 31 bytes.
+    Oversized,
+    /// A chunk that arrived before any session was joined, or while the queue was full.
+    Dropped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Listening,
+    /// Waiting to issue / for completion of `Begin`.
+    Beginning,
+    /// After a reboot: reading the staged bytes back to learn which chunks are there.
+    Rebuilding {
+        at: u32,
+    },
+    Receiving,
+    Finalizing,
+    Done(RxState),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    /// Must be erased before its first write.
+    Unknown,
+    /// Erased in this session (or holding chunks found after a reboot).
+    Erased,
+    /// Every chunk staged and its CRC checked.
+    Verified,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    index: u32,
+    len: u8,
+    data: [u8; CHUNK_LEN],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InFlight {
+    Begin,
+    Erase { block: u32 },
+    Write { slot: usize },
+    Rebuild { at: u32, len: u32 },
+    Verify { block: u32, at: u32, len: u32 },
+    Finalize,
+}
+
+/// Counters for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    pub chunks: u32,
+    pub duplicates: u32,
+    pub ignored: u32,
+    pub dropped: u32,
+    pub crc_failures: u32,
+    pub conflicts: u32,
+}
+
+/// Progress for a display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxProgress {
+    pub state: RxState,
+    pub received_chunks: u32,
+    pub total_chunks: u32,
+    pub verified_blocks: u32,
+    pub total_blocks: u32,
+}
+
+/// The receiver state machine. `bitmap` is caller storage, one bit per chunk:
+/// [`Receiver::bitmap_len`] bytes for the largest image accepted.
+pub struct Receiver<'a> {
+    company_id: u16,
+    max_image_len: u32,
+    bitmap: &'a mut [u8],
+    resume_tag: Option<[u8; 16]>,
+    resumed_complete: bool,
+    session: Option<SessionInfo>,
+    phase: Phase,
+    blocks: [Block; MAX_BLOCKS],
+    crcs: [u32; MAX_BLOCKS],
+    crc_known: [u8; MAX_BLOCKS / 8],
+    queue: [Option<Queued>; QUEUE_LEN],
+    in_flight: Option<InFlight>,
+    verify_crc: Crc32,
+    /// The block being CRC-checked and the next offset in it.
+    verifying: Option<(u32, u32)>,
+    received: u32,
+    status_cursor: u32,
+    last_activity_ms: u64,
+    now_ms: u64,
+    counters: RxCounters,
+}
+
+impl<'a> Receiver<'a> {
+    /// Bytes of bitmap storage needed for images up to `max_image_len`.
+    pub const fn bitmap_len(max_image_len: u32) -> usize {
+        (total_chunks_const(max_image_len) as usize).div_ceil(8)
+    }
+
+    /// A receiver for images up to `max_image_len` bytes (capped by `bitmap` and the protocol).
+    /// `resume` is the tag of the staging session the store still holds after a reboot, if any,
+    /// and `resume_finalized` whether that session was already finalized.
+    pub fn new(
+        company_id: u16,
+        max_image_len: u32,
+        bitmap: &'a mut [u8],
+        resume: Option<[u8; 16]>,
+        resume_finalized: bool,
+    ) -> Self {
+        let by_bitmap = (bitmap.len() as u32 * 8 / CHUNKS_PER_BLOCK) * BLOCK_LEN as u32;
+        Receiver {
+            company_id,
+            max_image_len: max_image_len.min(MAX_IMAGE_LEN).min(by_bitmap),
+            bitmap,
+            resume_tag: resume,
+            resumed_complete: resume_finalized,
+            session: None,
+            phase: Phase::Listening,
+            blocks: [Block::Unknown; MAX_BLOCKS],
+            crcs: [0; MAX_BLOCKS],
+            crc_known: [0; MAX_BLOCKS / 8],
+            queue: [None; QUEUE_LEN],
+            in_flight: None,
+            verify_crc: Crc32::new(),
+            verifying: None,
+            received: 0,
+            status_cursor: 0,
+            last_activity_ms: 0,
+            now_ms: 0,
+            counters: RxCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> RxCounters {
+        self.counters
+    }
+
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.session
+    }
+
+    pub fn state(&self) -> RxState {
+        match self.phase {
+            Phase::Listening => RxState::Listening,
+            Phase::Done(s) => s,
+            _ => RxState::Receiving,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.phase == Phase::Done(RxState::Complete)
+    }
+
+    pub fn progress(&self) -> RxProgress {
+        let (total_chunks, total_blocks) = self
+            .session
+            .map(|s| (s.total_chunks(), s.blocks()))
+            .unwrap_or((0, 0));
+        RxProgress {
+            state: self.state(),
+            received_chunks: self.received,
+            total_chunks,
+            verified_blocks: self.blocks[..total_blocks as usize]
+                .iter()
+                .filter(|b| **b == Block::Verified)
+                .count() as u32,
+            total_blocks,
+        }
+    }
+
+    /// The passage of time (for the session timeout).
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    fn has(&self, chunk: u32) -> bool {
+        self.bitmap[(chunk / 8) as usize] & (1 << (chunk % 8)) != 0
+    }
+
+    fn set(&mut self, chunk: u32, on: bool) {
+        let (byte, bit) = ((chunk / 8) as usize, 1u8 << (chunk % 8));
+        let was = self.bitmap[byte] & bit != 0;
+        if on && !was {
+            self.bitmap[byte] |= bit;
+            self.received += 1;
+        } else if !on && was {
+            self.bitmap[byte] &= !bit;
+            self.received -= 1;
+        }
+    }
+
+    fn crc_of(&self, block: u32) -> Option<u32> {
+        let b = block as usize;
+        (self.crc_known[b / 8] & (1 << (b % 8)) != 0).then_some(self.crcs[b])
+    }
+
+    fn block_chunks(&self, block: u32) -> core::ops::Range<u32> {
+        let total = self.session.map(|s| s.total_chunks()).unwrap_or(0);
+        let first = block * CHUNKS_PER_BLOCK;
+        first..(first + CHUNKS_PER_BLOCK).min(total)
+    }
+
+    /// Forget a block's chunks: it will be erased and received again.
+    fn reset_block(&mut self, block: u32) {
+        for c in self.block_chunks(block) {
+            self.set(c, false);
+        }
+        for q in self.queue.iter_mut() {
+            if q.is_some_and(|q| q.index / CHUNKS_PER_BLOCK == block) {
+                *q = None;
+            }
+        }
+        self.blocks[block as usize] = Block::Unknown;
+        if self.verifying.is_some_and(|(b, _)| b == block) {
+            self.verifying = None;
+        }
+    }
+
+    /// Hand the receiver one advertisement's AdvData.
+    pub fn on_adv(&mut self, adv_data: &[u8]) -> RxOutcome {
+        let outcome = self.classify(adv_data);
+        match outcome {
+            RxOutcome::Chunk | RxOutcome::Announce | RxOutcome::Manifest => {
+                self.last_activity_ms = self.now_ms
+            }
+            RxOutcome::Duplicate => {
+                self.counters.duplicates += 1;
+                self.last_activity_ms = self.now_ms;
+            }
+            RxOutcome::Dropped => self.counters.dropped += 1,
+            _ => self.counters.ignored += 1,
+        }
+        outcome
+    }
+
+    fn classify(&mut self, adv_data: &[u8]) -> RxOutcome {
+        let pdu = match unframe(self.company_id, adv_data) {
+            Ok(p) => p,
+            Err(FrameError::Oversized) => return RxOutcome::Oversized,
+            Err(FrameError::Truncated) => return RxOutcome::Malformed,
+            Err(FrameError::NotOurs) => return RxOutcome::NotOurs,
+        };
+        if pdu.len() < 2 {
+            return RxOutcome::Malformed;
+        }
+        let head = u16::from_be_bytes([pdu[0], pdu[1]]);
+        if head < CONTROL_FLOOR {
+            return self.on_chunk(head as u32, &pdu[2..]);
+        }
+        match pdu[0] {
+            KIND_ANNOUNCE => match parse_announce(pdu) {
+                Some(info) => self.on_announce(info),
+                None => RxOutcome::Malformed,
+            },
+            KIND_MANIFEST => self.on_manifest(pdu),
+            KIND_STATUS => RxOutcome::NotOurs,
+            _ => RxOutcome::Malformed,
+        }
+    }
+
+    fn on_announce(&mut self, info: SessionInfo) -> RxOutcome {
+        if let Some(current) = self.session {
+            if current.session == info.session {
+                return if current == info {
+                    RxOutcome::Announce
+                } else {
+                    RxOutcome::Malformed
+                };
+            }
+            let idle = self.now_ms.saturating_sub(self.last_activity_ms) >= SESSION_TIMEOUT_MS;
+            let busy = matches!(self.phase, Phase::Finalizing) || self.in_flight.is_some();
+            if !idle || busy {
+                return RxOutcome::OtherSession;
+            }
+        }
+        // Join (or switch to) this session.
+        self.session = Some(info);
+        self.bitmap.fill(0);
+        self.received = 0;
+        self.blocks = [Block::Unknown; MAX_BLOCKS];
+        self.crc_known = [0; MAX_BLOCKS / 8];
+        self.queue = [None; QUEUE_LEN];
+        self.verifying = None;
+        self.status_cursor = 0;
+        if info.capabilities & !capability::SUPPORTED != 0 {
+            self.phase = Phase::Done(RxState::Unsupported);
+        } else if info.image_len == 0 || info.image_len > self.max_image_len {
+            self.phase = Phase::Done(RxState::TooLarge);
+        } else if self.resume_tag == Some(info.tag()) {
+            self.phase = if self.resumed_complete {
+                Phase::Done(RxState::Complete)
+            } else {
+                Phase::Rebuilding { at: 0 }
+            };
+        } else {
+            self.phase = Phase::Beginning;
+        }
+        self.resume_tag = None;
+        RxOutcome::Announce
+    }
+
+    fn on_manifest(&mut self, pdu: &[u8]) -> RxOutcome {
+        if pdu.len() < MANIFEST_HEAD + 4 || !(pdu.len() - MANIFEST_HEAD).is_multiple_of(4) {
+            return RxOutcome::Malformed;
+        }
+        let Some(info) = self.session else {
+            return RxOutcome::Dropped;
+        };
+        if le32(pdu, 1) != info.session {
+            return RxOutcome::OtherSession;
+        }
+        let first = le16(pdu, 5) as u32;
+        let count = ((pdu.len() - MANIFEST_HEAD) / 4) as u32;
+        if first + count > info.blocks() {
+            return RxOutcome::OutOfRange;
+        }
+        for i in 0..count {
+            let b = (first + i) as usize;
+            // The first CRC heard for a block stands; a conflicting one is ignored.
+            if self.crc_known[b / 8] & (1 << (b % 8)) == 0 {
+                self.crcs[b] = le32(pdu, MANIFEST_HEAD + 4 * i as usize);
+                self.crc_known[b / 8] |= 1 << (b % 8);
+            }
+        }
+        RxOutcome::Manifest
+    }
+
+    fn on_chunk(&mut self, index: u32, data: &[u8]) -> RxOutcome {
+        let Some(info) = self.session else {
+            return RxOutcome::Dropped;
+        };
+        if index >= info.total_chunks() {
+            return RxOutcome::OutOfRange;
+        }
+        let (_, len) = chunk_range(index, info.image_len);
+        if data.len() != len {
+            return RxOutcome::Malformed;
+        }
+        if !matches!(self.phase, Phase::Receiving) {
+            return if self.has(index) || self.phase == Phase::Done(RxState::Complete) {
+                RxOutcome::Duplicate
+            } else {
+                RxOutcome::Dropped
+            };
+        }
+        if self.has(index)
+            || self.blocks[(index / CHUNKS_PER_BLOCK) as usize] == Block::Verified
+            || self.queue.iter().flatten().any(|q| q.index == index)
+        {
+            return RxOutcome::Duplicate;
+        }
+        let Some(slot) = self.queue.iter().position(|q| q.is_none()) else {
+            return RxOutcome::Dropped;
+        };
+        let mut q = Queued {
+            index,
+            len: len as u8,
+            data: [0; CHUNK_LEN],
+        };
+        q.data[..len].copy_from_slice(data);
+        self.queue[slot] = Some(q);
+        self.counters.chunks += 1;
+        RxOutcome::Chunk
+    }
+
+    /// The next staging operation to perform, if any (`None` while one is in flight).
+    pub fn poll_op(&mut self) -> Option<StageOp<'_>> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let info = self.session?;
+        match self.phase {
+            Phase::Listening | Phase::Done(_) | Phase::Finalizing => return None,
+            Phase::Beginning => {
+                self.in_flight = Some(InFlight::Begin);
+                return Some(StageOp::Begin {
+                    tag: info.tag(),
+                    image_len: info.image_len,
+                });
+            }
+            Phase::Rebuilding { at } => {
+                let len = (info.image_len - at).min(READ_LEN as u32);
+                self.in_flight = Some(InFlight::Rebuild { at, len });
+                return Some(StageOp::Read { offset: at, len });
+            }
+            Phase::Receiving => {}
+        }
+        // 1. Check a block whose chunks are all staged and whose CRC is known.
+        if self.verifying.is_none() {
+            if let Some(block) = (0..info.blocks()).find(|&b| {
+                self.blocks[b as usize] == Block::Erased
+                    && self.crc_of(b).is_some()
+                    && self.block_chunks(b).all(|c| self.has(c))
+            }) {
+                self.verify_crc = Crc32::new();
+                self.verify_crc.update(&info.session.to_le_bytes());
+                self.verifying = Some((block, 0));
+            }
+        }
+        if let Some((block, at)) = self.verifying {
+            let len = (self.block_len(block) - at).min(READ_LEN as u32);
+            self.in_flight = Some(InFlight::Verify { block, at, len });
+            return Some(StageOp::Read {
+                offset: block * BLOCK_LEN as u32 + at,
+                len,
+            });
+        }
+        // 2. Stage a queued chunk (erasing its block first if needed).
+        if let Some(slot) = self.queue.iter().position(|q| q.is_some()) {
+            let q = self.queue[slot].unwrap_or(Queued {
+                index: 0,
+                len: 0,
+                data: [0; 25],
+            });
+            let block = q.index / CHUNKS_PER_BLOCK;
+            if self.blocks[block as usize] == Block::Unknown {
+                self.in_flight = Some(InFlight::Erase { block });
+                return Some(StageOp::Erase {
+                    offset: block * BLOCK_LEN as u32,
+                });
+            }
+            let (offset, _) = chunk_range(q.index, info.image_len);
+            self.in_flight = Some(InFlight::Write { slot });
+            let q = self.queue[slot].as_ref()?;
+            return Some(StageOp::Write {
+                offset,
+                data: &q.data[..q.len as usize],
+            });
+        }
+        // 3. All blocks verified: finalize.
+        if (0..info.blocks()).all(|b| self.blocks[b as usize] == Block::Verified) {
+            self.phase = Phase::Finalizing;
+            self.in_flight = Some(InFlight::Finalize);
+            return Some(StageOp::Finalize);
+        }
+        // 4. Erase ahead: the first unknown block after one that holds chunks, so the erase
+        // (up to 240 ms on the MX25R6435F) is done before its chunks arrive.
+        if let Some(block) = (1..info.blocks()).find(|&b| {
+            self.blocks[b as usize] == Block::Unknown
+                && self.blocks[b as usize - 1] != Block::Unknown
+        }) {
+            self.in_flight = Some(InFlight::Erase { block });
+            return Some(StageOp::Erase {
+                offset: block * BLOCK_LEN as u32,
+            });
+        }
+        None
+    }
+
+    fn block_len(&self, block: u32) -> u32 {
+        let image_len = self.session.map(|s| s.image_len).unwrap_or(0);
+        (image_len - block * BLOCK_LEN as u32).min(BLOCK_LEN as u32)
+    }
+
+    /// The outcome of the operation last returned by [`Receiver::poll_op`]: `Ok(bytes)` with
+    /// the bytes of a `Read`, `Ok(&[])` otherwise.
+    pub fn op_done(&mut self, result: Result<&[u8], StageError>) {
+        let Some(op) = self.in_flight.take() else {
+            return;
+        };
+        let Some(info) = self.session else {
+            return;
+        };
+        match (op, result) {
+            (InFlight::Begin, Ok(_)) => self.phase = Phase::Receiving,
+            (InFlight::Begin, Err(_)) => {}
+            (InFlight::Erase { block }, Ok(_)) => {
+                for c in self.block_chunks(block) {
+                    self.set(c, false);
+                }
+                self.blocks[block as usize] = Block::Erased;
+            }
+            (InFlight::Erase { .. }, Err(_)) => {}
+            (InFlight::Write { slot }, Ok(_)) => {
+                if let Some(q) = self.queue[slot].take() {
+                    self.set(q.index, true);
+                }
+            }
+            (InFlight::Write { slot }, Err(e)) => {
+                let block = self.queue[slot].map(|q| q.index / CHUNKS_PER_BLOCK);
+                // The store disagrees with what we believe: start the block over.
+                if let (StageError::NotErased | StageError::NotBlank, Some(block)) = (e, block) {
+                    self.counters.conflicts += 1;
+                    self.reset_block(block);
+                }
+            }
+            (InFlight::Rebuild { at, len }, Ok(bytes)) => {
+                for (i, &b) in bytes.iter().take(len as usize).enumerate() {
+                    if b != 0xFF {
+                        let c = chunk_of(at + i as u32);
+                        self.set(c, true);
+                        self.blocks[(c / CHUNKS_PER_BLOCK) as usize] = Block::Erased;
+                    }
+                }
+                let at = at + len;
+                self.phase = if at >= info.image_len {
+                    Phase::Receiving
+                } else {
+                    Phase::Rebuilding { at }
+                };
+            }
+            (InFlight::Rebuild { .. }, Err(_)) => {}
+            (InFlight::Verify { block, at, len }, Ok(bytes)) => {
+                self.verify_crc
+                    .update(&bytes[..(len as usize).min(bytes.len())]);
+                let at = at + len;
+                let block_len = self.block_len(block);
+                if at < block_len {
+                    self.verifying = Some((block, at));
+                    return;
+                }
+                self.verifying = None;
+                if Some(self.verify_crc.finish()) == self.crc_of(block) {
+                    self.blocks[block as usize] = Block::Verified;
+                } else {
+                    self.counters.crc_failures += 1;
+                    self.reset_block(block);
+                }
+            }
+            (InFlight::Verify { .. }, Err(_)) => self.verifying = None,
+            (InFlight::Finalize, Ok(_)) => self.phase = Phase::Done(RxState::Complete),
+            (InFlight::Finalize, Err(StageError::Rejected)) => {
+                self.phase = Phase::Done(RxState::Rejected)
+            }
+            (InFlight::Finalize, Err(_)) => self.phase = Phase::Receiving,
+        }
+    }
+
+    /// Build this receiver's status advertisement (AdvData); 0 if it has nothing to report yet.
+    pub fn status_adv(&mut self, out: &mut [u8; ADV_DATA_MAX]) -> usize {
+        let Some(info) = self.session else {
+            return 0;
+        };
+        let mut pdu = [0u8; PDU_MAX];
+        pdu[0] = KIND_STATUS;
+        pdu[1..5].copy_from_slice(&info.session.to_le_bytes());
+        pdu[5] = self.state() as u8;
+        // Ask for the CRCs of the first block that has chunks but no CRC yet.
+        let need = (0..info.blocks())
+            .find(|&b| self.crc_of(b).is_none() && self.blocks[b as usize] != Block::Unknown)
+            .map(|b| b as u16)
+            .unwrap_or(NO_BLOCK);
+        pdu[6..8].copy_from_slice(&need.to_le_bytes());
+        let total = info.total_chunks();
+        let missing = |r: &Self, c: u32| {
+            !r.has(c)
+                && r.blocks[(c / CHUNKS_PER_BLOCK) as usize] != Block::Verified
+                && !r.queue.iter().flatten().any(|q| q.index == c)
+        };
+        // Report the window that starts at the first missing chunk from the cursor on
+        // (wrapping), so successive reports walk the whole image.
+        let start = (self.status_cursor..total)
+            .chain(0..self.status_cursor.min(total))
+            .find(|&c| missing(self, c));
+        let base = start.unwrap_or(total);
+        pdu[8..10].copy_from_slice(&(base.min(u16::MAX as u32) as u16).to_le_bytes());
+        for i in 0..STATUS_WINDOW {
+            let c = base + i;
+            if c < total && missing(self, c) {
+                pdu[STATUS_HEAD + (i / 8) as usize] |= 1 << (i % 8);
+            }
+        }
+        self.status_cursor = if base + STATUS_WINDOW >= total {
+            0
+        } else {
+            base + STATUS_WINDOW
+        };
+        frame(self.company_id, &pdu, out)
+    }
+}
+
+const fn total_chunks_const(image_len: u32) -> u32 {
+    let full = image_len / BLOCK_LEN as u32;
+    let rest = image_len % BLOCK_LEN as u32;
+    full * CHUNKS_PER_BLOCK + rest.div_ceil(CHUNK_LEN as u32)
+}

@@ -1,0 +1,294 @@
+//! The on-air format: AD structure framing, PDU kinds, chunk geometry and the block CRC.
+//! `docs/transfer-protocol.md` describes the same bytes in prose.
+
+/// Legacy advertising carries at most 31 bytes of AdvData per PDU.
+pub const ADV_DATA_MAX: usize = 31;
+/// AD type "Manufacturer Specific Data" (Bluetooth Assigned Numbers, Generic Access Profile).
+pub const AD_TYPE_MANUFACTURER_SPECIFIC: u8 = 0xFF;
+/// Company identifier 0xFFFF: reserved by the Bluetooth SIG for internal use and testing.
+/// A product replaces it with its own assigned identifier ([`crate::Link::company_id`]).
+pub const DEFAULT_COMPANY_ID: u16 = 0xFFFF;
+/// Bytes of one AD structure's own framing: length, type, 16-bit company identifier.
+pub const AD_OVERHEAD: usize = 4;
+/// Protocol bytes per PDU: what is left of the AdvData after the AD framing.
+pub const PDU_MAX: usize = ADV_DATA_MAX - AD_OVERHEAD;
+
+/// Image bytes in one data PDU (27 − 2-byte chunk index).
+pub const CHUNK_LEN: usize = 25;
+/// A block is one 4 KiB flash sector of the staged image; each has its own CRC.
+pub const BLOCK_LEN: usize = 4096;
+/// log2 of [`BLOCK_LEN`], as sent in the announce.
+pub const BLOCK_LOG2: u8 = 12;
+/// Chunks never cross a block boundary: 163 chunks of 25 bytes and one of 21 per full block.
+pub const CHUNKS_PER_BLOCK: u32 = BLOCK_LEN.div_ceil(CHUNK_LEN) as u32;
+/// Largest image the protocol (and the receiver's fixed tables) carries: 256 blocks, 1 MiB.
+pub const MAX_BLOCKS: usize = 256;
+pub const MAX_IMAGE_LEN: u32 = (MAX_BLOCKS * BLOCK_LEN) as u32;
+pub const MAX_CHUNKS: u32 = MAX_BLOCKS as u32 * CHUNKS_PER_BLOCK;
+/// Data PDUs start with a big-endian chunk index below this; control PDUs with a byte ≥ 0xF0.
+pub const CONTROL_FLOOR: u16 = 0xF000;
+
+/// Protocol version in the announce.
+pub const VERSION: u8 = 1;
+
+/// Control PDU kinds (first byte).
+pub const KIND_ANNOUNCE: u8 = 0xF1;
+pub const KIND_MANIFEST: u8 = 0xF2;
+pub const KIND_STATUS: u8 = 0xF8;
+
+pub const ANNOUNCE_LEN: usize = 17;
+/// Manifest: kind, session, first block, then up to this many CRC-32s.
+pub const MANIFEST_HEAD: usize = 7;
+pub const CRCS_PER_MANIFEST: usize = (PDU_MAX - MANIFEST_HEAD) / 4;
+/// Status: kind, session, state, need-manifest block, bitmap base, then the bitmap.
+pub const STATUS_HEAD: usize = 10;
+pub const STATUS_BITMAP_BYTES: usize = PDU_MAX - STATUS_HEAD;
+/// Chunks one status PDU reports on.
+pub const STATUS_WINDOW: u32 = (STATUS_BITMAP_BYTES * 8) as u32;
+/// "No manifest needed" in a status PDU.
+pub const NO_BLOCK: u16 = 0xFFFF;
+
+/// Capability bits in the announce. A receiver refuses any bit it does not implement, so a
+/// sender can add compressed or delta images later without an old receiver staging garbage.
+pub mod capability {
+    /// The chunks carry a compressed image (reserved; not implemented).
+    pub const COMPRESSED: u8 = 1 << 0;
+    /// The chunks carry a delta against the running image (reserved; not implemented).
+    pub const DELTA: u8 = 1 << 1;
+    /// What this version implements: plain images only.
+    pub const SUPPORTED: u8 = 0;
+}
+
+/// The receiver's state as reported in its status PDU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RxState {
+    /// Listening; no session joined yet.
+    Listening = 0,
+    /// Receiving chunks.
+    Receiving = 1,
+    /// Every block staged and CRC-checked; the image is finalized.
+    Complete = 2,
+    /// The announce asked for a capability this receiver lacks.
+    Unsupported = 3,
+    /// The image does not fit.
+    TooLarge = 4,
+    /// The staged image failed its final check (finalize refused it).
+    Rejected = 5,
+}
+
+impl RxState {
+    pub fn from_u8(v: u8) -> Option<RxState> {
+        Some(match v {
+            0 => RxState::Listening,
+            1 => RxState::Receiving,
+            2 => RxState::Complete,
+            3 => RxState::Unsupported,
+            4 => RxState::TooLarge,
+            5 => RxState::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// What a transfer is: the announce's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session: u32,
+    pub image_len: u32,
+    /// CRC-32 of the whole image (identifies it when a receiver resumes).
+    pub image_crc: u32,
+    pub capabilities: u8,
+}
+
+impl SessionInfo {
+    /// The 16-byte tag stored with the staging session so a rebooted receiver knows what it has.
+    pub fn tag(&self) -> [u8; 16] {
+        let mut t = [0xFF; 16];
+        t[0..4].copy_from_slice(&self.session.to_le_bytes());
+        t[4..8].copy_from_slice(&self.image_len.to_le_bytes());
+        t[8..12].copy_from_slice(&self.image_crc.to_le_bytes());
+        t[12] = self.capabilities;
+        t[13] = VERSION;
+        t
+    }
+
+    pub fn total_chunks(&self) -> u32 {
+        total_chunks(self.image_len)
+    }
+
+    pub fn blocks(&self) -> u32 {
+        self.image_len.div_ceil(BLOCK_LEN as u32)
+    }
+}
+
+/// Chunks needed for an image of `image_len` bytes.
+pub fn total_chunks(image_len: u32) -> u32 {
+    let full = image_len / BLOCK_LEN as u32;
+    let rest = image_len % BLOCK_LEN as u32;
+    full * CHUNKS_PER_BLOCK + rest.div_ceil(CHUNK_LEN as u32)
+}
+
+/// Image offset and length of chunk `index` (caller checks `index < total_chunks`).
+pub fn chunk_range(index: u32, image_len: u32) -> (u32, usize) {
+    let block = index / CHUNKS_PER_BLOCK;
+    let within = (index % CHUNKS_PER_BLOCK) * CHUNK_LEN as u32;
+    let offset = block * BLOCK_LEN as u32 + within;
+    let len = (CHUNK_LEN as u32)
+        .min(BLOCK_LEN as u32 - within)
+        .min(image_len.saturating_sub(offset));
+    (offset, len as usize)
+}
+
+/// The chunk holding image offset `offset`.
+pub fn chunk_of(offset: u32) -> u32 {
+    let block = offset / BLOCK_LEN as u32;
+    block * CHUNKS_PER_BLOCK + (offset % BLOCK_LEN as u32) / CHUNK_LEN as u32
+}
+
+/// Wrap a protocol PDU in its AD structure; returns the AdvData length.
+pub fn frame(company_id: u16, pdu: &[u8], out: &mut [u8; ADV_DATA_MAX]) -> usize {
+    let n = pdu.len().min(PDU_MAX);
+    out[0] = (n + 3) as u8;
+    out[1] = AD_TYPE_MANUFACTURER_SPECIFIC;
+    out[2..4].copy_from_slice(&company_id.to_le_bytes());
+    out[4..4 + n].copy_from_slice(&pdu[..n]);
+    n + AD_OVERHEAD
+}
+
+/// Why AdvData was not taken as one of our PDUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// More than 31 bytes: not a legacy advertisement.
+    Oversized,
+    /// An AD structure runs past the end of the AdvData.
+    Truncated,
+    /// No Manufacturer Specific structure with our company identifier.
+    NotOurs,
+}
+
+/// Find our PDU among the AD structures of `adv_data`.
+pub fn unframe(company_id: u16, adv_data: &[u8]) -> Result<&[u8], FrameError> {
+    if adv_data.len() > ADV_DATA_MAX {
+        return Err(FrameError::Oversized);
+    }
+    let mut at = 0;
+    while at < adv_data.len() {
+        let len = adv_data[at] as usize;
+        if len == 0 {
+            // Zero length ends the significant part (the rest is padding).
+            break;
+        }
+        let end = at + 1 + len;
+        if end > adv_data.len() {
+            return Err(FrameError::Truncated);
+        }
+        let body = &adv_data[at + 1..end];
+        if body[0] == AD_TYPE_MANUFACTURER_SPECIFIC
+            && body.len() >= 3
+            && u16::from_le_bytes([body[1], body[2]]) == company_id
+        {
+            return Ok(&body[3..]);
+        }
+        at = end;
+    }
+    Err(FrameError::NotOurs)
+}
+
+/// CRC-32 (IEEE, reflected; the same as `control-area`'s) with a 1 KiB table built at compile
+/// time: the receiver checks every staged byte, so it is worth the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Crc32(u32);
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crc32 {
+    pub const fn new() -> Self {
+        Crc32(!0)
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for &b in data {
+            c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+    pub fn finish(&self) -> u32 {
+        !self.0
+    }
+    /// CRC of one block, bound to its session: CRC-32 over the session id (LE) then the bytes.
+    pub fn block(session: u32, bytes: &[u8]) -> u32 {
+        let mut c = Crc32::new();
+        c.update(&session.to_le_bytes());
+        c.update(bytes);
+        c.finish()
+    }
+    pub fn of(bytes: &[u8]) -> u32 {
+        let mut c = Crc32::new();
+        c.update(bytes);
+        c.finish()
+    }
+}
+
+pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(crate) fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// Encode an announce PDU.
+pub fn announce(info: &SessionInfo, out: &mut [u8; PDU_MAX]) -> usize {
+    out[0] = KIND_ANNOUNCE;
+    out[1] = VERSION;
+    out[2..6].copy_from_slice(&info.session.to_le_bytes());
+    out[6..10].copy_from_slice(&info.image_len.to_le_bytes());
+    out[10..14].copy_from_slice(&info.image_crc.to_le_bytes());
+    out[14] = info.capabilities;
+    out[15] = CHUNK_LEN as u8;
+    out[16] = BLOCK_LOG2;
+    ANNOUNCE_LEN
+}
+
+/// Decode an announce PDU (`None` if it is not a well-formed version-1 announce).
+pub fn parse_announce(pdu: &[u8]) -> Option<SessionInfo> {
+    if pdu.len() != ANNOUNCE_LEN
+        || pdu[0] != KIND_ANNOUNCE
+        || pdu[1] != VERSION
+        || pdu[15] as usize != CHUNK_LEN
+        || pdu[16] != BLOCK_LOG2
+    {
+        return None;
+    }
+    Some(SessionInfo {
+        session: le32(pdu, 2),
+        image_len: le32(pdu, 6),
+        image_crc: le32(pdu, 10),
+        capabilities: pdu[14],
+    })
+}
