@@ -218,7 +218,9 @@ impl<P: QspiPort> QspiFlash<P> {
             });
         }
         self.ensure_idle()?;
-        let direct = addr % 4 == 0 && len % 4 == 0 && data.as_ptr() as usize % 4 == 0;
+        let direct = addr.is_multiple_of(4)
+            && len.is_multiple_of(4)
+            && (data.as_ptr() as usize).is_multiple_of(4);
         if direct {
             self.port.write(addr, data)?;
         } else {
@@ -241,7 +243,7 @@ impl<P: QspiPort> QspiFlash<P> {
             Operation::EraseBlock64 => mx25r::BLOCK64_SIZE,
             _ => mx25r::CAPACITY,
         };
-        if addr % unit != 0 {
+        if !addr.is_multiple_of(unit) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::EraseUnit,
                 value: addr,
@@ -360,7 +362,7 @@ impl<P: QspiPort> NorFlash for QspiFlash<P> {
         while addr < to {
             self.wait()?;
             let block = self.erase_strategy == EraseStrategy::LargestBlocks
-                && addr % mx25r::BLOCK64_SIZE == 0
+                && addr.is_multiple_of(mx25r::BLOCK64_SIZE)
                 && to - addr >= mx25r::BLOCK64_SIZE;
             if block {
                 self.start_erase_block64(addr)?;

@@ -187,7 +187,7 @@ impl InternalFlash {
     /// One 32-bit write (CONFIG = WEN).
     pub fn write_word(&mut self, addr: u32, word: u32) -> Result<(), FlashError> {
         self.power.check_on()?;
-        if addr % 4 != 0 {
+        if !addr.is_multiple_of(4) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::NvmcWord,
                 value: addr,
@@ -223,7 +223,7 @@ impl InternalFlash {
     /// One page erase (CONFIG = EEN, ERASEPAGE).
     pub fn erase_page(&mut self, addr: u32) -> Result<(), FlashError> {
         self.power.check_on()?;
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::EraseUnit,
                 value: addr,

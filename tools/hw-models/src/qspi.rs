@@ -74,7 +74,7 @@ impl QspiPeripheral {
     }
 
     fn check_dma(flash_addr: u32, ptr: usize, len: usize) -> Result<(), FlashError> {
-        if ptr % 4 != 0 {
+        if !ptr.is_multiple_of(4) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::DmaBuffer,
                 value: (ptr % 4) as u32,
@@ -86,13 +86,13 @@ impl QspiPeripheral {
                 max: MAX_DMA_LEN as u32,
             });
         }
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::DmaLength,
                 value: len as u32,
             });
         }
-        if flash_addr % 4 != 0 {
+        if !flash_addr.is_multiple_of(4) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::QspiFlashAddress,
                 value: flash_addr,
@@ -143,7 +143,7 @@ impl QspiPort for QspiPeripheral {
 
     fn erase(&mut self, flash_addr: u32, len: QspiEraseLen) -> Result<(), FlashError> {
         self.power.check_on()?;
-        if flash_addr % 4 != 0 {
+        if !flash_addr.is_multiple_of(4) {
             return Err(FlashError::Misaligned {
                 what: Misalignment::QspiFlashAddress,
                 value: flash_addr,
