@@ -1,0 +1,310 @@
+//! Continuous passive BLE scanning with batched delivery to one process.
+//!
+//! Tock's stock advertising driver (`ble_advertising_driver`) listens for one packet per channel
+//! per scan interval (≥ 20 ms) and overwrites a single buffer per packet, so a receiver that wants
+//! every advertisement of a fast sender loses most of them. This capsule keeps the radio
+//! listening all the time: each received advertising PDU is appended to a kernel ring of reports,
+//! and the radio is re-armed on the next advertising channel (37 → 38 → 39) at once. Reports are
+//! handed to the scanning process in batches: whenever the process has released the previous
+//! batch, everything queued so far is copied into its buffer and one upcall announces it. While
+//! the process works, reports keep queueing; when the ring is full, new reports are counted as
+//! dropped (and that count is reported), never overwriting queued ones.
+//!
+//! One process scans at a time: the first to start owns the scanner until it stops (others get
+//! `BUSY`). The radio cannot be advertising for anyone else while this capsule owns it, so boards
+//! give it the radio alone.
+//!
+//! Syscall interface
+//! -----------------
+//!
+//! Driver number `0xA0001` (out-of-tree category 0xAxxxx, next to the staged-update driver).
+//!
+//! - Command `0`: exists.
+//! - Command `1`: start scanning (caller becomes the owner). `BUSY` if another process scans.
+//! - Command `2`: stop scanning. Reports already queued are discarded.
+//! - Command `3`: release the current batch (the process has consumed its buffer); the next
+//!   batch is delivered immediately if reports are queued.
+//! - Read-write allow `0`: the batch buffer. A batch is a sequence of reports, each
+//!   `[len, channel, pdu[len]]`: `len` is the PDU length (2-byte header, 6-byte AdvA, AdvData;
+//!   at most 39), `channel` the advertising channel (37, 38 or 39).
+//! - Upcall `0`: `(reports, bytes, dropped)`: a batch of `reports` reports in the first `bytes`
+//!   bytes of the buffer; `dropped` reports were lost to a full ring since the previous batch.
+
+use core::cell::Cell;
+
+use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
+use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient};
+use kernel::processbuffer::WriteableProcessBuffer;
+use kernel::syscall::{CommandReturn, SyscallDriver};
+use kernel::utilities::cells::{OptionalCell, TakeCell};
+use kernel::{ErrorCode, ProcessId};
+
+/// Syscall driver number.
+pub const DRIVER_NUM: usize = 0xA0001;
+
+/// Longest legacy advertising PDU: 2-byte header + 37-byte payload.
+pub const MAX_PDU: usize = 39;
+/// Bytes a report takes before its PDU.
+pub const REPORT_HEADER: usize = 2;
+
+pub mod upcall {
+    pub const BATCH: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
+pub mod rw_allow {
+    pub const BATCH: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
+pub mod command {
+    pub const EXISTS: usize = 0;
+    pub const START: usize = 1;
+    pub const STOP: usize = 2;
+    pub const RELEASE: usize = 3;
+}
+
+/// A ring of encoded reports (`[len, channel, pdu..]`), oldest first.
+pub struct ReportRing {
+    storage: &'static mut [u8],
+    head: usize,
+    used: usize,
+    reports: usize,
+}
+
+impl ReportRing {
+    pub fn new(storage: &'static mut [u8]) -> ReportRing {
+        ReportRing {
+            storage,
+            head: 0,
+            used: 0,
+            reports: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reports == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.used = 0;
+        self.reports = 0;
+    }
+
+    /// Append one report; `false` (and nothing stored) if it does not fit or is malformed.
+    pub fn push(&mut self, channel: u8, pdu: &[u8]) -> bool {
+        let need = REPORT_HEADER + pdu.len();
+        if pdu.is_empty() || pdu.len() > MAX_PDU || self.storage.len() - self.used < need {
+            return false;
+        }
+        let cap = self.storage.len();
+        let mut at = (self.head + self.used) % cap;
+        for &b in [pdu.len() as u8, channel].iter().chain(pdu) {
+            self.storage[at] = b;
+            at = (at + 1) % cap;
+        }
+        self.used += need;
+        self.reports += 1;
+        true
+    }
+
+    /// Move whole reports, oldest first, into `dst` while they fit; returns (reports, bytes).
+    pub fn drain_into(&mut self, dst: &mut dyn FnMut(usize, u8)) -> (usize, usize) {
+        self.drain_up_to(usize::MAX, dst)
+    }
+
+    /// As [`ReportRing::drain_into`], at most `limit` bytes.
+    pub fn drain_up_to(&mut self, limit: usize, dst: &mut dyn FnMut(usize, u8)) -> (usize, usize) {
+        let cap = self.storage.len();
+        let (mut reports, mut bytes) = (0, 0);
+        while self.reports > 0 {
+            let len = REPORT_HEADER + self.storage[self.head] as usize;
+            if bytes + len > limit {
+                break;
+            }
+            for i in 0..len {
+                dst(bytes + i, self.storage[(self.head + i) % cap]);
+            }
+            self.head = (self.head + len) % cap;
+            self.used -= len;
+            self.reports -= 1;
+            reports += 1;
+            bytes += len;
+        }
+        (reports, bytes)
+    }
+}
+
+/// Per-process state.
+#[derive(Default)]
+pub struct App;
+
+/// The bulk scanner. See the module docs.
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
+    radio: &'a B,
+    apps: Grant<App, UpcallCount<{ upcall::COUNT }>, AllowRoCount<0>, AllowRwCount<{ rw_allow::COUNT }>>,
+    owner: OptionalCell<ProcessId>,
+    ring: TakeCell<'static, ReportRing>,
+    channel: Cell<RadioChannel>,
+    /// Radio is listening (a receive is outstanding).
+    listening: Cell<bool>,
+    /// The owner holds a batch it has not released.
+    batch_out: Cell<bool>,
+    dropped: Cell<usize>,
+}
+
+fn channel_number(channel: RadioChannel) -> u8 {
+    match channel {
+        RadioChannel::AdvertisingChannel37 => 37,
+        RadioChannel::AdvertisingChannel38 => 38,
+        _ => 39,
+    }
+}
+
+fn next_channel(channel: RadioChannel) -> RadioChannel {
+    match channel {
+        RadioChannel::AdvertisingChannel37 => RadioChannel::AdvertisingChannel38,
+        RadioChannel::AdvertisingChannel38 => RadioChannel::AdvertisingChannel39,
+        _ => RadioChannel::AdvertisingChannel37,
+    }
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
+    pub fn new(
+        radio: &'a B,
+        apps: Grant<App, UpcallCount<{ upcall::COUNT }>, AllowRoCount<0>, AllowRwCount<{ rw_allow::COUNT }>>,
+        ring: &'static mut ReportRing,
+    ) -> BulkScan<'a, B> {
+        BulkScan {
+            radio,
+            apps,
+            owner: OptionalCell::empty(),
+            ring: TakeCell::new(ring),
+            channel: Cell::new(RadioChannel::AdvertisingChannel37),
+            listening: Cell::new(false),
+            batch_out: Cell::new(false),
+            dropped: Cell::new(0),
+        }
+    }
+
+    fn listen(&self) {
+        if !self.listening.get() && self.owner.is_some() {
+            self.listening.set(true);
+            self.radio.receive_advertisement(self.channel.get());
+        }
+    }
+
+    /// Deliver queued reports if the owner is ready for a batch.
+    fn deliver(&self) {
+        if self.batch_out.get() {
+            return;
+        }
+        let Some(owner) = self.owner.get() else { return };
+        let result = self.apps.enter(owner, |_, kernel_data| {
+            let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
+                return None;
+            };
+            let counts = buffer
+                .mut_enter(|dst| {
+                    self.ring
+                        .map(|ring| {
+                            ring.drain_up_to(dst.len(), &mut |i, b| {
+                                if let Some(cell) = dst.get(i) {
+                                    cell.set(b);
+                                }
+                            })
+                        })
+                        .unwrap_or((0, 0))
+                })
+                .unwrap_or((0, 0));
+            if counts.0 == 0 {
+                return None;
+            }
+            let dropped = self.dropped.replace(0);
+            let _ = kernel_data.schedule_upcall(upcall::BATCH, (counts.0, counts.1, dropped));
+            Some(())
+        });
+        if let Ok(Some(())) = result {
+            self.batch_out.set(true);
+        }
+    }
+
+    fn stop(&self) {
+        self.owner.clear();
+        self.batch_out.set(false);
+        self.dropped.set(0);
+        self.ring.map(|r| r.clear());
+    }
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> RxClient for BulkScan<'a, B> {
+    fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
+        self.listening.set(false);
+        let channel = self.channel.get();
+        self.channel.set(next_channel(channel));
+        if self.owner.is_none() {
+            return;
+        }
+        let len = len as usize;
+        if result.is_ok() && (REPORT_HEADER..=MAX_PDU).contains(&len) && len <= buf.len() {
+            let stored = self
+                .ring
+                .map(|ring| ring.push(channel_number(channel), &buf[..len]))
+                .unwrap_or(false);
+            if !stored {
+                self.dropped.set(self.dropped.get().saturating_add(1));
+            }
+        }
+        // Re-arm first: the copy into the process below must not cost air time.
+        self.listen();
+        self.deliver();
+    }
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
+    fn command(&self, command_num: usize, _: usize, _: usize, processid: ProcessId) -> CommandReturn {
+        match command_num {
+            command::EXISTS => CommandReturn::success(),
+            command::START => {
+                if let Some(owner) = self.owner.get() {
+                    if owner != processid {
+                        // A previous owner that no longer exists gives the scanner up.
+                        if self.apps.enter(owner, |_, _| ()).is_ok() {
+                            return CommandReturn::failure(ErrorCode::BUSY);
+                        }
+                        self.stop();
+                    } else {
+                        return CommandReturn::failure(ErrorCode::ALREADY);
+                    }
+                }
+                self.owner.set(processid);
+                self.batch_out.set(false);
+                self.listen();
+                CommandReturn::success()
+            }
+            command::STOP => {
+                if self.owner.get() != Some(processid) {
+                    return CommandReturn::failure(ErrorCode::RESERVE);
+                }
+                // The radio has no receive cancel: the outstanding receive completes and is
+                // discarded because there is no owner.
+                self.stop();
+                CommandReturn::success()
+            }
+            command::RELEASE => {
+                if self.owner.get() != Some(processid) {
+                    return CommandReturn::failure(ErrorCode::RESERVE);
+                }
+                self.batch_out.set(false);
+                self.deliver();
+                CommandReturn::success()
+            }
+            _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
+        }
+    }
+
+    fn allocate_grant(&self, processid: ProcessId) -> Result<(), kernel::process::Error> {
+        self.apps.enter(processid, |_, _| {})
+    }
+}

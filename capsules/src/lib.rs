@@ -1,0 +1,17 @@
+//! Tock capsules for tock-ota: staged, signed kernel updates on the nRF52840.
+//!
+//! - [`qspi_flash`]: the nRF52840 QSPI driver for the external NOR flash (`hil::flash` and
+//!   [`nor::AsyncNor`]).
+//! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
+//! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod bulk_scan;
+pub mod identity;
+pub mod nor;
+pub mod qspi_flash;
+pub mod staged_update;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,696 @@
+//! Staged kernel update: stage a signed image in the QSPI staging slot, then ask the bootloader
+//! to install it.
+//!
+//! Glue between userspace, the update-region policy (`update-region` crate: ownership, bounds,
+//! erase bookkeeping, image check, boot-request records) and a byte-addressed QSPI flash
+//! ([`AsyncNor`]). The policy decides; this capsule moves bytes and upcalls.
+//!
+//! Identity
+//! --------
+//!
+//! The only caller allowed to stage, read back, finalize, abort, confirm or reboot is the process
+//! whose `ShortId` equals the board's DFU id. The board's process checker assigns that `ShortId`
+//! only to a process whose TBF ECDSA P-256 credential verified against the DFU signing key, so it
+//! is not a name the app claims. Every other process (including any with a `LocallyUnique` id)
+//! gets `NODEVICE` ("not available to the calling process", TRD104) for those commands. The boot
+//! request record is composed and written by the policy's finalize from what it read back from
+//! flash, never from userspace bytes.
+//!
+//! Syscall interface
+//! -----------------
+//!
+//! Driver number `0xA0000`. Tock's registry (`capsules/core/src/driver.rs`) allocates categories
+//! 0x0xxxx–0x9xxxx; 0xAxxxx is the first unallocated category, so an out-of-tree driver there
+//! cannot collide with a driver upstream adds to an existing category.
+//!
+//! ### Commands (`arg1`, `arg2`)
+//!
+//! - `0`: driver exists (anyone).
+//! - `1`: status (anyone): `success_u32_u32_u32(state, image_len, erased_sectors)`, state
+//!   0 idle, 1 staging, 2 finalized.
+//! - `2`: begin a session for an image of `arg1` bytes; the session tag is the first 16 bytes of
+//!   read-only allow 0.
+//! - `3`: erase the 4 KiB sector at staging offset `arg1`.
+//! - `4`: write `arg2` bytes (≤ [`BUF_LEN`]) from read-only allow 0 at staging offset `arg1`.
+//! - `5`: read `arg2` bytes (≤ [`BUF_LEN`]) at staging offset `arg1` into read-write allow 0.
+//! - `6`: finalize: check the staged image and append the boot request.
+//! - `7`: abort the session.
+//! - `8`: confirm the running image (after a trial boot).
+//! - `9`: copy the session tag into read-write allow 0 (to resume after a reboot).
+//! - `10`: reboot into the bootloader (only once finalized).
+//!
+//! Commands 2–8 return success when the operation started and finish with upcall 0; a
+//! synchronous failure means nothing was started and no upcall follows.
+//!
+//! ### Upcall 0: `(command, status, value)`
+//!
+//! `status` is 0 on success, else a Tock `ErrorCode`. On success `value` is the boot-request
+//! sequence for finalize and the confirmed sequence for confirm, else 0. On failure `value` is
+//! [`policy_error_code`] of the policy's error (which check failed).
+//!
+//! ### Error codes
+//!
+//! `NODEVICE` not the DFU process; `BUSY` another operation in progress or start-up scan
+//! running; `RESERVE` no session (begin first) or nothing to confirm; `ALREADY` the session is
+//! finalized; `SIZE` range outside the image or slot, or bigger than [`BUF_LEN`], or a bad image
+//! length; `INVAL` unaligned erase or an allow buffer too small; `NOACK` the write would touch a
+//! sector not erased in this session or bytes already written; `FAIL` flash failure or the
+//! staged image failed its check (see `value`).
+
+use core::cell::Cell;
+
+use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
+use kernel::processbuffer::{ReadableProcessBuffer, WriteableProcessBuffer};
+use kernel::syscall::{CommandReturn, SyscallDriver};
+use kernel::utilities::cells::{MapCell, OptionalCell, TakeCell};
+use kernel::{ErrorCode, ProcessId};
+use kernel::process::ShortId;
+use update_region::{
+    CallerId, Completion, Config, Error, Op, Request, SessionState, Step, UpdateRegion,
+    MAX_POLICY_READ, TAG_LEN,
+};
+
+use crate::nor::{AsyncNor, AsyncNorClient};
+
+/// Syscall driver number (see the module docs for the choice).
+pub const DRIVER_NUM: usize = 0xA0000;
+
+/// Largest write or read per command: the kernel buffer userspace data is copied through.
+pub const BUF_LEN: usize = 1024;
+
+/// Upcall numbers.
+pub mod upcall {
+    /// An operation finished: `(command, status, value)`.
+    pub const DONE: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
+/// Read-only allow numbers.
+pub mod ro_allow {
+    /// Data for command 4; the session tag for command 2.
+    pub const DATA: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
+/// Read-write allow numbers.
+pub mod rw_allow {
+    /// Destination of command 5 (read) and 9 (tag).
+    pub const READ: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
+/// Command numbers.
+pub mod command {
+    pub const EXISTS: usize = 0;
+    pub const STATUS: usize = 1;
+    pub const BEGIN: usize = 2;
+    pub const ERASE: usize = 3;
+    pub const WRITE: usize = 4;
+    pub const READ: usize = 5;
+    pub const FINALIZE: usize = 6;
+    pub const ABORT: usize = 7;
+    pub const CONFIRM: usize = 8;
+    pub const TAG: usize = 9;
+    pub const REBOOT: usize = 10;
+}
+
+/// The number reported in an upcall's `value` for a failed check (stable, documented).
+pub fn policy_error_code(error: Error) -> usize {
+    match error {
+        Error::BadConfig => 1,
+        Error::NotOwner => 2,
+        Error::Busy => 3,
+        Error::NotStarted => 4,
+        Error::NoSession => 5,
+        Error::AlreadyFinalized => 6,
+        Error::OutOfBounds { .. } => 7,
+        Error::Unaligned { .. } => 8,
+        Error::BadLength { .. } => 9,
+        Error::NotErased { .. } => 10,
+        Error::NotBlank { .. } => 11,
+        Error::Flash => 12,
+        Error::ImageBadMagic => 13,
+        Error::ImageBadLayout => 14,
+        Error::ImageHashMissing => 15,
+        Error::ImageHashMismatch => 16,
+        Error::NothingToConfirm => 17,
+    }
+}
+
+/// The syscall error code for a policy error.
+pub fn error_code(error: Error) -> ErrorCode {
+    match error {
+        Error::NotOwner => ErrorCode::NODEVICE,
+        Error::Busy | Error::NotStarted => ErrorCode::BUSY,
+        Error::NoSession | Error::NothingToConfirm => ErrorCode::RESERVE,
+        Error::AlreadyFinalized => ErrorCode::ALREADY,
+        Error::OutOfBounds { .. } | Error::BadLength { .. } => ErrorCode::SIZE,
+        Error::Unaligned { .. } | Error::BadConfig => ErrorCode::INVAL,
+        Error::NotErased { .. } | Error::NotBlank { .. } => ErrorCode::NOACK,
+        Error::Flash
+        | Error::ImageBadMagic
+        | Error::ImageBadLayout
+        | Error::ImageHashMissing
+        | Error::ImageHashMismatch => ErrorCode::FAIL,
+    }
+}
+
+/// The policy's caller id for a process: only a fixed `ShortId` (one the process checker
+/// assigned) can be the owner.
+pub fn caller_id(short_id: ShortId) -> Option<CallerId> {
+    match short_id {
+        ShortId::Fixed(id) => Some(id.get()),
+        ShortId::LocallyUnique => None,
+    }
+}
+
+/// Receives the end of each request the core runs.
+pub trait StagedUpdateClient {
+    /// `command` finished; `read` holds the bytes of a finished read (else empty).
+    fn request_done(&self, command: usize, result: Result<Completion, Error>, read: &[u8]);
+}
+
+/// Resets the chip (board supplied: the capsule crate cannot touch the SCB).
+pub trait SystemReset {
+    fn reset(&self);
+}
+
+/// One flash step, owned (copied out of the policy's borrow).
+enum Action {
+    Read { address: u32, len: u32 },
+    ReadIntoOwner { address: u32, len: u32 },
+    WriteOwner { address: u32, len: u32 },
+    Write { address: u32, len: usize, bytes: [u8; MAX_POLICY_READ] },
+    Erase { address: u32 },
+    Done(Result<Completion, Error>),
+}
+
+impl Action {
+    fn from_step(step: Step<'_>) -> Action {
+        match step {
+            Step::Done(result) => Action::Done(result),
+            Step::Op(Op::Read { address, len }) => Action::Read { address, len },
+            Step::Op(Op::ReadIntoOwner { address, len }) => Action::ReadIntoOwner { address, len },
+            Step::Op(Op::WriteOwnerData { address, len }) => Action::WriteOwner { address, len },
+            Step::Op(Op::Erase { address }) => Action::Erase { address },
+            Step::Op(Op::Write { address, data }) => {
+                let mut bytes = [0xFF; MAX_POLICY_READ];
+                let len = data.len().min(MAX_POLICY_READ);
+                bytes[..len].copy_from_slice(&data[..len]);
+                if data.len() > MAX_POLICY_READ {
+                    // The policy never writes more than one record at once; refuse rather than
+                    // truncate.
+                    return Action::Done(Err(Error::Flash));
+                }
+                Action::Write { address, len, bytes }
+            }
+        }
+    }
+}
+
+/// Which buffer the flash holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InFlight {
+    Scratch { len: usize },
+    Owner { len: usize },
+    Erase,
+}
+
+/// The kernel-side core: runs one request at a time through the policy and the flash.
+pub struct StagedUpdate<'a, F: AsyncNor<'a>> {
+    flash: &'a F,
+    policy: MapCell<UpdateRegion>,
+    /// Owner data: write source, read destination.
+    data: TakeCell<'static, [u8]>,
+    /// The policy's own reads and writes.
+    scratch: TakeCell<'static, [u8]>,
+    in_flight: Cell<Option<InFlight>>,
+    /// Length of the owner read in progress (returned with its completion).
+    last_read_len: Cell<usize>,
+    /// The command in progress (`None` while idle; start-up uses `usize::MAX`).
+    active: Cell<Option<usize>>,
+    client: OptionalCell<&'a dyn StagedUpdateClient>,
+}
+
+const STARTUP: usize = usize::MAX;
+
+impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
+    /// `data` must hold [`BUF_LEN`] bytes and `scratch` [`MAX_POLICY_READ`] bytes.
+    pub fn new(
+        flash: &'a F,
+        config: Config,
+        data: &'static mut [u8],
+        scratch: &'static mut [u8],
+    ) -> Result<StagedUpdate<'a, F>, Error> {
+        if data.len() < BUF_LEN || scratch.len() < MAX_POLICY_READ {
+            return Err(Error::BadConfig);
+        }
+        Ok(StagedUpdate {
+            flash,
+            policy: MapCell::new(UpdateRegion::new(config)?),
+            data: TakeCell::new(data),
+            scratch: TakeCell::new(scratch),
+            in_flight: Cell::new(None),
+            last_read_len: Cell::new(0),
+            active: Cell::new(None),
+            client: OptionalCell::empty(),
+        })
+    }
+
+    pub fn set_client(&self, client: &'a dyn StagedUpdateClient) {
+        self.client.set(client);
+    }
+
+    /// Run the policy's start-up scan (once per boot, after the flash is ready).
+    pub fn start(&self) -> Result<(), ErrorCode> {
+        if self.active.get().is_some() {
+            return Err(ErrorCode::BUSY);
+        }
+        let action = self
+            .policy
+            .map(|p| Action::from_step(p.start()))
+            .ok_or(ErrorCode::FAIL)?;
+        self.active.set(Some(STARTUP));
+        self.drive(action);
+        Ok(())
+    }
+
+    /// The policy's status.
+    pub fn status(&self) -> Option<update_region::Status> {
+        self.policy.map(|p| p.status())
+    }
+
+    /// Whether `short_id` is the update owner.
+    pub fn is_owner(&self, short_id: ShortId) -> bool {
+        let owner = self.policy.map(|p| p.config().owner);
+        caller_id(short_id).is_some() && caller_id(short_id) == owner
+    }
+
+    /// Start `request` for the process with `short_id`, as `command`. `owner_data` is copied
+    /// into the kernel buffer first (for writes). `Ok(())`: the client hears the end.
+    pub fn request(
+        &self,
+        short_id: ShortId,
+        command: usize,
+        request: Request,
+        owner_data: Option<&dyn Fn(&mut [u8]) -> Result<(), ErrorCode>>,
+    ) -> Result<(), ErrorCode> {
+        let caller = caller_id(short_id).ok_or(ErrorCode::NODEVICE)?;
+        if !self.is_owner(short_id) {
+            return Err(ErrorCode::NODEVICE);
+        }
+        if self.active.get().is_some() {
+            return Err(ErrorCode::BUSY);
+        }
+        match request {
+            Request::Write { len, .. } | Request::Read { len, .. } if len as usize > BUF_LEN => {
+                return Err(ErrorCode::SIZE)
+            }
+            _ => {}
+        }
+        if let Some(fill) = owner_data {
+            let Request::Write { len, .. } = request else {
+                return Err(ErrorCode::INVAL);
+            };
+            self.data
+                .map(|d| fill(&mut d[..len as usize]))
+                .ok_or(ErrorCode::BUSY)??;
+        }
+        let action = self
+            .policy
+            .map(|p| Action::from_step(p.request(caller, request)))
+            .ok_or(ErrorCode::FAIL)?;
+        if let Action::Done(Err(e)) = action {
+            return Err(error_code(e));
+        }
+        self.active.set(Some(command));
+        self.drive(action);
+        Ok(())
+    }
+
+    fn op_done(&self, result: Result<&[u8], ()>) -> Action {
+        self.policy
+            .map(|p| Action::from_step(p.op_done(result)))
+            .unwrap_or(Action::Done(Err(Error::Flash)))
+    }
+
+    /// Perform actions until one is in flight or the request is done.
+    fn drive(&self, mut action: Action) {
+        loop {
+            action = match action {
+                Action::Done(result) => {
+                    let command = self.active.take();
+                    if let Some(command) = command.filter(|&c| c != STARTUP) {
+                        let read_len = match result {
+                            Ok(Completion::Read) => self.last_read_len.get(),
+                            _ => 0,
+                        };
+                        self.data.map(|d| {
+                            let read = &d[..read_len.min(d.len())];
+                            self.client.map(|c| c.request_done(command, result, read));
+                        });
+                    }
+                    self.in_flight.set(None);
+                    return;
+                }
+                Action::Read { address, len } => match self.scratch.take() {
+                    Some(buf) => match self.flash.read(address, buf, len as usize) {
+                        Ok(()) => {
+                            self.in_flight.set(Some(InFlight::Scratch { len: len as usize }));
+                            return;
+                        }
+                        Err((_, buf)) => {
+                            self.scratch.replace(buf);
+                            self.op_done(Err(()))
+                        }
+                    },
+                    None => self.op_done(Err(())),
+                },
+                Action::ReadIntoOwner { address, len } => match self.data.take() {
+                    Some(buf) if (len as usize) <= buf.len() => {
+                        match self.flash.read(address, buf, len as usize) {
+                            Ok(()) => {
+                                self.last_read_len.set(len as usize);
+                                self.in_flight.set(Some(InFlight::Owner { len: len as usize }));
+                                return;
+                            }
+                            Err((_, buf)) => {
+                                self.data.replace(buf);
+                                self.op_done(Err(()))
+                            }
+                        }
+                    }
+                    Some(buf) => {
+                        self.data.replace(buf);
+                        self.op_done(Err(()))
+                    }
+                    None => self.op_done(Err(())),
+                },
+                Action::WriteOwner { address, len } => match self.data.take() {
+                    Some(buf) if (len as usize) <= buf.len() => {
+                        match self.flash.program(address, buf, len as usize) {
+                            Ok(()) => {
+                                self.in_flight.set(Some(InFlight::Owner { len: len as usize }));
+                                return;
+                            }
+                            Err((_, buf)) => {
+                                self.data.replace(buf);
+                                self.op_done(Err(()))
+                            }
+                        }
+                    }
+                    Some(buf) => {
+                        self.data.replace(buf);
+                        self.op_done(Err(()))
+                    }
+                    None => self.op_done(Err(())),
+                },
+                Action::Write { address, len, bytes } => match self.scratch.take() {
+                    Some(buf) => {
+                        buf[..len].copy_from_slice(&bytes[..len]);
+                        match self.flash.program(address, buf, len) {
+                            Ok(()) => {
+                                self.in_flight.set(Some(InFlight::Scratch { len }));
+                                return;
+                            }
+                            Err((_, buf)) => {
+                                self.scratch.replace(buf);
+                                self.op_done(Err(()))
+                            }
+                        }
+                    }
+                    None => self.op_done(Err(())),
+                },
+                Action::Erase { address } => match self.flash.erase_sector(address) {
+                    Ok(()) => {
+                        self.in_flight.set(Some(InFlight::Erase));
+                        return;
+                    }
+                    Err(_) => self.op_done(Err(())),
+                },
+            };
+        }
+    }
+
+    /// Hand a returned buffer back and feed the result to the policy.
+    fn buffer_back(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>, read: bool) {
+        let next = match self.in_flight.get() {
+            Some(InFlight::Scratch { len }) => {
+                let action = match (result, read) {
+                    (Ok(()), true) => self.op_done(Ok(&buffer[..len.min(buffer.len())])),
+                    (Ok(()), false) => self.op_done(Ok(&[])),
+                    (Err(_), _) => self.op_done(Err(())),
+                };
+                self.scratch.replace(buffer);
+                action
+            }
+            Some(InFlight::Owner { .. }) => {
+                self.data.replace(buffer);
+                self.op_done(result.map(|()| &[][..]).map_err(|_| ()))
+            }
+            _ => {
+                // A buffer we did not lend: keep it as the scratch buffer if that is missing.
+                if self.scratch.is_none() {
+                    self.scratch.replace(buffer);
+                }
+                return;
+            }
+        };
+        self.in_flight.set(None);
+        self.drive(next);
+    }
+}
+
+impl<'a, F: AsyncNor<'a>> AsyncNorClient for StagedUpdate<'a, F> {
+    fn read_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        self.buffer_back(buffer, result, true);
+    }
+
+    fn program_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        self.buffer_back(buffer, result, false);
+    }
+
+    fn erase_done(&self, result: Result<(), ErrorCode>) {
+        if self.in_flight.get() != Some(InFlight::Erase) {
+            return;
+        }
+        self.in_flight.set(None);
+        let next = self.op_done(result.map(|()| &[][..]).map_err(|_| ()));
+        self.drive(next);
+    }
+
+    fn ready(&self) {
+        let _ = self.start();
+    }
+}
+
+/// Per-process state: nothing beyond the allows and the upcall.
+#[derive(Default)]
+pub struct App;
+
+/// The syscall driver over [`StagedUpdate`].
+pub struct StagedUpdateDriver<'a, F: AsyncNor<'a>> {
+    core: &'a StagedUpdate<'a, F>,
+    apps: Grant<
+        App,
+        UpcallCount<{ upcall::COUNT }>,
+        AllowRoCount<{ ro_allow::COUNT }>,
+        AllowRwCount<{ rw_allow::COUNT }>,
+    >,
+    /// The process whose request is in flight (the DFU process).
+    current: OptionalCell<ProcessId>,
+    reset: &'a dyn SystemReset,
+}
+
+impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
+    pub fn new(
+        core: &'a StagedUpdate<'a, F>,
+        apps: Grant<
+            App,
+            UpcallCount<{ upcall::COUNT }>,
+            AllowRoCount<{ ro_allow::COUNT }>,
+            AllowRwCount<{ rw_allow::COUNT }>,
+        >,
+        reset: &'a dyn SystemReset,
+    ) -> StagedUpdateDriver<'a, F> {
+        StagedUpdateDriver {
+            core,
+            apps,
+            current: OptionalCell::empty(),
+            reset,
+        }
+    }
+
+    fn read_tag(&self, processid: ProcessId) -> Result<[u8; TAG_LEN], ErrorCode> {
+        self.apps
+            .enter(processid, |_, kernel_data| {
+                kernel_data
+                    .get_readonly_processbuffer(ro_allow::DATA)
+                    .and_then(|b| {
+                        b.enter(|data| {
+                            let mut tag = [0u8; TAG_LEN];
+                            if data.len() < TAG_LEN {
+                                return Err(ErrorCode::INVAL);
+                            }
+                            data[..TAG_LEN].copy_to_slice(&mut tag);
+                            Ok(tag)
+                        })
+                    })
+                    .unwrap_or(Err(ErrorCode::INVAL))
+            })
+            .unwrap_or(Err(ErrorCode::NOMEM))
+    }
+
+    fn start(
+        &self,
+        processid: ProcessId,
+        command: usize,
+        request: Request,
+    ) -> CommandReturn {
+        let short_id = processid.short_app_id();
+        let result = if let Request::Write { len, .. } = request {
+            let fill = |dst: &mut [u8]| -> Result<(), ErrorCode> {
+                self.apps
+                    .enter(processid, |_, kernel_data| {
+                        kernel_data
+                            .get_readonly_processbuffer(ro_allow::DATA)
+                            .and_then(|b| {
+                                b.enter(|data| {
+                                    if data.len() < len as usize {
+                                        return Err(ErrorCode::INVAL);
+                                    }
+                                    data[..dst.len()].copy_to_slice(dst);
+                                    Ok(())
+                                })
+                            })
+                            .unwrap_or(Err(ErrorCode::INVAL))
+                    })
+                    .unwrap_or(Err(ErrorCode::NOMEM))
+            };
+            self.core.request(short_id, command, request, Some(&fill))
+        } else {
+            self.core.request(short_id, command, request, None)
+        };
+        match result {
+            Ok(()) => {
+                self.current.set(processid);
+                CommandReturn::success()
+            }
+            Err(e) => CommandReturn::failure(e),
+        }
+    }
+}
+
+impl<'a, F: AsyncNor<'a>> StagedUpdateClient for StagedUpdateDriver<'a, F> {
+    fn request_done(&self, command: usize, result: Result<Completion, Error>, read: &[u8]) {
+        self.current.take().map(|processid| {
+            let _ = self.apps.enter(processid, |_, kernel_data| {
+                if !read.is_empty() {
+                    let _ = kernel_data
+                        .get_readwrite_processbuffer(rw_allow::READ)
+                        .and_then(|b| {
+                            b.mut_enter(|dst| {
+                                let n = dst.len().min(read.len());
+                                dst[..n].copy_from_slice(&read[..n]);
+                            })
+                        });
+                }
+                let (status, value) = match result {
+                    Ok(Completion::Finalized { sequence, .. })
+                    | Ok(Completion::Confirmed { sequence }) => (0, sequence as usize),
+                    Ok(_) => (0, 0),
+                    Err(e) => (usize::from(error_code(e)), policy_error_code(e)),
+                };
+                let _ = kernel_data.schedule_upcall(upcall::DONE, (command, status, value));
+            });
+        });
+    }
+}
+
+impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
+    fn command(
+        &self,
+        command_num: usize,
+        arg1: usize,
+        arg2: usize,
+        processid: ProcessId,
+    ) -> CommandReturn {
+        let offset = u32::try_from(arg1).unwrap_or(u32::MAX);
+        let len = u32::try_from(arg2).unwrap_or(u32::MAX);
+        match command_num {
+            command::EXISTS => CommandReturn::success(),
+            command::STATUS => match self.core.status() {
+                Some(s) => {
+                    let state = match s.state {
+                        SessionState::Idle => 0,
+                        SessionState::Staging => 1,
+                        SessionState::Finalized => 2,
+                    };
+                    CommandReturn::success_u32_u32_u32(state, s.image_len, s.erased_sectors)
+                }
+                None => CommandReturn::failure(ErrorCode::BUSY),
+            },
+            command::BEGIN => {
+                if !self.core.is_owner(processid.short_app_id()) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                match self.read_tag(processid) {
+                    Ok(tag) => self.start(
+                        processid,
+                        command_num,
+                        Request::Begin { tag, image_len: offset },
+                    ),
+                    Err(e) => CommandReturn::failure(e),
+                }
+            }
+            command::ERASE => self.start(processid, command_num, Request::Erase { offset }),
+            command::WRITE => self.start(processid, command_num, Request::Write { offset, len }),
+            command::READ => self.start(processid, command_num, Request::Read { offset, len }),
+            command::FINALIZE => self.start(processid, command_num, Request::Finalize),
+            command::ABORT => self.start(processid, command_num, Request::Abort),
+            command::CONFIRM => self.start(processid, command_num, Request::Confirm),
+            command::TAG => {
+                if !self.core.is_owner(processid.short_app_id()) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                let Some(status) = self.core.status() else {
+                    return CommandReturn::failure(ErrorCode::BUSY);
+                };
+                self.apps
+                    .enter(processid, |_, kernel_data| {
+                        kernel_data
+                            .get_readwrite_processbuffer(rw_allow::READ)
+                            .and_then(|b| {
+                                b.mut_enter(|dst| {
+                                    if dst.len() < TAG_LEN {
+                                        return CommandReturn::failure(ErrorCode::INVAL);
+                                    }
+                                    dst[..TAG_LEN].copy_from_slice(&status.tag);
+                                    CommandReturn::success()
+                                })
+                            })
+                            .unwrap_or(CommandReturn::failure(ErrorCode::INVAL))
+                    })
+                    .unwrap_or(CommandReturn::failure(ErrorCode::NOMEM))
+            }
+            command::REBOOT => {
+                if !self.core.is_owner(processid.short_app_id()) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                match self.core.status() {
+                    Some(s) if s.state == SessionState::Finalized => {
+                        self.reset.reset();
+                        CommandReturn::success()
+                    }
+                    Some(_) => CommandReturn::failure(ErrorCode::RESERVE),
+                    None => CommandReturn::failure(ErrorCode::BUSY),
+                }
+            }
+            _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
+        }
+    }
+
+    fn allocate_grant(&self, processid: ProcessId) -> Result<(), kernel::process::Error> {
+        self.apps.enter(processid, |_, _| {})
+    }
+}
