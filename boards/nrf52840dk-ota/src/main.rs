@@ -1,0 +1,412 @@
+//! Tock kernel for the nRF52840-DK with staged, signed kernel updates.
+//!
+//! Differences from a stock DK kernel, and why:
+//! - Linked at 0x8000, the bootloader's kernel slot (`layout.ld`); the chip points VTOR at this
+//!   kernel's vector table at start-up.
+//! - The MX25R6435F is driven by the QSPI peripheral (`tock_ota_capsules::qspi_flash`), not by
+//!   SPIM0; nothing else uses its pins.
+//! - The BLE radio belongs to the bulk scanner; 802.15.4 is not instantiated (it shares RADIO).
+//! - Processes are loaded only with a verified ECDSA P-256 credential; the key that verified it
+//!   decides the `ShortId`, and the staged-update driver trusts only the DFU app's id.
+//!
+//! Board-specific settings live in [`board_config`].
+
+#![no_std]
+#![no_main]
+
+mod board_config;
+
+use core::ptr::{addr_of, addr_of_mut};
+
+use capsules_core::virtualizers::virtual_alarm::MuxAlarm;
+use kernel::capabilities;
+use kernel::component::Component;
+use kernel::deferred_call::DeferredCallClient;
+use kernel::hil::ble_advertising::BleAdvertisementDriver;
+use kernel::hil::led::LedLow;
+use kernel::hil::time::Counter;
+use kernel::platform::chip::{Chip, InterruptService};
+use kernel::platform::{KernelResources, SyscallDriverLookup};
+use kernel::utilities::StaticRef;
+use kernel::{create_capability, static_init};
+use nrf52840::interrupt_service::Nrf52840DefaultPeripherals;
+use nrf52_components::{UartChannel, UartPins};
+use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing};
+use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
+use tock_ota_capsules::nor::AsyncNor;
+use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, QspiRegisters, QSPI_BASE};
+use tock_ota_capsules::staged_update::{
+    self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
+};
+
+use board_config::NUM_PROCS;
+
+/// nRF52840 interrupt number of the QSPI peripheral (Product Specification, instantiation table).
+const QSPI_IRQ: u32 = 41;
+
+/// Report ring for the bulk scanner: room for about 100 full-size advertisements.
+const SCAN_RING_LEN: usize = 4096;
+
+kernel::stack_size! {0x2000}
+
+type ChipHw = nrf52840::chip::NRF52<'static, OtaInterrupts>;
+type Qspi = QspiFlash<'static>;
+type Scan = BulkScan<'static, nrf52840::ble_radio::Radio<'static>>;
+type ConsoleDriver = components::console::ConsoleComponentType;
+type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rtc<'static>>;
+type Led = LedLow<'static, nrf52840::gpio::GPIOPin<'static>>;
+type LedDriver = components::led::LedsComponentType<Led, 4>;
+type Scheduler = components::sched::round_robin::RoundRobinComponentType;
+type Verifier = ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier<'static>;
+type Keys = components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponentType<
+    Verifier,
+    { board_config::NUM_KEYS },
+    64,
+    32,
+    64,
+>;
+
+/// Faulting apps are stopped, not restarted: a crashing updater must not loop on the flash.
+static FAULT_RESPONSE: capsules_system::process_policies::StopFaultPolicy =
+    capsules_system::process_policies::StopFaultPolicy {};
+
+/// The chip's interrupts plus the QSPI peripheral, which upstream's nRF52840 chip does not
+/// dispatch.
+struct OtaInterrupts {
+    peripherals: &'static Nrf52840DefaultPeripherals<'static>,
+    qspi: &'static Qspi,
+}
+
+impl InterruptService for OtaInterrupts {
+    fn service_interrupt(&self, interrupt: u32) -> bool {
+        if interrupt == QSPI_IRQ {
+            self.qspi.handle_interrupt();
+            true
+        } else {
+            self.peripherals.service_interrupt(interrupt)
+        }
+    }
+}
+
+struct ChipReset;
+
+impl SystemReset for ChipReset {
+    fn reset(&self) {
+        cortexm4f::support::reset();
+    }
+}
+
+struct Platform {
+    console: &'static ConsoleDriver,
+    alarm: &'static AlarmDriver,
+    led: &'static LedDriver,
+    update: &'static StagedUpdateDriver<'static, Qspi>,
+    scan: &'static Scan,
+    scheduler: &'static Scheduler,
+    systick: cortexm4f::systick::SysTick,
+    filter: UpdateSyscallFilter,
+}
+
+impl SyscallDriverLookup for Platform {
+    fn with_driver<F, R>(&self, driver_num: usize, f: F) -> R
+    where
+        F: FnOnce(Option<&dyn kernel::syscall::SyscallDriver>) -> R,
+    {
+        match driver_num {
+            capsules_core::console::DRIVER_NUM => f(Some(self.console)),
+            capsules_core::alarm::DRIVER_NUM => f(Some(self.alarm)),
+            capsules_core::led::DRIVER_NUM => f(Some(self.led)),
+            staged_update::DRIVER_NUM => f(Some(self.update)),
+            bulk_scan::DRIVER_NUM => f(Some(self.scan)),
+            _ => f(None),
+        }
+    }
+}
+
+impl KernelResources<ChipHw> for Platform {
+    type SyscallDriverLookup = Self;
+    type SyscallFilter = UpdateSyscallFilter;
+    type ProcessFault = ();
+    type Scheduler = Scheduler;
+    type SchedulerTimer = cortexm4f::systick::SysTick;
+    type WatchDog = ();
+    type ContextSwitchCallback = ();
+
+    fn syscall_driver_lookup(&self) -> &Self::SyscallDriverLookup {
+        self
+    }
+    fn syscall_filter(&self) -> &Self::SyscallFilter {
+        &self.filter
+    }
+    fn process_fault(&self) -> &Self::ProcessFault {
+        &()
+    }
+    fn scheduler(&self) -> &Self::Scheduler {
+        self.scheduler
+    }
+    fn scheduler_timer(&self) -> &Self::SchedulerTimer {
+        &self.systick
+    }
+    fn watchdog(&self) -> &Self::WatchDog {
+        &()
+    }
+    fn context_switch_callback(&self) -> &Self::ContextSwitchCallback {
+        &()
+    }
+}
+
+/// Kept out of `main` so its large temporaries do not sit on the kernel stack.
+#[inline(never)]
+unsafe fn create_peripherals() -> &'static mut Nrf52840DefaultPeripherals<'static> {
+    let ieee802154_ack_buf = static_init!(
+        [u8; nrf52840::ieee802154_radio::ACK_BUF_SIZE],
+        [0; nrf52840::ieee802154_radio::ACK_BUF_SIZE]
+    );
+    let aes_ecb_buf = static_init!([u8; 48], [0; 48]);
+    static_init!(
+        Nrf52840DefaultPeripherals,
+        Nrf52840DefaultPeripherals::new(ieee802154_ack_buf, aes_ecb_buf)
+    )
+}
+
+/// Entry point after RAM is initialised.
+#[no_mangle]
+pub unsafe fn main() {
+    ChipHw::init();
+    kernel::deferred_call::initialize_deferred_call_state::<
+        <ChipHw as kernel::platform::chip::Chip>::ThreadIdProvider,
+    >();
+
+    let peripherals = create_peripherals();
+    peripherals.init();
+    let base = &peripherals.nrf52;
+
+    // QSPI flash. SAFETY: QSPI_BASE is the nRF52840's QSPI register block, a valid MMIO address
+    // for the whole program, and only this driver touches it.
+    let qspi_regs = StaticRef::new(QSPI_BASE as *const QspiRegisters);
+    let bounce = static_init!(Bounce, Bounce::new());
+    let qspi = static_init!(Qspi, QspiFlash::new(qspi_regs, board_config::QSPI, bounce));
+
+    let interrupts = static_init!(OtaInterrupts, OtaInterrupts { peripherals, qspi });
+    let chip = static_init!(ChipHw, nrf52840::chip::NRF52::new(interrupts));
+
+    let processes = components::process_array::ProcessArrayComponent::new()
+        .finalize(components::process_array_component_static!(NUM_PROCS));
+    let board_kernel = static_init!(kernel::Kernel, kernel::Kernel::new(processes.as_slice()));
+
+    nrf52_components::startup::NrfStartupComponent::new(
+        false,
+        board_config::BUTTON_RST_PIN,
+        nrf52840::uicr::Regulator0Output::DEFAULT,
+        &base.nvmc,
+    )
+    .finalize(());
+    nrf52_components::NrfClockComponent::new(&base.clock).finalize(());
+
+    let memory_allocation = create_capability!(capabilities::MemoryAllocationCapability);
+
+    // Time, console, LEDs.
+    let rtc = &base.rtc;
+    let _ = rtc.start();
+    let mux_alarm: &'static MuxAlarm<'static, nrf52840::rtc::Rtc<'static>> =
+        components::alarm::AlarmMuxComponent::new(rtc)
+            .finalize(components::alarm_mux_component_static!(nrf52840::rtc::Rtc));
+    let alarm = components::alarm::AlarmDriverComponent::new(
+        board_kernel,
+        capsules_core::alarm::DRIVER_NUM,
+        mux_alarm,
+        create_capability!(capabilities::MemoryAllocationCapability),
+    )
+    .finalize(components::alarm_component_static!(nrf52840::rtc::Rtc));
+
+    let uart_channel = UartChannel::Pins(UartPins::new(
+        board_config::UART_RTS,
+        board_config::UART_TXD,
+        board_config::UART_CTS,
+        board_config::UART_RXD,
+    ));
+    let uart_channel = nrf52_components::UartChannelComponent::new(uart_channel, mux_alarm, &base.uarte0)
+        .finalize(nrf52_components::uart_channel_component_static!(nrf52840::rtc::Rtc));
+    let mux_uart = components::console::UartMuxComponent::new(uart_channel, 115200)
+        .finalize(components::uart_mux_component_static!());
+    let console = components::console::ConsoleComponent::new(
+        board_kernel,
+        capsules_core::console::DRIVER_NUM,
+        mux_uart,
+        create_capability!(capabilities::MemoryAllocationCapability),
+    )
+    .finalize(components::console_component_static!());
+    components::debug_writer::DebugWriterComponent::new::<
+        <ChipHw as kernel::platform::chip::Chip>::ThreadIdProvider,
+    >(
+        mux_uart,
+        create_capability!(capabilities::SetDebugWriterCapability),
+    )
+    .finalize(components::debug_writer_component_static!());
+
+    let [led1, led2, led3, led4] = board_config::LED_PINS;
+    let led = components::led::LedsComponent::new().finalize(components::led_component_static!(
+        Led,
+        LedLow::new(&peripherals.gpio_port[led1]),
+        LedLow::new(&peripherals.gpio_port[led2]),
+        LedLow::new(&peripherals.gpio_port[led3]),
+        LedLow::new(&peripherals.gpio_port[led4]),
+    ));
+
+    // Staged update over the QSPI flash.
+    let update_data = static_init!([u8; BUF_LEN], [0xFF; BUF_LEN]);
+    let update_scratch = static_init!(
+        [u8; update_region::MAX_POLICY_READ],
+        [0xFF; update_region::MAX_POLICY_READ]
+    );
+    let update_core = match StagedUpdate::new(
+        qspi,
+        board_config::UPDATE_REGION,
+        update_data,
+        update_scratch,
+    ) {
+        Ok(core) => static_init!(StagedUpdate<'static, Qspi>, core),
+        Err(_) => panic!("board_config::UPDATE_REGION is not a usable update region"),
+    };
+    qspi.set_nor_client(update_core);
+    let update = static_init!(
+        StagedUpdateDriver<'static, Qspi>,
+        StagedUpdateDriver::new(
+            update_core,
+            board_kernel.create_grant(staged_update::DRIVER_NUM, &memory_allocation),
+            static_init!(ChipReset, ChipReset),
+        )
+    );
+    update_core.set_client(update);
+    // Activation completes in the QSPI interrupt; the update core then scans the region.
+    qspi.initialize();
+
+    // Bulk passive scanning on the BLE radio.
+    let ring_storage = static_init!([u8; SCAN_RING_LEN], [0; SCAN_RING_LEN]);
+    let ring = static_init!(ReportRing, ReportRing::new(ring_storage));
+    let scan = static_init!(
+        Scan,
+        BulkScan::new(
+            &base.ble_radio,
+            board_kernel.create_grant(bulk_scan::DRIVER_NUM, &memory_allocation),
+            ring,
+        )
+    );
+    base.ble_radio.set_receive_client(scan);
+
+    // Credential checking: SHA-256 over the TBF integrity region, ECDSA P-256 against the keys.
+    let sha = components::sha::ShaSoftware256Component::new()
+        .finalize(components::sha_software_256_component_static!());
+    let keys = static_init!(
+        [&'static mut [u8; 64]; board_config::NUM_KEYS],
+        [
+            static_init!([u8; 64], board_config::VERIFYING_KEYS[0]),
+            static_init!([u8; 64], board_config::VERIFYING_KEYS[1]),
+        ]
+    );
+    let active_key = static_init!([u8; 64], [0; 64]);
+    let verifier = static_init!(
+        Verifier,
+        ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier::new(active_key)
+    );
+    verifier.register();
+    let verifier_keys =
+        components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponent::new(
+            verifier, keys,
+        )
+        .finalize(components::signature_verify_in_memory_keys_component_static!(
+            Verifier,
+            { board_config::NUM_KEYS },
+            64,
+            32,
+            64,
+        ));
+    let checking_policy = components::appid::checker_signature::AppCheckerSignatureComponent::new(
+        sha,
+        verifier_keys,
+        tock_tbf::types::TbfFooterV2CredentialsType::EcdsaNistP256,
+    )
+    .finalize(components::app_checker_signature_component_static!(
+        Keys,
+        capsules_extra::sha256::Sha256Software<'static>,
+        32,
+        64,
+    ));
+    let assigner = static_init!(
+        KeyIndexAssigner,
+        KeyIndexAssigner::new(board_config::DFU_SHORT_ID)
+    );
+    let checker = components::appid::checker::ProcessCheckerMachineComponent::new(checking_policy)
+        .finalize(components::process_checker_machine_component_static!());
+    let storage_permissions =
+        components::storage_permissions::null::StoragePermissionsNullComponent::new().finalize(
+            components::storage_permissions_null_component_static!(
+                ChipHw,
+                kernel::process::ProcessStandardDebugFull,
+            ),
+        );
+
+    let scheduler = components::sched::round_robin::RoundRobinComponent::new(processes)
+        .finalize(components::round_robin_component_static!(NUM_PROCS));
+
+    let platform = static_init!(
+        Platform,
+        Platform {
+            console,
+            alarm,
+            led,
+            update,
+            scan,
+            scheduler,
+            systick: cortexm4f::systick::SysTick::new_with_calibration(64_000_000),
+            filter: UpdateSyscallFilter::new(board_config::DFU_SHORT_ID),
+        }
+    );
+
+    // Symbols from Tock's kernel linker script.
+    extern "C" {
+        static _sapps: u8;
+        static _eapps: u8;
+        static mut _sappmem: u8;
+        static _eappmem: u8;
+    }
+    let app_flash = core::slice::from_raw_parts(
+        addr_of!(_sapps),
+        addr_of!(_eapps) as usize - addr_of!(_sapps) as usize,
+    );
+    let app_memory = core::slice::from_raw_parts_mut(
+        addr_of_mut!(_sappmem),
+        addr_of!(_eappmem) as usize - addr_of!(_sappmem) as usize,
+    );
+    let _loader = components::loader::sequential::ProcessLoaderSequentialComponent::new(
+        checker,
+        board_kernel,
+        chip,
+        &FAULT_RESPONSE,
+        assigner,
+        storage_permissions,
+        app_flash,
+        app_memory,
+        create_capability!(capabilities::ProcessManagementCapability),
+    )
+    .finalize(components::process_loader_sequential_component_static!(
+        ChipHw,
+        kernel::process::ProcessStandardDebugFull,
+        NUM_PROCS
+    ));
+
+    board_kernel.kernel_loop(
+        platform,
+        chip,
+        None::<&kernel::ipc::IPC<0>>,
+        &create_capability!(capabilities::MainLoopCapability),
+    );
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+unsafe fn panic_fmt(_info: &core::panic::PanicInfo) -> ! {
+    let pin = &nrf52840::gpio::nrf52840_gpio_create_pin(board_config::LED_PINS[0]);
+    let led = &mut LedLow::new(pin);
+    kernel::debug::panic_blink_forever(&mut [led])
+}
