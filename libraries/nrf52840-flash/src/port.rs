@@ -1,7 +1,7 @@
 //! The boundary between the drivers and the hardware.
 //!
 //! A port performs exactly what one nRF52840 peripheral task does and nothing more: the
-//! register-backed ports start the task and wait for its READY event, the host
+//! register-backed ports in [`crate::hw`] start the task and wait for its READY event, the host
 //! models in `hw-models` simulate the same task. Everything above (alignment fix-ups, page
 //! splitting, busy polling, erase planning) lives in the drivers so that it is tested on the host.
 

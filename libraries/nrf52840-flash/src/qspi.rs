@@ -20,18 +20,13 @@
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 
+use crate::command::{Action, Sequence};
 use crate::error::{FlashError, Misalignment};
 use crate::mx25r::{self, opcode, status, Operation, PowerMode};
-use crate::port::{QspiEraseLen, QspiPort};
+use crate::port::QspiPort;
 
 /// Largest direct EasyDMA read the driver issues (READ.CNT is an 18-bit field).
 const MAX_DMA_CHUNK: usize = 0x1_0000;
-/// SCK used until the flash is known to be in high-performance mode.
-const ULP_SCK_HZ: u32 = 8_000_000;
-/// Fastest SCK of the nRF52840 QSPI.
-const HP_SCK_HZ: u32 = 32_000_000;
-/// Busy polling granularity: a fraction of the expected duration keeps overshoot below 1 %.
-const POLL_FRACTION: u64 = 128;
 
 /// How `NorFlash::erase` covers a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -68,34 +63,38 @@ impl<P: QspiPort> QspiFlash<P> {
         }
     }
 
-    /// Wakes the flash, checks its JEDEC ID, sets QE and the power mode, then raises SCK.
+    /// Wakes the flash, checks its JEDEC ID, waits out any operation left running, sets QE
+    /// and the power mode, then raises SCK ([`Sequence::init`]).
     pub fn init(&mut self) -> Result<(), FlashError> {
-        self.port.set_sck_hz(ULP_SCK_HZ);
-        self.wake()?;
-        let id = self.read_jedec_id()?;
-        if id != mx25r::JEDEC_ID {
-            return Err(FlashError::WrongJedecId { found: id });
+        self.pending = None;
+        self.run(Sequence::init(self.mode))
+    }
+
+    /// Runs a command sequence to its end over the port.
+    pub fn run(&mut self, mut seq: Sequence) -> Result<(), FlashError> {
+        loop {
+            let result = match seq.action() {
+                Action::Instruction(i) => {
+                    let mut data = i.data;
+                    let rx = &mut data[..i.len as usize];
+                    self.port.custom(i.opcode, rx, i.wren).map(|()| data)
+                }
+                Action::Erase { addr, len } => self.port.erase(addr, len).map(|()| [0; 8]),
+                Action::Delay { us } => {
+                    self.port.delay_us(us);
+                    Ok([0; 8])
+                }
+                Action::SetSck { hz } => {
+                    self.port.set_sck_hz(hz);
+                    Ok([0; 8])
+                }
+                Action::Done(r) => return r,
+            };
+            match result {
+                Ok(rx) => seq.complete(&rx),
+                Err(e) => seq.fail(e),
+            }
         }
-        // A previous boot may have left an operation running.
-        self.pending = Some(Operation::EraseChip);
-        self.wait()?;
-        let sr = self.read_status()?;
-        let mut cr = [0u8; 2];
-        self.port.custom(opcode::RDCR, &mut cr, false)?;
-        let want_cr2 = match self.mode {
-            PowerMode::HighPerformance => cr[1] | mx25r::CR2_HIGH_PERFORMANCE,
-            PowerMode::UltraLowPower => cr[1] & !mx25r::CR2_HIGH_PERFORMANCE,
-        };
-        if sr & status::QE == 0 || cr[1] != want_cr2 {
-            let mut regs = [sr | status::QE, cr[0], want_cr2];
-            self.port.custom(opcode::WRSR, &mut regs, true)?;
-            self.pending = Some(Operation::WriteStatus);
-            self.wait()?;
-        }
-        if self.mode == PowerMode::HighPerformance {
-            self.port.set_sck_hz(HP_SCK_HZ);
-        }
-        Ok(())
     }
 
     /// The power mode the driver put the flash in.
@@ -130,18 +129,12 @@ impl<P: QspiPort> QspiFlash<P> {
     /// Puts the flash in deep power-down (it then ignores everything but [`QspiFlash::wake`]).
     pub fn deep_power_down(&mut self) -> Result<(), FlashError> {
         self.wait()?;
-        self.port.custom(opcode::DP, &mut [], false)?;
-        // tDP: the part needs 10 µs to enter deep power-down.
-        self.port.delay_us(10);
-        Ok(())
+        self.run(Sequence::deep_power_down())
     }
 
     /// Releases the flash from deep power-down (harmless when it is awake).
     pub fn wake(&mut self) -> Result<(), FlashError> {
-        self.port.custom(opcode::RDP, &mut [], false)?;
-        // tRES1: 35 µs until the part accepts commands again.
-        self.port.delay_us(35);
-        Ok(())
+        self.run(Sequence::wake())
     }
 
     /// Whether a program or erase is still running; clears the pending operation when done.
@@ -166,16 +159,8 @@ impl<P: QspiPort> QspiFlash<P> {
         let Some(op) = self.pending else {
             return Ok(());
         };
-        let step = (mx25r::typical_us(op, self.mode) / POLL_FRACTION).clamp(1, 100_000) as u32;
-        let limit = mx25r::max_us(op) * 2;
-        let mut waited: u64 = 0;
-        while self.is_busy()? {
-            if waited > limit {
-                return Err(FlashError::Timeout);
-            }
-            self.port.delay_us(step);
-            waited += u64::from(step);
-        }
+        self.run(Sequence::wait_idle(op, self.mode))?;
+        self.pending = None;
         Ok(())
     }
 
@@ -251,15 +236,7 @@ impl<P: QspiPort> QspiFlash<P> {
         }
         Self::check_bounds(addr, unit as usize)?;
         self.ensure_idle()?;
-        match op {
-            Operation::EraseSector => self.port.erase(addr, QspiEraseLen::Sector4K)?,
-            Operation::EraseBlock64 => self.port.erase(addr, QspiEraseLen::Block64K)?,
-            Operation::EraseBlock32 => {
-                let mut a = [(addr >> 16) as u8, (addr >> 8) as u8, addr as u8];
-                self.port.custom(opcode::BE32K, &mut a, true)?;
-            }
-            _ => self.port.erase(0, QspiEraseLen::All)?,
-        }
+        self.run(Sequence::start_erase(op, addr, self.mode))?;
         self.pending = Some(op);
         Ok(())
     }
