@@ -1,2 +1,727 @@
+//! The tock-ota bootloader's logic, independent of the chip: layout, journal, image validation,
+//! back up, install, trial boot, confirm and revert. `no_std`, no alloc, blocking, generic over
+//! `embedded-storage` flashes so the same code runs in the firmware and on host models.
+//!
+//! Entry point: [`boot`]. It reads the journal (QSPI), the kernel's request sector, and decides:
+//! boot the kernel as it is, install a staged image and boot it as a trial, confirm a trial, or
+//! revert. Every step is journaled before the flash it depends on is changed, so a power cut at
+//! any point (or inside any flash operation) resumes on the next boot and ends in a whole kernel,
+//! old or new. See `docs/bootloader.md`.
 #![no_std]
-//! TODO
+
+pub mod floor;
+pub mod image;
+pub mod journal;
+pub mod layout;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+
+#[cfg(any(test, feature = "sim"))]
+extern crate std;
+
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
+use sha2::{Digest, Sha256};
+
+pub use image::{CheckPolicy, CheckedImage, ImageChecker};
+pub use journal::{read_status, Journal, JournalRecord, Reason, State};
+pub use layout::{Layout, LayoutError, Region, NRF52840_DK, PAGE};
+
+/// QSPI NOR operations that run in the chip's background while the CPU does other work (the
+/// nRF52840 NVMC stalls the CPU; the MX25R6435F erases and programs on its own).
+pub trait BackgroundNor: NorFlash {
+    /// Starts erasing the 4 KiB sector at `addr`.
+    fn start_erase_sector(&mut self, addr: u32) -> Result<(), Self::Error>;
+    /// Starts programming `data` (≤ 256 bytes, inside one 256-byte program page) at `addr`.
+    fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), Self::Error>;
+    /// Whether the last started operation is still running.
+    fn is_busy(&mut self) -> Result<bool, Self::Error>;
+    /// Polls until idle.
+    fn wait_idle(&mut self) -> Result<(), Self::Error> {
+        while self.is_busy()? {}
+        Ok(())
+    }
+}
+
+impl<P: nrf52840_flash::port::QspiPort> BackgroundNor for nrf52840_flash::QspiFlash<P> {
+    fn start_erase_sector(&mut self, addr: u32) -> Result<(), Self::Error> {
+        nrf52840_flash::QspiFlash::start_erase_sector(self, addr)
+    }
+    fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), Self::Error> {
+        nrf52840_flash::QspiFlash::start_program_page(self, addr, data)
+    }
+    fn is_busy(&mut self) -> Result<bool, Self::Error> {
+        nrf52840_flash::QspiFlash::is_busy(self)
+    }
+    fn wait_idle(&mut self) -> Result<(), Self::Error> {
+        self.wait()
+    }
+}
+
+/// Why the chip last reset, as far as the boot flow cares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetReason {
+    /// The watchdog fired (nRF52840 RESETREAS.DOG).
+    pub watchdog: bool,
+}
+
+impl ResetReason {
+    /// From the nRF52840 POWER.RESETREAS register value (bit 1 = DOG).
+    pub fn from_resetreas(bits: u32) -> Self {
+        ResetReason {
+            watchdog: bits & (1 << 1) != 0,
+        }
+    }
+}
+
+/// Everything [`boot`] needs.
+pub struct BootEnv<'a, I, Q, C> {
+    pub layout: &'a Layout,
+    /// Internal flash (NVMC), absolute addresses.
+    pub internal: &'a mut I,
+    /// External QSPI NOR, chip offsets.
+    pub qspi: &'a mut Q,
+    /// Validates the staged image (key and signature verifier inside).
+    pub checker: &'a C,
+    pub reset_reason: ResetReason,
+}
+
+/// What the firmware does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootDecision {
+    /// Address of the kernel's vector table (the kernel slot start).
+    pub kernel_addr: u32,
+    /// The kernel is an unconfirmed trial image.
+    pub trial: bool,
+    /// The status record the kernel will read (newest journal record).
+    pub status: Option<JournalRecord>,
+    /// The internal region to lock (ACL: no write, no erase) before jumping.
+    pub lock: Region,
+}
+
+/// A failure the boot flow could not step around; the firmware resets and the journal resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// The layout breaks an invariant.
+    Layout(LayoutError),
+    /// An internal-flash operation failed (power loss in simulation, or hardware fault).
+    Internal(NorFlashErrorKind),
+    /// A QSPI operation failed.
+    Qspi(NorFlashErrorKind),
+    /// A write outside the region a capability allows was attempted (a bug, refused).
+    Denied,
+    /// The journal could not be written (four slots failed to read back).
+    JournalStuck,
+    /// Copying kept failing verification; the kernel slot may hold a mix, retry next boot.
+    CopyFailed,
+}
+
+fn ie<E: NorFlashError>(e: E) -> BootError {
+    BootError::Internal(e.kind())
+}
+fn qe<E: NorFlashError>(e: E) -> BootError {
+    BootError::Qspi(e.kind())
+}
+
+/// Permission to erase and program the kernel slot. Created only inside [`boot`] (private
+/// field), so no other code path can write internal flash through [`SlotWriter`].
+pub struct KernelWrite {
+    slot: Region,
+}
+
+/// Permission to write the state page (the security-counter floor). Created only inside [`boot`].
+pub struct StateWrite {
+    page: Region,
+}
+
+/// Internal flash as seen by the install and revert routines: only the capability's region.
+struct SlotWriter<'a, F> {
+    flash: &'a mut F,
+    slot: Region,
+}
+
+impl<'a, F: NorFlash> SlotWriter<'a, F> {
+    fn new(flash: &'a mut F, cap: &KernelWrite) -> Self {
+        SlotWriter {
+            flash,
+            slot: cap.slot,
+        }
+    }
+    fn erase_page(&mut self, addr: u32) -> Result<(), BootError> {
+        if !self.slot.contains_abs(addr, PAGE) {
+            return Err(BootError::Denied);
+        }
+        self.flash.erase(addr, addr + PAGE).map_err(ie)
+    }
+    fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), BootError> {
+        if !self.slot.contains_abs(addr, data.len() as u32) {
+            return Err(BootError::Denied);
+        }
+        self.flash.write(addr, data).map_err(ie)
+    }
+}
+
+/// Bytes the NVMC programs between two polls of the background QSPI operation (32 words,
+/// 1.3 ms at 41 µs per word: shorter than a QSPI page program in high-performance mode).
+const PROGRAM_CHUNK: usize = 128;
+/// QSPI page-program size.
+const QSPI_PAGE: usize = 256;
+/// Attempts at copying one page before giving up this boot.
+const COPY_TRIES: u32 = 3;
+
+/// Reads `buf.len()` bytes of QSPI at `addr` after waiting for the chip.
+fn qread<Q: BackgroundNor>(q: &mut Q, addr: u32, buf: &mut [u8]) -> Result<(), BootError> {
+    q.wait_idle().map_err(qe)?;
+    q.read(addr, buf).map_err(qe)
+}
+
+/// Whether QSPI `[qaddr, +PAGE)` equals internal `[iaddr, +PAGE)`.
+fn same_page<I: ReadNorFlash, Q: BackgroundNor>(
+    internal: &mut I,
+    iaddr: u32,
+    q: &mut Q,
+    qaddr: u32,
+) -> Result<bool, BootError> {
+    let mut a = [0u8; QSPI_PAGE];
+    let mut b = [0u8; QSPI_PAGE];
+    let mut off = 0;
+    while off < PAGE {
+        qread(q, qaddr + off, &mut a)?;
+        internal.read(iaddr + off, &mut b).map_err(ie)?;
+        if a != b {
+            return Ok(false);
+        }
+        off += QSPI_PAGE as u32;
+    }
+    Ok(true)
+}
+
+/// Whether internal `[addr, +PAGE)` equals `data`.
+fn internal_equals<I: ReadNorFlash>(
+    internal: &mut I,
+    addr: u32,
+    data: &[u8; PAGE as usize],
+) -> Result<bool, BootError> {
+    let mut b = [0u8; QSPI_PAGE];
+    for (i, chunk) in data.chunks_exact(QSPI_PAGE).enumerate() {
+        internal
+            .read(addr + (i * QSPI_PAGE) as u32, &mut b)
+            .map_err(ie)?;
+        if b != chunk {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A background backup of one kernel-slot page into the revert slot.
+struct Backup {
+    src: u32,
+    dst: u32,
+    /// Next 256-byte chunk to program; 16 = all started.
+    chunk: u32,
+    active: bool,
+}
+
+impl Backup {
+    const IDLE: Backup = Backup {
+        src: 0,
+        dst: 0,
+        chunk: 0,
+        active: false,
+    };
+
+    /// Starts backing up internal `src` to QSPI `dst`; nothing to do if they already match.
+    fn start<I: ReadNorFlash, Q: BackgroundNor>(
+        internal: &mut I,
+        q: &mut Q,
+        src: u32,
+        dst: u32,
+    ) -> Result<Backup, BootError> {
+        if same_page(internal, src, q, dst)? {
+            return Ok(Backup::IDLE);
+        }
+        q.start_erase_sector(dst).map_err(qe)?;
+        Ok(Backup {
+            src,
+            dst,
+            chunk: 0,
+            active: true,
+        })
+    }
+
+    /// Issues the next program if the chip is free. The data is copied from internal flash into
+    /// RAM first: EasyDMA cannot read flash.
+    fn pump<I: ReadNorFlash, Q: BackgroundNor>(
+        &mut self,
+        internal: &mut I,
+        q: &mut Q,
+    ) -> Result<(), BootError> {
+        if !self.active || q.is_busy().map_err(qe)? {
+            return Ok(());
+        }
+        if self.chunk as usize == PAGE as usize / QSPI_PAGE {
+            self.active = false;
+            return Ok(());
+        }
+        let mut buf = [0u8; QSPI_PAGE];
+        let off = self.chunk * QSPI_PAGE as u32;
+        internal.read(self.src + off, &mut buf).map_err(ie)?;
+        q.start_program_page(self.dst + off, &buf).map_err(qe)?;
+        self.chunk += 1;
+        Ok(())
+    }
+
+    fn finish<I: ReadNorFlash, Q: BackgroundNor>(
+        &mut self,
+        internal: &mut I,
+        q: &mut Q,
+    ) -> Result<(), BootError> {
+        while self.active {
+            q.wait_idle().map_err(qe)?;
+            self.pump(internal, q)?;
+        }
+        q.wait_idle().map_err(qe)
+    }
+}
+
+/// Backs up one page and verifies it, blocking.
+fn backup_page<I: ReadNorFlash, Q: BackgroundNor>(
+    internal: &mut I,
+    q: &mut Q,
+    src: u32,
+    dst: u32,
+) -> Result<(), BootError> {
+    for _ in 0..COPY_TRIES {
+        Backup::start(internal, q, src, dst)?.finish(internal, q)?;
+        if same_page(internal, src, q, dst)? {
+            return Ok(());
+        }
+    }
+    Err(BootError::CopyFailed)
+}
+
+fn pages(len: u32) -> u32 {
+    len.div_ceil(PAGE)
+}
+
+/// Writes one kernel-slot page with `data` unless it already holds it, pumping `backup`
+/// between program chunks so the QSPI works while the NVMC does; verifies the result.
+fn write_page<I: NorFlash, Q: BackgroundNor>(
+    w: &mut SlotWriter<'_, I>,
+    q: &mut Q,
+    backup: &mut Backup,
+    addr: u32,
+    data: &[u8; PAGE as usize],
+) -> Result<bool, BootError> {
+    if internal_equals(w.flash, addr, data)? {
+        return Ok(true);
+    }
+    if !internal_equals(w.flash, addr, &[0xFF; PAGE as usize])? {
+        backup.pump(w.flash, q)?;
+        w.erase_page(addr)?;
+    }
+    for (i, chunk) in data.chunks_exact(PROGRAM_CHUNK).enumerate() {
+        backup.pump(w.flash, q)?;
+        if chunk.iter().any(|&b| b != 0xFF) {
+            w.write(addr + (i * PROGRAM_CHUNK) as u32, chunk)?;
+        }
+    }
+    backup.pump(w.flash, q)?;
+    internal_equals(w.flash, addr, data)
+}
+
+/// Reads page `k` of the payload from the staging slot (0xFF past its end).
+fn read_staged_page<Q: BackgroundNor>(
+    q: &mut Q,
+    layout: &Layout,
+    payload_offset: u32,
+    payload_len: u32,
+    k: u32,
+    buf: &mut [u8; PAGE as usize],
+) -> Result<(), BootError> {
+    buf.fill(0xFF);
+    let start = k * PAGE;
+    let n = (payload_len - start).min(PAGE) as usize;
+    qread(
+        q,
+        layout.staging.start + payload_offset + start,
+        &mut buf[..n],
+    )
+}
+
+/// Installs the payload page by page from `rec.installed`, keeping `backed_up > installed`
+/// before any kernel page is erased. Journals one record per page.
+fn install<I: NorFlash, Q: BackgroundNor>(
+    cap: &KernelWrite,
+    layout: &Layout,
+    internal: &mut I,
+    q: &mut Q,
+    journal: &mut Journal,
+    mut rec: JournalRecord,
+) -> Result<JournalRecord, BootError> {
+    let n = pages(rec.payload_len);
+    let slot = layout.kernel_slot.start;
+    let revert = layout.revert.start;
+    let off = rec.payload_offset as u32;
+    let mut w = SlotWriter::new(internal, cap);
+    let mut staged = [0u8; PAGE as usize];
+    let mut k = rec.installed as u32;
+    let mut backed = rec.backed_up as u32;
+    while k < n {
+        if backed <= k {
+            backup_page(w.flash, q, slot + k * PAGE, revert + k * PAGE)?;
+            backed = k + 1;
+        }
+        if rec.installed as u32 != k || rec.backed_up as u32 != backed {
+            rec.installed = k as u16;
+            rec.backed_up = backed as u16;
+            rec = append(journal, q, rec)?;
+        }
+        read_staged_page(q, layout, off, rec.payload_len, k, &mut staged)?;
+        let mut backup = if backed == k + 1 && k + 1 < n {
+            Backup::start(w.flash, q, slot + (k + 1) * PAGE, revert + (k + 1) * PAGE)?
+        } else {
+            Backup::IDLE
+        };
+        let mut done = false;
+        for _ in 0..COPY_TRIES {
+            if write_page(&mut w, q, &mut backup, slot + k * PAGE, &staged)? {
+                done = true;
+                break;
+            }
+            // Re-read the source in case the read was the faulty part.
+            read_staged_page(q, layout, off, rec.payload_len, k, &mut staged)?;
+        }
+        if !done {
+            return Err(BootError::CopyFailed);
+        }
+        if backup.active || backed == k + 1 && k + 1 < n {
+            backup.finish(w.flash, q)?;
+            if same_page(w.flash, slot + (k + 1) * PAGE, q, revert + (k + 1) * PAGE)? {
+                backed = k + 2;
+            }
+        }
+        k += 1;
+    }
+    rec.installed = n as u16;
+    rec.backed_up = backed.max(n) as u16;
+    Ok(rec)
+}
+
+/// Copies pages `[0, count)` back from the revert slot, skipping pages already identical.
+/// Idempotent: the revert slot is never written here, so a resumed revert just runs again.
+fn revert<I: NorFlash, Q: BackgroundNor>(
+    cap: &KernelWrite,
+    layout: &Layout,
+    internal: &mut I,
+    q: &mut Q,
+    count: u32,
+) -> Result<(), BootError> {
+    let mut w = SlotWriter::new(internal, cap);
+    let mut buf = [0u8; PAGE as usize];
+    let mut idle = Backup::IDLE;
+    let count = count.min(layout.kernel_slot.len / PAGE);
+    for k in 0..count {
+        let src = layout.revert.start + k * PAGE;
+        let dst = layout.kernel_slot.start + k * PAGE;
+        let mut ok = false;
+        for _ in 0..COPY_TRIES {
+            if same_page(w.flash, dst, q, src)? {
+                ok = true;
+                break;
+            }
+            qread(q, src, &mut buf)?;
+            write_page(&mut w, q, &mut idle, dst, &buf)?;
+        }
+        if !ok {
+            return Err(BootError::CopyFailed);
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 over staged header, the INSTALLED payload and the staged protected TLVs: equal to the
+/// image hash only if the kernel slot holds exactly the verified payload.
+fn installed_hash<I: ReadNorFlash, Q: BackgroundNor>(
+    layout: &Layout,
+    internal: &mut I,
+    q: &mut Q,
+    img: &CheckedImage,
+) -> Result<[u8; 32], BootError> {
+    let mut h = Sha256::new();
+    let mut buf = [0u8; QSPI_PAGE];
+    let mut feed_q = |h: &mut Sha256, q: &mut Q, from: u32, len: u32| -> Result<(), BootError> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(QSPI_PAGE as u32) as usize;
+            qread(q, layout.staging.start + from + done, &mut buf[..n])?;
+            h.update(&buf[..n]);
+            done += n as u32;
+        }
+        Ok(())
+    };
+    feed_q(&mut h, q, 0, img.payload_offset)?;
+    let mut ibuf = [0u8; QSPI_PAGE];
+    let mut done = 0;
+    while done < img.payload_len {
+        let n = (img.payload_len - done).min(QSPI_PAGE as u32) as usize;
+        internal
+            .read(layout.kernel_slot.start + done, &mut ibuf[..n])
+            .map_err(ie)?;
+        h.update(&ibuf[..n]);
+        done += n as u32;
+    }
+    feed_q(
+        &mut h,
+        q,
+        img.payload_offset + img.payload_len,
+        img.hashed_after_payload,
+    )?;
+    Ok(h.finalize().into())
+}
+
+fn append<Q: BackgroundNor>(
+    journal: &mut Journal,
+    q: &mut Q,
+    rec: JournalRecord,
+) -> Result<JournalRecord, BootError> {
+    q.wait_idle().map_err(qe)?;
+    journal
+        .append(q, rec)
+        .map_err(qe)?
+        .ok_or(BootError::JournalStuck)
+}
+
+/// The kernel's newest boot request newer than `handled`, and its newest confirm.
+fn scan_requests<Q: BackgroundNor>(
+    q: &mut Q,
+    sector: Region,
+) -> Result<(Option<control_area::Record>, Option<control_area::Record>), BootError> {
+    use control_area::{Record, RecordKind, RECORD_LEN};
+    let mut req: Option<Record> = None;
+    let mut confirm: Option<Record> = None;
+    let mut off = 0;
+    while off + RECORD_LEN as u32 <= sector.len {
+        let mut slot = [0u8; RECORD_LEN];
+        qread(q, sector.start + off, &mut slot)?;
+        for _ in 0..2 {
+            if Record::decode(&slot) != Err(control_area::DecodeError::Corrupt) {
+                break;
+            }
+            qread(q, sector.start + off, &mut slot)?;
+        }
+        if let Ok(r) = Record::decode(&slot) {
+            let best = match r.kind {
+                RecordKind::BootRequest => &mut req,
+                RecordKind::Confirm => &mut confirm,
+            };
+            if best.is_none_or(|b| r.sequence > b.sequence) {
+                *best = Some(r);
+            }
+        } else if slot.iter().all(|&b| b == 0xFF) {
+            break;
+        }
+        off += RECORD_LEN as u32;
+    }
+    Ok((req, confirm))
+}
+
+fn policy<I: NorFlash>(layout: &Layout, internal: &mut I) -> Result<CheckPolicy, BootError> {
+    let (floor, _) = floor::read(internal, layout.state_page).map_err(ie)?;
+    Ok(CheckPolicy {
+        min_security_counter: floor,
+        max_payload_len: layout.kernel_slot.len,
+        kernel_addr: layout.kernel_slot.start,
+    })
+}
+
+/// Decides and performs this boot's work; see the crate docs and `docs/bootloader.md`.
+pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
+    env: &mut BootEnv<'_, I, Q, C>,
+) -> Result<BootDecision, BootError> {
+    let layout = *env.layout;
+    layout.validate().map_err(BootError::Layout)?;
+    // The only place the write capabilities exist.
+    let kernel_cap = KernelWrite {
+        slot: layout.kernel_slot,
+    };
+    let state_cap = StateWrite {
+        page: layout.state_page,
+    };
+    let internal = &mut *env.internal;
+    let q = &mut *env.qspi;
+    q.wait_idle().map_err(qe)?;
+    let mut journal = Journal::scan(q, layout.journal).map_err(qe)?;
+    let mut checked: Option<CheckedImage> = None;
+    let mut watchdog = env.reset_reason.watchdog;
+    let decision = |journal: &Journal, trial| BootDecision {
+        kernel_addr: layout.kernel_slot.start,
+        trial,
+        status: journal.newest().copied(),
+        lock: layout.locked_region(),
+    };
+    // Each pass moves the state forward; a handful suffice (request → install → trial).
+    for _ in 0..8 {
+        let cur = journal.newest().copied();
+        match cur {
+            Some(
+                rec @ JournalRecord {
+                    state: State::Installing,
+                    ..
+                },
+            ) => {
+                let img = match checked.take() {
+                    Some(img) if img.hash == rec.image_hash => Ok(img),
+                    _ => {
+                        let p = policy(&layout, internal)?;
+                        env.checker.check(q, layout.staging, &p)
+                    }
+                };
+                let img = match img {
+                    Ok(img)
+                        if img.hash == rec.image_hash
+                            && img.payload_len == rec.payload_len
+                            && img.payload_offset == rec.payload_offset as u32 =>
+                    {
+                        img
+                    }
+                    _ => {
+                        let mut r = rec;
+                        r.state = State::Reverting;
+                        r.reason = Reason::StagingChanged;
+                        append(&mut journal, q, r)?;
+                        continue;
+                    }
+                };
+                let mut rec = install(&kernel_cap, &layout, internal, q, &mut journal, rec)?;
+                let mut good = installed_hash(&layout, internal, q, &img)? == img.hash;
+                if !good {
+                    // One full pass again: pages that read back wrong are rewritten.
+                    let mut again = rec;
+                    again.installed = 0;
+                    rec = install(&kernel_cap, &layout, internal, q, &mut journal, again)?;
+                    good = installed_hash(&layout, internal, q, &img)? == img.hash;
+                }
+                let mut r = rec;
+                if good {
+                    r.state = State::Trial;
+                    r.attempts = 1;
+                    append(&mut journal, q, r)?;
+                    return Ok(decision(&journal, true));
+                }
+                r.state = State::Reverting;
+                r.reason = Reason::InstallVerifyFailed;
+                append(&mut journal, q, r)?;
+            }
+            Some(
+                rec @ JournalRecord {
+                    state: State::Trial,
+                    ..
+                },
+            ) => {
+                let (_, confirm) = scan_requests(q, layout.request_sector)?;
+                let confirmed = confirm.is_some_and(|c| {
+                    c.sequence > rec.request_sequence && c.image_hash == rec.image_hash
+                });
+                let mut r = rec;
+                if confirmed {
+                    if let Some(c) = rec.counter() {
+                        floor::raise(internal, state_cap.page, c).map_err(ie)?;
+                    }
+                    r.state = State::Confirmed;
+                    r.attempts = 0;
+                } else if watchdog || rec.attempts >= layout.max_trial_boots {
+                    r.state = State::Reverting;
+                    r.reason = if watchdog {
+                        Reason::WatchdogReset
+                    } else {
+                        Reason::NotConfirmed
+                    };
+                    watchdog = false;
+                } else {
+                    r.attempts = rec.attempts.saturating_add(1);
+                    append(&mut journal, q, r)?;
+                    return Ok(decision(&journal, true));
+                }
+                append(&mut journal, q, r)?;
+            }
+            Some(
+                rec @ JournalRecord {
+                    state: State::Reverting,
+                    ..
+                },
+            ) => {
+                revert(&kernel_cap, &layout, internal, q, rec.backed_up as u32)?;
+                let mut r = rec;
+                r.state = State::Reverted;
+                r.installed = 0;
+                append(&mut journal, q, r)?;
+            }
+            _ => {
+                let handled = cur.map(|r| r.request_sequence);
+                let (req, _) = scan_requests(q, layout.request_sector)?;
+                let req = match req {
+                    Some(r) if handled.is_none_or(|h| r.sequence > h) => r,
+                    _ => return Ok(decision(&journal, false)),
+                };
+                let mut r = JournalRecord {
+                    sequence: 0,
+                    state: State::Rejected,
+                    reason: Reason::None,
+                    attempts: 0,
+                    request_sequence: req.sequence,
+                    image_hash: req.image_hash,
+                    payload_len: 0,
+                    payload_offset: 0,
+                    installed: 0,
+                    backed_up: 0,
+                    security_counter: journal::NO_COUNTER,
+                };
+                let p = policy(&layout, internal)?;
+                match env.checker.check(q, layout.staging, &p) {
+                    Err(reason) => r.reason = reason,
+                    Ok(img) if img.hash != req.image_hash || img.total_len != req.image_len => {
+                        r.reason = Reason::RequestMismatch
+                    }
+                    Ok(img) if img.payload_offset > u16::MAX as u32 => r.reason = Reason::Malformed,
+                    Ok(img) => {
+                        r.state = State::Installing;
+                        r.payload_len = img.payload_len;
+                        r.payload_offset = img.payload_offset as u16;
+                        r.security_counter = img.security_counter.unwrap_or(journal::NO_COUNTER);
+                        checked = Some(img);
+                    }
+                }
+                append(&mut journal, q, r)?;
+            }
+        }
+    }
+    Ok(decision(&journal, false))
+}
+
+/// Writes `kernel` at the start of the kernel slot (erasing the pages it needs): the initial
+/// kernel for tests and the simulator.
+pub fn provision<I: NorFlash>(
+    layout: &Layout,
+    internal: &mut I,
+    kernel: &[u8],
+) -> Result<(), BootError> {
+    if kernel.len() as u64 > layout.kernel_slot.len as u64 {
+        return Err(BootError::Denied);
+    }
+    let cap = KernelWrite {
+        slot: layout.kernel_slot,
+    };
+    let mut w = SlotWriter::new(internal, &cap);
+    let mut page = [0xFFu8; PAGE as usize];
+    for (k, chunk) in kernel.chunks(PAGE as usize).enumerate() {
+        page.fill(0xFF);
+        page[..chunk.len()].copy_from_slice(chunk);
+        let addr = layout.kernel_slot.start + k as u32 * PAGE;
+        w.erase_page(addr)?;
+        w.write(addr, &page)?;
+    }
+    Ok(())
+}

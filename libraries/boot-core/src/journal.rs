@@ -1,0 +1,371 @@
+//! The bootloader's journal in QSPI: append-only, sequence-numbered, CRC'd 64-byte records in a
+//! ring of 4 KiB sectors. Every record is a full snapshot of the bootloader's state, so the newest
+//! valid record alone says what to do next; it is also the status record the kernel reads.
+//!
+//! Why it survives power cuts: a record is written into a slot that reads all 0xFF, and only a
+//! complete program passes its CRC; a torn record is skipped and the next record goes to the next
+//! erased slot. The ring moves to the next sector only when the current one is full, so the
+//! sector being erased never holds the newest record; a torn erase leaves the newest record
+//! untouched and the erase is simply redone.
+
+use crate::layout::{Region, PAGE};
+use control_area::crc32;
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+
+/// Bytes per journal record.
+pub const RECORD_LEN: usize = 64;
+/// Format byte at offset 7: identifies version 1 of the journal record.
+pub const RECORD_FORMAT: u8 = 0xB1;
+/// Written in `security_counter` when the image has none.
+pub const NO_COUNTER: u32 = u32::MAX;
+
+/// What the bootloader is doing or last did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Copying the staged payload into the kernel slot (progress in `installed`/`backed_up`).
+    Installing,
+    /// The new kernel is installed and booting unconfirmed; `attempts` boots so far.
+    Trial,
+    /// The trial kernel confirmed itself; the security-counter floor is raised.
+    Confirmed,
+    /// Copying the previous kernel back from the revert slot.
+    Reverting,
+    /// The previous kernel is back; `reason` says why.
+    Reverted,
+    /// The staged image was refused and nothing was installed; `reason` says why.
+    Rejected,
+}
+
+impl State {
+    fn code(self) -> u8 {
+        match self {
+            State::Installing => 1,
+            State::Trial => 2,
+            State::Confirmed => 3,
+            State::Reverting => 4,
+            State::Reverted => 5,
+            State::Rejected => 6,
+        }
+    }
+    fn from_code(c: u8) -> Option<State> {
+        Some(match c {
+            1 => State::Installing,
+            2 => State::Trial,
+            3 => State::Confirmed,
+            4 => State::Reverting,
+            5 => State::Reverted,
+            6 => State::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an image was rejected or reverted (byte 5 of the record; 0 = none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    None = 0,
+    /// Reading the staging slot failed.
+    ReadFailed = 1,
+    /// Header too short or does not fit the slot.
+    TruncatedHeader = 2,
+    /// Header magic is not 0x96f3b83d.
+    BadMagic = 3,
+    /// Header, TLV area or lengths are inconsistent or run past the slot.
+    Malformed = 4,
+    /// No SHA-256 TLV.
+    MissingHash = 5,
+    /// The SHA-256 over header, payload and protected TLVs does not match.
+    HashMismatch = 6,
+    /// No signature TLV, or the key hash names another key.
+    MissingSignature = 7,
+    /// The signature does not verify with the embedded key.
+    BadSignature = 8,
+    /// Security counter below the stored floor.
+    Downgrade = 9,
+    /// The payload does not fit the kernel slot.
+    TooLarge = 10,
+    /// The header's load address is neither 0 nor the kernel slot address.
+    WrongLoadAddress = 11,
+    /// The staged image's hash or length differs from the boot request's.
+    RequestMismatch = 12,
+    /// The installed bytes did not read back as the verified image.
+    InstallVerifyFailed = 13,
+    /// The trial kernel did not confirm within the allowed boots.
+    NotConfirmed = 14,
+    /// The trial kernel was reset by the watchdog.
+    WatchdogReset = 15,
+    /// The staged image changed or failed verification while an install was being resumed.
+    StagingChanged = 16,
+    /// Any other image error.
+    Other = 17,
+}
+
+impl Reason {
+    pub fn from_code(c: u8) -> Reason {
+        use Reason::*;
+        [
+            None,
+            ReadFailed,
+            TruncatedHeader,
+            BadMagic,
+            Malformed,
+            MissingHash,
+            HashMismatch,
+            MissingSignature,
+            BadSignature,
+            Downgrade,
+            TooLarge,
+            WrongLoadAddress,
+            RequestMismatch,
+            InstallVerifyFailed,
+            NotConfirmed,
+            WatchdogReset,
+            StagingChanged,
+            Other,
+        ]
+        .get(c as usize)
+        .copied()
+        .unwrap_or(Other)
+    }
+}
+
+/// One journal record: the bootloader's full state after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// Journal sequence: strictly increasing; the highest valid one is current.
+    pub sequence: u32,
+    pub state: State,
+    pub reason: Reason,
+    /// Trial boots started (Trial), otherwise 0.
+    pub attempts: u8,
+    /// Sequence of the newest boot request handled (control-area record sequence).
+    pub request_sequence: u32,
+    /// SHA-256 TLV value of the image being installed / in trial / confirmed / rejected.
+    pub image_hash: [u8; 32],
+    /// Payload bytes of that image.
+    pub payload_len: u32,
+    /// Offset of the payload in the staging slot (the header size).
+    pub payload_offset: u16,
+    /// Kernel-slot pages that hold the new payload (Installing) — all pages below it are done.
+    pub installed: u16,
+    /// Kernel-slot pages whose previous contents are safely in the revert slot.
+    pub backed_up: u16,
+    /// The image's security counter, or `NO_COUNTER`.
+    pub security_counter: u32,
+}
+
+impl JournalRecord {
+    /// Byte layout (little-endian): sequence u32 | state u8 | reason u8 | attempts u8 |
+    /// format 0xB1 | request_sequence u32 | image_hash [32] | payload_len u32 |
+    /// payload_offset u16 | installed u16 | backed_up u16 | 0xFFFF | security_counter u32 |
+    /// crc32 u32 over bytes 0..60.
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut o = [0xFF; RECORD_LEN];
+        o[0..4].copy_from_slice(&self.sequence.to_le_bytes());
+        o[4] = self.state.code();
+        o[5] = self.reason as u8;
+        o[6] = self.attempts;
+        o[7] = RECORD_FORMAT;
+        o[8..12].copy_from_slice(&self.request_sequence.to_le_bytes());
+        o[12..44].copy_from_slice(&self.image_hash);
+        o[44..48].copy_from_slice(&self.payload_len.to_le_bytes());
+        o[48..50].copy_from_slice(&self.payload_offset.to_le_bytes());
+        o[50..52].copy_from_slice(&self.installed.to_le_bytes());
+        o[52..54].copy_from_slice(&self.backed_up.to_le_bytes());
+        o[56..60].copy_from_slice(&self.security_counter.to_le_bytes());
+        let crc = crc32(&o[..60]);
+        o[60..64].copy_from_slice(&crc.to_le_bytes());
+        o
+    }
+
+    /// `None` for an erased, torn or foreign slot.
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Option<JournalRecord> {
+        let w = |a: usize| u32::from_le_bytes([b[a], b[a + 1], b[a + 2], b[a + 3]]);
+        let h = |a: usize| u16::from_le_bytes([b[a], b[a + 1]]);
+        if b[7] != RECORD_FORMAT || w(60) != crc32(&b[..60]) {
+            return None;
+        }
+        let mut image_hash = [0; 32];
+        image_hash.copy_from_slice(&b[12..44]);
+        Some(JournalRecord {
+            sequence: w(0),
+            state: State::from_code(b[4])?,
+            reason: Reason::from_code(b[5]),
+            attempts: b[6],
+            request_sequence: w(8),
+            image_hash,
+            payload_len: w(44),
+            payload_offset: h(48),
+            installed: h(50),
+            backed_up: h(52),
+            security_counter: w(56),
+        })
+    }
+
+    /// The image's security counter, if it has one.
+    pub fn counter(&self) -> Option<u32> {
+        (self.security_counter != NO_COUNTER).then_some(self.security_counter)
+    }
+}
+
+/// The journal's in-RAM view: the newest record and where the next one goes.
+pub struct Journal {
+    region: Region,
+    newest: Option<(u32, JournalRecord)>,
+    /// Offset (in the region) of the next erased slot in the newest record's sector.
+    next_free: Option<u32>,
+}
+
+/// Reads `N` bytes at `addr`.
+fn read_slot<F: ReadNorFlash>(f: &mut F, addr: u32) -> Result<[u8; RECORD_LEN], F::Error> {
+    let mut b = [0; RECORD_LEN];
+    f.read(addr, &mut b)?;
+    Ok(b)
+}
+
+impl Journal {
+    /// Scans every slot of the journal region.
+    pub fn scan<F: ReadNorFlash>(f: &mut F, region: Region) -> Result<Journal, F::Error> {
+        let mut newest: Option<(u32, JournalRecord)> = None;
+        let mut off = 0;
+        while off + RECORD_LEN as u32 <= region.len {
+            let mut slot = read_slot(f, region.start + off)?;
+            // A slot that is neither erased nor valid is read again: a transient read error
+            // must not hide the newest record (acting on an older one would redo steps).
+            for _ in 0..2 {
+                if slot == [0xFF; RECORD_LEN] || JournalRecord::decode(&slot).is_some() {
+                    break;
+                }
+                slot = read_slot(f, region.start + off)?;
+            }
+            if let Some(r) = JournalRecord::decode(&slot) {
+                if newest.is_none_or(|(_, n)| r.sequence > n.sequence) {
+                    newest = Some((off, r));
+                }
+            }
+            off += RECORD_LEN as u32;
+        }
+        let mut j = Journal {
+            region,
+            newest,
+            next_free: None,
+        };
+        if let Some((at, _)) = newest {
+            let sector_end = (at / PAGE + 1) * PAGE;
+            let mut off = at + RECORD_LEN as u32;
+            while off < sector_end {
+                let slot = read_slot(f, region.start + off)?;
+                if slot.iter().all(|&b| b == 0xFF) {
+                    j.next_free = Some(off);
+                    break;
+                }
+                off += RECORD_LEN as u32;
+            }
+        }
+        Ok(j)
+    }
+
+    pub fn newest(&self) -> Option<&JournalRecord> {
+        self.newest.as_ref().map(|(_, r)| r)
+    }
+
+    /// Appends `record` (its sequence is assigned here) and reads it back. A slot that does not
+    /// read back correctly is left behind and the next one is tried; `Ok(None)` after four bad
+    /// slots in a row (the state did not advance).
+    pub fn append<F: NorFlash>(
+        &mut self,
+        f: &mut F,
+        mut record: JournalRecord,
+    ) -> Result<Option<JournalRecord>, F::Error> {
+        record.sequence = self.newest.map_or(1, |(_, n)| n.sequence.wrapping_add(1));
+        let bytes = record.encode();
+        for _ in 0..4 {
+            let off = match self.next_free {
+                Some(off) => off,
+                None => self.open_next_sector(f)?,
+            };
+            f.write(self.region.start + off, &bytes)?;
+            let back = read_slot(f, self.region.start + off)?;
+            let next = off + RECORD_LEN as u32;
+            self.next_free = (next % PAGE != 0).then_some(next);
+            if back == bytes {
+                self.newest = Some((off, record));
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Erases the sector after the newest record's (the oldest in the ring) and returns its
+    /// first slot. The newest record is never in it.
+    fn open_next_sector<F: NorFlash>(&mut self, f: &mut F) -> Result<u32, F::Error> {
+        let sectors = self.region.len / PAGE;
+        let sector = match self.newest {
+            Some((at, _)) => (at / PAGE + 1) % sectors,
+            None => 0,
+        };
+        let start = sector * PAGE;
+        let mut blank = true;
+        let mut off = 0;
+        while off < PAGE && blank {
+            let slot = read_slot(f, self.region.start + start + off)?;
+            blank = slot.iter().all(|&b| b == 0xFF);
+            off += RECORD_LEN as u32;
+        }
+        if !blank {
+            f.erase(self.region.start + start, self.region.start + start + PAGE)?;
+        }
+        Ok(start)
+    }
+}
+
+/// The status the kernel reads: the newest valid journal record, `None` before the first update.
+pub fn read_status<F: ReadNorFlash>(
+    f: &mut F,
+    journal: Region,
+) -> Result<Option<JournalRecord>, F::Error> {
+    Ok(Journal::scan(f, journal)?.newest.map(|(_, r)| r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> JournalRecord {
+        JournalRecord {
+            sequence: 9,
+            state: State::Installing,
+            reason: Reason::None,
+            attempts: 0,
+            request_sequence: 4,
+            image_hash: [0xA5; 32],
+            payload_len: 12345,
+            payload_offset: 0x200,
+            installed: 2,
+            backed_up: 3,
+            security_counter: NO_COUNTER,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_every_bit_flip_is_rejected() {
+        let r = sample();
+        let b = r.encode();
+        assert_eq!(JournalRecord::decode(&b), Some(r));
+        assert_eq!(JournalRecord::decode(&[0xFF; RECORD_LEN]), None);
+        for bit in 0..RECORD_LEN * 8 {
+            let mut t = b;
+            t[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(JournalRecord::decode(&t), None, "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn reason_codes_round_trip() {
+        for c in 0..=17u8 {
+            assert_eq!(Reason::from_code(c) as u8, c);
+        }
+        assert_eq!(Reason::from_code(200), Reason::Other);
+    }
+}

@@ -1,0 +1,618 @@
+//! Host harness on `hw_models::SimBoard`: a board with a layout, scripted boots, a stand-in image
+//! format, and the power-cut campaign (exhaustive single cuts and random multi-cut sequences).
+//! Used by this crate's tests and by `tock-ota bench power-cuts` / `bench install`.
+
+use crate::image::{CheckPolicy, CheckedImage, ImageChecker};
+use crate::journal::{JournalRecord, Reason, State};
+use crate::layout::{Layout, Region};
+use crate::{BootDecision, BootEnv, BootError, ResetReason};
+use embedded_storage::nor_flash::ReadNorFlash;
+use hw_models::SimBoard;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use std::format;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+/// A small layout for fast exhaustive runs: 4-page kernel slot, 2-sector journal.
+pub const SMALL: Layout = Layout {
+    bootloader: Region::new(0x0, 0x2000),
+    state_page: Region::new(0x2000, 0x1000),
+    kernel_slot: Region::new(0x3000, 0x4000),
+    apps: Region::new(0x7000, 0x1000),
+    request_sector: Region::new(0x0, 0x1000),
+    journal: Region::new(0x1000, 0x2000),
+    staging: Region::new(0x3000, 0x5000),
+    revert: Region::new(0x8000, 0x4000),
+    max_trial_boots: 3,
+};
+
+/// A layout with a 1 MiB kernel slot for the 512 KiB install benchmark.
+pub const BENCH: Layout = Layout {
+    bootloader: Region::new(0x0000_0000, 0x7000),
+    state_page: Region::new(0x0000_7000, 0x1000),
+    kernel_slot: Region::new(0x0000_8000, 0xF_0000),
+    apps: Region::new(0x000F_8000, 0x8000),
+    request_sector: Region::new(0x00_0000, 0x1000),
+    journal: Region::new(0x00_1000, 0xF000),
+    staging: Region::new(0x10_0000, 0x10_0000),
+    revert: Region::new(0x20_0000, 0x10_0000),
+    max_trial_boots: 3,
+};
+
+/// Key of the stand-in image format.
+pub const TEST_KEY: [u8; 8] = *b"testkey1";
+const MAGIC: u32 = 0x96f3_b83d;
+/// Header size of the stand-in format.
+pub const HDR: u32 = 32;
+
+/// A stand-in image with the shape of an MCUboot image: header (magic, load address, header
+/// size, payload length, security counter), payload, then SHA-256 over header+payload and a
+/// keyed "signature" SHA-256(key ‖ hash). Lets the boot flow be tested without P-256.
+pub fn make_image(payload: &[u8], load: u32, counter: u32) -> Vec<u8> {
+    let mut img = vec![0u8; HDR as usize];
+    img[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    img[4..8].copy_from_slice(&load.to_le_bytes());
+    img[8..12].copy_from_slice(&HDR.to_le_bytes());
+    img[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    img[16..20].copy_from_slice(&counter.to_le_bytes());
+    img.extend_from_slice(payload);
+    let hash: [u8; 32] = Sha256::digest(&img).into();
+    let sig: [u8; 32] = Sha256::new()
+        .chain_update(TEST_KEY)
+        .chain_update(hash)
+        .finalize()
+        .into();
+    img.extend_from_slice(&hash);
+    img.extend_from_slice(&sig);
+    img
+}
+
+/// The hash a boot request names for a stand-in image.
+pub fn image_hash(img: &[u8]) -> [u8; 32] {
+    let n = img.len();
+    let mut h = [0; 32];
+    if n >= 64 {
+        h.copy_from_slice(&img[n - 64..n - 32]);
+    }
+    h
+}
+
+/// Checker for the stand-in format.
+pub struct TestChecker {
+    pub key: [u8; 8],
+}
+
+impl ImageChecker for TestChecker {
+    fn check<F: ReadNorFlash>(
+        &self,
+        f: &mut F,
+        slot: Region,
+        policy: &CheckPolicy,
+    ) -> Result<CheckedImage, Reason> {
+        let mut h = [0u8; HDR as usize];
+        f.read(slot.start, &mut h).map_err(|_| Reason::ReadFailed)?;
+        let w = |a: usize| u32::from_le_bytes([h[a], h[a + 1], h[a + 2], h[a + 3]]);
+        if w(0) != MAGIC {
+            return Err(Reason::BadMagic);
+        }
+        let (load, hdr, len, counter) = (w(4), w(8), w(12), w(16));
+        let total = hdr
+            .checked_add(len)
+            .and_then(|t| t.checked_add(64))
+            .ok_or(Reason::Malformed)?;
+        if hdr != HDR || total > slot.len {
+            return Err(Reason::Malformed);
+        }
+        let mut sha = Sha256::new();
+        let mut buf = [0u8; 256];
+        let mut off = 0;
+        while off < hdr + len {
+            let n = (hdr + len - off).min(256) as usize;
+            f.read(slot.start + off, &mut buf[..n])
+                .map_err(|_| Reason::ReadFailed)?;
+            sha.update(&buf[..n]);
+            off += n as u32;
+        }
+        let hash: [u8; 32] = sha.finalize().into();
+        let mut tr = [0u8; 64];
+        f.read(slot.start + hdr + len, &mut tr)
+            .map_err(|_| Reason::ReadFailed)?;
+        if tr[..32] != hash {
+            return Err(Reason::HashMismatch);
+        }
+        let sig: [u8; 32] = Sha256::new()
+            .chain_update(self.key)
+            .chain_update(hash)
+            .finalize()
+            .into();
+        if tr[32..] != sig {
+            return Err(Reason::BadSignature);
+        }
+        if counter < policy.min_security_counter {
+            return Err(Reason::Downgrade);
+        }
+        if len > policy.max_payload_len {
+            return Err(Reason::TooLarge);
+        }
+        if load != 0 && load != policy.kernel_addr {
+            return Err(Reason::WrongLoadAddress);
+        }
+        Ok(CheckedImage {
+            hash,
+            payload_offset: hdr,
+            payload_len: len,
+            hashed_after_payload: 0,
+            total_len: total,
+            security_counter: Some(counter),
+        })
+    }
+}
+
+/// A boot request for `img` as the kernel writes it.
+pub fn boot_request(seq: u32, hash: [u8; 32], len: u32) -> control_area::Record {
+    control_area::Record {
+        kind: control_area::RecordKind::BootRequest,
+        sequence: seq,
+        image_len: len,
+        image_hash: hash,
+    }
+}
+
+/// A confirm record for the image with `hash`.
+pub fn confirm(seq: u32, hash: [u8; 32]) -> control_area::Record {
+    control_area::Record {
+        kind: control_area::RecordKind::Confirm,
+        sequence: seq,
+        image_len: 0,
+        image_hash: hash,
+    }
+}
+
+/// Deterministic kernel-like bytes, different for every `seed`.
+pub fn kernel_bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8).wrapping_mul(31).wrapping_add(seed)
+                ^ ((i >> 8) as u8).rotate_left(seed as u32 % 8)
+        })
+        .collect()
+}
+
+/// A `SimBoard` with a layout.
+pub struct Board {
+    pub sim: SimBoard,
+    pub layout: Layout,
+}
+
+/// Flash contents to restart a scenario from.
+#[derive(Clone)]
+pub struct Snapshot {
+    internal: Vec<u8>,
+    qspi: Vec<u8>,
+}
+
+impl Board {
+    pub fn new(layout: Layout, seed: u64) -> Self {
+        Board {
+            sim: SimBoard::new(seed),
+            layout,
+        }
+    }
+
+    fn internal_end(&self) -> usize {
+        self.layout
+            .kernel_slot
+            .end()
+            .max(self.layout.state_page.end()) as usize
+    }
+    fn qspi_end(&self) -> usize {
+        [
+            self.layout.request_sector,
+            self.layout.journal,
+            self.layout.staging,
+            self.layout.revert,
+        ]
+        .iter()
+        .map(|r| r.end())
+        .max()
+        .unwrap_or(0) as usize
+    }
+
+    pub fn snapshot(&mut self) -> Snapshot {
+        let (ie, qe) = (self.internal_end(), self.qspi_end());
+        Snapshot {
+            internal: self.sim.nvmc().raw()[..ie].to_vec(),
+            qspi: self.sim.chip().raw()[..qe].to_vec(),
+        }
+    }
+
+    pub fn from_snapshot(layout: Layout, snap: &Snapshot, seed: u64) -> Self {
+        let b = Board::new(layout, seed);
+        b.sim.nvmc().load(0, &snap.internal);
+        b.sim.chip().load(0, &snap.qspi);
+        b
+    }
+
+    /// One boot with the stand-in checker.
+    pub fn boot(&mut self, watchdog: bool) -> Result<BootDecision, BootError> {
+        self.boot_with(&TestChecker { key: TEST_KEY }, watchdog)
+    }
+
+    /// One boot with any checker.
+    pub fn boot_with<C: ImageChecker>(
+        &mut self,
+        checker: &C,
+        watchdog: bool,
+    ) -> Result<BootDecision, BootError> {
+        let mut env = BootEnv {
+            layout: &self.layout,
+            internal: &mut self.sim.internal,
+            qspi: &mut self.sim.qspi,
+            checker,
+            reset_reason: ResetReason { watchdog },
+        };
+        crate::boot(&mut env)
+    }
+
+    pub fn provision(&mut self, kernel: &[u8]) {
+        crate::provision(&self.layout, &mut self.sim.internal, kernel)
+            .expect("provisioning on a powered board");
+    }
+
+    /// Whether the kernel slot starts with exactly `kernel`.
+    pub fn kernel_is(&self, kernel: &[u8]) -> bool {
+        let s = self.layout.kernel_slot.start as usize;
+        self.sim.nvmc().raw()[s..s + kernel.len()] == *kernel
+    }
+
+    pub fn status(&mut self) -> Option<JournalRecord> {
+        self.sim.qspi.wait().ok()?;
+        crate::read_status(&mut self.sim.qspi, self.layout.journal)
+            .ok()
+            .flatten()
+    }
+
+    pub fn floor(&mut self) -> u32 {
+        crate::floor::read(&mut self.sim.internal, self.layout.state_page)
+            .map(|(f, _)| f)
+            .unwrap_or(0)
+    }
+
+    /// Appends a control record the way the kernel does (no faults).
+    pub fn request(&mut self, rec: control_area::Record) {
+        let s = self.layout.request_sector;
+        let sector = self.sim.chip().raw()[s.start as usize..s.end() as usize].to_vec();
+        let (_, free) = control_area::scan(&sector);
+        if let Some(at) = free {
+            self.sim.chip().load(s.start + at as u32, &rec.encode());
+        }
+    }
+
+    /// Puts `image` in the staging slot (no faults).
+    pub fn stage(&mut self, image: &[u8]) {
+        let s = self.layout.staging;
+        let mut fill = vec![0xFF; s.len as usize];
+        let n = image.len().min(fill.len());
+        fill[..n].copy_from_slice(&image[..n]);
+        self.sim.chip().load(s.start, &fill);
+    }
+
+    /// Boots until a boot succeeds (power back after each failure), at most `tries` times.
+    pub fn boot_until_ok(&mut self, tries: usize) -> Result<BootDecision, BootError> {
+        let mut last = Err(BootError::CopyFailed);
+        for _ in 0..tries {
+            let _ = self.sim.power_cycle();
+            last = self.boot(false);
+            if last.is_ok() {
+                return last;
+            }
+        }
+        last
+    }
+}
+
+/// Which part of an update a cut lands in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Validate, back up, install, first trial boot.
+    Install,
+    /// The boot that sees the kernel's confirm.
+    Confirm,
+    /// The boot that reverts an unconfirmed trial.
+    Revert,
+    /// The boot after a watchdog reset of the trial.
+    WatchdogRevert,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::Install,
+        Phase::Confirm,
+        Phase::Revert,
+        Phase::WatchdogRevert,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Install => "install",
+            Phase::Confirm => "confirm",
+            Phase::Revert => "revert",
+            Phase::WatchdogRevert => "watchdog-revert",
+        }
+    }
+}
+
+/// The update every campaign run performs: an old kernel, a signed new one, its counter.
+pub struct Scenario {
+    pub layout: Layout,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+    pub image: Vec<u8>,
+    pub counter: u32,
+}
+
+impl Scenario {
+    /// Old kernel of `old_len` bytes, new of `new_len` (stand-in format).
+    pub fn new(layout: Layout, old_len: usize, new_len: usize) -> Self {
+        let old = kernel_bytes(old_len, 1);
+        let new = kernel_bytes(new_len, 2);
+        let image = make_image(&new, 0, 5);
+        Scenario {
+            layout,
+            old,
+            new,
+            image,
+            counter: 5,
+        }
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        image_hash(&self.image)
+    }
+
+    /// Board with the old kernel, the image staged and the boot request written.
+    pub fn start(&self, seed: u64) -> Board {
+        let mut b = Board::new(self.layout, seed);
+        b.provision(&self.old);
+        b.stage(&self.image);
+        b.request(boot_request(1, self.hash(), self.image.len() as u32));
+        b
+    }
+
+    /// The state right before `phase`'s boot, and that boot's reset reason.
+    pub fn before(&self, phase: Phase, seed: u64) -> Result<(Snapshot, bool), String> {
+        let mut b = self.start(seed);
+        if phase != Phase::Install {
+            b.boot(false).map_err(|e| format!("install: {e:?}"))?;
+        }
+        match phase {
+            Phase::Install => {}
+            Phase::Confirm => b.request(confirm(2, self.hash())),
+            Phase::Revert => {
+                for _ in 1..self.layout.max_trial_boots {
+                    b.boot(false).map_err(|e| format!("trial: {e:?}"))?;
+                }
+            }
+            Phase::WatchdogRevert => {}
+        }
+        Ok((b.snapshot(), phase == Phase::WatchdogRevert))
+    }
+
+    /// What must hold after the phase's boot (and any recovery): the status and kernel.
+    fn expect(&self, phase: Phase, b: &mut Board) -> Result<(), String> {
+        let st = b.status().map(|s| s.state);
+        let (want, kernel) = match phase {
+            Phase::Install => (State::Trial, &self.new),
+            Phase::Confirm => (State::Confirmed, &self.new),
+            Phase::Revert | Phase::WatchdogRevert => (State::Reverted, &self.old),
+        };
+        if phase == Phase::WatchdogRevert && st == Some(State::Trial) {
+            // Power failed before the revert was journaled: the reset that follows is a
+            // power-on reset, not a watchdog one, so the trial simply continues.
+            return if b.kernel_is(&self.new) {
+                Ok(())
+            } else {
+                Err(String::from(
+                    "watchdog: trial status but not the new kernel",
+                ))
+            };
+        }
+        if st != Some(want) {
+            return Err(format!("{}: status {st:?}, want {want:?}", phase.name()));
+        }
+        if !b.kernel_is(kernel) {
+            return Err(format!(
+                "{}: kernel slot is not the expected kernel",
+                phase.name()
+            ));
+        }
+        if phase == Phase::Confirm && b.floor() != self.counter {
+            return Err(format!(
+                "confirm: floor {} want {}",
+                b.floor(),
+                self.counter
+            ));
+        }
+        Ok(())
+    }
+
+    /// Invariant after any successful boot: the kernel is whole (old or new), matching the status.
+    pub fn consistent(&self, b: &mut Board, d: &BootDecision) -> Result<(), String> {
+        let st = b.status().map(|s| s.state);
+        let new = matches!(st, Some(State::Trial | State::Confirmed));
+        let kernel = if new { &self.new } else { &self.old };
+        if !b.kernel_is(kernel) {
+            return Err(format!(
+                "status {st:?} but the kernel slot holds something else"
+            ));
+        }
+        if d.trial != (st == Some(State::Trial)) {
+            return Err(format!("decision trial={} with status {st:?}", d.trial));
+        }
+        Ok(())
+    }
+}
+
+/// Totals of a campaign.
+#[derive(Clone, Debug, Default)]
+pub struct CampaignReport {
+    pub cuts: u64,
+    pub recovered: u64,
+    /// (phase, cuts, recovered, operations in the phase's boot)
+    pub by_phase: Vec<(&'static str, u64, u64, u64)>,
+    pub failures: Vec<String>,
+}
+
+/// A cut before every program/erase of each phase's boot and a torn cut inside every one,
+/// `stride` > 1 to sample every stride-th operation.
+pub fn exhaustive(sc: &Scenario, stride: u64, seed: u64) -> CampaignReport {
+    let mut rep = CampaignReport::default();
+    for phase in Phase::ALL {
+        let (snap, watchdog) = match sc.before(phase, seed) {
+            Ok(s) => s,
+            Err(e) => {
+                rep.failures.push(e);
+                continue;
+            }
+        };
+        let mut clean = Board::from_snapshot(sc.layout, &snap, seed);
+        let ops0 = clean.sim.power.ops();
+        let ok = clean.boot(watchdog);
+        let total = clean.sim.power.ops() - ops0;
+        if let Err(e) = ok
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|_| sc.expect(phase, &mut clean))
+        {
+            rep.failures
+                .push(format!("{} without cuts: {e}", phase.name()));
+            continue;
+        }
+        let (mut cuts, mut recovered) = (0, 0);
+        let mut n = 0;
+        while n <= total {
+            for torn in [false, true] {
+                if torn && n == 0 {
+                    continue;
+                }
+                cuts += 1;
+                let mut b = Board::from_snapshot(sc.layout, &snap, seed ^ n);
+                if torn {
+                    b.sim.power.cut_inside(n);
+                } else {
+                    b.sim.power.cut_after(n);
+                }
+                let first = b.boot(watchdog);
+                let res = match first {
+                    Ok(d) if b.sim.power.is_on() => Ok(d),
+                    _ => b.boot_until_ok(4).map_err(|e| format!("{e:?}")),
+                };
+                let verdict = res.and_then(|d| {
+                    sc.consistent(&mut b, &d)?;
+                    sc.expect(phase, &mut b)
+                });
+                match verdict {
+                    Ok(()) => recovered += 1,
+                    Err(e) => rep.failures.push(format!(
+                        "{} cut {} op {n}: {e}",
+                        phase.name(),
+                        if torn { "inside" } else { "before" }
+                    )),
+                }
+            }
+            n += stride;
+        }
+        rep.cuts += cuts;
+        rep.recovered += recovered;
+        rep.by_phase.push((phase.name(), cuts, recovered, total));
+    }
+    rep
+}
+
+/// `runs` whole updates (install, trial boots, confirm or not) with random cuts (before or inside
+/// operations, up to `max_cuts` per run) at random points; after every successful boot the kernel
+/// must be whole and match the status, and each run must end confirmed (new kernel) or
+/// reverted (old kernel) as its script says.
+pub fn random(sc: &Scenario, runs: u64, max_cuts: u32, seed: u64) -> CampaignReport {
+    let mut rep = CampaignReport::default();
+    let (snap, _) = match sc.before(Phase::Install, seed) {
+        Ok(s) => s,
+        Err(e) => {
+            rep.failures.push(e);
+            return rep;
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut cut_runs, mut cut_ok) = (0u64, 0u64);
+    for run in 0..runs {
+        let confirm_it = rng.gen_bool(0.5);
+        let mut b = Board::from_snapshot(sc.layout, &snap, seed ^ run);
+        let mut cuts_left = rng.gen_range(1..=max_cuts);
+        let mut cuts_made = 0u64;
+        let mut confirmed_written = false;
+        let mut verdict = Err(String::from("did not finish"));
+        for _ in 0..40 {
+            if cuts_left > 0 && rng.gen_bool(0.7) {
+                let n = rng.gen_range(0..120);
+                if rng.gen_bool(0.5) {
+                    b.sim.power.cut_inside(n.max(1));
+                } else {
+                    b.sim.power.cut_after(n);
+                }
+                cuts_left -= 1;
+            }
+            let r = b.boot(false);
+            let on = b.sim.power.is_on();
+            let _ = b.sim.power_cycle();
+            if !on {
+                cuts_made += 1;
+                continue;
+            }
+            let d = match r {
+                Ok(d) => d,
+                Err(e) => {
+                    verdict = Err(format!("boot error with power on: {e:?}"));
+                    break;
+                }
+            };
+            if let Err(e) = sc.consistent(&mut b, &d) {
+                verdict = Err(e);
+                break;
+            }
+            let st = b.status().map(|s| s.state);
+            if d.trial && confirm_it && !confirmed_written {
+                b.request(confirm(2, sc.hash()));
+                confirmed_written = true;
+            }
+            let want = if confirm_it {
+                State::Confirmed
+            } else {
+                State::Reverted
+            };
+            if st == Some(want) && cuts_left == 0 {
+                verdict = if want == State::Confirmed && b.floor() != sc.counter {
+                    Err(String::from("confirmed without raising the floor"))
+                } else {
+                    Ok(())
+                };
+                break;
+            }
+            if matches!(st, Some(State::Confirmed | State::Reverted)) && st != Some(want) {
+                verdict = Err(format!("ended {st:?}, want {want:?}"));
+                break;
+            }
+        }
+        rep.cuts += cuts_made;
+        cut_runs += 1;
+        match verdict {
+            Ok(()) => {
+                cut_ok += 1;
+                rep.recovered += cuts_made;
+            }
+            Err(e) => rep.failures.push(format!("random run {run}: {e}")),
+        }
+    }
+    rep.by_phase.push(("random-runs", cut_runs, cut_ok, 0));
+    rep
+}
