@@ -1,0 +1,91 @@
+//! Builds firmware ELFs for `thumbv7em-none-eabihf` with cargo, so tests and reports always run
+//! the current sources. Cargo itself decides whether anything is outdated; a fresh build is a
+//! no-op. Each build uses its own target directory under the workspace's `target/`, so it never
+//! waits on the lock of the cargo process that runs the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The firmware target.
+pub const TARGET: &str = "thumbv7em-none-eabihf";
+
+/// The root workspace (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crate lies two levels below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // Flags meant for the host build must not leak into the firmware build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo to build {what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building {what} failed (is the {TARGET} target installed? run .ci/setup):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the bootloader (`tock-ota-bootloader`, profile `firmware`) and returns its ELF path.
+pub fn bootloader_elf() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let target_dir = root.join("target").join("boot-emu-firmware");
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            "tock-ota-bootloader",
+            "--profile",
+            "firmware",
+        ])
+        .args(["--target", TARGET])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    run(cmd, "the bootloader")?;
+    Ok(target_dir
+        .join(TARGET)
+        .join("firmware")
+        .join("tock-ota-bootloader"))
+}
+
+/// Builds the peripheral test program in `tools/boot-emu/fixtures/periph-test` and returns its
+/// ELF path.
+pub fn fixture_elf() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("periph-test")
+        .join("Cargo.toml");
+    let target_dir = root.join("target").join("boot-emu-fixtures");
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--release", "--target", TARGET])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    run(cmd, "the peripheral test program")?;
+    Ok(target_dir.join(TARGET).join("release").join("periph-test"))
+}
