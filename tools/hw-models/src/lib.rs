@@ -54,3 +54,6 @@ pub use mx25r6435f::{ChipStats, Mx25r6435f, TimingProfile};
 pub use nvmc::{AclRegion, InternalFlash, NvmcPeripheral, NvmcStats};
 pub use power::{OpFate, Power};
 pub use qspi::QspiPeripheral;
+
+/// The driver crate the models are built for (re-exported so users need one dependency).
+pub use nrf52840_flash;

@@ -132,10 +132,11 @@ impl QspiPort for QspiPeripheral {
                 let until = self.chip().busy_until_us();
                 self.clock.advance_to(until);
             }
-            self.chip().write_enable()?;
+            // Each command takes effect when CS# rises, after its bytes are clocked out.
             self.spend_clocks(8);
-            self.chip().page_program(addr, &src[done..done + n], sck)?;
+            self.chip().write_enable()?;
             self.spend_clocks(8 + 6 + 2 * n as u64);
+            self.chip().page_program(addr, &src[done..done + n], sck)?;
             done += n;
         }
         Ok(())
@@ -154,10 +155,10 @@ impl QspiPort for QspiPeripheral {
             QspiEraseLen::Block64K => Operation::EraseBlock64,
             QspiEraseLen::All => Operation::EraseChip,
         };
-        self.chip().write_enable()?;
         self.spend_clocks(8);
-        self.chip().erase(op, flash_addr)?;
+        self.chip().write_enable()?;
         self.spend_clocks(if op == Operation::EraseChip { 8 } else { 32 });
+        self.chip().erase(op, flash_addr)?;
         Ok(())
     }
 
@@ -170,11 +171,11 @@ impl QspiPort for QspiPeripheral {
             });
         }
         if wren {
-            self.chip().write_enable()?;
             self.spend_clocks(8);
+            self.chip().write_enable()?;
         }
-        self.chip().custom(opcode, data)?;
         self.spend_clocks(8 * (1 + data.len() as u64));
+        self.chip().custom(opcode, data)?;
         Ok(())
     }
 
