@@ -62,6 +62,8 @@ pub struct Mx25r6435f {
     busy_until: u64,
     in_flight: Option<InFlight>,
     timing: TimingProfile,
+    jedec_id: [u8; 3],
+    stuck_busy: bool,
     read_flip_probability: f64,
     rng: ChaCha8Rng,
     clock: SimClock,
@@ -81,6 +83,8 @@ impl Mx25r6435f {
             busy_until: 0,
             in_flight: None,
             timing: TimingProfile::Typical,
+            jedec_id: mx25r::JEDEC_ID,
+            stuck_busy: false,
             read_flip_probability: 0.0,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4D58_3235),
             clock,
@@ -122,6 +126,16 @@ impl Mx25r6435f {
         self.timing = timing;
     }
 
+    /// Makes RDID answer `id` (a different or absent part: e.g. `[0xFF; 3]` for no chip).
+    pub fn set_jedec_id(&mut self, id: [u8; 3]) {
+        self.jedec_id = id;
+    }
+
+    /// A hung part: WIP stays set forever (drivers must time out, not spin).
+    pub fn set_stuck_busy(&mut self, stuck: bool) {
+        self.stuck_busy = stuck;
+    }
+
     /// Probability that a read transaction returns one flipped bit (the stored data is intact).
     pub fn set_read_flip_probability(&mut self, p: f64) {
         self.read_flip_probability = p;
@@ -138,7 +152,7 @@ impl Mx25r6435f {
 
     /// Whether a program/erase is running (WIP).
     pub fn is_busy(&self) -> bool {
-        self.clock.now_us() < self.busy_until
+        self.stuck_busy || self.clock.now_us() < self.busy_until
     }
 
     /// Time at which the running operation ends.
@@ -373,7 +387,7 @@ impl Mx25r6435f {
             }
             opcode::RDID => {
                 for (i, d) in data.iter_mut().enumerate() {
-                    *d = mx25r::JEDEC_ID[i % 3];
+                    *d = self.jedec_id[i % 3];
                 }
             }
             opcode::WREN => self.status |= status::WEL,
