@@ -220,3 +220,27 @@ fn random_multi_cut_runs_end_whole_and_right() {
     );
     assert!(rep.cuts > 150);
 }
+
+#[test]
+#[ignore = "timing report helper: cargo test -p boot-core --release -- --ignored --nocapture"]
+fn print_install_times() {
+    for kib in [176usize, 512] {
+        let t = install_time(kib * 1024).unwrap();
+        let pages = (kib / 4) as f64;
+        let limit = pages * 0.085 + pages * 1024.0 * 41e-6;
+        std::println!("{kib} KiB: {:.3} s, limit {:.3} s, ratio {:.3}, ok {}", t.simulated_s, limit, t.simulated_s / limit, t.installed);
+    }
+}
+
+#[test]
+#[ignore = "the full campaign is a report: tock-ota bench power-cuts"]
+fn full_campaign() {
+    for (old, new) in [(14000, 11000), (6000, 16384), (12288, 12288)] {
+        let rep = exhaustive(&small(old, new), 1, 3);
+        std::println!("exhaustive {old}/{new}: {} cuts {} recovered {:?}", rep.cuts, rep.recovered, rep.by_phase);
+        assert!(rep.failures.is_empty(), "{:#?}", &rep.failures[..rep.failures.len().min(10)]);
+    }
+    let rep = random(&small(9000, 15000), 10_000, 6, 4);
+    std::println!("random: {} cuts {} recovered", rep.cuts, rep.recovered);
+    assert!(rep.failures.is_empty(), "{:#?}", &rep.failures[..rep.failures.len().min(10)]);
+}
