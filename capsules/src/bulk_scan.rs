@@ -143,7 +143,12 @@ pub struct App;
 /// The bulk scanner. See the module docs.
 pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
     radio: &'a B,
-    apps: Grant<App, UpcallCount<{ upcall::COUNT }>, AllowRoCount<0>, AllowRwCount<{ rw_allow::COUNT }>>,
+    apps: Grant<
+        App,
+        UpcallCount<{ upcall::COUNT }>,
+        AllowRoCount<0>,
+        AllowRwCount<{ rw_allow::COUNT }>,
+    >,
     owner: OptionalCell<ProcessId>,
     ring: TakeCell<'static, ReportRing>,
     channel: Cell<RadioChannel>,
@@ -173,7 +178,12 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
     pub fn new(
         radio: &'a B,
-        apps: Grant<App, UpcallCount<{ upcall::COUNT }>, AllowRoCount<0>, AllowRwCount<{ rw_allow::COUNT }>>,
+        apps: Grant<
+            App,
+            UpcallCount<{ upcall::COUNT }>,
+            AllowRoCount<0>,
+            AllowRwCount<{ rw_allow::COUNT }>,
+        >,
         ring: &'static mut ReportRing,
     ) -> BulkScan<'a, B> {
         BulkScan {
@@ -200,7 +210,9 @@ impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
         if self.batch_out.get() {
             return;
         }
-        let Some(owner) = self.owner.get() else { return };
+        let Some(owner) = self.owner.get() else {
+            return;
+        };
         let result = self.apps.enter(owner, |_, kernel_data| {
             let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
                 return None;
@@ -263,7 +275,13 @@ impl<'a, B: BleAdvertisementDriver<'a>> RxClient for BulkScan<'a, B> {
 }
 
 impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
-    fn command(&self, command_num: usize, _: usize, _: usize, processid: ProcessId) -> CommandReturn {
+    fn command(
+        &self,
+        command_num: usize,
+        _: usize,
+        _: usize,
+        processid: ProcessId,
+    ) -> CommandReturn {
         match command_num {
             command::EXISTS => CommandReturn::success(),
             command::START => {

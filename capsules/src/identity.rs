@@ -38,10 +38,12 @@ pub fn short_id_for(dfu_short_id: NonZeroU32, key_index: Option<usize>, name: &s
         }
         Some(_) => {
             let crc = kernel::utilities::helpers::crc32_posix(name.as_bytes());
-            ShortId::Fixed(NonZeroU32::new(OTHER_KEY_BIT | (crc & !OTHER_KEY_BIT)).unwrap_or(
-                // OTHER_KEY_BIT is non-zero, so this arm is unreachable; keep a valid value.
-                NonZeroU32::MIN,
-            ))
+            ShortId::Fixed(
+                NonZeroU32::new(OTHER_KEY_BIT | (crc & !OTHER_KEY_BIT)).unwrap_or(
+                    // OTHER_KEY_BIT is non-zero, so this arm is unreachable; keep a valid value.
+                    NonZeroU32::MIN,
+                ),
+            )
         }
         None => ShortId::LocallyUnique,
     }
@@ -86,7 +88,11 @@ impl AppUniqueness for KeyIndexAssigner {
 /// The filter decision for `syscall` from a process with `short_id`: the staged-update driver
 /// answers "exists" and "status" to anyone; every other command, allow and subscribe on it is
 /// for the DFU process only (`NODEVICE` otherwise). Everything else passes.
-pub fn filter(dfu_short_id: NonZeroU32, short_id: ShortId, syscall: &Syscall) -> Result<(), ErrorCode> {
+pub fn filter(
+    dfu_short_id: NonZeroU32,
+    short_id: ShortId,
+    syscall: &Syscall,
+) -> Result<(), ErrorCode> {
     if syscall.driver_number() != Some(staged_update::DRIVER_NUM) {
         return Ok(());
     }

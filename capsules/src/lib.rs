@@ -4,7 +4,7 @@
 //!   [`nor::AsyncNor`]).
 //! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod bulk_scan;

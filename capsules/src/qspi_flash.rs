@@ -170,6 +170,12 @@ impl Bounce {
     }
 }
 
+impl Default for Bounce {
+    fn default() -> Self {
+        Bounce::new()
+    }
+}
+
 /// Who started the current operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
@@ -185,11 +191,28 @@ enum State {
     Activating,
     Idle,
     /// Reading `len` bytes from `address` (`done` so far).
-    Read { owner: Owner, address: u32, len: u32, done: u32 },
+    Read {
+        owner: Owner,
+        address: u32,
+        len: u32,
+        done: u32,
+    },
     /// Programming `len` bytes at `address`; `chunk` is the size of the transfer in flight.
-    Program { owner: Owner, address: u32, len: u32, done: u32, chunk: u32, waiting: bool },
+    Program {
+        owner: Owner,
+        address: u32,
+        len: u32,
+        done: u32,
+        chunk: u32,
+        waiting: bool,
+    },
     /// Erasing the sector at `address` (then programming the page for `write_page`).
-    Erase { owner: Owner, address: u32, waiting: bool, then_program: bool },
+    Erase {
+        owner: Owner,
+        address: u32,
+        waiting: bool,
+        then_program: bool,
+    },
 }
 
 /// The QSPI flash driver. See the module docs.
@@ -264,7 +287,12 @@ impl<'a> QspiFlash<'a> {
                 self.state.set(State::Idle);
                 self.nor_client.map(|c| c.ready());
             }
-            State::Read { owner, address, len, done } => {
+            State::Read {
+                owner,
+                address,
+                len,
+                done,
+            } => {
                 let chunk = self.read_chunk_len(owner, address + done, len - done);
                 if owner == Owner::Nor {
                     self.copy_out_of_bounce(address + done, done, chunk);
@@ -273,13 +301,32 @@ impl<'a> QspiFlash<'a> {
                 if done >= len {
                     self.finish(owner, Ok(()), false);
                 } else {
-                    self.state.set(State::Read { owner, address, len, done });
+                    self.state.set(State::Read {
+                        owner,
+                        address,
+                        len,
+                        done,
+                    });
                     self.start_read(owner, address + done, len - done, done);
                 }
             }
-            State::Program { owner, address, len, done, chunk, waiting } => {
+            State::Program {
+                owner,
+                address,
+                len,
+                done,
+                chunk,
+                waiting,
+            } => {
                 if !waiting {
-                    self.state.set(State::Program { owner, address, len, done, chunk, waiting: true });
+                    self.state.set(State::Program {
+                        owner,
+                        address,
+                        len,
+                        done,
+                        chunk,
+                        waiting: true,
+                    });
                     self.poll_status();
                 } else if r.cinstrdat0.get() & STATUS_WIP != 0 {
                     self.poll_status();
@@ -292,9 +339,19 @@ impl<'a> QspiFlash<'a> {
                     }
                 }
             }
-            State::Erase { owner, address, waiting, then_program } => {
+            State::Erase {
+                owner,
+                address,
+                waiting,
+                then_program,
+            } => {
                 if !waiting {
-                    self.state.set(State::Erase { owner, address, waiting: true, then_program });
+                    self.state.set(State::Erase {
+                        owner,
+                        address,
+                        waiting: true,
+                        then_program,
+                    });
                     self.poll_status();
                 } else if r.cinstrdat0.get() & STATUS_WIP != 0 {
                     self.poll_status();
@@ -377,7 +434,8 @@ impl<'a> QspiFlash<'a> {
                 let chunk = self.read_chunk_len(owner, address, remaining);
                 let aligned = address & !3;
                 let count = (address - aligned + chunk).next_multiple_of(4);
-                self.bounce.map(|b| r.read_dst.set(b.0.as_ptr() as usize as u32));
+                self.bounce
+                    .map(|b| r.read_dst.set(b.0.as_ptr() as usize as u32));
                 r.read_src.set(aligned);
                 r.read_cnt.set(count);
             }
@@ -410,7 +468,8 @@ impl<'a> QspiFlash<'a> {
         let chunk = (len - done).min(to_page_end);
         match owner {
             Owner::Page => {
-                self.page.map(|page| r.write_src.set(page.0.as_ptr() as usize as u32 + done));
+                self.page
+                    .map(|page| r.write_src.set(page.0.as_ptr() as usize as u32 + done));
                 r.write_dst.set(at);
                 r.write_cnt.set(chunk);
             }
@@ -435,13 +494,25 @@ impl<'a> QspiFlash<'a> {
                 r.write_cnt.set(count);
             }
         }
-        self.state.set(State::Program { owner, address, len, done, chunk, waiting: false });
+        self.state.set(State::Program {
+            owner,
+            address,
+            len,
+            done,
+            chunk,
+            waiting: false,
+        });
         r.tasks_writestart.set(1);
     }
 
     fn start_erase(&self, owner: Owner, address: u32, then_program: bool) {
         let r = &*self.regs;
-        self.state.set(State::Erase { owner, address, waiting: false, then_program });
+        self.state.set(State::Erase {
+            owner,
+            address,
+            waiting: false,
+            then_program,
+        });
         r.erase_ptr.set(address);
         // 0 = 4 KiB sector.
         r.erase_len.set(0);
@@ -483,7 +554,12 @@ impl hil::flash::Flash for QspiFlash<'_> {
             return Err((e, buf));
         }
         self.page.replace(buf);
-        self.state.set(State::Read { owner: Owner::Page, address, len: SECTOR_SIZE, done: 0 });
+        self.state.set(State::Read {
+            owner: Owner::Page,
+            address,
+            len: SECTOR_SIZE,
+            done: 0,
+        });
         self.start_read(Owner::Page, address, SECTOR_SIZE, 0);
         Ok(())
     }
@@ -535,7 +611,12 @@ impl<'a> AsyncNor<'a> for QspiFlash<'a> {
         }
         self.nor_buffer.replace(buffer);
         let len = len as u32;
-        self.state.set(State::Read { owner: Owner::Nor, address, len, done: 0 });
+        self.state.set(State::Read {
+            owner: Owner::Nor,
+            address,
+            len,
+            done: 0,
+        });
         self.start_read(Owner::Nor, address, len, 0);
         Ok(())
     }
@@ -558,7 +639,8 @@ impl<'a> AsyncNor<'a> for QspiFlash<'a> {
     }
 
     fn erase_sector(&self, address: u32) -> Result<(), ErrorCode> {
-        if address % SECTOR_SIZE != 0 || !range_ok(address, SECTOR_SIZE as usize, self.config.capacity)
+        if !address.is_multiple_of(SECTOR_SIZE)
+            || !range_ok(address, SECTOR_SIZE as usize, self.config.capacity)
         {
             return Err(ErrorCode::INVAL);
         }

@@ -60,11 +60,11 @@
 use core::cell::Cell;
 
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
+use kernel::process::ShortId;
 use kernel::processbuffer::{ReadableProcessBuffer, WriteableProcessBuffer};
 use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{MapCell, OptionalCell, TakeCell};
 use kernel::{ErrorCode, ProcessId};
-use kernel::process::ShortId;
 use update_region::{
     CallerId, Completion, Config, Error, Op, Request, SessionState, Step, UpdateRegion,
     MAX_POLICY_READ, TAG_LEN,
@@ -175,13 +175,34 @@ pub trait SystemReset {
     fn reset(&self);
 }
 
+/// Longest write the policy issues itself (one control or progress record).
+const POLICY_WRITE_MAX: usize = 64;
+
+/// Fills the kernel buffer with the owner's bytes (copied from its read-only allow).
+pub type OwnerData<'b> = &'b dyn Fn(&mut [u8]) -> Result<(), ErrorCode>;
+
 /// One flash step, owned (copied out of the policy's borrow).
 enum Action {
-    Read { address: u32, len: u32 },
-    ReadIntoOwner { address: u32, len: u32 },
-    WriteOwner { address: u32, len: u32 },
-    Write { address: u32, len: usize, bytes: [u8; MAX_POLICY_READ] },
-    Erase { address: u32 },
+    Read {
+        address: u32,
+        len: u32,
+    },
+    ReadIntoOwner {
+        address: u32,
+        len: u32,
+    },
+    WriteOwner {
+        address: u32,
+        len: u32,
+    },
+    Write {
+        address: u32,
+        len: usize,
+        bytes: [u8; POLICY_WRITE_MAX],
+    },
+    Erase {
+        address: u32,
+    },
     Done(Result<Completion, Error>),
 }
 
@@ -194,15 +215,19 @@ impl Action {
             Step::Op(Op::WriteOwnerData { address, len }) => Action::WriteOwner { address, len },
             Step::Op(Op::Erase { address }) => Action::Erase { address },
             Step::Op(Op::Write { address, data }) => {
-                let mut bytes = [0xFF; MAX_POLICY_READ];
-                let len = data.len().min(MAX_POLICY_READ);
+                let mut bytes = [0xFF; POLICY_WRITE_MAX];
+                let len = data.len().min(POLICY_WRITE_MAX);
                 bytes[..len].copy_from_slice(&data[..len]);
-                if data.len() > MAX_POLICY_READ {
+                if data.len() > POLICY_WRITE_MAX {
                     // The policy never writes more than one record at once; refuse rather than
                     // truncate.
                     return Action::Done(Err(Error::Flash));
                 }
-                Action::Write { address, len, bytes }
+                Action::Write {
+                    address,
+                    len,
+                    bytes,
+                }
             }
         }
     }
@@ -293,7 +318,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
         short_id: ShortId,
         command: usize,
         request: Request,
-        owner_data: Option<&dyn Fn(&mut [u8]) -> Result<(), ErrorCode>>,
+        owner_data: Option<OwnerData<'_>>,
     ) -> Result<(), ErrorCode> {
         let caller = caller_id(short_id).ok_or(ErrorCode::NODEVICE)?;
         if !self.is_owner(short_id) {
@@ -356,7 +381,8 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 Action::Read { address, len } => match self.scratch.take() {
                     Some(buf) => match self.flash.read(address, buf, len as usize) {
                         Ok(()) => {
-                            self.in_flight.set(Some(InFlight::Scratch { len: len as usize }));
+                            self.in_flight
+                                .set(Some(InFlight::Scratch { len: len as usize }));
                             return;
                         }
                         Err((_, buf)) => {
@@ -371,7 +397,8 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                         match self.flash.read(address, buf, len as usize) {
                             Ok(()) => {
                                 self.last_read_len.set(len as usize);
-                                self.in_flight.set(Some(InFlight::Owner { len: len as usize }));
+                                self.in_flight
+                                    .set(Some(InFlight::Owner { len: len as usize }));
                                 return;
                             }
                             Err((_, buf)) => {
@@ -390,7 +417,8 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                     Some(buf) if (len as usize) <= buf.len() => {
                         match self.flash.program(address, buf, len as usize) {
                             Ok(()) => {
-                                self.in_flight.set(Some(InFlight::Owner { len: len as usize }));
+                                self.in_flight
+                                    .set(Some(InFlight::Owner { len: len as usize }));
                                 return;
                             }
                             Err((_, buf)) => {
@@ -405,7 +433,11 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                     }
                     None => self.op_done(Err(())),
                 },
-                Action::Write { address, len, bytes } => match self.scratch.take() {
+                Action::Write {
+                    address,
+                    len,
+                    bytes,
+                } => match self.scratch.take() {
                     Some(buf) => {
                         buf[..len].copy_from_slice(&bytes[..len]);
                         match self.flash.program(address, buf, len) {
@@ -541,12 +573,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             .unwrap_or(Err(ErrorCode::NOMEM))
     }
 
-    fn start(
-        &self,
-        processid: ProcessId,
-        command: usize,
-        request: Request,
-    ) -> CommandReturn {
+    fn start(&self, processid: ProcessId, command: usize, request: Request) -> CommandReturn {
         let short_id = processid.short_app_id();
         let result = if let Request::Write { len, .. } = request {
             let fill = |dst: &mut [u8]| -> Result<(), ErrorCode> {
@@ -583,7 +610,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
 
 impl<'a, F: AsyncNor<'a>> StagedUpdateClient for StagedUpdateDriver<'a, F> {
     fn request_done(&self, command: usize, result: Result<Completion, Error>, read: &[u8]) {
-        self.current.take().map(|processid| {
+        if let Some(processid) = self.current.take() {
             let _ = self.apps.enter(processid, |_, kernel_data| {
                 if !read.is_empty() {
                     let _ = kernel_data
@@ -603,7 +630,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateClient for StagedUpdateDriver<'a, F> {
                 };
                 let _ = kernel_data.schedule_upcall(upcall::DONE, (command, status, value));
             });
-        });
+        }
     }
 }
 
@@ -638,7 +665,10 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                     Ok(tag) => self.start(
                         processid,
                         command_num,
-                        Request::Begin { tag, image_len: offset },
+                        Request::Begin {
+                            tag,
+                            image_len: offset,
+                        },
                     ),
                     Err(e) => CommandReturn::failure(e),
                 }

@@ -24,7 +24,8 @@ pub const DFU_SHORT_ID: NonZeroU32 = match NonZeroU32::new(0x0D0F_0001) {
 };
 
 /// Request sector at QSPI 0, staging slot 1 MiB at QSPI 1 MiB (`docs/layout.md`).
-pub const UPDATE_REGION: update_region::Config = update_region::Config::nrf52840dk(DFU_SHORT_ID.get());
+pub const UPDATE_REGION: update_region::Config =
+    update_region::Config::nrf52840dk(DFU_SHORT_ID.get());
 
 /// Number of accepted signing keys.
 pub const NUM_KEYS: usize = 2;

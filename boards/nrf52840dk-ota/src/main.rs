@@ -225,8 +225,11 @@ pub unsafe fn main() {
         board_config::UART_CTS,
         board_config::UART_RXD,
     ));
-    let uart_channel = nrf52_components::UartChannelComponent::new(uart_channel, mux_alarm, &base.uarte0)
-        .finalize(nrf52_components::uart_channel_component_static!(nrf52840::rtc::Rtc));
+    let uart_channel =
+        nrf52_components::UartChannelComponent::new(uart_channel, mux_alarm, &base.uarte0)
+            .finalize(nrf52_components::uart_channel_component_static!(
+                nrf52840::rtc::Rtc
+            ));
     let mux_uart = components::console::UartMuxComponent::new(uart_channel, 115200)
         .finalize(components::uart_mux_component_static!());
     let console = components::console::ConsoleComponent::new(
@@ -314,13 +317,15 @@ pub unsafe fn main() {
         components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponent::new(
             verifier, keys,
         )
-        .finalize(components::signature_verify_in_memory_keys_component_static!(
-            Verifier,
-            { board_config::NUM_KEYS },
-            64,
-            32,
-            64,
-        ));
+        .finalize(
+            components::signature_verify_in_memory_keys_component_static!(
+                Verifier,
+                { board_config::NUM_KEYS },
+                64,
+                32,
+                64,
+            ),
+        );
     let checking_policy = components::appid::checker_signature::AppCheckerSignatureComponent::new(
         sha,
         verifier_keys,
