@@ -288,7 +288,7 @@ impl Journal {
             f.write(self.region.start + off, &bytes)?;
             let back = read_slot(f, self.region.start + off)?;
             let next = off + RECORD_LEN as u32;
-            self.next_free = (next % PAGE != 0).then_some(next);
+            self.next_free = (!next.is_multiple_of(PAGE)).then_some(next);
             if back == bytes {
                 self.newest = Some((off, record));
                 return Ok(Some(record));

@@ -525,7 +525,8 @@ pub fn exhaustive(sc: &Scenario, stride: u64, seed: u64) -> CampaignReport {
         }
         rep.cuts += cuts;
         rep.recovered += recovered;
-        rep.by_phase.push((String::from(phase.name()), cuts, recovered, total));
+        rep.by_phase
+            .push((String::from(phase.name()), cuts, recovered, total));
     }
     rep
 }

@@ -228,7 +228,13 @@ fn print_install_times() {
         let t = install_time(kib * 1024).unwrap();
         let pages = (kib / 4) as f64;
         let limit = pages * 0.085 + pages * 1024.0 * 41e-6;
-        std::println!("{kib} KiB: {:.3} s, limit {:.3} s, ratio {:.3}, ok {}", t.simulated_s, limit, t.simulated_s / limit, t.installed);
+        std::println!(
+            "{kib} KiB: {:.3} s, limit {:.3} s, ratio {:.3}, ok {}",
+            t.simulated_s,
+            limit,
+            t.simulated_s / limit,
+            t.installed
+        );
     }
 }
 
@@ -237,10 +243,106 @@ fn print_install_times() {
 fn full_campaign() {
     for (old, new) in [(14000, 11000), (6000, 16384), (12288, 12288)] {
         let rep = exhaustive(&small(old, new), 1, 3);
-        std::println!("exhaustive {old}/{new}: {} cuts {} recovered {:?}", rep.cuts, rep.recovered, rep.by_phase);
-        assert!(rep.failures.is_empty(), "{:#?}", &rep.failures[..rep.failures.len().min(10)]);
+        std::println!(
+            "exhaustive {old}/{new}: {} cuts {} recovered {:?}",
+            rep.cuts,
+            rep.recovered,
+            rep.by_phase
+        );
+        assert!(
+            rep.failures.is_empty(),
+            "{:#?}",
+            &rep.failures[..rep.failures.len().min(10)]
+        );
     }
     let rep = random(&small(9000, 15000), 10_000, 6, 4);
     std::println!("random: {} cuts {} recovered", rep.cuts, rep.recovered);
-    assert!(rep.failures.is_empty(), "{:#?}", &rep.failures[..rep.failures.len().min(10)]);
+    assert!(
+        rep.failures.is_empty(),
+        "{:#?}",
+        &rep.failures[..rep.failures.len().min(10)]
+    );
+}
+
+#[test]
+fn many_updates_wrap_the_journal_ring_and_keep_the_newest_state() {
+    // SMALL's journal is two sectors of 64 slots; 30 updates write far more records than that.
+    let mut b = Board::new(SMALL, 20);
+    let first = kernel_bytes(10000, 0);
+    b.provision(&first);
+    let mut seq = 1;
+    let mut current = first;
+    for round in 0..30u32 {
+        let next = kernel_bytes(6000 + (round as usize * 331) % 10000, round as u8 + 1);
+        let img = make_image(&next, 0, round + 1);
+        b.stage(&img);
+        if round % 16 == 0 {
+            // The kernel erases its request sector when full; model that.
+            b.sim.chip().load(SMALL.request_sector.start, &[0xFF; 4096]);
+        }
+        b.request(boot_request(seq, image_hash(&img), img.len() as u32));
+        seq += 1;
+        assert!(b.boot(false).unwrap().trial, "round {round}");
+        if round % 3 == 2 {
+            // Not confirmed: reverted after the allowed trial boots.
+            for _ in 1..SMALL.max_trial_boots {
+                assert!(b.boot(false).unwrap().trial);
+            }
+            assert!(!b.boot(false).unwrap().trial);
+            assert_eq!(b.status().unwrap().state, State::Reverted, "round {round}");
+            assert!(
+                b.kernel_is(&current),
+                "round {round}: reverted to the previous kernel"
+            );
+        } else {
+            b.request(confirm(seq, image_hash(&img)));
+            seq += 1;
+            assert!(!b.boot(false).unwrap().trial);
+            assert_eq!(b.status().unwrap().state, State::Confirmed, "round {round}");
+            assert!(b.kernel_is(&next));
+            assert_eq!(b.floor(), round + 1);
+            current = next;
+        }
+    }
+    let st = b.status().unwrap();
+    assert!(
+        st.sequence > 128,
+        "the ring wrapped ({} records)",
+        st.sequence
+    );
+}
+
+#[test]
+fn decision_locks_the_bootloader_and_state_page() {
+    let mut b = Board::new(crate::NRF52840_DK, 21);
+    b.provision(&kernel_bytes(5000, 1));
+    let d = b.boot(false).unwrap();
+    assert_eq!(d.lock, crate::Region::new(0, 0x8000));
+    assert_eq!(d.kernel_addr, 0x8000);
+    assert_eq!(d.status, None);
+}
+
+#[test]
+fn the_slot_writer_refuses_anything_outside_its_capability() {
+    let mut b = Board::new(SMALL, 22);
+    let cap = crate::KernelWrite {
+        slot: SMALL.kernel_slot,
+    };
+    let mut w = crate::SlotWriter::new(&mut b.sim.internal, &cap);
+    let denied = Err(crate::BootError::Denied);
+    assert_eq!(w.erase_page(SMALL.state_page.start), denied);
+    assert_eq!(w.erase_page(SMALL.kernel_slot.end()), denied);
+    assert_eq!(w.write(SMALL.kernel_slot.start - 4, &[0; 8]), denied);
+    assert_eq!(w.write(SMALL.kernel_slot.end() - 4, &[0; 8]), denied);
+    assert_eq!(w.erase_page(SMALL.kernel_slot.start), Ok(()));
+}
+
+#[test]
+fn provision_refuses_a_kernel_larger_than_the_slot() {
+    let mut b = Board::new(SMALL, 23);
+    let big = kernel_bytes(SMALL.kernel_slot.len as usize + 1, 1);
+    assert_eq!(
+        crate::provision(&SMALL, &mut b.sim.internal, &big),
+        Err(crate::BootError::Denied)
+    );
 }
