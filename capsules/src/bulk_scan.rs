@@ -24,6 +24,12 @@
 //! - Command `2`: stop scanning. Reports already queued are discarded.
 //! - Command `3`: release the current batch (the process has consumed its buffer); the next
 //!   batch is delivered immediately if reports are queued.
+//! - Command `4`: advertise once: the AdvData in read-only allow `0` (at most 31 bytes) goes out
+//!   as an ADV_NONCONN_IND on channels 37, 38 and 39, then listening resumes. A receive in
+//!   progress is abandoned (the radio has one front end). `BUSY` while a previous one is still
+//!   going out, `SIZE` if the AdvData is too long, `RESERVE` if the caller is not scanning.
+//!   This is how a receiver reports its progress to the sender (e.g. missing chunks).
+//! - Read-only allow `0`: the AdvData for command 4.
 //! - Read-write allow `0`: the batch buffer. A batch is a sequence of reports, each
 //!   `[len, channel, pdu[len]]`: `len` is the PDU length (2-byte header, 6-byte AdvA, AdvData;
 //!   at most 39), `channel` the advertising channel (37, 38 or 39).
@@ -33,8 +39,8 @@
 use core::cell::Cell;
 
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
-use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient};
-use kernel::processbuffer::WriteableProcessBuffer;
+use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
+use kernel::processbuffer::{ReadableProcessBuffer, WriteableProcessBuffer};
 use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::{ErrorCode, ProcessId};
@@ -52,6 +58,11 @@ pub mod upcall {
     pub const COUNT: u8 = 1;
 }
 
+pub mod ro_allow {
+    pub const ADV_DATA: usize = 0;
+    pub const COUNT: u8 = 1;
+}
+
 pub mod rw_allow {
     pub const BATCH: usize = 0;
     pub const COUNT: u8 = 1;
@@ -62,7 +73,15 @@ pub mod command {
     pub const START: usize = 1;
     pub const STOP: usize = 2;
     pub const RELEASE: usize = 3;
+    pub const ADVERTISE: usize = 4;
 }
+
+/// Longest AdvData of a legacy advertisement.
+pub const MAX_ADV_DATA: usize = 31;
+/// PDU header byte 0: ADV_NONCONN_IND with TxAdd set (random device address).
+const ADV_NONCONN_IND_RANDOM: u8 = 0x02 | 0x40;
+/// Bytes the transmit buffer needs: header, AdvA, AdvData.
+pub const TX_BUF_LEN: usize = 2 + 6 + MAX_ADV_DATA;
 
 /// A ring of encoded reports (`[len, channel, pdu..]`), oldest first.
 pub struct ReportRing {
@@ -140,15 +159,18 @@ impl ReportRing {
 #[derive(Default)]
 pub struct App;
 
+/// The grant type of [`BulkScan`].
+pub type ScanGrant = Grant<
+    App,
+    UpcallCount<{ upcall::COUNT }>,
+    AllowRoCount<{ ro_allow::COUNT }>,
+    AllowRwCount<{ rw_allow::COUNT }>,
+>;
+
 /// The bulk scanner. See the module docs.
 pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
     radio: &'a B,
-    apps: Grant<
-        App,
-        UpcallCount<{ upcall::COUNT }>,
-        AllowRoCount<0>,
-        AllowRwCount<{ rw_allow::COUNT }>,
-    >,
+    apps: ScanGrant,
     owner: OptionalCell<ProcessId>,
     ring: TakeCell<'static, ReportRing>,
     channel: Cell<RadioChannel>,
@@ -157,6 +179,12 @@ pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
     /// The owner holds a batch it has not released.
     batch_out: Cell<bool>,
     dropped: Cell<usize>,
+    /// PDU being advertised (header, AdvA, AdvData); out with the radio while transmitting.
+    tx_buffer: TakeCell<'static, [u8]>,
+    tx_len: Cell<usize>,
+    /// Channel of the advertisement in flight, `None` when not advertising.
+    transmitting: Cell<Option<RadioChannel>>,
+    address: [u8; 6],
 }
 
 fn channel_number(channel: RadioChannel) -> u8 {
@@ -178,13 +206,10 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
     pub fn new(
         radio: &'a B,
-        apps: Grant<
-            App,
-            UpcallCount<{ upcall::COUNT }>,
-            AllowRoCount<0>,
-            AllowRwCount<{ rw_allow::COUNT }>,
-        >,
+        apps: ScanGrant,
         ring: &'static mut ReportRing,
+        tx_buffer: &'static mut [u8; TX_BUF_LEN],
+        address: [u8; 6],
     ) -> BulkScan<'a, B> {
         BulkScan {
             radio,
@@ -195,11 +220,61 @@ impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
             listening: Cell::new(false),
             batch_out: Cell::new(false),
             dropped: Cell::new(0),
+            tx_buffer: TakeCell::new(tx_buffer),
+            tx_len: Cell::new(0),
+            transmitting: Cell::new(None),
+            address,
+        }
+    }
+
+    /// Start advertising the owner's AdvData on channel 37.
+    fn advertise(&self, processid: ProcessId) -> Result<(), ErrorCode> {
+        if self.transmitting.get().is_some() {
+            return Err(ErrorCode::BUSY);
+        }
+        let Some(buffer) = self.tx_buffer.take() else {
+            return Err(ErrorCode::BUSY);
+        };
+        let copied = self
+            .apps
+            .enter(processid, |_, kernel_data| {
+                kernel_data
+                    .get_readonly_processbuffer(ro_allow::ADV_DATA)
+                    .and_then(|adv| {
+                        adv.enter(|adv| {
+                            if adv.len() > MAX_ADV_DATA || buffer.len() < TX_BUF_LEN {
+                                return Err(ErrorCode::SIZE);
+                            }
+                            buffer[0] = ADV_NONCONN_IND_RANDOM;
+                            buffer[1] = (6 + adv.len()) as u8;
+                            buffer[2..8].copy_from_slice(&self.address);
+                            adv.copy_to_slice(&mut buffer[8..8 + adv.len()]);
+                            Ok(8 + adv.len())
+                        })
+                    })
+                    .unwrap_or(Err(ErrorCode::INVAL))
+            })
+            .unwrap_or(Err(ErrorCode::NOMEM));
+        match copied {
+            Ok(len) => {
+                self.tx_len.set(len);
+                self.transmitting
+                    .set(Some(RadioChannel::AdvertisingChannel37));
+                // Re-initialising the radio for transmit abandons a receive in progress.
+                self.listening.set(false);
+                self.radio
+                    .transmit_advertisement(buffer, len, RadioChannel::AdvertisingChannel37);
+                Ok(())
+            }
+            Err(e) => {
+                self.tx_buffer.replace(buffer);
+                Err(e)
+            }
         }
     }
 
     fn listen(&self) {
-        if !self.listening.get() && self.owner.is_some() {
+        if !self.listening.get() && self.transmitting.get().is_none() && self.owner.is_some() {
             self.listening.set(true);
             self.radio.receive_advertisement(self.channel.get());
         }
@@ -274,6 +349,28 @@ impl<'a, B: BleAdvertisementDriver<'a>> RxClient for BulkScan<'a, B> {
     }
 }
 
+impl<'a, B: BleAdvertisementDriver<'a>> TxClient for BulkScan<'a, B> {
+    fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
+        let next = match self.transmitting.get() {
+            Some(RadioChannel::AdvertisingChannel37) => Some(RadioChannel::AdvertisingChannel38),
+            Some(RadioChannel::AdvertisingChannel38) => Some(RadioChannel::AdvertisingChannel39),
+            _ => None,
+        };
+        match next {
+            Some(channel) if self.owner.is_some() => {
+                self.transmitting.set(Some(channel));
+                self.radio
+                    .transmit_advertisement(buf, self.tx_len.get(), channel);
+            }
+            _ => {
+                self.transmitting.set(None);
+                self.tx_buffer.replace(buf);
+                self.listen();
+            }
+        }
+    }
+}
+
 impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
     fn command(
         &self,
@@ -309,6 +406,12 @@ impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
                 // discarded because there is no owner.
                 self.stop();
                 CommandReturn::success()
+            }
+            command::ADVERTISE => {
+                if self.owner.get() != Some(processid) {
+                    return CommandReturn::failure(ErrorCode::RESERVE);
+                }
+                self.advertise(processid).into()
             }
             command::RELEASE => {
                 if self.owner.get() != Some(processid) {

@@ -34,6 +34,7 @@ pub mod scan_cmd {
     pub const START: u32 = 1;
     pub const STOP: u32 = 2;
     pub const RELEASE: u32 = 3;
+    pub const ADVERTISE: u32 = 4;
 }
 
 /// Session state reported by the status command.
@@ -75,8 +76,9 @@ impl<S: Syscalls> StagedUpdate<S> {
     }
 
     pub fn status() -> Result<UpdateStatus, ErrorCode> {
-        let (state, image_len, erased_sectors) = S::command(UPDATE_DRIVER, update_cmd::STATUS, 0, 0)
-            .to_result::<(u32, u32, u32), ErrorCode>()?;
+        let (state, image_len, erased_sectors) =
+            S::command(UPDATE_DRIVER, update_cmd::STATUS, 0, 0)
+                .to_result::<(u32, u32, u32), ErrorCode>()?;
         let state = match state {
             0 => SessionState::Idle,
             1 => SessionState::Staging,
@@ -195,33 +197,40 @@ impl<S: Syscalls> BulkScan<S> {
         S::command(SCAN_DRIVER, scan_cmd::STOP, 0, 0).to_result()
     }
 
+    /// Advertise `adv_data` once on each advertising channel (the receiver's status).
+    pub fn advertise(adv_data: &[u8]) -> Result<(), ErrorCode> {
+        share::scope::<(AllowRo<_, SCAN_DRIVER, 0>,), _, _>(|handle| {
+            let (allow,) = handle.split();
+            S::allow_ro::<DefaultConfig, SCAN_DRIVER, 0>(allow, adv_data)?;
+            S::command(SCAN_DRIVER, scan_cmd::ADVERTISE, 0, 0).to_result::<(), ErrorCode>()
+        })
+    }
+
     /// Wait for the next batch into `buffer`. `first`: start scanning; otherwise release the
     /// previous batch (which lets the kernel deliver the next one).
     pub fn next_batch(buffer: &mut [u8], first: bool) -> Result<Batch, ErrorCode> {
         let got: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
-        share::scope::<(AllowRw<_, SCAN_DRIVER, 0>, Subscribe<_, SCAN_DRIVER, 0>), _, _>(
-            |handle| {
-                let (allow, subscribe) = handle.split();
-                S::allow_rw::<DefaultConfig, SCAN_DRIVER, 0>(allow, buffer)?;
-                S::subscribe::<_, _, DefaultConfig, SCAN_DRIVER, 0>(subscribe, &got)?;
-                let command = if first {
-                    scan_cmd::START
-                } else {
-                    scan_cmd::RELEASE
-                };
-                S::command(SCAN_DRIVER, command, 0, 0).to_result::<(), ErrorCode>()?;
-                loop {
-                    S::yield_wait();
-                    if let Some((reports, bytes, dropped)) = got.get() {
-                        return Ok(Batch {
-                            reports,
-                            bytes,
-                            dropped,
-                        });
-                    }
+        share::scope::<(AllowRw<_, SCAN_DRIVER, 0>, Subscribe<_, SCAN_DRIVER, 0>), _, _>(|handle| {
+            let (allow, subscribe) = handle.split();
+            S::allow_rw::<DefaultConfig, SCAN_DRIVER, 0>(allow, buffer)?;
+            S::subscribe::<_, _, DefaultConfig, SCAN_DRIVER, 0>(subscribe, &got)?;
+            let command = if first {
+                scan_cmd::START
+            } else {
+                scan_cmd::RELEASE
+            };
+            S::command(SCAN_DRIVER, command, 0, 0).to_result::<(), ErrorCode>()?;
+            loop {
+                S::yield_wait();
+                if let Some((reports, bytes, dropped)) = got.get() {
+                    return Ok(Batch {
+                        reports,
+                        bytes,
+                        dropped,
+                    });
                 }
-            },
-        )
+            }
+        })
     }
 }
 

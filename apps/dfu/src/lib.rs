@@ -7,15 +7,18 @@
 //!    Confirm record follows its boot request; "nothing to confirm" is normal), then read the
 //!    staged-update status and tag to resume an interrupted transfer.
 //! 2. Scan continuously; feed every advertisement's AdvData to the receiver; perform the staging
-//!    operations it asks for (begin, erase, write, read back, finalize) through the driver.
+//!    operations it asks for (begin, erase, write, read back, finalize) through the driver;
+//!    every [`STATUS_INTERVAL_MS`] advertise the receiver's status so the sender resends what
+//!    is missing.
 //! 3. When finalize succeeds the kernel has written the boot request itself; ask it to reboot.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod drivers;
 
 use core::fmt::Write;
 
 use adv_transfer::receiver::READ_LEN;
+use adv_transfer::wire::ADV_DATA_MAX;
 use adv_transfer::{Receiver, StageError, StageOp, DEFAULT_COMPANY_ID};
 use libtock_platform::{ErrorCode, Syscalls};
 
@@ -27,6 +30,9 @@ pub const MAX_IMAGE_LEN: u32 = 232 * 1024;
 
 /// Bitmap bytes for [`MAX_IMAGE_LEN`].
 pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
+
+/// How often the receiver advertises its status (which chunks it misses) to the sender.
+pub const STATUS_INTERVAL_MS: u64 = 250;
 
 /// Scan batch buffer size.
 pub const BATCH_LEN: usize = 1024;
@@ -139,12 +145,18 @@ pub fn run<S: Syscalls, W: Write>(
     batch: &mut [u8],
 ) -> Result<(), ErrorCode> {
     if !StagedUpdate::<S>::exists() || !BulkScan::<S>::exists() {
-        let _ = writeln!(console, "dfu: kernel lacks the staged-update or bulk-scan driver");
+        let _ = writeln!(
+            console,
+            "dfu: kernel lacks the staged-update or bulk-scan driver"
+        );
         return Err(ErrorCode::NoDevice);
     }
     match confirm_trial_boot::<S>() {
         Ok(Some(sequence)) => {
-            let _ = writeln!(console, "dfu: confirmed this kernel (boot request {sequence})");
+            let _ = writeln!(
+                console,
+                "dfu: confirmed this kernel (boot request {sequence})"
+            );
         }
         Ok(None) => {}
         Err(e) => {
@@ -153,22 +165,37 @@ pub fn run<S: Syscalls, W: Write>(
     }
     let (resume, finalized) = resume_info::<S>()?;
     if resume.is_some() {
-        let _ = writeln!(console, "dfu: resuming staged session (finalized: {finalized})");
+        let _ = writeln!(
+            console,
+            "dfu: resuming staged session (finalized: {finalized})"
+        );
     }
     let mut rx = Receiver::new(DEFAULT_COMPANY_ID, MAX_IMAGE_LEN, bitmap, resume, finalized);
     let mut read_buf = [0u8; READ_LEN];
     let mut first = true;
     let mut shown_percent = u32::MAX;
+    let mut last_status_ms = 0u64;
     let _ = writeln!(console, "dfu: listening");
     loop {
         let got = BulkScan::<S>::next_batch(batch, first)?;
         first = false;
-        rx.tick(now_ms());
+        let now = now_ms();
+        rx.tick(now);
         let bytes = (got.bytes as usize).min(batch.len());
+        let mut finalized = None;
         for adv in adv_data_in(&batch[..bytes]) {
             rx.on_adv(adv);
+            // Stage as we go: the receiver holds only a few chunks in RAM.
+            finalized = finalized.or(pump::<S>(&mut rx, &mut read_buf));
         }
-        let finalized = pump::<S>(&mut rx, &mut read_buf);
+        finalized = finalized.or(pump::<S>(&mut rx, &mut read_buf));
+        if rx.session().is_some() && now.wrapping_sub(last_status_ms) >= STATUS_INTERVAL_MS {
+            last_status_ms = now;
+            let mut status = [0u8; ADV_DATA_MAX];
+            let len = rx.status_adv(&mut status);
+            // A status that cannot go out now goes out with a later batch.
+            let _ = BulkScan::<S>::advertise(&status[..len]);
+        }
         let progress = rx.progress();
         if progress.total_chunks > 0 {
             let percent = progress.received_chunks * 100 / progress.total_chunks;

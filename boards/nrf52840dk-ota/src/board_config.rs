@@ -7,6 +7,7 @@
 //!   length, apps, RAM). The kernel slot must match the bootloader's.
 //! - Trust: the public keys the process loader accepts ([`VERIFYING_KEYS`]) and the `ShortId`
 //!   given to the DFU app ([`DFU_SHORT_ID`]).
+//! - The BLE device address of the DFU app's status advertisements ([`ADV_ADDRESS`]).
 //! - Pins for the console and LEDs ([`UART_TXD`] and neighbours, [`LED_PINS`]).
 
 use core::num::NonZeroU32;
@@ -50,6 +51,11 @@ pub const VERIFYING_KEYS: [[u8; 64]; NUM_KEYS] = [
         0x17, 0x2e, 0x8e, 0xd9,
     ],
 ];
+
+/// The static random device address the DFU app's status advertisements carry (AdvA, as sent
+/// on air: least significant byte first; the top two bits of the last byte set, as a static
+/// random address requires). Give each device its own, e.g. from FICR DEVICEADDR.
+pub const ADV_ADDRESS: [u8; 6] = [0x01, 0xF0, 0x7A, 0x0C, 0x70, 0xC0];
 
 /// Console UART (the DK's interface MCU's virtual COM port).
 pub const UART_RTS: Option<Pin> = Some(Pin::P0_05);

@@ -170,6 +170,10 @@ unsafe fn create_peripherals() -> &'static mut Nrf52840DefaultPeripherals<'stati
 }
 
 /// Entry point after RAM is initialised.
+///
+/// # Safety
+///
+/// Called once, by the reset handler, before anything else runs.
 #[no_mangle]
 pub unsafe fn main() {
     ChipHw::init();
@@ -287,15 +291,19 @@ pub unsafe fn main() {
     // Bulk passive scanning on the BLE radio.
     let ring_storage = static_init!([u8; SCAN_RING_LEN], [0; SCAN_RING_LEN]);
     let ring = static_init!(ReportRing, ReportRing::new(ring_storage));
+    let scan_tx = static_init!([u8; bulk_scan::TX_BUF_LEN], [0; bulk_scan::TX_BUF_LEN]);
     let scan = static_init!(
         Scan,
         BulkScan::new(
             &base.ble_radio,
             board_kernel.create_grant(bulk_scan::DRIVER_NUM, &memory_allocation),
             ring,
+            scan_tx,
+            board_config::ADV_ADDRESS,
         )
     );
     base.ble_radio.set_receive_client(scan);
+    base.ble_radio.set_transmit_client(scan);
 
     // Credential checking: SHA-256 over the TBF integrity region, ECDSA P-256 against the keys.
     let sha = components::sha::ShaSoftware256Component::new()
