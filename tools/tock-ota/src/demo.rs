@@ -1,8 +1,179 @@
-//! The full-system simulator.
+//! The full-system simulator: one command that shows a whole update working on simulated
+//! hardware (the core is `crate::sim::system`, which tests call directly).
+use crate::sim::system::{run_demo, Cut, DemoParams, DemoReport, Event};
+use crate::sim::transfer::LinkParams;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Probability that an advertisement is lost (each direction).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Probability that a received advertisement is received twice.
+    #[arg(long, default_value_t = 0.02)]
+    pub dup: f64,
+    /// Probability that a received advertisement is delivered 1–3 events late.
+    #[arg(long, default_value_t = 0.02)]
+    pub reorder: f64,
+    /// The sender's advInterval in ms (Bluetooth minimum for non-connectable advertising: 20).
+    #[arg(long, default_value_t = 20.0)]
+    pub interval_ms: f64,
+    /// Probability per event that the receiver also hears a hostile or malformed advertisement.
+    #[arg(long, default_value_t = 0.0)]
+    pub hostile: f64,
+    /// Fraction of the time the receiver scans (besides its own status advertising).
+    #[arg(long, default_value_t = 1.0)]
+    pub scan_duty: f64,
+    /// The new kernel as a raw binary (signed by the demo); default: a generated 176 KiB one.
+    #[arg(long)]
+    pub image: Option<std::path::PathBuf>,
+    /// Size of the generated kernel in bytes.
+    #[arg(long, default_value_t = 176 * 1024)]
+    pub size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cut power in a phase: `transfer:N`, `install:N` or `confirm:N` (after N program/erase
+    /// operations of that phase; append `:torn` to tear operation N+1 instead). Repeatable.
+    #[arg(long)]
+    pub cut: Vec<Cut>,
+    /// Print the summary as JSON (no progress bars).
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+impl DemoArgs {
+    pub fn params(&self) -> anyhow::Result<DemoParams> {
+        if !(0.0..1.0).contains(&self.loss) {
+            anyhow::bail!("--loss must be in [0, 1)");
+        }
+        if [self.dup, self.reorder, self.hostile]
+            .iter()
+            .any(|p| !(0.0..=1.0).contains(p))
+        {
+            anyhow::bail!("--dup, --reorder and --hostile must be in [0, 1]");
+        }
+        if !(0.05..=1.0).contains(&self.scan_duty) {
+            anyhow::bail!("--scan-duty must be in [0.05, 1]");
+        }
+        if self.interval_ms < 20.0 {
+            anyhow::bail!("--interval-ms below 20 is not allowed for non-connectable advertising");
+        }
+        let payload = match &self.image {
+            Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+            None => None,
+        };
+        Ok(DemoParams {
+            link: LinkParams {
+                loss: self.loss,
+                dup: self.dup,
+                reorder: self.reorder,
+                adv_interval_ms: self.interval_ms,
+                scan_duty: self.scan_duty,
+                hostile: self.hostile,
+                ..LinkParams::default()
+            },
+            payload,
+            payload_len: self.size,
+            seed: self.seed,
+            cuts: self.cut.clone(),
+        })
+    }
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let params = args.params()?;
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if args.json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut on_event = |e: Event<'_>| match e {
+        Event::Phase(name) => {
+            bar.set_prefix(name.to_string());
+            bar.set_message("");
+            if name != "transfer" {
+                bar.set_length(1);
+                bar.set_position(0);
+            }
+        }
+        Event::Transfer(p) => {
+            bar.set_length(p.total_chunks as u64);
+            bar.set_position(p.received_chunks as u64);
+            bar.set_message(format!(
+                "chunks, {}/{} blocks checked, {:.0} s simulated",
+                p.verified_blocks, p.total_blocks, p.sim_time_s
+            ));
+        }
+    };
+    let report = run_demo(&params, &mut on_event)?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    if !report.confirmed {
+        anyhow::bail!("the update did not end confirmed");
+    }
+    Ok(())
+}
+
+fn print_summary(r: &DemoReport) {
+    println!(
+        "tock-ota demo: v{} -> v{} on a simulated nRF52840-DK",
+        r.installed_version, r.final_version
+    );
+    println!(
+        "  image          {} bytes ({} payload), signed {}",
+        r.image_bytes, r.payload_bytes, r.signature_algorithm
+    );
+    println!(
+        "  transfer       {} advertising events, {} B AdvData on air ({} B as PDUs on 3 channels), {} retransmitted, {} duplicates ignored, {} receiver reboots",
+        r.advertising_events, r.adv_data_bytes_on_air, r.pdu_bytes_on_air_all_channels, r.retransmissions, r.duplicates_ignored, r.receiver_reboots
+    );
+    if r.hostile_advertisements > 0 {
+        println!(
+            "                 {} hostile/malformed advertisements heard: {} ignored, {} block CRC failures re-received",
+            r.hostile_advertisements, r.ignored_advertisements, r.block_crc_failures
+        );
+    }
+    println!(
+        "                 {:.1} s simulated at {:.0}% loss; goodput {:.1} B/s = {:.1}% of the bearer limit {:.0} B/s",
+        r.transfer_simulated_s,
+        r.loss * 100.0,
+        r.goodput_bytes_per_s,
+        100.0 * r.goodput_bytes_per_s / r.bearer_limit_bytes_per_s,
+        r.bearer_limit_bytes_per_s
+    );
+    println!(
+        "                 bearer limit: {}",
+        r.bearer_limit_arithmetic
+    );
+    println!(
+        "  staged         verified by finalize (SHA-256) and the bootloader (signature); boot request #{}",
+        r.boot_request_sequence
+    );
+    println!(
+        "  install        {:.2} s simulated (with the revert copy) vs NVMC limit {:.2} s = {:.2}x",
+        r.install_simulated_s,
+        r.nvmc_limit_s,
+        r.install_simulated_s / r.nvmc_limit_s
+    );
+    println!("                 NVMC limit: {}", r.nvmc_limit_arithmetic);
+    println!(
+        "  result         v{} {} after {} boots, {} power cuts",
+        r.final_version,
+        if r.confirmed {
+            "booted and confirmed"
+        } else {
+            "NOT confirmed"
+        },
+        r.boots,
+        r.power_cuts
+    );
 }

@@ -9,3 +9,4 @@ pub mod demo;
 pub mod inspect;
 pub mod keys;
 pub mod sign;
+pub mod sim;

@@ -1,0 +1,401 @@
+//! The whole update on one simulated board: v1 installed, v2 signed, sent over the advertising
+//! link into the staging slot through the update-region policy, installed by the bootloader
+//! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
+use crate::sim::checker::McubootChecker;
+use crate::sim::image::kernel_payload;
+use crate::sim::transfer::{
+    run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress, TransferReport,
+};
+use anyhow::{bail, Context};
+use boot_core::{
+    boot, provision, read_status, BootDecision, BootEnv, ResetReason, State, NRF52840_DK,
+};
+use embedded_storage::nor_flash::ReadNorFlash;
+use hw_models::SimBoard;
+use serde::Serialize;
+use update_region::blocking::BlockingDriver;
+use update_region::{Completion, Config, Request};
+
+/// The DFU app's identity as the kernel assigns it (its ShortId).
+pub const DFU_APP_ID: u32 = 0x0DF0_0001;
+
+/// A phase a power cut can be aimed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Receiving and staging (the cut reboots the receiver's board).
+    Transfer,
+    /// The bootloader's install of the staged image.
+    Install,
+    /// The trial boot: the DFU app's confirm and the bootloader's confirming boot.
+    Confirm,
+}
+
+/// Cut power after `after_ops` program/erase operations of `phase` (the next one fails before it
+/// starts), or inside that operation when `torn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub phase: Phase,
+    pub after_ops: u64,
+    pub torn: bool,
+}
+
+impl std::str::FromStr for Cut {
+    type Err = anyhow::Error;
+    /// `PHASE:N` or `PHASE:N:torn`, PHASE one of transfer, install, confirm.
+    fn from_str(s: &str) -> anyhow::Result<Cut> {
+        let mut parts = s.split(':');
+        let phase = match parts.next().unwrap_or("") {
+            "transfer" => Phase::Transfer,
+            "install" => Phase::Install,
+            "confirm" => Phase::Confirm,
+            other => bail!("unknown phase `{other}` in cut `{s}` (transfer, install, confirm)"),
+        };
+        let after_ops = parts
+            .next()
+            .context("a cut needs an operation count: PHASE:N")?
+            .parse::<u64>()
+            .with_context(|| format!("operation count in cut `{s}`"))?;
+        let torn = match parts.next() {
+            None => false,
+            Some("torn") => true,
+            Some(x) => bail!("unknown cut modifier `{x}` (only `torn`)"),
+        };
+        Ok(Cut {
+            phase,
+            after_ops,
+            torn,
+        })
+    }
+}
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct DemoParams {
+    pub link: LinkParams,
+    /// The new kernel's raw binary; `None`: a generated kernel-sized one.
+    pub payload: Option<Vec<u8>>,
+    /// Size of the generated payload.
+    pub payload_len: usize,
+    pub seed: u64,
+    pub cuts: Vec<Cut>,
+}
+
+impl Default for DemoParams {
+    fn default() -> Self {
+        DemoParams {
+            link: LinkParams::default(),
+            payload: None,
+            payload_len: 176 * 1024,
+            seed: 1,
+            cuts: Vec::new(),
+        }
+    }
+}
+
+/// Where the demo is, for a display.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    Phase(&'a str),
+    Transfer(TransferProgress),
+}
+
+/// The summary (`--json` prints it).
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    pub installed_version: String,
+    pub final_version: String,
+    pub confirmed: bool,
+    pub staged_image_verified: bool,
+    pub signature_algorithm: String,
+    pub image_bytes: usize,
+    pub payload_bytes: usize,
+    pub loss: f64,
+    pub seed: u64,
+    pub advertising_events: u64,
+    pub adv_data_bytes_on_air: u64,
+    pub pdu_bytes_on_air_all_channels: u64,
+    pub retransmissions: u64,
+    pub duplicates_ignored: u32,
+    pub receiver_reboots: u32,
+    pub hostile_advertisements: u64,
+    pub ignored_advertisements: u32,
+    pub block_crc_failures: u32,
+    pub transfer_simulated_s: f64,
+    pub goodput_bytes_per_s: f64,
+    pub bearer_limit_bytes_per_s: f64,
+    pub bearer_limit_arithmetic: String,
+    pub install_simulated_s: f64,
+    pub nvmc_limit_s: f64,
+    pub nvmc_limit_arithmetic: String,
+    pub boots: u32,
+    pub power_cuts: u32,
+    pub boot_request_sequence: u32,
+}
+
+/// How the demo signs and checks images; see [`crate::sim::signing`].
+pub use crate::sim::signing::Signer;
+
+/// NVMC physical limit for installing `payload` bytes: page erases plus word writes
+/// (nRF52840 PS: tERASEPAGE 85 ms, tWRITE 41 µs, maxima).
+pub fn nvmc_limit_s(payload: usize) -> (f64, String) {
+    let pages = payload.div_ceil(4096);
+    let words = payload.div_ceil(4);
+    let s = pages as f64 * 0.085 + words as f64 * 41e-6;
+    (
+        s,
+        format!("{pages} pages × 85 ms + {words} words × 41 µs = {s:.2} s"),
+    )
+}
+
+fn version_string(image: &[u8]) -> String {
+    if image.len() < 28 {
+        return "unknown".into();
+    }
+    format!(
+        "{}.{}.{}+{}",
+        image[20],
+        image[21],
+        u16::from_le_bytes([image[22], image[23]]),
+        u32::from_le_bytes([image[24], image[25], image[26], image[27]])
+    )
+}
+
+/// Run the whole update; `on_event` sees progress.
+pub fn run_demo(
+    params: &DemoParams,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<DemoReport> {
+    let layout = NRF52840_DK;
+    let mut board = SimBoard::new(params.seed);
+    let signer = Signer::new(params.seed)?;
+
+    on_event(Event::Phase("provision v1"));
+    let v1_payload = kernel_payload(
+        params.payload_len.min(layout.kernel_slot.len as usize) * 9 / 10,
+        params.seed ^ 0x51,
+    );
+    let v1 = signer.sign(&v1_payload, (1, 0, 0, 0), 1)?;
+    provision(&layout, &mut board.internal, &v1_payload)
+        .map_err(|e| anyhow::anyhow!("provision v1: {e:?}"))?;
+    let first = boot_once(&mut board, &signer)?.context("first boot")?;
+    if first.trial {
+        bail!("a fresh board booted a trial");
+    }
+
+    on_event(Event::Phase("sign v2"));
+    let v2_payload = match &params.payload {
+        Some(p) => p.clone(),
+        None => kernel_payload(params.payload_len, params.seed),
+    };
+    if v2_payload.len() > layout.kernel_slot.len as usize {
+        bail!(
+            "payload of {} bytes does not fit the {} KiB kernel slot",
+            v2_payload.len(),
+            layout.kernel_slot.len / 1024
+        );
+    }
+    let v2 = signer.sign(&v2_payload, (2, 0, 0, 0), 2)?;
+
+    // Transfer: the DFU app receives and stages; finalize writes the boot request.
+    on_event(Event::Phase("transfer"));
+    let config = Config {
+        owner: DFU_APP_ID,
+        staging_base: layout.staging.start,
+        staging_len: layout.staging.len,
+        request_base: layout.request_sector.start,
+    };
+    let transfer_cuts: Vec<TransferCut> = params
+        .cuts
+        .iter()
+        .filter(|c| c.phase == Phase::Transfer)
+        .map(|c| TransferCut {
+            after_ops: c.after_ops,
+            torn: c.torn,
+        })
+        .collect();
+    let session = 0x7000_0000 | (params.seed as u32 & 0x0FFF_FFFF);
+    let job = TransferJob {
+        config,
+        owner: DFU_APP_ID,
+        image: &v2,
+        session,
+        params: &params.link,
+        seed: params.seed,
+        cuts: &transfer_cuts,
+    };
+    let t: TransferReport = run_transfer(&mut board, &job, &mut |p| on_event(Event::Transfer(p)))?;
+    let mut power_cuts = t.receiver_reboots;
+    let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
+        bail!("the transfer ended without a finalized image");
+    };
+    let mut staged = vec![0u8; v2.len()];
+    board
+        .qspi
+        .read(layout.staging.start, &mut staged)
+        .context("read staging")?;
+    if staged != v2 {
+        bail!("the staged image differs from the one sent");
+    }
+
+    // Reboot into the bootloader: verify, back up, install, trial boot.
+    on_event(Event::Phase("install"));
+    board.power_cycle().context("reboot")?;
+    let mut boots = 1;
+    let t_install = board.clock.now_us();
+    let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Install));
+    let decision = loop {
+        boots += 1;
+        if boots > 20 {
+            bail!("the bootloader did not settle");
+        }
+        match boot_once(&mut board, &signer)? {
+            Some(d) => break d,
+            None => {
+                power_cuts += 1;
+                plan.fired();
+                plan.arm(&board);
+            }
+        }
+    };
+    let install_s = (board.clock.now_us() - t_install) as f64 / 1e6;
+    if !decision.trial {
+        let status = decision.status.map(|s| (s.state, s.reason));
+        bail!("the bootloader did not boot v2 as a trial: {status:?}");
+    }
+
+    // The trial kernel runs; the DFU app confirms; the next boot makes it permanent.
+    on_event(Event::Phase("confirm"));
+    let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Confirm));
+    let confirmed = loop {
+        if boots > 40 {
+            bail!("the trial was never confirmed");
+        }
+        let confirmed_now = app_confirm(&mut board, config);
+        if !board.power.is_on() {
+            // Cut while the app confirmed: the board resets into the bootloader.
+            power_cuts += 1;
+            plan.fired();
+        } else {
+            confirmed_now?;
+        }
+        // Reboot (planned or after the cut) into the bootloader.
+        board.power_cycle()?;
+        plan.arm(&board);
+        boots += 1;
+        match boot_once(&mut board, &signer)? {
+            Some(d) if !d.trial => break d,
+            Some(_) => {}
+            None => {
+                power_cuts += 1;
+                plan.fired();
+                plan.arm(&board);
+            }
+        }
+    };
+    board.power.restore();
+    let status =
+        read_status(&mut board.qspi, layout.journal).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let is_confirmed = status.is_some_and(|s| s.state == State::Confirmed) && !confirmed.trial;
+    let mut kernel = vec![0u8; v2_payload.len()];
+    board
+        .internal
+        .read(layout.kernel_slot.start, &mut kernel)
+        .context("read kernel slot")?;
+    let final_version = if kernel == v2_payload {
+        version_string(&v2)
+    } else if kernel[..v1_payload.len().min(kernel.len())]
+        == v1_payload[..v1_payload.len().min(kernel.len())]
+    {
+        version_string(&v1)
+    } else {
+        "unknown".into()
+    };
+    let (nvmc_s, nvmc_text) = nvmc_limit_s(v2_payload.len());
+    let p = &params.link;
+    Ok(DemoReport {
+        installed_version: version_string(&v1),
+        final_version,
+        confirmed: is_confirmed,
+        staged_image_verified: true,
+        signature_algorithm: signer.algorithm().into(),
+        image_bytes: v2.len(),
+        payload_bytes: v2_payload.len(),
+        loss: p.loss,
+        seed: params.seed,
+        advertising_events: t.events,
+        adv_data_bytes_on_air: t.adv_data_bytes,
+        pdu_bytes_on_air_all_channels: t.air_bytes,
+        retransmissions: t.tx.retransmissions,
+        duplicates_ignored: t.rx.duplicates,
+        receiver_reboots: t.receiver_reboots,
+        hostile_advertisements: t.hostile_pdus,
+        ignored_advertisements: t.rx.ignored,
+        block_crc_failures: t.rx.crc_failures,
+        transfer_simulated_s: t.sim_time_s,
+        goodput_bytes_per_s: t.goodput_bytes_per_s,
+        bearer_limit_bytes_per_s: t.bearer_limit_bytes_per_s,
+        bearer_limit_arithmetic: format!(
+            "{} B/event (31 B AdvData - 4 B AD framing) x {:.1} events/s (advInterval {} ms + mean advDelay {} ms) = {:.0} B/s",
+            adv_transfer::wire::PDU_MAX,
+            p.events_per_s(),
+            p.adv_interval_ms,
+            p.adv_delay_max_ms / 2.0,
+            p.bearer_limit_bytes_per_s()
+        ),
+        install_simulated_s: install_s,
+        nvmc_limit_s: nvmc_s,
+        nvmc_limit_arithmetic: nvmc_text,
+        boots,
+        power_cuts,
+        boot_request_sequence: sequence,
+    })
+}
+
+fn phase_cuts(params: &DemoParams, phase: Phase) -> Vec<TransferCut> {
+    params
+        .cuts
+        .iter()
+        .filter(|c| c.phase == phase)
+        .map(|c| TransferCut {
+            after_ops: c.after_ops,
+            torn: c.torn,
+        })
+        .collect()
+}
+
+/// One run of the bootloader core; `None` if the power failed during it (the board is then
+/// power-cycled, ready for the next boot).
+fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<BootDecision>> {
+    let checker_fn = |hash: &[u8; 32], tlvs: &[(u16, Vec<u8>)]| signer.verify(hash, tlvs);
+    let checker = McubootChecker {
+        signature: &checker_fn,
+    };
+    let r = boot(&mut BootEnv {
+        layout: &NRF52840_DK,
+        internal: &mut board.internal,
+        qspi: &mut board.qspi,
+        checker: &checker,
+        reset_reason: ResetReason::default(),
+    });
+    if !board.power.is_on() {
+        board.power_cycle().context("power cycle")?;
+        return Ok(None);
+    }
+    match r {
+        Ok(d) => Ok(Some(d)),
+        Err(e) => bail!("bootloader error: {e:?}"),
+    }
+}
+
+/// The DFU app after a trial boot: start the update-region and confirm.
+fn app_confirm(board: &mut SimBoard, config: Config) -> anyhow::Result<()> {
+    let mut policy =
+        update_region::UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut d = BlockingDriver::new(&mut policy, &mut board.qspi);
+    d.start()
+        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
+    d.run(DFU_APP_ID, Request::Confirm, &[], &mut [])
+        .map_err(|e| anyhow::anyhow!("confirm: {e}"))?;
+    Ok(())
+}
