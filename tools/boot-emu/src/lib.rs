@@ -15,8 +15,11 @@
 //! FPU instructions without CPACR (each FPU instruction checks CPACR), and it rejects the
 //! single-register `LDM.W`/`STM.W` that the Cortex-M4 executes like `LDR`/`STR` (emulated).
 
+pub mod bench;
 pub mod build;
+pub mod images;
 pub mod periph;
+pub mod rig;
 
 use std::collections::BTreeMap;
 use std::fmt;

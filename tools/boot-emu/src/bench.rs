@@ -1,0 +1,181 @@
+//! Figures for `tock-ota bench boot`: the bootloader's cost under emulation.
+//!
+//! - Boot with nothing pending: instructions from reset to the kernel jump, simulated time,
+//!   peak stack.
+//! - Verify of a staged image of N bytes: a boot that hashes the whole image and checks its
+//!   signature, then refuses it (valid hash, wrong signature) costs the verify plus the
+//!   nothing-pending work; the difference is the verify. Where the firmware refuses a size
+//!   before hashing (an image larger than the kernel slot), the figure is extrapolated linearly
+//!   from two measured sizes and marked so.
+//! - The whole install of a valid image: reset to the jump into the new kernel.
+
+use crate::rig::Rig;
+use crate::{EmuError, Exit, Firmware, RunReport, CPU_HZ};
+
+/// How the bench makes staged images the firmware accepts or refuses.
+pub trait ImageMaker {
+    /// A signed image whose payload is `payload`; returns the image and its hash TLV value.
+    fn signed(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]);
+    /// The same image with its signature broken (the hash still matches).
+    fn bad_signature(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]);
+}
+
+/// One measured (or extrapolated) phase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Phase {
+    pub instructions: u64,
+    /// CPU time at the assumed CPI.
+    pub cpu_s: f64,
+    /// Simulated time: CPU at the assumed CPI plus flash stalls and transfers.
+    pub simulated_s: f64,
+    /// Not measured directly (see the module docs).
+    pub extrapolated: bool,
+}
+
+/// All figures of the report.
+#[derive(Clone, Debug)]
+pub struct BootFigures {
+    pub cpi: f64,
+    pub cpu_hz: f64,
+    pub firmware_flash_bytes: usize,
+    pub nothing_pending: Phase,
+    pub peak_stack_bytes: u32,
+    /// (image payload bytes, verify phase)
+    pub verify: Vec<(usize, Phase)>,
+    /// (image payload bytes, whole install from reset to the new kernel)
+    pub install: Vec<(usize, Phase)>,
+}
+
+fn phase(r: &RunReport, cpi: f64) -> Phase {
+    let insns = r.instructions_to_jump.unwrap_or(r.instructions);
+    Phase {
+        instructions: insns,
+        cpu_s: insns as f64 * cpi / CPU_HZ,
+        simulated_s: r.simulated_us as f64 / 1e6,
+        extrapolated: false,
+    }
+}
+
+fn minus(a: Phase, b: Phase) -> Phase {
+    Phase {
+        instructions: a.instructions.saturating_sub(b.instructions),
+        cpu_s: (a.cpu_s - b.cpu_s).max(0.0),
+        simulated_s: (a.simulated_s - b.simulated_s).max(0.0),
+        extrapolated: a.extrapolated || b.extrapolated,
+    }
+}
+
+fn expect_jump(r: &RunReport, what: &str) -> Result<(), String> {
+    match r.exit {
+        Exit::KernelJump { .. } => Ok(()),
+        other => Err(format!("{what}: expected the kernel jump, got {other:?}")),
+    }
+}
+
+fn emu(what: &str) -> impl Fn(EmuError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Runs every scenario of the report. `kernel_len` is the size of the kernel already in the slot.
+pub fn boot_figures(
+    fw: &Firmware,
+    maker: &dyn ImageMaker,
+    verify_sizes: &[usize],
+    install_sizes: &[usize],
+) -> Result<BootFigures, String> {
+    let cpi = crate::CPI_ASSUMED;
+    let kernel_len = 176 * 1024;
+
+    let mut rig = Rig::new(fw.clone(), 1, kernel_len);
+    let r = rig.boot(true).map_err(emu("boot with nothing pending"))?;
+    expect_jump(&r, "boot with nothing pending")?;
+    let nothing = phase(&r, cpi);
+    let mut peak = r.peak_stack_bytes;
+
+    let mut measured: Vec<(usize, Phase)> = Vec::new();
+    let mut verify = Vec::new();
+    for &size in verify_sizes {
+        let payload = crate::rig::kernel_image(0x8000, crate::rig::NEW_KERNEL_SP, size, 2);
+        let (image, hash) = maker.bad_signature(&payload);
+        let mut rig = Rig::new(fw.clone(), 2, kernel_len);
+        rig.stage(&image);
+        rig.request_boot(hash, image.len() as u32);
+        let r = rig
+            .boot(true)
+            .map_err(emu("boot with a badly signed image"))?;
+        expect_jump(&r, "boot with a badly signed image")?;
+        if !rig.kernel_is(&crate::rig::kernel_image(
+            0x8000,
+            crate::rig::OLD_KERNEL_SP,
+            64,
+            1,
+        )) {
+            return Err(format!(
+                "a badly signed {size}-byte image changed the kernel slot"
+            ));
+        }
+        peak = peak.max(r.peak_stack_bytes);
+        let p = minus(phase(&r, cpi), nothing);
+        // A verify far cheaper than hashing the image means the firmware refused it on size first.
+        let hashed = measured.last().is_none_or(|&(s, m): &(usize, Phase)| {
+            p.instructions * s as u64 >= m.instructions * size as u64 / 2
+        });
+        if hashed {
+            measured.push((size, p));
+            verify.push((size, p));
+        } else {
+            verify.push((
+                size,
+                extrapolate(&measured, size).ok_or_else(|| {
+                    format!(
+                        "{size}-byte image refused before hashing and too few sizes to extrapolate"
+                    )
+                })?,
+            ));
+        }
+    }
+
+    let mut install = Vec::new();
+    for &size in install_sizes {
+        let payload = crate::rig::kernel_image(0x8000, crate::rig::NEW_KERNEL_SP, size, 3);
+        let (image, hash) = maker.signed(&payload);
+        let mut rig = Rig::new(fw.clone(), 3, kernel_len);
+        rig.stage(&image);
+        rig.request_boot(hash, image.len() as u32);
+        let r = rig.boot(true).map_err(emu("install boot"))?;
+        match r.exit {
+            Exit::KernelJump { sp, .. } if sp == crate::rig::NEW_KERNEL_SP => {}
+            other => return Err(format!("install of {size} bytes ended with {other:?}")),
+        }
+        peak = peak.max(r.peak_stack_bytes);
+        install.push((size, phase(&r, cpi)));
+    }
+
+    Ok(BootFigures {
+        cpi,
+        cpu_hz: CPU_HZ,
+        firmware_flash_bytes: fw.flash_bytes(),
+        nothing_pending: nothing,
+        peak_stack_bytes: peak,
+        verify,
+        install,
+    })
+}
+
+/// A linear fit through the two largest measured sizes, evaluated at `size`.
+fn extrapolate(measured: &[(usize, Phase)], size: usize) -> Option<Phase> {
+    let n = measured.len();
+    if n < 2 {
+        return None;
+    }
+    let (s0, p0) = measured[n - 2];
+    let (s1, p1) = measured[n - 1];
+    let k = (size as f64 - s0 as f64) / (s1 as f64 - s0 as f64);
+    let lerp = |a: f64, b: f64| a + (b - a) * k;
+    Some(Phase {
+        instructions: lerp(p0.instructions as f64, p1.instructions as f64).round() as u64,
+        cpu_s: lerp(p0.cpu_s, p1.cpu_s),
+        simulated_s: lerp(p0.simulated_s, p1.simulated_s),
+        extrapolated: true,
+    })
+}
