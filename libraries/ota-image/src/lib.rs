@@ -1,2 +1,120 @@
+//! MCUboot/imgtool image format: parse, stream-hash and verify signed firmware images.
+//!
+//! Usage
+//! -----
+//!
+//! ```rust,ignore
+//! let key = PublicKey::from_raw(&BOOT_KEY)?;
+//! let mut slot = FlashSlot::new(&mut qspi, STAGING_BASE, STAGING_LEN);
+//! let image = verify_image(&mut slot, &key, &RustCryptoVerifier, &VerifyPolicy::default())?;
+//! // image.payload_offset / image.payload_len locate the payload inside the slot.
+//! ```
+//!
+//! The image is read through an [`ImageSource`] in bounded chunks (at most [`CHUNK`] bytes at a
+//! time), so a megabyte image verifies with a few hundred bytes of RAM. Every offset and length
+//! taken from the image is checked against the source's capacity before it is used: a malformed
+//! image yields an [`ImageError`], never a panic, an overflow or a read outside the slot.
+//!
+//! The byte layout is documented in `docs/image-format.md`; it follows MCUboot's `image.h` and
+//! imgtool's `image.py`.
 #![no_std]
-//! TODO
+#![forbid(unsafe_code)]
+
+mod der;
+mod error;
+mod key;
+mod parse;
+mod source;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use der::{der_to_raw_signature, raw_to_der_signature, MAX_DER_SIGNATURE_LEN};
+pub use error::ImageError;
+#[cfg(feature = "rustcrypto")]
+pub use key::RustCryptoVerifier;
+pub use key::{KeyError, PublicKey, SignatureVerifier, SPKI_DER_LEN};
+pub use parse::{
+    parse_image, ImageHeader, ImageInfo, ImageVersion, TlvArea, TlvEntry, MAX_LISTED_TLVS,
+};
+pub use source::{FlashSlot, ImageSource, SliceSource, SlotReadError};
+pub use verify::{hash_region, verify_image, VerifiedImage, VerifyPolicy};
+
+/// Image header magic (`IMAGE_MAGIC`).
+pub const IMAGE_MAGIC: u32 = 0x96f3_b83d;
+/// Size of the fixed image header; `hdr_size` may be larger (the rest is padding).
+pub const IMAGE_HEADER_SIZE: u32 = 32;
+/// Magic of the unprotected TLV area's info header.
+pub const TLV_INFO_MAGIC: u16 = 0x6907;
+/// Magic of the protected (hashed) TLV area's info header.
+pub const TLV_PROT_INFO_MAGIC: u16 = 0x6908;
+/// Size of a TLV area's info header (magic, total length) and of one TLV entry header.
+pub const TLV_HEADER_SIZE: u32 = 4;
+/// Bytes read from the source at a time while hashing.
+pub const CHUNK: usize = 512;
+
+/// TLV types this crate interprets (MCUboot `IMAGE_TLV_*`).
+pub mod tlv {
+    /// SHA-256 of the DER SubjectPublicKeyInfo of the signing key.
+    pub const KEYHASH: u16 = 0x01;
+    /// The DER SubjectPublicKeyInfo of the signing key itself.
+    pub const PUBKEY: u16 = 0x02;
+    /// SHA-256 over header, payload and protected TLV area.
+    pub const SHA256: u16 = 0x10;
+    /// ECDSA signature (DER) over the SHA-256 digest; P-256 here.
+    pub const ECDSA_SIG: u16 = 0x22;
+    /// Security counter (little-endian u32), protected area only.
+    pub const SEC_CNT: u16 = 0x50;
+
+    /// A short name for a TLV type, as imgtool spells it.
+    pub fn name(kind: u16) -> &'static str {
+        match kind {
+            KEYHASH => "KEYHASH",
+            PUBKEY => "PUBKEY",
+            SHA256 => "SHA256",
+            0x11 => "SHA384",
+            0x12 => "SHA512",
+            0x20 => "RSA2048",
+            ECDSA_SIG => "ECDSASIG",
+            0x23 => "RSA3072",
+            0x24 => "ED25519",
+            0x25 => "SIG_PURE",
+            0x30 => "ENCRSA2048",
+            0x31 => "ENCKW",
+            0x32 => "ENCEC256",
+            0x33 => "ENCX25519",
+            0x40 => "DEPENDENCY",
+            SEC_CNT => "SEC_CNT",
+            0x60 => "BOOT_RECORD",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+/// Header flags (MCUboot `IMAGE_F_*`).
+pub mod flags {
+    /// Position-independent image (unused by MCUboot).
+    pub const PIC: u32 = 0x0000_0001;
+    /// Encrypted with AES-128.
+    pub const ENCRYPTED_AES128: u32 = 0x0000_0004;
+    /// Encrypted with AES-256.
+    pub const ENCRYPTED_AES256: u32 = 0x0000_0008;
+    /// Not bootable (e.g. a data image).
+    pub const NON_BOOTABLE: u32 = 0x0000_0010;
+    /// Load into RAM at the header's load address (imgtool sets it for `--load-addr`).
+    pub const RAM_LOAD: u32 = 0x0000_0020;
+    /// LZMA2-compressed payload.
+    pub const COMPRESSED_LZMA2: u32 = 0x0000_0200;
+    /// ARM Thumb filter applied before compression.
+    pub const COMPRESSED_ARM_THUMB: u32 = 0x0000_0400;
+    /// Fixed ROM address (imgtool `--rom-fixed`).
+    pub const ROM_FIXED: u32 = 0x0000_0100;
+
+    /// Flags whose payload this crate cannot hand over as plain executable bytes.
+    pub const UNSUPPORTED: u32 = ENCRYPTED_AES128
+        | ENCRYPTED_AES256
+        | NON_BOOTABLE
+        | COMPRESSED_LZMA2
+        | COMPRESSED_ARM_THUMB;
+}
