@@ -1,146 +1,72 @@
-//! nRF52840 QSPI driver for an external NOR flash (the DK's MX25R6435F).
+//! nRF52840 QSPI driver for the DK's external NOR flash (MX25R6435F).
 //!
-//! Interrupt driven and split-phase, the Tock way: every operation starts a QSPI task and returns;
-//! the QSPI `READY` interrupt ([`QspiFlash::handle_interrupt`]) advances the operation and calls
-//! the client when it is done. It implements
+//! Interrupt driven and split-phase, the Tock way: each operation starts one QSPI task (or an
+//! alarm) and returns; the QSPI `READY` interrupt ([`QspiFlash::handle_interrupt`]) and the
+//! alarm callback advance it, and the client hears the end. It implements
 //!
 //! - `kernel::hil::flash::Flash` with 4 KiB pages (`write_page` erases the sector, then programs
 //!   it 256 bytes at a time), for any Tock capsule that speaks the flash HIL, and
 //! - [`AsyncNor`], byte addressed, for the staged-update driver.
 //!
-//! Hardware rules it keeps (nRF52840 Product Specification, QSPI chapter):
-//! - EasyDMA needs a word-aligned RAM pointer and a length that is a multiple of 4, and the flash
-//!   address of READ/WRITE must be word aligned. Page buffers are `#[repr(align(4))]`; byte
-//!   operations go through a word-aligned bounce buffer: reads fetch the aligned superset,
-//!   programs pad the head and tail with 0xFF (programming 0xFF leaves NOR bits unchanged).
-//! - One program never crosses a 256-byte flash page (the chip would wrap inside the page).
-//! - The `READY` event after WRITE or ERASE means the transfer is done, not that the chip is:
-//!   the driver then issues RDSR as a custom instruction with `WIPWAIT` set and repeats it until
-//!   the status register's WIP bit reads clear.
+//! What to send is not decided here: every operation is an `nrf52840_flash::command::Sequence`
+//! (power-up with JEDEC-ID check and QE/power-mode setup, quad read, page program, sector erase,
+//! WIP polling with datasheet-derived intervals and time-outs), the same sequences the blocking
+//! bootloader driver runs. This driver only performs each sequence's next action on the
+//! registers (`nrf52840_flash::regs`) and feeds the result back.
 //!
-//! The interface runs single-line SPI (FASTREAD 0x0B, PP 0x02) at 8 MHz: well above what the
-//! advertising bearer delivers, and needs no quad-enable bit written to the chip's status
-//! register. Pins, clock divider and capacity are the board's ([`QspiConfig`]).
+//! EasyDMA needs word-aligned RAM buffers and lengths and the flash address of READ/WRITE word
+//! aligned: page buffers are `#[repr(align(4))]`; byte operations go through a word-aligned
+//! bounce buffer. Reads fetch the aligned superset; programs pad the head and tail with 0xFF
+//! (programming 0xFF leaves NOR bits as they are) and never cross a 256-byte page.
 
 use core::cell::Cell;
 
 use kernel::hil;
+use kernel::hil::time::{Alarm, AlarmClient, ConvertTicks};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::utilities::registers::interfaces::{Readable, Writeable};
-use kernel::utilities::registers::{register_bitfields, register_structs, ReadWrite, WriteOnly};
 use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
+use nrf52840_flash::command::{Action, Instruction, Sequence};
+use nrf52840_flash::mx25r::{self, Operation};
+use nrf52840_flash::port::QspiEraseLen;
+use nrf52840_flash::regs::{
+    self, CinstrConf, Event, IfConfig0, IfConfig1, Psel, QspiCount, QspiEnable, QspiInt,
+    QspiRegisters, Task,
+};
+use nrf52840_flash::PowerMode;
 
 use crate::nor::{range_ok, AsyncNor, AsyncNorClient, SECTOR_SIZE};
 
-/// Base address of the QSPI peripheral.
-pub const QSPI_BASE: usize = 0x4002_9000;
+pub use nrf52840_flash::regs::QspiRegisters as Registers;
+pub use nrf52840_flash::regs::QSPI_BASE;
 
 /// Program page of the MX25R6435F.
-const PROGRAM_PAGE: u32 = 256;
+const PROGRAM_PAGE: u32 = mx25r::PAGE_SIZE;
 /// Bounce buffer: one program page plus a word of head and tail padding.
 const BOUNCE_WORDS: usize = (PROGRAM_PAGE as usize + 8) / 4;
-/// RDSR opcode and the status register's write-in-progress bit.
-const OPCODE_RDSR: u32 = 0x05;
-const STATUS_WIP: u32 = 0x01;
 
-register_structs! {
-    /// QSPI register block (the part this driver uses).
-    pub QspiRegisters {
-        (0x000 => tasks_activate: WriteOnly<u32>),
-        (0x004 => tasks_readstart: WriteOnly<u32>),
-        (0x008 => tasks_writestart: WriteOnly<u32>),
-        (0x00C => tasks_erasestart: WriteOnly<u32>),
-        (0x010 => tasks_deactivate: WriteOnly<u32>),
-        (0x014 => _reserved0),
-        (0x100 => events_ready: ReadWrite<u32>),
-        (0x104 => _reserved1),
-        (0x304 => intenset: ReadWrite<u32, Inten::Register>),
-        (0x308 => intenclr: ReadWrite<u32, Inten::Register>),
-        (0x30C => _reserved2),
-        (0x500 => enable: ReadWrite<u32>),
-        (0x504 => read_src: ReadWrite<u32>),
-        (0x508 => read_dst: ReadWrite<u32>),
-        (0x50C => read_cnt: ReadWrite<u32>),
-        (0x510 => write_dst: ReadWrite<u32>),
-        (0x514 => write_src: ReadWrite<u32>),
-        (0x518 => write_cnt: ReadWrite<u32>),
-        (0x51C => erase_ptr: ReadWrite<u32>),
-        (0x520 => erase_len: ReadWrite<u32>),
-        (0x524 => psel_sck: ReadWrite<u32>),
-        (0x528 => psel_csn: ReadWrite<u32>),
-        (0x52C => _reserved3),
-        (0x530 => psel_io0: ReadWrite<u32>),
-        (0x534 => psel_io1: ReadWrite<u32>),
-        (0x538 => psel_io2: ReadWrite<u32>),
-        (0x53C => psel_io3: ReadWrite<u32>),
-        (0x540 => _reserved4),
-        (0x544 => ifconfig0: ReadWrite<u32, IfConfig0::Register>),
-        (0x548 => _reserved5),
-        (0x600 => ifconfig1: ReadWrite<u32, IfConfig1::Register>),
-        (0x604 => _reserved6),
-        (0x634 => cinstrconf: ReadWrite<u32, CinstrConf::Register>),
-        (0x638 => cinstrdat0: ReadWrite<u32>),
-        (0x63C => _reserved7),
-        (0x700 => @END),
-    }
-}
-
-register_bitfields![u32,
-    Inten [
-        READY 0
-    ],
-    IfConfig0 [
-        /// 0 = FASTREAD (0x0B).
-        READOC OFFSET(0) NUMBITS(3) [],
-        /// 0 = PP (0x02).
-        WRITEOC OFFSET(3) NUMBITS(3) [],
-        /// 0 = 24-bit addressing.
-        ADDRMODE OFFSET(6) NUMBITS(1) [],
-        DPMENABLE OFFSET(7) NUMBITS(1) [],
-        /// 0 = 256-byte program pages.
-        PPSIZE OFFSET(12) NUMBITS(1) []
-    ],
-    IfConfig1 [
-        SCKDELAY OFFSET(0) NUMBITS(8) [],
-        DPMEN OFFSET(24) NUMBITS(1) [],
-        SPIMODE OFFSET(25) NUMBITS(1) [],
-        /// SCK = 32 MHz / (SCKFREQ + 1).
-        SCKFREQ OFFSET(28) NUMBITS(4) []
-    ],
-    CinstrConf [
-        OPCODE OFFSET(0) NUMBITS(8) [],
-        /// Opcode plus data bytes (1 = opcode only).
-        LENGTH OFFSET(8) NUMBITS(4) [],
-        LIO2 OFFSET(12) NUMBITS(1) [],
-        LIO3 OFFSET(13) NUMBITS(1) [],
-        WIPWAIT OFFSET(15) NUMBITS(1) [],
-        WREN OFFSET(16) NUMBITS(1) []
-    ]
-];
-
-/// What a board chooses: pins (PSEL values: `port * 32 + pin`), clock, capacity.
+/// What a board chooses: pins (`port * 32 + pin`), power mode, capacity.
 #[derive(Clone, Copy, Debug)]
 pub struct QspiConfig {
-    pub sck: u32,
-    pub csn: u32,
-    pub io: [u32; 4],
-    /// SCK = 32 MHz / (divider + 1).
-    pub sck_divider: u32,
+    pub sck: u8,
+    pub csn: u8,
+    pub io: [u8; 4],
+    /// Ultra-low-power (8 MHz SCK) or high-performance (32 MHz SCK, faster program/erase).
+    pub mode: PowerMode,
     /// Flash size in bytes.
     pub capacity: u32,
 }
 
 impl QspiConfig {
-    /// The nRF52840-DK: MX25R6435F (8 MiB) on P0.19 (SCK), P0.17 (CSN), P0.20–P0.23 (IO0–IO3),
-    /// at 8 MHz.
+    /// The nRF52840-DK: MX25R6435F (8 MiB) on P0.19 (SCK), P0.17 (CSN), P0.20–P0.23 (IO0–IO3).
     pub const fn nrf52840dk() -> QspiConfig {
         QspiConfig {
             sck: 19,
             csn: 17,
             io: [20, 21, 22, 23],
-            sck_divider: 3,
-            capacity: 8 * 1024 * 1024,
+            mode: PowerMode::HighPerformance,
+            capacity: mx25r::CAPACITY,
         }
     }
 }
@@ -168,6 +94,16 @@ impl Bounce {
     pub const fn new() -> Bounce {
         Bounce([0xFFFF_FFFF; BOUNCE_WORDS])
     }
+
+    fn byte(&self, at: usize) -> u8 {
+        self.0[at / 4].to_le_bytes()[at % 4]
+    }
+
+    fn set_byte(&mut self, at: usize, value: u8) {
+        let mut bytes = self.0[at / 4].to_le_bytes();
+        bytes[at % 4] = value;
+        self.0[at / 4] = u32::from_le_bytes(bytes);
+    }
 }
 
 impl Default for Bounce {
@@ -176,67 +112,80 @@ impl Default for Bounce {
     }
 }
 
-/// Who started the current operation.
+/// The operation a client asked for, and how far it got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Owner {
-    /// `hil::flash` page operation.
-    Page,
-    /// `AsyncNor` byte operation.
-    Nor,
+enum Job {
+    /// Power-up sequence not run (or it failed: the device is unusable).
+    Off,
+    Init,
+    Idle,
+    NorRead {
+        address: u32,
+        len: u32,
+        done: u32,
+    },
+    NorProgram {
+        address: u32,
+        len: u32,
+        done: u32,
+    },
+    NorErase,
+    PageRead,
+    /// `erased`: the sector erase is done; `done`: bytes programmed since.
+    PageWrite {
+        address: u32,
+        erased: bool,
+        done: u32,
+    },
+    PageErase,
 }
 
+/// What the hardware is doing for the current sequence action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Off,
-    Activating,
-    Idle,
-    /// Reading `len` bytes from `address` (`done` so far).
-    Read {
-        owner: Owner,
-        address: u32,
-        len: u32,
-        done: u32,
+enum Waiting {
+    Nothing,
+    /// A task; for a custom instruction, how many data bytes to read back.
+    Ready {
+        instruction_len: Option<u8>,
     },
-    /// Programming `len` bytes at `address`; `chunk` is the size of the transfer in flight.
-    Program {
-        owner: Owner,
-        address: u32,
-        len: u32,
-        done: u32,
-        chunk: u32,
-        waiting: bool,
-    },
-    /// Erasing the sector at `address` (then programming the page for `write_page`).
-    Erase {
-        owner: Owner,
-        address: u32,
-        waiting: bool,
-        then_program: bool,
-    },
+    Alarm,
 }
 
 /// The QSPI flash driver. See the module docs.
-pub struct QspiFlash<'a> {
+pub struct QspiFlash<'a, A: Alarm<'a>> {
     regs: StaticRef<QspiRegisters>,
+    alarm: &'a A,
     config: QspiConfig,
-    state: Cell<State>,
-    page_client: OptionalCell<&'a dyn hil::flash::Client<QspiFlash<'a>>>,
+    job: Cell<Job>,
+    sequence: Cell<Option<Sequence>>,
+    waiting: Cell<Waiting>,
+    /// The ACTIVATE task is out; its READY starts the power-up sequence.
+    activate_pending: Cell<bool>,
+    /// Byte offset in the page buffer of the current page transfer.
+    page_offset: Cell<u32>,
+    page_client: OptionalCell<&'a dyn hil::flash::Client<QspiFlash<'a, A>>>,
     nor_client: OptionalCell<&'a dyn AsyncNorClient>,
     page: TakeCell<'static, QspiPage>,
     nor_buffer: TakeCell<'static, [u8]>,
     bounce: TakeCell<'static, Bounce>,
 }
 
-impl<'a> QspiFlash<'a> {
+impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
     pub fn new(
         regs: StaticRef<QspiRegisters>,
+        alarm: &'a A,
         config: QspiConfig,
         bounce: &'static mut Bounce,
-    ) -> QspiFlash<'a> {
+    ) -> QspiFlash<'a, A> {
         QspiFlash {
             regs,
+            alarm,
             config,
-            state: Cell::new(State::Off),
+            job: Cell::new(Job::Off),
+            sequence: Cell::new(None),
+            waiting: Cell::new(Waiting::Nothing),
+            activate_pending: Cell::new(false),
+            page_offset: Cell::new(0),
             page_client: OptionalCell::empty(),
             nor_client: OptionalCell::empty(),
             page: TakeCell::empty(),
@@ -245,202 +194,317 @@ impl<'a> QspiFlash<'a> {
         }
     }
 
-    /// Configure pins and interface, enable the peripheral and activate it. Operations requested
-    /// before activation completes get `BUSY`.
+    /// Connect the pins, select quad read / quad page program / 24-bit addresses / 256-byte
+    /// pages, enable and activate the peripheral, then run the part's power-up sequence. The
+    /// NOR client's `ready` follows; operations before that get `OFF`.
     pub fn initialize(&self) {
         let r = &*self.regs;
-        r.psel_sck.set(self.config.sck);
-        r.psel_csn.set(self.config.csn);
-        r.psel_io0.set(self.config.io[0]);
-        r.psel_io1.set(self.config.io[1]);
-        r.psel_io2.set(self.config.io[2]);
-        r.psel_io3.set(self.config.io[3]);
+        let pin = |p: u8| Psel::PIN.val(u32::from(p & 31)) + Psel::PORT.val(u32::from(p >> 5));
+        r.psel_sck.write(pin(self.config.sck));
+        r.psel_csn.write(pin(self.config.csn));
+        r.psel_io0.write(pin(self.config.io[0]));
+        r.psel_io1.write(pin(self.config.io[1]));
+        r.psel_io2.write(pin(self.config.io[2]));
+        r.psel_io3.write(pin(self.config.io[3]));
         r.ifconfig0.write(
-            IfConfig0::READOC.val(0)
-                + IfConfig0::WRITEOC.val(0)
-                + IfConfig0::ADDRMODE.val(0)
-                + IfConfig0::DPMENABLE.val(0)
-                + IfConfig0::PPSIZE.val(0),
+            IfConfig0::READOC::Read4IO
+                + IfConfig0::WRITEOC::Pp4IO
+                + IfConfig0::ADDRMODE::Bit24
+                + IfConfig0::PPSIZE::Bytes256,
         );
-        r.ifconfig1.write(
-            IfConfig1::SCKDELAY.val(1)
-                + IfConfig1::SPIMODE.val(0)
-                + IfConfig1::SCKFREQ.val(self.config.sck_divider & 0xF),
-        );
-        r.events_ready.set(0);
-        r.intenset.write(Inten::READY::SET);
-        r.enable.set(1);
-        self.state.set(State::Activating);
-        r.tasks_activate.set(1);
+        self.set_sck_hz(nrf52840_flash::command::ULP_SCK_HZ);
+        r.events_ready.write(Event::GENERATED::CLEAR);
+        r.intenset.write(QspiInt::READY::SET);
+        r.enable.write(QspiEnable::ENABLE::Enabled);
+        self.job.set(Job::Init);
+        // The activation's READY starts the power-up sequence.
+        self.sequence.set(Some(Sequence::init(self.config.mode)));
+        self.waiting.set(Waiting::Ready {
+            instruction_len: None,
+        });
+        self.activate_pending.set(true);
+        r.tasks_activate.write(Task::TRIGGER::SET);
     }
 
-    /// The QSPI interrupt: a task finished.
+    fn set_sck_hz(&self, hz: u32) {
+        let div = 32_000_000u32.div_ceil(hz.max(1)).clamp(1, 16);
+        self.regs.ifconfig1.write(
+            IfConfig1::SCKDELAY.val(1)
+                + IfConfig1::SPIMODE::Mode0
+                + IfConfig1::SCKFREQ.val(div - 1),
+        );
+    }
+
+    /// The QSPI interrupt: a task or custom instruction finished.
     pub fn handle_interrupt(&self) {
         let r = &*self.regs;
-        if r.events_ready.get() == 0 {
+        if !r.events_ready.is_set(Event::GENERATED) {
             return;
         }
-        r.events_ready.set(0);
-        match self.state.get() {
-            State::Off | State::Idle => {}
-            State::Activating => {
-                self.state.set(State::Idle);
-                self.nor_client.map(|c| c.ready());
+        r.events_ready.write(Event::GENERATED::CLEAR);
+        if self.activate_pending.replace(false) {
+            // Activation done: nothing to feed back, start the power-up sequence.
+            self.waiting.set(Waiting::Nothing);
+            self.run();
+            return;
+        }
+        let Waiting::Ready { instruction_len } = self.waiting.get() else {
+            return;
+        };
+        self.waiting.set(Waiting::Nothing);
+        let mut rx = [0u8; 8];
+        let len = instruction_len.map_or(0, |n| (n as usize).min(8));
+        if len > 0 {
+            let words = [r.cinstrdat0.get(), r.cinstrdat1.get()];
+            for (i, b) in rx[..len].iter_mut().enumerate() {
+                *b = (words[i / 4] >> (8 * (i % 4))) as u8;
             }
-            State::Read {
-                owner,
-                address,
-                len,
-                done,
-            } => {
-                let chunk = self.read_chunk_len(owner, address + done, len - done);
-                if owner == Owner::Nor {
-                    self.copy_out_of_bounce(address + done, done, chunk);
+        }
+        self.complete_action(&rx[..len]);
+    }
+
+    fn complete_action(&self, rx: &[u8]) {
+        if let Some(mut sequence) = self.sequence.get() {
+            sequence.complete(rx);
+            self.sequence.set(Some(sequence));
+        }
+        self.run();
+    }
+
+    /// Perform the current sequence's actions until one needs the hardware or it is done.
+    fn run(&self) {
+        loop {
+            let Some(sequence) = self.sequence.get() else {
+                return;
+            };
+            match sequence.action() {
+                Action::SetSck { hz } => {
+                    self.set_sck_hz(hz);
+                    let mut sequence = sequence;
+                    sequence.complete(&[]);
+                    self.sequence.set(Some(sequence));
                 }
-                let done = done + chunk;
-                if done >= len {
-                    self.finish(owner, Ok(()), false);
-                } else {
-                    self.state.set(State::Read {
-                        owner,
-                        address,
-                        len,
-                        done,
-                    });
-                    self.start_read(owner, address + done, len - done, done);
+                Action::Done(result) => {
+                    self.sequence.set(None);
+                    self.sequence_done(result.is_ok());
+                    return;
                 }
-            }
-            State::Program {
-                owner,
-                address,
-                len,
-                done,
-                chunk,
-                waiting,
-            } => {
-                if !waiting {
-                    self.state.set(State::Program {
-                        owner,
-                        address,
-                        len,
-                        done,
-                        chunk,
-                        waiting: true,
-                    });
-                    self.poll_status();
-                } else if r.cinstrdat0.get() & STATUS_WIP != 0 {
-                    self.poll_status();
-                } else {
-                    let done = done + chunk;
-                    if done >= len {
-                        self.finish(owner, Ok(()), true);
-                    } else {
-                        self.start_program(owner, address, len, done);
-                    }
+                Action::Instruction(instruction) => {
+                    self.start_instruction(&instruction);
+                    return;
                 }
-            }
-            State::Erase {
-                owner,
-                address,
-                waiting,
-                then_program,
-            } => {
-                if !waiting {
-                    self.state.set(State::Erase {
-                        owner,
-                        address,
-                        waiting: true,
-                        then_program,
+                Action::Erase { addr, len } => {
+                    let r = &*self.regs;
+                    r.erase_ptr.set(addr);
+                    r.erase_len.write(match len {
+                        QspiEraseLen::Sector4K => regs::QspiEraseLen::LEN::Len4KB,
+                        QspiEraseLen::Block64K => regs::QspiEraseLen::LEN::Len64KB,
+                        QspiEraseLen::All => regs::QspiEraseLen::LEN::All,
                     });
-                    self.poll_status();
-                } else if r.cinstrdat0.get() & STATUS_WIP != 0 {
-                    self.poll_status();
-                } else if then_program {
-                    self.start_program(owner, address, SECTOR_SIZE, 0);
-                } else {
-                    self.state.set(State::Idle);
-                    match owner {
-                        Owner::Page => self.page_client.map(|c| c.erase_complete(Ok(()))),
-                        Owner::Nor => self.nor_client.map(|c| c.erase_done(Ok(()))),
-                    };
+                    self.start_task(&r.tasks_erasestart);
+                    return;
+                }
+                Action::Write { addr, len } => {
+                    let r = &*self.regs;
+                    r.write_dst.set(addr);
+                    r.write_src.set(self.dma_address());
+                    r.write_cnt.write(QspiCount::CNT.val(len));
+                    self.start_task(&r.tasks_writestart);
+                    return;
+                }
+                Action::Read { addr, len } => {
+                    let r = &*self.regs;
+                    r.read_src.set(addr);
+                    r.read_dst.set(self.dma_address());
+                    r.read_cnt.write(QspiCount::CNT.val(len));
+                    self.start_task(&r.tasks_readstart);
+                    return;
+                }
+                Action::Delay { us } => {
+                    self.waiting.set(Waiting::Alarm);
+                    let ticks = self.alarm.ticks_from_us(us.max(1));
+                    self.alarm.set_alarm(self.alarm.now(), ticks);
+                    return;
                 }
             }
         }
     }
 
-    fn poll_status(&self) {
+    /// RAM address for the current transfer: the page buffer (at the current offset) for page
+    /// jobs, the bounce buffer otherwise.
+    fn dma_address(&self) -> u32 {
+        match self.job.get() {
+            Job::PageRead | Job::PageWrite { .. } => self
+                .page
+                .map_or(0, |p| p.0.as_ptr() as usize as u32 + self.page_offset.get()),
+            _ => self.bounce.map_or(0, |b| b.0.as_ptr() as usize as u32),
+        }
+    }
+
+    fn start_task(&self, task: &kernel::utilities::registers::WriteOnly<u32, Task::Register>) {
+        self.waiting.set(Waiting::Ready {
+            instruction_len: None,
+        });
+        task.write(Task::TRIGGER::SET);
+    }
+
+    fn start_instruction(&self, instruction: &Instruction) {
         let r = &*self.regs;
+        let data = instruction.data();
+        let mut words = [0u32; 2];
+        for (i, b) in data.iter().enumerate() {
+            words[i / 4] |= u32::from(*b) << (8 * (i % 4));
+        }
+        r.cinstrdat0.set(words[0]);
+        r.cinstrdat1.set(words[1]);
+        self.waiting.set(Waiting::Ready {
+            instruction_len: Some(data.len() as u8),
+        });
+        // Writing CINSTRCONF starts the instruction; IO2/IO3 stay high (no WP#/HOLD#).
         r.cinstrconf.write(
-            CinstrConf::OPCODE.val(OPCODE_RDSR)
-                + CinstrConf::LENGTH.val(2)
+            CinstrConf::OPCODE.val(u32::from(instruction.opcode))
+                + CinstrConf::LENGTH.val(data.len() as u32 + 1)
                 + CinstrConf::LIO2::SET
                 + CinstrConf::LIO3::SET
-                + CinstrConf::WIPWAIT::SET,
+                + if instruction.wren {
+                    CinstrConf::WREN::SET
+                } else {
+                    CinstrConf::WREN::CLEAR
+                },
         );
     }
 
-    fn finish(&self, owner: Owner, result: Result<(), ErrorCode>, program: bool) {
-        self.state.set(State::Idle);
-        let flash_result = result.map_err(|_| hil::flash::Error::FlashError);
-        match owner {
-            Owner::Page => {
-                if let Some(page) = self.page.take() {
-                    self.page_client.map(move |c| {
-                        if program {
-                            c.write_complete(page, flash_result)
-                        } else {
-                            c.read_complete(page, flash_result)
-                        }
-                    });
+    /// A sequence ended: continue the job or report it.
+    fn sequence_done(&self, ok: bool) {
+        match self.job.get() {
+            Job::Off | Job::Idle => {}
+            Job::Init => {
+                self.job.set(if ok { Job::Idle } else { Job::Off });
+                if ok {
+                    self.nor_client.map(|c| c.ready());
                 }
             }
-            Owner::Nor => {
-                if let Some(buffer) = self.nor_buffer.take() {
-                    self.nor_client.map(move |c| {
-                        if program {
-                            c.program_done(buffer, result)
-                        } else {
-                            c.read_done(buffer, result)
-                        }
-                    });
+            Job::NorRead { address, len, done } => {
+                if !ok {
+                    return self.finish_nor(false, false);
+                }
+                let chunk = Self::read_chunk(address + done, len - done);
+                self.copy_out_of_bounce(address + done, done, chunk);
+                let done = done + chunk;
+                if done >= len {
+                    self.finish_nor(true, false);
+                } else {
+                    self.job.set(Job::NorRead { address, len, done });
+                    self.start_nor_read(address + done, len - done);
                 }
             }
-        }
-    }
-
-    /// Bytes a read transfer covers from `address` with `remaining` to go.
-    fn read_chunk_len(&self, owner: Owner, address: u32, remaining: u32) -> u32 {
-        match owner {
-            // Page reads are whole, aligned sectors: one transfer.
-            Owner::Page => remaining,
-            Owner::Nor => {
-                let head = address % 4;
-                remaining.min(PROGRAM_PAGE - head)
+            Job::NorProgram { address, len, done } => {
+                if !ok {
+                    return self.finish_nor(false, true);
+                }
+                let done = done + Self::program_chunk(address + done, len - done);
+                if done >= len {
+                    self.finish_nor(true, true);
+                } else {
+                    self.job.set(Job::NorProgram { address, len, done });
+                    self.start_nor_program(address, len, done);
+                }
             }
-        }
-    }
-
-    fn start_read(&self, owner: Owner, address: u32, remaining: u32, done: u32) {
-        let r = &*self.regs;
-        match owner {
-            Owner::Page => {
-                self.page.map(|page| {
-                    r.read_dst.set(page.0.as_ptr() as usize as u32 + done);
+            Job::NorErase => {
+                self.job.set(Job::Idle);
+                self.nor_client
+                    .map(|c| c.erase_done(if ok { Ok(()) } else { Err(ErrorCode::FAIL) }));
+            }
+            Job::PageRead => self.finish_page(ok, false),
+            Job::PageWrite {
+                address,
+                erased,
+                done,
+            } => {
+                if !ok {
+                    return self.finish_page(false, true);
+                }
+                let done = if erased { done + PROGRAM_PAGE } else { 0 };
+                if done >= SECTOR_SIZE {
+                    return self.finish_page(true, true);
+                }
+                self.job.set(Job::PageWrite {
+                    address,
+                    erased: true,
+                    done,
                 });
-                r.read_src.set(address);
-                r.read_cnt.set(remaining);
+                self.page_offset.set(done);
+                self.start(Sequence::program_page(
+                    address + done,
+                    PROGRAM_PAGE,
+                    self.config.mode,
+                ));
             }
-            Owner::Nor => {
-                let chunk = self.read_chunk_len(owner, address, remaining);
-                let aligned = address & !3;
-                let count = (address - aligned + chunk).next_multiple_of(4);
-                self.bounce
-                    .map(|b| r.read_dst.set(b.0.as_ptr() as usize as u32));
-                r.read_src.set(aligned);
-                r.read_cnt.set(count);
+            Job::PageErase => {
+                self.job.set(Job::Idle);
+                self.page_client.map(|c| {
+                    c.erase_complete(if ok {
+                        Ok(())
+                    } else {
+                        Err(hil::flash::Error::FlashError)
+                    })
+                });
             }
         }
-        r.tasks_readstart.set(1);
+    }
+
+    fn start(&self, sequence: Sequence) {
+        self.sequence.set(Some(sequence));
+        self.run();
+    }
+
+    fn finish_nor(&self, ok: bool, program: bool) {
+        self.job.set(Job::Idle);
+        let result = if ok { Ok(()) } else { Err(ErrorCode::FAIL) };
+        if let Some(buffer) = self.nor_buffer.take() {
+            self.nor_client.map(move |c| {
+                if program {
+                    c.program_done(buffer, result)
+                } else {
+                    c.read_done(buffer, result)
+                }
+            });
+        }
+    }
+
+    fn finish_page(&self, ok: bool, write: bool) {
+        self.job.set(Job::Idle);
+        let result = if ok {
+            Ok(())
+        } else {
+            Err(hil::flash::Error::FlashError)
+        };
+        if let Some(page) = self.page.take() {
+            self.page_client.map(move |c| {
+                if write {
+                    c.write_complete(page, result)
+                } else {
+                    c.read_complete(page, result)
+                }
+            });
+        }
+    }
+
+    /// Bytes one bounce-buffer read covers from `address`.
+    fn read_chunk(address: u32, remaining: u32) -> u32 {
+        remaining.min(PROGRAM_PAGE - address % 4)
+    }
+
+    /// Bytes one program covers from `address`: up to the end of its 256-byte page.
+    fn program_chunk(address: u32, remaining: u32) -> u32 {
+        remaining.min(PROGRAM_PAGE - address % PROGRAM_PAGE)
+    }
+
+    fn start_nor_read(&self, at: u32, remaining: u32) {
+        let chunk = Self::read_chunk(at, remaining);
+        let aligned = at & !3;
+        let count = (at - aligned + chunk).next_multiple_of(4);
+        self.start(Sequence::read(aligned, count));
     }
 
     /// Copy `chunk` bytes read at `address` from the bounce buffer into the client's buffer at
@@ -450,79 +514,36 @@ impl<'a> QspiFlash<'a> {
         self.bounce.map(|bounce| {
             self.nor_buffer.map(|buffer| {
                 for i in 0..chunk as usize {
-                    let at = head + i;
-                    let byte = bounce.0[at / 4].to_le_bytes()[at % 4];
                     if let Some(slot) = buffer.get_mut(offset as usize + i) {
-                        *slot = byte;
+                        *slot = bounce.byte(head + i);
                     }
                 }
             });
         });
     }
 
-    /// Start the program transfer for bytes `done..` of an operation of `len` at `address`.
-    fn start_program(&self, owner: Owner, address: u32, len: u32, done: u32) {
-        let r = &*self.regs;
+    /// Program bytes `done..` of a job of `len` at `address`: pad to whole words with 0xFF.
+    fn start_nor_program(&self, address: u32, len: u32, done: u32) {
         let at = address + done;
-        let to_page_end = PROGRAM_PAGE - at % PROGRAM_PAGE;
-        let chunk = (len - done).min(to_page_end);
-        match owner {
-            Owner::Page => {
-                self.page
-                    .map(|page| r.write_src.set(page.0.as_ptr() as usize as u32 + done));
-                r.write_dst.set(at);
-                r.write_cnt.set(chunk);
-            }
-            Owner::Nor => {
-                // Pad to whole words with 0xFF, which programs nothing.
-                let head = at % 4;
-                let count = (head + chunk).next_multiple_of(4);
-                self.bounce.map(|bounce| {
-                    bounce.0.iter_mut().for_each(|w| *w = 0xFFFF_FFFF);
-                    self.nor_buffer.map(|buffer| {
-                        for i in 0..chunk as usize {
-                            let byte = buffer.get(done as usize + i).copied().unwrap_or(0xFF);
-                            let pos = head as usize + i;
-                            let mut bytes = bounce.0[pos / 4].to_le_bytes();
-                            bytes[pos % 4] = byte;
-                            bounce.0[pos / 4] = u32::from_le_bytes(bytes);
-                        }
-                    });
-                    r.write_src.set(bounce.0.as_ptr() as usize as u32);
-                });
-                r.write_dst.set(at - head);
-                r.write_cnt.set(count);
-            }
-        }
-        self.state.set(State::Program {
-            owner,
-            address,
-            len,
-            done,
-            chunk,
-            waiting: false,
+        let chunk = Self::program_chunk(at, len - done);
+        let head = at % 4;
+        let count = (head + chunk).next_multiple_of(4);
+        self.bounce.map(|bounce| {
+            bounce.0.iter_mut().for_each(|w| *w = 0xFFFF_FFFF);
+            self.nor_buffer.map(|buffer| {
+                for i in 0..chunk as usize {
+                    let byte = buffer.get(done as usize + i).copied().unwrap_or(0xFF);
+                    bounce.set_byte(head as usize + i, byte);
+                }
+            });
         });
-        r.tasks_writestart.set(1);
-    }
-
-    fn start_erase(&self, owner: Owner, address: u32, then_program: bool) {
-        let r = &*self.regs;
-        self.state.set(State::Erase {
-            owner,
-            address,
-            waiting: false,
-            then_program,
-        });
-        r.erase_ptr.set(address);
-        // 0 = 4 KiB sector.
-        r.erase_len.set(0);
-        r.tasks_erasestart.set(1);
+        self.start(Sequence::program_page(at - head, count, self.config.mode));
     }
 
     fn idle(&self) -> Result<(), ErrorCode> {
-        match self.state.get() {
-            State::Idle => Ok(()),
-            State::Off => Err(ErrorCode::OFF),
+        match self.job.get() {
+            Job::Idle => Ok(()),
+            Job::Off | Job::Init => Err(ErrorCode::OFF),
             _ => Err(ErrorCode::BUSY),
         }
     }
@@ -533,13 +554,24 @@ impl<'a> QspiFlash<'a> {
     }
 }
 
-impl<'a, C: hil::flash::Client<Self>> hil::flash::HasClient<'a, C> for QspiFlash<'a> {
+impl<'a, A: Alarm<'a>> AlarmClient for QspiFlash<'a, A> {
+    fn alarm(&self) {
+        if self.waiting.get() == Waiting::Alarm {
+            self.waiting.set(Waiting::Nothing);
+            self.complete_action(&[]);
+        }
+    }
+}
+
+impl<'a, A: Alarm<'a>, C: hil::flash::Client<Self>> hil::flash::HasClient<'a, C>
+    for QspiFlash<'a, A>
+{
     fn set_client(&self, client: &'a C) {
         self.page_client.set(client);
     }
 }
 
-impl hil::flash::Flash for QspiFlash<'_> {
+impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
     type Page = QspiPage;
 
     fn read_page(
@@ -554,13 +586,9 @@ impl hil::flash::Flash for QspiFlash<'_> {
             return Err((e, buf));
         }
         self.page.replace(buf);
-        self.state.set(State::Read {
-            owner: Owner::Page,
-            address,
-            len: SECTOR_SIZE,
-            done: 0,
-        });
-        self.start_read(Owner::Page, address, SECTOR_SIZE, 0);
+        self.job.set(Job::PageRead);
+        self.page_offset.set(0);
+        self.start(Sequence::read(address, SECTOR_SIZE));
         Ok(())
     }
 
@@ -576,19 +604,33 @@ impl hil::flash::Flash for QspiFlash<'_> {
             return Err((e, buf));
         }
         self.page.replace(buf);
-        self.start_erase(Owner::Page, address, true);
+        self.job.set(Job::PageWrite {
+            address,
+            erased: false,
+            done: 0,
+        });
+        self.start(Sequence::erase(
+            Operation::EraseSector,
+            address,
+            self.config.mode,
+        ));
         Ok(())
     }
 
     fn erase_page(&self, page_number: usize) -> Result<(), ErrorCode> {
         let address = self.page_address(page_number).ok_or(ErrorCode::INVAL)?;
         self.idle()?;
-        self.start_erase(Owner::Page, address, false);
+        self.job.set(Job::PageErase);
+        self.start(Sequence::erase(
+            Operation::EraseSector,
+            address,
+            self.config.mode,
+        ));
         Ok(())
     }
 }
 
-impl<'a> AsyncNor<'a> for QspiFlash<'a> {
+impl<'a, A: Alarm<'a>> AsyncNor<'a> for QspiFlash<'a, A> {
     fn set_nor_client(&self, client: &'a dyn AsyncNorClient) {
         self.nor_client.set(client);
     }
@@ -611,13 +653,12 @@ impl<'a> AsyncNor<'a> for QspiFlash<'a> {
         }
         self.nor_buffer.replace(buffer);
         let len = len as u32;
-        self.state.set(State::Read {
-            owner: Owner::Nor,
+        self.job.set(Job::NorRead {
             address,
             len,
             done: 0,
         });
-        self.start_read(Owner::Nor, address, len, 0);
+        self.start_nor_read(address, len);
         Ok(())
     }
 
@@ -634,7 +675,13 @@ impl<'a> AsyncNor<'a> for QspiFlash<'a> {
             return Err((e, buffer));
         }
         self.nor_buffer.replace(buffer);
-        self.start_program(Owner::Nor, address, len as u32, 0);
+        let len = len as u32;
+        self.job.set(Job::NorProgram {
+            address,
+            len,
+            done: 0,
+        });
+        self.start_nor_program(address, len, 0);
         Ok(())
     }
 
@@ -645,7 +692,12 @@ impl<'a> AsyncNor<'a> for QspiFlash<'a> {
             return Err(ErrorCode::INVAL);
         }
         self.idle()?;
-        self.start_erase(Owner::Nor, address, false);
+        self.job.set(Job::NorErase);
+        self.start(Sequence::erase(
+            Operation::EraseSector,
+            address,
+            self.config.mode,
+        ));
         Ok(())
     }
 }

@@ -204,6 +204,8 @@ enum Action {
         address: u32,
     },
     Done(Result<Completion, Error>),
+    /// An operation is with the flash; its completion continues the request.
+    InFlight,
 }
 
 impl Action {
@@ -364,6 +366,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
         loop {
             action = match action {
                 Action::Done(result) => {
+                    self.in_flight.set(None);
                     let command = self.active.take();
                     if let Some(command) = command.filter(|&c| c != STARTUP) {
                         let read_len = match result {
@@ -375,92 +378,101 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                             self.client.map(|c| c.request_done(command, result, read));
                         });
                     }
-                    self.in_flight.set(None);
                     return;
                 }
-                Action::Read { address, len } => match self.scratch.take() {
-                    Some(buf) => match self.flash.read(address, buf, len as usize) {
-                        Ok(()) => {
-                            self.in_flight
-                                .set(Some(InFlight::Scratch { len: len as usize }));
-                            return;
+                Action::Read { address, len } => {
+                    let len = len as usize;
+                    match self.scratch.take() {
+                        Some(buf) => self.lend(InFlight::Scratch { len }, buf, |flash, buf| {
+                            flash.read(address, buf, len)
+                        }),
+                        None => self.op_done(Err(())),
+                    }
+                }
+                Action::ReadIntoOwner { address, len } => {
+                    let len = len as usize;
+                    self.last_read_len.set(len);
+                    match self.data.take() {
+                        Some(buf) if len <= buf.len() => {
+                            self.lend(InFlight::Owner { len }, buf, |flash, buf| {
+                                flash.read(address, buf, len)
+                            })
                         }
-                        Err((_, buf)) => {
-                            self.scratch.replace(buf);
+                        Some(buf) => {
+                            self.data.replace(buf);
                             self.op_done(Err(()))
                         }
-                    },
-                    None => self.op_done(Err(())),
-                },
-                Action::ReadIntoOwner { address, len } => match self.data.take() {
-                    Some(buf) if (len as usize) <= buf.len() => {
-                        match self.flash.read(address, buf, len as usize) {
-                            Ok(()) => {
-                                self.last_read_len.set(len as usize);
-                                self.in_flight
-                                    .set(Some(InFlight::Owner { len: len as usize }));
-                                return;
-                            }
-                            Err((_, buf)) => {
-                                self.data.replace(buf);
-                                self.op_done(Err(()))
-                            }
+                        None => self.op_done(Err(())),
+                    }
+                }
+                Action::WriteOwner { address, len } => {
+                    let len = len as usize;
+                    match self.data.take() {
+                        Some(buf) if len <= buf.len() => {
+                            self.lend(InFlight::Owner { len }, buf, |flash, buf| {
+                                flash.program(address, buf, len)
+                            })
                         }
-                    }
-                    Some(buf) => {
-                        self.data.replace(buf);
-                        self.op_done(Err(()))
-                    }
-                    None => self.op_done(Err(())),
-                },
-                Action::WriteOwner { address, len } => match self.data.take() {
-                    Some(buf) if (len as usize) <= buf.len() => {
-                        match self.flash.program(address, buf, len as usize) {
-                            Ok(()) => {
-                                self.in_flight
-                                    .set(Some(InFlight::Owner { len: len as usize }));
-                                return;
-                            }
-                            Err((_, buf)) => {
-                                self.data.replace(buf);
-                                self.op_done(Err(()))
-                            }
+                        Some(buf) => {
+                            self.data.replace(buf);
+                            self.op_done(Err(()))
                         }
+                        None => self.op_done(Err(())),
                     }
-                    Some(buf) => {
-                        self.data.replace(buf);
-                        self.op_done(Err(()))
-                    }
-                    None => self.op_done(Err(())),
-                },
+                }
                 Action::Write {
                     address,
                     len,
                     bytes,
                 } => match self.scratch.take() {
-                    Some(buf) => {
+                    Some(buf) if len <= buf.len() => {
                         buf[..len].copy_from_slice(&bytes[..len]);
-                        match self.flash.program(address, buf, len) {
-                            Ok(()) => {
-                                self.in_flight.set(Some(InFlight::Scratch { len }));
-                                return;
-                            }
-                            Err((_, buf)) => {
-                                self.scratch.replace(buf);
-                                self.op_done(Err(()))
-                            }
-                        }
+                        self.lend(InFlight::Scratch { len }, buf, |flash, buf| {
+                            flash.program(address, buf, len)
+                        })
+                    }
+                    Some(buf) => {
+                        self.scratch.replace(buf);
+                        self.op_done(Err(()))
                     }
                     None => self.op_done(Err(())),
                 },
-                Action::Erase { address } => match self.flash.erase_sector(address) {
-                    Ok(()) => {
-                        self.in_flight.set(Some(InFlight::Erase));
-                        return;
+                Action::Erase { address } => {
+                    // Marked in flight first: a completion may come back before the call returns.
+                    self.in_flight.set(Some(InFlight::Erase));
+                    match self.flash.erase_sector(address) {
+                        Ok(()) => return,
+                        Err(_) => {
+                            self.in_flight.set(None);
+                            self.op_done(Err(()))
+                        }
                     }
-                    Err(_) => self.op_done(Err(())),
-                },
+                }
+                Action::InFlight => return,
             };
+        }
+    }
+
+    /// Lend `buf` to the flash for one operation: `Action::InFlight`, or the policy's next
+    /// action if the operation could not start (the buffer is back).
+    fn lend(
+        &self,
+        what: InFlight,
+        buf: &'static mut [u8],
+        start: impl FnOnce(&F, &'static mut [u8]) -> Result<(), (ErrorCode, &'static mut [u8])>,
+    ) -> Action {
+        // Marked in flight first: a completion may come back before the call returns.
+        self.in_flight.set(Some(what));
+        match start(self.flash, buf) {
+            Ok(()) => Action::InFlight,
+            Err((_, buf)) => {
+                self.in_flight.set(None);
+                match what {
+                    InFlight::Owner { .. } => self.data.replace(buf),
+                    _ => self.scratch.replace(buf),
+                };
+                self.op_done(Err(()))
+            }
         }
     }
 

@@ -15,7 +15,8 @@ use core::num::NonZeroU32;
 use nrf52840::gpio::Pin;
 use tock_ota_capsules::qspi_flash::QspiConfig;
 
-/// The DK's MX25R6435F: 8 MiB on P0.19 (SCK), P0.17 (CSN), P0.20–P0.23 (IO0–IO3), 8 MHz.
+/// The DK's MX25R6435F: 8 MiB on P0.19 (SCK), P0.17 (CSN), P0.20–P0.23 (IO0–IO3), quad I/O,
+/// high-performance mode (32 MHz SCK).
 pub const QSPI: QspiConfig = QspiConfig::nrf52840dk();
 
 /// The staged-update owner id (the DFU app's `ShortId`; bit 31 must be clear).

@@ -18,13 +18,13 @@ mod board_config;
 
 use core::ptr::{addr_of, addr_of_mut};
 
-use capsules_core::virtualizers::virtual_alarm::MuxAlarm;
+use capsules_core::virtualizers::virtual_alarm::{MuxAlarm, VirtualMuxAlarm};
 use kernel::capabilities;
 use kernel::component::Component;
 use kernel::deferred_call::DeferredCallClient;
 use kernel::hil::ble_advertising::BleAdvertisementDriver;
 use kernel::hil::led::LedLow;
-use kernel::hil::time::Counter;
+use kernel::hil::time::{Alarm, Counter};
 use kernel::platform::chip::{Chip, InterruptService};
 use kernel::platform::{KernelResources, SyscallDriverLookup};
 use kernel::utilities::StaticRef;
@@ -34,7 +34,7 @@ use nrf52_components::{UartChannel, UartPins};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::nor::AsyncNor;
-use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, QspiRegisters, QSPI_BASE};
+use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
 use tock_ota_capsules::staged_update::{
     self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
 };
@@ -50,7 +50,8 @@ const SCAN_RING_LEN: usize = 4096;
 kernel::stack_size! {0x2000}
 
 type ChipHw = nrf52840::chip::NRF52<'static, OtaInterrupts>;
-type Qspi = QspiFlash<'static>;
+type QspiAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
+type Qspi = QspiFlash<'static, QspiAlarm>;
 type Scan = BulkScan<'static, nrf52840::ble_radio::Radio<'static>>;
 type ConsoleDriver = components::console::ConsoleComponentType;
 type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rtc<'static>>;
@@ -185,11 +186,27 @@ pub unsafe fn main() {
     peripherals.init();
     let base = &peripherals.nrf52;
 
-    // QSPI flash. SAFETY: QSPI_BASE is the nRF52840's QSPI register block, a valid MMIO address
-    // for the whole program, and only this driver touches it.
-    let qspi_regs = StaticRef::new(QSPI_BASE as *const QspiRegisters);
+    // Time first: the QSPI driver paces its status polling with an alarm.
+    let rtc = &base.rtc;
+    let _ = rtc.start();
+    let mux_alarm: &'static MuxAlarm<'static, nrf52840::rtc::Rtc<'static>> =
+        components::alarm::AlarmMuxComponent::new(rtc)
+            .finalize(components::alarm_mux_component_static!(nrf52840::rtc::Rtc));
+
+    // The QSPI driver is created before the chip (the chip's interrupt service refers to it)
+    // and gets its alarm once the RTC mux exists.
+    let qspi_alarm = static_init!(QspiAlarm, VirtualMuxAlarm::new(mux_alarm));
+    // SAFETY: QSPI_BASE is the nRF52840's QSPI register block, a valid MMIO address for the
+    // whole program, and only this driver touches it.
+    let qspi_regs = StaticRef::new(QSPI_BASE as *const Registers);
     let bounce = static_init!(Bounce, Bounce::new());
-    let qspi = static_init!(Qspi, QspiFlash::new(qspi_regs, board_config::QSPI, bounce));
+    let qspi = static_init!(
+        Qspi,
+        QspiFlash::new(qspi_regs, qspi_alarm, board_config::QSPI, bounce)
+    );
+
+    qspi_alarm.setup();
+    qspi_alarm.set_alarm_client(qspi);
 
     let interrupts = static_init!(OtaInterrupts, OtaInterrupts { peripherals, qspi });
     let chip = static_init!(ChipHw, nrf52840::chip::NRF52::new(interrupts));
@@ -210,11 +227,6 @@ pub unsafe fn main() {
     let memory_allocation = create_capability!(capabilities::MemoryAllocationCapability);
 
     // Time, console, LEDs.
-    let rtc = &base.rtc;
-    let _ = rtc.start();
-    let mux_alarm: &'static MuxAlarm<'static, nrf52840::rtc::Rtc<'static>> =
-        components::alarm::AlarmMuxComponent::new(rtc)
-            .finalize(components::alarm_mux_component_static!(nrf52840::rtc::Rtc));
     let alarm = components::alarm::AlarmDriverComponent::new(
         board_kernel,
         capsules_core::alarm::DRIVER_NUM,

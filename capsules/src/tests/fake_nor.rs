@@ -26,6 +26,8 @@ pub struct FakeNor {
     /// Fail the next operation's completion.
     pub fail_next: Cell<bool>,
     pub operations: Cell<usize>,
+    /// Complete each operation before the call that started it returns.
+    pub immediate: Cell<bool>,
 }
 
 impl FakeNor {
@@ -37,6 +39,7 @@ impl FakeNor {
             buffer: TakeCell::empty(),
             fail_next: Cell::new(false),
             operations: Cell::new(0),
+            immediate: Cell::new(false),
         }))
     }
 
@@ -103,6 +106,9 @@ impl FakeNor {
         self.buffer.replace(buffer);
         self.pending.set(Some(op));
         self.operations.set(self.operations.get() + 1);
+        if self.immediate.get() {
+            self.complete();
+        }
         Ok(())
     }
 }
@@ -151,6 +157,9 @@ impl AsyncNor<'static> for FakeNor {
         }
         self.pending.set(Some(Pending::Erase { address }));
         self.operations.set(self.operations.get() + 1);
+        if self.immediate.get() {
+            self.complete();
+        }
         Ok(())
     }
 }

@@ -458,3 +458,22 @@ fn finalize_without_a_session_and_confirm_without_a_request_are_refused() {
     }
     assert_eq!(control_area::scan(&rig.request_sector()).0, None);
 }
+
+#[test]
+fn completions_that_arrive_before_the_flash_call_returns_are_handled() {
+    let rig = Rig::new();
+    rig.flash.immediate.set(true);
+    let img = image(7000);
+    stage(&rig, &img);
+    let finalized = rig.owner(command::FINALIZE, Request::Finalize, None);
+    assert!(
+        matches!(finalized, Ok(Completion::Finalized { .. })),
+        "{finalized:?}"
+    );
+    assert_eq!(
+        control_area::scan(&rig.request_sector())
+            .0
+            .map(|r| r.image_hash),
+        Some(image_hash(&img))
+    );
+}
