@@ -16,7 +16,7 @@
 //!   a fraction of the expected duration between polls, and give up after twice the datasheet
 //!   maximum.
 
-use crate::error::FlashError;
+use crate::error::{FlashError, Misalignment};
 use crate::mx25r::{self, opcode, status, Operation, PowerMode};
 use crate::port::QspiEraseLen;
 
@@ -30,6 +30,36 @@ pub const POLLS_PER_OPERATION: u64 = 128;
 pub const T_RELEASE_DPD_US: u32 = 35;
 /// tDP, µs: time to enter deep power-down.
 pub const T_ENTER_DPD_US: u32 = 10;
+/// Largest EasyDMA transfer (READ.CNT / WRITE.CNT are 18 bits wide).
+pub const MAX_DMA_LEN: u32 = 0x3_FFFF;
+
+/// EasyDMA rules for a READ/WRITE task: word-aligned flash address, length a non-zero
+/// multiple of 4 up to `max`, inside the part.
+fn check_dma(addr: u32, len: u32, max: u32) -> Result<(), FlashError> {
+    if len == 0 || len > max {
+        return Err(FlashError::BadLength { len, max });
+    }
+    if !len.is_multiple_of(4) {
+        return Err(FlashError::Misaligned {
+            what: Misalignment::DmaLength,
+            value: len,
+        });
+    }
+    if !addr.is_multiple_of(4) {
+        return Err(FlashError::Misaligned {
+            what: Misalignment::QspiFlashAddress,
+            value: addr,
+        });
+    }
+    if u64::from(addr) + u64::from(len) > u64::from(mx25r::CAPACITY) {
+        return Err(FlashError::OutOfBounds {
+            addr,
+            len,
+            capacity: mx25r::CAPACITY,
+        });
+    }
+    Ok(())
+}
 
 /// A custom instruction: `opcode` and up to 8 data bytes (full duplex).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +94,10 @@ pub enum Action {
     Instruction(Instruction),
     /// Start the QSPI ERASE task.
     Erase { addr: u32, len: QspiEraseLen },
+    /// Start the QSPI WRITE task with the caller's word-aligned buffer of `len` bytes.
+    Write { addr: u32, len: u32 },
+    /// Start the QSPI READ task into the caller's word-aligned buffer of `len` bytes.
+    Read { addr: u32, len: u32 },
     /// Wait this long (timer/alarm), then report completion.
     Delay { us: u32 },
     /// Set the SCK frequency, then report completion.
@@ -99,6 +133,8 @@ enum Kind {
     Init,
     WaitIdle,
     Erase(Operation, u32),
+    Program(u32, u32),
+    Read(u32, u32),
     DeepPowerDown,
     Wake,
 }
@@ -140,10 +176,67 @@ impl Sequence {
         Self::new(Kind::WaitIdle, Step::Poll, mode, op)
     }
 
-    /// Start an erase (sector, 32/64 KiB block or chip) at `addr`. The sequence ends once the
-    /// command is out; follow with [`Sequence::wait_idle`].
-    pub fn start_erase(op: Operation, addr: u32, mode: PowerMode) -> Self {
-        Self::new(Kind::Erase(op, addr), Step::Start, mode, op)
+    /// Erase (sector, 32/64 KiB block or chip) at `addr`, then poll WIP until done.
+    /// [`Sequence::is_started`] turns true once the command is out.
+    pub fn erase(op: Operation, addr: u32, mode: PowerMode) -> Self {
+        let unit = match op {
+            Operation::EraseSector => mx25r::SECTOR_SIZE,
+            Operation::EraseBlock32 => mx25r::BLOCK32_SIZE,
+            Operation::EraseBlock64 => mx25r::BLOCK64_SIZE,
+            _ => mx25r::CAPACITY,
+        };
+        let mut s = Self::new(Kind::Erase(op, addr), Step::Start, mode, op);
+        if !addr.is_multiple_of(unit) {
+            s.step = Step::Finished(Err(FlashError::Misaligned {
+                what: Misalignment::EraseUnit,
+                value: addr,
+            }));
+        } else if addr >= mx25r::CAPACITY {
+            s.step = Step::Finished(Err(FlashError::OutOfBounds {
+                addr,
+                len: unit,
+                capacity: mx25r::CAPACITY,
+            }));
+        }
+        s
+    }
+
+    /// Program `len` bytes at `addr` from a word-aligned buffer (one QSPI WRITE task, so `addr`
+    /// and `len` must be multiples of 4, 1..=256 bytes inside one page), then poll WIP.
+    pub fn program_page(addr: u32, len: u32, mode: PowerMode) -> Self {
+        let mut s = Self::new(
+            Kind::Program(addr, len),
+            Step::Start,
+            mode,
+            Operation::PageProgram,
+        );
+        if let Err(e) = check_dma(addr, len, mx25r::PAGE_SIZE) {
+            s.step = Step::Finished(Err(e));
+        } else if addr % mx25r::PAGE_SIZE + len > mx25r::PAGE_SIZE {
+            s.step = Step::Finished(Err(FlashError::CrossesPage { addr, len }));
+        }
+        s
+    }
+
+    /// Quad I/O read of `len` bytes at `addr` into a word-aligned buffer (one READ task).
+    pub fn read(addr: u32, len: u32) -> Self {
+        let mut s = Self::new(
+            Kind::Read(addr, len),
+            Step::Start,
+            PowerMode::UltraLowPower,
+            Operation::PageProgram,
+        );
+        if let Err(e) = check_dma(addr, len, MAX_DMA_LEN) {
+            s.step = Step::Finished(Err(e));
+        }
+        s
+    }
+
+    /// Whether the program/erase command is out and the sequence is now polling WIP: a
+    /// non-blocking caller may leave the rest for later.
+    pub fn is_started(&self) -> bool {
+        matches!(self.kind, Kind::Erase(..) | Kind::Program(..))
+            && matches!(self.step, Step::Poll | Step::PollDelay)
     }
 
     /// Enter deep power-down.
@@ -224,6 +317,8 @@ impl Sequence {
                     addr: 0,
                     len: QspiEraseLen::All,
                 },
+                Kind::Program(addr, len) => Action::Write { addr, len },
+                Kind::Read(addr, len) => Action::Read { addr, len },
                 Kind::DeepPowerDown => Action::Instruction(Instruction::new(opcode::DP, 0)),
                 _ => Action::Done(Ok(())),
             },
@@ -295,6 +390,10 @@ impl Sequence {
             }
             (_, Step::PollDelay) => Step::Poll,
             (Kind::DeepPowerDown, Step::Start) => Step::EnterDelay,
+            (Kind::Erase(..), Step::Start) | (Kind::Program(..), Step::Start) => {
+                self.waited_us = 0;
+                Step::Poll
+            }
             (_, Step::Start) => Step::Finished(Ok(())),
             (_, Step::EnterDelay) => Step::Finished(Ok(())),
             (_, s @ Step::Finished(_)) => s,
@@ -416,23 +515,86 @@ mod tests {
     fn erases_use_the_task_or_a_custom_instruction() {
         let hp = PowerMode::HighPerformance;
         assert_eq!(
-            Sequence::start_erase(Operation::EraseSector, 0x3000, hp).action(),
+            Sequence::erase(Operation::EraseSector, 0x3000, hp).action(),
             Action::Erase {
                 addr: 0x3000,
                 len: QspiEraseLen::Sector4K
             }
         );
         assert_eq!(
-            Sequence::start_erase(Operation::EraseBlock64, 0x1_0000, hp).action(),
+            Sequence::erase(Operation::EraseBlock64, 0x1_0000, hp).action(),
             Action::Erase {
                 addr: 0x1_0000,
                 len: QspiEraseLen::Block64K
             }
         );
-        let be32 = instr(Sequence::start_erase(Operation::EraseBlock32, 0x12_8000, hp).action());
+        let be32 = instr(Sequence::erase(Operation::EraseBlock32, 0x12_8000, hp).action());
         assert_eq!(
             (be32.opcode, be32.data(), be32.wren),
             (opcode::BE32K, &[0x12, 0x80, 0x00][..], true)
         );
+        assert!(matches!(
+            Sequence::erase(Operation::EraseBlock32, 0x1000, hp).action(),
+            Action::Done(Err(FlashError::Misaligned { .. }))
+        ));
+    }
+
+    #[test]
+    fn program_page_writes_then_polls_until_idle() {
+        let mut s = Sequence::program_page(0x1F0, 16, PowerMode::HighPerformance);
+        assert!(!s.is_started());
+        assert_eq!(
+            s.action(),
+            Action::Write {
+                addr: 0x1F0,
+                len: 16
+            }
+        );
+        s.complete(&[]);
+        assert!(s.is_started());
+        assert_eq!(instr(s.action()).opcode, opcode::RDSR);
+        s.complete(&[status::WIP | status::WEL]);
+        assert_eq!(s.action(), Action::Delay { us: 850 / 128 });
+        s.complete(&[]);
+        s.complete(&[0]);
+        assert_eq!(s.action(), Action::Done(Ok(())));
+    }
+
+    #[test]
+    fn program_and_read_reject_what_easydma_or_the_part_cannot_do() {
+        let hp = PowerMode::HighPerformance;
+        for (addr, len) in [(0x1F0u32, 32u32), (0x100, 0), (0x100, 260)] {
+            assert!(
+                matches!(
+                    Sequence::program_page(addr, len, hp).action(),
+                    Action::Done(Err(
+                        FlashError::CrossesPage { .. } | FlashError::BadLength { .. }
+                    ))
+                ),
+                "{addr:#x} {len}"
+            );
+        }
+        assert!(matches!(
+            Sequence::program_page(0x102, 4, hp).action(),
+            Action::Done(Err(FlashError::Misaligned { .. }))
+        ));
+        assert!(matches!(
+            Sequence::read(0, 6).action(),
+            Action::Done(Err(FlashError::Misaligned { .. }))
+        ));
+        assert!(matches!(
+            Sequence::read(mx25r::CAPACITY - 4, 8).action(),
+            Action::Done(Err(FlashError::OutOfBounds { .. }))
+        ));
+        let mut r = Sequence::read(0x100, 64);
+        assert_eq!(
+            r.action(),
+            Action::Read {
+                addr: 0x100,
+                len: 64
+            }
+        );
+        r.complete(&[]);
+        assert_eq!(r.action(), Action::Done(Ok(())));
     }
 }

@@ -47,7 +47,8 @@ pub struct QspiFlash<P: QspiPort> {
     port: P,
     mode: PowerMode,
     erase_strategy: EraseStrategy,
-    pending: Option<Operation>,
+    /// The program/erase in flight, parked in its WIP-polling phase.
+    pending: Option<Sequence>,
     bounce: Bounce,
 }
 
@@ -73,26 +74,21 @@ impl<P: QspiPort> QspiFlash<P> {
     /// Runs a command sequence to its end over the port.
     pub fn run(&mut self, mut seq: Sequence) -> Result<(), FlashError> {
         loop {
-            let result = match seq.action() {
-                Action::Instruction(i) => {
-                    let mut data = i.data;
-                    let rx = &mut data[..i.len as usize];
-                    self.port.custom(i.opcode, rx, i.wren).map(|()| data)
-                }
-                Action::Erase { addr, len } => self.port.erase(addr, len).map(|()| [0; 8]),
-                Action::Delay { us } => {
-                    self.port.delay_us(us);
-                    Ok([0; 8])
-                }
-                Action::SetSck { hz } => {
-                    self.port.set_sck_hz(hz);
-                    Ok([0; 8])
-                }
-                Action::Done(r) => return r,
-            };
-            match result {
-                Ok(rx) => seq.complete(&rx),
-                Err(e) => seq.fail(e),
+            if let Some(r) = step(&mut self.port, &mut seq, &[], &mut []) {
+                return r;
+            }
+        }
+    }
+
+    /// Runs a program/erase sequence until its command is out and parks it as pending.
+    fn start(&mut self, mut seq: Sequence, data: &[u8]) -> Result<(), FlashError> {
+        loop {
+            if seq.is_started() {
+                self.pending = Some(seq);
+                return Ok(());
+            }
+            if let Some(r) = step(&mut self.port, &mut seq, data, &mut []) {
+                return r;
             }
         }
     }
@@ -156,12 +152,10 @@ impl<P: QspiPort> QspiFlash<P> {
 
     /// Blocks until the running program/erase (if any) has finished.
     pub fn wait(&mut self) -> Result<(), FlashError> {
-        let Some(op) = self.pending else {
-            return Ok(());
-        };
-        self.run(Sequence::wait_idle(op, self.mode))?;
-        self.pending = None;
-        Ok(())
+        match self.pending.take() {
+            Some(seq) => self.run(seq),
+            None => Ok(()),
+        }
     }
 
     fn check_bounds(addr: u32, len: usize) -> Result<(), FlashError> {
@@ -207,38 +201,26 @@ impl<P: QspiPort> QspiFlash<P> {
             && len.is_multiple_of(4)
             && (data.as_ptr() as usize).is_multiple_of(4);
         if direct {
-            self.port.write(addr, data)?;
+            self.start(Sequence::program_page(addr, len as u32, self.mode), data)
         } else {
             let base = addr & !3;
             let end = (addr + len as u32 + 3) & !3;
             let head = (addr - base) as usize;
-            let window = &mut self.bounce.0[..(end - base) as usize];
-            window.fill(0xFF);
+            let mut bounce = Bounce([0xFF; mx25r::PAGE_SIZE as usize]);
+            let window = &mut bounce.0[..(end - base) as usize];
             window[head..head + len].copy_from_slice(data);
-            self.port.write(base, window)?;
+            self.start(Sequence::program_page(base, end - base, self.mode), window)
         }
-        self.pending = Some(Operation::PageProgram);
-        Ok(())
     }
 
     fn start_erase(&mut self, addr: u32, op: Operation) -> Result<(), FlashError> {
-        let unit = match op {
-            Operation::EraseSector => mx25r::SECTOR_SIZE,
-            Operation::EraseBlock32 => mx25r::BLOCK32_SIZE,
-            Operation::EraseBlock64 => mx25r::BLOCK64_SIZE,
-            _ => mx25r::CAPACITY,
-        };
-        if !addr.is_multiple_of(unit) {
-            return Err(FlashError::Misaligned {
-                what: Misalignment::EraseUnit,
-                value: addr,
-            });
+        let seq = Sequence::erase(op, addr, self.mode);
+        if let Action::Done(r) = seq.action() {
+            // Rejected before anything was sent.
+            return r;
         }
-        Self::check_bounds(addr, unit as usize)?;
         self.ensure_idle()?;
-        self.run(Sequence::start_erase(op, addr, self.mode))?;
-        self.pending = Some(op);
-        Ok(())
+        self.start(seq, &[])
     }
 
     /// Starts erasing the 4 KiB sector at `addr` (sector aligned).
@@ -268,9 +250,67 @@ impl<P: QspiPort> QspiFlash<P> {
         let head = (addr - base) as usize;
         let end = (addr + out.len() as u32 + 3) & !3;
         let window = &mut self.bounce.0[..(end - base) as usize];
-        self.port.read(base, window)?;
+        let seq = Sequence::read(base, end - base);
+        run_with(&mut self.port, seq, window)?;
         out.copy_from_slice(&window[head..head + out.len()]);
         Ok(())
+    }
+}
+
+/// Performs the sequence's next action over `port`; `Some` once the sequence is over.
+/// `write` / `read` are the word-aligned buffers for WRITE / READ actions.
+fn step<P: QspiPort>(
+    port: &mut P,
+    seq: &mut Sequence,
+    write: &[u8],
+    read: &mut [u8],
+) -> Option<Result<(), FlashError>> {
+    let short = |len: u32| FlashError::BadLength {
+        len,
+        max: write.len().max(read.len()) as u32,
+    };
+    let result = match seq.action() {
+        Action::Instruction(i) => {
+            let mut data = i.data;
+            port.custom(i.opcode, &mut data[..i.len as usize], i.wren)
+                .map(|()| data)
+        }
+        Action::Erase { addr, len } => port.erase(addr, len).map(|()| [0; 8]),
+        Action::Write { addr, len } => match write.get(..len as usize) {
+            Some(src) => port.write(addr, src).map(|()| [0; 8]),
+            None => Err(short(len)),
+        },
+        Action::Read { addr, len } => match read.len() >= len as usize {
+            true => port.read(addr, &mut read[..len as usize]).map(|()| [0; 8]),
+            false => Err(short(len)),
+        },
+        Action::Delay { us } => {
+            port.delay_us(us);
+            Ok([0; 8])
+        }
+        Action::SetSck { hz } => {
+            port.set_sck_hz(hz);
+            Ok([0; 8])
+        }
+        Action::Done(r) => return Some(r),
+    };
+    match result {
+        Ok(rx) => seq.complete(&rx),
+        Err(e) => seq.fail(e),
+    }
+    None
+}
+
+/// Runs a read sequence into `buf`.
+fn run_with<P: QspiPort>(
+    port: &mut P,
+    mut seq: Sequence,
+    buf: &mut [u8],
+) -> Result<(), FlashError> {
+    loop {
+        if let Some(r) = step(port, &mut seq, &[], buf) {
+            return r;
+        }
     }
 }
 
@@ -294,7 +334,7 @@ impl<P: QspiPort> ReadNorFlash for QspiFlash<P> {
             let n = if addr_mis == ptr_mis {
                 if addr_mis == 0 && rest.len() >= 4 {
                     let n = (rest.len() & !3).min(MAX_DMA_CHUNK);
-                    self.port.read(addr, &mut rest[..n])?;
+                    run_with(&mut self.port, Sequence::read(addr, n as u32), rest)?;
                     done += n;
                     continue;
                 }
