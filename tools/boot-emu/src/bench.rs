@@ -9,7 +9,7 @@
 //!   from two measured sizes and marked so.
 //! - The whole install of a valid image: reset to the jump into the new kernel.
 
-use crate::rig::Rig;
+use crate::rig::{kernel_image, Rig, NEW_KERNEL_SP, OLD_KERNEL_SP};
 use crate::{EmuError, Exit, Firmware, RunReport, CPU_HZ};
 
 /// How the bench makes staged images the firmware accepts or refuses.
@@ -44,6 +44,8 @@ pub struct BootFigures {
     pub verify: Vec<(usize, Phase)>,
     /// (image payload bytes, whole install from reset to the new kernel)
     pub install: Vec<(usize, Phase)>,
+    /// Phases that could not be measured, and why.
+    pub missing: Vec<String>,
 }
 
 fn phase(r: &RunReport, cpi: f64) -> Phase {
@@ -76,7 +78,57 @@ fn emu(what: &str) -> impl Fn(EmuError) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// Runs every scenario of the report. `kernel_len` is the size of the kernel already in the slot.
+/// A boot that hashes and refuses a badly signed image of `size` payload bytes.
+fn refused_boot(
+    fw: &Firmware,
+    maker: &dyn ImageMaker,
+    size: usize,
+    cpi: f64,
+) -> Result<(Phase, u32), String> {
+    let payload = kernel_image(0x8000, NEW_KERNEL_SP, size, 2);
+    let (image, hash) = maker.bad_signature(&payload);
+    let mut rig = Rig::new(fw.clone(), 2, OLD_KERNEL_LEN);
+    rig.stage(&image);
+    rig.request_boot(hash, image.len() as u32);
+    let r = rig
+        .boot(true)
+        .map_err(emu("boot with a badly signed image"))?;
+    expect_jump(&r, "boot with a badly signed image")?;
+    if !rig.kernel_is(&kernel_image(0x8000, OLD_KERNEL_SP, OLD_KERNEL_LEN, 1)) {
+        return Err(format!(
+            "a badly signed {size}-byte image changed the kernel slot"
+        ));
+    }
+    Ok((phase(&r, cpi), r.peak_stack_bytes))
+}
+
+/// A boot that installs a valid image of `size` payload bytes and jumps to it.
+fn install_boot(
+    fw: &Firmware,
+    maker: &dyn ImageMaker,
+    size: usize,
+    cpi: f64,
+) -> Result<(Phase, u32), String> {
+    let payload = kernel_image(0x8000, NEW_KERNEL_SP, size, 3);
+    let (image, hash) = maker.signed(&payload);
+    let mut rig = Rig::new(fw.clone(), 3, OLD_KERNEL_LEN);
+    rig.stage(&image);
+    rig.request_boot(hash, image.len() as u32);
+    let r = rig.boot(true).map_err(emu("install boot"))?;
+    match r.exit {
+        Exit::KernelJump { sp, .. } if sp == NEW_KERNEL_SP => {
+            Ok((phase(&r, cpi), r.peak_stack_bytes))
+        }
+        other => Err(format!(
+            "install of {size} bytes ended with {other:?}, not in the new kernel"
+        )),
+    }
+}
+
+/// The size of the kernel already in the slot: the stock DK kernel's.
+const OLD_KERNEL_LEN: usize = 176 * 1024;
+
+/// Runs every scenario of the report.
 pub fn boot_figures(
     fw: &Firmware,
     maker: &dyn ImageMaker,
@@ -84,71 +136,46 @@ pub fn boot_figures(
     install_sizes: &[usize],
 ) -> Result<BootFigures, String> {
     let cpi = crate::CPI_ASSUMED;
-    let kernel_len = 176 * 1024;
-
-    let mut rig = Rig::new(fw.clone(), 1, kernel_len);
+    let mut rig = Rig::new(fw.clone(), 1, OLD_KERNEL_LEN);
     let r = rig.boot(true).map_err(emu("boot with nothing pending"))?;
     expect_jump(&r, "boot with nothing pending")?;
     let nothing = phase(&r, cpi);
     let mut peak = r.peak_stack_bytes;
+    let mut missing = Vec::new();
 
     let mut measured: Vec<(usize, Phase)> = Vec::new();
     let mut verify = Vec::new();
     for &size in verify_sizes {
-        let payload = crate::rig::kernel_image(0x8000, crate::rig::NEW_KERNEL_SP, size, 2);
-        let (image, hash) = maker.bad_signature(&payload);
-        let mut rig = Rig::new(fw.clone(), 2, kernel_len);
-        rig.stage(&image);
-        rig.request_boot(hash, image.len() as u32);
-        let r = rig
-            .boot(true)
-            .map_err(emu("boot with a badly signed image"))?;
-        expect_jump(&r, "boot with a badly signed image")?;
-        if !rig.kernel_is(&crate::rig::kernel_image(
-            0x8000,
-            crate::rig::OLD_KERNEL_SP,
-            64,
-            1,
-        )) {
-            return Err(format!(
-                "a badly signed {size}-byte image changed the kernel slot"
-            ));
-        }
-        peak = peak.max(r.peak_stack_bytes);
-        let p = minus(phase(&r, cpi), nothing);
-        // A verify far cheaper than hashing the image means the firmware refused it on size first.
-        let hashed = measured.last().is_none_or(|&(s, m): &(usize, Phase)| {
-            p.instructions * s as u64 >= m.instructions * size as u64 / 2
-        });
-        if hashed {
-            measured.push((size, p));
-            verify.push((size, p));
-        } else {
-            verify.push((
-                size,
-                extrapolate(&measured, size).ok_or_else(|| {
-                    format!(
-                        "{size}-byte image refused before hashing and too few sizes to extrapolate"
-                    )
-                })?,
-            ));
+        match refused_boot(fw, maker, size, cpi) {
+            Ok((total, stack)) => {
+                peak = peak.max(stack);
+                let p = minus(total, nothing);
+                // Far cheaper than hashing at the measured rate: refused on size before hashing.
+                let hashed = measured.last().is_none_or(|&(s, m)| {
+                    p.instructions * s as u64 >= m.instructions * size as u64 / 2
+                });
+                if hashed {
+                    measured.push((size, p));
+                    verify.push((size, p));
+                } else if let Some(e) = extrapolate(&measured, size) {
+                    verify.push((size, e));
+                } else {
+                    missing.push(format!("verify of {size} bytes: refused before hashing"));
+                }
+            }
+            Err(e) => missing.push(e),
         }
     }
 
     let mut install = Vec::new();
     for &size in install_sizes {
-        let payload = crate::rig::kernel_image(0x8000, crate::rig::NEW_KERNEL_SP, size, 3);
-        let (image, hash) = maker.signed(&payload);
-        let mut rig = Rig::new(fw.clone(), 3, kernel_len);
-        rig.stage(&image);
-        rig.request_boot(hash, image.len() as u32);
-        let r = rig.boot(true).map_err(emu("install boot"))?;
-        match r.exit {
-            Exit::KernelJump { sp, .. } if sp == crate::rig::NEW_KERNEL_SP => {}
-            other => return Err(format!("install of {size} bytes ended with {other:?}")),
+        match install_boot(fw, maker, size, cpi) {
+            Ok((p, stack)) => {
+                peak = peak.max(stack);
+                install.push((size, p));
+            }
+            Err(e) => missing.push(e),
         }
-        peak = peak.max(r.peak_stack_bytes);
-        install.push((size, phase(&r, cpi)));
     }
 
     Ok(BootFigures {
@@ -159,7 +186,31 @@ pub fn boot_figures(
         peak_stack_bytes: peak,
         verify,
         install,
+        missing,
     })
+}
+
+/// Instructions per function for one boot of `rig`, largest first.
+pub fn profile(rig: &mut Rig) -> Result<Vec<(String, u64)>, String> {
+    let cfg = crate::BootConfig {
+        profile: true,
+        kernel_slot: rig.kernel_slot(),
+        resetreas: rig.resetreas,
+        gpregret: rig.gpregret,
+        ..Default::default()
+    };
+    let clock = rig.board.clock.clone();
+    let r = crate::run(
+        &rig.fw,
+        rig.board.qspi.port(),
+        rig.board.internal.port(),
+        &clock,
+        &cfg,
+    )
+    .map_err(emu("profiled boot"))?;
+    let mut v: Vec<_> = r.profile.into_iter().collect();
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    Ok(v)
 }
 
 /// A linear fit through the two largest measured sizes, evaluated at `size`.

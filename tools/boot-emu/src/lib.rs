@@ -122,6 +122,28 @@ impl Firmware {
         self.symbols.get(name).copied()
     }
 
+    /// Sums per-address counts into the function symbols that contain them.
+    pub fn attribute(&self, counts: &std::collections::HashMap<u32, u64>) -> BTreeMap<String, u64> {
+        let mut starts: Vec<(u32, &str)> = self
+            .symbols
+            .iter()
+            .filter(|(name, &addr)| {
+                addr < periph::FLASH_SIZE && !name.starts_with('$') && !name.is_empty()
+            })
+            .map(|(name, &addr)| (addr, name.as_str()))
+            .collect();
+        starts.sort();
+        let mut out = BTreeMap::new();
+        for (&pc, &n) in counts {
+            let name = match starts.partition_point(|&(a, _)| a <= pc) {
+                0 => format!("{pc:#x}"),
+                i => format!("{:#}", rustc_demangle::demangle(starts[i - 1].1)),
+            };
+            *out.entry(name).or_default() += n;
+        }
+        out
+    }
+
     /// Bytes the image occupies in internal flash.
     pub fn flash_bytes(&self) -> usize {
         self.flash_segments.iter().map(|(_, b)| b.len()).sum()
@@ -166,6 +188,8 @@ pub struct BootConfig {
     pub cpi: f64,
     /// Addresses whose executions are counted and timed (for example function entries).
     pub watch: Vec<u32>,
+    /// Count instructions per function symbol ([`RunReport::profile`]).
+    pub profile: bool,
 }
 
 impl Default for BootConfig {
@@ -178,6 +202,7 @@ impl Default for BootConfig {
             max_instructions: 2_000_000_000,
             cpi: CPI_ASSUMED,
             watch: Vec::new(),
+            profile: false,
         }
     }
 }
@@ -220,6 +245,9 @@ pub struct RunReport {
     pub vtor: u32,
     /// For each watched address: (instruction count, simulated µs) at every execution.
     pub watch_hits: BTreeMap<u32, Vec<(u64, u64)>>,
+    /// With [`BootConfig::profile`]: instructions executed per function (symbol name), until
+    /// the kernel jump.
+    pub profile: BTreeMap<String, u64>,
 }
 
 impl RunReport {
@@ -317,6 +345,7 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     stack_range: Range<u32>,
     outcome: Option<Result<Exit, EmuError>>,
     watch_hits: BTreeMap<u32, Vec<(u64, u64)>>,
+    profile: Option<std::collections::HashMap<u32, u64>>,
 }
 
 impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
@@ -488,6 +517,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         stack_range: stack_range.clone(),
         outcome: None,
         watch_hits: cfg.watch.iter().map(|&a| (a & !1, Vec::new())).collect(),
+        profile: cfg.profile.then(Default::default),
     };
     let mut uc =
         Unicorn::new_with_data(Arch::ARM, Mode::THUMB | Mode::MCLASS, state).map_err(uc_err)?;
@@ -654,6 +684,11 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             return;
         }
         st.last_pc = pc;
+        if st.jump.is_none() {
+            if let Some(p) = st.profile.as_mut() {
+                *p.entry(pc).or_default() += 1;
+            }
+        }
         if st.jump.is_none() && st.kernel_slot.contains(&pc) {
             let insns = st.instructions - 1;
             let range = st.stack_range.clone();
@@ -701,6 +736,12 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
 
     uc.add_insn_invalid_hook(|uc: &mut Emu<'_, 'a, Q, N>| {
         let pc = pc_of(uc);
+        // QEMU ends the CPU loop on YIELD (the hint `core::hint::spin_loop` emits) and reports it
+        // here with the PC already past it; on the Cortex-M4 it is a NOP.
+        let before = uc.mem_read_as_vec(u64::from(pc.wrapping_sub(2)), 2);
+        if matches!(before.as_deref(), Ok([0x10, 0xBF])) {
+            return true;
+        }
         if emulate_single_register_ldm_stm(uc, pc) {
             uc.get_data_mut().instructions += 1;
             return true;
@@ -754,6 +795,11 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         gpregret: st.hw.gpregret,
         vtor: st.hw.vtor,
         watch_hits: st.watch_hits.clone(),
+        profile: st
+            .profile
+            .as_ref()
+            .map(|p| fw.attribute(p))
+            .unwrap_or_default(),
     })
 }
 

@@ -13,6 +13,9 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also print where the instructions of a boot with nothing pending go (per function).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Goals the report checks.
@@ -46,6 +49,8 @@ pub struct Report {
     pub boot_overhead_goal_met: bool,
     pub verify_512k_goal_met: bool,
     pub phases: Vec<PhaseRow>,
+    /// Phases that could not be measured, and why.
+    pub missing: Vec<String>,
 }
 
 fn row(what: &str, image_bytes: Option<usize>, p: &Phase, cpi: f64) -> PhaseRow {
@@ -101,6 +106,7 @@ pub fn report(f: &BootFigures) -> Report {
         boot_overhead_goal_met: boot_overhead_s <= BOOT_OVERHEAD_GOAL_S,
         verify_512k_goal_met: v512.is_some_and(|p| p.simulated_s <= VERIFY_512K_GOAL_S),
         phases,
+        missing: f.missing.clone(),
     }
 }
 
@@ -116,6 +122,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let r = report(&figures);
+    if args.profile && !args.json {
+        let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
+        let top = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
+        println!("boot with nothing pending, instructions per function:");
+        for (name, n) in top.iter().take(20) {
+            println!("{n:>12}  {name}");
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -148,6 +162,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("peak stack: {} bytes", r.peak_stack_bytes);
+    for m in &r.missing {
+        println!("not measured: {m}");
+    }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
         "goal boot overhead <= 1 ms: {:.3} ms, {}",
