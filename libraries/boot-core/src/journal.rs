@@ -60,73 +60,125 @@ impl State {
     }
 }
 
-/// Why an image was rejected or reverted (byte 5 of the record; 0 = none).
+/// Why an image was rejected or reverted (byte 5 of the record; 0 = none). Codes 1–25 name
+/// each `ota_image::ImageError` kind; 32 and up are the boot flow's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Reason {
     None = 0,
     /// Reading the staging slot failed.
     ReadFailed = 1,
-    /// Header too short or does not fit the slot.
+    /// The staging slot is shorter than an image header.
     TruncatedHeader = 2,
     /// Header magic is not 0x96f3b83d.
     BadMagic = 3,
-    /// Header, TLV area or lengths are inconsistent or run past the slot.
-    Malformed = 4,
+    /// `hdr_size` smaller than the header.
+    HeaderSizeTooSmall = 4,
+    /// `hdr_size` past the slot.
+    HeaderBeyondSlot = 5,
+    /// Header plus payload past the slot.
+    PayloadBeyondSlot = 6,
+    /// Protected TLV area size differs from the header's.
+    ProtectedTlvSizeMismatch = 7,
+    /// No TLV info magic after the payload.
+    BadTlvInfoMagic = 8,
+    /// A TLV area shorter than its own header.
+    BadTlvAreaLength = 9,
+    /// A TLV area past the slot.
+    TlvAreaBeyondSlot = 10,
+    /// A TLV entry past its area.
+    TlvPastAreaEnd = 11,
+    /// A known TLV with the wrong length.
+    BadTlvLength = 12,
+    /// A known TLV twice.
+    DuplicateTlv = 13,
+    /// The security counter outside the protected area.
+    TlvNotProtected = 14,
     /// No SHA-256 TLV.
-    MissingHash = 5,
+    MissingHash = 15,
+    /// No signature TLV.
+    MissingSignature = 16,
+    /// No KEYHASH/PUBKEY TLV.
+    MissingKeyId = 17,
+    /// Signed with another key.
+    KeyMismatch = 18,
     /// The SHA-256 over header, payload and protected TLVs does not match.
-    HashMismatch = 6,
-    /// No signature TLV, or the key hash names another key.
-    MissingSignature = 7,
+    HashMismatch = 19,
+    /// The signature is not valid DER.
+    BadSignatureEncoding = 20,
     /// The signature does not verify with the embedded key.
-    BadSignature = 8,
+    BadSignature = 21,
     /// Security counter below the stored floor.
-    Downgrade = 9,
+    Downgrade = 22,
     /// The payload does not fit the kernel slot.
-    TooLarge = 10,
+    TooLarge = 23,
     /// The header's load address is neither 0 nor the kernel slot address.
-    WrongLoadAddress = 11,
+    WrongLoadAddress = 24,
+    /// Encrypted, compressed or non-bootable image.
+    UnsupportedFlags = 25,
     /// The staged image's hash or length differs from the boot request's.
-    RequestMismatch = 12,
+    RequestMismatch = 32,
     /// The installed bytes did not read back as the verified image.
-    InstallVerifyFailed = 13,
+    InstallVerifyFailed = 33,
     /// The trial kernel did not confirm within the allowed boots.
-    NotConfirmed = 14,
+    NotConfirmed = 34,
     /// The trial kernel was reset by the watchdog.
-    WatchdogReset = 15,
+    WatchdogReset = 35,
     /// The staged image changed or failed verification while an install was being resumed.
-    StagingChanged = 16,
-    /// Any other image error.
-    Other = 17,
+    StagingChanged = 36,
+    /// Inconsistent image structure not covered above.
+    Malformed = 37,
+    /// Anything else.
+    Other = 255,
 }
 
 impl Reason {
-    pub fn from_code(c: u8) -> Reason {
+    const ALL: [Reason; 33] = {
         use Reason::*;
         [
             None,
             ReadFailed,
             TruncatedHeader,
             BadMagic,
-            Malformed,
+            HeaderSizeTooSmall,
+            HeaderBeyondSlot,
+            PayloadBeyondSlot,
+            ProtectedTlvSizeMismatch,
+            BadTlvInfoMagic,
+            BadTlvAreaLength,
+            TlvAreaBeyondSlot,
+            TlvPastAreaEnd,
+            BadTlvLength,
+            DuplicateTlv,
+            TlvNotProtected,
             MissingHash,
-            HashMismatch,
             MissingSignature,
+            MissingKeyId,
+            KeyMismatch,
+            HashMismatch,
+            BadSignatureEncoding,
             BadSignature,
             Downgrade,
             TooLarge,
             WrongLoadAddress,
+            UnsupportedFlags,
             RequestMismatch,
             InstallVerifyFailed,
             NotConfirmed,
             WatchdogReset,
             StagingChanged,
+            Malformed,
             Other,
         ]
-        .get(c as usize)
-        .copied()
-        .unwrap_or(Other)
+    };
+
+    /// The reason with code `c`; unknown codes read as `Other`.
+    pub fn from_code(c: u8) -> Reason {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| *r as u8 == c)
+            .unwrap_or(Reason::Other)
     }
 }
 
@@ -363,8 +415,8 @@ mod tests {
 
     #[test]
     fn reason_codes_round_trip() {
-        for c in 0..=17u8 {
-            assert_eq!(Reason::from_code(c) as u8, c);
+        for r in Reason::ALL {
+            assert_eq!(Reason::from_code(r as u8), r);
         }
         assert_eq!(Reason::from_code(200), Reason::Other);
     }

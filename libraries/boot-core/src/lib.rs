@@ -13,6 +13,7 @@ pub mod floor;
 pub mod image;
 pub mod journal;
 pub mod layout;
+pub mod ota;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha256};
 pub use image::{CheckPolicy, CheckedImage, ImageChecker};
 pub use journal::{read_status, Journal, JournalRecord, Reason, State};
 pub use layout::{Layout, LayoutError, Region, NRF52840_DK, PAGE};
+pub use ota::OtaChecker;
 
 /// QSPI NOR operations that run in the chip's background while the CPU does other work (the
 /// nRF52840 NVMC stalls the CPU; the MX25R6435F erases and programs on its own).
@@ -215,6 +217,20 @@ fn internal_equals<I: ReadNorFlash>(
     Ok(true)
 }
 
+/// Whether internal `[addr, +PAGE)` is erased (all 0xFF).
+fn internal_blank<I: ReadNorFlash>(internal: &mut I, addr: u32) -> Result<bool, BootError> {
+    let mut b = [0u8; QSPI_PAGE];
+    let mut off = 0;
+    while off < PAGE {
+        internal.read(addr + off, &mut b).map_err(ie)?;
+        if b.iter().any(|&x| x != 0xFF) {
+            return Ok(false);
+        }
+        off += QSPI_PAGE as u32;
+    }
+    Ok(true)
+}
+
 /// A background backup of one kernel-slot page into the revert slot.
 struct Backup {
     src: u32,
@@ -318,7 +334,7 @@ fn write_page<I: NorFlash, Q: BackgroundNor>(
     if internal_equals(w.flash, addr, data)? {
         return Ok(true);
     }
-    if !internal_equals(w.flash, addr, &[0xFF; PAGE as usize])? {
+    if !internal_blank(w.flash, addr)? {
         backup.pump(w.flash, q)?;
         w.erase_page(addr)?;
     }

@@ -640,3 +640,114 @@ pub fn install_time(bytes: usize) -> Result<InstallTiming, BootError> {
         installed: d.trial && b.kernel_is(&new),
     })
 }
+
+/// A fixed P-256 signing key for simulated images (never a real key).
+pub const SIM_SIGNING_KEY: [u8; 32] = [
+    0x1f, 0x2e, 0x3d, 0x4c, 0x5b, 0x6a, 0x79, 0x88, 0x97, 0xa6, 0xb5, 0xc4, 0xd3, 0xe2, 0xf1, 0x10,
+    0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87, 0x98, 0xa9, 0xba, 0xcb, 0xdc, 0xed, 0xfe, 0x0f, 0x01,
+];
+
+/// The raw x‖y public key of `secret`.
+pub fn sim_public_key(secret: &[u8; 32]) -> [u8; 64] {
+    let sk = p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar");
+    let point = p256::ecdsa::VerifyingKey::from(&sk).to_sec1_point(false);
+    let mut raw = [0u8; 64];
+    raw.copy_from_slice(&point.as_bytes()[1..65]);
+    raw
+}
+
+/// Options of [`sign_mcuboot`].
+#[derive(Clone, Copy, Debug)]
+pub struct SimSign {
+    pub load_addr: u32,
+    pub security_counter: Option<u32>,
+    pub header_size: u16,
+}
+
+impl Default for SimSign {
+    fn default() -> Self {
+        SimSign {
+            load_addr: 0,
+            security_counter: Some(1),
+            header_size: 0x20,
+        }
+    }
+}
+
+/// A minimal MCUboot/imgtool-format signer for the simulations (header, payload, protected
+/// SEC_CNT, then SHA256, KEYHASH and a DER ECDSA P-256 signature), deterministic (RFC 6979).
+pub fn sign_mcuboot(payload: &[u8], secret: &[u8; 32], opts: &SimSign) -> Vec<u8> {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let hdr = opts.header_size.max(32) as usize;
+    let mut protected = Vec::new();
+    if let Some(c) = opts.security_counter {
+        protected.extend_from_slice(&0x6908u16.to_le_bytes());
+        protected.extend_from_slice(&12u16.to_le_bytes());
+        protected.extend_from_slice(&0x50u16.to_le_bytes());
+        protected.extend_from_slice(&4u16.to_le_bytes());
+        protected.extend_from_slice(&c.to_le_bytes());
+    }
+    let mut img = vec![0u8; hdr];
+    img[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    img[4..8].copy_from_slice(&opts.load_addr.to_le_bytes());
+    img[8..10].copy_from_slice(&(hdr as u16).to_le_bytes());
+    img[10..12].copy_from_slice(&(protected.len() as u16).to_le_bytes());
+    img[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    img[20] = 1; // version 1.0.0+0
+    img.extend_from_slice(payload);
+    img.extend_from_slice(&protected);
+    let hash: [u8; 32] = Sha256::digest(&img).into();
+    let sk = p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar");
+    let sig: p256::ecdsa::Signature = sk.sign_prehash(&hash).expect("signing a digest");
+    let (r, s) = sig.split_bytes();
+    let der = der_signature(&r, &s);
+    let mut spki = Vec::from(SPKI_P256_PREFIX);
+    spki.push(4);
+    spki.extend_from_slice(&sim_public_key(secret));
+    let keyhash: [u8; 32] = Sha256::digest(&spki).into();
+    let mut tlvs = Vec::new();
+    for (kind, value) in [(0x10u16, &hash[..]), (0x01, &keyhash[..]), (0x22, &der[..])] {
+        tlvs.extend_from_slice(&kind.to_le_bytes());
+        tlvs.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        tlvs.extend_from_slice(value);
+    }
+    img.extend_from_slice(&0x6907u16.to_le_bytes());
+    img.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
+    img.extend_from_slice(&tlvs);
+    img
+}
+
+/// DER SubjectPublicKeyInfo prefix of an uncompressed P-256 key (id-ecPublicKey, prime256v1).
+const SPKI_P256_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+fn der_int(v: &[u8]) -> Vec<u8> {
+    let mut v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
+    if v.first().is_none_or(|&b| b & 0x80 != 0) {
+        v.insert(0, 0);
+    }
+    let mut out = vec![0x02, v.len() as u8];
+    out.extend_from_slice(&v);
+    out
+}
+
+fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
+    let (r, s) = (der_int(r), der_int(s));
+    let mut out = vec![0x30, (r.len() + s.len()) as u8];
+    out.extend_from_slice(&r);
+    out.extend_from_slice(&s);
+    out
+}
+
+/// The SHA-256 TLV value of an image made by [`sign_mcuboot`] (for boot requests).
+pub fn mcuboot_hash(img: &[u8]) -> [u8; 32] {
+    if img.len() < 32 {
+        return [0; 32];
+    }
+    let hdr = u16::from_le_bytes([img[8], img[9]]) as usize;
+    let prot = u16::from_le_bytes([img[10], img[11]]) as usize;
+    let len = u32::from_le_bytes([img[12], img[13], img[14], img[15]]) as usize;
+    Sha256::digest(&img[..(hdr + len + prot).min(img.len())]).into()
+}

@@ -346,3 +346,146 @@ fn provision_refuses_a_kernel_larger_than_the_slot() {
         Err(crate::BootError::Denied)
     );
 }
+
+mod mcuboot {
+    use super::*;
+    use crate::OtaChecker;
+    use ota_image::{PublicKey, RustCryptoVerifier};
+
+    fn checker_key() -> PublicKey {
+        PublicKey::from_raw(&sim_public_key(&SIM_SIGNING_KEY)).unwrap()
+    }
+
+    fn board_with(img: &[u8], old: &[u8], seed: u64) -> Board {
+        let mut b = Board::new(SMALL, seed);
+        b.provision(old);
+        b.stage(img);
+        b.request(boot_request(1, mcuboot_hash(img), img.len() as u32));
+        b
+    }
+
+    #[test]
+    fn a_signed_image_installs_and_confirms() {
+        let key = checker_key();
+        let c = OtaChecker {
+            key: &key,
+            verifier: RustCryptoVerifier,
+        };
+        let old = kernel_bytes(9000, 1);
+        let new = kernel_bytes(12000, 2);
+        let img = sign_mcuboot(&new, &SIM_SIGNING_KEY, &SimSign::default());
+        let mut b = board_with(&img, &old, 30);
+        assert!(b.boot_with(&c, false).unwrap().trial);
+        assert!(b.kernel_is(&new));
+        b.request(confirm(2, mcuboot_hash(&img)));
+        assert!(!b.boot_with(&c, false).unwrap().trial);
+        assert_eq!(b.status().unwrap().state, State::Confirmed);
+        assert_eq!(b.floor(), 1);
+    }
+
+    /// Each image error kind the boot flow can meet: nothing installed, reason recorded.
+    #[test]
+    fn every_image_error_kind_is_rejected_with_its_reason() {
+        let key = checker_key();
+        let c = OtaChecker {
+            key: &key,
+            verifier: RustCryptoVerifier,
+        };
+        let old = kernel_bytes(9000, 1);
+        let payload = kernel_bytes(8000, 3);
+        let good = sign_mcuboot(&payload, &SIM_SIGNING_KEY, &SimSign::default());
+        let n = good.len();
+        let tlv_info = 32 + 8000 + 12;
+        let mut cases: Vec<(Vec<u8>, Reason)> = Vec::new();
+        let mut m = good.clone();
+        m[0] ^= 1;
+        cases.push((m, Reason::BadMagic));
+        let mut m = good.clone();
+        m[8..10].copy_from_slice(&8u16.to_le_bytes());
+        cases.push((m, Reason::HeaderSizeTooSmall));
+        let mut m = good.clone();
+        m[8..10].copy_from_slice(&0xF000u16.to_le_bytes());
+        cases.push((m, Reason::HeaderBeyondSlot));
+        let mut m = good.clone();
+        m[12..16].copy_from_slice(&0x0100_0000u32.to_le_bytes());
+        cases.push((m, Reason::PayloadBeyondSlot));
+        let mut m = good.clone();
+        m[tlv_info] ^= 0x10;
+        cases.push((m, Reason::BadTlvInfoMagic));
+        let mut m = good.clone();
+        m[100] ^= 4;
+        cases.push((m, Reason::HashMismatch));
+        let mut m = good.clone();
+        m[n - 3] ^= 1; // inside s of the DER signature
+        cases.push((m, Reason::BadSignature));
+        let other = [7u8; 32];
+        cases.push((
+            sign_mcuboot(&payload, &other, &SimSign::default()),
+            Reason::KeyMismatch,
+        ));
+        cases.push((
+            sign_mcuboot(
+                &kernel_bytes(17000, 4),
+                &SIM_SIGNING_KEY,
+                &SimSign::default(),
+            ),
+            Reason::TooLarge,
+        ));
+        cases.push((
+            sign_mcuboot(
+                &payload,
+                &SIM_SIGNING_KEY,
+                &SimSign {
+                    load_addr: 0x2000_0000,
+                    ..SimSign::default()
+                },
+            ),
+            Reason::WrongLoadAddress,
+        ));
+        for (i, (img, want)) in cases.into_iter().enumerate() {
+            let mut b = board_with(&img, &old, 40 + i as u64);
+            let d = b.boot_with(&c, false).unwrap();
+            assert!(!d.trial, "case {i}");
+            assert!(b.kernel_is(&old), "case {i}: old kernel untouched");
+            let st = b.status().unwrap();
+            assert_eq!((st.state, st.reason), (State::Rejected, want), "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_downgrade_below_the_floor_is_rejected() {
+        let key = checker_key();
+        let c = OtaChecker {
+            key: &key,
+            verifier: RustCryptoVerifier,
+        };
+        let old = kernel_bytes(9000, 1);
+        let v5 = sign_mcuboot(
+            &kernel_bytes(7000, 5),
+            &SIM_SIGNING_KEY,
+            &SimSign {
+                security_counter: Some(5),
+                ..SimSign::default()
+            },
+        );
+        let mut b = board_with(&v5, &old, 60);
+        assert!(b.boot_with(&c, false).unwrap().trial);
+        b.request(confirm(2, mcuboot_hash(&v5)));
+        b.boot_with(&c, false).unwrap();
+        assert_eq!(b.floor(), 5);
+        let v4 = sign_mcuboot(
+            &kernel_bytes(7000, 4),
+            &SIM_SIGNING_KEY,
+            &SimSign {
+                security_counter: Some(4),
+                ..SimSign::default()
+            },
+        );
+        b.stage(&v4);
+        b.request(boot_request(3, mcuboot_hash(&v4), v4.len() as u32));
+        assert!(!b.boot_with(&c, false).unwrap().trial);
+        let st = b.status().unwrap();
+        assert_eq!((st.state, st.reason), (State::Rejected, Reason::Downgrade));
+        assert!(b.kernel_is(&kernel_bytes(7000, 5)));
+    }
+}

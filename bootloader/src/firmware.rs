@@ -1,0 +1,259 @@
+//! Bare-metal part: vector table, reset handler, peripherals, the jump.
+
+use boot_core::{BackgroundNor, BootDecision, BootEnv, Region, ResetReason, NRF52840_DK};
+use core::arch::{asm, global_asm};
+use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+use nrf52840_flash::hw::{QspiPins, RegisterNvmcPort, RegisterQspiPort};
+use nrf52840_flash::regs::{
+    self, AclPerm, AclRegisters, ICacheCnf, NvmcRegisters, PowerRegisters, WdtRegisters,
+};
+use nrf52840_flash::{NvmcFlash, PowerMode, QspiFlash};
+use tock_registers::interfaces::{Readable, Writeable};
+
+// Vector table: initial stack pointer, reset, and the 14 other core exceptions (no device
+// interrupts are enabled: everything polls). Reset zeroes .bss, copies .data, enables the FPU
+// (the hard-float ABI may use its registers) and calls `start`.
+global_asm!(
+    r#"
+    .section .vector_table, "a"
+    .word _stack_top
+    .word Reset
+    .rept 14
+    .word Fault
+    .endr
+
+    .section .text.Reset, "ax"
+    .global Reset
+    .type Reset, %function
+    .thumb_func
+Reset:
+    ldr r0, =__sbss
+    ldr r1, =__ebss
+    movs r2, #0
+1:  cmp r0, r1
+    bhs 2f
+    str r2, [r0], #4
+    b 1b
+2:  ldr r0, =__sdata
+    ldr r1, =__edata
+    ldr r2, =__sidata
+3:  cmp r0, r1
+    bhs 4f
+    ldr r3, [r2], #4
+    str r3, [r0], #4
+    b 3b
+4:  ldr r0, =0xE000ED88
+    ldr r1, [r0]
+    orr r1, r1, #0xF00000
+    str r1, [r0]
+    dsb
+    isb
+    bl start
+    b .
+    .ltorg
+
+    .section .text.Fault, "ax"
+    .global Fault
+    .type Fault, %function
+    .thumb_func
+Fault:
+    b system_reset
+"#
+);
+
+/// System Control Block registers used here (Cortex-M4 core, not an nRF peripheral).
+const SCB_VTOR: usize = 0xE000_ED08;
+const SCB_AIRCR: usize = 0xE000_ED0C;
+
+/// Requests a system reset (AIRCR.SYSRESETREQ): the journal resumes on the next boot.
+#[no_mangle]
+pub extern "C" fn system_reset() -> ! {
+    // SAFETY: AIRCR is the architectural Cortex-M register; writing VECTKEY|SYSRESETREQ only
+    // resets the chip.
+    unsafe { core::ptr::write_volatile(SCB_AIRCR as *mut u32, 0x05FA_0004) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    system_reset()
+}
+
+fn power() -> &'static PowerRegisters {
+    // SAFETY: POWER_BASE is the nRF52840 POWER block, valid for the whole program; only the
+    // bootloader runs now.
+    unsafe { &*(regs::POWER_BASE as *const PowerRegisters) }
+}
+fn nvmc() -> &'static NvmcRegisters {
+    // SAFETY: as above, the NVMC block.
+    unsafe { &*(regs::NVMC_BASE as *const NvmcRegisters) }
+}
+fn wdt() -> &'static WdtRegisters {
+    // SAFETY: as above, the WDT block.
+    unsafe { &*(regs::WDT_BASE as *const WdtRegisters) }
+}
+fn acl() -> &'static AclRegisters {
+    // SAFETY: as above, the ACL block.
+    unsafe { &*(regs::ACL_BASE as *const AclRegisters) }
+}
+
+/// Reloads every enabled watchdog reload register, if the watchdog runs (it survives soft
+/// resets, so a kernel that started it keeps it running through a long install).
+fn feed_watchdog() {
+    let w = wdt();
+    if w.runstatus.get() & 1 == 0 {
+        return;
+    }
+    let enabled = w.rren.get();
+    for (i, rr) in w.rr.iter().enumerate() {
+        if enabled & (1 << i) != 0 {
+            rr.set(regs::WDT_RELOAD_VALUE);
+        }
+    }
+}
+
+/// A flash that feeds the watchdog before each operation.
+struct Fed<F>(F);
+
+impl<F: ErrorType> ErrorType for Fed<F> {
+    type Error = F::Error;
+}
+impl<F: ReadNorFlash> ReadNorFlash for Fed<F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+impl<F: NorFlash> NorFlash for Fed<F> {
+    const WRITE_SIZE: usize = F::WRITE_SIZE;
+    const ERASE_SIZE: usize = F::ERASE_SIZE;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.write(offset, bytes)
+    }
+}
+impl<F: BackgroundNor> BackgroundNor for Fed<F> {
+    fn start_erase_sector(&mut self, addr: u32) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.start_erase_sector(addr)
+    }
+    fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.start_program_page(addr, data)
+    }
+    fn is_busy(&mut self) -> Result<bool, Self::Error> {
+        feed_watchdog();
+        self.0.is_busy()
+    }
+    fn wait_idle(&mut self) -> Result<(), Self::Error> {
+        feed_watchdog();
+        self.0.wait_idle()
+    }
+}
+
+/// Locks `region` against NVMC write and erase until the next reset (ACL region 0).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn acl_lock(start: u32, len: u32) {
+    let r = &acl().acl[0];
+    r.addr.set(start);
+    r.size.set(len);
+    r.perm.write(AclPerm::WRITE::Disable);
+}
+
+/// Starts the kernel whose vector table is at `vector_table`: VTOR, MSP from word 0, branch to
+/// the reset handler in word 1. The emulator watches for this symbol.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn boot_jump(vector_table: u32) -> ! {
+    // SAFETY: `vector_table` is the kernel slot start; boot_core only returns it when the slot
+    // holds a kernel (old or verified new). VTOR is the architectural register.
+    unsafe {
+        core::ptr::write_volatile(SCB_VTOR as *mut u32, vector_table);
+        let sp = core::ptr::read_volatile(vector_table as *const u32);
+        let pc = core::ptr::read_volatile((vector_table + 4) as *const u32);
+        asm!(
+            "dsb",
+            "isb",
+            "msr msp, {sp}",
+            "bx {pc}",
+            sp = in(reg) sp,
+            pc = in(reg) pc,
+            options(noreturn)
+        );
+    }
+}
+
+fn lock_and_jump(lock: Region, kernel: u32) -> ! {
+    acl_lock(lock.start, lock.len);
+    boot_jump(kernel)
+}
+
+/// Brings up the QSPI flash; a few tries since the chip may still be busy from before a reset.
+fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
+    for _ in 0..3 {
+        // SAFETY: nRF52840 and nothing else uses the QSPI peripheral in the bootloader.
+        let mut port = unsafe { RegisterQspiPort::new() };
+        port.configure(QspiPins::NRF52840_DK);
+        let mut q = QspiFlash::new(port, PowerMode::HighPerformance);
+        if q.init().is_ok() {
+            return Some(q);
+        }
+    }
+    None
+}
+
+#[no_mangle]
+extern "C" fn start() -> ! {
+    let layout = NRF52840_DK;
+    let p = power();
+    let reas = p.resetreas.get();
+    // Write-1-to-clear, so the kernel sees only resets after this one.
+    p.resetreas.set(reas);
+    nvmc().icachecnf.write(ICacheCnf::CACHEEN::SET);
+    feed_watchdog();
+
+    let Some(q) = qspi() else {
+        // No external flash: nothing can be pending that the kernel slot depends on being
+        // finished by us except an install in progress, which needs the chip anyway.
+        lock_and_jump(layout.locked_region(), layout.kernel_slot.start)
+    };
+    let mut qspi = Fed(q);
+    // SAFETY: nRF52840; the bootloader runs from flash pages it never writes.
+    let mut internal = Fed(NvmcFlash::new(unsafe { RegisterNvmcPort::new() }));
+    let Ok(key) = ota_image::PublicKey::from_raw(&crate::PUBLIC_KEY) else {
+        // A build with an unusable key can never accept an image: boot what is there.
+        lock_and_jump(layout.locked_region(), layout.kernel_slot.start)
+    };
+    let checker = boot_core::OtaChecker {
+        key: &key,
+        verifier: crate::checker::VERIFIER,
+    };
+    for _ in 0..3 {
+        let mut env = BootEnv {
+            layout: &layout,
+            internal: &mut internal,
+            qspi: &mut qspi,
+            checker: &checker,
+            reset_reason: ResetReason::from_resetreas(reas),
+        };
+        if let Ok(BootDecision {
+            kernel_addr, lock, ..
+        }) = boot_core::boot(&mut env)
+        {
+            lock_and_jump(lock, kernel_addr)
+        }
+    }
+    // Flash kept failing: start over from the journal.
+    system_reset()
+}
