@@ -236,15 +236,15 @@ pub fn table(rows: &[Row]) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let rows = rows(args.kib.saturating_mul(1024))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&rows)? + "\n"
     } else {
-        print!("{}", table(&rows));
-        println!(
-            "datasheet: MX25R6435F typical tPP/tSE/tBE64 per mode; nRF52840 PS tWRITE 41 us, \
-             tERASEPAGE 85 ms; QSPI SCK 32 MHz (HP) / 8 MHz (ULP), quad I/O"
-        );
-    }
+        table(&rows)
+            + "datasheet: MX25R6435F typical tPP/tSE/tBE64 per mode; nRF52840 PS tWRITE 41 us, \
+               tERASEPAGE 85 ms; QSPI SCK 32 MHz (HP) / 8 MHz (ULP), quad I/O\n"
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     let off: Vec<_> = rows.iter().filter(|r| r.deviation() > TOLERANCE).collect();
     if !off.is_empty() {
         bail!(
