@@ -40,6 +40,23 @@ fn spin_us(us: u32) {
     }
 }
 
+/// Custom-instruction data bytes as CINSTRDAT0/1 hold them: byte 0 in DAT0 bits 7:0,
+/// byte 4 in DAT1 bits 7:0 (at most 8 bytes).
+pub fn pack_cinstr_data(data: &[u8]) -> [u32; 2] {
+    let mut words = [0u32; 2];
+    for (i, b) in data.iter().take(8).enumerate() {
+        words[i / 4] |= u32::from(*b) << (8 * (i % 4));
+    }
+    words
+}
+
+/// The inverse of [`pack_cinstr_data`]: fills `data` (at most 8 bytes) from CINSTRDAT0/1.
+pub fn unpack_cinstr_data(words: [u32; 2], data: &mut [u8]) {
+    for (i, b) in data.iter_mut().take(8).enumerate() {
+        *b = (words[i / 4] >> (8 * (i % 4))) as u8;
+    }
+}
+
 /// The nRF52840 QSPI peripheral.
 pub struct RegisterQspiPort {
     regs: &'static QspiRegisters,
@@ -131,10 +148,7 @@ impl QspiPort for RegisterQspiPort {
             });
         }
         let r = self.regs;
-        let mut words = [0u32; 2];
-        for (i, b) in data.iter().enumerate() {
-            words[i / 4] |= u32::from(*b) << (8 * (i % 4));
-        }
+        let words = pack_cinstr_data(data);
         r.cinstrdat0.set(words[0]);
         r.cinstrdat1.set(words[1]);
         r.events_ready.write(Event::GENERATED::CLEAR);
@@ -153,10 +167,7 @@ impl QspiPort for RegisterQspiPort {
         while !r.events_ready.is_set(Event::GENERATED) {
             core::hint::spin_loop();
         }
-        let words = [r.cinstrdat0.get(), r.cinstrdat1.get()];
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = (words[i / 4] >> (8 * (i % 4))) as u8;
-        }
+        unpack_cinstr_data([r.cinstrdat0.get(), r.cinstrdat1.get()], data);
         Ok(())
     }
 
@@ -230,5 +241,23 @@ impl NvmcPort for RegisterNvmcPort {
         self.wait_ready();
         self.regs.config.write(NvmcConfig::WEN::Ren);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cinstr_data_packing_round_trips_in_register_byte_order() {
+        assert_eq!(pack_cinstr_data(&[0x40, 0x00, 0x02]), [0x0002_0040, 0]);
+        let bytes = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let words = pack_cinstr_data(&bytes);
+        assert_eq!(words, [0x0403_0201, 0x0807_0605]);
+        for n in 0..=8 {
+            let mut back = [0u8; 8];
+            unpack_cinstr_data(words, &mut back[..n]);
+            assert_eq!(&back[..n], &bytes[..n]);
+        }
     }
 }
