@@ -1,0 +1,440 @@
+//! The QSPI capsule at register level against the project's hardware models.
+//!
+//! The driver writes a RAM-backed copy of the QSPI register block; this harness plays the
+//! peripheral: it turns each triggered task or custom instruction into the matching call on the
+//! `hw-models` QSPI peripheral model (EasyDMA alignment rules, MX25R6435F timing and busy state,
+//! page wrap, program-only-clears-bits), raises READY and calls the interrupt handler. Alarms run
+//! on the models' simulated clock.
+
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex};
+
+use hw_models::nrf52840_flash::{FlashError, QspiEraseLen, QspiPort};
+use hw_models::{Mx25r6435f, Power, QspiPeripheral, SimClock};
+use kernel::hil::flash::{Flash, HasClient};
+use kernel::hil::time::{Alarm, AlarmClient, Freq1MHz, Ticks, Ticks32, Time};
+use kernel::utilities::cells::OptionalCell;
+use kernel::utilities::StaticRef;
+use kernel::ErrorCode;
+use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
+use tock_ota_capsules::qspi_flash::{Bounce, QspiConfig, QspiFlash, QspiPage, Registers};
+
+/// Word offsets of the registers the harness plays.
+mod reg {
+    pub const TASKS_ACTIVATE: usize = 0x000 / 4;
+    pub const TASKS_READSTART: usize = 0x004 / 4;
+    pub const TASKS_WRITESTART: usize = 0x008 / 4;
+    pub const TASKS_ERASESTART: usize = 0x00C / 4;
+    pub const EVENTS_READY: usize = 0x100 / 4;
+    pub const READ_SRC: usize = 0x504 / 4;
+    pub const READ_DST: usize = 0x508 / 4;
+    pub const READ_CNT: usize = 0x50C / 4;
+    pub const WRITE_DST: usize = 0x510 / 4;
+    pub const WRITE_SRC: usize = 0x514 / 4;
+    pub const WRITE_CNT: usize = 0x518 / 4;
+    pub const ERASE_PTR: usize = 0x51C / 4;
+    pub const ERASE_LEN: usize = 0x520 / 4;
+    pub const IFCONFIG1: usize = 0x600 / 4;
+    pub const CINSTRCONF: usize = 0x634 / 4;
+    pub const CINSTRDAT0: usize = 0x638 / 4;
+    pub const CINSTRDAT1: usize = 0x63C / 4;
+    pub const WORDS: usize = 0x700 / 4;
+}
+
+/// An alarm on the simulated clock (1 tick = 1 µs).
+struct SimAlarm {
+    clock: SimClock,
+    deadline: Cell<Option<u64>>,
+    client: OptionalCell<&'static dyn AlarmClient>,
+}
+
+impl Time for SimAlarm {
+    type Frequency = Freq1MHz;
+    type Ticks = Ticks32;
+    fn now(&self) -> Ticks32 {
+        Ticks32::from(self.clock.now_us() as u32)
+    }
+}
+
+impl Alarm<'static> for SimAlarm {
+    fn set_alarm_client(&self, client: &'static dyn AlarmClient) {
+        self.client.set(client);
+    }
+    fn set_alarm(&self, reference: Ticks32, dt: Ticks32) {
+        let now = self.clock.now_us();
+        let elapsed = (now as u32).wrapping_sub(reference.into_u32()) as u64;
+        let remaining = u64::from(dt.into_u32()).saturating_sub(elapsed);
+        self.deadline.set(Some(now + remaining));
+    }
+    fn get_alarm(&self) -> Ticks32 {
+        Ticks32::from(self.deadline.get().unwrap_or(0) as u32)
+    }
+    fn disarm(&self) -> Result<(), ErrorCode> {
+        self.deadline.set(None);
+        Ok(())
+    }
+    fn is_armed(&self) -> bool {
+        self.deadline.get().is_some()
+    }
+    fn minimum_dt(&self) -> Ticks32 {
+        Ticks32::from(1)
+    }
+}
+
+#[derive(Default)]
+struct Client {
+    ready: Cell<bool>,
+    reads: RefCell<Vec<(Vec<u8>, Result<(), ErrorCode>)>>,
+    programs: RefCell<Vec<Result<(), ErrorCode>>>,
+    erases: RefCell<Vec<Result<(), ErrorCode>>>,
+    buffer: RefCell<Option<&'static mut [u8]>>,
+    page: RefCell<Option<&'static mut QspiPage>>,
+    page_results: RefCell<Vec<Result<(), kernel::hil::flash::Error>>>,
+}
+
+impl AsyncNorClient for Client {
+    fn read_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        self.reads.borrow_mut().push((buffer.to_vec(), result));
+        *self.buffer.borrow_mut() = Some(buffer);
+    }
+    fn program_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        self.programs.borrow_mut().push(result);
+        *self.buffer.borrow_mut() = Some(buffer);
+    }
+    fn erase_done(&self, result: Result<(), ErrorCode>) {
+        self.erases.borrow_mut().push(result);
+    }
+    fn ready(&self) {
+        self.ready.set(true);
+    }
+}
+
+type Driver = QspiFlash<'static, SimAlarm>;
+
+impl kernel::hil::flash::Client<Driver> for Client {
+    fn read_complete(
+        &self,
+        page: &'static mut QspiPage,
+        result: Result<(), kernel::hil::flash::Error>,
+    ) {
+        self.page_results.borrow_mut().push(result);
+        *self.page.borrow_mut() = Some(page);
+    }
+    fn write_complete(
+        &self,
+        page: &'static mut QspiPage,
+        result: Result<(), kernel::hil::flash::Error>,
+    ) {
+        self.page_results.borrow_mut().push(result);
+        *self.page.borrow_mut() = Some(page);
+    }
+    fn erase_complete(&self, result: Result<(), kernel::hil::flash::Error>) {
+        self.page_results.borrow_mut().push(result);
+    }
+}
+
+struct Rig {
+    regs: *mut u32,
+    port: RefCell<QspiPeripheral>,
+    clock: SimClock,
+    alarm: &'static SimAlarm,
+    driver: &'static Driver,
+    client: &'static Client,
+    /// RAM buffers the driver may hand to EasyDMA: (address, length).
+    dma_buffers: RefCell<Vec<(usize, usize)>>,
+    /// Peripheral errors the model reported (a driver that would fault on hardware).
+    faults: RefCell<Vec<FlashError>>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let regs: &'static mut [u32; reg::WORDS] = Box::leak(Box::new([0u32; reg::WORDS]));
+        let regs = regs.as_mut_ptr();
+        let clock = SimClock::new();
+        let power = Power::new(clock.clone(), 1);
+        let chip = Arc::new(Mutex::new(Mx25r6435f::new(clock.clone(), power.clone(), 1)));
+        let port = QspiPeripheral::new(chip, clock.clone(), power);
+        let alarm: &'static SimAlarm = Box::leak(Box::new(SimAlarm {
+            clock: clock.clone(),
+            deadline: Cell::new(None),
+            client: OptionalCell::empty(),
+        }));
+        let bounce: &'static mut Bounce = Box::leak(Box::default());
+        let bounce_at = (bounce.0.as_ptr() as usize, bounce.0.len() * 4);
+        // SAFETY: `regs` points to a leaked, word-aligned block large enough for the QSPI
+        // register layout; only the driver and this harness (single-threaded) touch it.
+        let static_ref = unsafe { StaticRef::new(regs as *const Registers) };
+        let driver: &'static Driver = Box::leak(Box::new(QspiFlash::new(
+            static_ref,
+            alarm,
+            QspiConfig::nrf52840dk(),
+            bounce,
+        )));
+        let client: &'static Client = Box::leak(Box::default());
+        alarm.set_alarm_client(driver);
+        driver.set_nor_client(client);
+        HasClient::set_client(driver, client);
+        let rig = Rig {
+            regs,
+            port: RefCell::new(port),
+            clock,
+            alarm,
+            driver,
+            client,
+            dma_buffers: RefCell::new(vec![bounce_at]),
+            faults: RefCell::new(Vec::new()),
+        };
+        rig.driver.initialize();
+        rig.settle();
+        assert!(
+            rig.client.ready.get(),
+            "power-up sequence did not finish: {:?}",
+            rig.faults
+        );
+        rig
+    }
+
+    fn get(&self, word: usize) -> u32 {
+        // SAFETY: `word` < reg::WORDS, inside the leaked block.
+        unsafe { self.regs.add(word).read_volatile() }
+    }
+
+    fn set(&self, word: usize, value: u32) {
+        // SAFETY: as in `get`.
+        unsafe { self.regs.add(word).write_volatile(value) }
+    }
+
+    /// The RAM slice an EasyDMA pointer names (the driver stores 32-bit addresses; on the host
+    /// they are matched against the buffers it was given).
+    fn dma(&self, low: u32, len: usize) -> &'static mut [u8] {
+        let buffers = self.dma_buffers.borrow();
+        for &(at, size) in buffers.iter() {
+            let full = (at & !0xFFFF_FFFF) | low as usize;
+            if full >= at && full + len <= at + size {
+                // SAFETY: the range lies inside a leaked buffer the driver owns for this
+                // transfer; the harness is single-threaded.
+                return unsafe { std::slice::from_raw_parts_mut(full as *mut u8, len) };
+            }
+        }
+        panic!("EasyDMA pointer {low:#x}+{len} is not inside a buffer the driver was given");
+    }
+
+    fn raise_ready(&self) {
+        self.set(reg::EVENTS_READY, 1);
+        self.driver.handle_interrupt();
+    }
+
+    fn sync_sck(&self) {
+        let div = (self.get(reg::IFCONFIG1) >> 28) & 0xF;
+        self.port.borrow_mut().set_sck_hz(32_000_000 / (div + 1));
+    }
+
+    fn record(&self, result: Result<(), FlashError>) {
+        if let Err(e) = result {
+            self.faults.borrow_mut().push(e);
+        }
+    }
+
+    /// Play the peripheral until the driver waits for nothing.
+    fn settle(&self) {
+        let rig = self;
+        for _ in 0..1_000_000 {
+            rig.sync_sck();
+            if rig.get(reg::TASKS_ACTIVATE) != 0 {
+                rig.set(reg::TASKS_ACTIVATE, 0);
+                rig.raise_ready();
+            } else if rig.get(reg::TASKS_READSTART) != 0 {
+                rig.set(reg::TASKS_READSTART, 0);
+                let dst = rig.dma(rig.get(reg::READ_DST), rig.get(reg::READ_CNT) as usize);
+                let result = rig.port.borrow_mut().read(rig.get(reg::READ_SRC), dst);
+                rig.record(result);
+                rig.raise_ready();
+            } else if rig.get(reg::TASKS_WRITESTART) != 0 {
+                rig.set(reg::TASKS_WRITESTART, 0);
+                let src = rig.dma(rig.get(reg::WRITE_SRC), rig.get(reg::WRITE_CNT) as usize);
+                let result = rig.port.borrow_mut().write(rig.get(reg::WRITE_DST), src);
+                rig.record(result);
+                rig.raise_ready();
+            } else if rig.get(reg::TASKS_ERASESTART) != 0 {
+                rig.set(reg::TASKS_ERASESTART, 0);
+                let len = match rig.get(reg::ERASE_LEN) {
+                    0 => QspiEraseLen::Sector4K,
+                    1 => QspiEraseLen::Block64K,
+                    _ => QspiEraseLen::All,
+                };
+                let result = rig.port.borrow_mut().erase(rig.get(reg::ERASE_PTR), len);
+                rig.record(result);
+                rig.raise_ready();
+            } else if rig.get(reg::CINSTRCONF) != 0 {
+                let conf = rig.get(reg::CINSTRCONF);
+                rig.set(reg::CINSTRCONF, 0);
+                let opcode = (conf & 0xFF) as u8;
+                let length = ((conf >> 8) & 0xF) as usize;
+                let wren = conf & (1 << 15) != 0;
+                assert!(
+                    conf & (1 << 12) != 0 && conf & (1 << 13) != 0,
+                    "IO2/IO3 must stay high"
+                );
+                let words = [rig.get(reg::CINSTRDAT0), rig.get(reg::CINSTRDAT1)];
+                let mut data = [0u8; 8];
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = (words[i / 4] >> (8 * (i % 4))) as u8;
+                }
+                let n = length.saturating_sub(1).min(8);
+                let result = rig.port.borrow_mut().custom(opcode, &mut data[..n], wren);
+                rig.record(result);
+                let mut words = [0u32; 2];
+                for (i, b) in data.iter().enumerate() {
+                    words[i / 4] |= u32::from(*b) << (8 * (i % 4));
+                }
+                rig.set(reg::CINSTRDAT0, words[0]);
+                rig.set(reg::CINSTRDAT1, words[1]);
+                rig.raise_ready();
+            } else if let Some(deadline) = rig.alarm.deadline.take() {
+                rig.clock.advance_to(deadline);
+                rig.alarm.client.map(|c| c.alarm());
+            } else {
+                return;
+            }
+        }
+        panic!("the driver never went idle");
+    }
+
+    fn chip_bytes(&self, at: u32, len: usize) -> Vec<u8> {
+        let port = self.port.borrow();
+        let mut chip = port.chip();
+        chip.raw()[at as usize..at as usize + len].to_vec()
+    }
+
+    fn take_buffer(&self) -> &'static mut [u8] {
+        self.client
+            .buffer
+            .borrow_mut()
+            .take()
+            .expect("buffer returned")
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn power_up_reads_the_jedec_id_and_sets_up_the_part_without_a_fault() {
+    let rig = Rig::new();
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn unaligned_byte_ranges_round_trip_across_page_boundaries() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 1200].into_boxed_slice());
+    rig.driver.erase_sector(0x1000).unwrap();
+    rig.settle();
+    rig.driver.erase_sector(0x2000).unwrap();
+    rig.settle();
+    assert_eq!(*rig.client.erases.borrow(), vec![Ok(()), Ok(())]);
+
+    // Odd address and length, crossing 256-byte pages and the sector boundary.
+    let (at, len) = (0x1F3Fu32, 701usize);
+    let data = pattern(len, 7);
+    buffer[..len].copy_from_slice(&data);
+    rig.driver
+        .program(at, buffer, len)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    assert_eq!(*rig.client.programs.borrow(), vec![Ok(())]);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+    assert_eq!(rig.chip_bytes(at, len), data);
+    // The padding did not touch the neighbours.
+    assert_eq!(rig.chip_bytes(at - 3, 3), vec![0xFF; 3]);
+    assert_eq!(rig.chip_bytes(at + len as u32, 3), vec![0xFF; 3]);
+
+    for (offset, n) in [(0usize, 1usize), (1, 3), (5, 256), (255, 300), (2, 699)] {
+        let buffer = rig.take_buffer();
+        buffer.fill(0);
+        rig.driver
+            .read(at + offset as u32, buffer, n)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        rig.settle();
+        let (got, result) = rig.client.reads.borrow_mut().pop().unwrap();
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            &got[..n],
+            &data[offset..offset + n],
+            "read at +{offset} len {n}"
+        );
+    }
+}
+
+#[test]
+fn erase_returns_a_sector_to_ff_and_waits_for_the_part() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    rig.driver.erase_sector(0x3000).unwrap();
+    rig.settle();
+    buffer.copy_from_slice(&pattern(64, 1));
+    rig.driver
+        .program(0x3010, buffer, 64)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    let before = rig.clock.now_us();
+    rig.driver.erase_sector(0x3000).unwrap();
+    rig.settle();
+    // High-performance sector erase: tens of milliseconds on the model's clock.
+    assert!(
+        rig.clock.now_us() - before >= 20_000,
+        "erase did not wait for WIP"
+    );
+    assert_eq!(rig.chip_bytes(0x3000, 4096), vec![0xFF; 4096]);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn flash_hil_pages_round_trip() {
+    let rig = Rig::new();
+    let page: &'static mut QspiPage = Box::leak(Box::default());
+    rig.dma_buffers
+        .borrow_mut()
+        .push((page.0.as_ptr() as usize, page.0.len()));
+    let data = pattern(4096, 3);
+    page.0.copy_from_slice(&data);
+    rig.driver.write_page(5, page).map_err(|(e, _)| e).unwrap();
+    rig.settle();
+    assert_eq!(rig.client.page_results.borrow_mut().pop(), Some(Ok(())));
+    assert_eq!(rig.chip_bytes(5 * 4096, 4096), data);
+    let page = rig.client.page.borrow_mut().take().unwrap();
+    page.0.fill(0);
+    rig.driver.read_page(5, page).map_err(|(e, _)| e).unwrap();
+    rig.settle();
+    assert_eq!(rig.client.page_results.borrow_mut().pop(), Some(Ok(())));
+    let page = rig.client.page.borrow_mut().take().unwrap();
+    assert_eq!(&page.0[..], &data[..]);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn requests_outside_the_part_or_while_busy_are_refused() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 16].into_boxed_slice());
+    let buffer = match rig.driver.read(8 * 1024 * 1024 - 4, buffer, 16) {
+        Err((e, b)) => {
+            assert_eq!(e, ErrorCode::INVAL);
+            b
+        }
+        Ok(()) => panic!("read past the end accepted"),
+    };
+    assert_eq!(rig.driver.erase_sector(0x1001), Err(ErrorCode::INVAL));
+    rig.driver.erase_sector(0).unwrap();
+    assert_eq!(rig.driver.erase_sector(0x1000), Err(ErrorCode::BUSY));
+    assert!(matches!(
+        rig.driver.program(0, buffer, 16),
+        Err((ErrorCode::BUSY, _))
+    ));
+    rig.settle();
+}
