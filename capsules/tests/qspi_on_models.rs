@@ -21,24 +21,28 @@ use tock_ota_capsules::qspi_flash::{Bounce, QspiConfig, QspiFlash, QspiPage, Reg
 
 /// Word offsets of the registers the harness plays.
 mod reg {
-    pub const TASKS_ACTIVATE: usize = 0x000 / 4;
-    pub const TASKS_READSTART: usize = 0x004 / 4;
-    pub const TASKS_WRITESTART: usize = 0x008 / 4;
-    pub const TASKS_ERASESTART: usize = 0x00C / 4;
-    pub const EVENTS_READY: usize = 0x100 / 4;
-    pub const READ_SRC: usize = 0x504 / 4;
-    pub const READ_DST: usize = 0x508 / 4;
-    pub const READ_CNT: usize = 0x50C / 4;
-    pub const WRITE_DST: usize = 0x510 / 4;
-    pub const WRITE_SRC: usize = 0x514 / 4;
-    pub const WRITE_CNT: usize = 0x518 / 4;
-    pub const ERASE_PTR: usize = 0x51C / 4;
-    pub const ERASE_LEN: usize = 0x520 / 4;
-    pub const IFCONFIG1: usize = 0x600 / 4;
-    pub const CINSTRCONF: usize = 0x634 / 4;
-    pub const CINSTRDAT0: usize = 0x638 / 4;
-    pub const CINSTRDAT1: usize = 0x63C / 4;
-    pub const WORDS: usize = 0x700 / 4;
+    /// Word index of the register at byte `offset`.
+    const fn at(offset: usize) -> usize {
+        offset / 4
+    }
+    pub const TASKS_ACTIVATE: usize = at(0x000);
+    pub const TASKS_READSTART: usize = at(0x004);
+    pub const TASKS_WRITESTART: usize = at(0x008);
+    pub const TASKS_ERASESTART: usize = at(0x00C);
+    pub const EVENTS_READY: usize = at(0x100);
+    pub const READ_SRC: usize = at(0x504);
+    pub const READ_DST: usize = at(0x508);
+    pub const READ_CNT: usize = at(0x50C);
+    pub const WRITE_DST: usize = at(0x510);
+    pub const WRITE_SRC: usize = at(0x514);
+    pub const WRITE_CNT: usize = at(0x518);
+    pub const ERASE_PTR: usize = at(0x51C);
+    pub const ERASE_LEN: usize = at(0x520);
+    pub const IFCONFIG1: usize = at(0x600);
+    pub const CINSTRCONF: usize = at(0x634);
+    pub const CINSTRDAT0: usize = at(0x638);
+    pub const CINSTRDAT1: usize = at(0x63C);
+    pub const WORDS: usize = at(0x700);
 }
 
 /// An alarm on the simulated clock (1 tick = 1 µs).
@@ -81,10 +85,13 @@ impl Alarm<'static> for SimAlarm {
     }
 }
 
+/// A finished read: the buffer's bytes and the result.
+type ReadDone = (Vec<u8>, Result<(), ErrorCode>);
+
 #[derive(Default)]
 struct Client {
     ready: Cell<bool>,
-    reads: RefCell<Vec<(Vec<u8>, Result<(), ErrorCode>)>>,
+    reads: RefCell<Vec<ReadDone>>,
     programs: RefCell<Vec<Result<(), ErrorCode>>>,
     erases: RefCell<Vec<Result<(), ErrorCode>>>,
     buffer: RefCell<Option<&'static mut [u8]>>,
