@@ -10,8 +10,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 use crate::error::FlashError;
 use crate::port::{NvmcPort, QspiEraseLen, QspiPort};
 use crate::regs::{
-    self, CinstrConf, Event, IfConfig0, IfConfig1, NvmcConfig, NvmcReady, NvmcRegisters, Psel,
-    QspiCount, QspiEnable, QspiRegisters, Task,
+    self, CinstrConf, Event, GpioRegisters, IfConfig0, IfConfig1, NvmcConfig, NvmcReady,
+    NvmcRegisters, PinCnf, Psel, QspiCount, QspiEnable, QspiRegisters, Task,
 };
 
 /// QSPI pins of the nRF52840-DK (P0.19 SCK, P0.17 CSN, P0.20..P0.23 IO0..IO3).
@@ -76,10 +76,31 @@ impl RegisterQspiPort {
         RegisterQspiPort { regs, sck_hz: 0 }
     }
 
-    /// Connects the pins, selects READ4IO / PP4IO / 24-bit addresses / 256-byte pages, sets
-    /// SCK to 8 MHz, enables and activates the peripheral.
+    /// Connects the pins (high drive, as the Product Specification asks for QSPI), selects
+    /// READ4IO / PP4IO / 24-bit addresses / 256-byte pages, sets SCK to 8 MHz, enables and
+    /// activates the peripheral.
     pub fn configure(&mut self, pins: QspiPins) {
         let r = self.regs;
+        for (p, output) in [
+            (pins.sck, true),
+            (pins.csn, true),
+            (pins.io[0], false),
+            (pins.io[1], false),
+            (pins.io[2], false),
+            (pins.io[3], false),
+        ] {
+            let port = regs::GPIO_P0_BASE + 0x300 * usize::from(p >> 5);
+            // SAFETY: GPIO P0/P1 register blocks of the nRF52840 (the `new` contract); only the
+            // configuration of the QSPI pins, which this port owns, is written.
+            let gpio = unsafe { &*(port as *const GpioRegisters) };
+            let dir = if output {
+                PinCnf::DIR::Output
+            } else {
+                PinCnf::DIR::Input
+            };
+            gpio.pin_cnf[usize::from(p & 31)]
+                .write(dir + PinCnf::INPUT::Connect + PinCnf::DRIVE::H0H1);
+        }
         let pin = |p: u8| Psel::PIN.val(u32::from(p & 31)) + Psel::PORT.val(u32::from(p >> 5));
         r.psel_sck.write(pin(pins.sck));
         r.psel_csn.write(pin(pins.csn));

@@ -1,7 +1,7 @@
 //! nRF52840 register blocks used by the flash drivers and the bootloader.
 //!
 //! Addresses, offsets and fields follow the nRF52840 Product Specification v1.x (QSPI, NVMC,
-//! ACL, POWER, CLOCK and WDT chapters) and agree with Nordic's `nrf52840.h` MDK header.
+//! ACL, POWER, CLOCK, WDT and GPIO chapters) and agree with Nordic's `nrf52840.h` MDK header.
 //! Only the registers this project touches are named; the gaps are reserved.
 
 use tock_registers::register_bitfields;
@@ -20,6 +20,8 @@ pub const POWER_BASE: usize = 0x4000_0000;
 pub const CLOCK_BASE: usize = 0x4000_0000;
 /// WDT base address.
 pub const WDT_BASE: usize = 0x4001_0000;
+/// GPIO port 0 base address (port 1 is at 0x5000_0300).
+pub const GPIO_P0_BASE: usize = 0x5000_0000;
 /// Start of the QSPI execute-in-place window.
 pub const QSPI_XIP_BASE: usize = 0x1200_0000;
 /// Value that reloads the watchdog when written to an enabled RR register.
@@ -175,6 +177,14 @@ register_bitfields![u32,
     pub WdtRren [
         RR OFFSET(0) NUMBITS(8) []
     ],
+    /// GPIO PIN_CNF[n].
+    pub PinCnf [
+        DIR OFFSET(0) NUMBITS(1) [Input = 0, Output = 1],
+        INPUT OFFSET(1) NUMBITS(1) [Connect = 0, Disconnect = 1],
+        PULL OFFSET(2) NUMBITS(2) [Disabled = 0, Pulldown = 1, Pullup = 3],
+        DRIVE OFFSET(8) NUMBITS(3) [S0S1 = 0, H0S1 = 1, S0H1 = 2, H0H1 = 3],
+        SENSE OFFSET(16) NUMBITS(2) [Disabled = 0, High = 2, Low = 3]
+    ],
     /// WDT CONFIG.
     pub WdtConfig [
         SLEEP OFFSET(0) NUMBITS(1) [Pause = 0, Run = 1],
@@ -319,6 +329,15 @@ register_structs! {
 }
 
 register_structs! {
+    /// One GPIO port (P0 at 0x5000_0000): only the pin configuration is used here.
+    pub GpioRegisters {
+        (0x000 => _reserved0),
+        (0x700 => pub pin_cnf: [ReadWrite<u32, PinCnf::Register>; 32]),
+        (0x780 => @END),
+    }
+}
+
+register_structs! {
     /// WDT (0x4001_0000).
     pub WdtRegisters {
         (0x000 => pub tasks_start: WriteOnly<u32, Task::Register>),
@@ -366,5 +385,6 @@ mod tests {
         assert_eq!(offset_of!(ClockRegisters, hfclkstat), 0x40C);
         assert_eq!(offset_of!(WdtRegisters, rr), 0x600);
         assert_eq!(offset_of!(WdtRegisters, crv), 0x504);
+        assert_eq!(offset_of!(GpioRegisters, pin_cnf), 0x700);
     }
 }
