@@ -112,3 +112,90 @@ fn the_filter_hides_update_write_paths_from_everyone_but_the_dfu_app() {
         );
     }
 }
+
+mod assigner {
+    use super::DFU_ID;
+    use kernel::process::{ProcessBinary, ShortId};
+    use kernel::process_checker::{
+        AcceptedCredential, AppUniqueness, CheckResultAcceptMetadata, Compress,
+    };
+    use kernel::utilities::cells::OptionalCell;
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+    use tock_tbf::types::TbfFooterV2Credentials;
+
+    use crate::identity::KeyIndexAssigner;
+
+    /// A TBF v2 header with a Main TLV and a package name, checksum filled in.
+    fn header(name: &str) -> &'static [u8] {
+        let mut tlvs = Vec::new();
+        // Main: init_fn_offset, protected_size, minimum_ram_size.
+        tlvs.extend(1u16.to_le_bytes());
+        tlvs.extend(12u16.to_le_bytes());
+        tlvs.extend([0u8; 12]);
+        // Package name, padded to a word.
+        tlvs.extend(3u16.to_le_bytes());
+        tlvs.extend((name.len() as u16).to_le_bytes());
+        tlvs.extend(name.as_bytes());
+        while tlvs.len() % 4 != 0 {
+            tlvs.push(0);
+        }
+        let header_size = 16 + tlvs.len();
+        let mut h = Vec::new();
+        h.extend(2u16.to_le_bytes());
+        h.extend((header_size as u16).to_le_bytes());
+        h.extend(4096u32.to_le_bytes());
+        h.extend(1u32.to_le_bytes()); // enabled
+        h.extend(0u32.to_le_bytes()); // checksum, below
+        h.extend(tlvs);
+        let checksum = h
+            .chunks(4)
+            .enumerate()
+            .filter(|(i, _)| *i != 3)
+            .fold(0u32, |x, (_, w)| {
+                x ^ u32::from_le_bytes(w.try_into().unwrap())
+            });
+        h[12..16].copy_from_slice(&checksum.to_le_bytes());
+        Box::leak(h.into_boxed_slice())
+    }
+
+    fn binary(name: &str, key_index: Option<usize>) -> ProcessBinary {
+        let flash = header(name);
+        let parsed = tock_tbf::parse::parse_tbf_header(flash, 2).expect("valid TBF header");
+        let credential = OptionalCell::empty();
+        if let Some(index) = key_index {
+            let mut footer = vec![0u8; 4 + 64];
+            footer[..4].copy_from_slice(&6u32.to_le_bytes()); // ECDSA NIST P-256
+            let footer: &'static [u8] = Box::leak(footer.into_boxed_slice());
+            credential.set(AcceptedCredential {
+                credential: TbfFooterV2Credentials::try_from(footer).unwrap(),
+                metadata: Some(CheckResultAcceptMetadata { metadata: index }),
+            });
+        }
+        ProcessBinary {
+            flash,
+            footers: &[],
+            header: parsed,
+            credential,
+        }
+    }
+
+    #[test]
+    fn the_loader_hook_reads_the_key_index_from_the_accepted_credential() {
+        let assigner = KeyIndexAssigner::new(DFU_ID);
+        let dfu = binary("tock-ota-dfu", Some(0));
+        let impostor = binary("tock-ota-dfu", Some(1));
+        let unsigned = binary("tock-ota-dfu", None);
+        assert!(assigner.to_short_id(&dfu) == ShortId::Fixed(DFU_ID));
+        assert!(assigner.to_short_id(&impostor) != ShortId::Fixed(DFU_ID));
+        assert!(matches!(
+            assigner.to_short_id(&unsigned),
+            ShortId::LocallyUnique
+        ));
+        // Two binaries signed with the DFU key cannot both run: same id.
+        let second = binary("another-name", Some(0));
+        assert!(!assigner.different_identifier(&dfu, &second));
+        assert!(assigner.different_identifier(&dfu, &impostor));
+    }
+}
