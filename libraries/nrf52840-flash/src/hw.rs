@@ -141,6 +141,9 @@ impl QspiPort for RegisterQspiPort {
 
     fn write(&mut self, flash_addr: u32, src: &[u8]) -> Result<(), FlashError> {
         debug_assert!((src.as_ptr() as usize).is_multiple_of(4) && src.len().is_multiple_of(4));
+        // EasyDMA reads only Data RAM (0x2000_0000..0x2004_0000 on the nRF52840).
+        #[cfg(target_arch = "arm")]
+        debug_assert!((0x2000_0000..0x2004_0000).contains(&(src.as_ptr() as usize)));
         let r = self.regs;
         r.write_dst.set(flash_addr);
         r.write_src.set(src.as_ptr() as u32);

@@ -12,11 +12,12 @@
 //! flash.wait()?;
 //! ```
 //!
-//! EasyDMA moves only word-aligned RAM buffers of word-multiple length to word-aligned flash
-//! addresses. The driver hides this: aligned middles go straight to the caller's buffer, heads,
-//! tails and buffers whose RAM alignment differs from the flash alignment go through a
-//! word-aligned bounce buffer inside the driver. Programs are split at 256-byte pages and padded
-//! with 0xFF, which leaves the neighbouring bytes untouched.
+//! EasyDMA moves only word-aligned Data RAM buffers of word-multiple length to word-aligned
+//! flash addresses. The driver hides this: reads DMA straight into the caller's buffer where RAM
+//! and flash alignment agree and go through a word-aligned bounce buffer for heads, tails and
+//! mismatched buffers; programs always go through the bounce buffer (the caller's bytes may be
+//! constants in flash, which EasyDMA cannot read), split at 256-byte pages and padded with 0xFF,
+//! which leaves the neighbouring bytes untouched.
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 
@@ -197,20 +198,15 @@ impl<P: QspiPort> QspiFlash<P> {
             });
         }
         self.ensure_idle()?;
-        let direct = addr.is_multiple_of(4)
-            && len.is_multiple_of(4)
-            && (data.as_ptr() as usize).is_multiple_of(4);
-        if direct {
-            self.start(Sequence::program_page(addr, len as u32, self.mode), data)
-        } else {
-            let base = addr & !3;
-            let end = (addr + len as u32 + 3) & !3;
-            let head = (addr - base) as usize;
-            let mut bounce = Bounce([0xFF; mx25r::PAGE_SIZE as usize]);
-            let window = &mut bounce.0[..(end - base) as usize];
-            window[head..head + len].copy_from_slice(data);
-            self.start(Sequence::program_page(base, end - base, self.mode), window)
-        }
+        // Always through the bounce buffer: EasyDMA reads only Data RAM, and the caller's
+        // bytes may live in flash (constants); the copy costs ~1 % of a page program.
+        let base = addr & !3;
+        let end = (addr + len as u32 + 3) & !3;
+        let head = (addr - base) as usize;
+        let mut bounce = Bounce([0xFF; mx25r::PAGE_SIZE as usize]);
+        let window = &mut bounce.0[..(end - base) as usize];
+        window[head..head + len].copy_from_slice(data);
+        self.start(Sequence::program_page(base, end - base, self.mode), window)
     }
 
     fn start_erase(&mut self, addr: u32, op: Operation) -> Result<(), FlashError> {
