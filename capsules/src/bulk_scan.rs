@@ -14,6 +14,9 @@
 //! `BUSY`). The radio cannot be advertising for anyone else while this capsule owns it, so boards
 //! give it the radio alone.
 //!
+//! Two parts: [`ScanRadio`] drives the radio and the ring and knows nothing of processes;
+//! [`BulkScan`] is the syscall driver that owns a process's buffers ([`BatchSink`]).
+//!
 //! Syscall interface
 //! -----------------
 //!
@@ -155,36 +158,12 @@ impl ReportRing {
     }
 }
 
-/// Per-process state.
-#[derive(Default)]
-pub struct App;
-
-/// The grant type of [`BulkScan`].
-pub type ScanGrant = Grant<
-    App,
-    UpcallCount<{ upcall::COUNT }>,
-    AllowRoCount<{ ro_allow::COUNT }>,
-    AllowRwCount<{ rw_allow::COUNT }>,
->;
-
-/// The bulk scanner. See the module docs.
-pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
-    radio: &'a B,
-    apps: ScanGrant,
-    owner: OptionalCell<ProcessId>,
-    ring: TakeCell<'static, ReportRing>,
-    channel: Cell<RadioChannel>,
-    /// Radio is listening (a receive is outstanding).
-    listening: Cell<bool>,
-    /// The owner holds a batch it has not released.
-    batch_out: Cell<bool>,
-    dropped: Cell<usize>,
-    /// PDU being advertised (header, AdvA, AdvData); out with the radio while transmitting.
-    tx_buffer: TakeCell<'static, [u8]>,
-    tx_len: Cell<usize>,
-    /// Channel of the advertisement in flight, `None` when not advertising.
-    transmitting: Cell<Option<RadioChannel>>,
-    address: [u8; 6],
+/// Where batches go: the syscall driver copies them into the owner's buffer.
+pub trait BatchSink {
+    /// Take whole reports from `ring` (oldest first) into the consumer's buffer and announce
+    /// them with `dropped`. Returns `false` if nothing went out (no buffer, or nothing fitted),
+    /// in which case the reports stay queued.
+    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> bool;
 }
 
 fn channel_number(channel: RadioChannel) -> u8 {
@@ -203,19 +182,39 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
+/// The radio side: continuous listening, the report ring, batch hand-off and one-shot
+/// advertising. Knows nothing of processes.
+pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a>> {
+    radio: &'a B,
+    sink: OptionalCell<&'a dyn BatchSink>,
+    ring: TakeCell<'static, ReportRing>,
+    scanning: Cell<bool>,
+    channel: Cell<RadioChannel>,
+    /// A receive is outstanding.
+    listening: Cell<bool>,
+    /// The consumer holds a batch it has not released.
+    batch_out: Cell<bool>,
+    dropped: Cell<usize>,
+    /// PDU being advertised (header, AdvA, AdvData); out with the radio while transmitting.
+    tx_buffer: TakeCell<'static, [u8]>,
+    tx_len: Cell<usize>,
+    /// Channel of the advertisement in flight, `None` when not advertising.
+    transmitting: Cell<Option<RadioChannel>>,
+    address: [u8; 6],
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> ScanRadio<'a, B> {
     pub fn new(
         radio: &'a B,
-        apps: ScanGrant,
         ring: &'static mut ReportRing,
         tx_buffer: &'static mut [u8; TX_BUF_LEN],
         address: [u8; 6],
-    ) -> BulkScan<'a, B> {
-        BulkScan {
+    ) -> ScanRadio<'a, B> {
+        ScanRadio {
             radio,
-            apps,
-            owner: OptionalCell::empty(),
+            sink: OptionalCell::empty(),
             ring: TakeCell::new(ring),
+            scanning: Cell::new(false),
             channel: Cell::new(RadioChannel::AdvertisingChannel37),
             listening: Cell::new(false),
             batch_out: Cell::new(false),
@@ -227,110 +226,99 @@ impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
         }
     }
 
-    /// Start advertising the owner's AdvData on channel 37.
-    fn advertise(&self, processid: ProcessId) -> Result<(), ErrorCode> {
+    pub fn set_sink(&self, sink: &'a dyn BatchSink) {
+        self.sink.set(sink);
+    }
+
+    pub fn is_scanning(&self) -> bool {
+        self.scanning.get()
+    }
+
+    /// Start listening; the next batch goes out as soon as a report arrives.
+    pub fn start(&self) {
+        self.scanning.set(true);
+        self.batch_out.set(false);
+        self.listen();
+    }
+
+    /// Stop: queued reports are discarded. The radio has no receive cancel: an outstanding
+    /// receive completes and is ignored.
+    pub fn stop(&self) {
+        self.scanning.set(false);
+        self.batch_out.set(false);
+        self.dropped.set(0);
+        self.ring.map(|r| r.clear());
+    }
+
+    /// The consumer is done with its batch: deliver the next one if reports are queued.
+    pub fn release(&self) {
+        self.batch_out.set(false);
+        self.deliver();
+    }
+
+    /// Advertise `adv_data` once on 37, 38 and 39 (ADV_NONCONN_IND), then listen again. A
+    /// receive in progress is abandoned: re-initialising the radio for transmit ends it.
+    pub fn advertise(&self, adv_data: &[u8]) -> Result<(), ErrorCode> {
+        if adv_data.len() > MAX_ADV_DATA {
+            return Err(ErrorCode::SIZE);
+        }
         if self.transmitting.get().is_some() {
             return Err(ErrorCode::BUSY);
         }
-        let Some(buffer) = self.tx_buffer.take() else {
-            return Err(ErrorCode::BUSY);
-        };
-        let copied = self
-            .apps
-            .enter(processid, |_, kernel_data| {
-                kernel_data
-                    .get_readonly_processbuffer(ro_allow::ADV_DATA)
-                    .and_then(|adv| {
-                        adv.enter(|adv| {
-                            if adv.len() > MAX_ADV_DATA || buffer.len() < TX_BUF_LEN {
-                                return Err(ErrorCode::SIZE);
-                            }
-                            buffer[0] = ADV_NONCONN_IND_RANDOM;
-                            buffer[1] = (6 + adv.len()) as u8;
-                            buffer[2..8].copy_from_slice(&self.address);
-                            adv.copy_to_slice(&mut buffer[8..8 + adv.len()]);
-                            Ok(8 + adv.len())
-                        })
-                    })
-                    .unwrap_or(Err(ErrorCode::INVAL))
-            })
-            .unwrap_or(Err(ErrorCode::NOMEM));
-        match copied {
-            Ok(len) => {
-                self.tx_len.set(len);
-                self.transmitting
-                    .set(Some(RadioChannel::AdvertisingChannel37));
-                // Re-initialising the radio for transmit abandons a receive in progress.
-                self.listening.set(false);
-                self.radio
-                    .transmit_advertisement(buffer, len, RadioChannel::AdvertisingChannel37);
-                Ok(())
-            }
-            Err(e) => {
-                self.tx_buffer.replace(buffer);
-                Err(e)
-            }
+        let buffer = self.tx_buffer.take().ok_or(ErrorCode::BUSY)?;
+        if buffer.len() < TX_BUF_LEN {
+            self.tx_buffer.replace(buffer);
+            return Err(ErrorCode::SIZE);
         }
+        buffer[0] = ADV_NONCONN_IND_RANDOM;
+        buffer[1] = (6 + adv_data.len()) as u8;
+        buffer[2..8].copy_from_slice(&self.address);
+        buffer[8..8 + adv_data.len()].copy_from_slice(adv_data);
+        let len = 8 + adv_data.len();
+        self.tx_len.set(len);
+        self.transmitting
+            .set(Some(RadioChannel::AdvertisingChannel37));
+        self.listening.set(false);
+        self.radio
+            .transmit_advertisement(buffer, len, RadioChannel::AdvertisingChannel37);
+        Ok(())
     }
 
     fn listen(&self) {
-        if !self.listening.get() && self.transmitting.get().is_none() && self.owner.is_some() {
+        if !self.listening.get() && self.transmitting.get().is_none() && self.scanning.get() {
             self.listening.set(true);
             self.radio.receive_advertisement(self.channel.get());
         }
     }
 
-    /// Deliver queued reports if the owner is ready for a batch.
+    /// Hand queued reports to the consumer if it is ready for a batch.
     fn deliver(&self) {
-        if self.batch_out.get() {
+        if self.batch_out.get() || !self.scanning.get() {
             return;
         }
-        let Some(owner) = self.owner.get() else {
-            return;
-        };
-        let result = self.apps.enter(owner, |_, kernel_data| {
-            let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
-                return None;
-            };
-            let counts = buffer
-                .mut_enter(|dst| {
-                    self.ring
-                        .map(|ring| {
-                            ring.drain_up_to(dst.len(), &mut |i, b| {
-                                if let Some(cell) = dst.get(i) {
-                                    cell.set(b);
-                                }
-                            })
-                        })
-                        .unwrap_or((0, 0))
-                })
-                .unwrap_or((0, 0));
-            if counts.0 == 0 {
-                return None;
-            }
-            let dropped = self.dropped.replace(0);
-            let _ = kernel_data.schedule_upcall(upcall::BATCH, (counts.0, counts.1, dropped));
-            Some(())
-        });
-        if let Ok(Some(())) = result {
+        let delivered = self
+            .ring
+            .map(|ring| {
+                if ring.is_empty() {
+                    return false;
+                }
+                self.sink
+                    .map_or(false, |sink| sink.deliver(ring, self.dropped.get()))
+            })
+            .unwrap_or(false);
+        if delivered {
+            self.dropped.set(0);
             self.batch_out.set(true);
         }
     }
-
-    fn stop(&self) {
-        self.owner.clear();
-        self.batch_out.set(false);
-        self.dropped.set(0);
-        self.ring.map(|r| r.clear());
-    }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> RxClient for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a>> RxClient for ScanRadio<'a, B> {
     fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
         self.listening.set(false);
         let channel = self.channel.get();
         self.channel.set(next_channel(channel));
-        if self.owner.is_none() {
+        if !self.scanning.get() {
             return;
         }
         let len = len as usize;
@@ -349,7 +337,7 @@ impl<'a, B: BleAdvertisementDriver<'a>> RxClient for BulkScan<'a, B> {
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> TxClient for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a>> TxClient for ScanRadio<'a, B> {
     fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
         let next = match self.transmitting.get() {
             Some(RadioChannel::AdvertisingChannel37) => Some(RadioChannel::AdvertisingChannel38),
@@ -357,7 +345,7 @@ impl<'a, B: BleAdvertisementDriver<'a>> TxClient for BulkScan<'a, B> {
             _ => None,
         };
         match next {
-            Some(channel) if self.owner.is_some() => {
+            Some(channel) if self.scanning.get() => {
                 self.transmitting.set(Some(channel));
                 self.radio
                     .transmit_advertisement(buf, self.tx_len.get(), channel);
@@ -368,6 +356,69 @@ impl<'a, B: BleAdvertisementDriver<'a>> TxClient for BulkScan<'a, B> {
                 self.listen();
             }
         }
+    }
+}
+
+/// Per-process state.
+#[derive(Default)]
+pub struct App;
+
+/// The grant type of [`BulkScan`].
+pub type ScanGrant = Grant<
+    App,
+    UpcallCount<{ upcall::COUNT }>,
+    AllowRoCount<{ ro_allow::COUNT }>,
+    AllowRwCount<{ rw_allow::COUNT }>,
+>;
+
+/// The bulk-scan syscall driver over a [`ScanRadio`]. See the module docs.
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
+    scan: &'a ScanRadio<'a, B>,
+    apps: ScanGrant,
+    owner: OptionalCell<ProcessId>,
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
+    pub fn new(scan: &'a ScanRadio<'a, B>, apps: ScanGrant) -> BulkScan<'a, B> {
+        BulkScan {
+            scan,
+            apps,
+            owner: OptionalCell::empty(),
+        }
+    }
+
+    fn stop(&self) {
+        self.owner.clear();
+        self.scan.stop();
+    }
+}
+
+impl<'a, B: BleAdvertisementDriver<'a>> BatchSink for BulkScan<'a, B> {
+    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> bool {
+        let Some(owner) = self.owner.get() else {
+            return false;
+        };
+        self.apps
+            .enter(owner, |_, kernel_data| {
+                let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
+                    return false;
+                };
+                let (reports, bytes) = buffer
+                    .mut_enter(|dst| {
+                        ring.drain_up_to(dst.len(), &mut |i, b| {
+                            if let Some(cell) = dst.get(i) {
+                                cell.set(b);
+                            }
+                        })
+                    })
+                    .unwrap_or((0, 0));
+                if reports == 0 {
+                    return false;
+                }
+                let _ = kernel_data.schedule_upcall(upcall::BATCH, (reports, bytes, dropped));
+                true
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -383,43 +434,59 @@ impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
             command::EXISTS => CommandReturn::success(),
             command::START => {
                 if let Some(owner) = self.owner.get() {
-                    if owner != processid {
-                        // A previous owner that no longer exists gives the scanner up.
-                        if self.apps.enter(owner, |_, _| ()).is_ok() {
-                            return CommandReturn::failure(ErrorCode::BUSY);
-                        }
-                        self.stop();
-                    } else {
+                    if owner == processid {
                         return CommandReturn::failure(ErrorCode::ALREADY);
                     }
+                    // A previous owner that no longer exists gives the scanner up.
+                    if self.apps.enter(owner, |_, _| ()).is_ok() {
+                        return CommandReturn::failure(ErrorCode::BUSY);
+                    }
+                    self.stop();
                 }
                 self.owner.set(processid);
-                self.batch_out.set(false);
-                self.listen();
+                self.scan.start();
                 CommandReturn::success()
             }
             command::STOP => {
                 if self.owner.get() != Some(processid) {
                     return CommandReturn::failure(ErrorCode::RESERVE);
                 }
-                // The radio has no receive cancel: the outstanding receive completes and is
-                // discarded because there is no owner.
                 self.stop();
+                CommandReturn::success()
+            }
+            command::RELEASE => {
+                if self.owner.get() != Some(processid) {
+                    return CommandReturn::failure(ErrorCode::RESERVE);
+                }
+                self.scan.release();
                 CommandReturn::success()
             }
             command::ADVERTISE => {
                 if self.owner.get() != Some(processid) {
                     return CommandReturn::failure(ErrorCode::RESERVE);
                 }
-                self.advertise(processid).into()
-            }
-            command::RELEASE => {
-                if self.owner.get() != Some(processid) {
-                    return CommandReturn::failure(ErrorCode::RESERVE);
+                let mut adv = [0u8; MAX_ADV_DATA];
+                let copied = self
+                    .apps
+                    .enter(processid, |_, kernel_data| {
+                        kernel_data
+                            .get_readonly_processbuffer(ro_allow::ADV_DATA)
+                            .and_then(|b| {
+                                b.enter(|data| {
+                                    if data.len() > MAX_ADV_DATA {
+                                        return Err(ErrorCode::SIZE);
+                                    }
+                                    data.copy_to_slice(&mut adv[..data.len()]);
+                                    Ok(data.len())
+                                })
+                            })
+                            .unwrap_or(Err(ErrorCode::INVAL))
+                    })
+                    .unwrap_or(Err(ErrorCode::NOMEM));
+                match copied {
+                    Ok(len) => self.scan.advertise(&adv[..len]).into(),
+                    Err(e) => CommandReturn::failure(e),
                 }
-                self.batch_out.set(false);
-                self.deliver();
-                CommandReturn::success()
             }
             _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
         }

@@ -31,7 +31,7 @@ use kernel::utilities::StaticRef;
 use kernel::{create_capability, static_init};
 use nrf52840::interrupt_service::Nrf52840DefaultPeripherals;
 use nrf52_components::{UartChannel, UartPins};
-use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing};
+use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
@@ -304,18 +304,20 @@ pub unsafe fn main() {
     let ring_storage = static_init!([u8; SCAN_RING_LEN], [0; SCAN_RING_LEN]);
     let ring = static_init!(ReportRing, ReportRing::new(ring_storage));
     let scan_tx = static_init!([u8; bulk_scan::TX_BUF_LEN], [0; bulk_scan::TX_BUF_LEN]);
+    let scan_radio = static_init!(
+        ScanRadio<'static, nrf52840::ble_radio::Radio<'static>>,
+        ScanRadio::new(&base.ble_radio, ring, scan_tx, board_config::ADV_ADDRESS)
+    );
+    base.ble_radio.set_receive_client(scan_radio);
+    base.ble_radio.set_transmit_client(scan_radio);
     let scan = static_init!(
         Scan,
         BulkScan::new(
-            &base.ble_radio,
+            scan_radio,
             board_kernel.create_grant(bulk_scan::DRIVER_NUM, &memory_allocation),
-            ring,
-            scan_tx,
-            board_config::ADV_ADDRESS,
         )
     );
-    base.ble_radio.set_receive_client(scan);
-    base.ble_radio.set_transmit_client(scan);
+    scan_radio.set_sink(scan);
 
     // Credential checking: SHA-256 over the TBF integrity region, ECDSA P-256 against the keys.
     let sha = components::sha::ShaSoftware256Component::new()
