@@ -193,3 +193,16 @@ fn deep_power_down_and_wake() {
     board.qspi.read(0, &mut [0; 4]).unwrap();
     assert_eq!(board.qspi.read_jedec_id().unwrap(), [0xC2, 0x28, 0x17]);
 }
+
+#[test]
+fn boards_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<SimBoard>();
+    let mut board = SimBoard::new(10);
+    let handle = std::thread::spawn(move || {
+        board.qspi.write(0, &[7; 8]).unwrap();
+        board
+    });
+    let board = handle.join().unwrap();
+    assert_eq!(&board.chip().raw()[..8], &[7; 8]);
+}
