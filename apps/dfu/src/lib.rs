@@ -19,7 +19,7 @@ use core::fmt::Write;
 
 use adv_transfer::receiver::READ_LEN;
 use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Receiver, StageError, StageOp, DEFAULT_COMPANY_ID};
+use adv_transfer::{Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
 use libtock_platform::{ErrorCode, Syscalls};
 
 use drivers::{adv_data_in, BulkScan, SessionState, StagedUpdate, UpdateError};
@@ -33,6 +33,9 @@ pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
 
 /// How often the receiver advertises its status (which chunks it misses) to the sender.
 pub const STATUS_INTERVAL_MS: u64 = 250;
+
+/// Pause before the reboot so the last console lines go out.
+pub const REBOOT_DELAY_MS: u32 = 100;
 
 /// Scan batch buffer size.
 pub const BATCH_LEN: usize = 1024;
@@ -141,6 +144,7 @@ pub fn resume_info<S: Syscalls>() -> Result<(Option<[u8; 16]>, bool), ErrorCode>
 pub fn run<S: Syscalls, W: Write>(
     console: &mut W,
     now_ms: &dyn Fn() -> u64,
+    sleep_ms: &dyn Fn(u32),
     bitmap: &mut [u8],
     batch: &mut [u8],
 ) -> Result<(), ErrorCode> {
@@ -175,6 +179,7 @@ pub fn run<S: Syscalls, W: Write>(
     let mut first = true;
     let mut shown_percent = u32::MAX;
     let mut last_status_ms = 0u64;
+    let mut shown_state = RxState::Listening;
     let _ = writeln!(console, "dfu: listening");
     loop {
         let got = BulkScan::<S>::next_batch(batch, first)?;
@@ -197,6 +202,21 @@ pub fn run<S: Syscalls, W: Write>(
             let _ = BulkScan::<S>::advertise(&status[..len]);
         }
         let progress = rx.progress();
+        if progress.state != shown_state {
+            shown_state = progress.state;
+            match shown_state {
+                RxState::Unsupported => {
+                    let _ = writeln!(console, "dfu: sender needs a capability this app lacks");
+                }
+                RxState::TooLarge => {
+                    let _ = writeln!(console, "dfu: image too large for the kernel slot");
+                }
+                RxState::Rejected => {
+                    let _ = writeln!(console, "dfu: the kernel refused the staged image");
+                }
+                _ => {}
+            }
+        }
         if progress.total_chunks > 0 {
             let percent = progress.received_chunks * 100 / progress.total_chunks;
             if percent / 10 != shown_percent / 10 {
@@ -217,6 +237,8 @@ pub fn run<S: Syscalls, W: Write>(
                 "dfu: image verified, boot request {sequence} written; rebooting"
             );
             let _ = BulkScan::<S>::stop();
+            // Let the console drain before the reset cuts it off.
+            sleep_ms(REBOOT_DELAY_MS);
             StagedUpdate::<S>::reboot()?;
             return Ok(());
         }

@@ -35,6 +35,8 @@ struct FakeUpdate {
     confirmed: Cell<bool>,
     rebooted: Cell<bool>,
     writes: Cell<usize>,
+    /// Finalize refuses the image (hash mismatch, policy check 16).
+    reject: Cell<bool>,
 }
 
 impl FakeUpdate {
@@ -143,6 +145,9 @@ impl fake::SyscallDriver for FakeUpdate {
                 self.done(command, 0, 0)
             }
             update_cmd::FINALIZE => {
+                if self.reject.get() {
+                    return self.done(command, ErrorCode::Fail as u32, 16);
+                }
                 self.state.set(2);
                 self.sequence.set(self.sequence.get() + 1);
                 self.done(command, 0, self.sequence.get())
@@ -180,6 +185,8 @@ struct FakeScan {
     sent: Cell<usize>,
     batches: Cell<usize>,
     statuses: Cell<usize>,
+    /// Stop the run (command failure) after this many batches.
+    max_batches: Cell<usize>,
 }
 
 impl FakeScan {
@@ -257,6 +264,9 @@ impl fake::SyscallDriver for FakeScan {
                 command_return::success()
             }
             1 | 3 => {
+                if self.batches.get() >= self.max_batches.get() {
+                    return command_return::failure(ErrorCode::Fail);
+                }
                 assert!(
                     self.batches.get() < 20_000,
                     "the transfer never finished: {:?}",
@@ -294,6 +304,7 @@ fn rig(
         sent: Cell::new(0),
         batches: Cell::new(0),
         statuses: Cell::new(0),
+        max_batches: Cell::new(usize::MAX),
     });
     kernel.add_driver(&update);
     kernel.add_driver(&scan);
@@ -309,7 +320,15 @@ fn run_app() -> (Result<(), ErrorCode>, String) {
     };
     let mut bitmap = vec![0u8; BITMAP_LEN];
     let mut batch = vec![0u8; BATCH_LEN];
-    let result = run::<fake::Syscalls, _>(&mut console, &now, &mut bitmap, &mut batch);
+    let slept = Cell::new(0u32);
+    let sleep = |ms: u32| slept.set(slept.get() + ms);
+    let result = run::<fake::Syscalls, _>(&mut console, &now, &sleep, &mut bitmap, &mut batch);
+    if result.is_ok() {
+        assert!(
+            slept.get() >= crate::REBOOT_DELAY_MS,
+            "rebooted without letting the console drain"
+        );
+    }
     (result, console)
 }
 
@@ -407,4 +426,17 @@ fn batches_yield_adv_data_of_advertising_pdus_only() {
     batch.extend([30, 37, 0x02]);
     let advs: Vec<&[u8]> = adv_data_in(&batch).collect();
     assert_eq!(advs, vec![&[0xAA, 0xBB, 0xCC][..], &[0xDD][..]]);
+}
+
+#[test]
+fn a_refused_image_is_reported_and_the_app_does_not_reboot() {
+    let image = test_image(6_000);
+    let (_kernel, update, scan) = rig(image, 0);
+    update.reject.set(true);
+    scan.max_batches.set(2_000);
+    let (result, console) = run_app();
+    assert_eq!(result, Err(ErrorCode::Fail), "{console}");
+    assert!(console.contains("refused"), "{console}");
+    assert!(!update.rebooted.get());
+    assert_ne!(update.state.get(), 2);
 }
