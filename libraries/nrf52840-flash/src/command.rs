@@ -165,8 +165,9 @@ impl Sequence {
         }
     }
 
-    /// Wake the part, check its JEDEC ID, wait out any operation a previous boot left running,
-    /// set QE and the power mode (one WRSR, only if needed), then raise SCK.
+    /// Wake the part, wait out any operation left running across a soft reset (the part
+    /// ignores everything but RDSR until then), check its JEDEC ID, set QE and the power mode
+    /// (one WRSR, only if needed), then raise SCK.
     pub fn init(mode: PowerMode) -> Self {
         Self::new(Kind::Init, Step::SlowClock, mode, Operation::EraseChip)
     }
@@ -342,25 +343,21 @@ impl Sequence {
             (Kind::Wake, Step::Release) => Step::ReleaseDelay,
             (Kind::Wake, Step::ReleaseDelay) => Step::Finished(Ok(())),
             (_, Step::Release) => Step::ReleaseDelay,
-            (_, Step::ReleaseDelay) => Step::ReadId,
+            (_, Step::ReleaseDelay) => Step::IdlePoll,
+            // An absent part reads as all ones: go on to the ID check, which names it.
+            (_, Step::IdlePoll) if first == 0xFF => Step::ReadId,
+            (_, Step::IdlePoll) => self.poll_result(first, Step::ReadId),
+            (_, Step::ConfigPoll) => self.poll_result(first, Step::FastClock),
             (_, Step::ReadId) => {
                 let mut id = [0u8; 3];
                 for (d, s) in id.iter_mut().zip(rx) {
                     *d = *s;
                 }
                 if id == mx25r::JEDEC_ID {
-                    Step::IdlePoll
+                    Step::ReadStatus
                 } else {
                     Step::Finished(Err(FlashError::WrongJedecId { found: id }))
                 }
-            }
-            (_, Step::IdlePoll) | (_, Step::ConfigPoll) => {
-                let next = if self.step == Step::IdlePoll {
-                    Step::ReadStatus
-                } else {
-                    Step::FastClock
-                };
-                self.poll_result(first, next)
             }
             (_, Step::ReadStatus) => {
                 self.status = first;
@@ -437,10 +434,14 @@ mod tests {
         s.complete(&[]);
         assert_eq!(s.action(), Action::Delay { us: 35 });
         s.complete(&[]);
-        assert_eq!(instr(s.action()).opcode, opcode::RDID);
-        s.complete(&mx25r::JEDEC_ID);
+        assert_eq!(instr(s.action()).opcode, opcode::RDSR);
+        s.complete(&[status::WIP]);
+        assert!(matches!(s.action(), Action::Delay { .. }));
+        s.complete(&[]);
         assert_eq!(instr(s.action()).opcode, opcode::RDSR);
         s.complete(&[0]);
+        assert_eq!(instr(s.action()).opcode, opcode::RDID);
+        s.complete(&mx25r::JEDEC_ID);
         assert_eq!(instr(s.action()).opcode, opcode::RDSR);
         s.complete(&[0]);
         assert_eq!(instr(s.action()).opcode, opcode::RDCR);
@@ -468,8 +469,8 @@ mod tests {
             &[][..],
             &[],
             &[],
-            &mx25r::JEDEC_ID,
             &[0],
+            &mx25r::JEDEC_ID,
             &[status::QE],
             &[0, 0],
         ] {
@@ -478,7 +479,7 @@ mod tests {
         assert_eq!(s.action(), Action::SetSck { hz: ULP_SCK_HZ });
 
         let mut s = Sequence::init(PowerMode::UltraLowPower);
-        for rx in [&[][..], &[], &[], &[0xEF, 0x40, 0x18]] {
+        for rx in [&[][..], &[], &[], &[0], &[0xEF, 0x40, 0x18]] {
             s.complete(rx);
         }
         assert_eq!(
@@ -486,6 +487,16 @@ mod tests {
             Action::Done(Err(FlashError::WrongJedecId {
                 found: [0xEF, 0x40, 0x18]
             }))
+        );
+
+        // No part at all: status and ID read as ones; named at once, no busy wait.
+        let mut s = Sequence::init(PowerMode::UltraLowPower);
+        for rx in [&[][..], &[], &[], &[0xFF], &[0xFF, 0xFF, 0xFF]] {
+            s.complete(rx);
+        }
+        assert_eq!(
+            s.action(),
+            Action::Done(Err(FlashError::WrongJedecId { found: [0xFF; 3] }))
         );
     }
 

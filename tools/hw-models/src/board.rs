@@ -85,6 +85,20 @@ impl SimBoard {
         self.nvmc.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Soft reset of the nRF52840 (e.g. `NVIC_SystemReset` or a watchdog reset) with power
+    /// kept on: the NVMC/ACL and driver state reset and the QSPI driver initialises again, but
+    /// the external flash keeps its mode and finishes (not tears) any operation in flight —
+    /// the driver's init waits for it. Armed power cuts stay armed.
+    pub fn reset(&mut self) -> Result<(), FlashError> {
+        self.nvmc().power_cycle();
+        self.qspi = QspiFlash::new(
+            QspiPeripheral::new(self.chip.clone(), self.clock.clone(), self.power.clone()),
+            self.mode,
+        );
+        self.internal = NvmcFlash::new(NvmcPeripheral::new(self.nvmc.clone()));
+        self.qspi.init()
+    }
+
     /// Power off and on: torn operations are resolved, flash contents stay, volatile state
     /// (chip mode and WEL, deep power-down, ACL, driver state) resets, and the QSPI driver is
     /// initialised again. Any armed cut is disarmed.

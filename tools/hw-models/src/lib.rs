@@ -39,7 +39,10 @@
 //! - `board.qspi` / `board.internal`: the real drivers from `nrf52840-flash` over the models.
 //! - `board.chip()` / `board.nvmc()`: the raw models (bytes, wear counters, timing profile,
 //!   read bit flips, ACL).
-//! - `board.power_cycle()`: contents persist, volatile state resets, drivers re-initialise.
+//! - `board.power_cycle()`: contents persist, volatile state resets, drivers re-initialise;
+//!   an external-flash operation in flight is torn.
+//! - `board.reset()`: a soft reset with power on: the external flash finishes what it was doing
+//!   (the driver's init waits for it) and keeps its mode.
 
 mod board;
 pub mod clock;

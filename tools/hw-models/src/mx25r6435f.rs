@@ -214,7 +214,9 @@ impl Mx25r6435f {
         if self.deep_power_down && opcode != opcode::RDP {
             return Err(FlashError::DeepPowerDown);
         }
-        if self.is_busy() && opcode != opcode::RDSR {
+        // While busy the part answers only RDSR; RDP is accepted as the no-op it is (a busy
+        // part cannot be in deep power-down), so a wake-up after a soft reset is harmless.
+        if self.is_busy() && opcode != opcode::RDSR && opcode != opcode::RDP {
             return Err(FlashError::Busy);
         }
         if !self.is_busy() {

@@ -364,3 +364,26 @@ fn same_seed_same_faults() {
         "flips happen at p = 0.5"
     );
 }
+
+#[test]
+fn a_soft_reset_lets_the_external_flash_finish() {
+    let mut board = SimBoard::new(11);
+    board.chip().load(0x6000, &[0u8; 4096]);
+    board.qspi.start_erase_sector(0x6000).unwrap();
+    let t0 = board.clock.now_us();
+    board.reset().unwrap();
+    assert!(
+        board.clock.now_us() - t0 >= 40_000,
+        "init waited for the erase"
+    );
+    assert!(board.chip().raw()[0x6000..0x7000]
+        .iter()
+        .all(|&b| b == 0xFF));
+
+    // The same moment with a power cycle tears the erase.
+    board.chip().load(0x6000, &[0u8; 4096]);
+    board.qspi.start_erase_sector(0x6000).unwrap();
+    board.power_cycle().unwrap();
+    let sector = board.chip().raw()[0x6000..0x7000].to_vec();
+    assert!(sector.iter().any(|&b| b != 0xFF) && sector.iter().any(|&b| b != 0));
+}
