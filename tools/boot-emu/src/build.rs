@@ -22,6 +22,7 @@ fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // Flags meant for the host build must not leak into the firmware build.
     for var in [
+        "TOCK_OTA_BOOT_KEY",
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
@@ -48,11 +49,20 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the bootloader (`tock-ota-bootloader`, profile `firmware`) and returns its ELF path.
+/// Builds the bootloader (`tock-ota-bootloader`, profile `firmware`) with the simulation
+/// public key ([`crate::images::firmware_public_key`], passed through `TOCK_OTA_BOOT_KEY`) and
+/// returns its ELF path.
 pub fn bootloader_elf() -> Result<PathBuf, String> {
     let root = workspace_root();
     let target_dir = root.join("target").join("boot-emu-firmware");
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("{}: {e}", target_dir.display()))?;
+    let key = target_dir.join("sim-public-key.bin");
+    let want = crate::images::firmware_public_key();
+    if std::fs::read(&key).ok().as_deref() != Some(&want[..]) {
+        std::fs::write(&key, want).map_err(|e| format!("{}: {e}", key.display()))?;
+    }
     let mut cmd = cargo();
+    cmd.env("TOCK_OTA_BOOT_KEY", &key);
     cmd.current_dir(&root)
         .args([
             "build",

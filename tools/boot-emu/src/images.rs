@@ -26,10 +26,47 @@ impl ImageMaker for StandIn {
     }
 }
 
+/// MCUboot/imgtool-format images signed with ECDSA P-256 by `boot_core::sim::sign_mcuboot`
+/// with the simulation key; the firmware under test is built with the matching public key
+/// ([`crate::build::bootloader_elf`]).
+pub struct McuBoot {
+    pub opts: boot_core::sim::SimSign,
+}
+
+/// The SHA-256 TLV value of an MCUboot image: the hash over header, payload and protected TLVs.
+pub fn mcuboot_hash(image: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let u16_at = |a: usize| u16::from_le_bytes([image[a], image[a + 1]]) as usize;
+    let payload = u32::from_le_bytes([image[12], image[13], image[14], image[15]]) as usize;
+    let hashed = u16_at(8) + payload + u16_at(10);
+    sha2::Sha256::digest(&image[..hashed]).into()
+}
+
+impl ImageMaker for McuBoot {
+    fn signed(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
+        let image =
+            boot_core::sim::sign_mcuboot(payload, &boot_core::sim::SIM_SIGNING_KEY, &self.opts);
+        let hash = mcuboot_hash(&image);
+        (image, hash)
+    }
+
+    fn bad_signature(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
+        let (mut image, hash) = self.signed(payload);
+        // The image ends with the DER signature: its last byte is the low byte of s.
+        let last = image.len() - 1;
+        image[last] ^= 0x01;
+        (image, hash)
+    }
+}
+
+/// The public key (raw x‖y) the firmware under test embeds.
+pub fn firmware_public_key() -> [u8; 64] {
+    boot_core::sim::sim_public_key(&boot_core::sim::SIM_SIGNING_KEY)
+}
+
 /// The image format the bootloader firmware checks.
 pub fn firmware_images() -> Box<dyn ImageMaker> {
-    Box::new(StandIn {
-        load: 0,
-        counter: 1,
+    Box::new(McuBoot {
+        opts: boot_core::sim::SimSign::default(),
     })
 }

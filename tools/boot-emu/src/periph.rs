@@ -272,7 +272,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             }
             .into());
         }
-        if size != 4 || addr % 4 != 0 {
+        if size != 4 || !addr.is_multiple_of(4) {
             return Err(HwError::FlashWriteNotWord { addr, size }.into());
         }
         self.acl_check(addr)?;
@@ -288,7 +288,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
 
     /// Reads one 32-bit peripheral register.
     pub fn read(&mut self, addr: u32, size: usize) -> Result<u32, HwEvent> {
-        if size != 4 || addr % 4 != 0 {
+        if size != 4 || !addr.is_multiple_of(4) {
             return Err(HwError::BadAccessSize { addr, size }.into());
         }
         let unknown = HwEvent::Error(HwError::UnknownRegister { addr, write: false });
@@ -378,7 +378,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         value: u32,
         now_us: u64,
     ) -> Result<(), HwEvent> {
-        if size != 4 || addr % 4 != 0 {
+        if size != 4 || !addr.is_multiple_of(4) {
             return Err(HwError::BadAccessSize { addr, size }.into());
         }
         let unknown = HwEvent::Error(HwError::UnknownRegister { addr, write: true });
@@ -441,7 +441,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                     }
                     .into());
                 }
-                if value % PAGE_SIZE != 0 || value >= FLASH_SIZE {
+                if !value.is_multiple_of(PAGE_SIZE) || value >= FLASH_SIZE {
                     return Err(HwError::Flash(FlashError::Misaligned {
                         what: nrf52840_flash::Misalignment::EraseUnit,
                         value,
@@ -558,13 +558,13 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         {
             return fail("RAM buffer outside data RAM", ram);
         }
-        if ram % 4 != 0 {
+        if !ram.is_multiple_of(4) {
             return fail("RAM buffer not word aligned", ram);
         }
-        if flash % 4 != 0 {
+        if !flash.is_multiple_of(4) {
             return fail("flash address not word aligned", flash);
         }
-        if cnt == 0 || cnt % 4 != 0 || cnt > 0x3_FFFF {
+        if cnt == 0 || !cnt.is_multiple_of(4) || cnt > 0x3_FFFF {
             return fail("length not a non-zero multiple of 4 within CNT", cnt);
         }
         Ok(())
