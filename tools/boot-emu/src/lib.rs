@@ -549,6 +549,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         periph::WDT_BASE,
         periph::NVMC_ACL_BASE,
         periph::QSPI_BASE,
+        periph::GPIO_BASE,
         periph::SCS_BASE,
     ] {
         uc.mmio_map(

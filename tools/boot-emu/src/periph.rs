@@ -25,6 +25,8 @@ pub const WDT_BASE: u32 = 0x4001_0000;
 pub const NVMC_ACL_BASE: u32 = 0x4001_E000;
 /// QSPI peripheral.
 pub const QSPI_BASE: u32 = 0x4002_9000;
+/// GPIO P0 (P1 follows at +0x300).
+pub const GPIO_BASE: u32 = 0x5000_0000;
 /// System control space (SysTick, NVIC, SCB, FPU control).
 pub const SCS_BASE: u32 = 0xE000_E000;
 
@@ -182,6 +184,8 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub cpacr: u32,
     pub vtor: u32,
     scs_store: std::collections::BTreeMap<u32, u32>,
+    /// GPIO registers as written (OUT/DIR/LATCH/DETECTMODE/PIN_CNF of P0 and P1).
+    pub gpio: std::collections::BTreeMap<u32, u32>,
     pub counters: HwCounters,
     /// Flash-window stores whose stored value must be replaced by what the flash holds.
     pub fixups: Vec<FlashFixup>,
@@ -230,6 +234,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             cpacr: 0,
             vtor: 0,
             scs_store: Default::default(),
+            gpio: Default::default(),
             counters: HwCounters::default(),
             fixups: Vec::new(),
             dma_writes: Vec::new(),
@@ -361,6 +366,10 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (QSPI_BASE, 0x638) => self.qspi_cinstrdat[0],
             (QSPI_BASE, 0x63C) => self.qspi_cinstrdat[1],
             (QSPI_BASE, 0x640) => self.qspi_iftiming,
+            (GPIO_BASE, o) if gpio_storage(o) => self.gpio.get(&o).copied().unwrap_or(
+                // PIN_CNF resets to 0x2 (input buffer disconnected).
+                if gpio_port_offset(o) >= 0x700 { 2 } else { 0 },
+            ),
             (SCS_BASE, 0xD00) => CPUID_CORTEX_M4,
             (SCS_BASE, 0xD08) => self.vtor,
             (SCS_BASE, 0xD88) => self.cpacr,
@@ -525,6 +534,9 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (QSPI_BASE, 0x638) => self.qspi_cinstrdat[0] = value,
             (QSPI_BASE, 0x63C) => self.qspi_cinstrdat[1] = value,
             (QSPI_BASE, 0x640) => self.qspi_iftiming = value,
+            (GPIO_BASE, o) if gpio_storage(o) => {
+                self.gpio.insert(o, value);
+            }
             (SCS_BASE, 0xD08) => self.vtor = value & 0xFFFF_FF80,
             (SCS_BASE, 0xD0C) => {
                 if value & 0xFFFF_0004 == AIRCR_SYSRESETREQ {
@@ -687,6 +699,20 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         self.counters.qspi_custom += 1;
         self.qspi_ready_event = 1;
         Ok(())
+    }
+}
+
+/// GPIO P0/P1 registers kept as plain storage (the pins drive nothing modelled).
+fn gpio_storage(off: u32) -> bool {
+    off < 0x300 + 0x780 && matches!(gpio_port_offset(off), 0x504..=0x524 | 0x700..=0x77C)
+}
+
+/// Offset inside its port's block (P1 registers sit 0x300 above P0's).
+fn gpio_port_offset(off: u32) -> u32 {
+    if off >= 0x800 {
+        off - 0x300
+    } else {
+        off
     }
 }
 
