@@ -27,7 +27,8 @@
 //!
 //! - `0`: driver exists (anyone).
 //! - `1`: status (anyone): `success_u32_u32_u32(state, image_len, erased_sectors)`, state
-//!   0 idle, 1 staging, 2 finalized.
+//!   0 idle, 1 staging, 2 finalized; `BUSY` until the start-up scan of the region has finished
+//!   (shortly after boot).
 //! - `2`: begin a session for an image of `arg1` bytes; the session tag is the first 16 bytes of
 //!   read-only allow 0.
 //! - `3`: erase the 4 KiB sector at staging offset `arg1`.
@@ -254,6 +255,8 @@ pub struct StagedUpdate<'a, F: AsyncNor<'a>> {
     in_flight: Cell<Option<InFlight>>,
     /// Length of the owner read in progress (returned with its completion).
     last_read_len: Cell<usize>,
+    /// The start-up scan finished.
+    started: Cell<bool>,
     /// The command in progress (`None` while idle; start-up uses `usize::MAX`).
     active: Cell<Option<usize>>,
     client: OptionalCell<&'a dyn StagedUpdateClient>,
@@ -279,6 +282,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             scratch: TakeCell::new(scratch),
             in_flight: Cell::new(None),
             last_read_len: Cell::new(0),
+            started: Cell::new(false),
             active: Cell::new(None),
             client: OptionalCell::empty(),
         })
@@ -302,8 +306,12 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
         Ok(())
     }
 
-    /// The policy's status.
+    /// The policy's status; `None` until the start-up scan has finished (what is staged is not
+    /// known before).
     pub fn status(&self) -> Option<update_region::Status> {
+        if !self.started.get() {
+            return None;
+        }
         self.policy.map(|p| p.status())
     }
 
@@ -368,6 +376,9 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 Action::Done(result) => {
                     self.in_flight.set(None);
                     let command = self.active.take();
+                    if command == Some(STARTUP) {
+                        self.started.set(result.is_ok());
+                    }
                     if let Some(command) = command.filter(|&c| c != STARTUP) {
                         let read_len = match result {
                             Ok(Completion::Read) => self.last_read_len.get(),

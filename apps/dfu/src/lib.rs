@@ -34,6 +34,10 @@ pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
 /// How often the receiver advertises its status (which chunks it misses) to the sender.
 pub const STATUS_INTERVAL_MS: u64 = 250;
 
+/// How long to wait, at most, for the kernel's start-up scan of the update region.
+pub const STARTUP_WAIT_MS: u32 = 20;
+pub const STARTUP_WAIT_TRIES: u32 = 250;
+
 /// Pause before the reboot so the last console lines go out.
 pub const REBOOT_DELAY_MS: u32 = 100;
 
@@ -154,6 +158,12 @@ pub fn run<S: Syscalls, W: Write>(
             "dfu: kernel lacks the staged-update or bulk-scan driver"
         );
         return Err(ErrorCode::NoDevice);
+    }
+    // The kernel scans the update region shortly after boot; until then status is BUSY.
+    let mut tries = 0;
+    while StagedUpdate::<S>::status() == Err(ErrorCode::Busy) && tries < STARTUP_WAIT_TRIES {
+        sleep_ms(STARTUP_WAIT_MS);
+        tries += 1;
     }
     match confirm_trial_boot::<S>() {
         Ok(Some(sequence)) => {

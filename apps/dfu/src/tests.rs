@@ -37,6 +37,8 @@ struct FakeUpdate {
     writes: Cell<usize>,
     /// Finalize refuses the image (hash mismatch, policy check 16).
     reject: Cell<bool>,
+    /// Status answers BUSY this many more times (the kernel's start-up scan).
+    busy_for: Cell<u32>,
 }
 
 impl FakeUpdate {
@@ -77,6 +79,10 @@ impl fake::SyscallDriver for FakeUpdate {
         let (offset, len) = (arg1 as usize, arg2 as usize);
         match command {
             update_cmd::EXISTS => command_return::success(),
+            update_cmd::STATUS if self.busy_for.get() > 0 => {
+                self.busy_for.set(self.busy_for.get() - 1);
+                command_return::failure(ErrorCode::Busy)
+            }
             update_cmd::STATUS => command_return::success_3_u32(
                 self.state.get(),
                 self.memory.borrow().len() as u32,
@@ -336,6 +342,8 @@ fn run_app() -> (Result<(), ErrorCode>, String) {
 fn the_app_receives_stages_finalizes_and_asks_for_the_reboot() {
     let image = test_image(20_000);
     let (_kernel, update, _scan) = rig(image, 0);
+    // The kernel is still scanning the update region when the app starts.
+    update.busy_for.set(3);
     let (result, console) = run_app();
     assert_eq!(result, Ok(()), "{console}");
     assert_eq!(
@@ -347,6 +355,11 @@ fn the_app_receives_stages_finalizes_and_asks_for_the_reboot() {
     assert!(update.rebooted.get());
     assert!(console.contains("rebooting"), "{console}");
     assert!(console.contains("100%"), "{console}");
+    assert_eq!(
+        update.busy_for.get(),
+        0,
+        "the app did not wait for the start-up scan"
+    );
 }
 
 #[test]

@@ -477,3 +477,19 @@ fn completions_that_arrive_before_the_flash_call_returns_are_handled() {
         Some(image_hash(&img))
     );
 }
+
+#[test]
+fn status_is_unknown_until_the_start_up_scan_has_read_the_region() {
+    let flash = FakeNor::new(CAPACITY);
+    let data: &'static mut [u8] = Box::leak(vec![0u8; BUF_LEN].into_boxed_slice());
+    let scratch: &'static mut [u8] = Box::leak(vec![0u8; MAX_POLICY_READ].into_boxed_slice());
+    let core: &'static StagedUpdate<'static, FakeNor> = Box::leak(Box::new(
+        StagedUpdate::new(flash, Config::nrf52840dk(DFU), data, scratch).unwrap(),
+    ));
+    flash.set_nor_client(core);
+    assert!(core.status().is_none());
+    crate::nor::AsyncNorClient::ready(core);
+    assert!(core.status().is_none(), "status before the scan finished");
+    flash.run();
+    assert_eq!(core.status().unwrap().state, SessionState::Idle);
+}
