@@ -190,6 +190,8 @@ pub struct BootConfig {
     pub watch: Vec<u32>,
     /// Count instructions per function symbol ([`RunReport::profile`]).
     pub profile: bool,
+    /// The watchdog runs from power-on with (CRV, RREN), as after a soft reset.
+    pub watchdog: Option<(u32, u32)>,
 }
 
 impl Default for BootConfig {
@@ -203,6 +205,7 @@ impl Default for BootConfig {
             cpi: CPI_ASSUMED,
             watch: Vec::new(),
             profile: false,
+            watchdog: None,
         }
     }
 }
@@ -519,6 +522,10 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         watch_hits: cfg.watch.iter().map(|&a| (a & !1, Vec::new())).collect(),
         profile: cfg.profile.then(Default::default),
     };
+    let mut state = state;
+    if let Some((crv, rren)) = cfg.watchdog {
+        state.hw.start_watchdog(crv, rren, state.start_us);
+    }
     let mut uc =
         Unicorn::new_with_data(Arch::ARM, Mode::THUMB | Mode::MCLASS, state).map_err(uc_err)?;
     uc.ctl_set_cpu_model(ArmCpuModel::CORTEX_M4 as i32)

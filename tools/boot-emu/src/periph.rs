@@ -257,6 +257,15 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         }
     }
 
+    /// The watchdog already runs at power-on (started before a soft reset, which does not stop
+    /// it): `crv` ticks of 32.768 kHz, reload registers `rren`, counted from `now_us`.
+    pub fn start_watchdog(&mut self, crv: u32, rren: u32, now_us: u64) {
+        self.wdt_crv = crv;
+        self.wdt_rren = rren;
+        self.wdt_running = true;
+        self.wdt_reload(now_us);
+    }
+
     /// Arms the watchdog deadline from CRV (32.768 kHz ticks) at simulated time `now_us`.
     fn wdt_reload(&mut self, now_us: u64) {
         let ticks = u64::from(self.wdt_crv) + 1;

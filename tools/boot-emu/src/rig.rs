@@ -42,6 +42,8 @@ pub struct Rig {
     pub gpregret: u32,
     /// Instruction budget of one boot.
     pub max_instructions: u64,
+    /// The watchdog runs at the next power-on with (CRV, RREN): it survives soft resets.
+    pub watchdog: Option<(u32, u32)>,
     next_seq: u32,
 }
 
@@ -65,6 +67,7 @@ impl Rig {
             resetreas: RESETREAS_RESETPIN,
             gpregret: 0,
             max_instructions: 3_000_000_000,
+            watchdog: None,
             next_seq: 1,
         }
     }
@@ -92,6 +95,7 @@ impl Rig {
             stop_at_kernel,
             max_instructions: self.max_instructions,
             watch,
+            watchdog: self.watchdog,
             ..BootConfig::default()
         };
         let clock = self.board.clock.clone();
@@ -104,7 +108,11 @@ impl Rig {
         )?;
         self.gpregret = report.gpregret;
         self.resetreas = match report.exit {
-            crate::Exit::WatchdogReset => RESETREAS_DOG,
+            crate::Exit::WatchdogReset => {
+                // A watchdog reset stops the watchdog.
+                self.watchdog = None;
+                RESETREAS_DOG
+            }
             crate::Exit::SystemReset => RESETREAS_SREQ,
             _ => RESETREAS_RESETPIN,
         };
@@ -116,6 +124,7 @@ impl Rig {
         self.board.power_cycle().expect("the models power up again");
         self.resetreas = RESETREAS_RESETPIN;
         self.gpregret = 0;
+        self.watchdog = None;
     }
 
     /// Puts `image` at the start of the staging slot (the rest erased), as the kernel leaves it.

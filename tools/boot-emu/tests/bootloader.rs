@@ -273,3 +273,59 @@ fn power_cuts_during_install_recover_to_a_whole_kernel() {
         }
     }
 }
+
+#[test]
+fn a_long_install_feeds_a_running_watchdog() {
+    let maker = McuBoot {
+        opts: SimSign::default(),
+    };
+    let (image, hash) = maker.signed(&new_kernel());
+    let mut rig = staged(&image, hash, 7);
+    // Started by the kernel before its soft reset: 0.25 s timeout, one reload register. The
+    // install (4 page erases of 85 ms, backup, hashing) takes longer than that.
+    rig.watchdog = Some((8192 - 1, 1));
+    let r = rig.boot(true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.exit,
+        Exit::KernelJump {
+            pc: 0x8008,
+            sp: NEW_KERNEL_SP
+        },
+        "{r:?}"
+    );
+    assert!(r.simulated_us > 250_000, "{}", r.simulated_us);
+    assert!(r.counters.wdt_feeds > 0, "{r:?}");
+}
+
+#[test]
+fn a_watchdog_reset_during_the_trial_reverts() {
+    let maker = McuBoot {
+        opts: SimSign::default(),
+    };
+    let (image, hash) = maker.signed(&new_kernel());
+    let mut rig = staged(&image, hash, 8);
+    let r = rig.boot(true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.exit,
+        Exit::KernelJump {
+            pc: 0x8008,
+            sp: NEW_KERNEL_SP
+        }
+    );
+    // The trial kernel hangs and the watchdog resets the chip.
+    rig.resetreas = boot_emu::rig::RESETREAS_DOG;
+    let r = boot_to_kernel(&mut rig);
+    assert_eq!(
+        r.exit,
+        Exit::KernelJump {
+            pc: 0x8008,
+            sp: OLD_KERNEL_SP
+        }
+    );
+    assert!(rig.kernel_is(&old_kernel()));
+    let status = rig.status().unwrap();
+    assert_eq!(
+        (status.state, status.reason),
+        (State::Reverted, Reason::WatchdogReset)
+    );
+}

@@ -7,8 +7,12 @@ use hw_models::SimBoard;
 const KERNEL_SP: u32 = 0x2003_F000;
 
 fn firmware() -> Firmware {
-    let elf = build::fixture_elf().unwrap_or_else(|e| panic!("{e}"));
-    Firmware::from_path(&elf).unwrap()
+    static FW: std::sync::OnceLock<Firmware> = std::sync::OnceLock::new();
+    FW.get_or_init(|| {
+        let elf = build::fixture_elf().unwrap_or_else(|e| panic!("{e}"));
+        Firmware::from_path(&elf).unwrap()
+    })
+    .clone()
 }
 
 fn board(fw: &Firmware) -> SimBoard {
@@ -195,4 +199,20 @@ fn power_cut_stops_the_run_and_tears_the_operation() {
     b.power_cycle().unwrap();
     let report = boot(&mut b, &fw, 0, true).unwrap();
     assert!(matches!(report.exit, Exit::KernelJump { .. }));
+}
+
+#[test]
+fn an_unfed_watchdog_resets_the_chip() {
+    let fw = firmware();
+    let mut b = board(&fw);
+    let clock = b.clock.clone();
+    // 10 ms timeout; the program's page erase alone takes 85 ms and it never feeds.
+    let cfg = BootConfig {
+        watchdog: Some((327, 1)),
+        max_instructions: 5_000_000,
+        ..BootConfig::default()
+    };
+    let report = run(&fw, b.qspi.port(), b.internal.port(), &clock, &cfg).unwrap();
+    assert_eq!(report.exit, Exit::WatchdogReset);
+    assert_eq!(report.counters.wdt_feeds, 0);
 }
