@@ -185,6 +185,17 @@ pub fn kernel_bytes(len: usize, seed: u8) -> Vec<u8> {
 pub struct Board {
     pub sim: SimBoard,
     pub layout: Layout,
+    /// Which image format [`Board::boot`] validates.
+    pub format: ImageFormat,
+}
+
+/// The image format a simulated bootloader accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// [`make_image`] images, checked by [`TestChecker`] (no P-256: fast).
+    StandIn,
+    /// MCUboot images signed with [`SIM_SIGNING_KEY`], checked by `ota-image` with RustCrypto.
+    Mcuboot,
 }
 
 /// Flash contents to restart a scenario from.
@@ -199,6 +210,7 @@ impl Board {
         Board {
             sim: SimBoard::new(seed),
             layout,
+            format: ImageFormat::StandIn,
         }
     }
 
@@ -238,7 +250,18 @@ impl Board {
 
     /// One boot with the stand-in checker.
     pub fn boot(&mut self, watchdog: bool) -> Result<BootDecision, BootError> {
-        self.boot_with(&TestChecker { key: TEST_KEY }, watchdog)
+        match self.format {
+            ImageFormat::StandIn => self.boot_with(&TestChecker { key: TEST_KEY }, watchdog),
+            ImageFormat::Mcuboot => {
+                let key = ota_image::PublicKey::from_raw(&sim_public_key(&SIM_SIGNING_KEY))
+                    .map_err(|_| BootError::Denied)?;
+                let checker = crate::OtaChecker {
+                    key: &key,
+                    verifier: ota_image::RustCryptoVerifier,
+                };
+                self.boot_with(&checker, watchdog)
+            }
+        }
     }
 
     /// One boot with any checker.
@@ -351,6 +374,7 @@ pub struct Scenario {
     pub new: Vec<u8>,
     pub image: Vec<u8>,
     pub counter: u32,
+    pub format: ImageFormat,
 }
 
 impl Scenario {
@@ -365,16 +389,43 @@ impl Scenario {
             new,
             image,
             counter: 5,
+            format: ImageFormat::StandIn,
         }
     }
 
+    /// The same with a signed MCUboot image (verified with P-256 on every validation).
+    pub fn mcuboot(layout: Layout, old_len: usize, new_len: usize) -> Self {
+        let mut sc = Scenario::new(layout, old_len, new_len);
+        sc.image = sign_mcuboot(
+            &sc.new,
+            &SIM_SIGNING_KEY,
+            &SimSign {
+                security_counter: Some(sc.counter),
+                ..SimSign::default()
+            },
+        );
+        sc.format = ImageFormat::Mcuboot;
+        sc
+    }
+
+    /// A board in this scenario's format from a snapshot.
+    pub fn board(&self, snap: &Snapshot, seed: u64) -> Board {
+        let mut b = Board::from_snapshot(self.layout, snap, seed);
+        b.format = self.format;
+        b
+    }
+
     fn hash(&self) -> [u8; 32] {
-        image_hash(&self.image)
+        match self.format {
+            ImageFormat::StandIn => image_hash(&self.image),
+            ImageFormat::Mcuboot => mcuboot_hash(&self.image),
+        }
     }
 
     /// Board with the old kernel, the image staged and the boot request written.
     pub fn start(&self, seed: u64) -> Board {
         let mut b = Board::new(self.layout, seed);
+        b.format = self.format;
         b.provision(&self.old);
         b.stage(&self.image);
         b.request(boot_request(1, self.hash(), self.image.len() as u32));
@@ -477,7 +528,7 @@ pub fn exhaustive(sc: &Scenario, stride: u64, seed: u64) -> CampaignReport {
                 continue;
             }
         };
-        let mut clean = Board::from_snapshot(sc.layout, &snap, seed);
+        let mut clean = sc.board(&snap, seed);
         let ops0 = clean.sim.power.ops();
         let ok = clean.boot(watchdog);
         let total = clean.sim.power.ops() - ops0;
@@ -497,7 +548,7 @@ pub fn exhaustive(sc: &Scenario, stride: u64, seed: u64) -> CampaignReport {
                     continue;
                 }
                 cuts += 1;
-                let mut b = Board::from_snapshot(sc.layout, &snap, seed ^ n);
+                let mut b = sc.board(&snap, seed ^ n);
                 if torn {
                     b.sim.power.cut_inside(n);
                 } else {
@@ -547,7 +598,7 @@ pub fn random(sc: &Scenario, runs: u64, max_cuts: u32, seed: u64) -> CampaignRep
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for run in 0..runs {
         let confirm_it = rng.gen_bool(0.5);
-        let mut b = Board::from_snapshot(sc.layout, &snap, seed ^ run);
+        let mut b = sc.board(&snap, seed ^ run);
         let mut cuts_left = rng.gen_range(1..=max_cuts);
         let mut cuts_made = 0u64;
         let mut confirmed_written = false;

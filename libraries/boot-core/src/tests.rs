@@ -210,6 +210,25 @@ fn every_cut_before_and_inside_every_operation_recovers() {
 }
 
 #[test]
+fn signed_images_survive_cuts_sampled_through_every_phase() {
+    // Every 7th operation, before and inside, with real P-256 verification on each resume.
+    let sc = Scenario::mcuboot(SMALL, 9000, 13000);
+    let rep = exhaustive(&sc, 7, 13);
+    assert!(
+        rep.failures.is_empty(),
+        "{:#?}",
+        &rep.failures[..rep.failures.len().min(10)]
+    );
+    assert!(rep.cuts > 100, "{} cuts", rep.cuts);
+    let rep = random(&sc, 40, 4, 14);
+    assert!(
+        rep.failures.is_empty(),
+        "{:#?}",
+        &rep.failures[..rep.failures.len().min(10)]
+    );
+}
+
+#[test]
 fn random_multi_cut_runs_end_whole_and_right() {
     let sc = small(9000, 15000);
     let rep = random(&sc, 150, 4, 12);

@@ -1,7 +1,8 @@
 //! Power-cut campaign report: a cut before every program/erase and a torn cut inside every one,
 //! in each phase of an update (install, confirm, revert, watchdog revert), then random runs of
-//! whole updates with several cuts each. Small images (a few pages) keep it fast; the flash
-//! models are `hw_models::SimBoard`'s. Every recovered run ends with a whole kernel (old or
+//! whole updates with several cuts each. Small MCUboot images (a few pages, ECDSA P-256 signed,
+//! verified by `ota-image` at every validation) keep it fast; the flash models are
+//! `hw_models::SimBoard`'s. Every recovered run ends with a whole kernel (old or
 //! new) that matches the status record, and the outcome its script calls for.
 
 use boot_core::sim::{exhaustive, random, CampaignReport, Scenario, SMALL};
@@ -46,11 +47,11 @@ pub fn campaign(runs: u64, max_cuts: u32, seed: u64) -> Report {
     let mut all = CampaignReport::default();
     let scenarios = [(14000, 11000), (6000, 16384), (12288, 12288)];
     for (i, &(old, new)) in scenarios.iter().enumerate() {
-        let sc = Scenario::new(SMALL, old, new);
+        let sc = Scenario::mcuboot(SMALL, old, new);
         let rep = exhaustive(&sc, 1, seed + i as u64);
         merge(&mut all, rep, &format!(" (old {old} B, new {new} B)"));
     }
-    let sc = Scenario::new(SMALL, 9000, 15000);
+    let sc = Scenario::mcuboot(SMALL, 9000, 15000);
     merge(&mut all, random(&sc, runs, max_cuts, seed), "");
     Report {
         cuts: all.cuts,
