@@ -107,7 +107,7 @@ impl<F: ReadNorFlash> ImageSource for FlashSlot<'_, F> {
         }
         let abs = self.base.checked_add(offset).ok_or_else(oob)?;
         let rs = F::READ_SIZE.max(1);
-        if rs > BOUNCE || BOUNCE % rs != 0 {
+        if rs > BOUNCE || !BOUNCE.is_multiple_of(rs) {
             return Err(SlotReadError::UnsupportedReadSize(rs));
         }
         if rs == 1 {

@@ -52,7 +52,7 @@ impl ErrorType for WordFlash {
 impl ReadNorFlash for WordFlash {
     const READ_SIZE: usize = 4;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Misaligned> {
-        if offset % 4 != 0 || bytes.len() % 4 != 0 {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(Misaligned);
         }
         let o = offset as usize;
