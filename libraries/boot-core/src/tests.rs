@@ -164,36 +164,44 @@ fn downgrade_below_the_floor_is_rejected() {
 
 #[test]
 fn bit_flips_while_reading_the_staged_image_are_detected() {
-    let sc = small(9000, 14000);
-    let mut rejected_count = 0;
-    for seed in 0..20 {
-        let mut b = sc.start(100 + seed);
-        b.sim.chip().set_read_flip_probability(0.05);
-        let res = b.boot(false);
-        b.sim.chip().set_read_flip_probability(0.0);
-        let st = b.status().map(|s| s.state);
-        match res {
-            Ok(d) if d.trial => assert!(b.kernel_is(&sc.new), "seed {seed}: trial with bad kernel"),
-            Ok(_) => {
-                assert!(b.kernel_is(&sc.old), "seed {seed}");
-                // `None`: the request record itself read back corrupt; it is seen next boot.
-                assert!(
-                    matches!(st, None | Some(State::Rejected | State::Reverted)),
-                    "{st:?}"
-                );
-                rejected_count += usize::from(st.is_some());
+    for sc in [small(9000, 14000), Scenario::mcuboot(SMALL, 9000, 14000)] {
+        let mut rejected_count = 0;
+        for seed in 0..16 {
+            let mut b = sc.start(100 + seed);
+            b.sim.chip().set_read_flip_probability(0.05);
+            if seed % 2 == 1 {
+                b.sim.nvmc().set_read_flip_probability(0.02);
             }
-            Err(_) => {
-                // A copy that kept failing: the next clean boot must finish the job.
-                let d = b.boot(false).unwrap();
-                sc.consistent(&mut b, &d).unwrap();
+            let res = b.boot(false);
+            b.sim.chip().set_read_flip_probability(0.0);
+            b.sim.nvmc().set_read_flip_probability(0.0);
+            let st = b.status().map(|s| s.state);
+            match res {
+                Ok(d) if d.trial => {
+                    assert!(b.kernel_is(&sc.new), "seed {seed}: trial with a bad kernel")
+                }
+                Ok(d) => {
+                    assert!(b.kernel_is(&sc.old), "seed {seed}");
+                    // `None`: the request record itself read back corrupt; it is seen next boot.
+                    assert!(
+                        matches!(st, None | Some(State::Rejected | State::Reverted)),
+                        "{st:?}"
+                    );
+                    sc.consistent(&mut b, &d).unwrap();
+                    rejected_count += usize::from(st.is_some());
+                }
+                Err(_) => {
+                    // A copy that kept failing: the next clean boot must finish the job.
+                    let d = b.boot(false).unwrap();
+                    sc.consistent(&mut b, &d).unwrap();
+                }
             }
         }
+        assert!(
+            rejected_count > 0,
+            "flips at 5% per read must hit the hash check sometimes"
+        );
     }
-    assert!(
-        rejected_count > 0,
-        "flips at 5% per read must hit the hash check sometimes"
-    );
 }
 
 #[test]
