@@ -566,6 +566,10 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize| -> u64 {
                     let pc = pc_of(uc);
                     let st = uc.get_data_mut();
+                    if st.outcome.is_some() {
+                        // The run has ended; the rest of the translation block does nothing.
+                        return 0;
+                    }
                     st.sync_clock();
                     match st.hw.read(base + off as u32, size) {
                         Ok(v) => {
@@ -582,6 +586,9 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             ),
             Some(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize, value: u64| {
+                    if uc.get_data().outcome.is_some() {
+                        return;
+                    }
                     let pc = pc_of(uc);
                     let addr = base + off as u32;
                     let value = value as u32;
@@ -641,6 +648,17 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         |uc: &mut Emu<'_, 'a, Q, N>, _kind: MemType, addr: u64, size: usize, value: i64| {
             let pc = pc_of(uc);
             let st = uc.get_data_mut();
+            if st.outcome.is_some() {
+                // The run has ended: the store must not reach the flash model. Restore the
+                // window from the model before the emulator stops.
+                let mut word = [0u8; 4];
+                if st.hw.nvmc_port.read(addr as u32 & !3, &mut word).is_ok() {
+                    st.hw
+                        .fixups
+                        .push((addr as u32 & !3, u32::from_le_bytes(word)));
+                }
+                return true;
+            }
             st.sync_clock();
             if let Err(ev) = st.hw.flash_store(addr as u32, size, value as u32) {
                 st.hw_event(ev, pc);
@@ -679,6 +697,9 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             apply_memory_effects(uc);
         }
         let st = uc.get_data_mut();
+        if st.outcome.is_some() {
+            return;
+        }
         st.instructions += 1;
         if st.instructions > st.max_instructions {
             let limit = st.max_instructions;

@@ -44,7 +44,10 @@ fn boot(
 fn normal_scenario_drives_nvmc_and_qspi_and_jumps_to_the_kernel() {
     let fw = firmware();
     let mut b = board(&fw);
+    let vectors = b.nvmc().raw()[..8].to_vec();
     let report = boot(&mut b, &fw, 0, true).unwrap();
+    // The run stops at the jump: the stub kernel's store into word 0 never reaches the flash.
+    assert_eq!(b.nvmc().raw()[..8], vectors[..]);
     assert_eq!(
         report.exit,
         Exit::KernelJump {
