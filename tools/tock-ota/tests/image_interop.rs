@@ -451,3 +451,12 @@ fn cli_keygen_sign_inspect_and_failures() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds slot size"));
 }
+
+#[test]
+fn bench_verify_reports_consistent_figures() {
+    let r = tock_ota::bench_verify::measure(64 * 1024, 2).unwrap();
+    assert_eq!(r.payload_bytes, 64 * 1024);
+    assert!(r.image_bytes > r.payload_bytes + 0x200);
+    assert!(r.verify_ms > 0.0 && r.hash_ms > 0.0 && r.ecdsa_ms > 0.0);
+    assert!(r.verify_mb_per_s.is_finite() && r.hash_mb_per_s.is_finite());
+}
