@@ -457,3 +457,76 @@ proptest! {
         prop_assert!(verify(&bytes).is_err());
     }
 }
+
+/// A word-granular NOR flash (like the nRF52840 QSPI's EasyDMA) that can be told to fail.
+struct WordFlash {
+    data: Vec<u8>,
+    fail_at: Option<u32>,
+}
+
+#[derive(Debug, PartialEq)]
+enum FlashFault {
+    Misaligned,
+    Injected,
+}
+
+impl embedded_storage::nor_flash::NorFlashError for FlashFault {
+    fn kind(&self) -> embedded_storage::nor_flash::NorFlashErrorKind {
+        embedded_storage::nor_flash::NorFlashErrorKind::Other
+    }
+}
+
+impl embedded_storage::nor_flash::ErrorType for WordFlash {
+    type Error = FlashFault;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for WordFlash {
+    const READ_SIZE: usize = 4;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> core::result::Result<(), FlashFault> {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(FlashFault::Misaligned);
+        }
+        if let Some(at) = self.fail_at {
+            if (offset..offset + bytes.len() as u32).contains(&at) {
+                return Err(FlashFault::Injected);
+            }
+        }
+        let o = offset as usize;
+        bytes.copy_from_slice(&self.data[o..o + bytes.len()]);
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        self.data.len()
+    }
+}
+
+#[test]
+fn verifies_from_a_word_aligned_flash_slot_and_reports_read_errors() {
+    let img = image(3001, Some(2)); // odd length: TLVs at unaligned offsets
+    let base = 0x1000;
+    let mut data = vec![0xffu8; 0x4000];
+    data[base..base + img.len()].copy_from_slice(&img);
+    let mut flash = WordFlash {
+        data,
+        fail_at: None,
+    };
+    let pk = image_public_key(key(1).verifying_key());
+    let policy = VerifyPolicy::default();
+    let mut slot = ota_image::FlashSlot::new(&mut flash, base as u32, 0x2000);
+    let v = verify_image(&mut slot, &pk, &RustCryptoVerifier, &policy).unwrap();
+    assert_eq!(v.total_len as usize, img.len());
+
+    flash.fail_at = Some(base as u32 + 0x20 + 1000);
+    let mut slot = ota_image::FlashSlot::new(&mut flash, base as u32, 0x2000);
+    assert_eq!(
+        verify_image(&mut slot, &pk, &RustCryptoVerifier, &policy).unwrap_err(),
+        ImageError::Read(SlotReadError::Flash(FlashFault::Injected))
+    );
+    // A slot too small for the image it holds: bounds come from the slot, not the flash.
+    flash.fail_at = None;
+    let mut slot = ota_image::FlashSlot::new(&mut flash, base as u32, img.len() as u32 - 1);
+    assert!(matches!(
+        verify_image(&mut slot, &pk, &RustCryptoVerifier, &policy),
+        Err(ImageError::TlvAreaBeyondSlot { .. })
+    ));
+}
