@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// operations of that phase; append `:torn` to tear operation N+1 instead). Repeatable.
     #[arg(long)]
     pub cut: Vec<Cut>,
+    /// Sign v2 with a key the bootloader does not trust: the transfer completes, the bootloader
+    /// refuses the image and v1 keeps running.
+    #[arg(long)]
+    pub untrusted_key: bool,
     /// Print the summary as JSON (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -77,6 +81,7 @@ impl DemoArgs {
             payload_len: self.size,
             seed: self.seed,
             cuts: self.cut.clone(),
+            untrusted_key: self.untrusted_key,
         })
     }
 }
@@ -117,8 +122,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         print_summary(&report);
     }
-    if !report.confirmed {
-        anyhow::bail!("the update did not end confirmed");
+    if !report.confirmed && !args.untrusted_key {
+        anyhow::bail!(
+            "the update did not end confirmed: {}",
+            report.bootloader_outcome
+        );
     }
     Ok(())
 }
@@ -154,12 +162,19 @@ fn print_summary(r: &DemoReport) {
         "                 bearer limit: {}",
         r.bearer_limit_arithmetic
     );
+    if r.staged_image_verified {
+        println!(
+            "  staged         verified by finalize (SHA-256) and the bootloader (signature); boot request #{}",
+            r.boot_request_sequence
+        );
+    } else {
+        println!(
+            "  staged         finalize accepted it (boot request #{}); the bootloader refused it: {}",
+            r.boot_request_sequence, r.bootloader_outcome
+        );
+    }
     println!(
-        "  staged         verified by finalize (SHA-256) and the bootloader (signature); boot request #{}",
-        r.boot_request_sequence
-    );
-    println!(
-        "  install        {:.2} s simulated (with the revert copy) vs NVMC limit {:.2} s = {:.2}x",
+        "  install        {:.2} s simulated (check, revert copy, install) vs NVMC limit {:.2} s = {:.2}x",
         r.install_simulated_s,
         r.nvmc_limit_s,
         r.install_simulated_s / r.nvmc_limit_s
@@ -171,7 +186,7 @@ fn print_summary(r: &DemoReport) {
         if r.confirmed {
             "booted and confirmed"
         } else {
-            "NOT confirmed"
+            "still running: no update confirmed"
         },
         r.boots,
         r.power_cuts

@@ -163,3 +163,13 @@ fn a_caller_other_than_the_dfu_app_cannot_touch_the_staging_slot_or_the_request_
         "a refused caller changed the QSPI flash"
     );
 }
+
+#[test]
+fn an_image_signed_with_an_untrusted_key_is_staged_but_never_booted() {
+    let mut p = small(7);
+    p.untrusted_key = true;
+    let r = run_demo(&p, &mut |_| {}).unwrap();
+    assert!(!r.confirmed && !r.staged_image_verified);
+    assert_eq!(r.final_version, "1.0.0+0");
+    assert!(r.bootloader_outcome.contains("Signature"), "{}", r.bootloader_outcome);
+}

@@ -1,7 +1,7 @@
 //! The whole update on one simulated board: v1 installed, v2 signed, sent over the advertising
 //! link into the staging slot through the update-region policy, installed by the bootloader
 //! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
-use crate::sim::checker::McubootChecker;
+use crate::sim::checker::OtaImageChecker;
 use crate::sim::image::kernel_payload;
 use crate::sim::transfer::{
     run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress, TransferReport,
@@ -79,6 +79,8 @@ pub struct DemoParams {
     pub payload_len: usize,
     pub seed: u64,
     pub cuts: Vec<Cut>,
+    /// Sign v2 with a key the bootloader does not trust (it must refuse the image).
+    pub untrusted_key: bool,
 }
 
 impl Default for DemoParams {
@@ -89,6 +91,7 @@ impl Default for DemoParams {
             payload_len: 176 * 1024,
             seed: 1,
             cuts: Vec::new(),
+            untrusted_key: false,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct DemoReport {
     pub installed_version: String,
     pub final_version: String,
     pub confirmed: bool,
+    /// The bootloader's status record at the end (state and reason).
+    pub bootloader_outcome: String,
     pub staged_image_verified: bool,
     pub signature_algorithm: String,
     pub image_bytes: usize,
@@ -195,7 +200,11 @@ pub fn run_demo(
             layout.kernel_slot.len / 1024
         );
     }
-    let v2 = signer.sign(&v2_payload, (2, 0, 0, 0), 2)?;
+    let v2 = if params.untrusted_key {
+        Signer::new(params.seed ^ 0xBAD)?.sign(&v2_payload, (2, 0, 0, 0), 2)?
+    } else {
+        signer.sign(&v2_payload, (2, 0, 0, 0), 2)?
+    };
 
     // Transfer: the DFU app receives and stages; finalize writes the boot request.
     on_event(Event::Phase("transfer"));
@@ -259,44 +268,48 @@ pub fn run_demo(
         }
     };
     let install_s = (board.clock.now_us() - t_install) as f64 / 1e6;
-    if !decision.trial {
-        let status = decision.status.map(|s| (s.state, s.reason));
-        bail!("the bootloader did not boot v2 as a trial: {status:?}");
-    }
-
-    // The trial kernel runs; the DFU app confirms; the next boot makes it permanent.
-    on_event(Event::Phase("confirm"));
-    let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Confirm));
-    let confirmed = loop {
-        if boots > 40 {
-            bail!("the trial was never confirmed");
-        }
-        let confirmed_now = app_confirm(&mut board, config);
-        if !board.power.is_on() {
-            // Cut while the app confirmed: the board resets into the bootloader.
-            power_cuts += 1;
-            plan.fired();
-        } else {
-            confirmed_now?;
-        }
-        // Reboot (planned or after the cut) into the bootloader.
-        board.power_cycle()?;
-        plan.arm(&board);
-        boots += 1;
-        match boot_once(&mut board, &signer)? {
-            Some(d) if !d.trial => break d,
-            Some(_) => {}
-            None => {
+    // The trial kernel runs; the DFU app confirms; the next boot makes it permanent. An image
+    // the bootloader refused is not booted: the old kernel runs on and nothing is confirmed.
+    let trial = decision.trial;
+    if trial {
+        on_event(Event::Phase("confirm"));
+        let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Confirm));
+        loop {
+            if boots > 40 {
+                bail!("the trial was never confirmed");
+            }
+            let confirmed_now = app_confirm(&mut board, config);
+            if !board.power.is_on() {
+                // Cut while the app confirmed: the board resets into the bootloader.
                 power_cuts += 1;
                 plan.fired();
-                plan.arm(&board);
+            } else {
+                confirmed_now?;
+            }
+            // Reboot (planned or after the cut) into the bootloader.
+            board.power_cycle()?;
+            plan.arm(&board);
+            boots += 1;
+            match boot_once(&mut board, &signer)? {
+                Some(d) if !d.trial => break,
+                Some(_) => {}
+                None => {
+                    power_cuts += 1;
+                    plan.fired();
+                    plan.arm(&board);
+                }
             }
         }
-    };
+    }
     board.power.restore();
     let status =
         read_status(&mut board.qspi, layout.journal).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let is_confirmed = status.is_some_and(|s| s.state == State::Confirmed) && !confirmed.trial;
+    let is_confirmed = trial && status.is_some_and(|s| s.state == State::Confirmed);
+    let bootloader_outcome = match status {
+        Some(s) if s.reason != boot_core::Reason::None => format!("{:?} ({:?})", s.state, s.reason),
+        Some(s) => format!("{:?}", s.state),
+        None => "nothing recorded".into(),
+    };
     let mut kernel = vec![0u8; v2_payload.len()];
     board
         .internal
@@ -317,7 +330,8 @@ pub fn run_demo(
         installed_version: version_string(&v1),
         final_version,
         confirmed: is_confirmed,
-        staged_image_verified: true,
+        bootloader_outcome,
+        staged_image_verified: trial,
         signature_algorithm: signer.algorithm().into(),
         image_bytes: v2.len(),
         payload_bytes: v2_payload.len(),
@@ -367,9 +381,8 @@ fn phase_cuts(params: &DemoParams, phase: Phase) -> Vec<TransferCut> {
 /// One run of the bootloader core; `None` if the power failed during it (the board is then
 /// power-cycled, ready for the next boot).
 fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<BootDecision>> {
-    let checker_fn = |hash: &[u8; 32], tlvs: &[(u16, Vec<u8>)]| signer.verify(hash, tlvs);
-    let checker = McubootChecker {
-        signature: &checker_fn,
+    let checker = OtaImageChecker {
+        key: signer.public_key(),
     };
     let r = boot(&mut BootEnv {
         layout: &NRF52840_DK,
