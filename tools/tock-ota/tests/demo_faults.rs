@@ -171,5 +171,9 @@ fn an_image_signed_with_an_untrusted_key_is_staged_but_never_booted() {
     let r = run_demo(&p, &mut |_| {}).unwrap();
     assert!(!r.confirmed && !r.staged_image_verified);
     assert_eq!(r.final_version, "1.0.0+0");
-    assert!(r.bootloader_outcome.contains("Signature"), "{}", r.bootloader_outcome);
+    assert!(
+        r.bootloader_outcome.contains("Signature"),
+        "{}",
+        r.bootloader_outcome
+    );
 }
