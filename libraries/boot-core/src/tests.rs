@@ -516,3 +516,16 @@ mod mcuboot {
         assert!(b.kernel_is(&kernel_bytes(7000, 5)));
     }
 }
+
+#[test]
+#[ignore = "timing report helper"]
+fn print_idle_boot_time() {
+    let sc = Scenario::new(crate::NRF52840_DK, 100_000, 120_000);
+    let mut b = sc.start(1);
+    b.boot(false).unwrap();
+    b.request(confirm(2, image_hash(&sc.image)));
+    b.boot(false).unwrap();
+    let t0 = b.sim.clock.now_us();
+    b.boot(false).unwrap();
+    std::println!("idle boot: {} us", b.sim.clock.now_us() - t0);
+}
