@@ -190,8 +190,9 @@ pub fn boot_figures(
     })
 }
 
-/// Instructions per function for one boot of `rig`, largest first.
-pub fn profile(rig: &mut Rig) -> Result<Vec<(String, u64)>, String> {
+/// Instructions per function for one boot of `rig`, largest first, and the function running
+/// at the deepest stack with that depth.
+pub fn profile(rig: &mut Rig) -> Result<(Vec<(String, u64)>, Option<(String, u32)>), String> {
     let cfg = crate::BootConfig {
         profile: true,
         kernel_slot: rig.kernel_slot(),
@@ -210,7 +211,7 @@ pub fn profile(rig: &mut Rig) -> Result<Vec<(String, u64)>, String> {
     .map_err(emu("profiled boot"))?;
     let mut v: Vec<_> = r.profile.into_iter().collect();
     v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    Ok(v)
+    Ok((v, r.deepest_stack))
 }
 
 /// A linear fit through the two largest measured sizes, evaluated at `size`.

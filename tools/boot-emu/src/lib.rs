@@ -122,6 +122,15 @@ impl Firmware {
         self.symbols.get(name).copied()
     }
 
+    /// The (demangled) function symbol containing `pc`.
+    pub fn function_at(&self, pc: u32) -> String {
+        let counts = [(pc, 1)].into_iter().collect();
+        self.attribute(&counts)
+            .into_keys()
+            .next()
+            .unwrap_or_default()
+    }
+
     /// Sums per-address counts into the function symbols that contain them.
     pub fn attribute(&self, counts: &std::collections::HashMap<u32, u64>) -> BTreeMap<String, u64> {
         let mut starts: Vec<(u32, &str)> = self
@@ -251,6 +260,10 @@ pub struct RunReport {
     /// With [`BootConfig::profile`]: instructions executed per function (symbol name), until
     /// the kernel jump.
     pub profile: BTreeMap<String, u64>,
+    /// With [`BootConfig::profile`]: the call chain when the stack was deepest (innermost first,
+    /// recovered heuristically from return addresses on the stack), and the depth below the
+    /// initial stack pointer there.
+    pub deepest_stack: Option<(String, u32)>,
 }
 
 impl RunReport {
@@ -349,6 +362,10 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     outcome: Option<Result<Exit, EmuError>>,
     watch_hits: BTreeMap<u32, Vec<(u64, u64)>>,
     profile: Option<std::collections::HashMap<u32, u64>>,
+    /// (lowest SP seen, pc there), while profiling.
+    lowest_sp: (u32, u32),
+    /// The stack from that SP up, at that moment.
+    deepest_stack_words: Vec<u8>,
 }
 
 impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
@@ -521,6 +538,8 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         outcome: None,
         watch_hits: cfg.watch.iter().map(|&a| (a & !1, Vec::new())).collect(),
         profile: cfg.profile.then(Default::default),
+        lowest_sp: (u32::MAX, 0),
+        deepest_stack_words: Vec::new(),
     };
     let mut state = state;
     if let Some((crv, rren)) = cfg.watchdog {
@@ -713,11 +732,23 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             return;
         }
         st.last_pc = pc;
-        if st.jump.is_none() {
+        if st.jump.is_none() && st.profile.is_some() {
             if let Some(p) = st.profile.as_mut() {
                 *p.entry(pc).or_default() += 1;
             }
+            let sp = uc.reg_read(RegisterARM::SP).unwrap_or(u64::MAX) as u32;
+            if sp < uc.get_data().lowest_sp.0 {
+                // Keep the stack contents at the deepest point for a heuristic backtrace.
+                let top = uc.get_data().stack_range.end;
+                let words = uc
+                    .mem_read_as_vec(u64::from(sp), top.saturating_sub(sp) as usize)
+                    .unwrap_or_default();
+                let st = uc.get_data_mut();
+                st.lowest_sp = (sp, pc);
+                st.deepest_stack_words = words;
+            }
         }
+        let st = uc.get_data_mut();
         if st.jump.is_none() && st.kernel_slot.contains(&pc) {
             let insns = st.instructions - 1;
             let range = st.stack_range.clone();
@@ -829,6 +860,28 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             .as_ref()
             .map(|p| fw.attribute(p))
             .unwrap_or_default(),
+        deepest_stack: (st.lowest_sp.0 != u32::MAX).then(|| {
+            let (sp, pc) = st.lowest_sp;
+            // The running function, then every stacked word that looks like a Thumb return
+            // address into the image's code (a heuristic backtrace, innermost first).
+            let code_end = fw
+                .flash_segments
+                .iter()
+                .map(|(a, b)| a + b.len() as u32)
+                .max()
+                .unwrap_or(0);
+            let mut chain = vec![fw.function_at(pc)];
+            for w in st.deepest_stack_words.chunks_exact(4) {
+                let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                if v & 1 == 1 && v > 0x100 && v < code_end {
+                    let name = fw.function_at((v & !1) - 2);
+                    if chain.last() != Some(&name) {
+                        chain.push(name);
+                    }
+                }
+            }
+            (chain.join(" <- "), st.stack_range.end.saturating_sub(sp))
+        }),
     })
 }
 

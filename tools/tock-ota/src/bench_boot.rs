@@ -127,10 +127,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let r = report(&figures);
     if args.profile && !args.json {
         let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
-        let top = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
+        let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
         println!("boot with nothing pending, instructions per function:");
         for (name, n) in top.iter().take(20) {
             println!("{n:>12}  {name}");
+        }
+        // The install path reaches the deepest stack.
+        let maker = boot_emu::images::firmware_images();
+        let payload =
+            boot_emu::rig::kernel_image(0x8000, boot_emu::rig::NEW_KERNEL_SP, 16 * 1024, 3);
+        let (image, hash) = maker.signed(&payload);
+        let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
+        rig.stage(&image);
+        rig.request_boot(hash, image.len() as u32);
+        let (_, deepest) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
+        if let Some((name, depth)) = deepest {
+            println!("install of 16 KiB: deepest stack {depth} bytes, in {name}");
         }
     }
     if args.json {
