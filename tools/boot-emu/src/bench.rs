@@ -190,9 +190,12 @@ pub fn boot_figures(
     })
 }
 
+/// Instructions per function (largest first), and the call chain and depth at the deepest stack.
+pub type Profile = (Vec<(String, u64)>, Option<(String, u32)>);
+
 /// Instructions per function for one boot of `rig`, largest first, and the function running
 /// at the deepest stack with that depth.
-pub fn profile(rig: &mut Rig) -> Result<(Vec<(String, u64)>, Option<(String, u32)>), String> {
+pub fn profile(rig: &mut Rig) -> Result<Profile, String> {
     let cfg = crate::BootConfig {
         profile: true,
         kernel_slot: rig.kernel_slot(),
