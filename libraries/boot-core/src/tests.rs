@@ -529,3 +529,73 @@ fn print_idle_boot_time() {
     b.boot(false).unwrap();
     std::println!("idle boot: {} us", b.sim.clock.now_us() - t0);
 }
+
+#[test]
+fn arbitrary_journal_and_request_contents_never_panic() {
+    use crate::journal::{JournalRecord, NO_COUNTER};
+    use rand::{Rng, SeedableRng};
+    let sc = small(9000, 12000);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+    for round in 0..300u64 {
+        let mut b = sc.start(round);
+        // Records with valid CRCs but arbitrary fields, and raw garbage, in both areas.
+        for slot in 0..rng.gen_range(0..6u32) {
+            let state = [
+                State::Installing,
+                State::Trial,
+                State::Confirmed,
+                State::Reverting,
+                State::Reverted,
+                State::Rejected,
+            ][rng.gen_range(0..6)];
+            let rec = JournalRecord {
+                sequence: rng.gen(),
+                state,
+                reason: Reason::from_code(rng.gen()),
+                attempts: rng.gen(),
+                request_sequence: rng.gen_range(0..4),
+                image_hash: if rng.gen_bool(0.5) {
+                    image_hash(&sc.image)
+                } else {
+                    rng.gen()
+                },
+                payload_len: if rng.gen_bool(0.5) { 12000 } else { rng.gen() },
+                payload_offset: if rng.gen_bool(0.5) { 32 } else { rng.gen() },
+                installed: rng.gen_range(0..8),
+                backed_up: if rng.gen_bool(0.5) {
+                    rng.gen_range(0..8)
+                } else {
+                    rng.gen()
+                },
+                security_counter: if rng.gen_bool(0.5) {
+                    NO_COUNTER
+                } else {
+                    rng.gen()
+                },
+            };
+            b.sim
+                .chip()
+                .load(SMALL.journal.start + slot * 64, &rec.encode());
+        }
+        if rng.gen_bool(0.3) {
+            let junk: std::vec::Vec<u8> = (0..256).map(|_| rng.gen()).collect();
+            b.sim.chip().load(SMALL.journal.start + 0x1000, &junk);
+        }
+        if rng.gen_bool(0.3) {
+            let r = control_area::Record {
+                kind: control_area::RecordKind::BootRequest,
+                sequence: rng.gen(),
+                image_len: rng.gen(),
+                image_hash: rng.gen(),
+            };
+            b.request(r);
+        }
+        // Whatever the contents, boots terminate with a decision or a flash error, never a
+        // panic, and a second boot does too.
+        for _ in 0..2 {
+            if let Ok(d) = b.boot(rng.gen_bool(0.2)) {
+                assert_eq!(d.kernel_addr, SMALL.kernel_slot.start);
+            }
+        }
+    }
+}
