@@ -2,7 +2,7 @@
 //! confirm, hostile advertisements, and a caller that is not the DFU app.
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
-use tock_ota::sim::system::{run_demo, Cut, DemoParams, DFU_APP_ID};
+use tock_ota::sim::system::{run_demo, Cut, DemoParams, Phase, DFU_APP_ID};
 use tock_ota::sim::transfer::LinkParams;
 use update_region::blocking::{BlockingDriver, BlockingError};
 use update_region::{Config, Error, Request, SessionState, UpdateRegion};
@@ -36,6 +36,28 @@ fn a_receiver_rebooted_mid_transfer_resumes_without_starting_over() {
             r.advertising_events,
             baseline.advertising_events
         );
+    }
+}
+
+#[test]
+fn cuts_around_finalize_never_lose_the_boot_request() {
+    let baseline = run_demo(&small(8), &mut |_| {}).unwrap();
+    let end = baseline.transfer_flash_ops;
+    // The last operations of the transfer: the block checks' neighbours, the boot request
+    // record and the finalized mark, cut before and inside each.
+    for n in end.saturating_sub(6)..end {
+        for torn in [false, true] {
+            let mut p = small(8);
+            p.cuts = vec![Cut {
+                phase: Phase::Transfer,
+                after_ops: n,
+                torn,
+            }];
+            let r = run_demo(&p, &mut |_| {}).unwrap();
+            assert_eq!(r.receiver_reboots, 1, "cut {n} torn {torn}");
+            assert!(r.confirmed, "cut {n} torn {torn}");
+            assert_eq!(r.final_version, "2.0.0+0");
+        }
     }
 }
 

@@ -123,6 +123,8 @@ pub struct DemoReport {
     pub retransmissions: u64,
     pub duplicates_ignored: u32,
     pub receiver_reboots: u32,
+    /// Program/erase operations during the transfer (the range `--cut transfer:N` addresses).
+    pub transfer_flash_ops: u64,
     pub hostile_advertisements: u64,
     pub ignored_advertisements: u32,
     pub block_crc_failures: u32,
@@ -343,6 +345,7 @@ pub fn run_demo(
         retransmissions: t.tx.retransmissions,
         duplicates_ignored: t.rx.duplicates,
         receiver_reboots: t.receiver_reboots,
+        transfer_flash_ops: t.flash_ops,
         hostile_advertisements: t.hostile_pdus,
         ignored_advertisements: t.rx.ignored,
         block_crc_failures: t.rx.crc_failures,

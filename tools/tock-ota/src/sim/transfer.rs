@@ -108,6 +108,8 @@ pub struct TransferReport {
     pub finalized: Option<Completion>,
     /// Hostile or malformed advertisements the receiver heard.
     pub hostile_pdus: u64,
+    /// Program and erase operations on the receiving board's flash during the transfer.
+    pub flash_ops: u64,
 }
 
 /// Where to cut power in a phase: after this many program/erase operations of the phase (the
@@ -226,7 +228,9 @@ pub fn run_transfer(
         rx: RxCounters::default(),
         finalized: None,
         hostile_pdus: 0,
+        flash_ops: 0,
     };
+    let ops_at_start = board.power.ops();
     let mut rx_counters_before_reboots = RxCounters::default();
     let mut resume: Option<([u8; 16], bool)> = None;
     // The receiver is rebuilt after each reboot; the loop below runs per boot.
@@ -386,6 +390,20 @@ pub fn run_transfer(
         }
     }
     board.power.restore();
+    if report.finalized.is_none() {
+        // Finalized in an earlier boot (the cut came after the boot request was written): the
+        // receiver resumed as complete; the request is in the control area.
+        if let Some(r) = policy.status().newest_record {
+            if r.kind == control_area::RecordKind::BootRequest {
+                report.finalized = Some(Completion::Finalized {
+                    sequence: r.sequence,
+                    image_len: r.image_len,
+                    image_hash: r.image_hash,
+                });
+            }
+        }
+    }
+    report.flash_ops = board.power.ops() - ops_at_start;
     report.tx = sender.counters();
     report.rx = rx_counters_before_reboots;
     report.sim_time_s = (t_us - t0_us as f64) / 1e6;
