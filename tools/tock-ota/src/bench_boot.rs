@@ -44,6 +44,10 @@ pub struct Report {
     pub verify_176k_s: Option<f64>,
     pub verify_512k_s: Option<f64>,
     pub verify_512k_extrapolated: bool,
+    /// Linear fit of the measured verify rows: instructions per image byte (hashing and
+    /// reading) and the fixed part (signature check, request and status handling).
+    pub verify_instructions_per_byte: Option<f64>,
+    pub verify_fixed_instructions: Option<f64>,
     pub install_176k_s: Option<f64>,
     /// The NVMC physical limit for the same payload (every page erased, every word written).
     pub install_176k_nvmc_limit_s: f64,
@@ -90,7 +94,18 @@ pub fn report(f: &BootFigures) -> Report {
             .map(|(n, p)| row("install + trial boot, from reset", Some(*n), p, f.cpi)),
     );
     let boot_overhead_s = f.nothing_pending.simulated_s;
+    let measured: Vec<_> = f.verify.iter().filter(|(_, p)| !p.extrapolated).collect();
+    let fit = match measured.as_slice() {
+        [.., (s0, p0), (s1, p1)] => {
+            let per_byte =
+                (p1.instructions as f64 - p0.instructions as f64) / (*s1 as f64 - *s0 as f64);
+            Some((per_byte, p0.instructions as f64 - per_byte * *s0 as f64))
+        }
+        _ => None,
+    };
     Report {
+        verify_instructions_per_byte: fit.map(|f| f.0),
+        verify_fixed_instructions: fit.map(|f| f.1),
         cpi_assumed: f.cpi,
         cpu_hz: f.cpu_hz,
         firmware_flash_bytes: f.firmware_flash_bytes,
@@ -182,6 +197,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             t,
             r.install_176k_nvmc_limit_s,
             t / r.install_176k_nvmc_limit_s
+        );
+    }
+    if let (Some(b), Some(a)) = (r.verify_instructions_per_byte, r.verify_fixed_instructions) {
+        println!(
+            "verify fit: {b:.1} instructions per image byte + {:.2} M fixed",
+            a / 1e6
         );
     }
     println!("peak stack: {} bytes", r.peak_stack_bytes);
