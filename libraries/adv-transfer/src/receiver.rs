@@ -133,7 +133,10 @@ pub struct Receiver<'a> {
     bitmap: &'a mut [u8],
     resume_tag: Option<[u8; 16]>,
     resumed_complete: bool,
+    /// The joined session (its image fits the tables).
     session: Option<SessionInfo>,
+    /// The last announced session this receiver refused (reported in the status only).
+    refused: Option<SessionInfo>,
     phase: Phase,
     blocks: [Block; MAX_BLOCKS],
     crcs: [u32; MAX_BLOCKS],
@@ -174,6 +177,7 @@ impl<'a> Receiver<'a> {
             resume_tag: resume,
             resumed_complete: resume_finalized,
             session: None,
+            refused: None,
             phase: Phase::Listening,
             blocks: [Block::Unknown; MAX_BLOCKS],
             crcs: [0; MAX_BLOCKS],
@@ -332,7 +336,24 @@ impl<'a> Receiver<'a> {
                 return RxOutcome::OtherSession;
             }
         }
+        // A transfer this receiver cannot take is refused in the status, without joining it:
+        // its geometry never reaches the tables sized for the images we accept.
+        let refusal = if info.capabilities & !capability::SUPPORTED != 0 {
+            Some(RxState::Unsupported)
+        } else if info.image_len == 0 || info.image_len > self.max_image_len {
+            Some(RxState::TooLarge)
+        } else {
+            None
+        };
+        if let Some(state) = refusal {
+            if self.session.is_none() {
+                self.refused = Some(info);
+                self.phase = Phase::Done(state);
+            }
+            return RxOutcome::Announce;
+        }
         // Join (or switch to) this session.
+        self.refused = None;
         self.session = Some(info);
         self.bitmap.fill(0);
         self.received = 0;
@@ -341,11 +362,7 @@ impl<'a> Receiver<'a> {
         self.queue = [None; QUEUE_LEN];
         self.verifying = None;
         self.status_cursor = 0;
-        if info.capabilities & !capability::SUPPORTED != 0 {
-            self.phase = Phase::Done(RxState::Unsupported);
-        } else if info.image_len == 0 || info.image_len > self.max_image_len {
-            self.phase = Phase::Done(RxState::TooLarge);
-        } else if self.resume_tag == Some(info.tag()) {
+        if self.resume_tag == Some(info.tag()) {
             self.phase = if self.resumed_complete {
                 Phase::Done(RxState::Complete)
             } else {
@@ -587,13 +604,19 @@ impl<'a> Receiver<'a> {
 
     /// Build this receiver's status advertisement (AdvData); 0 if it has nothing to report yet.
     pub fn status_adv(&mut self, out: &mut [u8; ADV_DATA_MAX]) -> usize {
-        let Some(info) = self.session else {
-            return 0;
-        };
         let mut pdu = [0u8; PDU_MAX];
         pdu[0] = KIND_STATUS;
-        pdu[1..5].copy_from_slice(&info.session.to_le_bytes());
         pdu[5] = self.state() as u8;
+        let Some(info) = self.session else {
+            // A refusal: the session id and the state, nothing missing.
+            let Some(refused) = self.refused else {
+                return 0;
+            };
+            pdu[1..5].copy_from_slice(&refused.session.to_le_bytes());
+            pdu[6..8].copy_from_slice(&NO_BLOCK.to_le_bytes());
+            return frame(self.company_id, &pdu[..STATUS_HEAD], out);
+        };
+        pdu[1..5].copy_from_slice(&info.session.to_le_bytes());
         // Ask for the CRCs of the first block that has chunks but no CRC yet.
         let need = (0..info.blocks())
             .find(|&b| self.crc_of(b).is_none() && self.blocks[b as usize] != Block::Unknown)

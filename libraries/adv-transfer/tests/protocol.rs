@@ -418,3 +418,35 @@ fn chunk_geometry_tiles_every_block_exactly() {
     }
     assert!(total_chunks(MAX_IMAGE_LEN) <= CONTROL_FLOOR as u32);
 }
+
+#[test]
+fn a_refused_transfer_never_reaches_the_receivers_tables() {
+    // Found by fuzzing: an announce beyond the receiver's tables, then its manifests and chunks.
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(8 * 1024)];
+    let mut rx = Receiver::new(CO, 8 * 1024, &mut bitmap, None, false);
+    let huge = image(MAX_IMAGE_LEN as usize, 2);
+    let mut tx = Sender::new(CO, &huge, 3, 0).unwrap();
+    let mut adv = [0u8; 31];
+    for _ in 0..2000 {
+        let n = tx.next_adv(&mut adv);
+        rx.on_adv(&adv[..n]);
+        assert!(rx.poll_op().is_none());
+        let _ = rx.progress();
+        let m = rx.status_adv(&mut adv);
+        assert_eq!(
+            tx.on_adv(&adv[..m]),
+            TxEvent::Status {
+                state: RxState::TooLarge,
+                missing: 0
+            }
+        );
+    }
+    assert_eq!(rx.state(), RxState::TooLarge);
+    assert!(rx.session().is_none());
+    // A transfer that fits is still joined afterwards.
+    let small = image(3000, 4);
+    let mut tx = Sender::new(CO, &small, 4, 0).unwrap();
+    let n = tx.next_adv(&mut adv);
+    assert_eq!(rx.on_adv(&adv[..n]), RxOutcome::Announce);
+    assert_eq!(rx.state(), RxState::Receiving);
+}
