@@ -198,8 +198,9 @@ impl<'a> Receiver<'a> {
         self.counters
     }
 
+    /// The announced session: the joined one, else the last one refused (see [`Receiver::state`]).
     pub fn session(&self) -> Option<SessionInfo> {
-        self.session
+        self.session.or(self.refused)
     }
 
     pub fn state(&self) -> RxState {
