@@ -13,6 +13,8 @@
 mod checker;
 #[cfg(target_os = "none")]
 mod firmware;
+#[cfg(target_os = "none")]
+mod mem;
 
 /// The embedded public key (P-256, x‖y, 64 bytes). See `docs/bootloader.md` to replace it.
 pub const PUBLIC_KEY: [u8; 64] = *include_bytes!(concat!(env!("OUT_DIR"), "/public.bin"));
