@@ -127,7 +127,6 @@ fn qspi_rows(mode: PowerMode, bytes: u32) -> Result<Vec<Row>> {
         bail!("read-back of {bytes} bytes differs from what was programmed");
     }
     row("read (quad I/O)", t, 2.0 * f64::from(bytes) / sck);
-    drop(row);
     Ok(rows)
 }
 
@@ -201,7 +200,7 @@ fn overlap_row(board: &mut SimBoard, base: u32, bytes: u32) -> Result<Row> {
 
 /// All rows for `bytes` (a multiple of 64 KiB, at most 1 MiB).
 pub fn rows(bytes: u32) -> Result<Vec<Row>> {
-    if bytes == 0 || bytes % mx25r::BLOCK64_SIZE != 0 || bytes > 0x10_0000 {
+    if bytes == 0 || !bytes.is_multiple_of(mx25r::BLOCK64_SIZE) || bytes > 0x10_0000 {
         bail!("size must be a non-zero multiple of 64 KiB up to 1024 KiB, got {bytes} bytes");
     }
     let mut rows = qspi_rows(PowerMode::HighPerformance, bytes)?;
