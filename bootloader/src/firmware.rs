@@ -2,7 +2,9 @@
 
 use boot_core::{BackgroundNor, BootDecision, BootEnv, Region, ResetReason, NRF52840_DK};
 use core::arch::{asm, global_asm};
-use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
 use nrf52840_flash::hw::{QspiPins, RegisterNvmcPort, RegisterQspiPort};
 use nrf52840_flash::regs::{
     self, AclPerm, AclRegisters, ICacheCnf, NvmcRegisters, PowerRegisters, WdtRegisters,
@@ -115,16 +117,33 @@ fn feed_watchdog() {
 }
 
 /// A flash that feeds the watchdog before each operation.
+///
+/// Its error is only the driver error's kind: all the boot flow keeps of it (`BootError`), and
+/// a one-byte error keeps every `Result` moved through the generic boot code small.
 struct Fed<F>(F);
 
+/// A flash operation failed; the kind is what `NorFlashError::kind` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fault(NorFlashErrorKind);
+
+impl NorFlashError for Fault {
+    fn kind(&self) -> NorFlashErrorKind {
+        self.0
+    }
+}
+
+fn fault<E: NorFlashError>(e: E) -> Fault {
+    Fault(e.kind())
+}
+
 impl<F: ErrorType> ErrorType for Fed<F> {
-    type Error = F::Error;
+    type Error = Fault;
 }
 impl<F: ReadNorFlash> ReadNorFlash for Fed<F> {
     const READ_SIZE: usize = F::READ_SIZE;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.read(offset, bytes)
+        self.0.read(offset, bytes).map_err(fault)
     }
     fn capacity(&self) -> usize {
         self.0.capacity()
@@ -135,29 +154,29 @@ impl<F: NorFlash> NorFlash for Fed<F> {
     const ERASE_SIZE: usize = F::ERASE_SIZE;
     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.erase(from, to)
+        self.0.erase(from, to).map_err(fault)
     }
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.write(offset, bytes)
+        self.0.write(offset, bytes).map_err(fault)
     }
 }
 impl<F: BackgroundNor> BackgroundNor for Fed<F> {
     fn start_erase_sector(&mut self, addr: u32) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.start_erase_sector(addr)
+        self.0.start_erase_sector(addr).map_err(fault)
     }
     fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.start_program_page(addr, data)
+        self.0.start_program_page(addr, data).map_err(fault)
     }
     fn is_busy(&mut self) -> Result<bool, Self::Error> {
         feed_watchdog();
-        self.0.is_busy()
+        self.0.is_busy().map_err(fault)
     }
     fn wait_idle(&mut self) -> Result<(), Self::Error> {
         feed_watchdog();
-        self.0.wait_idle()
+        self.0.wait_idle().map_err(fault)
     }
 }
 
