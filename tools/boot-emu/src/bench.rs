@@ -234,3 +234,99 @@ fn extrapolate(measured: &[(usize, Phase)], size: usize) -> Option<Phase> {
         extrapolated: true,
     })
 }
+
+/// Result of [`power_cut_campaign`].
+#[derive(Clone, Debug, Default)]
+pub struct CutCampaign {
+    /// Program/erase operations of one uninterrupted install.
+    pub operations: u64,
+    /// Cuts tried (before and inside each operation).
+    pub tried: u64,
+    /// Cuts after which the next boots reached a whole kernel (old, or new as a trial).
+    pub recovered: u64,
+    /// What went wrong otherwise.
+    pub failures: Vec<String>,
+}
+
+/// Cuts the power before, and inside, every program/erase operation of an install of a
+/// `payload_len`-byte image by the real firmware (every `stride`-th operation; 0 picks a
+/// stride for about 100 operations, always including the last), then boots
+/// until a kernel runs and checks that the kernel slot holds the old or the new kernel whole.
+pub fn power_cut_campaign(
+    fw: &Firmware,
+    maker: &dyn ImageMaker,
+    payload_len: usize,
+    stride: u64,
+) -> CutCampaign {
+    let old_len = 16 * 1024;
+    let new = kernel_image(0x8000, NEW_KERNEL_SP, payload_len, 9);
+    let old = kernel_image(0x8000, OLD_KERNEL_SP, old_len, 1);
+    let (image, hash) = maker.signed(&new);
+    let fresh = |seed| {
+        let mut rig = Rig::new(fw.clone(), seed, old_len);
+        rig.stage(&image);
+        rig.request_boot(hash, image.len() as u32);
+        rig
+    };
+    let mut out = CutCampaign::default();
+    let mut rig = fresh(1);
+    let ops0 = rig.board.power.ops();
+    if let Err(e) = rig.boot(true) {
+        out.failures.push(format!("uninterrupted install: {e}"));
+        return out;
+    }
+    out.operations = rig.board.power.ops() - ops0;
+    let stride = if stride == 0 {
+        out.operations.div_ceil(100).max(1)
+    } else {
+        stride
+    };
+    let mut picks: Vec<u64> = (1..=out.operations).step_by(stride as usize).collect();
+    if picks.last() != Some(&out.operations) {
+        picks.push(out.operations);
+    }
+    for n in picks {
+        for inside in [false, true] {
+            out.tried += 1;
+            let mut rig = fresh(1000 + n);
+            if inside {
+                rig.board.power.cut_inside(n);
+            } else {
+                rig.board.power.cut_after(n - 1);
+            }
+            match recover(&mut rig, &old, &new) {
+                Ok(()) => out.recovered += 1,
+                Err(e) => out.failures.push(format!(
+                    "cut {} operation {n}: {e}",
+                    if inside { "inside" } else { "before" }
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// Boots after a cut until a kernel runs (at most 6 boots); checks the kernel slot.
+fn recover(rig: &mut Rig, old: &[u8], new: &[u8]) -> Result<(), String> {
+    for _ in 0..6 {
+        let r = rig.boot(true).map_err(|e| e.to_string())?;
+        match r.exit {
+            Exit::KernelJump { sp, .. } => {
+                let whole = if sp == NEW_KERNEL_SP {
+                    rig.kernel_is(new)
+                } else {
+                    sp == OLD_KERNEL_SP && rig.kernel_is(old)
+                };
+                return if whole {
+                    Ok(())
+                } else {
+                    Err(format!("kernel slot is not a whole kernel (sp {sp:#x})"))
+                };
+            }
+            Exit::PowerLost => rig.power_cycle(),
+            Exit::SystemReset | Exit::WatchdogReset => {}
+            Exit::Halted { pc } => return Err(format!("CPU parked at {pc:#x}")),
+        }
+    }
+    Err("no kernel within 6 boots".into())
+}

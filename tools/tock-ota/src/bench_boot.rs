@@ -16,6 +16,13 @@ pub struct Args {
     /// Also print where the instructions of a boot with nothing pending go (per function).
     #[arg(long)]
     pub profile: bool,
+    /// Also cut the power before and inside program/erase operations of a 12 KiB install by
+    /// the emulated firmware: every `--cut-stride`-th operation (0: about 100 spread evenly;
+    /// 1: every one of the ~3,300, which takes a while).
+    #[arg(long)]
+    pub power_cuts: bool,
+    #[arg(long, default_value_t = 0)]
+    pub cut_stride: u64,
 }
 
 /// Goals the report checks.
@@ -57,6 +64,17 @@ pub struct Report {
     pub phases: Vec<PhaseRow>,
     /// Phases that could not be measured, and why.
     pub missing: Vec<String>,
+    /// With `--power-cuts`.
+    pub power_cuts: Option<CutRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CutRow {
+    pub image_bytes: usize,
+    pub operations: u64,
+    pub cuts: u64,
+    pub recovered: u64,
+    pub failures: Vec<String>,
 }
 
 fn row(what: &str, image_bytes: Option<usize>, p: &Phase, cpi: f64) -> PhaseRow {
@@ -125,6 +143,7 @@ pub fn report(f: &BootFigures) -> Report {
         verify_512k_goal_met: v512.is_some_and(|p| p.simulated_s <= VERIFY_512K_GOAL_S),
         phases,
         missing: f.missing.clone(),
+        power_cuts: None,
     }
 }
 
@@ -139,7 +158,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &[176 * 1024],
     )
     .map_err(anyhow::Error::msg)?;
-    let r = report(&figures);
+    let mut r = report(&figures);
+    if args.power_cuts {
+        let len = 12 * 1024;
+        let c = boot_emu::bench::power_cut_campaign(&fw, maker.as_ref(), len, args.cut_stride);
+        r.power_cuts = Some(CutRow {
+            image_bytes: len,
+            operations: c.operations,
+            cuts: c.tried,
+            recovered: c.recovered,
+            failures: c.failures,
+        });
+    }
     if args.profile && !args.json {
         let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
         let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
@@ -206,6 +236,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("peak stack: {} bytes", r.peak_stack_bytes);
+    if let Some(c) = &r.power_cuts {
+        println!(
+            "power cuts, {} KiB install ({} program/erase operations): {} tried, {} recovered",
+            c.image_bytes / 1024,
+            c.operations,
+            c.cuts,
+            c.recovered
+        );
+        for f in &c.failures {
+            println!("  FAILED {f}");
+        }
+    }
     for m in &r.missing {
         println!("not measured: {m}");
     }
