@@ -1,6 +1,6 @@
 //! Bare-metal part: vector table, reset handler, peripherals, the jump.
 
-use boot_core::{BackgroundNor, BootDecision, BootEnv, Region, ResetReason, NRF52840_DK};
+use boot_core::{BackgroundNor, BootEnv, Region, ResetReason, NRF52840_DK};
 use core::arch::{asm, global_asm};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -232,6 +232,23 @@ fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
     None
 }
 
+/// One pass of the boot flow: the region to lock and the kernel to start, `None` on a flash
+/// failure. Kept out of `start` so the boot flow's state is not spread over `start`'s frame.
+#[inline(never)]
+fn run_boot(
+    env: &mut BootEnv<
+        '_,
+        Fed<NvmcFlash<RegisterNvmcPort>>,
+        Fed<QspiFlash<RegisterQspiPort>>,
+        Checker<'_>,
+    >,
+) -> Option<(Region, u32)> {
+    let d = boot_core::boot(env).ok()?;
+    Some((d.lock, d.kernel_addr))
+}
+
+type Checker<'k> = boot_core::OtaChecker<'k, crate::checker::Verifier>;
+
 #[no_mangle]
 extern "C" fn start() -> ! {
     let layout = NRF52840_DK;
@@ -266,10 +283,7 @@ extern "C" fn start() -> ! {
             checker: &checker,
             reset_reason: ResetReason::from_resetreas(reas),
         };
-        if let Ok(BootDecision {
-            kernel_addr, lock, ..
-        }) = boot_core::boot(&mut env)
-        {
+        if let Some((lock, kernel_addr)) = run_boot(&mut env) {
             lock_and_jump(lock, kernel_addr)
         }
     }
