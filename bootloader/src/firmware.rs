@@ -232,18 +232,24 @@ fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
     None
 }
 
-/// One pass of the boot flow: the region to lock and the kernel to start, `None` on a flash
-/// failure. Kept out of `start` so the boot flow's state is not spread over `start`'s frame.
+/// One pass of the boot flow on the DK layout: the region to lock and the kernel to start,
+/// `None` on a flash failure. Kept out of `start`, and given the layout as a constant (so its
+/// checks and sums fold at compile time), it is smaller than `boot` inlined into `start`.
 #[inline(never)]
 fn run_boot(
-    env: &mut BootEnv<
-        '_,
-        Fed<NvmcFlash<RegisterNvmcPort>>,
-        Fed<QspiFlash<RegisterQspiPort>>,
-        Checker<'_>,
-    >,
+    internal: &mut Fed<NvmcFlash<RegisterNvmcPort>>,
+    qspi: &mut Fed<QspiFlash<RegisterQspiPort>>,
+    checker: &Checker<'_>,
+    reset_reason: ResetReason,
 ) -> Option<(Region, u32)> {
-    let d = boot_core::boot(env).ok()?;
+    let mut env = BootEnv {
+        layout: &NRF52840_DK,
+        internal,
+        qspi,
+        checker,
+        reset_reason,
+    };
+    let d = boot_core::boot(&mut env).ok()?;
     Some((d.lock, d.kernel_addr))
 }
 
@@ -276,14 +282,8 @@ extern "C" fn start() -> ! {
         verifier: crate::checker::VERIFIER,
     };
     for _ in 0..3 {
-        let mut env = BootEnv {
-            layout: &layout,
-            internal: &mut internal,
-            qspi: &mut qspi,
-            checker: &checker,
-            reset_reason: ResetReason::from_resetreas(reas),
-        };
-        if let Some((lock, kernel_addr)) = run_boot(&mut env) {
+        let reason = ResetReason::from_resetreas(reas);
+        if let Some((lock, kernel_addr)) = run_boot(&mut internal, &mut qspi, &checker, reason) {
             lock_and_jump(lock, kernel_addr)
         }
     }
