@@ -1,6 +1,7 @@
 //! The image checker the firmware uses: `ota-image` with the embedded key and a P-256 verifier
 //! chosen at build time (`verifier-cm4`, the default, or `verifier-rustcrypto`).
 
+#[cfg(feature = "verifier-cm4")]
 use ota_image::{PublicKey, SignatureVerifier};
 
 /// ECDSA P-256 verify with the Cortex-M4 assembly of `p256-cm4`.
