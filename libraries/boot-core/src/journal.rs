@@ -269,6 +269,23 @@ pub struct Journal {
     next_free: Option<u32>,
 }
 
+/// The valid record at `addr`, and whether the slot is erased. A slot that is neither erased
+/// nor valid is read again: a transient read error must not hide the newest record (acting on an
+/// older one would redo steps).
+fn read_record<F: ReadNorFlash>(
+    f: &mut F,
+    addr: u32,
+) -> Result<(Option<JournalRecord>, bool), F::Error> {
+    let mut slot = read_slot(f, addr)?;
+    for _ in 0..2 {
+        if slot == [0xFF; RECORD_LEN] || JournalRecord::decode(&slot).is_some() {
+            break;
+        }
+        slot = read_slot(f, addr)?;
+    }
+    Ok((JournalRecord::decode(&slot), slot == [0xFF; RECORD_LEN]))
+}
+
 /// Reads `N` bytes at `addr`.
 fn read_slot<F: ReadNorFlash>(f: &mut F, addr: u32) -> Result<[u8; RECORD_LEN], F::Error> {
     let mut b = [0; RECORD_LEN];
@@ -277,26 +294,43 @@ fn read_slot<F: ReadNorFlash>(f: &mut F, addr: u32) -> Result<[u8; RECORD_LEN], 
 }
 
 impl Journal {
-    /// Scans every slot of the journal region.
+    /// Finds the newest record. Records within a sector are appended in sequence order and
+    /// sectors are opened in ring order, so the sector whose first valid record is the newest
+    /// holds the newest record; only that sector is scanned slot by slot. Leftovers of an
+    /// interrupted erase are older than every record of the sector before it.
     pub fn scan<F: ReadNorFlash>(f: &mut F, region: Region) -> Result<Journal, F::Error> {
         let mut newest: Option<(u32, JournalRecord)> = None;
-        let mut off = 0;
-        while off + RECORD_LEN as u32 <= region.len {
-            let mut slot = read_slot(f, region.start + off)?;
-            // A slot that is neither erased nor valid is read again: a transient read error
-            // must not hide the newest record (acting on an older one would redo steps).
-            for _ in 0..2 {
-                if slot == [0xFF; RECORD_LEN] || JournalRecord::decode(&slot).is_some() {
-                    break;
+        let mut sector = 0;
+        while sector + PAGE <= region.len {
+            // The first valid record of this sector; an append tries at most four slots, so
+            // four erased slots in a row mean the sector holds no record after them.
+            let mut off = sector;
+            let mut erased = 0;
+            while off < sector + PAGE && erased < 4 {
+                match read_record(f, region.start + off)? {
+                    (Some(r), _) => {
+                        if newest.is_none_or(|(_, n)| r.sequence > n.sequence) {
+                            newest = Some((off, r));
+                        }
+                        break;
+                    }
+                    (None, true) => erased += 1,
+                    (None, false) => erased = 0,
                 }
-                slot = read_slot(f, region.start + off)?;
+                off += RECORD_LEN as u32;
             }
-            if let Some(r) = JournalRecord::decode(&slot) {
-                if newest.is_none_or(|(_, n)| r.sequence > n.sequence) {
-                    newest = Some((off, r));
+            sector += PAGE;
+        }
+        if let Some((first, _)) = newest {
+            let mut off = first + RECORD_LEN as u32;
+            while off < (first / PAGE + 1) * PAGE {
+                if let (Some(r), _) = read_record(f, region.start + off)? {
+                    if newest.is_none_or(|(_, n)| r.sequence > n.sequence) {
+                        newest = Some((off, r));
+                    }
                 }
+                off += RECORD_LEN as u32;
             }
-            off += RECORD_LEN as u32;
         }
         let mut j = Journal {
             region,

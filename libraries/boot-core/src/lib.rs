@@ -511,13 +511,19 @@ fn append<Q: BackgroundNor>(
 }
 
 /// The kernel's newest boot request newer than `handled`, and its newest confirm.
+/// Newest boot request and newest confirm in the request sector, and whether the sector still
+/// holds the boot request the journal last handled (`handled`: its sequence and hash). When it does
+/// not, the kernel has erased the sector since and restarted its sequence, so every record in it
+/// is newer than the handled one whatever its sequence.
 fn scan_requests<Q: BackgroundNor>(
     q: &mut Q,
     sector: Region,
-) -> Result<(Option<control_area::Record>, Option<control_area::Record>), BootError> {
+    handled: Option<(u32, [u8; 32])>,
+) -> Result<RequestScan, BootError> {
     use control_area::{Record, RecordKind, RECORD_LEN};
     let mut req: Option<Record> = None;
     let mut confirm: Option<Record> = None;
+    let mut holds_handled = false;
     let mut off = 0;
     while off + RECORD_LEN as u32 <= sector.len {
         let mut slot = [0u8; RECORD_LEN];
@@ -529,6 +535,8 @@ fn scan_requests<Q: BackgroundNor>(
             qread(q, sector.start + off, &mut slot)?;
         }
         if let Ok(r) = Record::decode(&slot) {
+            holds_handled |=
+                r.kind == RecordKind::BootRequest && handled == Some((r.sequence, r.image_hash));
             let best = match r.kind {
                 RecordKind::BootRequest => &mut req,
                 RecordKind::Confirm => &mut confirm,
@@ -541,7 +549,19 @@ fn scan_requests<Q: BackgroundNor>(
         }
         off += RECORD_LEN as u32;
     }
-    Ok((req, confirm))
+    Ok(RequestScan {
+        req,
+        confirm,
+        erased_since: handled.is_some() && !holds_handled,
+    })
+}
+
+/// What [`scan_requests`] found.
+struct RequestScan {
+    req: Option<control_area::Record>,
+    confirm: Option<control_area::Record>,
+    /// The sector no longer holds the handled request: everything in it is newer.
+    erased_since: bool,
 }
 
 fn policy<I: NorFlash>(layout: &Layout, internal: &mut I) -> Result<CheckPolicy, BootError> {
@@ -637,9 +657,14 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                     ..
                 },
             ) => {
-                let (_, confirm) = scan_requests(q, layout.request_sector)?;
-                let confirmed = confirm.is_some_and(|c| {
-                    c.sequence > rec.request_sequence && c.image_hash == rec.image_hash
+                let scan = scan_requests(
+                    q,
+                    layout.request_sector,
+                    Some((rec.request_sequence, rec.image_hash)),
+                )?;
+                let confirmed = scan.confirm.is_some_and(|c| {
+                    (scan.erased_since || c.sequence > rec.request_sequence)
+                        && c.image_hash == rec.image_hash
                 });
                 let mut r = rec;
                 if confirmed {
@@ -676,10 +701,10 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                 append(&mut journal, q, r)?;
             }
             _ => {
-                let handled = cur.map(|r| r.request_sequence);
-                let (req, _) = scan_requests(q, layout.request_sector)?;
-                let req = match req {
-                    Some(r) if handled.is_none_or(|h| r.sequence > h) => r,
+                let handled = cur.map(|r| (r.request_sequence, r.image_hash));
+                let scan = scan_requests(q, layout.request_sector, handled)?;
+                let req = match scan.req {
+                    Some(r) if scan.erased_since || handled.is_none_or(|h| r.sequence > h.0) => r,
                     _ => return Ok(decision(&journal, false)),
                 };
                 let mut r = JournalRecord {

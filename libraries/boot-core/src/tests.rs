@@ -599,3 +599,38 @@ fn arbitrary_journal_and_request_contents_never_panic() {
         }
     }
 }
+
+#[test]
+fn requests_and_confirms_after_the_kernel_erased_its_request_sector_are_not_ignored() {
+    let erase_requests =
+        |b: &mut Board| b.sim.chip().load(SMALL.request_sector.start, &[0xFF; 4096]);
+    let mut b = Board::new(SMALL, 30);
+    let first = kernel_bytes(9000, 0);
+    b.provision(&first);
+    let second = kernel_bytes(7000, 1);
+    let img = make_image(&second, 0, 1);
+    b.stage(&img);
+    b.request(boot_request(40, image_hash(&img), img.len() as u32));
+    assert!(b.boot(false).unwrap().trial);
+    // Power cut after the kernel erased the full sector: it restarts at sequence 1.
+    erase_requests(&mut b);
+    b.request(confirm(1, image_hash(&img)));
+    assert!(!b.boot(false).unwrap().trial);
+    assert_eq!(b.status().unwrap().state, State::Confirmed);
+    assert!(b.kernel_is(&second));
+
+    let third = kernel_bytes(8000, 2);
+    let img = make_image(&third, 0, 2);
+    b.stage(&img);
+    erase_requests(&mut b);
+    b.request(boot_request(1, image_hash(&img), img.len() as u32));
+    assert!(b.boot(false).unwrap().trial, "request 1 after the erase");
+    b.request(confirm(2, image_hash(&img)));
+    assert!(!b.boot(false).unwrap().trial);
+    assert_eq!(b.status().unwrap().state, State::Confirmed);
+    assert!(b.kernel_is(&third));
+    // The handled request is still in the sector: nothing is done again.
+    let ops = b.sim.power.ops();
+    assert!(!b.boot(false).unwrap().trial);
+    assert_eq!(b.sim.power.ops(), ops);
+}
