@@ -750,14 +750,16 @@ pub fn sign_mcuboot(payload: &[u8], secret: &[u8; 32], opts: &SimSign) -> Vec<u8
     let hash: [u8; 32] = Sha256::digest(&img).into();
     let sk = p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar");
     let sig: p256::ecdsa::Signature = sk.sign_prehash(&hash).expect("signing a digest");
-    let (r, s) = sig.split_bytes();
-    let der = der_signature(&r, &s);
-    let mut spki = Vec::from(SPKI_P256_PREFIX);
-    spki.push(4);
-    spki.extend_from_slice(&sim_public_key(secret));
-    let keyhash: [u8; 32] = Sha256::digest(&spki).into();
+    let mut raw_sig = [0u8; 64];
+    raw_sig.copy_from_slice(&sig.to_bytes());
+    let mut der_buf = [0u8; ota_image::MAX_DER_SIGNATURE_LEN];
+    let der_len = ota_image::raw_to_der_signature(&raw_sig, &mut der_buf);
+    let der = &der_buf[..der_len];
+    let keyhash = ota_image::PublicKey::from_raw(&sim_public_key(secret))
+        .expect("a valid key")
+        .key_hash();
     let mut tlvs = Vec::new();
-    for (kind, value) in [(0x10u16, &hash[..]), (0x01, &keyhash[..]), (0x22, &der[..])] {
+    for (kind, value) in [(0x10u16, &hash[..]), (0x01, &keyhash[..]), (0x22, der)] {
         tlvs.extend_from_slice(&kind.to_le_bytes());
         tlvs.extend_from_slice(&(value.len() as u16).to_le_bytes());
         tlvs.extend_from_slice(value);
@@ -766,30 +768,6 @@ pub fn sign_mcuboot(payload: &[u8], secret: &[u8; 32], opts: &SimSign) -> Vec<u8
     img.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
     img.extend_from_slice(&tlvs);
     img
-}
-
-/// DER SubjectPublicKeyInfo prefix of an uncompressed P-256 key (id-ecPublicKey, prime256v1).
-const SPKI_P256_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-fn der_int(v: &[u8]) -> Vec<u8> {
-    let mut v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
-    if v.first().is_none_or(|&b| b & 0x80 != 0) {
-        v.insert(0, 0);
-    }
-    let mut out = vec![0x02, v.len() as u8];
-    out.extend_from_slice(&v);
-    out
-}
-
-fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
-    let (r, s) = (der_int(r), der_int(s));
-    let mut out = vec![0x30, (r.len() + s.len()) as u8];
-    out.extend_from_slice(&r);
-    out.extend_from_slice(&s);
-    out
 }
 
 /// The SHA-256 TLV value of an image made by [`sign_mcuboot`] (for boot requests).
