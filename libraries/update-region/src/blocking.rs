@@ -36,31 +36,8 @@ impl<'a, F: NorFlash> BlockingDriver<'a, F> {
 
     /// The start-up scan (once per boot).
     pub fn start(&mut self) -> Result<Status, BlockingError<F::Error>> {
-        let mut scratch = [0u8; MAX_POLICY_READ];
-        let mut flash_error = None;
-        let mut step = self.policy.start();
-        loop {
-            match step {
-                Step::Done(r) => {
-                    return match (r, flash_error) {
-                        (_, Some(e)) => Err(BlockingError::Flash(e)),
-                        (Ok(_), None) => Ok(self.policy.status()),
-                        (Err(e), None) => Err(BlockingError::Policy(e)),
-                    }
-                }
-                Step::Op(op) => {
-                    let result = perform(self.flash, op, &[], &mut [], &mut scratch);
-                    let result = match result {
-                        Ok(n) => Ok(&scratch[..n]),
-                        Err(e) => {
-                            flash_error = Some(e);
-                            Err(())
-                        }
-                    };
-                    step = self.policy.op_done(result);
-                }
-            }
-        }
+        self.drive(None, &[], &mut [])?;
+        Ok(self.policy.status())
     }
 
     /// Run `request` for `caller`; `owner_data` is the data of a `Write`, `owner_buf` receives a
@@ -82,9 +59,23 @@ impl<'a, F: NorFlash> BlockingDriver<'a, F> {
                 return Err(BlockingError::Policy(Error::BadLength { len }));
             }
         }
+        self.drive(Some((caller, request)), owner_data, owner_buf)
+    }
+
+    /// Performs the policy's operations until it is done: the start-up scan (`None`) or a request.
+    /// A flash failure is reported to the policy and wins over the policy's own verdict.
+    fn drive(
+        &mut self,
+        request: Option<(CallerId, Request)>,
+        owner_data: &[u8],
+        owner_buf: &mut [u8],
+    ) -> Result<Completion, BlockingError<F::Error>> {
         let mut scratch = [0u8; MAX_POLICY_READ];
         let mut flash_error = None;
-        let mut step = self.policy.request(caller, request);
+        let mut step = match request {
+            None => self.policy.start(),
+            Some((caller, request)) => self.policy.request(caller, request),
+        };
         loop {
             match step {
                 Step::Done(r) => {
