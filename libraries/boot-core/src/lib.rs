@@ -23,7 +23,7 @@ mod tests;
 extern crate std;
 
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
-use sha2::{Digest, Sha256};
+use ota_image::{Sha256, WordAligned};
 
 pub use image::{CheckPolicy, CheckedImage, ImageChecker};
 pub use journal::{read_status, Journal, JournalRecord, Reason, State};
@@ -467,7 +467,8 @@ fn installed_hash<I: ReadNorFlash, Q: BackgroundNor>(
     img: &CheckedImage,
 ) -> Result<[u8; 32], BootError> {
     let mut h = Sha256::new();
-    let mut buf = [0u8; QSPI_PAGE];
+    let mut buf = WordAligned([0u8; QSPI_PAGE]);
+    let buf = &mut buf.0;
     let mut feed_q = |h: &mut Sha256, q: &mut Q, from: u32, len: u32| -> Result<(), BootError> {
         let mut done = 0;
         while done < len {
@@ -479,7 +480,8 @@ fn installed_hash<I: ReadNorFlash, Q: BackgroundNor>(
         Ok(())
     };
     feed_q(&mut h, q, 0, img.payload_offset)?;
-    let mut ibuf = [0u8; QSPI_PAGE];
+    let mut ibuf = WordAligned([0u8; QSPI_PAGE]);
+    let ibuf = &mut ibuf.0;
     let mut done = 0;
     while done < img.payload_len {
         let n = (img.payload_len - done).min(QSPI_PAGE as u32) as usize;
@@ -495,7 +497,7 @@ fn installed_hash<I: ReadNorFlash, Q: BackgroundNor>(
         img.payload_offset + img.payload_len,
         img.hashed_after_payload,
     )?;
-    Ok(h.finalize().into())
+    Ok(h.finalize())
 }
 
 fn append<Q: BackgroundNor>(

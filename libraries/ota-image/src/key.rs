@@ -63,11 +63,7 @@ impl PublicKey {
 
     /// SHA-256 of the DER SubjectPublicKeyInfo: the KEYHASH TLV value.
     pub fn key_hash(&self) -> [u8; 32] {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.spki_der());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&digest);
-        out
+        crate::Sha256::digest(&self.spki_der())
     }
 }
 

@@ -24,6 +24,7 @@ mod der;
 mod error;
 mod key;
 mod parse;
+mod sha256;
 mod source;
 mod verify;
 
@@ -38,8 +39,9 @@ pub use key::{KeyError, PublicKey, SignatureVerifier, SPKI_DER_LEN};
 pub use parse::{
     parse_image, ImageHeader, ImageInfo, ImageVersion, TlvArea, TlvEntry, MAX_LISTED_TLVS,
 };
+pub use sha256::Sha256;
 pub use source::{FlashSlot, ImageSource, SliceSource, SlotReadError};
-pub use verify::{hash_region, verify_image, VerifiedImage, VerifyPolicy};
+pub use verify::{hash_region, verify_image, VerifiedImage, VerifyPolicy, WordAligned};
 
 /// Image header magic (`IMAGE_MAGIC`).
 pub const IMAGE_MAGIC: u32 = 0x96f3_b83d;

@@ -1,9 +1,7 @@
 //! Full verification: layout, policy, streamed SHA-256, key identity and signature.
-use sha2::{Digest, Sha256};
-
 use crate::{
     der_to_raw_signature, flags, parse_image, ImageError, ImageHeader, ImageSource, PublicKey,
-    SignatureVerifier, CHUNK, MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN,
+    Sha256, SignatureVerifier, CHUNK, MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN,
 };
 
 /// What the destination accepts, beyond a good signature.
@@ -30,13 +28,19 @@ pub struct VerifiedImage {
     pub hash: [u8; 32],
 }
 
+/// A read buffer on a word boundary: a flash driver whose DMA needs word-aligned RAM (the
+/// nRF52840 QSPI) then reads straight into it instead of through a bounce buffer.
+#[repr(align(4))]
+pub struct WordAligned<const N: usize>(pub [u8; N]);
+
 /// SHA-256 of `[0, len)` of the source, read in [`CHUNK`]-byte pieces.
 pub fn hash_region<S: ImageSource>(
     src: &mut S,
     len: u32,
 ) -> Result<[u8; 32], ImageError<S::Error>> {
     let mut hasher = Sha256::new();
-    let mut buf = [0u8; CHUNK];
+    let mut buf = WordAligned([0u8; CHUNK]);
+    let buf = &mut buf.0;
     let mut off = 0u32;
     while off < len {
         let n = (len - off).min(CHUNK as u32) as usize;
@@ -44,9 +48,7 @@ pub fn hash_region<S: ImageSource>(
         hasher.update(&buf[..n]);
         off += n as u32;
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&hasher.finalize());
-    Ok(out)
+    Ok(hasher.finalize())
 }
 
 /// Verifies the image in `src` against the trusted `key` and `policy`.

@@ -1,7 +1,6 @@
 //! The whole update on one simulated board: v1 installed, v2 signed, sent over the advertising
 //! link into the staging slot through the update-region policy, installed by the bootloader
 //! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
-use crate::sim::checker::OtaImageChecker;
 use crate::sim::image::kernel_payload;
 use crate::sim::transfer::{
     run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress, TransferReport,
@@ -384,8 +383,10 @@ fn phase_cuts(params: &DemoParams, phase: Phase) -> Vec<TransferCut> {
 /// One run of the bootloader core; `None` if the power failed during it (the board is then
 /// power-cycled, ready for the next boot).
 fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<BootDecision>> {
-    let checker = OtaImageChecker {
+    // The firmware's checker, with the host's P-256 verifier in place of the Cortex-M4 one.
+    let checker = boot_core::OtaChecker {
         key: signer.public_key(),
+        verifier: ota_image::RustCryptoVerifier,
     };
     let r = boot(&mut BootEnv {
         layout: &NRF52840_DK,
