@@ -173,9 +173,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.profile && !args.json {
         let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
         let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
-        println!("boot with nothing pending, instructions per function:");
+        crate::outln!("boot with nothing pending, instructions per function:");
         for (name, n) in top.iter().take(20) {
-            println!("{n:>12}  {name}");
+            crate::outln!("{n:>12}  {name}");
         }
         // The install path reaches the deepest stack.
         let maker = boot_emu::images::firmware_images();
@@ -187,25 +187,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rig.request_boot(hash, image.len() as u32);
         let (_, deepest) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
         if let Some((name, depth)) = deepest {
-            println!("install of 16 KiB: deepest stack {depth} bytes, in {name}");
+            crate::outln!("install of 16 KiB: deepest stack {depth} bytes, in {name}");
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "bootloader under emulation ({} bytes of flash); time = instructions x CPI {} / {} MHz + modelled flash time",
         r.firmware_flash_bytes,
         r.cpi_assumed,
         r.cpu_hz / 1e6
     );
-    println!(
+    crate::outln!(
         "{:<34} {:>10} {:>13} {:>10} {:>16} {:>12}",
-        "phase", "image", "instructions", "cpu_ms", "cpu_ms@CPI1.0-1.5", "simulated_ms"
+        "phase",
+        "image",
+        "instructions",
+        "cpu_ms",
+        "cpu_ms@CPI1.0-1.5",
+        "simulated_ms"
     );
     for p in &r.phases {
-        println!(
+        crate::outln!(
             "{:<34} {:>10} {:>13} {:>10.3} {:>7.3}-{:<8.3} {:>12.3}{}",
             p.what,
             p.image_bytes.map(|n| n.to_string()).unwrap_or_default(),
@@ -222,7 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if let Some(t) = r.install_176k_s {
-        println!(
+        crate::outln!(
             "install 176 KiB: {:.3} s simulated, NVMC limit {:.3} s ({:.2}x; CPU time is included here)",
             t,
             r.install_176k_nvmc_limit_s,
@@ -230,14 +235,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if let (Some(b), Some(a)) = (r.verify_instructions_per_byte, r.verify_fixed_instructions) {
-        println!(
+        crate::outln!(
             "verify fit: {b:.1} instructions per image byte + {:.2} M fixed",
             a / 1e6
         );
     }
-    println!("peak stack: {} bytes", r.peak_stack_bytes);
+    crate::outln!("peak stack: {} bytes", r.peak_stack_bytes);
     if let Some(c) = &r.power_cuts {
-        println!(
+        crate::outln!(
             "power cuts, {} KiB install ({} program/erase operations): {} tried, {} recovered",
             c.image_bytes / 1024,
             c.operations,
@@ -245,20 +250,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             c.recovered
         );
         for f in &c.failures {
-            println!("  FAILED {f}");
+            crate::outln!("  FAILED {f}");
         }
     }
     for m in &r.missing {
-        println!("not measured: {m}");
+        crate::outln!("not measured: {m}");
     }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!(
+    crate::outln!(
         "goal boot overhead <= 1 ms: {:.3} ms, {}",
         r.boot_overhead_s * 1e3,
         verdict(r.boot_overhead_goal_met)
     );
     if let Some(v) = r.verify_512k_s {
-        println!(
+        crate::outln!(
             "goal verify 512 KiB <= 0.5 s: {:.3} s{}, {}",
             v,
             if r.verify_512k_extrapolated {

@@ -50,21 +50,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(measure)
         .collect::<anyhow::Result<Vec<_>>>()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("install with revert copy (QSPI high-performance mode, simulated clock)");
-    println!(
+    crate::outln!("install with revert copy (QSPI high-performance mode, simulated clock)");
+    crate::outln!(
         "{:>12} {:>12} {:>14} {:>8}",
-        "image_bytes", "simulated_s", "nvmc_limit_s", "ratio"
+        "image_bytes",
+        "simulated_s",
+        "nvmc_limit_s",
+        "ratio"
     );
     for r in &rows {
-        println!(
+        crate::outln!(
             "{:>12} {:>12.3} {:>14.3} {:>8.3}",
-            r.image_bytes, r.simulated_s, r.nvmc_limit_s, r.ratio
+            r.image_bytes,
+            r.simulated_s,
+            r.nvmc_limit_s,
+            r.ratio
         );
     }
-    println!("nvmc_limit_s = pages x 85 ms (tERASEPAGE) + words x 41 us (tWRITE)");
+    crate::outln!("nvmc_limit_s = pages x 85 ms (tERASEPAGE) + words x 41 us (tWRITE)");
     Ok(())
 }
 

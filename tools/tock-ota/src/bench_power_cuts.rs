@@ -83,28 +83,36 @@ fn merge(all: &mut CampaignReport, rep: CampaignReport, suffix: &str) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rep = campaign(args.runs, args.max_cuts, args.seed);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        println!(
+        crate::outln!(
             "power-cut campaign (SimBoard, small images, seed {})",
             args.seed
         );
-        println!(
+        crate::outln!(
             "{:<34} {:>8} {:>10} {:>11}",
-            "phase", "cuts", "recovered", "operations"
+            "phase",
+            "cuts",
+            "recovered",
+            "operations"
         );
         for r in &rep.by_phase {
-            println!(
+            crate::outln!(
                 "{:<34} {:>8} {:>10} {:>11}",
-                r.phase, r.cuts, r.recovered, r.operations
+                r.phase,
+                r.cuts,
+                r.recovered,
+                r.operations
             );
         }
-        println!(
+        crate::outln!(
             "total: {} cuts, {} recovered, {} random runs",
-            rep.cuts, rep.recovered, rep.random_runs
+            rep.cuts,
+            rep.recovered,
+            rep.random_runs
         );
         for f in rep.failures.iter().take(20) {
-            println!("FAILED: {f}");
+            crate::outln!("FAILED: {f}");
         }
     }
     anyhow::ensure!(

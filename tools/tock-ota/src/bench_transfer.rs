@@ -72,11 +72,11 @@ pub fn measure(payload: usize, losses: &[f64], seed: u64) -> anyhow::Result<Vec<
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rows = measure(args.payload, &args.loss, args.seed)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     let p = LinkParams::default();
-    println!(
+    crate::outln!(
         "bearer limit: {} B/event (31 B AdvData − 4 B AD framing) × {:.1} events/s (advInterval {} ms + mean advDelay {} ms) = {:.0} B/s",
         adv_transfer::wire::PDU_MAX,
         p.events_per_s(),
@@ -84,12 +84,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         p.adv_delay_max_ms / 2.0,
         p.bearer_limit_bytes_per_s()
     );
-    println!(
+    crate::outln!(
         "{:>6} {:>9} {:>8} {:>8} {:>10} {:>12} {:>10} {:>8}",
-        "loss", "bytes", "events", "retx", "sim s", "goodput B/s", "limit B/s", "% limit"
+        "loss",
+        "bytes",
+        "events",
+        "retx",
+        "sim s",
+        "goodput B/s",
+        "limit B/s",
+        "% limit"
     );
     for r in &rows {
-        println!(
+        crate::outln!(
             "{:>5.0}% {:>9} {:>8} {:>8} {:>10.1} {:>12.1} {:>10.0} {:>7.1}%",
             r.loss * 100.0,
             r.image_bytes,

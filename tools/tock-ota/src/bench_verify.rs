@@ -106,22 +106,25 @@ pub fn measure(size: usize, iterations: u32) -> anyhow::Result<Report> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let r = measure(args.size_kib as usize * 1024, args.iterations)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!(r))?);
+        crate::outln!("{}", serde_json::to_string_pretty(&json!(r))?);
     } else {
-        println!("host image verify ({} iterations each)", r.iterations);
-        println!(
+        crate::outln!("host image verify ({} iterations each)", r.iterations);
+        crate::outln!(
             "  image            {} bytes ({} payload)",
-            r.image_bytes, r.payload_bytes
+            r.image_bytes,
+            r.payload_bytes
         );
-        println!(
+        crate::outln!(
             "  full verify      {:.2} ms  {:.1} MB/s",
-            r.verify_ms, r.verify_mb_per_s
+            r.verify_ms,
+            r.verify_mb_per_s
         );
-        println!(
+        crate::outln!(
             "  SHA-256 only     {:.2} ms  {:.1} MB/s",
-            r.hash_ms, r.hash_mb_per_s
+            r.hash_ms,
+            r.hash_mb_per_s
         );
-        println!("  ECDSA P-256      {:.3} ms per verification", r.ecdsa_ms);
+        crate::outln!("  ECDSA P-256      {:.3} ms per verification", r.ecdsa_ms);
     }
     Ok(())
 }

@@ -118,7 +118,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let report = run_demo(&params, &mut on_event)?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }
@@ -132,25 +132,28 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn print_summary(r: &DemoReport) {
-    println!(
+    crate::outln!(
         "tock-ota demo: v{} -> v{} on a simulated nRF52840-DK",
-        r.installed_version, r.final_version
+        r.installed_version,
+        r.final_version
     );
-    println!(
+    crate::outln!(
         "  image          {} bytes ({} payload), signed {}",
-        r.image_bytes, r.payload_bytes, r.signature_algorithm
+        r.image_bytes,
+        r.payload_bytes,
+        r.signature_algorithm
     );
-    println!(
+    crate::outln!(
         "  transfer       {} advertising events, {} B AdvData on air ({} B as PDUs on 3 channels), {} retransmitted, {} duplicates ignored, {} receiver reboots",
         r.advertising_events, r.adv_data_bytes_on_air, r.pdu_bytes_on_air_all_channels, r.retransmissions, r.duplicates_ignored, r.receiver_reboots
     );
     if r.hostile_advertisements > 0 {
-        println!(
+        crate::outln!(
             "                 {} hostile/malformed advertisements heard: {} ignored, {} block CRC failures re-received",
             r.hostile_advertisements, r.ignored_advertisements, r.block_crc_failures
         );
     }
-    println!(
+    crate::outln!(
         "                 {:.1} s simulated at {:.0}% loss; goodput {:.1} B/s = {:.1}% of the bearer limit {:.0} B/s",
         r.transfer_simulated_s,
         r.loss * 100.0,
@@ -158,29 +161,29 @@ fn print_summary(r: &DemoReport) {
         100.0 * r.goodput_bytes_per_s / r.bearer_limit_bytes_per_s,
         r.bearer_limit_bytes_per_s
     );
-    println!(
+    crate::outln!(
         "                 bearer limit: {}",
         r.bearer_limit_arithmetic
     );
     if r.staged_image_verified {
-        println!(
+        crate::outln!(
             "  staged         verified by finalize (SHA-256) and the bootloader (signature); boot request #{}",
             r.boot_request_sequence
         );
     } else {
-        println!(
+        crate::outln!(
             "  staged         finalize accepted it (boot request #{}); the bootloader refused it: {}",
             r.boot_request_sequence, r.bootloader_outcome
         );
     }
-    println!(
+    crate::outln!(
         "  install        {:.2} s simulated (check, revert copy, install) vs NVMC limit {:.2} s = {:.2}x",
         r.install_simulated_s,
         r.nvmc_limit_s,
         r.install_simulated_s / r.nvmc_limit_s
     );
-    println!("                 NVMC limit: {}", r.nvmc_limit_arithmetic);
-    println!(
+    crate::outln!("                 NVMC limit: {}", r.nvmc_limit_arithmetic);
+    crate::outln!(
         "  result         v{} {} after {} boots, {} power cuts",
         r.final_version,
         if r.confirmed {

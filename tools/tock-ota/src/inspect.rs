@@ -59,7 +59,7 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     };
     let v = verify_bytes(&image, &key, &policy)
         .with_context(|| format!("{} does not verify", args.image.display()))?;
-    println!(
+    crate::outln!(
         "OK: {} version {} payload {} bytes security counter {} hash {}",
         args.image.display(),
         v.header.version,
@@ -77,12 +77,12 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
     let info = parse_image(&mut SliceSource(&image))
         .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&inspect_json(&info, &image))?
         );
     } else {
-        print!("{}", inspect_table(&info, &image));
+        crate::out!("{}", inspect_table(&info, &image));
     }
     Ok(())
 }

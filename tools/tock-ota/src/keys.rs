@@ -65,10 +65,10 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     }
     let key = SigningKey::generate();
     write_keypair(&key, &files)?;
-    println!("private key: {}", files.private_pem.display());
-    println!("public key:  {} (PEM)", files.public_pem.display());
-    println!("             {} (64 bytes x‖y)", files.public_raw.display());
-    println!("             {} (Rust const)", files.public_rust.display());
+    crate::outln!("private key: {}", files.private_pem.display());
+    crate::outln!("public key:  {} (PEM)", files.public_pem.display());
+    crate::outln!("             {} (64 bytes x‖y)", files.public_raw.display());
+    crate::outln!("             {} (Rust const)", files.public_rust.display());
     Ok(())
 }
 

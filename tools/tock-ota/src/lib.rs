@@ -8,5 +8,6 @@ pub mod bench_verify;
 pub mod demo;
 pub mod inspect;
 pub mod keys;
+pub mod output;
 pub mod sign;
 pub mod sim;

@@ -257,7 +257,7 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     let image = sign_image(&payload, &opts, &key)?;
     std::fs::write(&args.output, &image)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    println!(
+    crate::outln!(
         "signed {} ({} bytes payload) -> {} ({} bytes), version {}",
         args.input.display(),
         payload.len(),
