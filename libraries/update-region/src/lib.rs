@@ -26,7 +26,7 @@
 pub mod blocking;
 
 use control_area::{Record, RecordKind, RECORD_LEN};
-use sha2::{Digest, Sha256};
+use ota_image::Sha256;
 
 /// Flash erase unit of the MX25R6435F (and the unit of the policy's bookkeeping).
 pub const SECTOR_SIZE: u32 = 4096;
@@ -848,7 +848,7 @@ impl UpdateRegion {
                             FinalizeStep::Hash { at }
                         } else {
                             let hasher = core::mem::replace(&mut self.hasher, Sha256::new());
-                            self.image_hash = hasher.finalize().into();
+                            self.image_hash = hasher.finalize();
                             FinalizeStep::TlvHead {
                                 at: self.hashed_end + 4,
                             }
