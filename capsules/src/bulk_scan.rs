@@ -11,7 +11,9 @@
 //! dropped (and that count is reported), never overwriting queued ones.
 //!
 //! One process scans at a time: the first to start owns the scanner until it stops (others get
-//! `BUSY`). The radio cannot be advertising for anyone else while this capsule owns it, so boards
+//! `BUSY`). A board that receives updates through it reserves it for the DFU app with the syscall
+//! filter ([`crate::identity::filter`]: other processes get `NODEVICE` past command 0), so no
+//! other process can hold the radio and starve the update. The radio cannot be advertising for anyone else while this capsule owns it, so boards
 //! give it the radio alone.
 //!
 //! Two parts: [`ScanRadio`] drives the radio and the ring and knows nothing of processes;

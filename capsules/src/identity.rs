@@ -11,8 +11,8 @@
 //!   it (never the DFU id, which has bit 31 clear);
 //! - no accepted credential → `ShortId::LocallyUnique`, which equals nothing.
 //!
-//! [`UpdateSyscallFilter`] then hides the staged-update driver's write paths from everything but
-//! the DFU id (defense in depth: the capsule checks again).
+//! [`UpdateSyscallFilter`] then hides the staged-update driver's write paths, and the bulk-scan
+//! driver, from everything but the DFU id (defense in depth: the update capsule checks again).
 
 use core::num::NonZeroU32;
 
@@ -21,7 +21,7 @@ use kernel::process::{Process, ProcessBinary, ShortId};
 use kernel::process_checker::{AppUniqueness, Compress};
 use kernel::syscall::Syscall;
 
-use crate::staged_update;
+use crate::{bulk_scan, staged_update};
 
 /// Index of the DFU signing key in the board's key list.
 pub const DFU_KEY_INDEX: usize = 0;
@@ -85,25 +85,31 @@ impl AppUniqueness for KeyIndexAssigner {
     }
 }
 
-/// The filter decision for `syscall` from a process with `short_id`: the staged-update driver
-/// answers "exists" and "status" to anyone; every other command, allow and subscribe on it is
-/// for the DFU process only (`NODEVICE` otherwise). Everything else passes.
+/// The filter decision for `syscall` from a process with `short_id`. The staged-update driver
+/// answers "exists" and "status" to anyone, the bulk-scan driver "exists"; every other command,
+/// allow and subscribe on either is for the DFU process only (`NODEVICE` otherwise): another
+/// process that held the scanner could keep the DFU app from ever receiving an update.
+/// Everything else passes.
 pub fn filter(
     dfu_short_id: NonZeroU32,
     short_id: ShortId,
     syscall: &Syscall,
 ) -> Result<(), ErrorCode> {
-    if syscall.driver_number() != Some(staged_update::DRIVER_NUM) {
-        return Ok(());
-    }
+    let open_to_all: &[usize] = match syscall.driver_number() {
+        Some(staged_update::DRIVER_NUM) => &[
+            staged_update::command::EXISTS,
+            staged_update::command::STATUS,
+        ],
+        Some(bulk_scan::DRIVER_NUM) => &[bulk_scan::command::EXISTS],
+        _ => return Ok(()),
+    };
     if short_id == ShortId::Fixed(dfu_short_id) {
         return Ok(());
     }
     match syscall {
         Syscall::Command {
-            subdriver_number: staged_update::command::EXISTS | staged_update::command::STATUS,
-            ..
-        } => Ok(()),
+            subdriver_number, ..
+        } if open_to_all.contains(subdriver_number) => Ok(()),
         _ => Err(ErrorCode::NODEVICE),
     }
 }

@@ -99,13 +99,53 @@ fn the_filter_hides_update_write_paths_from_everyone_but_the_dfu_app() {
         };
         assert_eq!(filter(DFU_ID, caller, &subscribe), Err(ErrorCode::NODEVICE));
         // Other drivers are not this filter's business.
-        assert_eq!(
-            filter(DFU_ID, caller, &command(bulk_scan::DRIVER_NUM, 1)),
-            Ok(())
-        );
         assert_eq!(filter(DFU_ID, caller, &command(1, 1)), Ok(()));
     }
     for cmd in 0..=10 {
+        assert_eq!(
+            filter(DFU_ID, ShortId::Fixed(DFU_ID), &command(driver, cmd)),
+            Ok(())
+        );
+    }
+}
+
+#[test]
+fn the_filter_keeps_the_scanner_for_the_dfu_app() {
+    let other = ShortId::Fixed(NonZeroU32::new(0x8000_1234).unwrap());
+    let driver = bulk_scan::DRIVER_NUM;
+    for caller in [ShortId::LocallyUnique, other] {
+        assert_eq!(
+            filter(DFU_ID, caller, &command(driver, bulk_scan::command::EXISTS)),
+            Ok(())
+        );
+        for cmd in [
+            bulk_scan::command::START,
+            bulk_scan::command::STOP,
+            bulk_scan::command::RELEASE,
+            bulk_scan::command::ADVERTISE,
+        ] {
+            assert_eq!(
+                filter(DFU_ID, caller, &command(driver, cmd)),
+                Err(ErrorCode::NODEVICE),
+                "command {cmd}"
+            );
+        }
+        let allow = Syscall::ReadWriteAllow {
+            driver_number: driver,
+            subdriver_number: bulk_scan::rw_allow::BATCH,
+            allow_address: core::ptr::null_mut(),
+            allow_size: 0,
+        };
+        assert_eq!(filter(DFU_ID, caller, &allow), Err(ErrorCode::NODEVICE));
+        let subscribe = Syscall::Subscribe {
+            driver_number: driver,
+            subdriver_number: bulk_scan::upcall::BATCH,
+            upcall_ptr: CapabilityPtr::default(),
+            appdata: MachineRegister::default(),
+        };
+        assert_eq!(filter(DFU_ID, caller, &subscribe), Err(ErrorCode::NODEVICE));
+    }
+    for cmd in 0..=4 {
         assert_eq!(
             filter(DFU_ID, ShortId::Fixed(DFU_ID), &command(driver, cmd)),
             Ok(())
