@@ -630,6 +630,26 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
     }
 }
 
+impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
+    /// Checks a NOR read or program request (non-empty, inside the buffer and the chip, driver
+    /// idle) and keeps `buffer` for it; hands the buffer back on refusal.
+    fn take_nor_buffer(
+        &self,
+        address: u32,
+        buffer: &'static mut [u8],
+        len: usize,
+    ) -> Result<u32, (ErrorCode, &'static mut [u8])> {
+        if len == 0 || len > buffer.len() || !range_ok(address, len, self.config.capacity) {
+            return Err((ErrorCode::INVAL, buffer));
+        }
+        if let Err(e) = self.idle() {
+            return Err((e, buffer));
+        }
+        self.nor_buffer.replace(buffer);
+        Ok(len as u32)
+    }
+}
+
 impl<'a, A: Alarm<'a>> AsyncNor<'a> for QspiFlash<'a, A> {
     fn set_nor_client(&self, client: &'a dyn AsyncNorClient) {
         self.nor_client.set(client);
@@ -645,14 +665,7 @@ impl<'a, A: Alarm<'a>> AsyncNor<'a> for QspiFlash<'a, A> {
         buffer: &'static mut [u8],
         len: usize,
     ) -> Result<(), (ErrorCode, &'static mut [u8])> {
-        if len == 0 || len > buffer.len() || !range_ok(address, len, self.config.capacity) {
-            return Err((ErrorCode::INVAL, buffer));
-        }
-        if let Err(e) = self.idle() {
-            return Err((e, buffer));
-        }
-        self.nor_buffer.replace(buffer);
-        let len = len as u32;
+        let len = self.take_nor_buffer(address, buffer, len)?;
         self.job.set(Job::NorRead {
             address,
             len,
@@ -668,14 +681,7 @@ impl<'a, A: Alarm<'a>> AsyncNor<'a> for QspiFlash<'a, A> {
         buffer: &'static mut [u8],
         len: usize,
     ) -> Result<(), (ErrorCode, &'static mut [u8])> {
-        if len == 0 || len > buffer.len() || !range_ok(address, len, self.config.capacity) {
-            return Err((ErrorCode::INVAL, buffer));
-        }
-        if let Err(e) = self.idle() {
-            return Err((e, buffer));
-        }
-        self.nor_buffer.replace(buffer);
-        let len = len as u32;
+        let len = self.take_nor_buffer(address, buffer, len)?;
         self.job.set(Job::NorProgram {
             address,
             len,
