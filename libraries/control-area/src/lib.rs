@@ -123,11 +123,19 @@ pub fn scan(sector: &[u8]) -> (Option<Record>, Option<usize>) {
     (newest, next_free)
 }
 
-/// Whether `bytes` read as erased NOR flash (all 0xFF); compared a word at a time.
+/// Whether `bytes` read as erased NOR flash (all 0xFF); compared four words at a time.
 pub fn is_erased(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(4);
-    words.all(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) == u32::MAX)
-        && words.remainder().iter().all(|&b| b == 0xFF)
+    let mut blocks = bytes.chunks_exact(16);
+    for b in &mut blocks {
+        let mut all = u32::MAX;
+        for w in b.chunks_exact(4) {
+            all &= u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        if all != u32::MAX {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| b == 0xFF)
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib), four bits per step: a 64-byte table, about four
