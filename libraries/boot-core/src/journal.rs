@@ -293,19 +293,31 @@ const WINDOW_SLOTS: u32 = 8;
 /// One slot's bytes, word aligned so the QSPI driver moves them by EasyDMA straight into it
 /// rather than through its bounce buffer.
 #[repr(C, align(4))]
-struct SlotBuf([u8; RECORD_LEN]);
+pub(crate) struct SlotBuf(pub(crate) [u8; RECORD_LEN]);
 
-/// Consecutive slots of one sector, read with one QSPI read (word aligned, as [`SlotBuf`]).
+/// Consecutive 64-byte slots of one 4 KiB sector (journal or request sector), read with one
+/// QSPI read (word aligned, as [`SlotBuf`]).
 #[repr(C, align(4))]
-struct Window {
+pub(crate) struct SlotWindow {
     slots: [[u8; RECORD_LEN]; WINDOW_SLOTS as usize],
+    /// A slot read again on its own.
+    spare: SlotBuf,
     /// Region offset of `slots[0]`.
     start: u32,
     /// Slots held.
     len: u32,
 }
 
-impl Window {
+impl SlotWindow {
+    pub(crate) fn new() -> Self {
+        SlotWindow {
+            slots: [[0; RECORD_LEN]; WINDOW_SLOTS as usize],
+            spare: SlotBuf([0; RECORD_LEN]),
+            start: 0,
+            len: 0,
+        }
+    }
+
     /// The slot at region offset `off`, if the window holds it.
     fn get(&self, off: u32) -> Option<&[u8; RECORD_LEN]> {
         let i = off.wrapping_sub(self.start) / RECORD_LEN as u32;
@@ -314,7 +326,7 @@ impl Window {
 
     /// The slot at `off`; when the window does not hold it, reads `n` slots from `off` on, but
     /// not past the end of its sector (region offsets).
-    fn slot<F: ReadNorFlash>(
+    pub(crate) fn slot<F: ReadNorFlash>(
         &mut self,
         f: &mut F,
         region: Region,
@@ -333,6 +345,47 @@ impl Window {
         }
         Ok(&self.slots[((off - self.start) / RECORD_LEN as u32) as usize])
     }
+
+    /// Reads the slot at `off` again, on its own.
+    pub(crate) fn reread<F: ReadNorFlash>(
+        &mut self,
+        f: &mut F,
+        region: Region,
+        off: u32,
+    ) -> Result<&[u8; RECORD_LEN], F::Error> {
+        f.read(region.start + off, &mut self.spare.0)?;
+        Ok(&self.spare.0)
+    }
+
+    /// Judges the slot at `off` (read as [`SlotWindow::slot`] does). A slot that is neither
+    /// erased nor valid is read again: a transient read error must not hide the newest record
+    /// (acting on an older one would redo steps).
+    fn judge<F: ReadNorFlash>(
+        &mut self,
+        f: &mut F,
+        region: Region,
+        off: u32,
+        n: u32,
+    ) -> Result<Slot<'_>, F::Error> {
+        self.slot(f, region, off, n)?;
+        let held = &self.slots[((off - self.start) / RECORD_LEN as u32) as usize];
+        if is_erased(held) {
+            return Ok(Slot::Erased);
+        }
+        if is_record(held) {
+            return Ok(Slot::Valid(held));
+        }
+        for _ in 0..2 {
+            f.read(region.start + off, &mut self.spare.0)?;
+            if is_erased(&self.spare.0) {
+                return Ok(Slot::Erased);
+            }
+            if is_record(&self.spare.0) {
+                return Ok(Slot::Valid(&self.spare.0));
+            }
+        }
+        Ok(Slot::Other)
+    }
 }
 
 /// What a slot holds.
@@ -344,38 +397,20 @@ enum Slot<'a> {
     Other,
 }
 
-/// Judges the slot at `addr` whose bytes were read as `bytes`. A slot that is neither erased
-/// nor valid is read again into `spare`: a transient read error must not hide the newest
-/// record (acting on an older one would redo steps).
-fn judge<'a, F: ReadNorFlash>(
+/// Reads the slot at `addr`.
+fn read_slot<F: ReadNorFlash>(
     f: &mut F,
     addr: u32,
-    bytes: &'a [u8; RECORD_LEN],
-    spare: &'a mut SlotBuf,
-) -> Result<Slot<'a>, F::Error> {
-    if is_erased(bytes) {
-        return Ok(Slot::Erased);
-    }
-    if is_record(bytes) {
-        return Ok(Slot::Valid(bytes));
-    }
-    for _ in 0..2 {
-        f.read(addr, &mut spare.0)?;
-        if is_erased(&spare.0) {
-            return Ok(Slot::Erased);
-        }
-        if is_record(&spare.0) {
-            return Ok(Slot::Valid(&spare.0));
-        }
-    }
-    Ok(Slot::Other)
-}
-
-/// Reads the slot at `addr`.
-fn read_slot<F: ReadNorFlash>(f: &mut F, addr: u32) -> Result<[u8; RECORD_LEN], F::Error> {
+) -> Result<[u8; RECORD_LEN], F::Error> {
     let mut b = SlotBuf([0; RECORD_LEN]);
     f.read(addr, &mut b.0)?;
     Ok(b.0)
+}
+
+/// Copies `src` into `dst`; one out-of-line copy instead of one inlined per use.
+#[inline(never)]
+fn keep(dst: &mut SlotBuf, src: &[u8; RECORD_LEN]) {
+    dst.0 = *src;
 }
 
 /// The sequence field of a record's bytes.
@@ -395,12 +430,7 @@ impl Journal {
     /// "erased or not"; CRCs are checked from the last written slot down until one is valid.
     #[inline(never)]
     pub fn scan<F: ReadNorFlash>(f: &mut F, region: Region) -> Result<Journal, F::Error> {
-        let mut w = Window {
-            slots: [[0; RECORD_LEN]; WINDOW_SLOTS as usize],
-            start: 0,
-            len: 0,
-        };
-        let mut spare = SlotBuf([0; RECORD_LEN]);
+        let mut w = SlotWindow::new();
         // The newest record so far: its offset and bytes.
         let mut newest = SlotBuf([0; RECORD_LEN]);
         let mut newest_at = None;
@@ -417,12 +447,11 @@ impl Journal {
             let mut erased = 0;
             let mut first = None;
             while off < sector + PAGE && erased < 4 {
-                let bytes = w.slot(f, region, off, HEAD_SLOTS)?;
-                match judge(f, region.start + off, bytes, &mut spare)? {
+                match w.judge(f, region, off, HEAD_SLOTS)? {
                     Slot::Valid(b) => {
                         first = Some(sequence_of(b));
                         if newest_at.is_none() || sequence_of(b) > sequence_of(&newest.0) {
-                            newest.0 = *b;
+                            keep(&mut newest, b);
                             newest_at = Some(off);
                         }
                         break;
@@ -465,9 +494,8 @@ impl Journal {
         // The newest record is the last valid one: judge slots from the last written down.
         while last > first {
             // Two slots: the one after the newest is where the next record usually goes.
-            let bytes = w.slot(f, region, last, 2)?;
-            if let Slot::Valid(b) = judge(f, region.start + last, bytes, &mut spare)? {
-                newest.0 = *b;
+            if let Slot::Valid(b) = w.judge(f, region, last, 2)? {
+                keep(&mut newest, b);
                 break;
             }
             last -= RECORD_LEN as u32;
