@@ -607,6 +607,172 @@ mod tests {
         }
     }
 
+    /// NOR flash in RAM: erase to 0xFF, programs only clear bits. The next operation can be
+    /// made to fail the way a power cut or a bad program does.
+    struct Nor {
+        bytes: std::vec::Vec<u8>,
+        fault: Option<Fault>,
+        /// The next erase is torn (power cut half way).
+        torn_erase: bool,
+        rng: rand_chacha::ChaCha8Rng,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Fault {
+        /// A random part of the program lands, then the power is cut.
+        TornWrite,
+        /// The program does nothing but reports success (the read-back catches it).
+        LostWrite,
+    }
+
+    const CUT: embedded_storage::nor_flash::NorFlashErrorKind =
+        embedded_storage::nor_flash::NorFlashErrorKind::Other;
+
+    impl embedded_storage::nor_flash::ErrorType for Nor {
+        type Error = embedded_storage::nor_flash::NorFlashErrorKind;
+    }
+    impl ReadNorFlash for Nor {
+        const READ_SIZE: usize = 1;
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            let at = offset as usize;
+            bytes.copy_from_slice(&self.bytes[at..at + bytes.len()]);
+            Ok(())
+        }
+        fn capacity(&self) -> usize {
+            self.bytes.len()
+        }
+    }
+    impl NorFlash for Nor {
+        const WRITE_SIZE: usize = 1;
+        const ERASE_SIZE: usize = PAGE as usize;
+        fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            use rand::Rng;
+            let torn = core::mem::take(&mut self.torn_erase);
+            for b in &mut self.bytes[from as usize..to as usize] {
+                if !torn || self.rng.gen_bool(0.5) {
+                    *b = 0xFF;
+                }
+            }
+            if torn {
+                Err(CUT)
+            } else {
+                Ok(())
+            }
+        }
+        fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), Self::Error> {
+            use rand::Rng;
+            let fault = self.fault.take();
+            if matches!(fault, Some(Fault::LostWrite)) {
+                return Ok(());
+            }
+            let torn = matches!(fault, Some(Fault::TornWrite));
+            for (b, &d) in self.bytes[offset as usize..].iter_mut().zip(data) {
+                *b &= if torn { d | self.rng.gen::<u8>() } else { d };
+            }
+            if torn {
+                Err(CUT)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// The scan as it was before it read in blocks and stopped early: the first valid record
+    /// of every sector, then every slot of the sector whose first record is newest, then the
+    /// first erased slot after the newest record.
+    fn full_scan(bytes: &[u8], region: Region) -> (Option<(u32, JournalRecord)>, Option<u32>) {
+        let slot = |off: u32| -> &[u8; RECORD_LEN] {
+            let at = (region.start + off) as usize;
+            bytes[at..at + RECORD_LEN].try_into().unwrap()
+        };
+        let mut newest: Option<(u32, JournalRecord)> = None;
+        let keep = |off, newest: &mut Option<(u32, JournalRecord)>| {
+            if let Some(r) = JournalRecord::decode(slot(off)) {
+                if newest.is_none_or(|(_, n)| r.sequence > n.sequence) {
+                    *newest = Some((off, r));
+                }
+                return true;
+            }
+            false
+        };
+        for sector in (0..region.len).step_by(PAGE as usize) {
+            let (mut off, mut erased) = (sector, 0);
+            while off < sector + PAGE && erased < 4 {
+                if keep(off, &mut newest) {
+                    break;
+                }
+                erased = if is_erased(slot(off)) { erased + 1 } else { 0 };
+                off += RECORD_LEN as u32;
+            }
+        }
+        let Some((first, _)) = newest else {
+            return (None, None);
+        };
+        let end = first - first % PAGE + PAGE;
+        for off in (first..end).step_by(RECORD_LEN) {
+            keep(off, &mut newest);
+        }
+        let at = newest.unwrap().0;
+        let free = (at + RECORD_LEN as u32..end)
+            .step_by(RECORD_LEN)
+            .find(|&off| is_erased(slot(off)));
+        (newest, free)
+    }
+
+    /// Appends with torn and lost writes and torn erases, rebooting (scanning again) after
+    /// every failure: the scan always finds what the full scan finds, and the newest record
+    /// is the last one appended.
+    fn appends_survive_faults(region: Region, appends: usize, seed: u64) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut nor = Nor {
+            bytes: std::vec![0xFF; (region.start + region.len) as usize],
+            fault: None,
+            torn_erase: false,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed + 1),
+        };
+        let mut journal = Journal::scan(&mut nor, region).unwrap();
+        let mut last: Option<JournalRecord> = None;
+        let mut wrapped = 0;
+        let mut sector = None;
+        for step in 0..appends {
+            nor.fault = match rng.gen_range(0..20) {
+                0 => Some(Fault::TornWrite),
+                1 => Some(Fault::LostWrite),
+                _ => None,
+            };
+            nor.torn_erase = rng.gen_bool(0.3);
+            let mut rec = sample();
+            rec.installed = step as u16;
+            match journal.append(&mut nor, rec) {
+                Ok(Some(r)) => last = Some(r),
+                Ok(None) | Err(_) => {}
+            }
+            nor.fault = None;
+            nor.torn_erase = false;
+            journal = Journal::scan(&mut nor, region).unwrap();
+            let (newest, next_free) = full_scan(&nor.bytes, region);
+            assert_eq!(
+                (journal.newest, journal.next_free),
+                (newest, next_free),
+                "step {step}"
+            );
+            assert_eq!(journal.newest().copied(), last, "step {step}");
+            let now = journal.newest.map(|(at, _)| at / PAGE);
+            if sector.is_some_and(|s| s + 1 == region.len / PAGE) && now == Some(0) {
+                wrapped += 1;
+            }
+            sector = now;
+        }
+        assert!(wrapped >= 2, "the ring came round only {wrapped} times");
+    }
+
+    #[test]
+    fn the_scan_finds_the_newest_record_through_faults_on_a_small_and_a_dk_journal() {
+        appends_survive_faults(Region::new(0x1000, 2 * PAGE), 500, 1);
+        appends_survive_faults(crate::NRF52840_DK.journal, 3000, 2);
+    }
+
     #[test]
     fn reason_codes_round_trip() {
         for r in Reason::ALL {
