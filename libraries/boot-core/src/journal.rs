@@ -280,15 +280,10 @@ fn is_record(b: &[u8; RECORD_LEN]) -> bool {
     b[7] == RECORD_FORMAT && State::from_code(b[4]).is_some() && crc == crc32(&b[..60])
 }
 
-/// Slots per sector.
-const SECTOR_SLOTS: u32 = PAGE / RECORD_LEN as u32;
 
-/// Slots the first-record pass reads per sector with one QSPI read: an append tries at most
-/// four slots, so a sector's first record is among its first four.
-const HEAD_SLOTS: u32 = 4;
-/// Slots the newest-sector pass reads per QSPI read. A read costs a fixed command overhead (a
-/// few hundred instructions) and 4 µs of transfer per slot at 32 MHz quad I/O.
-const WINDOW_SLOTS: u32 = 8;
+/// Slots read with one QSPI read: an aligned block of a sector. A read costs a fixed command
+/// overhead (a few hundred instructions) and 4 µs of transfer per slot at 32 MHz quad I/O.
+const BLOCK_SLOTS: u32 = 4;
 
 /// One slot's bytes, word aligned so the QSPI driver moves them by EasyDMA straight into it
 /// rather than through its bounce buffer.
@@ -299,51 +294,37 @@ pub(crate) struct SlotBuf(pub(crate) [u8; RECORD_LEN]);
 /// QSPI read (word aligned, as [`SlotBuf`]).
 #[repr(C, align(4))]
 pub(crate) struct SlotWindow {
-    slots: [[u8; RECORD_LEN]; WINDOW_SLOTS as usize],
+    slots: [[u8; RECORD_LEN]; BLOCK_SLOTS as usize],
     /// A slot read again on its own.
     spare: SlotBuf,
-    /// Region offset of `slots[0]`.
+    /// Region offset of `slots[0]`; `u32::MAX` before the first read.
     start: u32,
-    /// Slots held.
-    len: u32,
 }
 
 impl SlotWindow {
     pub(crate) fn new() -> Self {
         SlotWindow {
-            slots: [[0; RECORD_LEN]; WINDOW_SLOTS as usize],
+            slots: [[0; RECORD_LEN]; BLOCK_SLOTS as usize],
             spare: SlotBuf([0; RECORD_LEN]),
-            start: 0,
-            len: 0,
+            start: u32::MAX,
         }
     }
 
-    /// The slot at region offset `off`, if the window holds it.
-    fn get(&self, off: u32) -> Option<&[u8; RECORD_LEN]> {
-        let i = off.wrapping_sub(self.start) / RECORD_LEN as u32;
-        self.slots.get(i as usize).filter(|_| i < self.len)
-    }
-
-    /// The slot at `off`; when the window does not hold it, reads `n` slots from `off` on, but
-    /// not past the end of its sector (region offsets).
+    /// The slot at region offset `off`, reading its block if the window does not hold it.
     pub(crate) fn slot<F: ReadNorFlash>(
         &mut self,
         f: &mut F,
         region: Region,
         off: u32,
-        n: u32,
     ) -> Result<&[u8; RECORD_LEN], F::Error> {
-        if self.get(off).is_none() {
-            let n = n.min(SECTOR_SLOTS - off % PAGE / RECORD_LEN as u32);
-            self.len = 0;
-            f.read(
-                region.start + off,
-                self.slots[..n as usize].as_flattened_mut(),
-            )?;
-            self.start = off;
-            self.len = n;
+        const BLOCK: u32 = BLOCK_SLOTS * RECORD_LEN as u32;
+        let start = off - off % BLOCK;
+        if self.start != start {
+            self.start = u32::MAX;
+            f.read(region.start + start, self.slots.as_flattened_mut())?;
+            self.start = start;
         }
-        Ok(&self.slots[((off - self.start) / RECORD_LEN as u32) as usize])
+        Ok(&self.slots[(off % BLOCK) as usize / RECORD_LEN])
     }
 
     /// Reads the slot at `off` again, on its own.
@@ -357,7 +338,7 @@ impl SlotWindow {
         Ok(&self.spare.0)
     }
 
-    /// Judges the slot at `off` (read as [`SlotWindow::slot`] does). A slot that is neither
+    /// Judges the slot at `off` (read through [`SlotWindow::slot`]). A slot that is neither
     /// erased nor valid is read again: a transient read error must not hide the newest record
     /// (acting on an older one would redo steps).
     fn judge<F: ReadNorFlash>(
@@ -365,10 +346,9 @@ impl SlotWindow {
         f: &mut F,
         region: Region,
         off: u32,
-        n: u32,
     ) -> Result<Slot<'_>, F::Error> {
-        self.slot(f, region, off, n)?;
-        let held = &self.slots[((off - self.start) / RECORD_LEN as u32) as usize];
+        self.slot(f, region, off)?;
+        let held = &self.slots[(off - self.start) as usize / RECORD_LEN];
         if is_erased(held) {
             return Ok(Slot::Erased);
         }
@@ -424,10 +404,11 @@ impl Journal {
     /// holds the newest record, and there it is the last valid one. Leftovers of an
     /// interrupted erase are older than every record of the sector before it.
     ///
-    /// Reads: the first four slots of each sector (one QSPI read each), then the newest
-    /// sector from its first record on until four erased slots in a row (an append tries at
-    /// most four slots, so no record follows them), eight slots per read, judging only
-    /// "erased or not"; CRCs are checked from the last written slot down until one is valid.
+    /// Reads, four slots per QSPI read: the first slots of each sector in ring order until
+    /// the ring's newest sector is passed (see below), then the newest sector from its first
+    /// record on until four erased slots in a row (an append tries at most four slots, so no
+    /// record follows them), judging only "erased or not"; CRCs are checked from the last
+    /// written slot down until one is valid.
     #[inline(never)]
     pub fn scan<F: ReadNorFlash>(f: &mut F, region: Region) -> Result<Journal, F::Error> {
         let mut w = SlotWindow::new();
@@ -447,7 +428,7 @@ impl Journal {
             let mut erased = 0;
             let mut first = None;
             while off < sector + PAGE && erased < 4 {
-                match w.judge(f, region, off, HEAD_SLOTS)? {
+                match w.judge(f, region, off)? {
                     Slot::Valid(b) => {
                         first = Some(sequence_of(b));
                         if newest_at.is_none() || sequence_of(b) > sequence_of(&newest.0) {
@@ -482,7 +463,7 @@ impl Journal {
         let mut erased = 0;
         let mut off = first + RECORD_LEN as u32;
         while off < end && erased < 4 {
-            if is_erased(w.slot(f, region, off, WINDOW_SLOTS)?) {
+            if is_erased(w.slot(f, region, off)?) {
                 erased += 1;
             } else {
                 erased = 0;
@@ -493,8 +474,7 @@ impl Journal {
         let scanned = off;
         // The newest record is the last valid one: judge slots from the last written down.
         while last > first {
-            // Two slots: the one after the newest is where the next record usually goes.
-            if let Slot::Valid(b) = w.judge(f, region, last, 2)? {
+            if let Slot::Valid(b) = w.judge(f, region, last)? {
                 keep(&mut newest, b);
                 break;
             }
@@ -502,7 +482,7 @@ impl Journal {
         }
         // The next record goes into the first erased slot after it, if the scan saw one.
         let mut free = last + RECORD_LEN as u32;
-        while free < scanned && !is_erased(w.slot(f, region, free, 1)?) {
+        while free < scanned && !is_erased(w.slot(f, region, free)?) {
             free += RECORD_LEN as u32;
         }
         Ok(Journal {

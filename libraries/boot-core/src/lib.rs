@@ -528,7 +528,7 @@ fn scan_requests<Q: BackgroundNor>(
     let mut holds_handled = false;
     let mut off = 0;
     while off < sector.len {
-        let slot = w.slot(q, sector, off, 4).map_err(qe)?;
+        let slot = w.slot(q, sector, off).map_err(qe)?;
         let mut rec = Record::decode(slot);
         for _ in 0..2 {
             if rec != Err(DecodeError::Corrupt) {
