@@ -539,8 +539,8 @@ fn scan_requests<Q: BackgroundNor>(
         }
         match rec {
             Ok(r) => {
-                holds_handled |=
-                    r.kind == RecordKind::BootRequest && handled == Some((r.sequence, r.image_hash));
+                holds_handled |= r.kind == RecordKind::BootRequest
+                    && handled == Some((r.sequence, r.image_hash));
                 let best = match r.kind {
                     RecordKind::BootRequest => &mut req,
                     RecordKind::Confirm => &mut confirm,

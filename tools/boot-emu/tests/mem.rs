@@ -90,14 +90,7 @@ fn mem_functions_match_their_definitions_for_every_alignment_and_length() {
         max_instructions: 500_000_000,
         ..BootConfig::default()
     };
-    let report = run(
-        &fw,
-        board.qspi.port(),
-        board.internal.port(),
-        &clock,
-        &cfg,
-    )
-    .unwrap();
+    let report = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg).unwrap();
     assert!(
         matches!(report.exit, Exit::Halted { .. }) && report.gpregret == DONE,
         "the program did not finish: {:?}, GPREGRET {:#x}",
