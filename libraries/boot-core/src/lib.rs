@@ -522,6 +522,8 @@ fn scan_requests<Q: BackgroundNor>(
     handled: Option<(u32, [u8; 32])>,
 ) -> Result<RequestScan, BootError> {
     use control_area::{DecodeError, Record, RecordKind, RECORD_LEN};
+    // Reads go through `ReadNorFlash::read`, which in the QSPI driver waits for the chip to be
+    // idle first (as for the journal scan).
     let mut w = journal::SlotWindow::new();
     let mut req: Option<Record> = None;
     let mut confirm: Option<Record> = None;
