@@ -517,37 +517,44 @@ fn append<Q: BackgroundNor>(
 /// holds the boot request the journal last handled (`handled`: its sequence and hash). When it does
 /// not, the kernel has erased the sector since and restarted its sequence, so every record in it
 /// is newer than the handled one whatever its sequence.
+#[inline(never)]
 fn scan_requests<Q: BackgroundNor>(
     q: &mut Q,
     sector: Region,
     handled: Option<(u32, [u8; 32])>,
 ) -> Result<RequestScan, BootError> {
-    use control_area::{Record, RecordKind, RECORD_LEN};
+    use control_area::{DecodeError, Record, RecordKind, RECORD_LEN};
+    // Reads go through `ReadNorFlash::read`, which in the QSPI driver waits for the chip to be
+    // idle first (as for the journal scan).
+    let mut w = journal::SlotWindow::new();
     let mut req: Option<Record> = None;
     let mut confirm: Option<Record> = None;
     let mut holds_handled = false;
     let mut off = 0;
-    while off + RECORD_LEN as u32 <= sector.len {
-        let mut slot = [0u8; RECORD_LEN];
-        qread(q, sector.start + off, &mut slot)?;
+    while off < sector.len {
+        let slot = w.slot(q, sector, off).map_err(qe)?;
+        let mut rec = Record::decode(slot);
         for _ in 0..2 {
-            if Record::decode(&slot) != Err(control_area::DecodeError::Corrupt) {
+            if rec != Err(DecodeError::Corrupt) {
                 break;
             }
-            qread(q, sector.start + off, &mut slot)?;
+            // Read again: a transient read error must not hide a record.
+            rec = Record::decode(w.reread(q, sector, off).map_err(qe)?);
         }
-        if let Ok(r) = Record::decode(&slot) {
-            holds_handled |=
-                r.kind == RecordKind::BootRequest && handled == Some((r.sequence, r.image_hash));
-            let best = match r.kind {
-                RecordKind::BootRequest => &mut req,
-                RecordKind::Confirm => &mut confirm,
-            };
-            if best.is_none_or(|b| r.sequence > b.sequence) {
-                *best = Some(r);
+        match rec {
+            Ok(r) => {
+                holds_handled |= r.kind == RecordKind::BootRequest
+                    && handled == Some((r.sequence, r.image_hash));
+                let best = match r.kind {
+                    RecordKind::BootRequest => &mut req,
+                    RecordKind::Confirm => &mut confirm,
+                };
+                if best.is_none_or(|b| r.sequence > b.sequence) {
+                    *best = Some(r);
+                }
             }
-        } else if slot.iter().all(|&b| b == 0xFF) {
-            break;
+            Err(DecodeError::Erased) => break,
+            Err(DecodeError::Corrupt) => {}
         }
         off += RECORD_LEN as u32;
     }

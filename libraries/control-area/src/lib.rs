@@ -77,7 +77,7 @@ impl Record {
     }
 
     pub fn decode(slot: &[u8; RECORD_LEN]) -> Result<Record, DecodeError> {
-        if slot.iter().all(|&b| b == 0xFF) {
+        if is_erased(slot) {
             return Err(DecodeError::Erased);
         }
         let word =
@@ -123,17 +123,49 @@ pub fn scan(sector: &[u8]) -> (Option<Record>, Option<usize>) {
     (newest, next_free)
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib). Bitwise, table-less: the bootloader has no room for a table.
+/// Whether `bytes` read as erased NOR flash (all 0xFF); compared four words at a time.
+pub fn is_erased(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(16);
+    for b in &mut blocks {
+        let mut all = u32::MAX;
+        for w in b.chunks_exact(4) {
+            all &= u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        if all != u32::MAX {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| b == 0xFF)
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib), four bits per step: a 64-byte table, about four
+/// times faster than bitwise and small enough for the bootloader.
 pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
         crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
+        crc = (crc >> 4) ^ CRC_NIBBLE[(crc & 0xF) as usize];
+        crc = (crc >> 4) ^ CRC_NIBBLE[(crc & 0xF) as usize];
     }
     !crc
 }
+
+/// `CRC_NIBBLE[n]`: the CRC register after shifting the four bits `n` out of it.
+const CRC_NIBBLE: [u32; 16] = {
+    let mut t = [0u32; 16];
+    let mut n = 0;
+    while n < 16 {
+        let mut c = n as u32;
+        let mut bit = 0;
+        while bit < 4 {
+            c = (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg());
+            bit += 1;
+        }
+        t[n] = c;
+        n += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -151,6 +183,39 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn erased_means_every_byte_is_ff() {
+        let mut b = [0xFFu8; 71];
+        for len in 0..=b.len() {
+            assert!(is_erased(&b[..len]));
+        }
+        for at in 0..b.len() {
+            b[at] = 0x7F;
+            assert!(!is_erased(&b), "byte {at}");
+            assert!(is_erased(&b[..at]));
+            b[at] = 0xFF;
+        }
+    }
+
+    #[test]
+    fn crc32_agrees_with_the_bitwise_definition() {
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in data {
+                crc ^= byte as u32;
+                for _ in 0..8 {
+                    crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+                }
+            }
+            !crc
+        }
+        let data: [u8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(167) ^ 0x5A);
+        for len in 0..=data.len() {
+            assert_eq!(crc32(&data[..len]), bitwise(&data[..len]), "length {len}");
+        }
     }
 
     #[test]

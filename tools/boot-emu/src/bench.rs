@@ -1,7 +1,9 @@
 //! Figures for `tock-ota bench boot`: the bootloader's cost under emulation.
 //!
 //! - Boot with nothing pending: instructions from reset to the kernel jump, simulated time,
-//!   peak stack.
+//!   peak stack. Measured twice: on a fresh device (empty journal and request sector, the best
+//!   case) and on a device after a confirmed update (the journal holds the install's records,
+//!   the request sector a boot request and a confirm), the state a device spends its life in.
 //! - Verify of a staged image of N bytes: a boot that hashes the whole image and checks its
 //!   signature, then refuses it (valid hash, wrong signature) costs the verify plus the
 //!   nothing-pending work; the difference is the verify. Where the firmware refuses a size
@@ -39,6 +41,9 @@ pub struct BootFigures {
     pub cpu_hz: f64,
     pub firmware_flash_bytes: usize,
     pub nothing_pending: Phase,
+    /// Nothing pending, after an install and its confirm (`None` if that could not be set up;
+    /// `missing` says why).
+    pub after_update: Option<Phase>,
     pub peak_stack_bytes: u32,
     /// (image payload bytes, verify phase)
     pub verify: Vec<(usize, Phase)>,
@@ -102,13 +107,14 @@ fn refused_boot(
     Ok((phase(&r, cpi), r.peak_stack_bytes))
 }
 
-/// A boot that installs a valid image of `size` payload bytes and jumps to it.
+/// A boot that installs a valid image of `size` payload bytes and jumps to it; also returns
+/// the rig and the image hash for the boots after it.
 fn install_boot(
     fw: &Firmware,
     maker: &dyn ImageMaker,
     size: usize,
     cpi: f64,
-) -> Result<(Phase, u32), String> {
+) -> Result<(Phase, u32, Rig, [u8; 32]), String> {
     let payload = kernel_image(0x8000, NEW_KERNEL_SP, size, 3);
     let (image, hash) = maker.signed(&payload);
     let mut rig = Rig::new(fw.clone(), 3, OLD_KERNEL_LEN);
@@ -117,10 +123,50 @@ fn install_boot(
     let r = rig.boot(true).map_err(emu("install boot"))?;
     match r.exit {
         Exit::KernelJump { sp, .. } if sp == NEW_KERNEL_SP => {
-            Ok((phase(&r, cpi), r.peak_stack_bytes))
+            Ok((phase(&r, cpi), r.peak_stack_bytes, rig, hash))
         }
         other => Err(format!(
             "install of {size} bytes ended with {other:?}, not in the new kernel"
+        )),
+    }
+}
+
+/// On `rig` just after an install of the image with `hash`: the kernel confirms and one boot
+/// records the confirm.
+fn confirm_update(rig: &mut Rig, hash: [u8; 32]) -> Result<(), String> {
+    rig.confirm(hash);
+    let r = rig.boot(true).map_err(emu("boot that confirms"))?;
+    expect_jump(&r, "boot that confirms")?;
+    if rig.status().map(|s| s.state) != Some(boot_core::State::Confirmed) {
+        return Err(format!(
+            "after the confirm the status is {:?}, not Confirmed",
+            rig.status()
+        ));
+    }
+    Ok(())
+}
+
+/// A device after a confirmed update of `size` payload bytes, ready for a boot with nothing
+/// pending.
+pub fn updated_rig(fw: &Firmware, maker: &dyn ImageMaker, size: usize) -> Result<Rig, String> {
+    let (_, _, mut rig, hash) = install_boot(fw, maker, size, crate::CPI_ASSUMED)?;
+    confirm_update(&mut rig, hash)?;
+    Ok(rig)
+}
+
+/// On `rig` just after an install of the image with `hash`: the kernel confirms, one boot
+/// records the confirm, and the boot after that, with nothing pending, is measured.
+fn after_update_boot(rig: &mut Rig, hash: [u8; 32], cpi: f64) -> Result<(Phase, u32), String> {
+    confirm_update(rig, hash)?;
+    let r = rig
+        .boot(true)
+        .map_err(emu("boot with nothing pending after an update"))?;
+    match r.exit {
+        Exit::KernelJump { sp, .. } if sp == NEW_KERNEL_SP => {
+            Ok((phase(&r, cpi), r.peak_stack_bytes))
+        }
+        other => Err(format!(
+            "boot after the confirmed update ended with {other:?}, not in the new kernel"
         )),
     }
 }
@@ -168,21 +214,44 @@ pub fn boot_figures(
     }
 
     let mut install = Vec::new();
+    let mut updated = None;
     for &size in install_sizes {
         match install_boot(fw, maker, size, cpi) {
-            Ok((p, stack)) => {
+            Ok((p, stack, rig, hash)) => {
                 peak = peak.max(stack);
                 install.push((size, p));
+                updated.get_or_insert((rig, hash));
             }
             Err(e) => missing.push(e),
         }
     }
+    if updated.is_none() {
+        // No install row asked for (or it failed): the stock kernel size stands in.
+        match install_boot(fw, maker, OLD_KERNEL_LEN, cpi) {
+            Ok((_, _, rig, hash)) => updated = Some((rig, hash)),
+            Err(e) => missing.push(e),
+        }
+    }
+    let after_update = match updated {
+        Some((mut rig, hash)) => match after_update_boot(&mut rig, hash, cpi) {
+            Ok((p, stack)) => {
+                peak = peak.max(stack);
+                Some(p)
+            }
+            Err(e) => {
+                missing.push(e);
+                None
+            }
+        },
+        None => None,
+    };
 
     Ok(BootFigures {
         cpi,
         cpu_hz: CPU_HZ,
         firmware_flash_bytes: fw.flash_bytes(),
         nothing_pending: nothing,
+        after_update,
         peak_stack_bytes: peak,
         verify,
         install,

@@ -83,10 +83,16 @@ pub fn bootloader_elf() -> Result<PathBuf, String> {
 /// Builds the peripheral test program in `tools/boot-emu/fixtures/periph-test` and returns its
 /// ELF path.
 pub fn fixture_elf() -> Result<PathBuf, String> {
+    test_program_elf("periph-test")
+}
+
+/// Builds the test program `tools/boot-emu/fixtures/<name>` (package and binary `name`) and
+/// returns its ELF path.
+pub fn test_program_elf(name: &str) -> Result<PathBuf, String> {
     let root = workspace_root();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
-        .join("periph-test")
+        .join(name)
         .join("Cargo.toml");
     let target_dir = root.join("target").join("boot-emu-fixtures");
     let mut cmd = cargo();
@@ -96,6 +102,6 @@ pub fn fixture_elf() -> Result<PathBuf, String> {
         .arg(&manifest)
         .args(["--release", "--target", TARGET])
         .env("CARGO_TARGET_DIR", &target_dir);
-    run(cmd, "the peripheral test program")?;
-    Ok(target_dir.join(TARGET).join("release").join("periph-test"))
+    run(cmd, &format!("the test program {name}"))?;
+    Ok(target_dir.join(TARGET).join("release").join(name))
 }

@@ -46,8 +46,16 @@ pub struct Report {
     pub cpi_assumed: f64,
     pub cpu_hz: f64,
     pub firmware_flash_bytes: usize,
+    /// The worse of the two nothing-pending boots below (what the goal is checked on).
     pub boot_overhead_s: f64,
     pub boot_overhead_instructions: u64,
+    /// Nothing pending on a fresh device: empty journal and request sector.
+    pub boot_overhead_fresh_s: f64,
+    pub boot_overhead_fresh_instructions: u64,
+    /// Nothing pending after a confirmed update: the journal holds the install's records, the
+    /// request sector a boot request and a confirm.
+    pub boot_overhead_after_update_s: Option<f64>,
+    pub boot_overhead_after_update_instructions: Option<u64>,
     pub verify_176k_s: Option<f64>,
     pub verify_512k_s: Option<f64>,
     pub verify_512k_extrapolated: bool,
@@ -102,6 +110,11 @@ pub fn report(f: &BootFigures) -> Report {
         f.cpi,
     )];
     phases.extend(
+        f.after_update
+            .iter()
+            .map(|p| row("  after a confirmed update", None, p, f.cpi)),
+    );
+    phases.extend(
         f.verify
             .iter()
             .map(|(n, p)| row("verify staged image", Some(*n), p, f.cpi)),
@@ -111,7 +124,11 @@ pub fn report(f: &BootFigures) -> Report {
             .iter()
             .map(|(n, p)| row("install + trial boot, from reset", Some(*n), p, f.cpi)),
     );
-    let boot_overhead_s = f.nothing_pending.simulated_s;
+    let worst = f
+        .after_update
+        .filter(|a| a.simulated_s > f.nothing_pending.simulated_s)
+        .unwrap_or(f.nothing_pending);
+    let boot_overhead_s = worst.simulated_s;
     let measured: Vec<_> = f.verify.iter().filter(|(_, p)| !p.extrapolated).collect();
     let fit = match measured.as_slice() {
         [.., (s0, p0), (s1, p1)] => {
@@ -128,7 +145,11 @@ pub fn report(f: &BootFigures) -> Report {
         cpu_hz: f.cpu_hz,
         firmware_flash_bytes: f.firmware_flash_bytes,
         boot_overhead_s,
-        boot_overhead_instructions: f.nothing_pending.instructions,
+        boot_overhead_instructions: worst.instructions,
+        boot_overhead_fresh_s: f.nothing_pending.simulated_s,
+        boot_overhead_fresh_instructions: f.nothing_pending.instructions,
+        boot_overhead_after_update_s: f.after_update.map(|p| p.simulated_s),
+        boot_overhead_after_update_instructions: f.after_update.map(|p| p.instructions),
         verify_176k_s: verify_at(176 * 1024).map(|p| p.simulated_s),
         verify_512k_s: v512.map(|p| p.simulated_s),
         verify_512k_extrapolated: v512.is_some_and(|p| p.extrapolated),
@@ -174,6 +195,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
         let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
         crate::outln!("boot with nothing pending, instructions per function:");
+        for (name, n) in top.iter().take(20) {
+            crate::outln!("{n:>12}  {name}");
+        }
+        let mut rig = boot_emu::bench::updated_rig(&fw, maker.as_ref(), 176 * 1024)
+            .map_err(anyhow::Error::msg)?;
+        let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
+        crate::outln!("boot with nothing pending after a confirmed 176 KiB update, instructions per function:");
         for (name, n) in top.iter().take(20) {
             crate::outln!("{n:>12}  {name}");
         }
@@ -258,7 +286,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     crate::outln!(
-        "goal boot overhead <= 1 ms: {:.3} ms, {}",
+        "goal boot overhead <= 1 ms (worse of fresh and after an update): {:.3} ms, {}",
         r.boot_overhead_s * 1e3,
         verdict(r.boot_overhead_goal_met)
     );
