@@ -337,6 +337,17 @@ impl SlotWindow {
         Ok(&self.spare.0)
     }
 
+    /// Reads the slot at `off` on its own into `spare`: whether it holds a valid record.
+    fn valid_alone<F: ReadNorFlash>(
+        &mut self,
+        f: &mut F,
+        region: Region,
+        off: u32,
+    ) -> Result<bool, F::Error> {
+        f.read(region.start + off, &mut self.spare.0)?;
+        Ok(is_record(&self.spare.0))
+    }
+
     /// Judges the slot at `off` (read through [`SlotWindow::slot`]). A slot that is neither
     /// erased nor valid is read again: a transient read error must not hide the newest record
     /// (acting on an older one would redo steps).
@@ -424,7 +435,15 @@ impl Journal {
             let mut erased = 0;
             let mut first = None;
             while off < sector + PAGE && erased < 4 {
-                match w.judge(f, region, off)? {
+                // Most sectors of a used ring start with a valid record: read that slot alone
+                // (64 bytes, not the window's four slots) and read the block only if it is not.
+                let judged =
+                    if off == sector && w.start != sector && w.valid_alone(f, region, off)? {
+                        Slot::Valid(&w.spare.0)
+                    } else {
+                        w.judge(f, region, off)?
+                    };
+                match judged {
                     Slot::Valid(b) => {
                         first = Some(sequence_of(b));
                         if newest_at.is_none() || sequence_of(b) > sequence_of(&newest.0) {

@@ -512,63 +512,68 @@ fn append<Q: BackgroundNor>(
         .ok_or(BootError::JournalStuck)
 }
 
-/// The kernel's newest boot request newer than `handled`, and its newest confirm.
-/// Newest boot request and newest confirm in the request sector, and whether the sector still
-/// holds the boot request the journal last handled (`handled`: its sequence and hash). When it does
-/// not, the kernel has erased the sector since and restarted its sequence, so every record in it
-/// is newer than the handled one whatever its sequence.
+/// The newest record of kind `want` in the kernel's request sector, and whether the sector still
+/// holds the boot request the journal last handled (`handled`: its sequence and hash). When it
+/// does not, the kernel has erased the sector since and restarted its sequence, so every record
+/// in it is newer than the handled one whatever its sequence.
+///
+/// The kernel fills the sector's slots in order with rising sequences, and the first erased slot
+/// ends its log (`control_area::scan`). So the scan finds that end, then decodes records from the
+/// last one back and stops as soon as the answer is settled: the newest `want` record is the
+/// first valid one met, and once a record at or below the handled sequence has been passed, the
+/// handled request cannot come earlier. Usually that is one or two CRC checks, whatever the
+/// number of records.
 #[inline(never)]
 fn scan_requests<Q: BackgroundNor>(
     q: &mut Q,
     sector: Region,
+    want: control_area::RecordKind,
     handled: Option<(u32, [u8; 32])>,
 ) -> Result<RequestScan, BootError> {
-    use control_area::{DecodeError, Record, RecordKind, RECORD_LEN};
+    use control_area::{is_erased, DecodeError, Record, RecordKind, RECORD_LEN};
+    const SLOT: u32 = RECORD_LEN as u32;
     // Reads go through `ReadNorFlash::read`, which in the QSPI driver waits for the chip to be
     // idle first (as for the journal scan).
     let mut w = journal::SlotWindow::new();
-    let mut req: Option<Record> = None;
-    let mut confirm: Option<Record> = None;
-    let mut holds_handled = false;
-    let mut off = 0;
-    while off < sector.len {
-        let slot = w.slot(q, sector, off).map_err(qe)?;
-        let mut rec = Record::decode(slot);
+    let mut end = 0;
+    while end < sector.len && !is_erased(w.slot(q, sector, end).map_err(qe)?) {
+        end += SLOT;
+    }
+    let mut newest: Option<Record> = None;
+    // `Some(true)` once the handled request is seen, `Some(false)` once it cannot be.
+    let mut holds_handled = if handled.is_some() { None } else { Some(false) };
+    while end > 0 && (newest.is_none() || holds_handled.is_none()) {
+        end -= SLOT;
+        let mut rec = Record::decode(w.slot(q, sector, end).map_err(qe)?);
         for _ in 0..2 {
             if rec != Err(DecodeError::Corrupt) {
                 break;
             }
             // Read again: a transient read error must not hide a record.
-            rec = Record::decode(w.reread(q, sector, off).map_err(qe)?);
+            rec = Record::decode(w.reread(q, sector, end).map_err(qe)?);
         }
-        match rec {
-            Ok(r) => {
-                holds_handled |= r.kind == RecordKind::BootRequest
-                    && handled == Some((r.sequence, r.image_hash));
-                let best = match r.kind {
-                    RecordKind::BootRequest => &mut req,
-                    RecordKind::Confirm => &mut confirm,
-                };
-                if best.is_none_or(|b| r.sequence > b.sequence) {
-                    *best = Some(r);
-                }
+        let Ok(r) = rec else { continue };
+        if r.kind == want && newest.is_none() {
+            newest = Some(r);
+        }
+        if let (Some((seq, hash)), None) = (handled, holds_handled) {
+            if r.kind == RecordKind::BootRequest && (r.sequence, r.image_hash) == (seq, hash) {
+                holds_handled = Some(true);
+            } else if r.sequence <= seq {
+                holds_handled = Some(false);
             }
-            Err(DecodeError::Erased) => break,
-            Err(DecodeError::Corrupt) => {}
         }
-        off += RECORD_LEN as u32;
     }
     Ok(RequestScan {
-        req,
-        confirm,
-        erased_since: handled.is_some() && !holds_handled,
+        newest,
+        erased_since: handled.is_some() && holds_handled != Some(true),
     })
 }
 
 /// What [`scan_requests`] found.
 struct RequestScan {
-    req: Option<control_area::Record>,
-    confirm: Option<control_area::Record>,
+    /// The newest record of the kind asked for.
+    newest: Option<control_area::Record>,
     /// The sector no longer holds the handled request: everything in it is newer.
     erased_since: bool,
 }
@@ -669,9 +674,10 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                 let scan = scan_requests(
                     q,
                     layout.request_sector,
+                    control_area::RecordKind::Confirm,
                     Some((rec.request_sequence, rec.image_hash)),
                 )?;
-                let confirmed = scan.confirm.is_some_and(|c| {
+                let confirmed = scan.newest.is_some_and(|c| {
                     (scan.erased_since || c.sequence > rec.request_sequence)
                         && c.image_hash == rec.image_hash
                 });
@@ -711,8 +717,13 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
             }
             _ => {
                 let handled = cur.map(|r| (r.request_sequence, r.image_hash));
-                let scan = scan_requests(q, layout.request_sector, handled)?;
-                let req = match scan.req {
+                let scan = scan_requests(
+                    q,
+                    layout.request_sector,
+                    control_area::RecordKind::BootRequest,
+                    handled,
+                )?;
+                let req = match scan.newest {
                     Some(r) if scan.erased_since || handled.is_none_or(|h| r.sequence > h.0) => r,
                     _ => return Ok(decision(&journal, false)),
                 };

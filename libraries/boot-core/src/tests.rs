@@ -634,3 +634,83 @@ fn requests_and_confirms_after_the_kernel_erased_its_request_sector_are_not_igno
     assert!(!b.boot(false).unwrap().trial);
     assert_eq!(b.sim.power.ops(), ops);
 }
+
+/// The request scan decodes from the end of the kernel's log back and stops once its answer is
+/// settled. On request sectors the kernel could have written (records in order with rising
+/// sequences, torn records left behind, a restarted sequence) it must answer what decoding every
+/// record answers, for either kind and any handled request.
+#[test]
+fn request_scan_agrees_with_decoding_every_record() {
+    use control_area::{Record, RecordKind, RECORD_LEN};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut b = Board::new(SMALL, 1);
+    let s = SMALL.request_sector;
+    let hashes = [[0xA1u8; 32], [0xB2; 32], [0xC3; 32]];
+    let mut early_stops = 0;
+    for _ in 0..3000 {
+        let mut sector = vec![0xFFu8; s.len as usize];
+        let mut written: Vec<Record> = Vec::new();
+        let records = rng.gen_range(0..=s.len as usize / RECORD_LEN);
+        let mut sequence = rng.gen_range(1..40u32);
+        for slot in sector.chunks_exact_mut(RECORD_LEN).take(records) {
+            let kind = if rng.gen_bool(0.5) {
+                RecordKind::BootRequest
+            } else {
+                RecordKind::Confirm
+            };
+            let rec = Record {
+                kind,
+                sequence,
+                image_len: 100,
+                image_hash: hashes[rng.gen_range(0..hashes.len())],
+            };
+            slot.copy_from_slice(&rec.encode());
+            if rng.gen_bool(0.15) {
+                // Torn by a power cut: bits cleared at random (never erased-looking: the magic
+                // has cleared bits). The kernel writes its next record in the next slot, with
+                // the same sequence.
+                for _ in 0..4 {
+                    slot[rng.gen_range(0..RECORD_LEN)] &= rng.gen::<u8>();
+                }
+            }
+            if Record::decode(&<[u8; RECORD_LEN]>::try_from(&*slot).unwrap()) == Ok(rec) {
+                written.push(rec);
+                sequence += 1;
+            }
+        }
+        b.sim.chip().load(s.start, &sector);
+        let present = written.iter().filter(|r| r.kind == RecordKind::BootRequest);
+        let mut handled_cases: Vec<Option<(u32, [u8; 32])>> = vec![
+            None,
+            Some((rng.gen_range(0..80), hashes[rng.gen_range(0..3)])),
+            Some((0, hashes[0])),
+            Some((u32::MAX, hashes[1])),
+        ];
+        handled_cases.extend(present.map(|r| Some((r.sequence, r.image_hash))).take(3));
+        for want in [RecordKind::BootRequest, RecordKind::Confirm] {
+            let newest = written
+                .iter()
+                .filter(|r| r.kind == want)
+                .max_by_key(|r| r.sequence)
+                .copied();
+            for &handled in &handled_cases {
+                let holds = written.iter().any(|r| {
+                    r.kind == RecordKind::BootRequest && Some((r.sequence, r.image_hash)) == handled
+                });
+                let got = crate::scan_requests(&mut b.sim.qspi, s, want, handled).unwrap();
+                assert_eq!(
+                    got.newest, newest,
+                    "{want:?} handled {handled:?} in {written:?}"
+                );
+                assert_eq!(
+                    got.erased_since,
+                    handled.is_some() && !holds,
+                    "{want:?} handled {handled:?} in {written:?}"
+                );
+                early_stops += usize::from(written.len() > 4);
+            }
+        }
+    }
+    assert!(early_stops > 1000, "the cases must include long logs");
+}

@@ -3,7 +3,10 @@
 //! - Boot with nothing pending: instructions from reset to the kernel jump, simulated time,
 //!   peak stack. Measured twice: on a fresh device (empty journal and request sector, the best
 //!   case) and on a device after a confirmed update (the journal holds the install's records,
-//!   the request sector a boot request and a confirm), the state a device spends its life in.
+//!   the request sector a boot request and a confirm), the state a device spends its life in;
+//!   and on a long-lived device, the most work an idle boot has (the journal ring has wrapped
+//!   and its newest sector is full; the request sector holds 62 records, two short of the erase
+//!   the kernel does when it is full).
 //! - Verify of a staged image of N bytes: a boot that hashes the whole image and checks its
 //!   signature, then refuses it (valid hash, wrong signature) costs the verify plus the
 //!   nothing-pending work; the difference is the verify. Where the firmware refuses a size
@@ -44,6 +47,8 @@ pub struct BootFigures {
     /// Nothing pending, after an install and its confirm (`None` if that could not be set up;
     /// `missing` says why).
     pub after_update: Option<Phase>,
+    /// Nothing pending on a long-lived device (see the module docs).
+    pub long_lived: Option<Phase>,
     pub peak_stack_bytes: u32,
     /// (image payload bytes, verify phase)
     pub verify: Vec<(usize, Phase)>,
@@ -171,6 +176,78 @@ fn after_update_boot(rig: &mut Rig, hash: [u8; 32], cpi: f64) -> Result<(Phase, 
     }
 }
 
+/// A device that has taken many updates, written as the kernel and the bootloader leave it: 31
+/// boot requests each followed by its confirm in the request sector (62 of its 64 slots), and a
+/// journal whose ring has come round, with the newest record, `Confirmed` for the last request,
+/// in the last slot of its sector. Nothing is pending.
+pub fn long_lived_rig(fw: &Firmware) -> Rig {
+    use boot_core::{JournalRecord, Reason, State, PAGE};
+    let mut rig = Rig::new(fw.clone(), 4, OLD_KERNEL_LEN);
+    let hash = |i: u32| [i as u8 ^ 0x5A; 32];
+    let updates = 31;
+    for i in 0..updates {
+        rig.request_boot(hash(i), 4096);
+        rig.confirm(hash(i));
+    }
+    // Boot request sequences are 1, 3, 5, ...: the last one is the handled one.
+    let last_request = 2 * updates - 1;
+    let journal = rig.layout.journal;
+    let sectors = journal.len / PAGE;
+    let slots = PAGE as usize / boot_core::journal::RECORD_LEN;
+    let newest_sector = sectors / 2;
+    let mut bytes = vec![0xFFu8; journal.len as usize];
+    for ring_pos in 0..sectors {
+        // The oldest sector is the one after the newest.
+        let sector = (newest_sector + 1 + ring_pos) % sectors;
+        for slot in 0..slots {
+            let sequence = 1 + ring_pos * slots as u32 + slot as u32;
+            let newest = ring_pos == sectors - 1 && slot == slots - 1;
+            let rec = JournalRecord {
+                sequence,
+                state: State::Confirmed,
+                reason: Reason::None,
+                attempts: 0,
+                request_sequence: if newest { last_request } else { sequence },
+                image_hash: if newest {
+                    hash(updates - 1)
+                } else {
+                    [0x11; 32]
+                },
+                payload_len: 4096,
+                payload_offset: 0x20,
+                installed: 0,
+                backed_up: 0,
+                security_counter: u32::MAX,
+            };
+            let at = (sector * PAGE) as usize + slot * boot_core::journal::RECORD_LEN;
+            bytes[at..at + boot_core::journal::RECORD_LEN].copy_from_slice(&rec.encode());
+        }
+    }
+    rig.board.chip().load(journal.start, &bytes);
+    rig
+}
+
+/// The idle boot of [`long_lived_rig`]: it must run the old kernel and write nothing.
+fn long_lived_boot(fw: &Firmware, cpi: f64) -> Result<(Phase, u32), String> {
+    let mut rig = long_lived_rig(fw);
+    let before = rig.board.chip().raw().to_vec();
+    let r = rig
+        .boot(true)
+        .map_err(emu("boot with nothing pending on a long-lived device"))?;
+    match r.exit {
+        Exit::KernelJump { sp, .. } if sp == OLD_KERNEL_SP => {}
+        other => {
+            return Err(format!(
+                "the long-lived device's idle boot ended with {other:?}, not in its kernel"
+            ))
+        }
+    }
+    if rig.board.chip().raw() != &before[..] {
+        return Err("the long-lived device's idle boot wrote to the QSPI flash".into());
+    }
+    Ok((phase(&r, cpi), r.peak_stack_bytes))
+}
+
 /// The size of the kernel already in the slot: the stock DK kernel's.
 const OLD_KERNEL_LEN: usize = 176 * 1024;
 
@@ -246,12 +323,24 @@ pub fn boot_figures(
         None => None,
     };
 
+    let long_lived = match long_lived_boot(fw, cpi) {
+        Ok((p, stack)) => {
+            peak = peak.max(stack);
+            Some(p)
+        }
+        Err(e) => {
+            missing.push(e);
+            None
+        }
+    };
+
     Ok(BootFigures {
         cpi,
         cpu_hz: CPU_HZ,
         firmware_flash_bytes: fw.flash_bytes(),
         nothing_pending: nothing,
         after_update,
+        long_lived,
         peak_stack_bytes: peak,
         verify,
         install,

@@ -46,7 +46,8 @@ pub struct Report {
     pub cpi_assumed: f64,
     pub cpu_hz: f64,
     pub firmware_flash_bytes: usize,
-    /// The worse of the two nothing-pending boots below (what the goal is checked on).
+    /// The worse of the fresh and after-update nothing-pending boots (what the goal is checked
+    /// on); the long-lived device is reported separately.
     pub boot_overhead_s: f64,
     pub boot_overhead_instructions: u64,
     /// Nothing pending on a fresh device: empty journal and request sector.
@@ -56,6 +57,10 @@ pub struct Report {
     /// request sector a boot request and a confirm.
     pub boot_overhead_after_update_s: Option<f64>,
     pub boot_overhead_after_update_instructions: Option<u64>,
+    /// Nothing pending on a long-lived device: journal ring wrapped with its newest sector full,
+    /// 62 records in the request sector.
+    pub boot_overhead_long_lived_s: Option<f64>,
+    pub boot_overhead_long_lived_instructions: Option<u64>,
     pub verify_176k_s: Option<f64>,
     pub verify_512k_s: Option<f64>,
     pub verify_512k_extrapolated: bool,
@@ -115,6 +120,11 @@ pub fn report(f: &BootFigures) -> Report {
             .map(|p| row("  after a confirmed update", None, p, f.cpi)),
     );
     phases.extend(
+        f.long_lived
+            .iter()
+            .map(|p| row("  long-lived device", None, p, f.cpi)),
+    );
+    phases.extend(
         f.verify
             .iter()
             .map(|(n, p)| row("verify staged image", Some(*n), p, f.cpi)),
@@ -124,6 +134,8 @@ pub fn report(f: &BootFigures) -> Report {
             .iter()
             .map(|(n, p)| row("install + trial boot, from reset", Some(*n), p, f.cpi)),
     );
+    // The goal is checked on the idle boot (fresh) and on the state after an update; the
+    // long-lived device is reported beside it.
     let worst = f
         .after_update
         .filter(|a| a.simulated_s > f.nothing_pending.simulated_s)
@@ -150,6 +162,8 @@ pub fn report(f: &BootFigures) -> Report {
         boot_overhead_fresh_instructions: f.nothing_pending.instructions,
         boot_overhead_after_update_s: f.after_update.map(|p| p.simulated_s),
         boot_overhead_after_update_instructions: f.after_update.map(|p| p.instructions),
+        boot_overhead_long_lived_s: f.long_lived.map(|p| p.simulated_s),
+        boot_overhead_long_lived_instructions: f.long_lived.map(|p| p.instructions),
         verify_176k_s: verify_at(176 * 1024).map(|p| p.simulated_s),
         verify_512k_s: v512.map(|p| p.simulated_s),
         verify_512k_extrapolated: v512.is_some_and(|p| p.extrapolated),
@@ -290,6 +304,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         r.boot_overhead_s * 1e3,
         verdict(r.boot_overhead_goal_met)
     );
+    if let Some(l) = r.boot_overhead_long_lived_s {
+        crate::outln!(
+            "  long-lived device (journal ring wrapped, newest sector full, 62 control records): {:.3} ms, {} the goal",
+            l * 1e3,
+            if l <= BOOT_OVERHEAD_GOAL_S { "within" } else { "above" }
+        );
+    }
     if let Some(v) = r.verify_512k_s {
         crate::outln!(
             "goal verify 512 KiB <= 0.5 s: {:.3} s{}, {}",
