@@ -283,6 +283,39 @@ fn is_record(b: &[u8; RECORD_LEN]) -> bool {
 /// Slots read with one QSPI read: an aligned block of a sector. A read costs a fixed command
 /// overhead (a few hundred instructions) and 4 µs of transfer per slot at 32 MHz quad I/O.
 const BLOCK_SLOTS: u32 = 4;
+/// Bytes of one such block.
+pub(crate) const BLOCK: u32 = BLOCK_SLOTS * RECORD_LEN as u32;
+
+/// The first index in `lo..hi` where `holds` is true, or `hi`, for a predicate that is false up
+/// to some index and true from there on. Probes `lo`, `lo + 1`, `lo + 3`, `lo + 7`, ...
+/// and then halves the last gap, so a short log costs one or two probes and a full sector about
+/// five, instead of one read per block.
+pub(crate) fn first_where<E>(
+    mut lo: u32,
+    mut hi: u32,
+    mut holds: impl FnMut(u32) -> Result<bool, E>,
+) -> Result<u32, E> {
+    let base = lo;
+    let mut reach = 1;
+    while lo < hi {
+        let probe = (base + reach - 1).min(hi - 1);
+        if holds(probe)? {
+            hi = probe;
+            break;
+        }
+        lo = probe + 1;
+        reach *= 2;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if holds(mid)? {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
 
 /// One slot's bytes, word aligned so the QSPI driver moves them by EasyDMA straight into it
 /// rather than through its bounce buffer.
@@ -316,7 +349,6 @@ impl SlotWindow {
         region: Region,
         off: u32,
     ) -> Result<&[u8; RECORD_LEN], F::Error> {
-        const BLOCK: u32 = BLOCK_SLOTS * RECORD_LEN as u32;
         let start = off - off % BLOCK;
         if self.start != start {
             self.start = u32::MAX;
@@ -324,6 +356,17 @@ impl SlotWindow {
             self.start = start;
         }
         Ok(&self.slots[(off % BLOCK) as usize / RECORD_LEN])
+    }
+
+    /// Whether the block of slots starting at `off` (block aligned) reads all erased.
+    pub(crate) fn block_erased<F: ReadNorFlash>(
+        &mut self,
+        f: &mut F,
+        region: Region,
+        off: u32,
+    ) -> Result<bool, F::Error> {
+        self.slot(f, region, off)?;
+        Ok(is_erased(self.slots.as_flattened()))
     }
 
     /// Reads the slot at `off` again, on its own.
@@ -473,20 +516,20 @@ impl Journal {
         };
         let sector = first - first % PAGE;
         let end = sector + PAGE;
-        // The last written slot of the newest sector: four erased slots in a row end it.
-        let mut last = first;
-        let mut erased = 0;
-        let mut off = first + RECORD_LEN as u32;
-        while off < end && erased < 4 {
-            if is_erased(w.slot(f, region, off)?) {
-                erased += 1;
-            } else {
-                erased = 0;
-                last = off;
-            }
-            off += RECORD_LEN as u32;
+        // The last written slot of the newest sector. An append tries at most four slots, so four
+        // erased slots in a row end the log and nothing after them is written: the first fully
+        // erased aligned block lies past the end, every block after it is erased too, and the
+        // block before it holds the last written slot.
+        let blocks_from = (first - sector) / BLOCK + 1;
+        let erased_block = first_where(blocks_from, PAGE / BLOCK, |b| {
+            w.block_erased(f, region, sector + b * BLOCK)
+        })?;
+        let mut last = sector + erased_block * BLOCK - RECORD_LEN as u32;
+        while last > first && is_erased(w.slot(f, region, last)?) {
+            last -= RECORD_LEN as u32;
         }
-        let scanned = off;
+        // The first erased slot after the newest record is at most one past the last written.
+        let scanned = end;
         // The newest record is the last valid one: judge slots from the last written down.
         while last > first {
             if let Slot::Valid(b) = w.judge(f, region, last)? {
@@ -587,6 +630,34 @@ mod tests {
             backed_up: 3,
             security_counter: NO_COUNTER,
         }
+    }
+
+    #[test]
+    fn first_where_finds_the_boundary_with_few_probes() {
+        for lo in 0..20u32 {
+            for hi in lo..40 {
+                for boundary in lo..=hi {
+                    let mut probes = 0;
+                    let got = first_where(lo, hi, |i| {
+                        assert!((lo..hi).contains(&i), "probe {i} outside {lo}..{hi}");
+                        probes += 1;
+                        Ok::<_, ()>(i >= boundary)
+                    })
+                    .unwrap();
+                    assert_eq!(got, boundary, "{lo}..{hi}");
+                    let span = hi - lo + 1;
+                    assert!(probes <= 2 * (32 - span.leading_zeros()), "{probes} probes");
+                }
+            }
+        }
+        // A boundary next to the start costs one or two probes.
+        let mut probes = 0;
+        first_where(1, 16, |i| {
+            probes += 1;
+            Ok::<_, ()>(i >= 2)
+        })
+        .unwrap();
+        assert!(probes <= 2);
     }
 
     #[test]

@@ -518,7 +518,8 @@ fn append<Q: BackgroundNor>(
 /// in it is newer than the handled one whatever its sequence.
 ///
 /// The kernel fills the sector's slots in order with rising sequences, and the first erased slot
-/// ends its log (`control_area::scan`). So the scan finds that end, then decodes records from the
+/// ends its log (`control_area::scan`). So the scan finds that end (a search over four-slot
+/// blocks: a few reads, not sixteen, for a full sector), then decodes records from the
 /// last one back and stops as soon as the answer is settled: the newest `want` record is the
 /// first valid one met, and once a record at or below the handled sequence has been passed, the
 /// handled request cannot come earlier. Usually that is one or two CRC checks, whatever the
@@ -535,8 +536,16 @@ fn scan_requests<Q: BackgroundNor>(
     // Reads go through `ReadNorFlash::read`, which in the QSPI driver waits for the chip to be
     // idle first (as for the journal scan).
     let mut w = journal::SlotWindow::new();
-    let mut end = 0;
-    while end < sector.len && !is_erased(w.slot(q, sector, end).map_err(qe)?) {
+    // The first block whose first slot is erased lies past the end; the end is in the block
+    // before it.
+    let block = journal::BLOCK;
+    let past = journal::first_where(0, sector.len / block, |b| {
+        Ok::<_, Q::Error>(is_erased(w.slot(q, sector, b * block)?))
+    })
+    .map_err(qe)?
+        * block;
+    let mut end = past.saturating_sub(block);
+    while end < past && !is_erased(w.slot(q, sector, end).map_err(qe)?) {
         end += SLOT;
     }
     let mut newest: Option<Record> = None;
