@@ -309,21 +309,8 @@ pub fn boot_figures(
             Err(e) => missing.push(e),
         }
     }
-    let after_update = match updated {
-        Some((mut rig, hash)) => match after_update_boot(&mut rig, hash, cpi) {
-            Ok((p, stack)) => {
-                peak = peak.max(stack);
-                Some(p)
-            }
-            Err(e) => {
-                missing.push(e);
-                None
-            }
-        },
-        None => None,
-    };
-
-    let long_lived = match long_lived_boot(fw, cpi) {
+    // A measured idle boot: its phase, its stack depth into the peak, or why it is missing.
+    let mut idle = |run: Result<(Phase, u32), String>| match run {
         Ok((p, stack)) => {
             peak = peak.max(stack);
             Some(p)
@@ -333,6 +320,9 @@ pub fn boot_figures(
             None
         }
     };
+    let after_update =
+        updated.and_then(|(mut rig, hash)| idle(after_update_boot(&mut rig, hash, cpi)));
+    let long_lived = idle(long_lived_boot(fw, cpi));
 
     Ok(BootFigures {
         cpi,
