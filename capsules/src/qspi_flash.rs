@@ -579,13 +579,7 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
         page_number: usize,
         buf: &'static mut Self::Page,
     ) -> Result<(), (ErrorCode, &'static mut Self::Page)> {
-        let Some(address) = self.page_address(page_number) else {
-            return Err((ErrorCode::INVAL, buf));
-        };
-        if let Err(e) = self.idle() {
-            return Err((e, buf));
-        }
-        self.page.replace(buf);
+        let address = self.take_page(page_number, buf)?;
         self.job.set(Job::PageRead);
         self.page_offset.set(0);
         self.start(Sequence::read(address, SECTOR_SIZE));
@@ -597,13 +591,7 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
         page_number: usize,
         buf: &'static mut Self::Page,
     ) -> Result<(), (ErrorCode, &'static mut Self::Page)> {
-        let Some(address) = self.page_address(page_number) else {
-            return Err((ErrorCode::INVAL, buf));
-        };
-        if let Err(e) = self.idle() {
-            return Err((e, buf));
-        }
-        self.page.replace(buf);
+        let address = self.take_page(page_number, buf)?;
         self.job.set(Job::PageWrite {
             address,
             erased: false,
@@ -647,6 +635,23 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         }
         self.nor_buffer.replace(buffer);
         Ok(len as u32)
+    }
+
+    /// Checks a page read or write request (a page of the chip, driver idle) and keeps `buf` for
+    /// it; returns the page's address, or hands the buffer back on refusal.
+    fn take_page(
+        &self,
+        page_number: usize,
+        buf: &'static mut QspiPage,
+    ) -> Result<u32, (ErrorCode, &'static mut QspiPage)> {
+        let Some(address) = self.page_address(page_number) else {
+            return Err((ErrorCode::INVAL, buf));
+        };
+        if let Err(e) = self.idle() {
+            return Err((e, buf));
+        }
+        self.page.replace(buf);
+        Ok(address)
     }
 }
 

@@ -11,6 +11,7 @@
 use crate::layout::{Region, PAGE};
 use control_area::{crc32, is_erased};
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use ota_image::WordAligned;
 
 /// Bytes per journal record.
 pub const RECORD_LEN: usize = 64;
@@ -319,8 +320,7 @@ pub(crate) fn first_where<E>(
 
 /// One slot's bytes, word aligned so the QSPI driver moves them by EasyDMA straight into it
 /// rather than through its bounce buffer.
-#[repr(C, align(4))]
-pub(crate) struct SlotBuf(pub(crate) [u8; RECORD_LEN]);
+pub(crate) type SlotBuf = WordAligned<RECORD_LEN>;
 
 /// Consecutive 64-byte slots of one 4 KiB sector (journal or request sector), read with one
 /// QSPI read (word aligned, as [`SlotBuf`]).
@@ -337,7 +337,7 @@ impl SlotWindow {
     pub(crate) fn new() -> Self {
         SlotWindow {
             slots: [[0; RECORD_LEN]; BLOCK_SLOTS as usize],
-            spare: SlotBuf([0; RECORD_LEN]),
+            spare: WordAligned([0; RECORD_LEN]),
             start: u32::MAX,
         }
     }
@@ -432,7 +432,7 @@ enum Slot<'a> {
 
 /// Reads the slot at `addr`.
 fn read_slot<F: ReadNorFlash>(f: &mut F, addr: u32) -> Result<[u8; RECORD_LEN], F::Error> {
-    let mut b = SlotBuf([0; RECORD_LEN]);
+    let mut b = WordAligned([0; RECORD_LEN]);
     f.read(addr, &mut b.0)?;
     Ok(b.0)
 }
@@ -463,7 +463,7 @@ impl Journal {
     pub fn scan<F: ReadNorFlash>(f: &mut F, region: Region) -> Result<Journal, F::Error> {
         let mut w = SlotWindow::new();
         // The newest record so far: its offset and bytes.
-        let mut newest = SlotBuf([0; RECORD_LEN]);
+        let mut newest = WordAligned([0; RECORD_LEN]);
         let mut newest_at = None;
         // Sectors in ring order: first records grow from the oldest sector to the newest; the
         // one after the newest holds none or an older one (it is the oldest, or being erased).
@@ -528,8 +528,6 @@ impl Journal {
         while last > first && is_erased(w.slot(f, region, last)?) {
             last -= RECORD_LEN as u32;
         }
-        // The first erased slot after the newest record is at most one past the last written.
-        let scanned = end;
         // The newest record is the last valid one: judge slots from the last written down.
         while last > first {
             if let Slot::Valid(b) = w.judge(f, region, last)? {
@@ -538,15 +536,16 @@ impl Journal {
             }
             last -= RECORD_LEN as u32;
         }
-        // The next record goes into the first erased slot after it, if the scan saw one.
+        // The next record goes into the first erased slot after it: at most one past the last
+        // written, if that is still inside the sector.
         let mut free = last + RECORD_LEN as u32;
-        while free < scanned && !is_erased(w.slot(f, region, free)?) {
+        while free < end && !is_erased(w.slot(f, region, free)?) {
             free += RECORD_LEN as u32;
         }
         Ok(Journal {
             region,
             newest: JournalRecord::parse(&newest.0).map(|r| (last, r)),
-            next_free: (free < scanned).then_some(free),
+            next_free: (free < end).then_some(free),
         })
     }
 
