@@ -1,0 +1,143 @@
+//! The syscall ABI between tock-ota's kernel drivers (`capsules/`) and the DFU app: every number
+//! both sides must agree on, defined once. The capsules, the app's binding and the simulator's
+//! kernel all use these constants; the semantics are documented in the capsules' module docs
+//! (`capsules/src/staged_update.rs`, `capsules/src/bulk_scan.rs`).
+//!
+//! Plain `u32` values: userspace (libtock-rs) speaks `u32`, the kernel `usize`; each side
+//! converts at its boundary.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// Tock's `ErrorCode` values as they travel in upcall arguments (TRD104; `kernel::ErrorCode`).
+pub mod error {
+    pub const FAIL: u32 = 1;
+    pub const BUSY: u32 = 2;
+    pub const ALREADY: u32 = 3;
+    pub const OFF: u32 = 4;
+    pub const RESERVE: u32 = 5;
+    pub const INVAL: u32 = 6;
+    pub const SIZE: u32 = 7;
+    pub const CANCEL: u32 = 8;
+    pub const NOMEM: u32 = 9;
+    pub const NOSUPPORT: u32 = 10;
+    pub const NODEVICE: u32 = 11;
+    pub const UNINSTALLED: u32 = 12;
+    pub const NOACK: u32 = 13;
+}
+
+/// The staged-update driver.
+pub mod update {
+    /// Driver number: the first unallocated category of Tock's registry (see the capsule).
+    pub const DRIVER_NUM: u32 = 0xA0000;
+
+    /// Largest write or read per command (the kernel buffer userspace data is copied through).
+    pub const BUF_LEN: usize = 1024;
+
+    /// Bytes of the session tag (read-only allow 0 at begin; read-write allow 0 for `TAG`).
+    pub const TAG_LEN: usize = 16;
+
+    pub mod command {
+        pub const EXISTS: u32 = 0;
+        pub const STATUS: u32 = 1;
+        pub const BEGIN: u32 = 2;
+        pub const ERASE: u32 = 3;
+        pub const WRITE: u32 = 4;
+        pub const READ: u32 = 5;
+        pub const FINALIZE: u32 = 6;
+        pub const ABORT: u32 = 7;
+        pub const CONFIRM: u32 = 8;
+        pub const TAG: u32 = 9;
+        pub const REBOOT: u32 = 10;
+    }
+
+    pub mod upcall {
+        /// An operation finished: `(command, status, value)`.
+        pub const DONE: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    pub mod ro_allow {
+        /// Data for `WRITE`; the session tag for `BEGIN`.
+        pub const DATA: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    pub mod rw_allow {
+        /// Destination of `READ` and `TAG`.
+        pub const READ: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    /// The session state in `STATUS`'s first value.
+    pub mod state {
+        pub const IDLE: u32 = 0;
+        pub const STAGING: u32 = 1;
+        pub const FINALIZED: u32 = 2;
+    }
+
+    /// Which policy check failed: the upcall's `value` when `status` is an error (stable,
+    /// documented numbers; the capsule maps `update_region::Error` onto them).
+    pub mod detail {
+        pub const NONE: u32 = 0;
+        pub const BAD_CONFIG: u32 = 1;
+        pub const NOT_OWNER: u32 = 2;
+        pub const BUSY: u32 = 3;
+        pub const NOT_STARTED: u32 = 4;
+        pub const NO_SESSION: u32 = 5;
+        pub const ALREADY_FINALIZED: u32 = 6;
+        pub const OUT_OF_BOUNDS: u32 = 7;
+        pub const UNALIGNED: u32 = 8;
+        pub const BAD_LENGTH: u32 = 9;
+        pub const NOT_ERASED: u32 = 10;
+        pub const NOT_BLANK: u32 = 11;
+        pub const FLASH: u32 = 12;
+        pub const IMAGE_BAD_MAGIC: u32 = 13;
+        pub const IMAGE_BAD_LAYOUT: u32 = 14;
+        pub const IMAGE_HASH_MISSING: u32 = 15;
+        pub const IMAGE_HASH_MISMATCH: u32 = 16;
+        pub const NOTHING_TO_CONFIRM: u32 = 17;
+
+        /// The details that mean the staged image itself was refused by finalize's check.
+        pub const IMAGE_REFUSED: core::ops::RangeInclusive<u32> =
+            IMAGE_BAD_MAGIC..=IMAGE_HASH_MISMATCH;
+    }
+}
+
+/// The bulk-scan driver.
+pub mod scan {
+    /// Driver number (next to the staged-update driver).
+    pub const DRIVER_NUM: u32 = 0xA0001;
+
+    pub mod command {
+        pub const EXISTS: u32 = 0;
+        pub const START: u32 = 1;
+        pub const STOP: u32 = 2;
+        pub const RELEASE: u32 = 3;
+        pub const ADVERTISE: u32 = 4;
+    }
+
+    pub mod upcall {
+        /// A batch: `(reports, bytes, dropped)`.
+        pub const BATCH: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    pub mod ro_allow {
+        /// The AdvData for `ADVERTISE`.
+        pub const ADV_DATA: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    pub mod rw_allow {
+        /// The batch buffer.
+        pub const BATCH: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    /// Longest legacy advertising PDU: 2-byte header + 37-byte payload.
+    pub const MAX_PDU: usize = 39;
+    /// Bytes a report takes before its PDU: `[len, channel]`.
+    pub const REPORT_HEADER: usize = 2;
+    /// Longest AdvData of a legacy advertisement (what `ADVERTISE` accepts).
+    pub const MAX_ADV_DATA: usize = 31;
+}
