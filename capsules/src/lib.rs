@@ -15,3 +15,7 @@ pub mod staged_update;
 
 #[cfg(test)]
 mod tests;
+
+// The test support shared with the integration tests (`tests/support/`) names this crate.
+#[cfg(test)]
+extern crate self as tock_ota_capsules;

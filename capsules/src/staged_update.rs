@@ -384,10 +384,14 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                             Ok(Completion::Read) => self.last_read_len.get(),
                             _ => 0,
                         };
-                        self.data.map(|d| {
+                        // The client hears every end, even if the data buffer were missing.
+                        let reported = self.data.map(|d| {
                             let read = &d[..read_len.min(d.len())];
                             self.client.map(|c| c.request_done(command, result, read));
                         });
+                        if reported.is_none() {
+                            self.client.map(|c| c.request_done(command, result, &[]));
+                        }
                     }
                     return;
                 }
@@ -596,8 +600,27 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             .unwrap_or(Err(ErrorCode::NOMEM))
     }
 
+    /// Start `request` for `processid`: success means exactly one upcall follows (it may already
+    /// be queued when this returns), a failure means none does.
+    ///
+    /// The process is recorded as the pending one *before* the core runs the request, because
+    /// the core may finish it before `request` returns: a confirm that needs no flash operation,
+    /// a flash operation that fails to start, or a flash that completes synchronously. Delivering
+    /// from inside the command is safe: the grant is not entered across `core.request`, and the
+    /// kernel only queues the upcall, which the process sees at its next yield, as it would a
+    /// later one. (A deferred call would add a board-registered slot and a saved result for no
+    /// gain.) The core refuses synchronously only before it starts anything, so clearing the
+    /// pending process on refusal cannot drop a completion.
     fn start(&self, processid: ProcessId, command: usize, request: Request) -> CommandReturn {
         let short_id = processid.short_app_id();
+        if !self.core.is_owner(short_id) {
+            return CommandReturn::failure(ErrorCode::NODEVICE);
+        }
+        if self.current.is_some() {
+            // A request is still out (possibly for an earlier instance of the DFU process).
+            return CommandReturn::failure(ErrorCode::BUSY);
+        }
+        self.current.set(processid);
         let result = if let Request::Write { len, .. } = request {
             let fill = |dst: &mut [u8]| -> Result<(), ErrorCode> {
                 self.apps
@@ -622,11 +645,11 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             self.core.request(short_id, command, request, None)
         };
         match result {
-            Ok(()) => {
-                self.current.set(processid);
-                CommandReturn::success()
+            Ok(()) => CommandReturn::success(),
+            Err(e) => {
+                self.current.clear();
+                CommandReturn::failure(e)
             }
-            Err(e) => CommandReturn::failure(e),
         }
     }
 }

@@ -1,5 +1,8 @@
 //! A split-phase NOR flash model: erase sets a 4 KiB sector to 0xFF, program only clears bits,
-//! and each operation completes only when the test calls [`FakeNor::complete`].
+//! and each operation completes only when the test calls [`FakeNor::complete`] (or, with
+//! `immediate`, before the call that started it returns).
+//!
+//! Shared by the crate's unit tests (included by path) and the integration tests.
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
@@ -9,7 +12,7 @@ use std::vec::Vec;
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::ErrorCode;
 
-use crate::nor::{range_ok, AsyncNor, AsyncNorClient, SECTOR_SIZE};
+use tock_ota_capsules::nor::{range_ok, AsyncNor, AsyncNorClient, SECTOR_SIZE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pending {
@@ -28,6 +31,8 @@ pub struct FakeNor {
     pub operations: Cell<usize>,
     /// Complete each operation before the call that started it returns.
     pub immediate: Cell<bool>,
+    /// Refuse to start the next operation (`FAIL`, buffer handed back).
+    pub refuse_next: Cell<bool>,
 }
 
 impl FakeNor {
@@ -40,6 +45,7 @@ impl FakeNor {
             fail_next: Cell::new(false),
             operations: Cell::new(0),
             immediate: Cell::new(false),
+            refuse_next: Cell::new(false),
         }))
     }
 
@@ -103,6 +109,9 @@ impl FakeNor {
         if self.pending.get().is_some() {
             return Err((ErrorCode::BUSY, buffer));
         }
+        if self.refuse_next.replace(false) {
+            return Err((ErrorCode::FAIL, buffer));
+        }
         self.buffer.replace(buffer);
         self.pending.set(Some(op));
         self.operations.set(self.operations.get() + 1);
@@ -154,6 +163,9 @@ impl AsyncNor<'static> for FakeNor {
         }
         if self.pending.get().is_some() {
             return Err(ErrorCode::BUSY);
+        }
+        if self.refuse_next.replace(false) {
+            return Err(ErrorCode::FAIL);
         }
         self.pending.set(Some(Pending::Erase { address }));
         self.operations.set(self.operations.get() + 1);
