@@ -22,6 +22,8 @@
 //! Syscall interface
 //! -----------------
 //!
+//! The numbers below are defined once in `dfu_abi::scan`.
+//!
 //! Driver number `0xA0001` (out-of-tree category 0xAxxxx, next to the staged-update driver).
 //!
 //! - Command `0`: exists.
@@ -50,39 +52,45 @@ use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::{ErrorCode, ProcessId};
 
+use dfu_abi::scan as abi;
+
 /// Syscall driver number.
-pub const DRIVER_NUM: usize = 0xA0001;
+pub const DRIVER_NUM: usize = abi::DRIVER_NUM as usize;
 
 /// Longest legacy advertising PDU: 2-byte header + 37-byte payload.
-pub const MAX_PDU: usize = 39;
+pub const MAX_PDU: usize = abi::MAX_PDU;
 /// Bytes a report takes before its PDU.
-pub const REPORT_HEADER: usize = 2;
+pub const REPORT_HEADER: usize = abi::REPORT_HEADER;
 
 pub mod upcall {
-    pub const BATCH: usize = 0;
-    pub const COUNT: u8 = 1;
+    use dfu_abi::scan::upcall as abi;
+    pub const BATCH: usize = abi::BATCH as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 pub mod ro_allow {
-    pub const ADV_DATA: usize = 0;
-    pub const COUNT: u8 = 1;
+    use dfu_abi::scan::ro_allow as abi;
+    pub const ADV_DATA: usize = abi::ADV_DATA as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 pub mod rw_allow {
-    pub const BATCH: usize = 0;
-    pub const COUNT: u8 = 1;
+    use dfu_abi::scan::rw_allow as abi;
+    pub const BATCH: usize = abi::BATCH as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 pub mod command {
-    pub const EXISTS: usize = 0;
-    pub const START: usize = 1;
-    pub const STOP: usize = 2;
-    pub const RELEASE: usize = 3;
-    pub const ADVERTISE: usize = 4;
+    use dfu_abi::scan::command as abi;
+    pub const EXISTS: usize = abi::EXISTS as usize;
+    pub const START: usize = abi::START as usize;
+    pub const STOP: usize = abi::STOP as usize;
+    pub const RELEASE: usize = abi::RELEASE as usize;
+    pub const ADVERTISE: usize = abi::ADVERTISE as usize;
 }
 
 /// Longest AdvData of a legacy advertisement.
-pub const MAX_ADV_DATA: usize = 31;
+pub const MAX_ADV_DATA: usize = abi::MAX_ADV_DATA;
 /// PDU header byte 0: ADV_NONCONN_IND with TxAdd set (random device address).
 const ADV_NONCONN_IND_RANDOM: u8 = 0x02 | 0x40;
 /// Bytes the transmit buffer needs: header, AdvA, AdvData.

@@ -19,6 +19,9 @@
 //! Syscall interface
 //! -----------------
 //!
+//! Every number below (driver, commands, allows, upcall, states, error details) is defined once
+//! in `dfu_abi::update`; the constants of this module are those, as the kernel's `usize`.
+//!
 //! Driver number `0xA0000`. Tock's registry (`capsules/core/src/driver.rs`) allocates categories
 //! 0x0xxxx–0x9xxxx; 0xAxxxx is the first unallocated category, so an out-of-tree driver there
 //! cannot collide with a driver upstream adds to an existing category.
@@ -40,14 +43,16 @@
 //! - `9`: copy the session tag into read-write allow 0 (to resume after a reboot).
 //! - `10`: reboot into the bootloader (only once finalized).
 //!
-//! Commands 2–8 return success when the operation started and finish with upcall 0; a
-//! synchronous failure means nothing was started and no upcall follows.
+//! Commands 2–8 return success when the operation started and finish with exactly one upcall 0;
+//! a synchronous failure means nothing was started and no upcall follows. The upcall may already
+//! be queued when the command returns (e.g. a confirm of an image already confirmed needs no
+//! flash operation); the process sees it at its next yield either way.
 //!
 //! ### Upcall 0: `(command, status, value)`
 //!
 //! `status` is 0 on success, else a Tock `ErrorCode`. On success `value` is the boot-request
 //! sequence for finalize and the confirmed sequence for confirm, else 0. On failure `value` is
-//! [`policy_error_code`] of the policy's error (which check failed).
+//! [`policy_error_code`] of the policy's error (which check failed: `dfu_abi::update::detail`).
 //!
 //! ### Error codes
 //!
@@ -73,69 +78,80 @@ use update_region::{
 
 use crate::nor::{AsyncNor, AsyncNorClient};
 
+use dfu_abi::update as abi;
+
 /// Syscall driver number (see the module docs for the choice).
-pub const DRIVER_NUM: usize = 0xA0000;
+pub const DRIVER_NUM: usize = abi::DRIVER_NUM as usize;
 
 /// Largest write or read per command: the kernel buffer userspace data is copied through.
-pub const BUF_LEN: usize = 1024;
+pub const BUF_LEN: usize = abi::BUF_LEN;
+
+// The tag the policy keeps is the tag the ABI moves.
+const _: () = assert!(TAG_LEN == abi::TAG_LEN);
 
 /// Upcall numbers.
 pub mod upcall {
+    use dfu_abi::update::upcall as abi;
     /// An operation finished: `(command, status, value)`.
-    pub const DONE: usize = 0;
-    pub const COUNT: u8 = 1;
+    pub const DONE: usize = abi::DONE as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 /// Read-only allow numbers.
 pub mod ro_allow {
+    use dfu_abi::update::ro_allow as abi;
     /// Data for command 4; the session tag for command 2.
-    pub const DATA: usize = 0;
-    pub const COUNT: u8 = 1;
+    pub const DATA: usize = abi::DATA as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 /// Read-write allow numbers.
 pub mod rw_allow {
+    use dfu_abi::update::rw_allow as abi;
     /// Destination of command 5 (read) and 9 (tag).
-    pub const READ: usize = 0;
-    pub const COUNT: u8 = 1;
+    pub const READ: usize = abi::READ as usize;
+    pub const COUNT: u8 = abi::COUNT;
 }
 
 /// Command numbers.
 pub mod command {
-    pub const EXISTS: usize = 0;
-    pub const STATUS: usize = 1;
-    pub const BEGIN: usize = 2;
-    pub const ERASE: usize = 3;
-    pub const WRITE: usize = 4;
-    pub const READ: usize = 5;
-    pub const FINALIZE: usize = 6;
-    pub const ABORT: usize = 7;
-    pub const CONFIRM: usize = 8;
-    pub const TAG: usize = 9;
-    pub const REBOOT: usize = 10;
+    use dfu_abi::update::command as abi;
+    pub const EXISTS: usize = abi::EXISTS as usize;
+    pub const STATUS: usize = abi::STATUS as usize;
+    pub const BEGIN: usize = abi::BEGIN as usize;
+    pub const ERASE: usize = abi::ERASE as usize;
+    pub const WRITE: usize = abi::WRITE as usize;
+    pub const READ: usize = abi::READ as usize;
+    pub const FINALIZE: usize = abi::FINALIZE as usize;
+    pub const ABORT: usize = abi::ABORT as usize;
+    pub const CONFIRM: usize = abi::CONFIRM as usize;
+    pub const TAG: usize = abi::TAG as usize;
+    pub const REBOOT: usize = abi::REBOOT as usize;
 }
 
-/// The number reported in an upcall's `value` for a failed check (stable, documented).
+/// The number reported in an upcall's `value` for a failed check (`dfu_abi::update::detail`).
 pub fn policy_error_code(error: Error) -> usize {
-    match error {
-        Error::BadConfig => 1,
-        Error::NotOwner => 2,
-        Error::Busy => 3,
-        Error::NotStarted => 4,
-        Error::NoSession => 5,
-        Error::AlreadyFinalized => 6,
-        Error::OutOfBounds { .. } => 7,
-        Error::Unaligned { .. } => 8,
-        Error::BadLength { .. } => 9,
-        Error::NotErased { .. } => 10,
-        Error::NotBlank { .. } => 11,
-        Error::Flash => 12,
-        Error::ImageBadMagic => 13,
-        Error::ImageBadLayout => 14,
-        Error::ImageHashMissing => 15,
-        Error::ImageHashMismatch => 16,
-        Error::NothingToConfirm => 17,
-    }
+    use abi::detail;
+    let code = match error {
+        Error::BadConfig => detail::BAD_CONFIG,
+        Error::NotOwner => detail::NOT_OWNER,
+        Error::Busy => detail::BUSY,
+        Error::NotStarted => detail::NOT_STARTED,
+        Error::NoSession => detail::NO_SESSION,
+        Error::AlreadyFinalized => detail::ALREADY_FINALIZED,
+        Error::OutOfBounds { .. } => detail::OUT_OF_BOUNDS,
+        Error::Unaligned { .. } => detail::UNALIGNED,
+        Error::BadLength { .. } => detail::BAD_LENGTH,
+        Error::NotErased { .. } => detail::NOT_ERASED,
+        Error::NotBlank { .. } => detail::NOT_BLANK,
+        Error::Flash => detail::FLASH,
+        Error::ImageBadMagic => detail::IMAGE_BAD_MAGIC,
+        Error::ImageBadLayout => detail::IMAGE_BAD_LAYOUT,
+        Error::ImageHashMissing => detail::IMAGE_HASH_MISSING,
+        Error::ImageHashMismatch => detail::IMAGE_HASH_MISMATCH,
+        Error::NothingToConfirm => detail::NOTHING_TO_CONFIRM,
+    };
+    code as usize
 }
 
 /// The syscall error code for a policy error.
@@ -695,9 +711,9 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
             command::STATUS => match self.core.status() {
                 Some(s) => {
                     let state = match s.state {
-                        SessionState::Idle => 0,
-                        SessionState::Staging => 1,
-                        SessionState::Finalized => 2,
+                        SessionState::Idle => abi::state::IDLE,
+                        SessionState::Staging => abi::state::STAGING,
+                        SessionState::Finalized => abi::state::FINALIZED,
                     };
                     CommandReturn::success_u32_u32_u32(state, s.image_len, s.erased_sectors)
                 }

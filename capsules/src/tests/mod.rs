@@ -4,6 +4,7 @@
 //! The flash model and the test images live in `tests/support/` so that the syscall-layer
 //! integration tests (which need a process double, hence `unsafe`) use the same ones.
 
+mod abi;
 #[path = "../../tests/support/fake_nor.rs"]
 mod fake_nor;
 mod identity;

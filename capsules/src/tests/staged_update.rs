@@ -277,7 +277,10 @@ fn a_corrupted_image_is_refused_and_no_boot_request_is_written() {
     let result = rig.owner(command::FINALIZE, Request::Finalize, None);
     assert_eq!(result, Err(Error::ImageHashMismatch));
     assert_eq!(error_code(Error::ImageHashMismatch), ErrorCode::FAIL);
-    assert_eq!(policy_error_code(Error::ImageHashMismatch), 16);
+    assert_eq!(
+        policy_error_code(Error::ImageHashMismatch),
+        dfu_abi::update::detail::IMAGE_HASH_MISMATCH as usize
+    );
     assert_eq!(control_area::scan(&rig.request_sector()).0, None);
 }
 
