@@ -36,7 +36,8 @@
 //!   read-only allow 0.
 //! - `3`: erase the 4 KiB sector at staging offset `arg1`.
 //! - `4`: write `arg2` bytes (≤ [`BUF_LEN`]) from read-only allow 0 at staging offset `arg1`.
-//! - `5`: read `arg2` bytes (≤ [`BUF_LEN`]) at staging offset `arg1` into read-write allow 0.
+//! - `5`: read `arg2` bytes (≤ [`BUF_LEN`]) at staging offset `arg1` into read-write allow 0
+//!   (`INVAL` if that buffer is shorter than `arg2`).
 //! - `6`: finalize: check the staged image and append the boot request.
 //! - `7`: abort the session.
 //! - `8`: confirm the running image (after a trial boot).
@@ -616,6 +617,17 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             .unwrap_or(Err(ErrorCode::NOMEM))
     }
 
+    /// Length of the process's read-write allow 0 (0 if none).
+    fn read_room(&self, processid: ProcessId) -> usize {
+        self.apps
+            .enter(processid, |_, kernel_data| {
+                kernel_data
+                    .get_readwrite_processbuffer(rw_allow::READ)
+                    .map_or(0, |b| b.len())
+            })
+            .unwrap_or(0)
+    }
+
     /// Start `request` for `processid`: success means exactly one upcall follows (it may already
     /// be queued when this returns), a failure means none does.
     ///
@@ -737,7 +749,16 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
             }
             command::ERASE => self.start(processid, command_num, Request::Erase { offset }),
             command::WRITE => self.start(processid, command_num, Request::Write { offset, len }),
-            command::READ => self.start(processid, command_num, Request::Read { offset, len }),
+            command::READ => {
+                // The bytes must fit where they go: refuse now rather than cut them short later.
+                if arg2 <= BUF_LEN && self.read_room(processid) < arg2 {
+                    if !self.core.is_owner(processid.short_app_id()) {
+                        return CommandReturn::failure(ErrorCode::NODEVICE);
+                    }
+                    return CommandReturn::failure(ErrorCode::INVAL);
+                }
+                self.start(processid, command_num, Request::Read { offset, len })
+            }
             command::FINALIZE => self.start(processid, command_num, Request::Finalize),
             command::ABORT => self.start(processid, command_num, Request::Abort),
             command::CONFIRM => self.start(processid, command_num, Request::Confirm),

@@ -295,3 +295,24 @@ fn refused_commands_queue_no_upcall() {
     );
     assert_eq!(rig.command(command::BEGIN, 4096, 0), Err(ErrorCode::INVAL));
 }
+
+#[test]
+fn a_read_longer_than_the_read_write_allow_is_refused_with_inval() {
+    let rig = Rig::new();
+    let img = image(3000);
+    rig.stage(&img);
+    let small: &'static [Cell<u8>] =
+        Box::leak((0..100).map(|_| Cell::new(0)).collect::<Box<[_]>>());
+    rig.dfu.allow_rw(DRIVER_NUM, rw_allow::READ, small);
+    let ops = rig.flash.operations.get();
+    assert_eq!(rig.command(command::READ, 0, 101), Err(ErrorCode::INVAL));
+    assert_eq!(
+        rig.flash.operations.get(),
+        ops,
+        "a refused read touched flash"
+    );
+    // Exactly the allow's length is fine, and nothing was left pending.
+    assert_eq!(rig.command(command::READ, 200, 100), Ok((OK, 0)));
+    let read: Vec<u8> = small.iter().map(Cell::get).collect();
+    assert_eq!(read, img[200..300]);
+}
