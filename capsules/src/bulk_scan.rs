@@ -8,7 +8,12 @@
 //! handed to the scanning process in batches: whenever the process has released the previous
 //! batch, everything queued so far is copied into its buffer and one upcall announces it. While
 //! the process works, reports keep queueing; when the ring is full, new reports are counted as
-//! dropped (and that count is reported), never overwriting queued ones.
+//! dropped (and that count is reported), never overwriting queued ones. Reports leave the ring
+//! only when the process has been told about them: if its upcall cannot be queued, they stay
+//! for the next attempt (the next received report or release).
+//!
+//! If the scanning process ends (exits, faults, restarts), the next received report finds it
+//! gone and scanning stops: the radio is not re-armed and the queued reports are discarded.
 //!
 //! One process scans at a time: the first to start owns the scanner until it stops (others get
 //! `BUSY`). A board that receives updates through it reserves it for the DFU app with the syscall
@@ -148,32 +153,64 @@ impl ReportRing {
 
     /// As [`ReportRing::drain_into`], at most `limit` bytes.
     pub fn drain_up_to(&mut self, limit: usize, dst: &mut dyn FnMut(usize, u8)) -> (usize, usize) {
+        let (reports, bytes) = self.copy_up_to(limit, dst);
+        self.discard(reports);
+        (reports, bytes)
+    }
+
+    /// Copy whole reports, oldest first, into `dst` while they fit in `limit` bytes, leaving
+    /// them queued; returns (reports, bytes).
+    pub fn copy_up_to(&self, limit: usize, dst: &mut dyn FnMut(usize, u8)) -> (usize, usize) {
         let cap = self.storage.len();
         let (mut reports, mut bytes) = (0, 0);
-        while self.reports > 0 {
-            let len = REPORT_HEADER + self.storage[self.head] as usize;
+        let mut at = self.head;
+        while reports < self.reports {
+            let len = REPORT_HEADER + self.storage[at] as usize;
             if bytes + len > limit {
                 break;
             }
             for i in 0..len {
-                dst(bytes + i, self.storage[(self.head + i) % cap]);
+                dst(bytes + i, self.storage[(at + i) % cap]);
             }
-            self.head = (self.head + len) % cap;
-            self.used -= len;
-            self.reports -= 1;
+            at = (at + len) % cap;
             reports += 1;
             bytes += len;
         }
         (reports, bytes)
     }
+
+    /// Remove the `reports` oldest reports (all of them if fewer are queued).
+    pub fn discard(&mut self, reports: usize) {
+        let cap = self.storage.len();
+        for _ in 0..reports.min(self.reports) {
+            let len = REPORT_HEADER + self.storage[self.head] as usize;
+            self.head = (self.head + len) % cap;
+            self.used -= len;
+            self.reports -= 1;
+        }
+    }
+}
+
+/// What became of an attempt to hand queued reports to the consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A batch went out and the consumer was told (its upcall is queued).
+    Delivered,
+    /// Nothing went out (no buffer, nothing fitted, or the consumer could not be told); the
+    /// reports stay queued for the next attempt.
+    NotNow,
+    /// The consumer no longer exists: scanning stops.
+    ConsumerGone,
 }
 
 /// Where batches go: the syscall driver copies them into the owner's buffer.
 pub trait BatchSink {
-    /// Take whole reports from `ring` (oldest first) into the consumer's buffer and announce
-    /// them with `dropped`. Returns `false` if nothing went out (no buffer, or nothing fitted),
-    /// in which case the reports stay queued.
-    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> bool;
+    /// Hand whole reports from `ring` (oldest first) to the consumer with `dropped`, taking from
+    /// the ring only what the consumer was told about.
+    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery;
+
+    /// Whether the consumer still exists (asked while it holds a batch).
+    fn present(&self) -> bool;
 }
 
 fn channel_number(channel: RadioChannel) -> u8 {
@@ -301,24 +338,38 @@ impl<'a, B: BleAdvertisementDriver<'a>> ScanRadio<'a, B> {
         }
     }
 
-    /// Hand queued reports to the consumer if it is ready for a batch.
+    /// Hand queued reports to the consumer if it is ready for a batch; stop if it is gone.
     fn deliver(&self) {
-        if self.batch_out.get() || !self.scanning.get() {
+        if !self.scanning.get() {
             return;
         }
-        let delivered = self
-            .ring
-            .map(|ring| {
-                if ring.is_empty() {
-                    return false;
-                }
-                self.sink
-                    .map_or(false, |sink| sink.deliver(ring, self.dropped.get()))
-            })
-            .unwrap_or(false);
-        if delivered {
-            self.dropped.set(0);
-            self.batch_out.set(true);
+        let outcome = if self.batch_out.get() {
+            // The consumer still holds its batch: only check that it is still there.
+            if self.sink.map_or(true, |sink| sink.present()) {
+                Delivery::NotNow
+            } else {
+                Delivery::ConsumerGone
+            }
+        } else {
+            self.ring
+                .map(|ring| {
+                    if ring.is_empty() {
+                        return Delivery::NotNow;
+                    }
+                    self.sink.map_or(Delivery::NotNow, |sink| {
+                        sink.deliver(ring, self.dropped.get())
+                    })
+                })
+                .unwrap_or(Delivery::NotNow)
+        };
+        match outcome {
+            Delivery::Delivered => {
+                self.dropped.set(0);
+                self.batch_out.set(true);
+            }
+            Delivery::NotNow => {}
+            // Nobody to listen for: the outstanding receive completes and is not re-armed.
+            Delivery::ConsumerGone => self.stop(),
         }
     }
 }
@@ -403,32 +454,68 @@ impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
     }
 }
 
+/// The process is gone for good (not merely busy).
+fn gone(error: kernel::process::Error) -> bool {
+    matches!(
+        error,
+        kernel::process::Error::NoSuchApp | kernel::process::Error::InactiveApp
+    )
+}
+
 impl<'a, B: BleAdvertisementDriver<'a>> BatchSink for BulkScan<'a, B> {
-    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> bool {
+    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
         let Some(owner) = self.owner.get() else {
-            return false;
+            return Delivery::NotNow;
         };
-        self.apps
-            .enter(owner, |_, kernel_data| {
-                let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
-                    return false;
-                };
-                let (reports, bytes) = buffer
-                    .mut_enter(|dst| {
-                        ring.drain_up_to(dst.len(), &mut |i, b| {
-                            if let Some(cell) = dst.get(i) {
-                                cell.set(b);
-                            }
-                        })
+        let delivered = self.apps.enter(owner, |_, kernel_data| {
+            let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
+                return Delivery::NotNow;
+            };
+            let (reports, bytes) = buffer
+                .mut_enter(|dst| {
+                    ring.copy_up_to(dst.len(), &mut |i, b| {
+                        if let Some(cell) = dst.get(i) {
+                            cell.set(b);
+                        }
                     })
-                    .unwrap_or((0, 0));
-                if reports == 0 {
-                    return false;
+                })
+                .unwrap_or((0, 0));
+            if reports == 0 {
+                return Delivery::NotNow;
+            }
+            // The reports leave the ring only once the process has been told: if the upcall
+            // cannot be queued (its task queue is full) they stay for the next attempt, and the
+            // batch is not marked out (else no batch would ever be delivered again).
+            match kernel_data.schedule_upcall(upcall::BATCH, (reports, bytes, dropped)) {
+                Ok(()) => {
+                    ring.discard(reports);
+                    Delivery::Delivered
                 }
-                let _ = kernel_data.schedule_upcall(upcall::BATCH, (reports, bytes, dropped));
-                true
-            })
-            .unwrap_or(false)
+                Err(_) => Delivery::NotNow,
+            }
+        });
+        match delivered {
+            Ok(delivery) => delivery,
+            Err(e) if gone(e) => {
+                self.owner.clear();
+                Delivery::ConsumerGone
+            }
+            Err(_) => Delivery::NotNow,
+        }
+    }
+
+    fn present(&self) -> bool {
+        match self.owner.get() {
+            Some(owner) => match self.apps.enter(owner, |_, _| ()) {
+                Ok(()) => true,
+                Err(e) if gone(e) => {
+                    self.owner.clear();
+                    false
+                }
+                Err(_) => true,
+            },
+            None => false,
+        }
     }
 }
 

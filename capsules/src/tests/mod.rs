@@ -7,6 +7,8 @@
 mod abi;
 #[path = "../../tests/support/fake_nor.rs"]
 mod fake_nor;
+#[path = "../../tests/support/fake_radio.rs"]
+mod fake_radio;
 mod identity;
 #[path = "../../tests/support/image.rs"]
 mod image;

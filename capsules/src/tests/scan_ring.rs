@@ -70,6 +70,22 @@ fn wrapping_around_the_end_of_storage_keeps_bytes_intact() {
 }
 
 #[test]
+fn copied_reports_stay_queued_until_discarded() {
+    let mut r = ring(128);
+    assert!(r.push(37, &[1; 5]));
+    assert!(r.push(38, &[2; 5]));
+    let mut out = [0u8; 14];
+    assert_eq!(r.copy_up_to(10, &mut |i, b| out[i] = b), (1, 7));
+    assert_eq!(r.copy_up_to(100, &mut |i, b| out[i] = b), (2, 14));
+    r.discard(1);
+    let (n, bytes) = drain(&mut r, 1000);
+    assert_eq!(n, 1);
+    assert_eq!(bytes, [5, 38, 2, 2, 2, 2, 2]);
+    r.discard(3);
+    assert!(r.is_empty());
+}
+
+#[test]
 fn empty_and_oversized_pdus_are_refused() {
     let mut r = ring(256);
     assert!(!r.push(37, &[]));
@@ -83,75 +99,11 @@ mod radio {
     use std::vec;
     use std::vec::Vec;
 
-    use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
-    use kernel::utilities::cells::OptionalCell;
+    use kernel::hil::ble_advertising::BleAdvertisementDriver;
     use kernel::ErrorCode;
 
-    use crate::bulk_scan::{BatchSink, ReportRing, ScanRadio, TX_BUF_LEN};
-
-    #[derive(Debug, PartialEq, Eq)]
-    enum Call {
-        Receive(u8),
-        Transmit(u8, Vec<u8>),
-    }
-
-    fn number(channel: RadioChannel) -> u8 {
-        match channel {
-            RadioChannel::AdvertisingChannel37 => 37,
-            RadioChannel::AdvertisingChannel38 => 38,
-            RadioChannel::AdvertisingChannel39 => 39,
-            _ => 0,
-        }
-    }
-
-    #[derive(Default)]
-    struct FakeRadio {
-        calls: RefCell<Vec<Call>>,
-        tx: RefCell<Option<&'static mut [u8]>>,
-        rx_client: OptionalCell<&'static dyn RxClient>,
-        tx_client: OptionalCell<&'static dyn TxClient>,
-    }
-
-    impl FakeRadio {
-        fn take_calls(&self) -> Vec<Call> {
-            core::mem::take(&mut *self.calls.borrow_mut())
-        }
-        /// A packet arrives on the channel being listened on.
-        fn packet(&self, pdu: &[u8], ok: bool) {
-            let buf: &'static mut [u8] = Box::leak(vec![0u8; 255].into_boxed_slice());
-            buf[..pdu.len()].copy_from_slice(pdu);
-            let result = if ok { Ok(()) } else { Err(ErrorCode::FAIL) };
-            self.rx_client
-                .map(|c| c.receive_event(buf, pdu.len() as u8, result));
-        }
-        fn transmitted(&self) {
-            let buf = self.tx.borrow_mut().take().expect("a transmit in flight");
-            self.tx_client.map(|c| c.transmit_event(buf, Ok(())));
-        }
-    }
-
-    impl BleAdvertisementDriver<'static> for FakeRadio {
-        fn transmit_advertisement(
-            &self,
-            buf: &'static mut [u8],
-            len: usize,
-            channel: RadioChannel,
-        ) {
-            self.calls
-                .borrow_mut()
-                .push(Call::Transmit(number(channel), buf[..len].to_vec()));
-            *self.tx.borrow_mut() = Some(buf);
-        }
-        fn receive_advertisement(&self, channel: RadioChannel) {
-            self.calls.borrow_mut().push(Call::Receive(number(channel)));
-        }
-        fn set_receive_client(&self, client: &'static dyn RxClient) {
-            self.rx_client.set(client);
-        }
-        fn set_transmit_client(&self, client: &'static dyn TxClient) {
-            self.tx_client.set(client);
-        }
-    }
+    use crate::bulk_scan::{BatchSink, Delivery, ReportRing, ScanRadio, TX_BUF_LEN};
+    use crate::tests::fake_radio::{adv_pdu as pdu, Call, FakeRadio};
 
     /// Accepts a batch of up to `capacity` bytes when `ready`.
     struct FakeSink {
@@ -161,17 +113,21 @@ mod radio {
     }
 
     impl BatchSink for FakeSink {
-        fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> bool {
+        fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
             if !self.ready.get() {
-                return false;
+                return Delivery::NotNow;
             }
             let mut out = vec![0u8; self.capacity];
             let (reports, bytes) = ring.drain_up_to(self.capacity, &mut |i, b| out[i] = b);
             if reports == 0 {
-                return false;
+                return Delivery::NotNow;
             }
             out.truncate(bytes);
             self.batches.borrow_mut().push((out, dropped));
+            Delivery::Delivered
+        }
+
+        fn present(&self) -> bool {
             true
         }
     }
@@ -199,12 +155,6 @@ mod radio {
         radio.set_transmit_client(scan);
         scan.set_sink(sink);
         (radio, scan, sink)
-    }
-
-    fn pdu(tag: u8) -> Vec<u8> {
-        let mut p = vec![0x02, 9, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6];
-        p.extend([tag; 3]);
-        p
     }
 
     #[test]

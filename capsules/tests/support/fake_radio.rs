@@ -1,0 +1,79 @@
+//! A BLE advertising radio double: records receive and transmit requests, delivers packets and
+//! transmit completions when the test says so.
+//!
+//! Shared by the crate's unit tests (included by path) and the integration tests.
+
+use std::boxed::Box;
+use std::cell::RefCell;
+use std::vec;
+use std::vec::Vec;
+
+use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
+use kernel::utilities::cells::OptionalCell;
+use kernel::ErrorCode;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Call {
+    Receive(u8),
+    Transmit(u8, Vec<u8>),
+}
+
+fn number(channel: RadioChannel) -> u8 {
+    match channel {
+        RadioChannel::AdvertisingChannel37 => 37,
+        RadioChannel::AdvertisingChannel38 => 38,
+        RadioChannel::AdvertisingChannel39 => 39,
+        _ => 0,
+    }
+}
+
+#[derive(Default)]
+pub struct FakeRadio {
+    calls: RefCell<Vec<Call>>,
+    tx: RefCell<Option<&'static mut [u8]>>,
+    rx_client: OptionalCell<&'static dyn RxClient>,
+    tx_client: OptionalCell<&'static dyn TxClient>,
+}
+
+impl FakeRadio {
+    pub fn take_calls(&self) -> Vec<Call> {
+        core::mem::take(&mut *self.calls.borrow_mut())
+    }
+    /// A packet arrives on the channel being listened on.
+    pub fn packet(&self, pdu: &[u8], ok: bool) {
+        let buf: &'static mut [u8] = Box::leak(vec![0u8; 255].into_boxed_slice());
+        buf[..pdu.len()].copy_from_slice(pdu);
+        let result = if ok { Ok(()) } else { Err(ErrorCode::FAIL) };
+        self.rx_client
+            .map(|c| c.receive_event(buf, pdu.len() as u8, result));
+    }
+    pub fn transmitted(&self) {
+        let buf = self.tx.borrow_mut().take().expect("a transmit in flight");
+        self.tx_client.map(|c| c.transmit_event(buf, Ok(())));
+    }
+}
+
+impl BleAdvertisementDriver<'static> for FakeRadio {
+    fn transmit_advertisement(&self, buf: &'static mut [u8], len: usize, channel: RadioChannel) {
+        self.calls
+            .borrow_mut()
+            .push(Call::Transmit(number(channel), buf[..len].to_vec()));
+        *self.tx.borrow_mut() = Some(buf);
+    }
+    fn receive_advertisement(&self, channel: RadioChannel) {
+        self.calls.borrow_mut().push(Call::Receive(number(channel)));
+    }
+    fn set_receive_client(&self, client: &'static dyn RxClient) {
+        self.rx_client.set(client);
+    }
+    fn set_transmit_client(&self, client: &'static dyn TxClient) {
+        self.tx_client.set(client);
+    }
+}
+
+/// An ADV_NONCONN_IND PDU (11 bytes) whose AdvData ends in three `tag` bytes.
+pub fn adv_pdu(tag: u8) -> Vec<u8> {
+    let mut p = vec![0x02, 9, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6];
+    p.extend([tag; 3]);
+    p
+}
