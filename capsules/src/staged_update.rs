@@ -751,10 +751,10 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
             command::WRITE => self.start(processid, command_num, Request::Write { offset, len }),
             command::READ => {
                 // The bytes must fit where they go: refuse now rather than cut them short later.
+                if !self.core.is_owner(processid.short_app_id()) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
                 if arg2 <= BUF_LEN && self.read_room(processid) < arg2 {
-                    if !self.core.is_owner(processid.short_app_id()) {
-                        return CommandReturn::failure(ErrorCode::NODEVICE);
-                    }
                     return CommandReturn::failure(ErrorCode::INVAL);
                 }
                 self.start(processid, command_num, Request::Read { offset, len })
