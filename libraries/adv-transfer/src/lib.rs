@@ -13,6 +13,7 @@
 //! produce ([`Sender::next_adv`], [`Receiver::status_adv`]). The host tool, the simulator and the
 //! Tock DFU app share the same code.
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod receiver;
 pub mod sender;

@@ -8,6 +8,7 @@
 //! any point (or inside any flash operation) resumes on the next boot and ends in a whole kernel,
 //! old or new. See `docs/bootloader.md`.
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod floor;
 pub mod image;

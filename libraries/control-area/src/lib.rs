@@ -7,6 +7,7 @@
 //! never rewritten; the newest valid record (highest sequence) wins. A CRC-32 over each record
 //! detects a program torn by a power cut, and an erased (all 0xFF) slot marks the end of the log.
 #![no_std]
+#![forbid(unsafe_code)]
 
 /// Size of one record slot in bytes.
 pub const RECORD_LEN: usize = 64;

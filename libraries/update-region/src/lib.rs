@@ -22,6 +22,7 @@
 //!
 //! The byte layout of the progress record and the request rules are in `docs/update-region.md`.
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod blocking;
 

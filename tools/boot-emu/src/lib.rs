@@ -14,6 +14,7 @@
 //! error), it counts instructions rather than cycles (time is `instructions × CPI / f`), it runs
 //! FPU instructions without CPACR (each FPU instruction checks CPACR), and it rejects the
 //! single-register `LDM.W`/`STM.W` that the Cortex-M4 executes like `LDR`/`STR` (emulated).
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod build;

@@ -43,6 +43,7 @@
 //!   an external-flash operation in flight is torn.
 //! - `board.reset()`: a soft reset with power on: the external flash finishes what it was doing
 //!   (the driver's init waits for it) and keeps its mode.
+#![forbid(unsafe_code)]
 
 mod board;
 pub mod clock;
