@@ -30,7 +30,8 @@ pub enum ImageError<E> {
     BadTlvLength { kind: u16, len: u16 },
     /// The same interpreted TLV occurs twice.
     DuplicateTlv(u16),
-    /// A TLV that must be hashed (the security counter) is in the unprotected area.
+    /// A TLV that must be hashed (security counter, dependency, boot record, decompression TLVs)
+    /// is in the unprotected area.
     TlvNotProtected(u16),
     /// No SHA-256 TLV.
     MissingHash,

@@ -66,8 +66,46 @@ pub mod tlv {
     pub const SHA256: u16 = 0x10;
     /// ECDSA signature (DER) over the SHA-256 digest; P-256 here.
     pub const ECDSA_SIG: u16 = 0x22;
+    /// SHA-384 over the hashed region (images this crate does not verify).
+    pub const SHA384: u16 = 0x11;
+    /// SHA-512 over the hashed region (images this crate does not verify).
+    pub const SHA512: u16 = 0x12;
+    /// Dependency on another image's version (multi-image; not evaluated here).
+    pub const DEPENDENCY: u16 = 0x40;
     /// Security counter (little-endian u32), protected area only.
     pub const SEC_CNT: u16 = 0x50;
+    /// Measured-boot record (CBOR; not evaluated here).
+    pub const BOOT_RECORD: u16 = 0x60;
+    /// Size of the decompressed image (compressed images; refused by this crate's flags check).
+    pub const DECOMP_SIZE: u16 = 0x70;
+    /// SHA-256 of the decompressed image.
+    pub const DECOMP_SHA: u16 = 0x71;
+    /// Signature over the decompressed image's hash.
+    pub const DECOMP_SIGNATURE: u16 = 0x72;
+
+    /// Types that MCUboot reads only from the protected area: found in the unprotected area, an
+    /// attacker could add or change them without breaking the signature (MCUboot before 1.11
+    /// took dependencies, boot records and the security counter from either area).
+    pub const fn must_be_protected(kind: u16) -> bool {
+        matches!(
+            kind,
+            DEPENDENCY | SEC_CNT | BOOT_RECORD | DECOMP_SIZE | DECOMP_SHA | DECOMP_SIGNATURE
+        )
+    }
+
+    /// The exact value length of a type whose length the format fixes (`None`: variable or
+    /// unknown). A digest TLV is exactly its algorithm's digest size, so a buffer sized by the
+    /// algorithm always holds it.
+    pub const fn fixed_len(kind: u16) -> Option<u16> {
+        match kind {
+            KEYHASH | SHA256 | DECOMP_SHA => Some(32),
+            SHA384 => Some(48),
+            SHA512 => Some(64),
+            SEC_CNT | DECOMP_SIZE => Some(4),
+            DEPENDENCY => Some(12),
+            _ => None,
+        }
+    }
 
     /// A short name for a TLV type, as imgtool spells it.
     pub fn name(kind: u16) -> &'static str {
@@ -75,8 +113,8 @@ pub mod tlv {
             KEYHASH => "KEYHASH",
             PUBKEY => "PUBKEY",
             SHA256 => "SHA256",
-            0x11 => "SHA384",
-            0x12 => "SHA512",
+            SHA384 => "SHA384",
+            SHA512 => "SHA512",
             0x20 => "RSA2048",
             ECDSA_SIG => "ECDSASIG",
             0x23 => "RSA3072",
@@ -86,9 +124,12 @@ pub mod tlv {
             0x31 => "ENCKW",
             0x32 => "ENCEC256",
             0x33 => "ENCX25519",
-            0x40 => "DEPENDENCY",
+            DEPENDENCY => "DEPENDENCY",
             SEC_CNT => "SEC_CNT",
-            0x60 => "BOOT_RECORD",
+            BOOT_RECORD => "BOOT_RECORD",
+            DECOMP_SIZE => "DECOMP_SIZE",
+            DECOMP_SHA => "DECOMP_SHA",
+            DECOMP_SIGNATURE => "DECOMP_SIGNATURE",
             _ => "UNKNOWN",
         }
     }

@@ -156,9 +156,9 @@ fn read_info<S: ImageSource>(
     )))
 }
 
-/// Walks the header and both TLV areas; checks every bound against `src.capacity()`, TLV
-/// lengths of the types this crate interprets, duplicates, and that the security counter is
-/// protected. Performs no hashing or signature check (see [`crate::verify_image`]).
+/// Walks the header and both TLV areas; checks every bound against `src.capacity()`, the
+/// length of every TLV type whose length the format fixes, duplicates, and that the types which
+/// must be hashed ([`tlv::must_be_protected`]) are in the protected area. Performs no hashing or signature check (see [`crate::verify_image`]).
 pub fn parse_image<S: ImageSource>(src: &mut S) -> Result<ImageInfo, ImageError<S::Error>> {
     let cap = src.capacity();
     if cap < IMAGE_HEADER_SIZE {
@@ -307,11 +307,14 @@ fn record<S: ImageSource>(
         len: e.len,
     };
     let dup = ImageError::DuplicateTlv(e.kind);
+    if tlv::must_be_protected(e.kind) && e.area != TlvArea::Protected {
+        return Err(ImageError::TlvNotProtected(e.kind));
+    }
+    if tlv::fixed_len(e.kind).is_some_and(|n| n != e.len) {
+        return Err(bad_len);
+    }
     match e.kind {
         tlv::SHA256 | tlv::KEYHASH => {
-            if e.len != 32 {
-                return Err(bad_len);
-            }
             let mut v = [0u8; 32];
             read(src, e.value_offset, &mut v)?;
             let slot = if e.kind == tlv::SHA256 {
@@ -340,12 +343,6 @@ fn record<S: ImageSource>(
             }
         }
         tlv::SEC_CNT => {
-            if e.area != TlvArea::Protected {
-                return Err(ImageError::TlvNotProtected(e.kind));
-            }
-            if e.len != 4 {
-                return Err(bad_len);
-            }
             let mut v = [0u8; 4];
             read(src, e.value_offset, &mut v)?;
             if info
