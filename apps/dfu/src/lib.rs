@@ -1,257 +1,260 @@
-//! The DFU app's logic: bulk-scan batches in, the `adv-transfer` receiver in the middle, staging
-//! through the kernel's staged-update driver out. Generic over `Syscalls` so it runs on the host
-//! against libtock-rs's fake kernel.
+//! The DFU app's binding to Tock: [`TockKernel`] implements `dfu_app::Kernel` with libtock-rs
+//! syscalls (allow, subscribe, command, yield) against the kernel's staged-update (0xA0000) and
+//! bulk-scan (0xA0001) drivers and Tock's alarm; the logic is `dfu-app`'s [`run`]. The driver
+//! interfaces are documented in the capsules (`capsules/src/staged_update.rs`,
+//! `capsules/src/bulk_scan.rs`); their numbers are `dfu-abi`'s.
 //!
-//! Life of an update, as this app sees it:
-//! 1. At start: confirm the running kernel (the bootloader boots a new kernel as a trial until a
-//!    Confirm record follows its boot request; "nothing to confirm" is normal), then read the
-//!    staged-update status and tag to resume an interrupted transfer.
-//! 2. Scan continuously; feed every advertisement's AdvData to the receiver; perform the staging
-//!    operations it asks for (begin, erase, write, read back, finalize) through the driver;
-//!    every [`STATUS_INTERVAL_MS`] advertise the receiver's status so the sender resends what
-//!    is missing.
-//! 3. When finalize succeeds the kernel has written the boot request itself; ask it to reboot.
+//! Each split-phase operation shares its buffers, subscribes to the driver's upcall and to the
+//! alarm, issues the command and yields until the upcall or the alarm's deadline, all inside one
+//! `share::scope`: leaving the scope unshares the buffers and unsubscribes, so a completion that
+//! arrives after its deadline finds no subscriber and is dropped.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
-pub mod drivers;
+use core::cell::Cell;
+use core::fmt::{self, Write};
+use core::marker::PhantomData;
 
-use core::fmt::Write;
+use dfu_abi::{scan, update};
+use dfu_app::{Batch, OpError};
+use libtock_platform::allow_ro::AllowRo;
+use libtock_platform::allow_rw::AllowRw;
+use libtock_platform::share;
+use libtock_platform::subscribe::Subscribe;
+use libtock_platform::{DefaultConfig, ErrorCode, Syscalls};
 
-use adv_transfer::receiver::READ_LEN;
-use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
-use libtock_platform::{ErrorCode, Syscalls};
+pub use dfu_app::{run, Exit, BATCH_LEN, BITMAP_LEN};
 
-use drivers::{adv_data_in, BulkScan, SessionState, StagedUpdate, UpdateError};
-
-/// Largest image the app accepts: the kernel slot (224 KiB) plus room for the image header and
-/// TLVs, rounded to whole 4 KiB blocks.
-pub const MAX_IMAGE_LEN: u32 = 232 * 1024;
-
-/// Bitmap bytes for [`MAX_IMAGE_LEN`].
-pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
-
-/// How often the receiver advertises its status (which chunks it misses) to the sender.
-pub const STATUS_INTERVAL_MS: u64 = 250;
-
-/// How long to wait, at most, for the kernel's start-up scan of the update region.
-pub const STARTUP_WAIT_MS: u32 = 20;
-pub const STARTUP_WAIT_TRIES: u32 = 250;
-
-/// Pause before the reboot so the last console lines go out.
-pub const REBOOT_DELAY_MS: u32 = 100;
-
-/// Scan batch buffer size.
-pub const BATCH_LEN: usize = 1024;
-
-/// The policy check numbers (capsule `policy_error_code`) the receiver must tell apart.
-const DETAIL_NOT_ERASED: u32 = 10;
-const DETAIL_NOT_BLANK: u32 = 11;
-const DETAIL_IMAGE_FIRST: u32 = 13;
-const DETAIL_IMAGE_LAST: u32 = 16;
-
-/// The receiver's view of a failed staging operation.
-pub fn stage_error(op_was_finalize: bool, error: UpdateError) -> StageError {
-    match (error.code, error.detail) {
-        (ErrorCode::NoAck, DETAIL_NOT_ERASED) => StageError::NotErased,
-        (ErrorCode::NoAck, DETAIL_NOT_BLANK) => StageError::NotBlank,
-        (ErrorCode::Fail, DETAIL_IMAGE_FIRST..=DETAIL_IMAGE_LAST) if op_was_finalize => {
-            StageError::Rejected
-        }
-        _ => StageError::Failed,
-    }
+/// Tock's alarm driver (`capsules/core/src/alarm.rs`): its ticks are left-justified to 32 bits,
+/// so they wrap at 2^32 whatever the hardware counter's width.
+mod alarm {
+    pub const DRIVER_NUM: u32 = 0x0;
+    pub const FREQUENCY: u32 = 1;
+    pub const TIME: u32 = 2;
+    pub const STOP: u32 = 3;
+    pub const SET_RELATIVE: u32 = 5;
+    pub const UPCALL: u32 = 0;
 }
 
-/// What one staging operation produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Performed {
-    /// Done; `n` bytes were read into the read buffer.
-    Done { read: usize },
-    /// Finalize succeeded: the boot request with this sequence number is in flash.
-    Finalized { sequence: u32 },
+const UPDATE: u32 = update::DRIVER_NUM;
+const SCAN: u32 = scan::DRIVER_NUM;
+const UPDATE_DATA: u32 = update::ro_allow::DATA;
+const UPDATE_READ: u32 = update::rw_allow::READ;
+const UPDATE_DONE: u32 = update::upcall::DONE;
+const SCAN_ADV: u32 = scan::ro_allow::ADV_DATA;
+const SCAN_BUFFER: u32 = scan::rw_allow::BATCH;
+const SCAN_BATCH: u32 = scan::upcall::BATCH;
+const ALARM: u32 = alarm::DRIVER_NUM;
+const ALARM_UPCALL: u32 = alarm::UPCALL;
+
+/// `dfu_app::Kernel` over libtock-rs syscalls `S`, logging to `console`.
+pub struct TockKernel<'a, S: Syscalls, W: Write> {
+    console: W,
+    /// The host tests' way to end a run (`dfu_app::Kernel::halted`); `&|| false` on a device.
+    halt: &'a dyn Fn() -> bool,
+    syscalls: PhantomData<S>,
 }
 
-/// Perform one receiver staging operation through the driver.
-pub fn perform<S: Syscalls>(
-    op: StageOp<'_>,
-    read_buf: &mut [u8; READ_LEN],
-) -> Result<Performed, StageError> {
-    let done = Performed::Done { read: 0 };
-    match op {
-        StageOp::Begin { tag, image_len } => StagedUpdate::<S>::begin(&tag, image_len)
-            .map(|_| done)
-            .map_err(|e| stage_error(false, e)),
-        StageOp::Erase { offset } => StagedUpdate::<S>::erase(offset)
-            .map(|_| done)
-            .map_err(|e| stage_error(false, e)),
-        StageOp::Write { offset, data } => StagedUpdate::<S>::write(offset, data)
-            .map(|_| done)
-            .map_err(|e| stage_error(false, e)),
-        StageOp::Read { offset, len } => {
-            let len = (len as usize).min(READ_LEN);
-            StagedUpdate::<S>::read(offset, &mut read_buf[..len])
-                .map(|_| Performed::Done { read: len })
-                .map_err(|e| stage_error(false, e))
-        }
-        StageOp::Finalize => StagedUpdate::<S>::finalize()
-            .map(|sequence| Performed::Finalized { sequence })
-            .map_err(|e| stage_error(true, e)),
-    }
-}
-
-/// Run every staging operation the receiver has ready. Returns the boot request's sequence
-/// number once finalize succeeded.
-pub fn pump<S: Syscalls>(rx: &mut Receiver<'_>, read_buf: &mut [u8; READ_LEN]) -> Option<u32> {
-    let mut finalized = None;
-    while let Some(op) = rx.poll_op() {
-        let result = perform::<S>(op, read_buf);
-        match result {
-            Ok(Performed::Done { read }) => rx.op_done(Ok(&read_buf[..read])),
-            Ok(Performed::Finalized { sequence }) => {
-                finalized = Some(sequence);
-                rx.op_done(Ok(&[]));
-            }
-            Err(e) => {
-                rx.op_done(Err(e));
-                // Transient failures are retried on the next batch, not in a tight loop.
-                if e == StageError::Failed {
-                    break;
-                }
-            }
-        }
-    }
-    finalized
-}
-
-/// Confirm the running kernel if a boot request is waiting for it. Returns the confirmed
-/// sequence number, `None` if there was nothing to confirm.
-pub fn confirm_trial_boot<S: Syscalls>() -> Result<Option<u32>, UpdateError> {
-    match StagedUpdate::<S>::confirm() {
-        Ok(sequence) => Ok(Some(sequence)),
-        Err(e) if e.code == ErrorCode::Reserve => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The resume information for a new receiver: the staged session's tag (if any) and whether it
-/// was finalized.
-pub fn resume_info<S: Syscalls>() -> Result<(Option<[u8; 16]>, bool), ErrorCode> {
-    let status = StagedUpdate::<S>::status()?;
-    if status.state == SessionState::Idle {
-        return Ok((None, false));
-    }
-    let tag = StagedUpdate::<S>::tag()?;
-    Ok((Some(tag), status.state == SessionState::Finalized))
-}
-
-/// The app: never returns unless a driver is missing or refuses.
-pub fn run<S: Syscalls, W: Write>(
-    console: &mut W,
-    now_ms: &dyn Fn() -> u64,
-    sleep_ms: &dyn Fn(u32),
-    bitmap: &mut [u8],
-    batch: &mut [u8],
-) -> Result<(), ErrorCode> {
-    if !StagedUpdate::<S>::exists() || !BulkScan::<S>::exists() {
-        let _ = writeln!(
+impl<'a, S: Syscalls, W: Write> TockKernel<'a, S, W> {
+    pub fn new(console: W, halt: &'a dyn Fn() -> bool) -> Self {
+        TockKernel {
             console,
-            "dfu: kernel lacks the staged-update or bulk-scan driver"
-        );
-        return Err(ErrorCode::NoDevice);
-    }
-    // The kernel scans the update region shortly after boot; until then status is BUSY.
-    let mut tries = 0;
-    while StagedUpdate::<S>::status() == Err(ErrorCode::Busy) && tries < STARTUP_WAIT_TRIES {
-        sleep_ms(STARTUP_WAIT_MS);
-        tries += 1;
-    }
-    match confirm_trial_boot::<S>() {
-        Ok(Some(sequence)) => {
-            let _ = writeln!(
-                console,
-                "dfu: confirmed this kernel (boot request {sequence})"
-            );
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let _ = writeln!(console, "dfu: confirm failed: {:?} ({})", e.code, e.detail);
+            halt,
+            syscalls: PhantomData,
         }
     }
-    let (resume, finalized) = resume_info::<S>()?;
-    if resume.is_some() {
-        let _ = writeln!(
-            console,
-            "dfu: resuming staged session (finalized: {finalized})"
-        );
+
+    pub fn console(&self) -> &W {
+        &self.console
     }
-    let mut rx = Receiver::new(DEFAULT_COMPANY_ID, MAX_IMAGE_LEN, bitmap, resume, finalized);
-    let mut read_buf = [0u8; READ_LEN];
-    let mut first = true;
-    let mut shown_percent = u32::MAX;
-    let mut last_status_ms = 0u64;
-    let mut shown_state = RxState::Listening;
-    let _ = writeln!(console, "dfu: listening");
+}
+
+fn code(e: ErrorCode) -> u32 {
+    e as u32
+}
+
+/// Alarm ticks for `ms` at `hz`, rounded up, at most the counter's range.
+fn ms_to_ticks(ms: u32, hz: u32) -> u32 {
+    (ms as u64 * hz as u64).div_ceil(1000).min(u32::MAX as u64) as u32
+}
+
+/// Yield until `done` holds a value or `timeout_ms` pass (the alarm's upcall lands in `fired`).
+/// Call inside the scope that subscribed both.
+fn wait_for<S: Syscalls, T: Copy>(
+    done: &Cell<Option<T>>,
+    fired: &Cell<Option<(u32, u32)>>,
+    timeout_ms: u32,
+) -> Option<T> {
+    let hz = S::command(ALARM, alarm::FREQUENCY, 0, 0)
+        .to_result::<u32, ErrorCode>()
+        .unwrap_or(0);
+    let armed = hz > 0
+        && S::command(ALARM, alarm::SET_RELATIVE, ms_to_ticks(timeout_ms, hz), 0)
+            .to_result::<u32, ErrorCode>()
+            .is_ok();
+    if !armed {
+        // Without a deadline a lost upcall would hang the app: count it as timed out.
+        return done.get();
+    }
     loop {
-        let got = BulkScan::<S>::next_batch(batch, first)?;
-        first = false;
-        let now = now_ms();
-        rx.tick(now);
-        let bytes = (got.bytes as usize).min(batch.len());
-        let mut finalized = None;
-        for adv in adv_data_in(&batch[..bytes]) {
-            rx.on_adv(adv);
-            // Stage as we go: the receiver holds only a few chunks in RAM.
-            finalized = finalized.or(pump::<S>(&mut rx, &mut read_buf));
+        S::yield_wait();
+        if let Some(value) = done.get() {
+            let _ = S::command(ALARM, alarm::STOP, 0, 0);
+            return Some(value);
         }
-        finalized = finalized.or(pump::<S>(&mut rx, &mut read_buf));
-        if rx.session().is_some() && now.wrapping_sub(last_status_ms) >= STATUS_INTERVAL_MS {
-            last_status_ms = now;
-            let mut status = [0u8; ADV_DATA_MAX];
-            let len = rx.status_adv(&mut status);
-            // A status that cannot go out now goes out with a later batch.
-            let _ = BulkScan::<S>::advertise(&status[..len]);
+        if fired.get().is_some() {
+            return None;
         }
-        let progress = rx.progress();
-        if progress.state != shown_state {
-            shown_state = progress.state;
-            match shown_state {
-                RxState::Unsupported => {
-                    let _ = writeln!(console, "dfu: sender needs a capability this app lacks");
-                }
-                RxState::TooLarge => {
-                    let _ = writeln!(console, "dfu: image too large for the kernel slot");
-                }
-                RxState::Rejected => {
-                    let _ = writeln!(console, "dfu: the kernel refused the staged image");
-                }
-                _ => {}
+    }
+}
+
+impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
+    fn exists(&mut self, driver: u32) -> bool {
+        S::command(driver, 0, 0, 0).is_success()
+    }
+
+    fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {
+        S::command(UPDATE, update::command::STATUS, 0, 0)
+            .to_result::<(u32, u32, u32), ErrorCode>()
+            .map_err(code)
+    }
+
+    fn update_tag(&mut self, tag: &mut [u8; update::TAG_LEN]) -> Result<(), u32> {
+        share::scope::<(AllowRw<_, UPDATE, UPDATE_READ>,), _, _>(|handle| {
+            let (allow,) = handle.split();
+            S::allow_rw::<DefaultConfig, UPDATE, UPDATE_READ>(allow, tag)?;
+            S::command(UPDATE, update::command::TAG, 0, 0).to_result::<(), ErrorCode>()
+        })
+        .map_err(code)
+    }
+
+    fn update_op(
+        &mut self,
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        data: &[u8],
+        out: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<u32, OpError> {
+        let done: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
+        let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        share::scope::<
+            (
+                AllowRo<_, UPDATE, UPDATE_DATA>,
+                AllowRw<_, UPDATE, UPDATE_READ>,
+                Subscribe<_, UPDATE, UPDATE_DONE>,
+                Subscribe<_, ALARM, ALARM_UPCALL>,
+            ),
+            _,
+            _,
+        >(|handle| {
+            let (allow_ro, allow_rw, subscribe, alarm) = handle.split();
+            let refused = |e: ErrorCode| OpError::Refused(code(e));
+            S::allow_ro::<DefaultConfig, UPDATE, UPDATE_DATA>(allow_ro, data).map_err(refused)?;
+            S::allow_rw::<DefaultConfig, UPDATE, UPDATE_READ>(allow_rw, out).map_err(refused)?;
+            S::subscribe::<_, _, DefaultConfig, UPDATE, UPDATE_DONE>(subscribe, &done)
+                .map_err(refused)?;
+            S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)
+                .map_err(refused)?;
+            S::command(UPDATE, command, arg1, arg2)
+                .to_result::<(), ErrorCode>()
+                .map_err(refused)?;
+            match wait_for::<S, _>(&done, &fired, timeout_ms) {
+                None => Err(OpError::TimedOut),
+                Some((_, 0, value)) => Ok(value),
+                Some((_, status, detail)) => Err(OpError::Failed {
+                    code: status,
+                    detail,
+                }),
             }
-        }
-        if progress.total_chunks > 0 {
-            let percent = progress.received_chunks * 100 / progress.total_chunks;
-            if percent / 10 != shown_percent / 10 {
-                shown_percent = percent;
-                let _ = writeln!(
-                    console,
-                    "dfu: {percent}% ({}/{} chunks, {}/{} blocks verified)",
-                    progress.received_chunks,
-                    progress.total_chunks,
-                    progress.verified_blocks,
-                    progress.total_blocks
-                );
-            }
-        }
-        if let Some(sequence) = finalized {
-            let _ = writeln!(
-                console,
-                "dfu: image verified, boot request {sequence} written; rebooting"
-            );
-            let _ = BulkScan::<S>::stop();
-            // Let the console drain before the reset cuts it off.
-            sleep_ms(REBOOT_DELAY_MS);
-            StagedUpdate::<S>::reboot()?;
-            return Ok(());
-        }
+        })
+    }
+
+    fn reboot(&mut self) -> Result<(), u32> {
+        S::command(UPDATE, update::command::REBOOT, 0, 0)
+            .to_result::<(), ErrorCode>()
+            .map_err(code)
+    }
+
+    fn scan_wait(
+        &mut self,
+        command: u32,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<Option<Batch>, u32> {
+        let got: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
+        let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        share::scope::<
+            (
+                AllowRw<_, SCAN, SCAN_BUFFER>,
+                Subscribe<_, SCAN, SCAN_BATCH>,
+                Subscribe<_, ALARM, ALARM_UPCALL>,
+            ),
+            _,
+            _,
+        >(|handle| {
+            let (allow, subscribe, alarm) = handle.split();
+            S::allow_rw::<DefaultConfig, SCAN, SCAN_BUFFER>(allow, buffer)?;
+            S::subscribe::<_, _, DefaultConfig, SCAN, SCAN_BATCH>(subscribe, &got)?;
+            S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)?;
+            S::command(SCAN, command, 0, 0).to_result::<(), ErrorCode>()?;
+            Ok(
+                wait_for::<S, _>(&got, &fired, timeout_ms).map(|(reports, bytes, dropped)| Batch {
+                    reports,
+                    bytes,
+                    dropped,
+                }),
+            )
+        })
+        .map_err(code)
+    }
+
+    fn scan_stop(&mut self) -> Result<(), u32> {
+        S::command(SCAN, scan::command::STOP, 0, 0)
+            .to_result::<(), ErrorCode>()
+            .map_err(code)
+    }
+
+    fn advertise(&mut self, adv_data: &[u8]) -> Result<(), u32> {
+        share::scope::<(AllowRo<_, SCAN, SCAN_ADV>,), _, _>(|handle| {
+            let (allow,) = handle.split();
+            S::allow_ro::<DefaultConfig, SCAN, SCAN_ADV>(allow, adv_data)?;
+            S::command(SCAN, scan::command::ADVERTISE, 0, 0).to_result::<(), ErrorCode>()
+        })
+        .map_err(code)
+    }
+
+    fn ticks(&mut self) -> u32 {
+        S::command(ALARM, alarm::TIME, 0, 0)
+            .to_result::<u32, ErrorCode>()
+            .unwrap_or(0)
+    }
+
+    fn ticks_per_second(&mut self) -> u32 {
+        S::command(ALARM, alarm::FREQUENCY, 0, 0)
+            .to_result::<u32, ErrorCode>()
+            .unwrap_or(0)
+    }
+
+    fn sleep(&mut self, ms: u32) {
+        let never: Cell<Option<()>> = Cell::new(None);
+        let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        let _ = share::scope::<(Subscribe<_, ALARM, ALARM_UPCALL>,), _, _>(|handle| {
+            let (alarm,) = handle.split();
+            S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)?;
+            wait_for::<S, _>(&never, &fired, ms);
+            Ok::<(), ErrorCode>(())
+        });
+    }
+
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        let _ = self.console.write_fmt(line);
+        let _ = self.console.write_char('\n');
+    }
+
+    fn halted(&mut self) -> bool {
+        (self.halt)()
     }
 }
 

@@ -1,58 +1,180 @@
-//! The app's logic on libtock-rs's fake kernel, with fake staged-update and bulk-scan drivers
-//! that follow the capsules' documented interfaces.
+//! The binding and `dfu-app`'s logic together on libtock-rs's fake kernel, with fake
+//! staged-update, bulk-scan and alarm drivers that follow the capsules' documented interfaces.
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
 use adv_transfer::wire::ADV_DATA_MAX;
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
+use dfu_abi::update::{command as cmd, detail, state};
+use dfu_abi::{scan, update};
+use dfu_app::{confirm_trial_boot, Exit, BATCH_LEN, BITMAP_LEN, REBOOT_DELAY_MS};
 use libtock_platform::{CommandReturn, ErrorCode};
 use libtock_unittest::{
     command_return, fake, DriverInfo, DriverShareRef, RoAllowBuffer, RwAllowBuffer,
 };
 
-use crate::drivers::{adv_data_in, update_cmd, SCAN_DRIVER, UPDATE_DRIVER};
-use crate::{confirm_trial_boot, run, stage_error, BATCH_LEN, BITMAP_LEN};
+use crate::{alarm, run, TockKernel};
 
 const SECTOR: usize = 4096;
 
+/// The nRF52840's alarm as Tock reports it: the 24-bit RTC at 32,768 Hz, left-justified.
+const HZ: u32 = 32_768 * 256;
+
+/// Tock's alarm: ticks wrap at 2^32. Reading the time lets 1 ms pass; an alarm that was set and
+/// not stopped fired, so its time has passed by the next command.
+struct FakeAlarm {
+    share: DriverShareRef,
+    now: Cell<u32>,
+    elapsed_ticks: Cell<u64>,
+    armed: Cell<Option<u32>>,
+}
+
+impl FakeAlarm {
+    fn new(start_ticks: u32) -> Rc<FakeAlarm> {
+        Rc::new(FakeAlarm {
+            share: Default::default(),
+            now: Cell::new(start_ticks),
+            elapsed_ticks: Cell::new(0),
+            armed: Cell::new(None),
+        })
+    }
+
+    fn advance(&self, ticks: u32) {
+        self.now.set(self.now.get().wrapping_add(ticks));
+        self.elapsed_ticks
+            .set(self.elapsed_ticks.get() + ticks as u64);
+    }
+
+    fn settle(&self) {
+        if let Some(dt) = self.armed.take() {
+            self.advance(dt);
+        }
+    }
+
+    /// Milliseconds since the start of the test (an alarm left armed by the app's last wait has
+    /// fired by the time another driver is called).
+    fn elapsed_ms(&self) -> u64 {
+        self.settle();
+        self.elapsed_ticks.get() * 1000 / HZ as u64
+    }
+}
+
+impl fake::SyscallDriver for FakeAlarm {
+    fn info(&self) -> DriverInfo {
+        DriverInfo::new(alarm::DRIVER_NUM).upcall_count(1)
+    }
+
+    fn register(&self, share_ref: DriverShareRef) {
+        self.share.replace(share_ref);
+    }
+
+    fn command(&self, command: u32, arg1: u32, _: u32) -> CommandReturn {
+        if command == alarm::STOP {
+            // Stopped before it fired: no time passed.
+            self.armed.set(None);
+            return command_return::success();
+        }
+        self.settle();
+        match command {
+            0 => command_return::success(),
+            alarm::FREQUENCY => command_return::success_u32(HZ),
+            alarm::TIME => {
+                self.advance(HZ / 1000);
+                command_return::success_u32(self.now.get())
+            }
+            alarm::SET_RELATIVE => {
+                let at = self.now.get().wrapping_add(arg1);
+                self.armed.set(Some(arg1));
+                self.share
+                    .schedule_upcall(alarm::UPCALL, (at, 0, 0))
+                    .expect("upcall");
+                command_return::success_u32(at)
+            }
+            _ => command_return::failure(ErrorCode::NoSupport),
+        }
+    }
+}
+
 /// Follows `capsules/src/staged_update.rs`: erase before write, write only erased bytes,
-/// completions by upcall 0 `(command, status, value)`.
-#[derive(Default)]
+/// completions by upcall `DONE` `(command, status, value)`.
 struct FakeUpdate {
+    alarm: Rc<FakeAlarm>,
     ro: Cell<RoAllowBuffer>,
     rw: RefCell<RwAllowBuffer>,
     share: DriverShareRef,
     memory: RefCell<Vec<u8>>,
     erased: RefCell<Vec<bool>>,
-    /// 0 idle, 1 staging, 2 finalized.
     state: Cell<u32>,
     tag: Cell<[u8; 16]>,
+    /// The newest boot request's sequence (0: none).
     sequence: Cell<u32>,
     confirmed: Cell<bool>,
-    rebooted: Cell<bool>,
-    writes: Cell<usize>,
-    /// Finalize refuses the image (hash mismatch, policy check 16).
+    confirms: Cell<u32>,
+    /// Confirm upcalls still to be lost.
+    lose_confirms: Cell<u32>,
+    finalized_at_ms: Cell<u64>,
+    rebooted_at_ms: Cell<Option<u64>>,
+    /// Finalize refuses the image (hash mismatch).
     reject: Cell<bool>,
-    /// Status answers BUSY this many more times (the kernel's start-up scan).
-    busy_for: Cell<u32>,
+    /// Everything but exists answers BUSY until this time: the kernel's start-up scan.
+    busy_until_ms: Cell<u64>,
 }
 
 impl FakeUpdate {
+    fn new(alarm: &Rc<FakeAlarm>) -> Rc<FakeUpdate> {
+        Rc::new(FakeUpdate {
+            alarm: alarm.clone(),
+            ro: Default::default(),
+            rw: Default::default(),
+            share: Default::default(),
+            memory: Default::default(),
+            erased: Default::default(),
+            state: Cell::new(state::IDLE),
+            tag: Cell::new([0xFF; 16]),
+            sequence: Cell::new(0),
+            confirmed: Cell::new(false),
+            confirms: Cell::new(0),
+            lose_confirms: Cell::new(0),
+            finalized_at_ms: Cell::new(0),
+            rebooted_at_ms: Cell::new(None),
+            reject: Cell::new(false),
+            busy_until_ms: Cell::new(0),
+        })
+    }
+
     fn done(&self, command: u32, status: u32, value: u32) -> CommandReturn {
         self.share
-            .schedule_upcall(0, (command, status, value))
+            .schedule_upcall(update::upcall::DONE, (command, status, value))
             .expect("upcall");
         command_return::success()
+    }
+
+    fn write(&self, offset: usize, len: usize) -> Result<(), u32> {
+        let ro = self.ro.take();
+        let result = (|| {
+            if (offset / SECTOR..=(offset + len - 1) / SECTOR).any(|s| !self.erased.borrow()[s]) {
+                return Err(detail::NOT_ERASED);
+            }
+            let mut memory = self.memory.borrow_mut();
+            if memory[offset..offset + len].iter().any(|&b| b != 0xFF) {
+                return Err(detail::NOT_BLANK);
+            }
+            memory[offset..offset + len].copy_from_slice(&ro[..len]);
+            Ok(())
+        })();
+        self.ro.set(ro);
+        result
     }
 }
 
 impl fake::SyscallDriver for FakeUpdate {
     fn info(&self) -> DriverInfo {
-        DriverInfo::new(UPDATE_DRIVER).upcall_count(1)
+        DriverInfo::new(update::DRIVER_NUM).upcall_count(1)
     }
 
     fn register(&self, share_ref: DriverShareRef) {
@@ -77,22 +199,21 @@ impl fake::SyscallDriver for FakeUpdate {
 
     fn command(&self, command: u32, arg1: u32, arg2: u32) -> CommandReturn {
         let (offset, len) = (arg1 as usize, arg2 as usize);
+        if command != cmd::EXISTS && self.alarm.elapsed_ms() < self.busy_until_ms.get() {
+            return command_return::failure(ErrorCode::Busy);
+        }
         match command {
-            update_cmd::EXISTS => command_return::success(),
-            update_cmd::STATUS if self.busy_for.get() > 0 => {
-                self.busy_for.set(self.busy_for.get() - 1);
-                command_return::failure(ErrorCode::Busy)
-            }
-            update_cmd::STATUS => command_return::success_3_u32(
+            cmd::EXISTS => command_return::success(),
+            cmd::STATUS => command_return::success_3_u32(
                 self.state.get(),
                 self.memory.borrow().len() as u32,
                 0,
             ),
-            update_cmd::TAG => {
+            cmd::TAG => {
                 self.rw.borrow_mut()[..16].copy_from_slice(&self.tag.get());
                 command_return::success()
             }
-            update_cmd::BEGIN => {
+            cmd::BEGIN => {
                 let ro = self.ro.take();
                 let mut tag = [0; 16];
                 tag.copy_from_slice(&ro[..16]);
@@ -101,11 +222,11 @@ impl fake::SyscallDriver for FakeUpdate {
                 // Old contents: not erased.
                 *self.memory.borrow_mut() = vec![0x00; offset];
                 *self.erased.borrow_mut() = vec![false; offset.div_ceil(SECTOR)];
-                self.state.set(1);
+                self.state.set(state::STAGING);
                 self.done(command, 0, 0)
             }
-            update_cmd::ERASE => {
-                if self.state.get() != 1 {
+            cmd::ERASE => {
+                if self.state.get() != state::STAGING {
                     return command_return::failure(ErrorCode::Reserve);
                 }
                 if offset % SECTOR != 0 || offset >= self.memory.borrow().len() {
@@ -116,32 +237,16 @@ impl fake::SyscallDriver for FakeUpdate {
                 self.erased.borrow_mut()[offset / SECTOR] = true;
                 self.done(command, 0, 0)
             }
-            update_cmd::WRITE => {
-                if offset + len > self.memory.borrow().len() {
+            cmd::WRITE => {
+                if len == 0 || offset + len > self.memory.borrow().len() {
                     return command_return::failure(ErrorCode::Size);
                 }
-                let ro = self.ro.take();
-                let result = (|| {
-                    if (offset / SECTOR..=(offset + len - 1) / SECTOR)
-                        .any(|s| !self.erased.borrow()[s])
-                    {
-                        return Err(10);
-                    }
-                    let mut memory = self.memory.borrow_mut();
-                    if memory[offset..offset + len].iter().any(|&b| b != 0xFF) {
-                        return Err(11);
-                    }
-                    memory[offset..offset + len].copy_from_slice(&ro[..len]);
-                    Ok(())
-                })();
-                self.ro.set(ro);
-                self.writes.set(self.writes.get() + 1);
-                match result {
+                match self.write(offset, len) {
                     Ok(()) => self.done(command, 0, 0),
-                    Err(detail) => self.done(command, ErrorCode::NoAck as u32, detail),
+                    Err(d) => self.done(command, ErrorCode::NoAck as u32, d),
                 }
             }
-            update_cmd::READ => {
+            cmd::READ => {
                 let memory = self.memory.borrow();
                 if offset + len > memory.len() {
                     return command_return::failure(ErrorCode::Size);
@@ -150,26 +255,33 @@ impl fake::SyscallDriver for FakeUpdate {
                 drop(memory);
                 self.done(command, 0, 0)
             }
-            update_cmd::FINALIZE => {
+            cmd::FINALIZE => {
                 if self.reject.get() {
-                    return self.done(command, ErrorCode::Fail as u32, 16);
+                    return self.done(command, ErrorCode::Fail as u32, detail::IMAGE_HASH_MISMATCH);
                 }
-                self.state.set(2);
+                self.state.set(state::FINALIZED);
                 self.sequence.set(self.sequence.get() + 1);
+                self.finalized_at_ms.set(self.alarm.elapsed_ms());
                 self.done(command, 0, self.sequence.get())
             }
-            update_cmd::CONFIRM => {
+            cmd::CONFIRM => {
                 if self.sequence.get() == 0 {
                     return command_return::failure(ErrorCode::Reserve);
+                }
+                self.confirms.set(self.confirms.get() + 1);
+                if self.lose_confirms.get() > 0 {
+                    // The operation runs, but its upcall never reaches the app.
+                    self.lose_confirms.set(self.lose_confirms.get() - 1);
+                    return command_return::success();
                 }
                 self.confirmed.set(true);
                 self.done(command, 0, self.sequence.get())
             }
-            update_cmd::REBOOT => {
-                if self.state.get() != 2 {
+            cmd::REBOOT => {
+                if self.state.get() != state::FINALIZED {
                     return command_return::failure(ErrorCode::Reserve);
                 }
-                self.rebooted.set(true);
+                self.rebooted_at_ms.set(Some(self.alarm.elapsed_ms()));
                 command_return::success()
             }
             _ => command_return::failure(ErrorCode::NoSupport),
@@ -177,31 +289,64 @@ impl fake::SyscallDriver for FakeUpdate {
     }
 }
 
-/// Follows `capsules/src/bulk_scan.rs`: on start or release, the next reports from a sender
-/// (as ADV_NONCONN_IND PDUs) land in the batch buffer and upcall 0 announces them.
+/// Who is on air: a sender, silence until a time, then the next sender.
+struct Air {
+    sender: Option<Sender<'static>>,
+    /// After this many batches the current sender stalls; `next` takes over at `resume_ms`.
+    stall_after: usize,
+    resume_ms: u64,
+    next: Option<Sender<'static>>,
+}
+
+/// Follows `capsules/src/bulk_scan.rs`: on start or release, the next reports on air (as
+/// ADV_NONCONN_IND PDUs) land in the batch buffer and upcall `BATCH` announces them; with nothing
+/// on air, no upcall.
 struct FakeScan {
+    alarm: Rc<FakeAlarm>,
     ro: Cell<RoAllowBuffer>,
     rw: RefCell<RwAllowBuffer>,
     share: DriverShareRef,
-    sender: RefCell<Sender<'static>>,
+    air: RefCell<Air>,
     per_batch: usize,
     /// Advertisements lost on air, in percent (a fixed pseudo-random sequence).
     loss_percent: u32,
     rng: Cell<u32>,
     sent: Cell<usize>,
     batches: Cell<usize>,
+    waits: Cell<usize>,
     statuses: Cell<usize>,
-    /// Stop the run (command failure) after this many batches.
-    max_batches: Cell<usize>,
+    /// START answers BUSY this many more times (another process holds the scanner).
+    start_failures: Cell<u32>,
+    /// Halt the app (the test's end) at this many waits for a batch.
+    max_waits: Cell<usize>,
 }
 
 impl FakeScan {
+    fn halted(&self) -> bool {
+        self.waits.get() >= self.max_waits.get()
+    }
+
+    fn on_air(&self) -> bool {
+        let mut air = self.air.borrow_mut();
+        if self.batches.get() >= air.stall_after {
+            if self.alarm.elapsed_ms() < air.resume_ms {
+                return false;
+            }
+            if let Some(next) = air.next.take() {
+                air.sender = Some(next);
+            }
+        }
+        air.sender.is_some()
+    }
+
     fn deliver(&self) {
         let mut buffer = self.rw.borrow_mut();
+        let mut air = self.air.borrow_mut();
+        let sender = air.sender.as_mut().expect("a sender on air");
         let (mut at, mut reports) = (0, 0);
         while reports < self.per_batch {
             let mut adv = [0u8; ADV_DATA_MAX];
-            let n = self.sender.borrow_mut().next_adv(&mut adv);
+            let n = sender.next_adv(&mut adv);
             self.sent.set(self.sent.get() + 1);
             let r = self
                 .rng
@@ -213,7 +358,7 @@ impl FakeScan {
                 continue;
             }
             let pdu_len = 2 + 6 + n;
-            if at + 2 + pdu_len > buffer.len() {
+            if at + scan::REPORT_HEADER + pdu_len > buffer.len() {
                 break;
             }
             buffer[at] = pdu_len as u8;
@@ -222,19 +367,19 @@ impl FakeScan {
             buffer[at + 3] = (6 + n) as u8;
             buffer[at + 4..at + 10].copy_from_slice(&[0xC0; 6]);
             buffer[at + 10..at + 10 + n].copy_from_slice(&adv[..n]);
-            at += 2 + pdu_len;
+            at += scan::REPORT_HEADER + pdu_len;
             reports += 1;
         }
         self.batches.set(self.batches.get() + 1);
         self.share
-            .schedule_upcall(0, (reports as u32, at as u32, 0))
+            .schedule_upcall(scan::upcall::BATCH, (reports as u32, at as u32, 0))
             .expect("upcall");
     }
 }
 
 impl fake::SyscallDriver for FakeScan {
     fn info(&self) -> DriverInfo {
-        DriverInfo::new(SCAN_DRIVER).upcall_count(1)
+        DriverInfo::new(scan::DRIVER_NUM).upcall_count(1)
     }
 
     fn register(&self, share_ref: DriverShareRef) {
@@ -259,26 +404,35 @@ impl fake::SyscallDriver for FakeScan {
 
     fn command(&self, command: u32, _: u32, _: u32) -> CommandReturn {
         match command {
-            0 | 2 => command_return::success(),
-            4 => {
+            scan::command::EXISTS | scan::command::STOP => command_return::success(),
+            scan::command::ADVERTISE => {
                 // The receiver's status reaches the sender.
                 let ro = self.ro.take();
-                assert!(ro.len() <= 31, "status AdvData longer than 31 bytes");
-                self.sender.borrow_mut().on_adv(&ro);
+                assert!(
+                    ro.len() <= scan::MAX_ADV_DATA,
+                    "status AdvData longer than 31 bytes"
+                );
+                if let Some(sender) = self.air.borrow_mut().sender.as_mut() {
+                    sender.on_adv(&ro);
+                }
                 self.ro.set(ro);
                 self.statuses.set(self.statuses.get() + 1);
                 command_return::success()
             }
-            1 | 3 => {
-                if self.batches.get() >= self.max_batches.get() {
-                    return command_return::failure(ErrorCode::Fail);
+            scan::command::START | scan::command::RELEASE => {
+                if command == scan::command::START && self.start_failures.get() > 0 {
+                    self.start_failures.set(self.start_failures.get() - 1);
+                    return command_return::failure(ErrorCode::Busy);
                 }
+                self.waits.set(self.waits.get() + 1);
                 assert!(
                     self.batches.get() < 20_000,
                     "the transfer never finished: {:?}",
-                    self.sender.borrow().counters()
+                    self.air.borrow().sender.as_ref().map(|s| s.counters())
                 );
-                self.deliver();
+                if !self.halted() && self.on_air() {
+                    self.deliver();
+                }
                 command_return::success()
             }
             _ => command_return::failure(ErrorCode::NoSupport),
@@ -286,96 +440,130 @@ impl fake::SyscallDriver for FakeScan {
     }
 }
 
-fn test_image(len: usize) -> &'static [u8] {
+fn test_image(len: usize, seed: u32) -> &'static [u8] {
     let image: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
+        .map(|i| (i as u32 ^ seed).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
         .collect();
     Box::leak(image.into_boxed_slice())
 }
 
-fn rig(
-    image: &'static [u8],
-    loss_percent: u32,
-) -> (fake::Kernel, std::rc::Rc<FakeUpdate>, std::rc::Rc<FakeScan>) {
+fn sender(image: &'static [u8], session: u32) -> Sender<'static> {
+    Sender::new(DEFAULT_COMPANY_ID, image, session, 0).unwrap()
+}
+
+struct Rig {
+    _kernel: fake::Kernel,
+    alarm: Rc<FakeAlarm>,
+    update: Rc<FakeUpdate>,
+    scan: Rc<FakeScan>,
+}
+
+fn rig_at(start_ticks: u32, air: Air, loss_percent: u32) -> Rig {
     let kernel = fake::Kernel::new();
-    let update = std::rc::Rc::new(FakeUpdate::default());
-    let scan = std::rc::Rc::new(FakeScan {
+    let alarm = FakeAlarm::new(start_ticks);
+    let update = FakeUpdate::new(&alarm);
+    let scan = Rc::new(FakeScan {
+        alarm: alarm.clone(),
         ro: Default::default(),
         rw: Default::default(),
         share: Default::default(),
-        sender: RefCell::new(Sender::new(DEFAULT_COMPANY_ID, image, 0x1234_5678, 0).unwrap()),
+        air: RefCell::new(air),
         per_batch: 12,
         loss_percent,
         rng: Cell::new(1),
         sent: Cell::new(0),
         batches: Cell::new(0),
+        waits: Cell::new(0),
         statuses: Cell::new(0),
-        max_batches: Cell::new(usize::MAX),
+        start_failures: Cell::new(0),
+        max_waits: Cell::new(usize::MAX),
     });
+    kernel.add_driver(&alarm);
     kernel.add_driver(&update);
     kernel.add_driver(&scan);
-    (kernel, update, scan)
+    Rig {
+        _kernel: kernel,
+        alarm,
+        update,
+        scan,
+    }
 }
 
-fn run_app() -> (Result<(), ErrorCode>, String) {
-    let mut console = String::new();
-    let clock = Cell::new(0u64);
-    let now = || {
-        clock.set(clock.get() + 10);
-        clock.get()
-    };
+fn one_sender(image: &'static [u8]) -> Air {
+    Air {
+        sender: Some(sender(image, 0x1234_5678)),
+        stall_after: usize::MAX,
+        resume_ms: 0,
+        next: None,
+    }
+}
+
+fn silence() -> Air {
+    Air {
+        sender: None,
+        stall_after: usize::MAX,
+        resume_ms: 0,
+        next: None,
+    }
+}
+
+fn rig(image: &'static [u8], loss_percent: u32) -> Rig {
+    rig_at(0, one_sender(image), loss_percent)
+}
+
+/// One boot of the app; it runs until it exits or the fake scanner halts it.
+fn boot(rig: &Rig) -> (Exit, String) {
+    let scan = rig.scan.clone();
+    let halt = move || scan.halted();
+    let mut kernel = TockKernel::<fake::Syscalls, String>::new(String::new(), &halt);
     let mut bitmap = vec![0u8; BITMAP_LEN];
     let mut batch = vec![0u8; BATCH_LEN];
-    let slept = Cell::new(0u32);
-    let sleep = |ms: u32| slept.set(slept.get() + ms);
-    let result = run::<fake::Syscalls, _>(&mut console, &now, &sleep, &mut bitmap, &mut batch);
-    if result.is_ok() {
+    let exit = run(&mut kernel, &mut bitmap, &mut batch);
+    if exit == Exit::Rebooting {
+        let rebooted = rig.update.rebooted_at_ms.get().expect("reboot requested");
         assert!(
-            slept.get() >= crate::REBOOT_DELAY_MS,
+            rebooted >= rig.update.finalized_at_ms.get() + REBOOT_DELAY_MS as u64,
             "rebooted without letting the console drain"
         );
     }
-    (result, console)
+    (exit, kernel.console().clone())
 }
 
 #[test]
 fn the_app_receives_stages_finalizes_and_asks_for_the_reboot() {
-    let image = test_image(20_000);
-    let (_kernel, update, _scan) = rig(image, 0);
+    let image = test_image(20_000, 0);
+    let rig = rig(image, 0);
     // The kernel is still scanning the update region when the app starts.
-    update.busy_for.set(3);
-    let (result, console) = run_app();
-    assert_eq!(result, Ok(()), "{console}");
+    rig.update.busy_until_ms.set(60);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
     assert_eq!(
-        &update.memory.borrow()[..],
+        &rig.update.memory.borrow()[..],
         image,
         "staged bytes differ from the image"
     );
-    assert_eq!(update.state.get(), 2);
-    assert!(update.rebooted.get());
+    assert_eq!(rig.update.state.get(), state::FINALIZED);
     assert!(console.contains("rebooting"), "{console}");
     assert!(console.contains("100%"), "{console}");
-    assert_eq!(
-        update.busy_for.get(),
-        0,
-        "the app did not wait for the start-up scan"
+    assert!(
+        !console.contains("retrying"),
+        "the app did not wait for the start-up scan: {console}"
     );
 }
 
 #[test]
 fn lost_advertisements_are_recovered_from_the_retransmissions() {
-    let image = test_image(9_000);
-    let (_kernel, update, scan) = rig(image, 15);
-    let (result, console) = run_app();
-    assert_eq!(result, Ok(()), "{console}");
-    assert_eq!(&update.memory.borrow()[..], image);
-    assert!(update.rebooted.get());
+    let image = test_image(9_000, 0);
+    let rig = rig(image, 15);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
+    assert_eq!(&rig.update.memory.borrow()[..], image);
     assert!(
-        scan.statuses.get() > 0,
+        rig.scan.statuses.get() > 0,
         "the receiver never reported its status"
     );
     assert!(
-        scan.sent.get() > image.len() / 25,
+        rig.scan.sent.get() > image.len() / 25,
         "nothing was retransmitted"
     );
 }
@@ -383,73 +571,126 @@ fn lost_advertisements_are_recovered_from_the_retransmissions() {
 #[test]
 fn a_kernel_without_the_drivers_is_reported() {
     let _kernel = fake::Kernel::new();
-    let (result, console) = run_app();
-    assert_eq!(result, Err(ErrorCode::NoDevice));
-    assert!(console.contains("lacks"), "{console}");
+    let mut kernel = TockKernel::<fake::Syscalls, String>::new(String::new(), &|| false);
+    let exit = run(&mut kernel, &mut [0; BITMAP_LEN], &mut [0; BATCH_LEN]);
+    assert_eq!(exit, Exit::NoDriver);
+    assert!(kernel.console().contains("lacks"), "{}", kernel.console());
 }
 
 #[test]
 fn confirm_after_a_trial_boot_and_nothing_to_confirm_otherwise() {
-    let (_kernel, update, _scan) = rig(test_image(100), 0);
-    assert_eq!(confirm_trial_boot::<fake::Syscalls>(), Ok(None));
-    assert!(!update.confirmed.get());
-    update.sequence.set(3);
-    assert_eq!(confirm_trial_boot::<fake::Syscalls>(), Ok(Some(3)));
-    assert!(update.confirmed.get());
+    let rig = rig(test_image(100, 0), 0);
+    let mut kernel = TockKernel::<fake::Syscalls, String>::new(String::new(), &|| false);
+    assert_eq!(confirm_trial_boot(&mut kernel), Ok(None));
+    assert!(!rig.update.confirmed.get());
+    rig.update.sequence.set(3);
+    assert_eq!(confirm_trial_boot(&mut kernel), Ok(Some(3)));
+    assert!(rig.update.confirmed.get());
 }
 
 #[test]
-fn policy_refusals_map_to_the_receivers_errors() {
-    use crate::drivers::UpdateError;
-    use adv_transfer::StageError;
-    let e = |code, detail| UpdateError { code, detail };
-    assert_eq!(
-        stage_error(false, e(ErrorCode::NoAck, 10)),
-        StageError::NotErased
-    );
-    assert_eq!(
-        stage_error(false, e(ErrorCode::NoAck, 11)),
-        StageError::NotBlank
-    );
-    assert_eq!(
-        stage_error(true, e(ErrorCode::Fail, 16)),
-        StageError::Rejected
-    );
-    // A flash failure during finalize is not a verdict on the image.
-    assert_eq!(
-        stage_error(true, e(ErrorCode::Fail, 12)),
-        StageError::Failed
-    );
-    assert_eq!(
-        stage_error(false, e(ErrorCode::Busy, 0)),
-        StageError::Failed
-    );
+fn every_boot_after_an_update_reaches_listening_even_when_the_confirm_upcall_is_lost() {
+    // The confirm's upcall: delivered, lost once, never delivered.
+    for lost in [0, 1, u32::MAX] {
+        let rig = rig_at(0, silence(), 0);
+        // The state after an update: a finalized session whose boot request awaits its confirm.
+        rig.update.state.set(state::FINALIZED);
+        rig.update.tag.set([7; 16]);
+        rig.update.sequence.set(4);
+        rig.update.lose_confirms.set(lost);
+        for boot_number in 1..=2 {
+            rig.scan.waits.set(0);
+            rig.scan.max_waits.set(40);
+            let (exit, console) = boot(&rig);
+            assert_eq!(
+                exit,
+                Exit::Halted,
+                "lost {lost}, boot {boot_number}: {console}"
+            );
+            assert!(
+                console.contains("dfu: listening"),
+                "lost {lost}, boot {boot_number}: {console}"
+            );
+            assert!(
+                console.contains("resuming staged session (finalized: true)"),
+                "{console}"
+            );
+            if lost == u32::MAX {
+                assert!(console.contains("confirm got no answer"), "{console}");
+            } else {
+                assert!(
+                    console.contains("confirmed this kernel (boot request 4)"),
+                    "lost {lost}, boot {boot_number}: {console}"
+                );
+            }
+        }
+        assert_eq!(rig.update.confirmed.get(), lost != u32::MAX);
+        if lost == u32::MAX {
+            // Retried with backoff in each boot, not once and given up, not in a tight loop.
+            let confirms = rig.update.confirms.get();
+            assert!((4..=20).contains(&confirms), "{confirms} confirms");
+        }
+    }
 }
 
 #[test]
-fn batches_yield_adv_data_of_advertising_pdus_only() {
-    let mut batch = Vec::new();
-    // ADV_NONCONN_IND with 3 bytes of AdvData.
-    batch.extend([11, 37, 0x02, 9, 1, 2, 3, 4, 5, 6, 0xAA, 0xBB, 0xCC]);
-    // SCAN_REQ (type 3): no AdvData.
-    batch.extend([14, 38, 0x03, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    // ADV_IND whose header length is shorter than the report: the header wins.
-    batch.extend([10, 39, 0x00, 7, 1, 1, 1, 1, 1, 1, 0xDD, 0xEE]);
-    // A truncated report ends the batch.
-    batch.extend([30, 37, 0x02]);
-    let advs: Vec<&[u8]> = adv_data_in(&batch).collect();
-    assert_eq!(advs, vec![&[0xAA, 0xBB, 0xCC][..], &[0xDD][..]]);
+fn a_kernel_busy_past_the_startup_wait_and_refused_scans_do_not_end_the_app() {
+    let image = test_image(6_000, 0);
+    let rig = rig(image, 0);
+    // The start-up scan takes 20 s (four times the app's start-up wait) and another process
+    // holds the scanner for the first three starts.
+    rig.update.busy_until_ms.set(20_000);
+    rig.update.sequence.set(2);
+    rig.scan.start_failures.set(3);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
+    assert_eq!(&rig.update.memory.borrow()[..], image);
+    assert!(rig.update.confirmed.get(), "{console}");
+    assert!(
+        console.contains("start-up incomplete; retrying"),
+        "{console}"
+    );
+    assert!(
+        console.contains("scan failed (error 2); retrying"),
+        "{console}"
+    );
+    assert_eq!(rig.scan.start_failures.get(), 0);
+}
+
+#[test]
+fn a_stalled_session_gives_way_to_a_new_sender_after_30_s_across_the_alarm_wrap() {
+    let stalled = test_image(20_000, 1);
+    let image = test_image(9_000, 2);
+    // Sender A stalls after ten batches; sender B starts 45 s in. The alarm's 32-bit counter
+    // wraps 5 s in (libtock's milliseconds would jump from ~512,031 back to 0 there).
+    let air = Air {
+        sender: Some(sender(stalled, 0xAAAA_0001)),
+        stall_after: 10,
+        resume_ms: 45_000,
+        next: Some(sender(image, 0xBBBB_0002)),
+    };
+    let rig = rig_at(u32::MAX - 5 * HZ, air, 0);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
+    assert!(
+        rig.alarm.now.get() < u32::MAX - 5 * HZ,
+        "the alarm never wrapped"
+    );
+    assert_eq!(&rig.update.memory.borrow()[..], image, "{console}");
+    // B was taken within the session time-out of its start, not after minutes.
+    let finalized = rig.update.finalized_at_ms.get();
+    assert!(finalized < 90_000, "finalized at {finalized} ms");
 }
 
 #[test]
 fn a_refused_image_is_reported_and_the_app_does_not_reboot() {
-    let image = test_image(6_000);
-    let (_kernel, update, scan) = rig(image, 0);
-    update.reject.set(true);
-    scan.max_batches.set(2_000);
-    let (result, console) = run_app();
-    assert_eq!(result, Err(ErrorCode::Fail), "{console}");
+    let image = test_image(6_000, 0);
+    let rig = rig(image, 0);
+    rig.update.reject.set(true);
+    rig.scan.max_waits.set(2_000);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Halted, "{console}");
     assert!(console.contains("refused"), "{console}");
-    assert!(!update.rebooted.get());
-    assert_ne!(update.state.get(), 2);
+    assert_eq!(rig.update.rebooted_at_ms.get(), None);
+    assert_ne!(rig.update.state.get(), state::FINALIZED);
 }

@@ -1,0 +1,631 @@
+//! The DFU app's logic: bulk-scan batches in, the `adv-transfer` receiver in the middle, staging
+//! through the kernel's staged-update driver out. Generic over [`Kernel`], what the app needs from
+//! the kernel, so the same code runs as the Tock app (`apps/dfu`, over libtock-rs syscalls) and in
+//! the simulator (`tools/tock-ota`, over the update-region policy and the hardware models).
+//!
+//! Life of an update, as this app sees it:
+//! 1. At start: wait (at most [`STARTUP_WAIT_MS`]) for the kernel's start-up scan of the update
+//!    region, confirm the running kernel (the bootloader boots a new kernel as a trial until a
+//!    Confirm record follows its boot request; "nothing to confirm" is normal), then read the
+//!    staged-update status and tag to resume an interrupted transfer. A step that fails is
+//!    retried with backoff while the app listens.
+//! 2. Scan continuously; feed every advertisement's AdvData to the receiver; perform the staging
+//!    operations it asks for (begin, erase, write, read back, finalize) through the driver; when
+//!    the kernel has no batch waiting and [`STATUS_INTERVAL_MS`] have passed, advertise the
+//!    receiver's status so the sender resends what is missing.
+//! 3. When finalize succeeds the kernel has written the boot request itself; tell the sender,
+//!    then ask the kernel to reboot.
+//!
+//! Every wait has a deadline (a lost upcall costs a time-out, never a hang), every transient
+//! failure is retried with backoff, and time is [`clock::Clock`]'s monotonic milliseconds, built
+//! from wrapping tick differences. [`run`] returns only when a driver is missing, the kernel
+//! accepted the reboot, or the platform halts the app ([`Kernel::halted`]).
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+
+use core::fmt;
+
+use adv_transfer::receiver::READ_LEN;
+use adv_transfer::wire::ADV_DATA_MAX;
+use adv_transfer::{Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
+use dfu_abi::{error, scan, update};
+
+use clock::Clock;
+
+/// Largest image the app accepts: the kernel slot (224 KiB) plus room for the image header and
+/// TLVs, rounded to whole 4 KiB blocks.
+pub const MAX_IMAGE_LEN: u32 = 232 * 1024;
+
+/// Bitmap bytes for [`MAX_IMAGE_LEN`].
+pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
+
+/// Scan batch buffer size.
+pub const BATCH_LEN: usize = 1024;
+
+/// How often, at most, the receiver advertises its status (which chunks it misses).
+pub const STATUS_INTERVAL_MS: u64 = 250;
+
+/// How long to wait, at most, for the kernel's start-up scan of the update region (status
+/// answers `BUSY` until then); polled every [`STARTUP_POLL_MS`].
+pub const STARTUP_WAIT_MS: u64 = 5_000;
+pub const STARTUP_POLL_MS: u32 = 20;
+
+/// Deadline for one staging operation's completion. Finalize reads and hashes the whole image;
+/// the slowest other operation is a sector erase (240 ms at most).
+pub const OP_TIMEOUT_MS: u32 = 10_000;
+
+/// Longest wait for a batch when nothing else is due.
+pub const IDLE_WAIT_MS: u32 = 1_000;
+
+/// Backoff of a failed start-up step, scan start or reboot: doubles from the first to the last.
+pub const RETRY_FIRST_MS: u32 = 500;
+pub const RETRY_MAX_MS: u32 = 60_000;
+
+/// The longest single wait the app asks for; [`clock::Clock`] needs a reading at least once per
+/// counter wrap (about 512 s on the nRF52840).
+pub const MAX_WAIT_MS: u32 = RETRY_MAX_MS;
+
+/// Pause before the reboot so the last console lines go out.
+pub const REBOOT_DELAY_MS: u32 = 100;
+
+/// How an asynchronous staged-update command ended without success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpError {
+    /// The command was refused (a Tock error code, [`dfu_abi::error`]): nothing started and no
+    /// completion follows.
+    Refused(u32),
+    /// The operation ran and failed: the completion's error code and the policy's check number
+    /// ([`dfu_abi::update::detail`]).
+    Failed { code: u32, detail: u32 },
+    /// No completion arrived before the deadline.
+    TimedOut,
+}
+
+impl OpError {
+    /// The Tock error code, if the kernel answered at all.
+    pub fn code(self) -> Option<u32> {
+        match self {
+            OpError::Refused(code) | OpError::Failed { code, .. } => Some(code),
+            OpError::TimedOut => None,
+        }
+    }
+}
+
+/// One batch announced by the bulk-scan driver's upcall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub reports: u32,
+    pub bytes: u32,
+    pub dropped: u32,
+}
+
+/// What the app needs from the kernel: the staged-update driver's commands and their
+/// completions, the bulk-scan driver's batches and advertise, a clock, a log sink. Every wait
+/// takes a deadline. Error values are Tock error codes ([`dfu_abi::error`]); command, allow and
+/// upcall numbers are [`dfu_abi`]'s.
+pub trait Kernel {
+    /// Whether driver `driver` exists (its command 0 succeeds).
+    fn exists(&mut self, driver: u32) -> bool;
+
+    /// Staged-update `STATUS`: `(state, image_len, erased_sectors)`.
+    fn update_status(&mut self) -> Result<(u32, u32, u32), u32>;
+
+    /// Staged-update `TAG`: the session tag, through read-write allow `READ`.
+    fn update_tag(&mut self, tag: &mut [u8; update::TAG_LEN]) -> Result<(), u32>;
+
+    /// One split-phase staged-update command (`BEGIN` … `CONFIRM`): share `data` as read-only
+    /// allow `DATA` and `out` as read-write allow `READ`, subscribe to upcall `DONE`, issue
+    /// `command` with `arg1`, `arg2`, and wait for the upcall at most `timeout_ms`. Returns the
+    /// upcall's value on success.
+    fn update_op(
+        &mut self,
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        data: &[u8],
+        out: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<u32, OpError>;
+
+    /// Staged-update `REBOOT`.
+    fn reboot(&mut self) -> Result<(), u32>;
+
+    /// Bulk-scan `command` (`START` or `RELEASE`) with `buffer` shared as the batch buffer, then
+    /// wait at most `timeout_ms` for the batch upcall. `Ok(None)`: no batch in time (a batch
+    /// already queued by the kernel comes back at once, even with a zero time-out).
+    fn scan_wait(
+        &mut self,
+        command: u32,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<Option<Batch>, u32>;
+
+    /// Bulk-scan `STOP`.
+    fn scan_stop(&mut self) -> Result<(), u32>;
+
+    /// Bulk-scan `ADVERTISE` of `adv_data` (read-only allow `ADV_DATA`).
+    fn advertise(&mut self, adv_data: &[u8]) -> Result<(), u32>;
+
+    /// The free-running tick counter (wraps at 2^32).
+    fn ticks(&mut self) -> u32;
+
+    /// The counter's frequency; 0 if the kernel has no alarm.
+    fn ticks_per_second(&mut self) -> u32;
+
+    /// Wait `ms` milliseconds.
+    fn sleep(&mut self, ms: u32);
+
+    /// One console line (without the newline).
+    fn log(&mut self, line: fmt::Arguments<'_>);
+
+    /// True when the platform stops the app (the simulator after a power cut or once the
+    /// transfer it runs is over; host tests). A device never halts.
+    fn halted(&mut self) -> bool {
+        false
+    }
+
+    /// Sees the receiver after every batch (for displays and the simulator's counters).
+    fn observe(&mut self, _receiver: &Receiver<'_>) {}
+}
+
+/// Why [`run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The kernel lacks the staged-update or bulk-scan driver, or an alarm.
+    NoDriver,
+    /// Finalized, and the kernel accepted the reboot request.
+    Rebooting,
+    /// [`Kernel::halted`] said so.
+    Halted,
+}
+
+/// The receiver's view of a failed staging operation.
+pub fn stage_error(op_was_finalize: bool, error: OpError) -> StageError {
+    use update::detail;
+    match error {
+        OpError::Failed {
+            code: error::NOACK,
+            detail: detail::NOT_ERASED,
+        } => StageError::NotErased,
+        OpError::Failed {
+            code: error::NOACK,
+            detail: detail::NOT_BLANK,
+        } => StageError::NotBlank,
+        OpError::Failed {
+            code: error::FAIL,
+            detail,
+        } if op_was_finalize && detail::IMAGE_REFUSED.contains(&detail) => StageError::Rejected,
+        _ => StageError::Failed,
+    }
+}
+
+/// What one staging operation produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Performed {
+    /// Done; `read` bytes were read into the read buffer.
+    Done { read: usize },
+    /// Finalize succeeded: the boot request with this sequence number is in flash.
+    Finalized { sequence: u32 },
+}
+
+/// Perform one receiver staging operation through the staged-update driver (read data lands in
+/// `read_buf`).
+pub fn perform<K: Kernel>(
+    k: &mut K,
+    op: StageOp<'_>,
+    read_buf: &mut [u8; READ_LEN],
+) -> Result<Performed, StageError> {
+    use update::command;
+    let done = |_| Performed::Done { read: 0 };
+    let t = OP_TIMEOUT_MS;
+    match op {
+        StageOp::Begin { tag, image_len } => k
+            .update_op(command::BEGIN, image_len, 0, &tag, &mut [], t)
+            .map(done),
+        StageOp::Erase { offset } => k
+            .update_op(command::ERASE, offset, 0, &[], &mut [], t)
+            .map(done),
+        StageOp::Write { offset, data } => k
+            .update_op(command::WRITE, offset, data.len() as u32, data, &mut [], t)
+            .map(done),
+        StageOp::Read { offset, len } => {
+            let len = (len as usize).min(READ_LEN);
+            k.update_op(
+                command::READ,
+                offset,
+                len as u32,
+                &[],
+                &mut read_buf[..len],
+                t,
+            )
+            .map(|_| Performed::Done { read: len })
+        }
+        StageOp::Finalize => {
+            return k
+                .update_op(command::FINALIZE, 0, 0, &[], &mut [], t)
+                .map(|sequence| Performed::Finalized { sequence })
+                .map_err(|e| stage_error(true, e))
+        }
+    }
+    .map_err(|e| stage_error(false, e))
+}
+
+/// Run every staging operation the receiver has ready. Returns the boot request's sequence
+/// number once finalize succeeded.
+fn pump<K: Kernel>(k: &mut K, rx: &mut Receiver<'_>, read_buf: &mut [u8; READ_LEN]) -> Option<u32> {
+    let mut finalized = None;
+    while let Some(op) = rx.poll_op() {
+        let result = perform(k, op, read_buf);
+        if k.halted() {
+            break;
+        }
+        match result {
+            Ok(Performed::Done { read }) => rx.op_done(Ok(&read_buf[..read])),
+            Ok(Performed::Finalized { sequence }) => {
+                finalized = Some(sequence);
+                rx.op_done(Ok(&[]));
+            }
+            Err(e) => {
+                rx.op_done(Err(e));
+                // Transient failures are retried with the next batch, not in a tight loop.
+                if e == StageError::Failed {
+                    break;
+                }
+            }
+        }
+    }
+    finalized
+}
+
+/// Confirm the running kernel if a boot request is waiting for it. Returns the confirmed
+/// sequence number, `None` if there was nothing to confirm.
+pub fn confirm_trial_boot<K: Kernel>(k: &mut K) -> Result<Option<u32>, OpError> {
+    match k.update_op(update::command::CONFIRM, 0, 0, &[], &mut [], OP_TIMEOUT_MS) {
+        Ok(sequence) => Ok(Some(sequence)),
+        Err(e) if e.code() == Some(error::RESERVE) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The resume information for a new receiver: the staged session's tag (if any) and whether it
+/// was finalized.
+pub fn resume_info<K: Kernel>(k: &mut K) -> Result<(Option<[u8; update::TAG_LEN]>, bool), u32> {
+    let (state, _, _) = k.update_status()?;
+    if state == update::state::IDLE {
+        return Ok((None, false));
+    }
+    let mut tag = [0u8; update::TAG_LEN];
+    k.update_tag(&mut tag)?;
+    Ok((Some(tag), state == update::state::FINALIZED))
+}
+
+/// The AdvData of each report in a batch (`[len, channel, pdu[len]]`...), skipping PDU types
+/// that carry no AdvData and malformed reports.
+pub fn adv_data_in(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    /// PDU header (2 bytes) and AdvA (6 bytes) before the AdvData.
+    const ADV_A_END: usize = 8;
+    let mut rest = batch;
+    core::iter::from_fn(move || loop {
+        if rest.len() < scan::REPORT_HEADER {
+            return None;
+        }
+        let len = rest[0] as usize;
+        let tail = &rest[scan::REPORT_HEADER..];
+        if tail.len() < len {
+            rest = &[];
+            return None;
+        }
+        let pdu = &tail[..len];
+        rest = &tail[len..];
+        // PDU header: type in the low 4 bits; ADV_IND 0, ADV_NONCONN_IND 2, ADV_SCAN_IND 6
+        // carry AdvA (6 bytes) then AdvData. The header's length byte bounds the payload.
+        if pdu.len() < ADV_A_END {
+            continue;
+        }
+        let pdu_type = pdu[0] & 0x0F;
+        let payload_len = (pdu[1] as usize).min(pdu.len() - 2);
+        if matches!(pdu_type, 0 | 2 | 6) && payload_len >= 6 {
+            return Some(&pdu[ADV_A_END..2 + payload_len]);
+        }
+    })
+}
+
+/// When a failed step is tried again.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    at_ms: u64,
+    delay_ms: u32,
+}
+
+impl Backoff {
+    const fn new() -> Backoff {
+        Backoff {
+            at_ms: 0,
+            delay_ms: RETRY_FIRST_MS,
+        }
+    }
+
+    fn due(&self, now: u64) -> bool {
+        now >= self.at_ms
+    }
+
+    fn remaining(&self, now: u64) -> u32 {
+        self.at_ms.saturating_sub(now).min(MAX_WAIT_MS as u64) as u32
+    }
+
+    /// Failed at `now`: the next try after the current delay, which then doubles.
+    fn failed(&mut self, now: u64) -> u32 {
+        let delay = self.delay_ms;
+        self.at_ms = now + delay as u64;
+        self.delay_ms = (delay * 2).min(RETRY_MAX_MS);
+        delay
+    }
+
+    fn succeeded(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+/// Shown-once bookkeeping for the console.
+struct Display {
+    percent: u32,
+    state: RxState,
+}
+
+/// The app: see the crate docs. `bitmap` holds [`BITMAP_LEN`] bytes (fewer limit the image
+/// size), `batch` is the scan buffer ([`BATCH_LEN`]).
+pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
+    if !k.exists(update::DRIVER_NUM) || !k.exists(scan::DRIVER_NUM) {
+        k.log(format_args!(
+            "dfu: kernel lacks the staged-update or bulk-scan driver"
+        ));
+        return Exit::NoDriver;
+    }
+    let hz = k.ticks_per_second();
+    if hz == 0 {
+        k.log(format_args!("dfu: kernel has no alarm"));
+        return Exit::NoDriver;
+    }
+    let now_ticks = k.ticks();
+    let mut clock = Clock::new(hz, now_ticks);
+
+    // The kernel scans the update region shortly after boot; until then status is BUSY.
+    while k.update_status() == Err(error::BUSY)
+        && clock.update(k.ticks()) < STARTUP_WAIT_MS
+        && !k.halted()
+    {
+        k.sleep(STARTUP_POLL_MS);
+    }
+
+    let mut bitmap = Some(bitmap);
+    let mut rx: Option<Receiver<'_>> = None;
+    let mut confirmed = false;
+    let mut setup = Backoff::new();
+    let mut scanning = false;
+    let mut scan_retry = Backoff::new();
+    let mut reboot_due: Option<Backoff> = None;
+    let mut read_buf = [0u8; READ_LEN];
+    let mut next_status_ms = 0u64;
+    let mut listening = false;
+    let mut display = Display {
+        percent: u32::MAX,
+        state: RxState::Listening,
+    };
+    loop {
+        if k.halted() {
+            return Exit::Halted;
+        }
+        let now = clock.update(k.ticks());
+
+        // Start-up steps that have not succeeded yet: confirm, then resume.
+        if (!confirmed || rx.is_none()) && setup.due(now) {
+            if !confirmed {
+                confirmed = try_confirm(k);
+            }
+            if rx.is_none() {
+                match resume_info(k) {
+                    Ok((tag, finalized)) => {
+                        if tag.is_some() {
+                            k.log(format_args!(
+                                "dfu: resuming staged session (finalized: {finalized})"
+                            ));
+                        }
+                        if let Some(bitmap) = bitmap.take() {
+                            let mut r = Receiver::new(
+                                DEFAULT_COMPANY_ID,
+                                MAX_IMAGE_LEN,
+                                bitmap,
+                                tag,
+                                finalized,
+                            );
+                            r.tick(now);
+                            rx = Some(r);
+                        }
+                    }
+                    Err(code) => k.log(format_args!("dfu: status unavailable (error {code})")),
+                }
+            }
+            if confirmed && rx.is_some() {
+                setup.succeeded();
+            } else {
+                let delay = setup.failed(now);
+                k.log(format_args!(
+                    "dfu: start-up incomplete; retrying in {delay} ms"
+                ));
+            }
+            if k.halted() {
+                return Exit::Halted;
+            }
+        }
+        if !listening {
+            listening = true;
+            k.log(format_args!("dfu: listening"));
+        }
+        if let Some(retry) = reboot_due.as_mut() {
+            if retry.due(now) {
+                match k.reboot() {
+                    Ok(()) => return Exit::Rebooting,
+                    Err(code) => {
+                        let delay = retry.failed(now);
+                        k.log(format_args!(
+                            "dfu: reboot refused (error {code}); retrying in {delay} ms"
+                        ));
+                    }
+                }
+            }
+        }
+
+        // How long the next wait may be: until the next status, retry or reboot is due.
+        let mut wait_ms = IDLE_WAIT_MS;
+        if rx.as_ref().is_some_and(|r| r.session().is_some()) {
+            wait_ms = wait_ms.min(next_status_ms.saturating_sub(now) as u32);
+        }
+        if !confirmed || rx.is_none() {
+            wait_ms = wait_ms.min(setup.remaining(now));
+        }
+        if let Some(retry) = &reboot_due {
+            wait_ms = wait_ms.min(retry.remaining(now));
+        }
+        if !scanning && !scan_retry.due(now) {
+            k.sleep(wait_ms.min(scan_retry.remaining(now)).max(1));
+            continue;
+        }
+        let command = if scanning {
+            scan::command::RELEASE
+        } else {
+            scan::command::START
+        };
+        let got = match k.scan_wait(command, batch, wait_ms) {
+            Ok(got) => {
+                scanning = true;
+                scan_retry.succeeded();
+                got
+            }
+            Err(error::ALREADY) if !scanning => {
+                // Still ours from before: release whatever batch is out.
+                scanning = true;
+                continue;
+            }
+            Err(code) => {
+                scanning = false;
+                let delay = scan_retry.failed(now);
+                k.log(format_args!(
+                    "dfu: scan failed (error {code}); retrying in {delay} ms"
+                ));
+                continue;
+            }
+        };
+        let now = clock.update(k.ticks());
+        let Some(rx) = rx.as_mut() else {
+            // Not set up yet: the batch is dropped; the sender repeats.
+            continue;
+        };
+        rx.tick(now);
+        let mut finalized = None;
+        if let Some(got) = got {
+            let bytes = (got.bytes as usize).min(batch.len());
+            for adv in adv_data_in(&batch[..bytes]) {
+                rx.on_adv(adv);
+                // Stage as we go: the receiver holds only a few chunks in RAM.
+                finalized = finalized.or(pump(k, rx, &mut read_buf));
+                if k.halted() {
+                    return Exit::Halted;
+                }
+            }
+        }
+        finalized = finalized.or(pump(k, rx, &mut read_buf));
+        if k.halted() {
+            return Exit::Halted;
+        }
+        k.observe(rx);
+        let now = clock.update(k.ticks());
+        // The status goes out once the kernel had no batch waiting (everything sent so far is
+        // staged, so the status lists only what was lost), or when it is overdue by an interval.
+        let caught_up = got.is_none() || now >= next_status_ms + STATUS_INTERVAL_MS;
+        if (rx.session().is_some() && now >= next_status_ms && caught_up) || finalized.is_some() {
+            next_status_ms = now + STATUS_INTERVAL_MS;
+            let mut status = [0u8; ADV_DATA_MAX];
+            let len = rx.status_adv(&mut status);
+            // A status that cannot go out now goes out with a later batch.
+            let _ = k.advertise(&status[..len]);
+        }
+        show_progress(k, rx, &mut display);
+        if let Some(sequence) = finalized {
+            k.log(format_args!(
+                "dfu: image verified, boot request {sequence} written; rebooting"
+            ));
+            let _ = k.scan_stop();
+            scanning = false;
+            // Let the console drain before the reset cuts it off.
+            k.sleep(REBOOT_DELAY_MS);
+            match k.reboot() {
+                Ok(()) => return Exit::Rebooting,
+                Err(code) => {
+                    let mut retry = Backoff::new();
+                    let delay = retry.failed(clock.update(k.ticks()));
+                    reboot_due = Some(retry);
+                    k.log(format_args!(
+                        "dfu: reboot refused (error {code}); retrying in {delay} ms"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Confirm the running kernel; false if that must be tried again.
+fn try_confirm<K: Kernel>(k: &mut K) -> bool {
+    match confirm_trial_boot(k) {
+        Ok(Some(sequence)) => {
+            k.log(format_args!(
+                "dfu: confirmed this kernel (boot request {sequence})"
+            ));
+            true
+        }
+        Ok(None) => true,
+        Err(OpError::TimedOut) => {
+            k.log(format_args!("dfu: confirm got no answer"));
+            false
+        }
+        Err(OpError::Refused(code)) => {
+            k.log(format_args!("dfu: confirm refused (error {code})"));
+            false
+        }
+        Err(OpError::Failed { code, detail }) => {
+            k.log(format_args!("dfu: confirm failed: error {code} ({detail})"));
+            false
+        }
+    }
+}
+
+fn show_progress<K: Kernel>(k: &mut K, rx: &Receiver<'_>, shown: &mut Display) {
+    let progress = rx.progress();
+    if progress.state != shown.state {
+        shown.state = progress.state;
+        match shown.state {
+            RxState::Unsupported => k.log(format_args!(
+                "dfu: sender needs a capability this app lacks"
+            )),
+            RxState::TooLarge => k.log(format_args!("dfu: image too large for the kernel slot")),
+            RxState::Rejected => k.log(format_args!("dfu: the kernel refused the staged image")),
+            _ => {}
+        }
+    }
+    if let Some(percent) = (progress.received_chunks * 100).checked_div(progress.total_chunks) {
+        if percent / 10 != shown.percent / 10 {
+            shown.percent = percent;
+            k.log(format_args!(
+                "dfu: {percent}% ({}/{} chunks, {}/{} blocks verified)",
+                progress.received_chunks,
+                progress.total_chunks,
+                progress.verified_blocks,
+                progress.total_blocks
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

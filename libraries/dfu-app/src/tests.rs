@@ -1,0 +1,83 @@
+//! Unit tests of the pieces; the whole app runs on libtock-rs's fake kernel in `apps/dfu` and on
+//! the simulated board in `tools/tock-ota`.
+extern crate std;
+
+use std::vec;
+use std::vec::Vec;
+
+use adv_transfer::StageError;
+use dfu_abi::error;
+use dfu_abi::update::detail;
+
+use crate::{adv_data_in, stage_error, Backoff, OpError, RETRY_FIRST_MS, RETRY_MAX_MS};
+
+#[test]
+fn policy_refusals_map_to_the_receivers_errors() {
+    let failed = |code, detail| OpError::Failed { code, detail };
+    assert_eq!(
+        stage_error(false, failed(error::NOACK, detail::NOT_ERASED)),
+        StageError::NotErased
+    );
+    assert_eq!(
+        stage_error(false, failed(error::NOACK, detail::NOT_BLANK)),
+        StageError::NotBlank
+    );
+    for d in detail::IMAGE_REFUSED {
+        assert_eq!(
+            stage_error(true, failed(error::FAIL, d)),
+            StageError::Rejected
+        );
+        // Only finalize's check is a verdict on the image.
+        assert_eq!(
+            stage_error(false, failed(error::FAIL, d)),
+            StageError::Failed
+        );
+    }
+    // A flash failure during finalize is not a verdict on the image.
+    assert_eq!(
+        stage_error(true, failed(error::FAIL, detail::FLASH)),
+        StageError::Failed
+    );
+    assert_eq!(
+        stage_error(false, OpError::Refused(error::BUSY)),
+        StageError::Failed
+    );
+    assert_eq!(stage_error(true, OpError::TimedOut), StageError::Failed);
+}
+
+#[test]
+fn batches_yield_adv_data_of_advertising_pdus_only() {
+    let mut batch = Vec::new();
+    // ADV_NONCONN_IND with 3 bytes of AdvData.
+    batch.extend([11, 37, 0x02, 9, 1, 2, 3, 4, 5, 6, 0xAA, 0xBB, 0xCC]);
+    // SCAN_REQ (type 3): no AdvData.
+    batch.extend([14, 38, 0x03, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // ADV_IND whose header length is shorter than the report: the header wins.
+    batch.extend([10, 39, 0x00, 7, 1, 1, 1, 1, 1, 1, 0xDD, 0xEE]);
+    // A report too short for AdvA is skipped.
+    batch.extend([3, 37, 0x02, 1, 0]);
+    // A truncated report ends the batch.
+    batch.extend([30, 37, 0x02]);
+    let advs: Vec<&[u8]> = adv_data_in(&batch).collect();
+    assert_eq!(advs, vec![&[0xAA, 0xBB, 0xCC][..], &[0xDD][..]]);
+    // A lone length byte is no report.
+    assert_eq!(adv_data_in(&[5]).count(), 0);
+}
+
+#[test]
+fn backoff_doubles_up_to_its_ceiling_and_resets_on_success() {
+    let mut b = Backoff::new();
+    assert!(b.due(0));
+    assert_eq!(b.failed(1_000), RETRY_FIRST_MS);
+    assert!(!b.due(1_000 + RETRY_FIRST_MS as u64 - 1));
+    assert!(b.due(1_000 + RETRY_FIRST_MS as u64));
+    let mut last = 0;
+    for _ in 0..20 {
+        last = b.failed(0);
+    }
+    assert_eq!(last, RETRY_MAX_MS);
+    assert_eq!(b.remaining(0), RETRY_MAX_MS);
+    b.succeeded();
+    assert!(b.due(0));
+    assert_eq!(b.failed(0), RETRY_FIRST_MS);
+}
