@@ -11,3 +11,4 @@ pub mod keys;
 pub mod output;
 pub mod sign;
 pub mod sim;
+pub mod over_hci;

@@ -421,7 +421,7 @@ fn add_counters(total: &mut RxCounters, c: RxCounters) {
 }
 
 /// Perform one receiver staging operation through the policy.
-fn stage<F: NorFlash>(
+pub fn stage<F: NorFlash>(
     policy: &mut UpdateRegion,
     flash: &mut F,
     owner: CallerId,

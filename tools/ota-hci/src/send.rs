@@ -1,0 +1,163 @@
+//! The sending loop: the adv-transfer sender's advertisements out, one per advertising event,
+//! the receiver's status advertisements in, until the receiver reports the image complete.
+use std::time::{Duration, Instant};
+
+use adv_transfer::wire::{Crc32, ADV_DATA_MAX};
+use adv_transfer::{RxState, Sender, TxEvent};
+
+use crate::hci::{Controller, Heard};
+use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser};
+use crate::Error;
+
+/// Options of one send.
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    pub adv: AdvParams,
+    /// Give up when no status advertisement was heard for this long.
+    pub status_timeout: Duration,
+    /// The company identifier in the AD structures.
+    pub company_id: u16,
+}
+
+/// Where a send is, for a display.
+#[derive(Clone, Copy, Debug)]
+pub struct SendProgress {
+    pub image_bytes: u64,
+    /// Image bytes sent at least once.
+    pub sent_bytes: u64,
+    pub elapsed: Duration,
+    pub advertisements: u64,
+    pub resent_chunks: u64,
+    pub receiver_state: Option<RxState>,
+}
+
+/// What a send did.
+#[derive(Clone, Debug)]
+pub struct SendReport {
+    pub image_bytes: u64,
+    pub seconds: f64,
+    pub goodput_bytes_per_s: f64,
+    pub advertisements: u64,
+    pub resent_chunks: u64,
+    pub statuses_heard: u64,
+    pub receiver_complete: bool,
+    pub session: u32,
+    /// True when an extended advertising set carried the PDUs.
+    pub extended_advertising: bool,
+    /// The advertising interval the controller was given.
+    pub interval_ms: f64,
+}
+
+/// The session id of `image`: the same image gets the same id, so running `send` again after
+/// an interruption lets the receiver resume where it stopped.
+pub fn session_for(image: &[u8]) -> u32 {
+    let id = Crc32::of(image) ^ (image.len() as u32).rotate_left(16) ^ 0x5EED_0001;
+    if id == 0 {
+        1
+    } else {
+        id
+    }
+}
+
+/// A status heard again within this time is the same advertisement reported twice (a controller
+/// that reports each PDU per channel or as a scan response too), not a new report.
+const SAME_STATUS_WINDOW: Duration = Duration::from_millis(150);
+
+/// Send `image` until the receiver reports it complete (or refuses it).
+pub fn send(
+    hci: &mut Controller,
+    image: &[u8],
+    opts: &SendOptions,
+    on_progress: &mut dyn FnMut(&SendProgress),
+) -> Result<SendReport, Error> {
+    let session = session_for(image);
+    let mut sender =
+        Sender::new(opts.company_id, image, session, 0).map_err(|e| Error::Image(e.to_string()))?;
+    let mut adv = Advertiser::new(hci, opts.adv, true)?;
+    start_scan(hci)?;
+    let t0 = Instant::now();
+    let mut last_status = t0;
+    let mut last_progress = t0;
+    let mut last_seen: Option<(Vec<u8>, Instant)> = None;
+    let result = loop {
+        if sender.is_complete() {
+            break Ok(());
+        }
+        if let Some(state @ (RxState::Unsupported | RxState::TooLarge | RxState::Rejected)) =
+            sender.receiver_state()
+        {
+            break Err(Error::ReceiverRefused { state });
+        }
+        let now = Instant::now();
+        if now - last_status > opts.status_timeout {
+            break Err(Error::NoReceiver {
+                transport: hci.transport().to_string(),
+                waited: opts.status_timeout,
+            });
+        }
+        let mut data = [0u8; ADV_DATA_MAX];
+        let n = sender.next_adv(&mut data);
+        let mut heard_status = false;
+        let r = adv.transmit(hci, &data[..n], 1, &mut |h| {
+            if let Heard::Adv(d) = h {
+                let now = Instant::now();
+                if let Some((prev, at)) = &last_seen {
+                    if prev.as_slice() == d && now - *at < SAME_STATUS_WINDOW {
+                        return;
+                    }
+                }
+                if let TxEvent::Status { .. } = sender.on_adv(d) {
+                    heard_status = true;
+                    last_seen = Some((d.to_vec(), now));
+                }
+            }
+        });
+        if let Err(e) = r {
+            break Err(e);
+        }
+        if heard_status {
+            last_status = Instant::now();
+        }
+        if last_progress.elapsed() >= Duration::from_millis(100) || sender.is_complete() {
+            last_progress = Instant::now();
+            on_progress(&progress(&sender, image.len(), t0));
+        }
+    };
+    // Leave the controller quiet whatever happened (best effort: the link may be gone).
+    let _ = adv.stop(hci);
+    let _ = stop_scan(hci);
+    result?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let c = sender.counters();
+    on_progress(&progress(&sender, image.len(), t0));
+    Ok(SendReport {
+        image_bytes: image.len() as u64,
+        seconds,
+        goodput_bytes_per_s: image.len() as f64 / seconds.max(1e-9),
+        advertisements: c.pdus,
+        resent_chunks: c.retransmissions,
+        statuses_heard: c.statuses_heard,
+        receiver_complete: sender.is_complete(),
+        session,
+        extended_advertising: adv.extended(),
+        interval_ms: adv.interval().as_secs_f64() * 1e3,
+    })
+}
+
+fn progress(sender: &Sender<'_>, image_len: usize, t0: Instant) -> SendProgress {
+    let sent = sender.first_pass_sent();
+    let sent_bytes = if sent >= sender.total_chunks() {
+        image_len as u64
+    } else {
+        adv_transfer::wire::chunk_range(sent, image_len as u32).0 as u64
+    };
+    let c = sender.counters();
+    SendProgress {
+        image_bytes: image_len as u64,
+        sent_bytes,
+        elapsed: t0.elapsed(),
+        advertisements: c.pdus,
+        resent_chunks: c.retransmissions,
+        receiver_state: sender.receiver_state(),
+    }
+}

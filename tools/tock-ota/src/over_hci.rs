@@ -1,0 +1,321 @@
+//! `tock-ota send` and `tock-ota receive`: the transfer over a real (or emulated) Bluetooth
+//! controller through standard HCI (`tools/ota-hci`, `docs/hci.md`).
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adv_transfer::{RxState, StageError, StageOp};
+use anyhow::{bail, Context};
+use boot_core::NRF52840_DK;
+use embedded_storage::nor_flash::ReadNorFlash;
+use hw_models::SimBoard;
+use indicatif::{ProgressBar, ProgressStyle};
+use ota_hci::{AdvParams, AdvType, Staging, TransportSpec};
+use serde::Serialize;
+use update_region::blocking::BlockingDriver;
+use update_region::{Config, UpdateRegion};
+
+use crate::sim::system::DFU_APP_ID;
+
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    /// The controller: tcp:HOST:PORT (H:4 over TCP), serial:DEVICE[:BAUD] (H:4 over a UART
+    /// with RTS/CTS, 1000000 baud by default) or, on Linux, hciN / hci:N (HCI user channel).
+    #[arg(long)]
+    pub hci: TransportSpec,
+    /// Advertising interval in ms (20 is the minimum for non-connectable advertising).
+    #[arg(long, default_value_t = 20)]
+    pub interval_ms: u32,
+    /// Legacy PDU type: nonconn (ADV_NONCONN_IND), scan (ADV_SCAN_IND) or ind (ADV_IND).
+    #[arg(long, default_value = "nonconn")]
+    pub adv_type: AdvType,
+    /// Give up after this many seconds without a status from the receiver.
+    #[arg(long, default_value_t = 60)]
+    pub status_timeout_s: u64,
+    /// Use the legacy advertising and scanning commands even if the controller has extended ones.
+    #[arg(long, hide = true)]
+    pub force_legacy: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+    /// The signed image.
+    pub image: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReceiveArgs {
+    /// The controller (as for `send`).
+    #[arg(long)]
+    pub hci: TransportSpec,
+    /// Where to write the image once it is staged and verified.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Check the image's signature with this key (public or private PEM) before writing it.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Advertising interval for the status advertisements, ms.
+    #[arg(long, default_value_t = 20)]
+    pub interval_ms: u32,
+    /// Legacy PDU type of the status advertisements.
+    #[arg(long, default_value = "nonconn")]
+    pub adv_type: AdvType,
+    /// Give up after this many seconds without hearing a transfer.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_s: u64,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Use the legacy advertising and scanning commands even if the controller has extended ones.
+    #[arg(long, hide = true)]
+    pub force_legacy: bool,
+    /// Test option: drop this share (0..1) of the advertisements heard.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    pub drop: f64,
+    /// Seed for `--drop`.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Serialize)]
+struct SendSummary {
+    transport: String,
+    image_bytes: u64,
+    seconds: f64,
+    goodput_bytes_per_s: f64,
+    advertisements: u64,
+    resent_chunks: u64,
+    statuses_heard: u64,
+    receiver_complete: bool,
+    session: String,
+    extended_advertising: bool,
+    interval_ms: f64,
+}
+
+fn connect(spec: &TransportSpec, force_legacy: bool) -> anyhow::Result<ota_hci::Controller> {
+    let mut hci = ota_hci::connect(spec)?;
+    if force_legacy {
+        hci.force_legacy();
+    }
+    Ok(hci)
+}
+
+fn bar(len: u64, template: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style);
+    }
+    Some(pb)
+}
+
+pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
+    let image = std::fs::read(&args.image)
+        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    if args.interval_ms < 20 {
+        bail!("--interval-ms must be at least 20 (the advertising minimum)");
+    }
+    let mut hci = connect(&args.hci, args.force_legacy)?;
+    let opts = ota_hci::SendOptions {
+        adv: AdvParams {
+            adv_type: args.adv_type,
+            interval: Duration::from_millis(args.interval_ms as u64),
+        },
+        status_timeout: Duration::from_secs(args.status_timeout_s),
+        company_id: adv_transfer::DEFAULT_COMPANY_ID,
+    };
+    let pb = bar(
+        image.len() as u64,
+        "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+    );
+    let report = ota_hci::send(&mut hci, &image, &opts, &mut |p| {
+        if let Some(pb) = &pb {
+            pb.set_position(p.sent_bytes);
+            pb.set_message(format!(
+                "resent {} receiver {}",
+                p.resent_chunks,
+                p.receiver_state
+                    .map_or("not heard yet".to_string(), |s| format!("{s:?}")
+                        .to_lowercase())
+            ));
+        }
+    });
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    let summary = SendSummary {
+        transport: args.hci.to_string(),
+        image_bytes: report.image_bytes,
+        seconds: report.seconds,
+        goodput_bytes_per_s: report.goodput_bytes_per_s,
+        advertisements: report.advertisements,
+        resent_chunks: report.resent_chunks,
+        statuses_heard: report.statuses_heard,
+        receiver_complete: report.receiver_complete,
+        session: format!("{:#010x}", report.session),
+        extended_advertising: report.extended_advertising,
+        interval_ms: report.interval_ms,
+    };
+    if args.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        crate::outln!(
+            "sent {} bytes in {:.1} s ({:.0} B/s) through {}: {} advertisements, {} chunks resent; the receiver reports the image complete",
+            summary.image_bytes,
+            summary.seconds,
+            summary.goodput_bytes_per_s,
+            summary.transport,
+            summary.advertisements,
+            summary.resent_chunks
+        );
+    }
+    Ok(())
+}
+
+/// The DFU app's staging path on a simulated DK: the update-region policy over the MX25R6435F
+/// model, as in the simulator (`sim::transfer`).
+struct SimStaging {
+    board: SimBoard,
+    policy: UpdateRegion,
+}
+
+impl Staging for SimStaging {
+    fn stage(&mut self, op: StageOp<'_>, read_back: &mut Vec<u8>) -> Result<(), StageError> {
+        match op {
+            StageOp::Read { offset, len } => {
+                read_back.resize(len as usize, 0);
+                BlockingDriver::new(&mut self.policy, &mut self.board.qspi)
+                    .read(DFU_APP_ID, offset, read_back)
+                    .map(|_| ())
+                    .map_err(|_| StageError::Failed)
+            }
+            op => {
+                crate::sim::transfer::stage(&mut self.policy, &mut self.board.qspi, DFU_APP_ID, op)
+                    .map(|_| ())
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReceiveSummary {
+    transport: String,
+    out: String,
+    image_bytes: u32,
+    seconds: f64,
+    state: String,
+    signature_verified: bool,
+    session: String,
+    chunks: u32,
+    duplicates: u32,
+    crc_failures: u32,
+    advertisements_heard: u64,
+    dropped_on_purpose: u64,
+    statuses_sent: u64,
+}
+
+pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.drop) {
+        bail!("--drop must be in 0..1");
+    }
+    let key = match &args.key {
+        Some(k) => Some(crate::keys::load_verifying_key(k)?),
+        None => None,
+    };
+    let layout = NRF52840_DK;
+    let config = Config {
+        owner: DFU_APP_ID,
+        staging_base: layout.staging.start,
+        staging_len: layout.staging.len,
+        request_base: layout.request_sector.start,
+    };
+    let mut board = SimBoard::new(args.seed);
+    let mut policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    BlockingDriver::new(&mut policy, &mut board.qspi)
+        .start()
+        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
+    let mut staging = SimStaging { board, policy };
+    let mut hci = connect(&args.hci, args.force_legacy)?;
+    let opts = ota_hci::ReceiveOptions {
+        adv: AdvParams {
+            adv_type: args.adv_type,
+            interval: Duration::from_millis(args.interval_ms.max(20) as u64),
+        },
+        company_id: adv_transfer::DEFAULT_COMPANY_ID,
+        max_image_len: config.max_image_len(),
+        idle_timeout: Duration::from_secs(args.idle_timeout_s),
+        linger: Duration::from_secs(2),
+        drop: args.drop,
+        seed: args.seed,
+    };
+    let pb = bar(0, "{bar:30} {pos}/{len} chunks {msg}");
+    let report = ota_hci::receive(&mut hci, &mut staging, &opts, &mut |p| {
+        if let Some(pb) = &pb {
+            pb.set_length(p.total_chunks as u64);
+            pb.set_position(p.received_chunks as u64);
+        }
+    });
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    let Some(info) = report.session else {
+        bail!("no transfer was received");
+    };
+    if report.state != RxState::Complete {
+        bail!(
+            "the staged image was refused by the update-region's final check ({:?}); nothing written",
+            report.state
+        );
+    }
+    let mut image = vec![0u8; info.image_len as usize];
+    staging
+        .board
+        .qspi
+        .read(layout.staging.start, &mut image)
+        .context("reading the staged image back")?;
+    let verified = match &key {
+        Some(k) => {
+            crate::inspect::verify_bytes(&image, k, &ota_image::VerifyPolicy::default())
+                .context("the staged image does not verify; nothing written")?;
+            true
+        }
+        None => false,
+    };
+    std::fs::write(&args.out, &image)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let summary = ReceiveSummary {
+        transport: args.hci.to_string(),
+        out: args.out.display().to_string(),
+        image_bytes: info.image_len,
+        seconds: report.seconds,
+        state: format!("{:?}", report.state).to_lowercase(),
+        signature_verified: verified,
+        session: format!("{:#010x}", info.session),
+        chunks: report.counters.chunks,
+        duplicates: report.counters.duplicates,
+        crc_failures: report.counters.crc_failures,
+        advertisements_heard: report.heard,
+        dropped_on_purpose: report.dropped_on_purpose,
+        statuses_sent: report.statuses_sent,
+    };
+    if args.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        crate::outln!(
+            "received {} bytes in {:.1} s through {}; staged, checked{}; written to {}",
+            summary.image_bytes,
+            summary.seconds,
+            summary.transport,
+            if verified {
+                ", signature verified"
+            } else {
+                " (no --key: signature not checked)"
+            },
+            summary.out
+        );
+    }
+    Ok(())
+}
