@@ -191,6 +191,16 @@ impl ReportRing {
     }
 }
 
+/// The receive buffer's way back to the radio.
+///
+/// `RxClient::receive_event` hands the client the radio's receive buffer as `&'static mut`, and
+/// the HIL has no call to return it; a radio that receives by DMA into one buffer it owns
+/// ([`crate::adv_radio::AdvRadio`]) needs it back before its next receive. The scanner gives
+/// back every buffer it is handed, once it has copied the PDU out.
+pub trait RxBufferReturn {
+    fn rx_buffer_back(&self, buf: &'static mut [u8]);
+}
+
 /// What became of an attempt to hand queued reports to the consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -231,7 +241,7 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 
 /// The radio side: continuous listening, the report ring, batch hand-off and one-shot
 /// advertising. Knows nothing of processes.
-pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a>> {
+pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> {
     radio: &'a B,
     sink: OptionalCell<&'a dyn BatchSink>,
     ring: TakeCell<'static, ReportRing>,
@@ -250,7 +260,7 @@ pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a>> {
     address: [u8; 6],
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> ScanRadio<'a, B> {
     pub fn new(
         radio: &'a B,
         ring: &'static mut ReportRing,
@@ -374,16 +384,17 @@ impl<'a, B: BleAdvertisementDriver<'a>> ScanRadio<'a, B> {
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> RxClient for ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> RxClient for ScanRadio<'a, B> {
     fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
         self.listening.set(false);
         let channel = self.channel.get();
         self.channel.set(next_channel(channel));
-        if !self.scanning.get() {
-            return;
-        }
         let len = len as usize;
-        if result.is_ok() && (REPORT_HEADER..=MAX_PDU).contains(&len) && len <= buf.len() {
+        let wanted = self.scanning.get()
+            && result.is_ok()
+            && (REPORT_HEADER..=MAX_PDU).contains(&len)
+            && len <= buf.len();
+        if wanted {
             let stored = self
                 .ring
                 .map(|ring| ring.push(channel_number(channel), &buf[..len]))
@@ -392,13 +403,18 @@ impl<'a, B: BleAdvertisementDriver<'a>> RxClient for ScanRadio<'a, B> {
                 self.dropped.set(self.dropped.get().saturating_add(1));
             }
         }
+        // The PDU is copied out: the radio has its buffer back before it is re-armed.
+        self.radio.rx_buffer_back(buf);
+        if !self.scanning.get() {
+            return;
+        }
         // Re-arm first: the copy into the process below must not cost air time.
         self.listen();
         self.deliver();
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> TxClient for ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> TxClient for ScanRadio<'a, B> {
     fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
         let next = match self.transmitting.get() {
             Some(RadioChannel::AdvertisingChannel37) => Some(RadioChannel::AdvertisingChannel38),
@@ -433,13 +449,13 @@ pub type ScanGrant = Grant<
 >;
 
 /// The bulk-scan syscall driver over a [`ScanRadio`]. See the module docs.
-pub struct BulkScan<'a, B: BleAdvertisementDriver<'a>> {
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> {
     scan: &'a ScanRadio<'a, B>,
     apps: ScanGrant,
     owner: OptionalCell<ProcessId>,
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> BulkScan<'a, B> {
     pub fn new(scan: &'a ScanRadio<'a, B>, apps: ScanGrant) -> BulkScan<'a, B> {
         BulkScan {
             scan,
@@ -462,7 +478,7 @@ fn gone(error: kernel::process::Error) -> bool {
     )
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> BatchSink for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> BatchSink for BulkScan<'a, B> {
     fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
         let Some(owner) = self.owner.get() else {
             return Delivery::NotNow;
@@ -519,7 +535,7 @@ impl<'a, B: BleAdvertisementDriver<'a>> BatchSink for BulkScan<'a, B> {
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a>> SyscallDriver for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> SyscallDriver for BulkScan<'a, B> {
     fn command(
         &self,
         command_num: usize,

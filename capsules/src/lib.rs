@@ -4,9 +4,11 @@
 //!   [`nor::AsyncNor`]).
 //! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
+//! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod adv_radio;
 pub mod bulk_scan;
 pub mod identity;
 pub mod nor;

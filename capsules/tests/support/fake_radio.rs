@@ -11,6 +11,7 @@ use std::vec::Vec;
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
 use kernel::utilities::cells::OptionalCell;
 use kernel::ErrorCode;
+use tock_ota_capsules::bulk_scan::RxBufferReturn;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Call {
@@ -33,6 +34,8 @@ pub struct FakeRadio {
     tx: RefCell<Option<&'static mut [u8]>>,
     rx_client: OptionalCell<&'static dyn RxClient>,
     tx_client: OptionalCell<&'static dyn TxClient>,
+    /// Receive buffers the client handed back.
+    pub returned: core::cell::Cell<usize>,
 }
 
 impl FakeRadio {
@@ -68,6 +71,12 @@ impl BleAdvertisementDriver<'static> for FakeRadio {
     }
     fn set_transmit_client(&self, client: &'static dyn TxClient) {
         self.tx_client.set(client);
+    }
+}
+
+impl RxBufferReturn for FakeRadio {
+    fn rx_buffer_back(&self, _buf: &'static mut [u8]) {
+        self.returned.set(self.returned.get() + 1);
     }
 }
 
