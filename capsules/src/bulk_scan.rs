@@ -4,7 +4,9 @@
 //! per scan interval (≥ 20 ms) and overwrites a single buffer per packet, so a receiver that wants
 //! every advertisement of a fast sender loses most of them. This capsule keeps the radio
 //! listening all the time: each received advertising PDU is appended to a kernel ring of reports,
-//! and the radio is re-armed on the next advertising channel (37 → 38 → 39) at once. Reports are
+//! and the radio is re-armed on the next advertising channel (37 → 38 → 39) at once. When nothing
+//! arrives for [`HOP_AFTER_MS`] it hops on as well (an alarm), so a sender heard on only some
+//! channels is not missed while the radio waits on a silent one. Reports are
 //! handed to the scanning process in batches: whenever the process has released the previous
 //! batch, everything queued so far is copied into its buffer and one upcall announces it. While
 //! the process works, reports keep queueing; when the ring is full, new reports are counted as
@@ -52,6 +54,7 @@ use core::cell::Cell;
 
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
+use kernel::hil::time::{Alarm, AlarmClient, ConvertTicks};
 use kernel::processbuffer::{ReadableProcessBuffer, WriteableProcessBuffer};
 use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
@@ -93,6 +96,12 @@ pub mod command {
     pub const RELEASE: usize = abi::RELEASE as usize;
     pub const ADVERTISE: usize = abi::ADVERTISE as usize;
 }
+
+/// How long the radio stays on a channel on which nothing arrives. Longer than one advertising
+/// event period of the fastest legacy sender (20 ms advInterval + up to 10 ms advDelay), so such a
+/// sender on this channel is heard within one dwell; short enough that a cycle of the three
+/// channels takes a fraction of a second.
+pub const HOP_AFTER_MS: u32 = 40;
 
 /// Longest AdvData of a legacy advertisement.
 pub const MAX_ADV_DATA: usize = abi::MAX_ADV_DATA;
@@ -241,8 +250,10 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 
 /// The radio side: continuous listening, the report ring, batch hand-off and one-shot
 /// advertising. Knows nothing of processes.
-pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> {
+pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> {
     radio: &'a B,
+    /// Hops channel when nothing arrives.
+    alarm: &'a A,
     sink: OptionalCell<&'a dyn BatchSink>,
     ring: TakeCell<'static, ReportRing>,
     scanning: Cell<bool>,
@@ -260,15 +271,17 @@ pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> {
     address: [u8; 6],
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> ScanRadio<'a, B, A> {
     pub fn new(
         radio: &'a B,
+        alarm: &'a A,
         ring: &'static mut ReportRing,
         tx_buffer: &'static mut [u8; TX_BUF_LEN],
         address: [u8; 6],
-    ) -> ScanRadio<'a, B> {
+    ) -> ScanRadio<'a, B, A> {
         ScanRadio {
             radio,
+            alarm,
             sink: OptionalCell::empty(),
             ring: TakeCell::new(ring),
             scanning: Cell::new(false),
@@ -302,6 +315,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> ScanRadio<'a, B> {
     /// receive completes and is ignored.
     pub fn stop(&self) {
         self.scanning.set(false);
+        let _ = self.alarm.disarm();
         self.batch_out.set(false);
         self.dropped.set(0);
         self.ring.map(|r| r.clear());
@@ -341,10 +355,13 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> ScanRadio<'a, B> {
         Ok(())
     }
 
+    /// Receive on the current channel, and hop on if nothing arrives for [`HOP_AFTER_MS`].
     fn listen(&self) {
         if !self.listening.get() && self.transmitting.get().is_none() && self.scanning.get() {
             self.listening.set(true);
             self.radio.receive_advertisement(self.channel.get());
+            self.alarm
+                .set_alarm(self.alarm.now(), self.alarm.ticks_from_ms(HOP_AFTER_MS));
         }
     }
 
@@ -384,7 +401,9 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> ScanRadio<'a, B> {
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> RxClient for ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> RxClient
+    for ScanRadio<'a, B, A>
+{
     fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
         self.listening.set(false);
         let channel = self.channel.get();
@@ -414,7 +433,25 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> RxClient for ScanRadio<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> TxClient for ScanRadio<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> AlarmClient
+    for ScanRadio<'a, B, A>
+{
+    /// Nothing arrived on this channel for a dwell: listen on the next one. The receive still
+    /// outstanding is replaced (the radio re-targets it); while advertising, listening resumes
+    /// when the advertisement is out.
+    fn alarm(&self) {
+        if !self.scanning.get() || self.transmitting.get().is_some() {
+            return;
+        }
+        self.channel.set(next_channel(self.channel.get()));
+        self.listening.set(false);
+        self.listen();
+    }
+}
+
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> TxClient
+    for ScanRadio<'a, B, A>
+{
     fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
         let next = match self.transmitting.get() {
             Some(RadioChannel::AdvertisingChannel37) => Some(RadioChannel::AdvertisingChannel38),
@@ -449,14 +486,14 @@ pub type ScanGrant = Grant<
 >;
 
 /// The bulk-scan syscall driver over a [`ScanRadio`]. See the module docs.
-pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> {
-    scan: &'a ScanRadio<'a, B>,
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> {
+    scan: &'a ScanRadio<'a, B, A>,
     apps: ScanGrant,
     owner: OptionalCell<ProcessId>,
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> BulkScan<'a, B> {
-    pub fn new(scan: &'a ScanRadio<'a, B>, apps: ScanGrant) -> BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> BulkScan<'a, B, A> {
+    pub fn new(scan: &'a ScanRadio<'a, B, A>, apps: ScanGrant) -> BulkScan<'a, B, A> {
         BulkScan {
             scan,
             apps,
@@ -478,7 +515,9 @@ fn gone(error: kernel::process::Error) -> bool {
     )
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> BatchSink for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> BatchSink
+    for BulkScan<'a, B, A>
+{
     fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
         let Some(owner) = self.owner.get() else {
             return Delivery::NotNow;
@@ -535,7 +574,9 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> BatchSink for BulkScan<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn> SyscallDriver for BulkScan<'a, B> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> SyscallDriver
+    for BulkScan<'a, B, A>
+{
     fn command(
         &self,
         command_num: usize,

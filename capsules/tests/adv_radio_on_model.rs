@@ -9,12 +9,16 @@
 //! TASKS_TXEN sends what PACKETPTR points at (S0, LENGTH, LENGTH bytes); TASKS_DISABLE stops.
 //! END→DISABLE (SHORTS) raises DISABLED, and the interrupt handler runs when INTENSET has it.
 
+#[path = "support/fake_alarm.rs"]
+#[allow(dead_code)]
+mod fake_alarm;
 #[path = "support/fake_radio.rs"]
 #[allow(dead_code)]
 mod fake_radio;
 
 use std::cell::{Cell, RefCell};
 
+use fake_alarm::FakeAlarm;
 use fake_radio::adv_pdu;
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
 use kernel::utilities::StaticRef;
@@ -326,12 +330,10 @@ fn the_scanner_on_the_register_level_radio_drops_junk_and_keeps_every_good_packe
         vec![0u8; 4096].into_boxed_slice(),
     ))));
     let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
-    let scan: &'static ScanRadio<'static, AdvRadio<'static>> = Box::leak(Box::new(ScanRadio::new(
-        model.radio,
-        ring,
-        tx,
-        [1, 2, 3, 4, 5, 0xC6],
-    )));
+    let alarm: &'static FakeAlarm = Box::leak(Box::default());
+    let scan: &'static ScanRadio<'static, AdvRadio<'static>, FakeAlarm> = Box::leak(Box::new(
+        ScanRadio::new(model.radio, alarm, ring, tx, [1, 2, 3, 4, 5, 0xC6]),
+    ));
     let sink: &'static Sink = Box::leak(Box::default());
     model.radio.set_receive_client(scan);
     model.radio.set_transmit_client(scan);

@@ -3,6 +3,9 @@
 //! batches counted as the kernel queues their upcalls.
 
 // Shared test support; each test crate uses a part of it.
+#[path = "support/fake_alarm.rs"]
+#[allow(dead_code)]
+mod fake_alarm;
 #[path = "support/fake_radio.rs"]
 #[allow(dead_code)]
 mod fake_radio;
@@ -14,6 +17,7 @@ use std::boxed::Box;
 use std::cell::Cell;
 use std::vec::Vec;
 
+use fake_alarm::FakeAlarm;
 use fake_radio::{adv_pdu, Call, FakeRadio};
 use kernel::hil::ble_advertising::BleAdvertisementDriver;
 use kernel::process::ShortId;
@@ -24,13 +28,13 @@ use tock_ota_capsules::bulk_scan::{
     command, rw_allow, upcall, BulkScan, ReportRing, ScanRadio, DRIVER_NUM, TX_BUF_LEN,
 };
 
-type Scan = ScanRadio<'static, FakeRadio>;
+type Scan = ScanRadio<'static, FakeRadio, FakeAlarm>;
 
 struct Rig {
     harness: Harness,
     radio: &'static FakeRadio,
     scan: &'static Scan,
-    driver: &'static BulkScan<'static, FakeRadio>,
+    driver: &'static BulkScan<'static, FakeRadio, FakeAlarm>,
 }
 
 impl Rig {
@@ -41,8 +45,10 @@ impl Rig {
             vec![0u8; 512].into_boxed_slice(),
         ))));
         let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
+        let alarm: &'static FakeAlarm = Box::leak(Box::default());
         let scan: &'static Scan = Box::leak(Box::new(ScanRadio::new(
             radio,
+            alarm,
             ring,
             tx,
             [1, 2, 3, 4, 5, 0xC6],

@@ -56,7 +56,8 @@ kernel::stack_size! {0x2000}
 type ChipHw = nrf52840::chip::NRF52<'static, OtaInterrupts>;
 type QspiAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
 type Qspi = QspiFlash<'static, QspiAlarm>;
-type Scan = BulkScan<'static, AdvRadio<'static>>;
+type ScanAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
+type Scan = BulkScan<'static, AdvRadio<'static>, ScanAlarm>;
 type ConsoleDriver = components::console::ConsoleComponentType;
 type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rtc<'static>>;
 type Led = LedLow<'static, nrf52840::gpio::GPIOPin<'static>>;
@@ -327,10 +328,14 @@ pub unsafe fn main() {
     let ring_storage = static_init!([u8; SCAN_RING_LEN], [0; SCAN_RING_LEN]);
     let ring = static_init!(ReportRing, ReportRing::new(ring_storage));
     let scan_tx = static_init!([u8; bulk_scan::TX_BUF_LEN], [0; bulk_scan::TX_BUF_LEN]);
+    // The scanner hops channel on this alarm when nothing arrives.
+    let scan_alarm = static_init!(ScanAlarm, VirtualMuxAlarm::new(mux_alarm));
+    scan_alarm.setup();
     let scan_radio = static_init!(
-        ScanRadio<'static, AdvRadio<'static>>,
-        ScanRadio::new(radio, ring, scan_tx, board_config::ADV_ADDRESS)
+        ScanRadio<'static, AdvRadio<'static>, ScanAlarm>,
+        ScanRadio::new(radio, scan_alarm, ring, scan_tx, board_config::ADV_ADDRESS)
     );
+    scan_alarm.set_alarm_client(scan_radio);
     radio.set_receive_client(scan_radio);
     radio.set_transmit_client(scan_radio);
     let scan = static_init!(

@@ -5,6 +5,9 @@
 //! integration tests (which need a process double, hence `unsafe`) use the same ones.
 
 mod abi;
+#[path = "../../tests/support/fake_alarm.rs"]
+#[allow(dead_code)]
+mod fake_alarm;
 #[path = "../../tests/support/fake_nor.rs"]
 mod fake_nor;
 #[path = "../../tests/support/fake_radio.rs"]

@@ -100,9 +100,11 @@ mod radio {
     use std::vec::Vec;
 
     use kernel::hil::ble_advertising::BleAdvertisementDriver;
+    use kernel::hil::time::Alarm;
     use kernel::ErrorCode;
 
     use crate::bulk_scan::{BatchSink, Delivery, ReportRing, ScanRadio, TX_BUF_LEN};
+    use crate::tests::fake_alarm::FakeAlarm;
     use crate::tests::fake_radio::{adv_pdu as pdu, Call, FakeRadio};
 
     /// Accepts a batch of up to `capacity` bytes when `ready`.
@@ -132,16 +134,30 @@ mod radio {
         }
     }
 
-    type Scan = ScanRadio<'static, FakeRadio>;
+    type Scan = ScanRadio<'static, FakeRadio, FakeAlarm>;
 
     fn rig(ring_len: usize) -> (&'static FakeRadio, &'static Scan, &'static FakeSink) {
+        let (radio, scan, sink, _) = rig_with_alarm(ring_len);
+        (radio, scan, sink)
+    }
+
+    fn rig_with_alarm(
+        ring_len: usize,
+    ) -> (
+        &'static FakeRadio,
+        &'static Scan,
+        &'static FakeSink,
+        &'static FakeAlarm,
+    ) {
         let radio: &'static FakeRadio = Box::leak(Box::default());
         let ring = Box::leak(Box::new(ReportRing::new(Box::leak(
             vec![0u8; ring_len].into_boxed_slice(),
         ))));
         let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
+        let alarm: &'static FakeAlarm = Box::leak(Box::default());
         let scan: &'static Scan = Box::leak(Box::new(ScanRadio::new(
             radio,
+            alarm,
             ring,
             tx,
             [1, 2, 3, 4, 5, 0xC6],
@@ -154,7 +170,60 @@ mod radio {
         radio.set_receive_client(scan);
         radio.set_transmit_client(scan);
         scan.set_sink(sink);
-        (radio, scan, sink)
+        alarm.set_alarm_client(scan);
+        (radio, scan, sink, alarm)
+    }
+
+    /// The channel the radio was last asked to receive on.
+    fn listening_on(calls: &[Call], was: Option<u8>) -> Option<u8> {
+        calls.iter().fold(was, |_, call| match call {
+            Call::Receive(channel) => Some(*channel),
+            Call::Transmit(..) => None,
+        })
+    }
+
+    #[test]
+    fn in_a_quiet_room_the_radio_hops_on_a_timer_and_hears_a_sender_on_one_channel() {
+        let (radio, scan, sink, alarm) = rig_with_alarm(4096);
+        scan.start();
+        let mut on = listening_on(&radio.take_calls(), None);
+        // A sender advertising on channel 37 only, every 25 ms (819 ticks of 32768 Hz), for 2 s;
+        // nothing else on air.
+        let mut heard = 0;
+        for _ in 0..80 {
+            alarm.advance(819);
+            on = listening_on(&radio.take_calls(), on);
+            if on == Some(37) {
+                radio.packet(&pdu(heard as u8), true);
+                heard += 1;
+                on = listening_on(&radio.take_calls(), on);
+            }
+            scan.release();
+        }
+        // Each cycle of the three channels (3 × 40 ms; the dwell restarts after a packet) comes
+        // back to 37: a quarter of the sender's events are heard (20 of 80). Hopping only on
+        // a packet hears the first and then waits on 38 for good.
+        assert!(heard >= 15, "heard {heard} of 80 advertisements");
+        let reports: usize = sink
+            .batches
+            .borrow()
+            .iter()
+            .map(|(b, _)| b.len() / 13)
+            .sum();
+        assert_eq!(reports, heard);
+        // Nothing to hear at all: the radio still cycles through the three channels.
+        let (radio, scan, _, alarm) = rig_with_alarm(512);
+        scan.start();
+        radio.take_calls();
+        alarm.advance(3 * 1311);
+        assert_eq!(
+            radio.take_calls(),
+            vec![Call::Receive(38), Call::Receive(39), Call::Receive(37)]
+        );
+        // Stopped: no more hops.
+        scan.stop();
+        alarm.advance(5 * 1311);
+        assert!(radio.take_calls().is_empty());
     }
 
     #[test]
