@@ -47,7 +47,10 @@
 //! Commands 2–8 return success when the operation started and finish with exactly one upcall 0;
 //! a synchronous failure means nothing was started and no upcall follows. The upcall may already
 //! be queued when the command returns (e.g. a confirm of an image already confirmed needs no
-//! flash operation); the process sees it at its next yield either way.
+//! flash operation); the process sees it at its next yield either way. If the kernel cannot queue
+//! the upcall (the process's task queue is full), the completion is kept and queued at the
+//! process's next command of any kind (e.g. a status poll after its wait timed out); until then
+//! new requests get `BUSY`.
 //!
 //! ### Upcall 0: `(command, status, value)`
 //!
@@ -564,6 +567,9 @@ impl<'a, F: AsyncNor<'a>> AsyncNorClient for StagedUpdate<'a, F> {
 #[derive(Default)]
 pub struct App;
 
+/// A completion whose upcall could not be queued: `(process, command, status, value)`.
+type Undelivered = (ProcessId, usize, usize, usize);
+
 /// The syscall driver over [`StagedUpdate`].
 pub struct StagedUpdateDriver<'a, F: AsyncNor<'a>> {
     core: &'a StagedUpdate<'a, F>,
@@ -575,6 +581,10 @@ pub struct StagedUpdateDriver<'a, F: AsyncNor<'a>> {
     >,
     /// The process whose request is in flight (the DFU process).
     current: OptionalCell<ProcessId>,
+    /// A completion the kernel could not queue (the process's task queue was full): it goes out
+    /// at the process's next command, before anything else; until then new requests get
+    /// `BUSY`, so completions stay in order and none is lost.
+    undelivered: OptionalCell<Undelivered>,
     reset: &'a dyn SystemReset,
 }
 
@@ -593,8 +603,31 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             core,
             apps,
             current: OptionalCell::empty(),
+            undelivered: OptionalCell::empty(),
             reset,
         }
+    }
+
+    /// Queue `(command, status, value)` for `processid`; keep it for a later attempt if the
+    /// process exists but its upcall cannot be queued now.
+    fn deliver(&self, processid: ProcessId, command: usize, status: usize, value: usize) {
+        let queued = self.apps.enter(processid, |_, kernel_data| {
+            kernel_data.schedule_upcall(upcall::DONE, (command, status, value))
+        });
+        match queued {
+            Ok(Ok(())) => self.undelivered.clear(),
+            Ok(Err(_)) => self.undelivered.set((processid, command, status, value)),
+            // The process is gone: nobody waits for it.
+            Err(_) => self.undelivered.clear(),
+        }
+    }
+
+    /// Try again to queue a kept completion; `true` if none is left waiting.
+    fn flush(&self) -> bool {
+        if let Some((processid, command, status, value)) = self.undelivered.get() {
+            self.deliver(processid, command, status, value);
+        }
+        self.undelivered.is_none()
     }
 
     fn read_tag(&self, processid: ProcessId) -> Result<[u8; TAG_LEN], ErrorCode> {
@@ -644,8 +677,9 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
         if !self.core.is_owner(short_id) {
             return CommandReturn::failure(ErrorCode::NODEVICE);
         }
-        if self.current.is_some() {
-            // A request is still out (possibly for an earlier instance of the DFU process).
+        if self.current.is_some() || !self.flush() {
+            // A request is still out (possibly for an earlier instance of the DFU process), or
+            // its completion still waits for room in the process's task queue.
             return CommandReturn::failure(ErrorCode::BUSY);
         }
         self.current.set(processid);
@@ -696,14 +730,14 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateClient for StagedUpdateDriver<'a, F> {
                             })
                         });
                 }
-                let (status, value) = match result {
-                    Ok(Completion::Finalized { sequence, .. })
-                    | Ok(Completion::Confirmed { sequence }) => (0, sequence as usize),
-                    Ok(_) => (0, 0),
-                    Err(e) => (usize::from(error_code(e)), policy_error_code(e)),
-                };
-                let _ = kernel_data.schedule_upcall(upcall::DONE, (command, status, value));
             });
+            let (status, value) = match result {
+                Ok(Completion::Finalized { sequence, .. })
+                | Ok(Completion::Confirmed { sequence }) => (0, sequence as usize),
+                Ok(_) => (0, 0),
+                Err(e) => (usize::from(error_code(e)), policy_error_code(e)),
+            };
+            self.deliver(processid, command, status, value);
         }
     }
 }
@@ -716,6 +750,9 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
         arg2: usize,
         processid: ProcessId,
     ) -> CommandReturn {
+        // Any command is a chance to hand over a completion kept from a full task queue: the
+        // process issues one when its wait for the upcall times out (a status poll will do).
+        self.flush();
         let offset = u32::try_from(arg1).unwrap_or(u32::MAX);
         let len = u32::try_from(arg2).unwrap_or(u32::MAX);
         match command_num {

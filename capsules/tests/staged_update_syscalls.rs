@@ -316,3 +316,33 @@ fn a_read_longer_than_the_read_write_allow_is_refused_with_inval() {
     let read: Vec<u8> = small.iter().map(Cell::get).collect();
     assert_eq!(read, img[200..300]);
 }
+
+#[test]
+fn a_completion_whose_upcall_cannot_be_queued_goes_out_at_the_next_command() {
+    let rig = Rig::new();
+    rig.allow_data(&[4; TAG_LEN]);
+    assert_eq!(rig.command(command::BEGIN, 4096, 0), Ok((OK, 0)));
+    // The erase finishes while the process's task queue is full.
+    rig.dfu.queue_full.set(true);
+    let ret = rig.driver.command(command::ERASE, 0, 0, rig.dfu.id());
+    assert!(ret.is_success());
+    rig.flash.run();
+    assert!(rig.dfu.take_upcalls().is_empty());
+    // Still full: a new request may not overtake the kept completion.
+    let ret = rig.driver.command(command::ABORT, 0, 0, rig.dfu.id());
+    assert_eq!(ret.get_failure(), Some(ErrorCode::BUSY));
+    rig.flash.run();
+    assert!(rig.dfu.take_upcalls().is_empty());
+    // Room again: the process's next command (a status poll) brings the completion, once.
+    rig.dfu.queue_full.set(false);
+    let ret = rig.driver.command(command::STATUS, 0, 0, rig.dfu.id());
+    assert_eq!(ret.get_failure(), None);
+    let upcalls = rig.dfu.take_upcalls();
+    assert_eq!(upcalls.len(), 1, "{upcalls:?}");
+    assert_eq!(upcalls[0].args, (command::ERASE, OK, 0));
+    let ret = rig.driver.command(command::STATUS, 0, 0, rig.dfu.id());
+    assert_eq!(ret.get_failure(), None);
+    assert!(rig.dfu.take_upcalls().is_empty(), "delivered twice");
+    // And the driver is free: the next request runs and ends with its own upcall.
+    assert_eq!(rig.command(command::ABORT, 0, 0), Ok((OK, 0)));
+}
