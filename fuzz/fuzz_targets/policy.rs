@@ -35,7 +35,7 @@ impl Ram {
             "flash touched outside the policy's regions: {at:#x}+{len:#x}"
         );
         self.ops = self.ops.wrapping_add(1);
-        if self.fail_every != 0 && self.ops % self.fail_every == 0 {
+        if self.fail_every != 0 && self.ops.is_multiple_of(self.fail_every) {
             return Err(Failed);
         }
         Ok(())

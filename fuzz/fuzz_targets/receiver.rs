@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                     Ok(())
                 }
                 StageOp::Erase { offset } => {
-                    assert!(offset % 4096 == 0 && offset < image_len);
+                    assert!(offset.is_multiple_of(4096) && offset < image_len);
                     store.bytes[offset as usize..offset as usize + 4096].fill(0xFF);
                     store.erased[(offset / 4096) as usize] = true;
                     Ok(())
