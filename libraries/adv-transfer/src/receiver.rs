@@ -169,7 +169,10 @@ impl<'a> Receiver<'a> {
         resume: Option<[u8; 16]>,
         resume_finalized: bool,
     ) -> Self {
-        let by_bitmap = (bitmap.len() as u32 * 8 / CHUNKS_PER_BLOCK) * BLOCK_LEN as u32;
+        // Whole blocks the bitmap has bits for; bits past the protocol's largest image are
+        // never used (and would overflow the product).
+        let bits = bitmap.len().min(Self::bitmap_len(MAX_IMAGE_LEN)) as u32 * 8;
+        let by_bitmap = (bits / CHUNKS_PER_BLOCK) * BLOCK_LEN as u32;
         Receiver {
             company_id,
             max_image_len: max_image_len.min(MAX_IMAGE_LEN).min(by_bitmap),
