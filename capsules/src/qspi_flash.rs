@@ -14,6 +14,22 @@
 //! bootloader driver runs. This driver only performs each sequence's next action on the
 //! registers (`nrf52840_flash::regs`) and feeds the result back.
 //!
+//! Every wait is bounded in time that elapsed, read from the alarm's counter (on the nRF52840 the
+//! RTC: 32768 Hz, and an alarm never fires sooner than about 2 ticks, ≈ 61 µs):
+//!
+//! - A sequence's `Delay` lasts at least what it asks for: the alarm is re-armed until the
+//!   counter has moved by enough ticks (one more than the delay, for the unknown phase of the
+//!   first tick), so a 35 µs wake-up wait never ends after one 30.5 µs tick.
+//! - A sequence (one operation: power-up, read, program, erase) fails with a time-out once the
+//!   time its delays took adds up to its bound, twice the part's maximum for the operation
+//!   polled (the command layer's bound, counted here in elapsed time: the sequence's own count
+//!   adds up the delays it asked for, and a 6 µs status poll that the RTC stretches to 61 µs
+//!   would make a 20 ms bound 0.2 s).
+//! - Each task or custom instruction must raise READY within [`READY_TIMEOUT_US`] (an erase task
+//!   within its operation's bound). If it does not, the peripheral is disabled and brought up
+//!   again (activation and the part's power-up sequence), the operation in flight ends with
+//!   `FAIL`, and requests get `OFF` until the power-up has finished.
+//!
 //! EasyDMA needs word-aligned RAM buffers and lengths and the flash address of READ/WRITE word
 //! aligned: page buffers are `#[repr(align(4))]`; byte operations go through a word-aligned
 //! bounce buffer. Reads fetch the aligned superset; programs pad the head and tail with 0xFF
@@ -22,7 +38,7 @@
 use core::cell::Cell;
 
 use kernel::hil;
-use kernel::hil::time::{Alarm, AlarmClient, ConvertTicks};
+use kernel::hil::time::{Alarm, AlarmClient, Frequency, Ticks};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::utilities::registers::interfaces::{Readable, Writeable};
 use kernel::utilities::StaticRef;
@@ -40,6 +56,16 @@ use crate::nor::{range_ok, AsyncNor, AsyncNorClient, SECTOR_SIZE};
 
 pub use nrf52840_flash::regs::QspiRegisters as Registers;
 pub use nrf52840_flash::regs::QSPI_BASE;
+
+/// Longest a task or custom instruction other than an erase may take to raise READY. The
+/// longest one is a 4 KiB quad read at 8 MHz SCK, about 1 ms.
+pub const READY_TIMEOUT_US: u32 = 10_000;
+
+/// Time-out of an operation whose part-side duration is at most `max_us`: twice that, as the
+/// command layer's own bound.
+const fn limit_us(op: Operation) -> u64 {
+    2 * mx25r::max_us(op)
+}
 
 /// Program page of the MX25R6435F.
 const PROGRAM_PAGE: u32 = mx25r::PAGE_SIZE;
@@ -148,7 +174,11 @@ enum Waiting {
     Ready {
         instruction_len: Option<u8>,
     },
-    Alarm,
+    /// A sequence delay: the counter at its start and the ticks it must move.
+    Alarm {
+        from: u32,
+        ticks: u32,
+    },
 }
 
 /// The QSPI flash driver. See the module docs.
@@ -163,6 +193,11 @@ pub struct QspiFlash<'a, A: Alarm<'a>> {
     activate_pending: Cell<bool>,
     /// Byte offset in the page buffer of the current page transfer.
     page_offset: Cell<u32>,
+    /// Time the current sequence's delays took, and its bound (µs).
+    elapsed_us: Cell<u64>,
+    limit_us: Cell<u64>,
+    /// `ready` was reported (a recovery's power-up does not report it again).
+    announced: Cell<bool>,
     page_client: OptionalCell<&'a dyn hil::flash::Client<QspiFlash<'a, A>>>,
     nor_client: OptionalCell<&'a dyn AsyncNorClient>,
     page: TakeCell<'static, QspiPage>,
@@ -186,6 +221,9 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
             waiting: Cell::new(Waiting::Nothing),
             activate_pending: Cell::new(false),
             page_offset: Cell::new(0),
+            elapsed_us: Cell::new(0),
+            limit_us: Cell::new(0),
+            announced: Cell::new(false),
             page_client: OptionalCell::empty(),
             nor_client: OptionalCell::empty(),
             page: TakeCell::empty(),
@@ -219,11 +257,64 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         self.job.set(Job::Init);
         // The activation's READY starts the power-up sequence.
         self.sequence.set(Some(Sequence::init(self.config.mode)));
-        self.waiting.set(Waiting::Ready {
-            instruction_len: None,
-        });
+        self.elapsed_us.set(0);
+        // Power-up may wait out a chip erase left running across a reset, then a status write.
+        self.limit_us.set(
+            limit_us(Operation::EraseChip)
+                + limit_us(Operation::WriteStatus)
+                + u64::from(nrf52840_flash::command::T_RELEASE_DPD_US),
+        );
         self.activate_pending.set(true);
+        self.expect_ready(None, READY_TIMEOUT_US);
         r.tasks_activate.write(Task::TRIGGER::SET);
+    }
+
+    /// Wait for READY (for a custom instruction: with `instruction_len` bytes to read back),
+    /// at most `timeout_us`.
+    fn expect_ready(&self, instruction_len: Option<u8>, timeout_us: u32) {
+        self.waiting.set(Waiting::Ready { instruction_len });
+        self.alarm.set_alarm(
+            self.alarm.now(),
+            Self::ticks_at_least(u64::from(timeout_us)),
+        );
+    }
+
+    /// Alarm ticks that cover `us` whatever the phase of the first tick: rounded up, plus one.
+    fn ticks_at_least(us: u64) -> A::Ticks {
+        let hz = u64::from(<A::Frequency as Frequency>::frequency());
+        let ticks = (us * hz).div_ceil(1_000_000) + 1;
+        A::Ticks::from(u32::try_from(ticks).unwrap_or(u32::MAX))
+    }
+
+    /// Microseconds in `ticks` of the alarm (rounded down).
+    fn ticks_to_us(ticks: u32) -> u64 {
+        let hz = u64::from(<A::Frequency as Frequency>::frequency()).max(1);
+        u64::from(ticks) * 1_000_000 / hz
+    }
+
+    /// READY did not come: disable the peripheral, end the operation in flight with `FAIL`
+    /// and bring the peripheral and the part up again.
+    fn recover(&self) {
+        let failed = self.job.get();
+        self.sequence.set(None);
+        self.waiting.set(Waiting::Nothing);
+        self.activate_pending.set(false);
+        let _ = self.alarm.disarm();
+        self.regs.intenclr.write(QspiInt::READY::SET);
+        self.regs.enable.write(QspiEnable::ENABLE::Disabled);
+        // Requests are refused (`OFF`) from here until the power-up has finished.
+        self.initialize();
+        match failed {
+            Job::NorRead { .. } => self.report_nor(false, false),
+            Job::NorProgram { .. } => self.report_nor(false, true),
+            Job::NorErase => self.nor_client.map(|c| c.erase_done(Err(ErrorCode::FAIL))),
+            Job::PageRead => self.report_page(false, false),
+            Job::PageWrite { .. } => self.report_page(false, true),
+            Job::PageErase => self
+                .page_client
+                .map(|c| c.erase_complete(Err(hil::flash::Error::FlashError))),
+            Job::Off | Job::Init | Job::Idle => None,
+        };
     }
 
     fn set_sck_hz(&self, hz: u32) {
@@ -242,6 +333,9 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
             return;
         }
         r.events_ready.write(Event::GENERATED::CLEAR);
+        if matches!(self.waiting.get(), Waiting::Ready { .. }) {
+            let _ = self.alarm.disarm();
+        }
         if self.activate_pending.replace(false) {
             // Activation done: nothing to feed back, start the power-up sequence.
             self.waiting.set(Waiting::Nothing);
@@ -301,7 +395,13 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                         QspiEraseLen::Block64K => regs::QspiEraseLen::LEN::Len64KB,
                         QspiEraseLen::All => regs::QspiEraseLen::LEN::All,
                     });
-                    self.start_task(&r.tasks_erasestart);
+                    let op = match len {
+                        QspiEraseLen::Sector4K => Operation::EraseSector,
+                        QspiEraseLen::Block64K => Operation::EraseBlock64,
+                        QspiEraseLen::All => Operation::EraseChip,
+                    };
+                    let timeout = u32::try_from(limit_us(op)).unwrap_or(u32::MAX);
+                    self.start_task(&r.tasks_erasestart, timeout);
                     return;
                 }
                 Action::Write { addr, len } => {
@@ -309,7 +409,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                     r.write_dst.set(addr);
                     r.write_src.set(self.dma_address());
                     r.write_cnt.write(QspiCount::CNT.val(len));
-                    self.start_task(&r.tasks_writestart);
+                    self.start_task(&r.tasks_writestart, READY_TIMEOUT_US);
                     return;
                 }
                 Action::Read { addr, len } => {
@@ -317,13 +417,17 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                     r.read_src.set(addr);
                     r.read_dst.set(self.dma_address());
                     r.read_cnt.write(QspiCount::CNT.val(len));
-                    self.start_task(&r.tasks_readstart);
+                    self.start_task(&r.tasks_readstart, READY_TIMEOUT_US);
                     return;
                 }
                 Action::Delay { us } => {
-                    self.waiting.set(Waiting::Alarm);
-                    let ticks = self.alarm.ticks_from_us(us.max(1));
-                    self.alarm.set_alarm(self.alarm.now(), ticks);
+                    let from = self.alarm.now();
+                    let ticks = Self::ticks_at_least(u64::from(us));
+                    self.waiting.set(Waiting::Alarm {
+                        from: from.into_u32(),
+                        ticks: ticks.into_u32(),
+                    });
+                    self.alarm.set_alarm(from, ticks);
                     return;
                 }
             }
@@ -341,10 +445,12 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         }
     }
 
-    fn start_task(&self, task: &kernel::utilities::registers::WriteOnly<u32, Task::Register>) {
-        self.waiting.set(Waiting::Ready {
-            instruction_len: None,
-        });
+    fn start_task(
+        &self,
+        task: &kernel::utilities::registers::WriteOnly<u32, Task::Register>,
+        timeout_us: u32,
+    ) {
+        self.expect_ready(None, timeout_us);
         task.write(Task::TRIGGER::SET);
     }
 
@@ -357,9 +463,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         }
         r.cinstrdat0.set(words[0]);
         r.cinstrdat1.set(words[1]);
-        self.waiting.set(Waiting::Ready {
-            instruction_len: Some(data.len() as u8),
-        });
+        self.expect_ready(Some(data.len() as u8), READY_TIMEOUT_US);
         // Writing CINSTRCONF starts the instruction; IO2/IO3 stay high (no WP#/HOLD#).
         r.cinstrconf.write(
             CinstrConf::OPCODE.val(u32::from(instruction.opcode))
@@ -380,7 +484,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
             Job::Off | Job::Idle => {}
             Job::Init => {
                 self.job.set(if ok { Job::Idle } else { Job::Off });
-                if ok {
+                if ok && !self.announced.replace(true) {
                     self.nor_client.map(|c| c.ready());
                 }
             }
@@ -434,11 +538,10 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                     done,
                 });
                 self.page_offset.set(done);
-                self.start(Sequence::program_page(
-                    address + done,
-                    PROGRAM_PAGE,
-                    self.config.mode,
-                ));
+                self.start(
+                    Sequence::program_page(address + done, PROGRAM_PAGE, self.config.mode),
+                    limit_us(Operation::PageProgram),
+                );
             }
             Job::PageErase => {
                 self.job.set(Job::Idle);
@@ -453,41 +556,52 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         }
     }
 
-    fn start(&self, sequence: Sequence) {
+    /// Run `sequence`, which fails with a time-out once its delays have taken `limit_us`.
+    fn start(&self, sequence: Sequence, limit_us: u64) {
         self.sequence.set(Some(sequence));
+        self.elapsed_us.set(0);
+        self.limit_us.set(limit_us);
         self.run();
     }
 
     fn finish_nor(&self, ok: bool, program: bool) {
         self.job.set(Job::Idle);
+        self.report_nor(ok, program);
+    }
+
+    /// Hand the NOR buffer back with the result.
+    fn report_nor(&self, ok: bool, program: bool) -> Option<()> {
         let result = if ok { Ok(()) } else { Err(ErrorCode::FAIL) };
-        if let Some(buffer) = self.nor_buffer.take() {
-            self.nor_client.map(move |c| {
-                if program {
-                    c.program_done(buffer, result)
-                } else {
-                    c.read_done(buffer, result)
-                }
-            });
-        }
+        let buffer = self.nor_buffer.take()?;
+        self.nor_client.map(move |c| {
+            if program {
+                c.program_done(buffer, result)
+            } else {
+                c.read_done(buffer, result)
+            }
+        })
     }
 
     fn finish_page(&self, ok: bool, write: bool) {
         self.job.set(Job::Idle);
+        self.report_page(ok, write);
+    }
+
+    /// Hand the page back with the result.
+    fn report_page(&self, ok: bool, write: bool) -> Option<()> {
         let result = if ok {
             Ok(())
         } else {
             Err(hil::flash::Error::FlashError)
         };
-        if let Some(page) = self.page.take() {
-            self.page_client.map(move |c| {
-                if write {
-                    c.write_complete(page, result)
-                } else {
-                    c.read_complete(page, result)
-                }
-            });
-        }
+        let page = self.page.take()?;
+        self.page_client.map(move |c| {
+            if write {
+                c.write_complete(page, result)
+            } else {
+                c.read_complete(page, result)
+            }
+        })
     }
 
     /// Bytes one bounce-buffer read covers from `address`.
@@ -504,7 +618,8 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         let chunk = Self::read_chunk(at, remaining);
         let aligned = at & !3;
         let count = (at - aligned + chunk).next_multiple_of(4);
-        self.start(Sequence::read(aligned, count));
+        // A read has no delay to bound; READY's time-out covers it.
+        self.start(Sequence::read(aligned, count), 0);
     }
 
     /// Copy `chunk` bytes read at `address` from the bounce buffer into the client's buffer at
@@ -537,7 +652,10 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                 }
             });
         });
-        self.start(Sequence::program_page(at - head, count, self.config.mode));
+        self.start(
+            Sequence::program_page(at - head, count, self.config.mode),
+            limit_us(Operation::PageProgram),
+        );
     }
 
     fn idle(&self) -> Result<(), ErrorCode> {
@@ -556,9 +674,30 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
 
 impl<'a, A: Alarm<'a>> AlarmClient for QspiFlash<'a, A> {
     fn alarm(&self) {
-        if self.waiting.get() == Waiting::Alarm {
-            self.waiting.set(Waiting::Nothing);
-            self.complete_action(&[]);
+        match self.waiting.get() {
+            Waiting::Alarm { from, ticks } => {
+                let moved = self.alarm.now().wrapping_sub(A::Ticks::from(from));
+                if moved.into_u32() < ticks {
+                    // Early (an alarm that fired on a tick boundary): wait out the rest.
+                    self.alarm
+                        .set_alarm(A::Ticks::from(from), A::Ticks::from(ticks));
+                    return;
+                }
+                self.waiting.set(Waiting::Nothing);
+                let elapsed = self.elapsed_us.get() + Self::ticks_to_us(moved.into_u32());
+                self.elapsed_us.set(elapsed);
+                if elapsed > self.limit_us.get() {
+                    if let Some(mut sequence) = self.sequence.get() {
+                        sequence.fail(nrf52840_flash::FlashError::Timeout);
+                        self.sequence.set(Some(sequence));
+                    }
+                    self.run();
+                } else {
+                    self.complete_action(&[]);
+                }
+            }
+            Waiting::Ready { .. } => self.recover(),
+            Waiting::Nothing => {}
         }
     }
 }
@@ -582,7 +721,7 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
         let address = self.take_page(page_number, buf)?;
         self.job.set(Job::PageRead);
         self.page_offset.set(0);
-        self.start(Sequence::read(address, SECTOR_SIZE));
+        self.start(Sequence::read(address, SECTOR_SIZE), 0);
         Ok(())
     }
 
@@ -597,11 +736,10 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
             erased: false,
             done: 0,
         });
-        self.start(Sequence::erase(
-            Operation::EraseSector,
-            address,
-            self.config.mode,
-        ));
+        self.start(
+            Sequence::erase(Operation::EraseSector, address, self.config.mode),
+            limit_us(Operation::EraseSector),
+        );
         Ok(())
     }
 
@@ -609,11 +747,10 @@ impl<'a, A: Alarm<'a>> hil::flash::Flash for QspiFlash<'a, A> {
         let address = self.page_address(page_number).ok_or(ErrorCode::INVAL)?;
         self.idle()?;
         self.job.set(Job::PageErase);
-        self.start(Sequence::erase(
-            Operation::EraseSector,
-            address,
-            self.config.mode,
-        ));
+        self.start(
+            Sequence::erase(Operation::EraseSector, address, self.config.mode),
+            limit_us(Operation::EraseSector),
+        );
         Ok(())
     }
 }
@@ -704,11 +841,10 @@ impl<'a, A: Alarm<'a>> AsyncNor<'a> for QspiFlash<'a, A> {
         }
         self.idle()?;
         self.job.set(Job::NorErase);
-        self.start(Sequence::erase(
-            Operation::EraseSector,
-            address,
-            self.config.mode,
-        ));
+        self.start(
+            Sequence::erase(Operation::EraseSector, address, self.config.mode),
+            limit_us(Operation::EraseSector),
+        );
         Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //! peripheral: it turns each triggered task or custom instruction into the matching call on the
 //! `hw-models` QSPI peripheral model (EasyDMA alignment rules, MX25R6435F timing and busy state,
 //! page wrap, program-only-clears-bits), raises READY and calls the interrupt handler. Alarms run
-//! on the models' simulated clock.
+//! on the models' simulated clock as the nRF52840's RTC does: 32768 Hz ticks, never firing
+//! sooner than the second tick boundary.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use hw_models::nrf52840_flash::{FlashError, QspiEraseLen, QspiPort};
 use hw_models::{Mx25r6435f, Power, QspiPeripheral, SimClock};
 use kernel::hil::flash::{Flash, HasClient};
-use kernel::hil::time::{Alarm, AlarmClient, Freq1MHz, Ticks, Ticks32, Time};
+use kernel::hil::time::{Alarm, AlarmClient, Freq32KHz, Ticks, Ticks32, Time};
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
@@ -45,18 +46,36 @@ mod reg {
     pub const WORDS: usize = at(0x700);
 }
 
-/// An alarm on the simulated clock (1 tick = 1 µs).
+/// RTC tick rate and the RTC's minimum distance of a new compare value from the counter
+/// (upstream's nrf5x `Rtc::set_alarm` moves a compare due within 2 ticks to now + 2).
+const RTC_HZ: u64 = 32_768;
+const SYNC_TICKS: u32 = 2;
+
+/// The RTC behind Tock's alarm, on the simulated clock.
 struct SimAlarm {
     clock: SimClock,
-    deadline: Cell<Option<u64>>,
+    /// The compare value while armed, in ticks since the clock's start.
+    compare: Cell<Option<u64>>,
     client: OptionalCell<&'static dyn AlarmClient>,
 }
 
+impl SimAlarm {
+    fn ticks(&self) -> u64 {
+        self.clock.now_us() * RTC_HZ / 1_000_000
+    }
+
+    /// The clock time of the compare match, disarming the alarm.
+    fn take_deadline_us(&self) -> Option<u64> {
+        let tick = self.compare.take()?;
+        Some((tick * 1_000_000).div_ceil(RTC_HZ))
+    }
+}
+
 impl Time for SimAlarm {
-    type Frequency = Freq1MHz;
+    type Frequency = Freq32KHz;
     type Ticks = Ticks32;
     fn now(&self) -> Ticks32 {
-        Ticks32::from(self.clock.now_us() as u32)
+        Ticks32::from(self.ticks() as u32)
     }
 }
 
@@ -65,23 +84,27 @@ impl Alarm<'static> for SimAlarm {
         self.client.set(client);
     }
     fn set_alarm(&self, reference: Ticks32, dt: Ticks32) {
-        let now = self.clock.now_us();
-        let elapsed = (now as u32).wrapping_sub(reference.into_u32()) as u64;
-        let remaining = u64::from(dt.into_u32()).saturating_sub(elapsed);
-        self.deadline.set(Some(now + remaining));
+        let now = self.now();
+        let mut expire = reference.wrapping_add(dt);
+        if !now.within_range(reference, expire) || expire.wrapping_sub(now).into_u32() <= SYNC_TICKS
+        {
+            expire = now.wrapping_add(Ticks32::from(SYNC_TICKS));
+        }
+        let ahead = u64::from(expire.wrapping_sub(now).into_u32());
+        self.compare.set(Some(self.ticks() + ahead));
     }
     fn get_alarm(&self) -> Ticks32 {
-        Ticks32::from(self.deadline.get().unwrap_or(0) as u32)
+        Ticks32::from(self.compare.get().unwrap_or(0) as u32)
     }
     fn disarm(&self) -> Result<(), ErrorCode> {
-        self.deadline.set(None);
+        self.compare.set(None);
         Ok(())
     }
     fn is_armed(&self) -> bool {
-        self.deadline.get().is_some()
+        self.compare.get().is_some()
     }
     fn minimum_dt(&self) -> Ticks32 {
-        Ticks32::from(1)
+        Ticks32::from(SYNC_TICKS)
     }
 }
 
@@ -90,7 +113,8 @@ type ReadDone = (Vec<u8>, Result<(), ErrorCode>);
 
 #[derive(Default)]
 struct Client {
-    ready: Cell<bool>,
+    /// How often `ready` was reported.
+    ready: Cell<usize>,
     reads: RefCell<Vec<ReadDone>>,
     programs: RefCell<Vec<Result<(), ErrorCode>>>,
     erases: RefCell<Vec<Result<(), ErrorCode>>>,
@@ -112,7 +136,7 @@ impl AsyncNorClient for Client {
         self.erases.borrow_mut().push(result);
     }
     fn ready(&self) {
-        self.ready.set(true);
+        self.ready.set(self.ready.get() + 1);
     }
 }
 
@@ -151,19 +175,29 @@ struct Rig {
     dma_buffers: RefCell<Vec<(usize, usize)>>,
     /// Peripheral errors the model reported (a driver that would fault on hardware).
     faults: RefCell<Vec<FlashError>>,
+    /// Custom instructions sent: (opcode, clock µs).
+    instructions: RefCell<Vec<(u8, u64)>>,
+    /// The next task or instruction runs but raises no READY (a lost interrupt).
+    lose_ready: Cell<bool>,
 }
 
 impl Rig {
     fn new() -> Rig {
+        Rig::new_at(0)
+    }
+
+    /// A rig whose driver starts `start_us` into the simulated clock (the RTC's tick phase).
+    fn new_at(start_us: u64) -> Rig {
         let regs: &'static mut [u32; reg::WORDS] = Box::leak(Box::new([0u32; reg::WORDS]));
         let regs = regs.as_mut_ptr();
         let clock = SimClock::new();
         let power = Power::new(clock.clone(), 1);
         let chip = Arc::new(Mutex::new(Mx25r6435f::new(clock.clone(), power.clone(), 1)));
         let port = QspiPeripheral::new(chip, clock.clone(), power);
+        clock.advance_to(start_us);
         let alarm: &'static SimAlarm = Box::leak(Box::new(SimAlarm {
             clock: clock.clone(),
-            deadline: Cell::new(None),
+            compare: Cell::new(None),
             client: OptionalCell::empty(),
         }));
         let bounce: &'static mut Bounce = Box::leak(Box::default());
@@ -190,11 +224,14 @@ impl Rig {
             client,
             dma_buffers: RefCell::new(vec![bounce_at]),
             faults: RefCell::new(Vec::new()),
+            instructions: RefCell::new(Vec::new()),
+            lose_ready: Cell::new(false),
         };
         rig.driver.initialize();
         rig.settle();
-        assert!(
+        assert_eq!(
             rig.client.ready.get(),
+            1,
             "power-up sequence did not finish: {:?}",
             rig.faults
         );
@@ -227,6 +264,9 @@ impl Rig {
     }
 
     fn raise_ready(&self) {
+        if self.lose_ready.replace(false) {
+            return;
+        }
         self.set(reg::EVENTS_READY, 1);
         self.driver.handle_interrupt();
     }
@@ -276,6 +316,9 @@ impl Rig {
                 let conf = rig.get(reg::CINSTRCONF);
                 rig.set(reg::CINSTRCONF, 0);
                 let opcode = (conf & 0xFF) as u8;
+                rig.instructions
+                    .borrow_mut()
+                    .push((opcode, rig.clock.now_us()));
                 let length = ((conf >> 8) & 0xF) as usize;
                 let wren = conf & (1 << 15) != 0;
                 assert!(
@@ -297,7 +340,7 @@ impl Rig {
                 rig.set(reg::CINSTRDAT0, words[0]);
                 rig.set(reg::CINSTRDAT1, words[1]);
                 rig.raise_ready();
-            } else if let Some(deadline) = rig.alarm.deadline.take() {
+            } else if let Some(deadline) = rig.alarm.take_deadline_us() {
                 rig.clock.advance_to(deadline);
                 rig.alarm.client.map(|c| c.alarm());
             } else {
@@ -444,4 +487,81 @@ fn requests_outside_the_part_or_while_busy_are_refused() {
         Err((ErrorCode::BUSY, _))
     ));
     rig.settle();
+}
+
+#[test]
+fn the_wake_up_wait_lasts_its_35_us_whatever_the_rtc_tick_phase() {
+    // The RTC ticks every 30.5 µs; an alarm for one tick fires on the second tick boundary,
+    // 30.5–61 µs later depending on where in a tick it was set.
+    for start_us in 0..31 {
+        let rig = Rig::new_at(start_us);
+        let sent = rig.instructions.borrow();
+        let wake = sent
+            .iter()
+            .position(|&(opcode, _)| opcode == 0xAB)
+            .expect("the power-up wakes the part (RDP)");
+        let (next, at) = sent[wake + 1];
+        let waited = at - sent[wake].1;
+        assert!(
+            waited >= 35,
+            "starting {start_us} µs into a tick, opcode {next:#04x} followed RDP after {waited} µs"
+        );
+    }
+}
+
+#[test]
+fn a_part_stuck_busy_times_out_after_twice_its_program_maximum_of_elapsed_time() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0x5A; 16].into_boxed_slice());
+    rig.port.borrow().chip().set_stuck_busy(true);
+    let before = rig.clock.now_us();
+    rig.driver
+        .program(0x4000, buffer, 16)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    assert_eq!(*rig.client.programs.borrow(), vec![Err(ErrorCode::FAIL)]);
+    // The bound is 2 × 10 ms (tPP max); the status polls every ~6 µs that the RTC stretches to
+    // ≥ 61 µs must not stretch it.
+    let took = rig.clock.now_us() - before;
+    assert!(
+        (20_000..21_000).contains(&took),
+        "the time-out came after {took} µs"
+    );
+}
+
+#[test]
+fn a_lost_ready_interrupt_fails_the_operation_and_the_driver_comes_back() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    rig.driver.erase_sector(0x5000).unwrap();
+    rig.settle();
+    rig.lose_ready.set(true);
+    let before = rig.clock.now_us();
+    rig.driver
+        .read(0x5000, buffer, 64)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    let (_, result) = rig
+        .client
+        .reads
+        .borrow_mut()
+        .pop()
+        .expect("the read never ended");
+    assert_eq!(result, Err(ErrorCode::FAIL));
+    let took = rig.clock.now_us() - before;
+    assert!(took < 20_000, "the read failed after {took} µs");
+    // The peripheral was brought up again (without a second `ready`), and works.
+    assert_eq!(rig.client.ready.get(), 1);
+    let buffer = rig.take_buffer();
+    rig.driver
+        .read(0x5000, buffer, 64)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    let (got, result) = rig.client.reads.borrow_mut().pop().unwrap();
+    assert_eq!(result, Ok(()));
+    assert_eq!(got[..64], [0xFF; 64]);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
 }
