@@ -495,3 +495,104 @@ fn a_flash_failure_at_any_step_leaves_a_usable_policy_and_a_consistent_slot() {
         assert_eq!(last.image_hash, image_hash(&img), "failure at op {fail}");
     }
 }
+
+/// Offsets and lengths near the integer limits, asked of the policy itself (no driver between):
+/// each is refused with its error before any flash operation. MCUboot's counterpart is its
+/// serial recovery's unchecked offsets and lengths (wave-2 research E: "serial-recovery index
+/// not bounds-checked"); here `offset + len` must never wrap into a range inside the image.
+#[test]
+fn offsets_and_lengths_near_u32_max_are_refused_before_any_flash_operation() {
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let image_len = 10_000u32;
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    for len in [0, u32::MAX, Config::nrf52840dk(OWNER).max_image_len() + 1] {
+        let begin = Request::Begin {
+            tag: [2; 16],
+            image_len: len,
+        };
+        assert_eq!(
+            d.run(OWNER, begin, &[], &mut []),
+            Err(BlockingError::Policy(Error::BadLength { len }))
+        );
+    }
+    let begin = Request::Begin {
+        tag: [2; 16],
+        image_len,
+    };
+    d.run(OWNER, begin, &[], &mut []).unwrap();
+    for s in 0..3 {
+        let erase = Request::Erase { offset: s * 4096 };
+        d.run(OWNER, erase, &[], &mut []).unwrap();
+    }
+    let ops_before = flash.ops;
+    let ranges = [
+        (u32::MAX, 1),
+        (u32::MAX, u32::MAX),
+        (1, u32::MAX),
+        (image_len - 1, u32::MAX),
+        (image_len - 1, 2),
+        (image_len, 1),
+        (0, image_len + 1),
+        // offset + len = 2^32 + 16: wraps to 16, inside the image, in 32-bit arithmetic.
+        (u32::MAX - 15, 33),
+    ];
+    for (offset, len) in ranges {
+        for request in [
+            Request::Write { offset, len },
+            Request::Read { offset, len },
+        ] {
+            assert_eq!(
+                policy.request(OWNER, request),
+                Step::Done(Err(Error::OutOfBounds { offset, len })),
+                "{request:?}"
+            );
+        }
+    }
+    for offset in [
+        u32::MAX & !0xFFF,
+        0x1_0000 * 0x1000 - 0x1000,
+        image_len.next_multiple_of(4096),
+    ] {
+        assert_eq!(
+            policy.request(OWNER, Request::Erase { offset }),
+            Step::Done(Err(Error::OutOfBounds { offset, len: 4096 })),
+        );
+    }
+    assert_eq!(flash.ops, ops_before, "a refused request touched the flash");
+    // The last byte of the image is still writable: the bounds are exact.
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    d.write(OWNER, image_len - 1, &[0x5A]).unwrap();
+}
+
+/// A configuration whose regions reach the top of the 32-bit address space is refused or
+/// accepted, never a panic (the overlap check adds region lengths to bases).
+#[test]
+fn configurations_at_the_top_of_the_address_space_never_panic() {
+    let top = u32::MAX & !0xFFF;
+    for (staging_base, staging_len, request_base) in [
+        (0, 0x2_0000, top),
+        (top - 0x1_0000, 0x1_0000, 0),
+        (top - 0x1_0000, 0x2_0000, 0),
+        (top, 0x2000, 0x1000),
+        (0x1000, 0x2_0000, top),
+    ] {
+        let config = Config {
+            owner: OWNER,
+            staging_base,
+            staging_len,
+            request_base,
+        };
+        let _ = UpdateRegion::new(config);
+    }
+    let config = Config {
+        owner: OWNER,
+        staging_base: 0,
+        staging_len: 0x2_0000,
+        request_base: top,
+    };
+    assert!(
+        UpdateRegion::new(config).is_ok(),
+        "a request sector in the last 4 KiB"
+    );
+}
