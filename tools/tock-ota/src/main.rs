@@ -28,11 +28,11 @@ enum Command {
     Bench(BenchCommand),
     /// The full-system simulator: an update end to end on simulated hardware.
     Demo(demo::DemoArgs),
-}
     /// Broadcast a signed image to the DFU app through a Bluetooth controller over HCI.
     Send(over_hci::SendArgs),
     /// Receive an image through a Bluetooth controller over HCI, as the DFU app does.
     Receive(over_hci::ReceiveArgs),
+}
 
 #[derive(Subcommand)]
 enum BenchCommand {
@@ -66,9 +66,9 @@ fn main() {
             BenchCommand::Boot(a) => bench_boot::run(a),
         },
         Command::Demo(a) => demo::run(a),
-    };
         Command::Send(a) => over_hci::run_send(a),
         Command::Receive(a) => over_hci::run_receive(a),
+    };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -12,8 +12,8 @@ use hw_models::SimBoard;
 use indicatif::{ProgressBar, ProgressStyle};
 use ota_hci::{AdvParams, AdvType, Staging, TransportSpec};
 use serde::Serialize;
-use update_region::blocking::BlockingDriver;
-use update_region::{Config, UpdateRegion};
+use update_region::blocking::{BlockingDriver, BlockingError};
+use update_region::{Config, Error as PolicyError, Request, UpdateRegion};
 
 use crate::sim::system::DFU_APP_ID;
 
@@ -174,8 +174,8 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The DFU app's staging path on a simulated DK: the update-region policy over the MX25R6435F
-/// model, as in the simulator (`sim::transfer`).
+/// The DFU app's staging path on a simulated DK: the update-region policy (the kernel's side of
+/// the staged-update driver) over the MX25R6435F model.
 struct SimStaging {
     board: SimBoard,
     policy: UpdateRegion,
@@ -183,19 +183,30 @@ struct SimStaging {
 
 impl Staging for SimStaging {
     fn stage(&mut self, op: StageOp<'_>, read_back: &mut Vec<u8>) -> Result<(), StageError> {
-        match op {
+        let mut d = BlockingDriver::new(&mut self.policy, &mut self.board.qspi);
+        let r = match op {
+            StageOp::Begin { tag, image_len } => {
+                d.run(DFU_APP_ID, Request::Begin { tag, image_len }, &[], &mut [])
+            }
+            StageOp::Erase { offset } => d.run(DFU_APP_ID, Request::Erase { offset }, &[], &mut []),
+            StageOp::Write { offset, data } => d.write(DFU_APP_ID, offset, data),
             StageOp::Read { offset, len } => {
                 read_back.resize(len as usize, 0);
-                BlockingDriver::new(&mut self.policy, &mut self.board.qspi)
-                    .read(DFU_APP_ID, offset, read_back)
-                    .map(|_| ())
-                    .map_err(|_| StageError::Failed)
+                d.read(DFU_APP_ID, offset, read_back)
             }
-            op => {
-                crate::sim::transfer::stage(&mut self.policy, &mut self.board.qspi, DFU_APP_ID, op)
-                    .map(|_| ())
-            }
-        }
+            StageOp::Finalize => d.run(DFU_APP_ID, Request::Finalize, &[], &mut []),
+        };
+        r.map(|_| ()).map_err(|e| match e {
+            BlockingError::Policy(PolicyError::NotErased { .. }) => StageError::NotErased,
+            BlockingError::Policy(PolicyError::NotBlank { .. }) => StageError::NotBlank,
+            BlockingError::Policy(
+                PolicyError::ImageBadMagic
+                | PolicyError::ImageBadLayout
+                | PolicyError::ImageHashMissing
+                | PolicyError::ImageHashMismatch,
+            ) => StageError::Rejected,
+            _ => StageError::Failed,
+        })
     }
 }
 
