@@ -550,7 +550,7 @@ fn offsets_and_lengths_near_u32_max_are_refused_before_any_flash_operation() {
         }
     }
     for offset in [
-        u32::MAX & !0xFFF,
+        !0xFFFu32,
         0x1_0000 * 0x1000 - 0x1000,
         image_len.next_multiple_of(4096),
     ] {
@@ -569,7 +569,7 @@ fn offsets_and_lengths_near_u32_max_are_refused_before_any_flash_operation() {
 /// accepted, never a panic (the overlap check adds region lengths to bases).
 #[test]
 fn configurations_at_the_top_of_the_address_space_never_panic() {
-    let top = u32::MAX & !0xFFF;
+    let top = !0xFFFu32;
     for (staging_base, staging_len, request_base) in [
         (0, 0x2_0000, top),
         (top - 0x1_0000, 0x1_0000, 0),
