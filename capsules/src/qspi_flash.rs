@@ -181,6 +181,17 @@ enum Waiting {
     },
 }
 
+/// Where bringing the peripheral up stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bringup {
+    Done,
+    /// DEACTIVATE is out (the peripheral was left enabled); its READY, or its time-out, goes on
+    /// to disable, configure and activate.
+    Deactivating,
+    /// ACTIVATE is out; its READY starts the power-up sequence.
+    Activating,
+}
+
 /// The QSPI flash driver. See the module docs.
 pub struct QspiFlash<'a, A: Alarm<'a>> {
     regs: StaticRef<QspiRegisters>,
@@ -189,8 +200,7 @@ pub struct QspiFlash<'a, A: Alarm<'a>> {
     job: Cell<Job>,
     sequence: Cell<Option<Sequence>>,
     waiting: Cell<Waiting>,
-    /// The ACTIVATE task is out; its READY starts the power-up sequence.
-    activate_pending: Cell<bool>,
+    bringup: Cell<Bringup>,
     /// Byte offset in the page buffer of the current page transfer.
     page_offset: Cell<u32>,
     /// Time the current sequence's delays took, and its bound (µs).
@@ -219,7 +229,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
             job: Cell::new(Job::Off),
             sequence: Cell::new(None),
             waiting: Cell::new(Waiting::Nothing),
-            activate_pending: Cell::new(false),
+            bringup: Cell::new(Bringup::Done),
             page_offset: Cell::new(0),
             elapsed_us: Cell::new(0),
             limit_us: Cell::new(0),
@@ -235,8 +245,31 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
     /// Connect the pins, select quad read / quad page program / 24-bit addresses / 256-byte
     /// pages, enable and activate the peripheral, then run the part's power-up sequence. The
     /// NOR client's `ready` follows; operations before that get `OFF`.
+    ///
+    /// Correct from reset and from whatever the bootloader left: a peripheral found enabled
+    /// (and active) is deactivated and disabled first, since PSEL may be written only while
+    /// it is disabled and ACTIVATE is meant for an inactive one; SCK starts slow and the part's
+    /// power mode is set by the power-up sequence whatever it was. (Pin drive strength is GPIO
+    /// configuration: the board sets it.)
     pub fn initialize(&self) {
         let r = &*self.regs;
+        self.job.set(Job::Init);
+        self.sequence.set(None);
+        r.events_ready.write(Event::GENERATED::CLEAR);
+        r.intenset.write(QspiInt::READY::SET);
+        if r.enable.matches_all(QspiEnable::ENABLE::Enabled) {
+            self.bringup.set(Bringup::Deactivating);
+            self.expect_ready(None, READY_TIMEOUT_US);
+            r.tasks_deactivate.write(Task::TRIGGER::SET);
+        } else {
+            self.configure_and_activate();
+        }
+    }
+
+    /// Disable, configure, enable and activate the peripheral.
+    fn configure_and_activate(&self) {
+        let r = &*self.regs;
+        r.enable.write(QspiEnable::ENABLE::Disabled);
         let pin = |p: u8| Psel::PIN.val(u32::from(p & 31)) + Psel::PORT.val(u32::from(p >> 5));
         r.psel_sck.write(pin(self.config.sck));
         r.psel_csn.write(pin(self.config.csn));
@@ -252,9 +285,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         );
         self.set_sck_hz(nrf52840_flash::command::ULP_SCK_HZ);
         r.events_ready.write(Event::GENERATED::CLEAR);
-        r.intenset.write(QspiInt::READY::SET);
         r.enable.write(QspiEnable::ENABLE::Enabled);
-        self.job.set(Job::Init);
         // The activation's READY starts the power-up sequence.
         self.sequence.set(Some(Sequence::init(self.config.mode)));
         self.elapsed_us.set(0);
@@ -264,7 +295,7 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
                 + limit_us(Operation::WriteStatus)
                 + u64::from(nrf52840_flash::command::T_RELEASE_DPD_US),
         );
-        self.activate_pending.set(true);
+        self.bringup.set(Bringup::Activating);
         self.expect_ready(None, READY_TIMEOUT_US);
         r.tasks_activate.write(Task::TRIGGER::SET);
     }
@@ -292,16 +323,13 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         u64::from(ticks) * 1_000_000 / hz
     }
 
-    /// READY did not come: disable the peripheral, end the operation in flight with `FAIL`
-    /// and bring the peripheral and the part up again.
+    /// READY did not come: end the operation in flight with `FAIL` and bring the peripheral
+    /// (deactivated and disabled first) and the part up again.
     fn recover(&self) {
         let failed = self.job.get();
-        self.sequence.set(None);
         self.waiting.set(Waiting::Nothing);
-        self.activate_pending.set(false);
+        self.bringup.set(Bringup::Done);
         let _ = self.alarm.disarm();
-        self.regs.intenclr.write(QspiInt::READY::SET);
-        self.regs.enable.write(QspiEnable::ENABLE::Disabled);
         // Requests are refused (`OFF`) from here until the power-up has finished.
         self.initialize();
         match failed {
@@ -336,11 +364,19 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
         if matches!(self.waiting.get(), Waiting::Ready { .. }) {
             let _ = self.alarm.disarm();
         }
-        if self.activate_pending.replace(false) {
-            // Activation done: nothing to feed back, start the power-up sequence.
-            self.waiting.set(Waiting::Nothing);
-            self.run();
-            return;
+        match self.bringup.replace(Bringup::Done) {
+            Bringup::Deactivating => {
+                self.waiting.set(Waiting::Nothing);
+                self.configure_and_activate();
+                return;
+            }
+            Bringup::Activating => {
+                // Activation done: nothing to feed back, start the power-up sequence.
+                self.waiting.set(Waiting::Nothing);
+                self.run();
+                return;
+            }
+            Bringup::Done => {}
         }
         let Waiting::Ready { instruction_len } = self.waiting.get() else {
             return;
@@ -695,6 +731,12 @@ impl<'a, A: Alarm<'a>> AlarmClient for QspiFlash<'a, A> {
                 } else {
                     self.complete_action(&[]);
                 }
+            }
+            // A DEACTIVATE that raised no READY: disable anyway and go on.
+            Waiting::Ready { .. } if self.bringup.get() == Bringup::Deactivating => {
+                self.waiting.set(Waiting::Nothing);
+                self.bringup.set(Bringup::Done);
+                self.configure_and_activate();
             }
             Waiting::Ready { .. } => self.recover(),
             Waiting::Nothing => {}

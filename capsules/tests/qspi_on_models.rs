@@ -30,6 +30,7 @@ mod reg {
     pub const TASKS_READSTART: usize = at(0x004);
     pub const TASKS_WRITESTART: usize = at(0x008);
     pub const TASKS_ERASESTART: usize = at(0x00C);
+    pub const TASKS_DEACTIVATE: usize = at(0x010);
     pub const EVENTS_READY: usize = at(0x100);
     pub const READ_SRC: usize = at(0x504);
     pub const READ_DST: usize = at(0x508);
@@ -39,6 +40,10 @@ mod reg {
     pub const WRITE_CNT: usize = at(0x518);
     pub const ERASE_PTR: usize = at(0x51C);
     pub const ERASE_LEN: usize = at(0x520);
+    pub const ENABLE: usize = at(0x500);
+    pub const PSEL_SCK: usize = at(0x524);
+    pub const PSEL_IO3: usize = at(0x53C);
+    pub const IFCONFIG0: usize = at(0x544);
     pub const IFCONFIG1: usize = at(0x600);
     pub const CINSTRCONF: usize = at(0x634);
     pub const CINSTRDAT0: usize = at(0x638);
@@ -179,6 +184,11 @@ struct Rig {
     instructions: RefCell<Vec<(u8, u64)>>,
     /// The next task or instruction runs but raises no READY (a lost interrupt).
     lose_ready: Cell<bool>,
+    /// The peripheral is activated (ACTIVATE done, no DEACTIVATE since). An ACTIVATE while
+    /// active raises no READY here: a driver must not rely on one.
+    active: Cell<bool>,
+    /// ACTIVATE tasks triggered on an active peripheral.
+    activations_while_active: Cell<usize>,
 }
 
 impl Rig {
@@ -186,13 +196,33 @@ impl Rig {
         Rig::new_at(0)
     }
 
-    /// A rig whose driver starts `start_us` into the simulated clock (the RTC's tick phase).
+    /// A rig whose driver starts `start_us` into the simulated clock (the RTC's tick phase),
+    /// the peripheral and the part in their reset state.
     fn new_at(start_us: u64) -> Rig {
+        Rig::build(start_us, false)
+    }
+
+    /// A rig whose driver starts where the bootloader left off: the part powered up by the
+    /// bootloader's blocking driver (high-performance mode), the peripheral enabled, activated
+    /// and configured as it configures it (pins, quad modes, 32 MHz SCK).
+    fn after_bootloader() -> Rig {
+        Rig::build(0, true)
+    }
+
+    fn build(start_us: u64, after_bootloader: bool) -> Rig {
         let regs: &'static mut [u32; reg::WORDS] = Box::leak(Box::new([0u32; reg::WORDS]));
         let regs = regs.as_mut_ptr();
         let clock = SimClock::new();
         let power = Power::new(clock.clone(), 1);
         let chip = Arc::new(Mutex::new(Mx25r6435f::new(clock.clone(), power.clone(), 1)));
+        if after_bootloader {
+            let port = QspiPeripheral::new(chip.clone(), clock.clone(), power.clone());
+            let mut boot = hw_models::nrf52840_flash::QspiFlash::new(
+                port,
+                hw_models::nrf52840_flash::PowerMode::HighPerformance,
+            );
+            boot.init().expect("the bootloader's power-up");
+        }
         let port = QspiPeripheral::new(chip, clock.clone(), power);
         clock.advance_to(start_us);
         let alarm: &'static SimAlarm = Box::leak(Box::new(SimAlarm {
@@ -226,7 +256,30 @@ impl Rig {
             faults: RefCell::new(Vec::new()),
             instructions: RefCell::new(Vec::new()),
             lose_ready: Cell::new(false),
+            active: Cell::new(false),
+            activations_while_active: Cell::new(0),
         };
+        if after_bootloader {
+            let config = QspiConfig::nrf52840dk();
+            let psel = |p: u8| u32::from(p & 31) | (u32::from(p >> 5) << 5);
+            for (word, pin) in (reg::PSEL_SCK..=reg::PSEL_IO3).zip([
+                Some(config.sck),
+                Some(config.csn),
+                None,
+                Some(config.io[0]),
+                Some(config.io[1]),
+                Some(config.io[2]),
+                Some(config.io[3]),
+            ]) {
+                if let Some(pin) = pin {
+                    rig.set(word, psel(pin));
+                }
+            }
+            rig.set(reg::IFCONFIG0, 4 | (3 << 3));
+            rig.set(reg::IFCONFIG1, 1);
+            rig.set(reg::ENABLE, 1);
+            rig.active.set(true);
+        }
         rig.driver.initialize();
         rig.settle();
         assert_eq!(
@@ -289,7 +342,28 @@ impl Rig {
             rig.sync_sck();
             if rig.get(reg::TASKS_ACTIVATE) != 0 {
                 rig.set(reg::TASKS_ACTIVATE, 0);
+                assert_eq!(rig.get(reg::ENABLE), 1, "ACTIVATE on a disabled peripheral");
+                if rig.active.replace(true) {
+                    rig.activations_while_active
+                        .set(rig.activations_while_active.get() + 1);
+                } else {
+                    rig.raise_ready();
+                }
+            } else if rig.get(reg::TASKS_DEACTIVATE) != 0 {
+                rig.set(reg::TASKS_DEACTIVATE, 0);
+                rig.active.set(false);
                 rig.raise_ready();
+            } else if !rig.active.get()
+                && [
+                    reg::TASKS_READSTART,
+                    reg::TASKS_WRITESTART,
+                    reg::TASKS_ERASESTART,
+                    reg::CINSTRCONF,
+                ]
+                .iter()
+                .any(|&task| rig.get(task) != 0)
+            {
+                panic!("a task on a peripheral that is not activated");
             } else if rig.get(reg::TASKS_READSTART) != 0 {
                 rig.set(reg::TASKS_READSTART, 0);
                 let dst = rig.dma(rig.get(reg::READ_DST), rig.get(reg::READ_CNT) as usize);
@@ -563,5 +637,33 @@ fn a_lost_ready_interrupt_fails_the_operation_and_the_driver_comes_back() {
     let (got, result) = rig.client.reads.borrow_mut().pop().unwrap();
     assert_eq!(result, Ok(()));
     assert_eq!(got[..64], [0xFF; 64]);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn power_up_from_the_bootloaders_state_deactivates_first_and_finishes() {
+    // The peripheral enabled and active, SCK at 32 MHz, the part in high-performance mode.
+    let rig = Rig::after_bootloader();
+    assert_eq!(rig.activations_while_active.get(), 0);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+    // And it works: erase, program, read back.
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 32].into_boxed_slice());
+    rig.driver.erase_sector(0x6000).unwrap();
+    rig.settle();
+    buffer.copy_from_slice(&pattern(32, 9));
+    rig.driver
+        .program(0x6004, buffer, 32)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    assert_eq!(rig.chip_bytes(0x6004, 32), pattern(32, 9));
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn power_up_from_reset_activates_once_without_deactivating() {
+    let rig = Rig::new();
+    assert_eq!(rig.activations_while_active.get(), 0);
+    assert!(rig.active.get());
     assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
 }

@@ -321,6 +321,15 @@ pub unsafe fn main() {
         )
     );
     update_core.set_client(update);
+    // QSPI pins at high drive, as the Product Specification asks for QSPI; the bootloader sets
+    // the same, but the kernel must not depend on what it left.
+    let flash_pins = board_config::QSPI;
+    for pin in [flash_pins.sck, flash_pins.csn]
+        .into_iter()
+        .chain(flash_pins.io)
+    {
+        peripherals.gpio_port.pins[usize::from(pin)].set_high_drive(true);
+    }
     // Activation completes in the QSPI interrupt; the update core then scans the region.
     qspi.initialize();
 
