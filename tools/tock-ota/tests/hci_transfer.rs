@@ -1,0 +1,388 @@
+//! `tock-ota send` and `tock-ota receive` over standard HCI, against controllers we did not
+//! write: Bumble's emulated controllers (two on one simulated link, each speaking H:4 over TCP),
+//! and against small fake controllers in this file for the error paths.
+//!
+//! Bumble comes from the project's venv (`.ci/setup` installs it); without it the Bumble tests
+//! fail and say so.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOOL: &str = env!("CARGO_BIN_EXE_tock-ota");
+
+fn venv_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+}
+
+/// Two Bumble controllers on one link, on free local ports; killed when dropped.
+struct Bumble {
+    child: Child,
+    ports: [u16; 2],
+}
+
+impl Drop for Bumble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+fn bumble() -> Bumble {
+    let python = venv_python();
+    let importable = Command::new(&python)
+        .args(["-c", "import bumble.apps.controllers"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        importable,
+        "Bumble is not importable from {} — run `.ci/setup` (it installs bumble into the \
+         project's venv); these tests need it",
+        python.display()
+    );
+    let ports = [free_port(), free_port()];
+    let child = Command::new(&python)
+        .args(["-m", "bumble.apps.controllers"])
+        .arg(format!("tcp-server:127.0.0.1:{}", ports[0]))
+        .arg(format!("tcp-server:127.0.0.1:{}", ports[1]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bumble");
+    let b = Bumble { child, ports };
+    // Up when both ports accept (bounded).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for port in ports {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Bumble did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Let Bumble see the probe connections close before the tool connects.
+    std::thread::sleep(Duration::from_millis(200));
+    b
+}
+
+/// Run with a time limit; a run over the limit is killed and fails the test.
+fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tock-ota");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} ran over {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A key and a signed image of `payload` bytes in `dir`.
+fn signed_image(dir: &Path, payload: usize) -> (PathBuf, PathBuf) {
+    let key = dir.join("k.pem");
+    let out = run(
+        Command::new(TOOL).arg("keygen").arg("-o").arg(&key),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "keygen: {out:?}");
+    let raw = dir.join("raw.bin");
+    let bytes: Vec<u8> = (0..payload as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&raw, bytes).unwrap();
+    let img = dir.join("x.img");
+    let out = run(
+        Command::new(TOOL)
+            .args([
+                "sign",
+                "--version",
+                "1.2.0",
+                "--pad-header",
+                "--header-size",
+                "0x200",
+            ])
+            .arg("-k")
+            .arg(&key)
+            .arg(&raw)
+            .arg(&img),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "sign: {out:?}");
+    (img, dir.join("k.pub.pem"))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Receive in the background and send in the foreground; returns (send, receive) outputs.
+fn transfer(
+    b: &Bumble,
+    img: &Path,
+    pubkey: &Path,
+    got: &Path,
+    send_extra: &[&str],
+    receive_extra: &[&str],
+) -> (Output, Output) {
+    let mut rx = Command::new(TOOL);
+    rx.arg("receive")
+        .arg("--hci")
+        .arg(format!("tcp:127.0.0.1:{}", b.ports[1]))
+        .arg("--out")
+        .arg(got)
+        .arg("--key")
+        .arg(pubkey)
+        .args(["--json", "--idle-timeout-s", "30"])
+        .args(receive_extra);
+    let rx = std::thread::spawn(move || run(&mut rx, Duration::from_secs(90)));
+    std::thread::sleep(Duration::from_millis(500));
+    let tx = run(
+        Command::new(TOOL)
+            .arg("send")
+            .arg("--hci")
+            .arg(format!("tcp:127.0.0.1:{}", b.ports[0]))
+            .args(["--json", "--status-timeout-s", "20"])
+            .args(send_extra)
+            .arg(img),
+        Duration::from_secs(90),
+    );
+    let rx = rx.join().expect("receive thread");
+    (tx, rx)
+}
+
+fn assert_complete(tx: &Output, rx: &Output, img: &Path, got: &Path) -> serde_json::Value {
+    assert!(
+        tx.status.success(),
+        "send failed: {}",
+        String::from_utf8_lossy(&tx.stderr)
+    );
+    assert!(
+        rx.status.success(),
+        "receive failed: {}",
+        String::from_utf8_lossy(&rx.stderr)
+    );
+    let s = json(tx);
+    let r = json(rx);
+    assert_eq!(s["receiver_complete"], true, "{s}");
+    assert_eq!(r["state"], "complete", "{r}");
+    assert_eq!(r["signature_verified"], true, "{r}");
+    let sent = std::fs::read(img).unwrap();
+    let received = std::fs::read(got).expect("the received image");
+    assert!(sent.len() >= 8 * 1024);
+    assert_eq!(s["image_bytes"], sent.len() as u64);
+    assert!(
+        sent == received,
+        "the received image differs from the one sent"
+    );
+    s
+}
+
+#[test]
+fn send_to_receive_through_two_bumble_controllers() {
+    let b = bumble();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, pubkey) = signed_image(dir.path(), 9 * 1024);
+    let got = dir.path().join("got.img");
+    let (tx, rx) = transfer(&b, &img, &pubkey, &got, &[], &[]);
+    let s = assert_complete(&tx, &rx, &img, &got);
+    // Bumble has LE extended advertising: the default path.
+    assert_eq!(s["extended_advertising"], true, "{s}");
+    let goodput = s["goodput_bytes_per_s"].as_f64().unwrap();
+    assert!(goodput > 300.0, "goodput {goodput} B/s");
+}
+
+#[test]
+fn resends_complete_an_image_when_the_receiver_misses_a_third() {
+    let b = bumble();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, pubkey) = signed_image(dir.path(), 8 * 1024);
+    let got = dir.path().join("got.img");
+    let (tx, rx) = transfer(
+        &b,
+        &img,
+        &pubkey,
+        &got,
+        &[],
+        &["--drop", "0.33", "--seed", "7"],
+    );
+    let s = assert_complete(&tx, &rx, &img, &got);
+    let r = json(&rx);
+    assert!(r["dropped_on_purpose"].as_u64().unwrap() > 50, "{r}");
+    assert!(s["resent_chunks"].as_u64().unwrap() > 20, "{s}");
+}
+
+#[test]
+fn legacy_commands_with_connectable_pdus_work_too() {
+    // Bumble's legacy advertiser emits ADV_IND only (nothing for ADV_NONCONN_IND).
+    let b = bumble();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, pubkey) = signed_image(dir.path(), 8 * 1024);
+    let got = dir.path().join("got.img");
+    let legacy = ["--force-legacy", "--adv-type", "ind"];
+    let (tx, rx) = transfer(&b, &img, &pubkey, &got, &legacy, &legacy);
+    let s = assert_complete(&tx, &rx, &img, &got);
+    assert_eq!(s["extended_advertising"], false, "{s}");
+}
+
+#[test]
+fn a_dead_tcp_endpoint_is_named_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::write(&img, vec![0x5Au8; 9000]).unwrap();
+    let t0 = Instant::now();
+    let out = run(
+        Command::new(TOOL)
+            .args(["send", "--hci", "tcp:127.0.0.1:1"])
+            .arg(&img),
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(stderr.contains("tcp:127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A fake controller on a local port: answers every command with Command Complete, success
+/// and zeroed return parameters of the right size, except as `answer` says. Serves one
+/// connection.
+fn fake_controller(
+    answer: impl Fn(u16) -> Option<Vec<u8>> + Send + 'static,
+) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        loop {
+            let mut head = [0u8; 4];
+            if s.read_exact(&mut head).is_err() {
+                return;
+            }
+            assert_eq!(head[0], 0x01, "an H:4 command packet");
+            let opcode = u16::from_le_bytes([head[1], head[2]]);
+            let mut params = vec![0u8; head[3] as usize];
+            if s.read_exact(&mut params).is_err() {
+                return;
+            }
+            let Some(ret) = answer(opcode) else {
+                continue; // silence
+            };
+            let mut ev = vec![0x04, 0x0E, (3 + ret.len()) as u8, 1];
+            ev.extend(opcode.to_le_bytes());
+            ev.extend(ret);
+            if s.write_all(&ev).is_err() {
+                return;
+            }
+        }
+    });
+    (port, h)
+}
+
+/// Return parameters (status first) a healthy LE-only legacy controller gives.
+fn healthy(opcode: u16) -> Vec<u8> {
+    match opcode {
+        // Read Local Supported Features: bit 38 "LE Supported (Controller)".
+        0x1003 => {
+            let mut r = vec![0u8; 9];
+            r[1 + 4] = 1 << 6;
+            r
+        }
+        0x1002 => vec![0u8; 65],
+        // LE Read Local Supported Features: none of the optional ones.
+        0x2003 => vec![0u8; 9],
+        _ => vec![0],
+    }
+}
+
+fn send_through(port: u16) -> (Output, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::write(&img, vec![0x5Au8; 9000]).unwrap();
+    let t0 = Instant::now();
+    let out = run(
+        Command::new(TOOL)
+            .args(["send", "--hci"])
+            .arg(format!("tcp:127.0.0.1:{port}"))
+            .arg(&img),
+        Duration::from_secs(20),
+    );
+    (out, t0.elapsed())
+}
+
+#[test]
+fn a_controller_refusing_a_command_is_named_with_its_status() {
+    // LE Set Advertising Parameters answered with 0x12, Invalid HCI Command Parameters.
+    let (port, h) = fake_controller(|op| match op {
+        0x2006 => Some(vec![0x12]),
+        op => Some(healthy(op)),
+    });
+    let (out, _) = send_through(port);
+    h.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused LeSetAdvParams"), "{stderr}");
+    assert!(stderr.contains("0x12"), "{stderr}");
+    assert!(
+        stderr.contains("InvalidHciCommandParameters") || stderr.contains("Invalid"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("tcp:127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_controller_without_le_is_reported() {
+    let (port, h) = fake_controller(|op| match op {
+        0x1003 => Some(vec![0u8; 9]),
+        op => Some(healthy(op)),
+    });
+    let (out, _) = send_through(port);
+    h.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not support Bluetooth LE"), "{stderr}");
+}
+
+#[test]
+fn a_silent_endpoint_is_no_controller() {
+    let (port, h) = fake_controller(|_| None);
+    let (out, took) = send_through(port);
+    h.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        stderr.contains(&format!("no controller answering on tcp:127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
