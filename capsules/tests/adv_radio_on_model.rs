@@ -315,8 +315,10 @@ impl BatchSink for Sink {
                 .push((bytes[at + 1], bytes[at + 2..at + 2 + len].to_vec()));
             at += 2 + len;
         }
-        // Released at once: the next report goes out as it arrives.
-        Delivery::NotNow
+        if reports == 0 {
+            return Delivery::NotNow;
+        }
+        Delivery::Delivered
     }
     fn present(&self) -> bool {
         true
@@ -358,6 +360,8 @@ fn the_scanner_on_the_register_level_radio_drops_junk_and_keeps_every_good_packe
             assert!(model.air(mhz, pdu[0], pdu[1], &pdu[2..]));
             good.push(pdu);
         }
+        // The consumer is done with its batch at once.
+        scan.release();
     }
     assert_eq!(
         *model.overruns.borrow(),
