@@ -386,3 +386,90 @@ fn a_silent_endpoint_is_no_controller() {
         "{stderr}"
     );
 }
+
+/// A TCP relay between the tool and a controller that cuts both ways after `budget` bytes from
+/// the tool (the controller's link dies mid-transfer).
+fn cutting_relay(to: u16, budget: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((tool, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(ctrl) = TcpStream::connect(("127.0.0.1", to)) else {
+            return;
+        };
+        let (mut tool_r, mut ctrl_w) = (tool.try_clone().unwrap(), ctrl.try_clone().unwrap());
+        let (mut ctrl_r, mut tool_w) = (ctrl.try_clone().unwrap(), tool.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut ctrl_r, &mut tool_w);
+        });
+        let mut sent = 0;
+        let mut buf = [0u8; 256];
+        while sent < budget {
+            match tool_r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if ctrl_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+            }
+        }
+        let _ = tool.shutdown(std::net::Shutdown::Both);
+        let _ = ctrl.shutdown(std::net::Shutdown::Both);
+    });
+    port
+}
+
+#[test]
+fn a_link_that_closes_mid_transfer_is_reported_and_send_again_finishes() {
+    let b = bumble();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, pubkey) = signed_image(dir.path(), 8 * 1024);
+    let got = dir.path().join("got.img");
+    let mut rx = Command::new(TOOL);
+    rx.arg("receive")
+        .arg("--hci")
+        .arg(format!("tcp:127.0.0.1:{}", b.ports[1]))
+        .arg("--out")
+        .arg(&got)
+        .arg("--key")
+        .arg(&pubkey)
+        .args(["--json", "--idle-timeout-s", "30"]);
+    let rx = std::thread::spawn(move || run(&mut rx, Duration::from_secs(90)));
+    std::thread::sleep(Duration::from_millis(500));
+    // About half the image's worth of advertising commands, then the link goes.
+    let relay = cutting_relay(b.ports[0], 8_000);
+    let first = run(
+        Command::new(TOOL)
+            .arg("send")
+            .arg("--hci")
+            .arg(format!("tcp:127.0.0.1:{relay}"))
+            .arg(&img),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(!first.status.success(), "the first send should have failed");
+    assert!(stderr.contains("closed"), "{stderr}");
+    assert!(stderr.contains("again to resume"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let second = run(
+        Command::new(TOOL)
+            .arg("send")
+            .arg("--hci")
+            .arg(format!("tcp:127.0.0.1:{}", b.ports[0]))
+            .arg("--json")
+            .arg(&img),
+        Duration::from_secs(90),
+    );
+    let rx = rx.join().expect("receive thread");
+    assert_complete(&second, &rx, &img, &got);
+    // The receiver kept what it had: the second send's chunks it already held are duplicates,
+    // and no chunk was staged twice.
+    let r = json(&rx);
+    let total = (std::fs::read(&img).unwrap().len() as u64).div_ceil(4096) * 164;
+    assert!(r["duplicates"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["chunks"].as_u64().unwrap() <= total, "{r}");
+}
