@@ -185,7 +185,10 @@ pub enum Exit {
 pub fn stage_error(op_was_finalize: bool, error: OpError) -> StageError {
     use update::detail;
     match error {
-        OpError::Failed {
+        // The driver refuses a write into a sector not erased in this session at once (the
+        // command's error carries no detail); the completion names the check.
+        OpError::Refused(error::NOACK)
+        | OpError::Failed {
             code: error::NOACK,
             detail: detail::NOT_ERASED,
         } => StageError::NotErased,
@@ -408,6 +411,7 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
     let mut reboot_due: Option<Backoff> = None;
     let mut read_buf = [0u8; READ_LEN];
     let mut next_status_ms = 0u64;
+    let mut last_wait_got_batch = false;
     let mut listening = false;
     let mut display = Display {
         percent: u32::MAX,
@@ -477,10 +481,18 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
             }
         }
 
-        // How long the next wait may be: until the next status, retry or reboot is due.
+        // How long the next wait may be. A due status waits for the kernel to run out of batches
+        // (a zero wait after each batch), so it goes out just after an advertisement was handled,
+        // when the next one is furthest away (the radio is deaf while it advertises); in silence
+        // it goes out an interval late at most. Retries and the reboot are waited for.
         let mut wait_ms = IDLE_WAIT_MS;
         if rx.as_ref().is_some_and(|r| r.session().is_some()) {
-            wait_ms = wait_ms.min(next_status_ms.saturating_sub(now) as u32);
+            if now >= next_status_ms && last_wait_got_batch {
+                wait_ms = 0;
+            } else {
+                let overdue = next_status_ms + STATUS_INTERVAL_MS;
+                wait_ms = wait_ms.min(overdue.saturating_sub(now) as u32);
+            }
         }
         if !confirmed || rx.is_none() {
             wait_ms = wait_ms.min(setup.remaining(now));
@@ -517,6 +529,7 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
                 continue;
             }
         };
+        last_wait_got_batch = got.is_some();
         let now = clock.update(k.ticks());
         let Some(rx) = rx.as_mut() else {
             // Not set up yet: the batch is dropped; the sender repeats.

@@ -19,6 +19,10 @@ fn policy_refusals_map_to_the_receivers_errors() {
         StageError::NotErased
     );
     assert_eq!(
+        stage_error(false, OpError::Refused(error::NOACK)),
+        StageError::NotErased
+    );
+    assert_eq!(
         stage_error(false, failed(error::NOACK, detail::NOT_BLANK)),
         StageError::NotBlank
     );

@@ -3,7 +3,8 @@
 //! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
 use crate::sim::image::kernel_payload;
 use crate::sim::transfer::{
-    run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress, TransferReport,
+    boot_app, run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress,
+    TransferReport,
 };
 use anyhow::{bail, Context};
 use boot_core::{
@@ -12,8 +13,7 @@ use boot_core::{
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use serde::Serialize;
-use update_region::blocking::BlockingDriver;
-use update_region::{Completion, Config, Request};
+use update_region::{Completion, Config};
 
 /// The DFU app's identity as the kernel assigns it (its ShortId).
 pub const DFU_APP_ID: u32 = 0x0DF0_0001;
@@ -279,13 +279,16 @@ pub fn run_demo(
             if boots > 40 {
                 bail!("the trial was never confirmed");
             }
-            let confirmed_now = app_confirm(&mut board, config);
+            let (confirmed_now, app_log) = app_boot(&mut board, config)?;
             if !board.power.is_on() {
                 // Cut while the app confirmed: the board resets into the bootloader.
                 power_cuts += 1;
                 plan.fired();
-            } else {
-                confirmed_now?;
+            } else if confirmed_now.is_none() {
+                bail!(
+                    "the DFU app did not confirm the trial: {}",
+                    app_log.join("; ")
+                );
             }
             // Reboot (planned or after the cut) into the bootloader.
             board.power_cycle()?;
@@ -405,14 +408,10 @@ fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<Boo
     }
 }
 
-/// The DFU app after a trial boot: start the update-region and confirm.
-fn app_confirm(board: &mut SimBoard, config: Config) -> anyhow::Result<()> {
-    let mut policy =
-        update_region::UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut d = BlockingDriver::new(&mut policy, &mut board.qspi);
-    d.start()
-        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
-    d.run(DFU_APP_ID, Request::Confirm, &[], &mut [])
-        .map_err(|e| anyhow::anyhow!("confirm: {e}"))?;
-    Ok(())
+/// The DFU app after a trial boot: the kernel's start-up scan, then the app's start-up (confirm,
+/// resume), halted once it listens. Returns the confirmed sequence (`None` if the power failed
+/// first) and the app's console.
+fn app_boot(board: &mut SimBoard, config: Config) -> anyhow::Result<(Option<u32>, Vec<String>)> {
+    let (_, record) = boot_app(board, config, DFU_APP_ID, None, &mut |_, _| {})?;
+    Ok((record.confirmed, record.log))
 }

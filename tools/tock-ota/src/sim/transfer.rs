@@ -1,25 +1,23 @@
-//! The simulated advertising link: a sender on the host, the DFU app's receiver on the board,
-//! the update-region policy between the receiver and the board's QSPI flash.
+//! The simulated transfer: a sender on the host, the DFU app (`dfu-app`, the same code the Tock
+//! app runs) on the board, over the simulated advertising link ([`crate::sim::radio`]) and the
+//! simulated kernel ([`crate::sim::kernel`]: the update-region policy over the board's QSPI
+//! flash).
 //!
-//! Time is simulated. The sender's advertising events come every advInterval + advDelay
-//! (uniform 0–10 ms). Each event's PDU reaches the receiver unless it is lost (`loss`), falls in
-//! a scan gap (the receiver stops scanning while it sends its own status, and `scan_duty` of the
-//! rest), and may arrive twice (`dup`, the receiver catching it on two channels) or late
-//! (`reorder`, held back by 1–3 events in the scan capsule's batch). Staging operations run on the
-//! board's QSPI model and take its simulated time; PDUs that arrive meanwhile wait in the
-//! receiver's queue. A power cut during the transfer reboots the receiver, which resumes from
-//! what the update-region kept.
+//! Time is simulated: staging operations take the QSPI model's time, waits move the clock to the
+//! next advertising event. A power cut during the transfer reboots the board: the app starts
+//! again and resumes from what the update-region kept.
 use adv_transfer::wire::{ADV_DATA_MAX, MAX_IMAGE_LEN};
-use adv_transfer::{Receiver, RxCounters, RxState, Sender, StageError, StageOp, TxCounters};
+use adv_transfer::{RxCounters, RxProgress, RxState, Sender, TxCounters};
 use anyhow::{bail, Context};
-use embedded_storage::nor_flash::NorFlash;
+use dfu_app::Exit;
 use hw_models::SimBoard;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use update_region::blocking::{BlockingDriver, BlockingError};
-use update_region::{
-    CallerId, Completion, Config, Error as PolicyError, Request, SessionState, UpdateRegion,
-};
+use update_region::blocking::BlockingDriver;
+use update_region::{CallerId, Completion, Config, UpdateRegion};
+
+use crate::sim::kernel::{Record, SimKernel};
+use crate::sim::radio::Radio;
 
 /// Link and scheduling parameters.
 #[derive(Clone, Debug)]
@@ -36,13 +34,9 @@ pub struct LinkParams {
     pub adv_delay_max_ms: f64,
     /// Fraction of the time the receiver scans outside its own status advertising.
     pub scan_duty: f64,
-    /// Receiver status period while it knows of missing chunks, in ms.
-    pub status_fast_ms: f64,
-    /// Receiver status period otherwise, in ms.
-    pub status_slow_ms: f64,
     /// Scan time lost per status advertisement (stop scan, advertise on 3 channels, rescan), ms.
     pub status_gap_ms: f64,
-    /// Time from a power cut until the receiver scans again, in ms.
+    /// Time from a power cut until the board runs the app again, in ms.
     pub reboot_ms: f64,
     /// Probability per event that the receiver also hears a hostile or malformed advertisement
     /// (another session's PDUs, a corrupted copy of the genuine PDU, out-of-range, truncated or
@@ -59,8 +53,6 @@ impl Default for LinkParams {
             adv_interval_ms: 20.0,
             adv_delay_max_ms: 10.0,
             scan_duty: 1.0,
-            status_fast_ms: 250.0,
-            status_slow_ms: 1000.0,
             status_gap_ms: 3.0,
             reboot_ms: 300.0,
             hostile: 0.0,
@@ -99,6 +91,8 @@ pub struct TransferReport {
     /// Whole PDUs on air: preamble, access address, header, AdvA, AdvData, CRC, × 3 channels.
     pub air_bytes: u64,
     pub status_pdus: u64,
+    /// From the board's first scan until the boot request was written (or, if that happened
+    /// before a power cut, until the sender heard the image complete).
     pub sim_time_s: f64,
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
@@ -110,6 +104,8 @@ pub struct TransferReport {
     pub hostile_pdus: u64,
     /// Program and erase operations on the receiving board's flash during the transfer.
     pub flash_ops: u64,
+    /// The DFU app's console, all boots.
+    pub app_log: Vec<String>,
 }
 
 /// Where to cut power in a phase: after this many program/erase operations of the phase (the
@@ -160,11 +156,6 @@ impl CutPlan {
     }
 }
 
-struct Delivery {
-    at_event: u64,
-    pdu: Vec<u8>,
-}
-
 /// One transfer to simulate.
 pub struct TransferJob<'a> {
     /// The update-region's configuration on the receiving board.
@@ -178,6 +169,28 @@ pub struct TransferJob<'a> {
     pub seed: u64,
     /// Power cuts on the receiving board, by program/erase operation count.
     pub cuts: &'a [TransferCut],
+}
+
+/// One boot of the DFU app on `board`: the kernel's start-up scan of the update region, then
+/// `dfu_app::run` until it exits or the simulated kernel halts it. Without a radio the app is
+/// halted once it listens (after its confirm and resume).
+pub fn boot_app(
+    board: &mut SimBoard,
+    config: Config,
+    owner: CallerId,
+    radio: Option<&mut Radio<'_>>,
+    on_progress: &mut dyn FnMut(&SimBoard, RxProgress),
+) -> anyhow::Result<(Exit, Record)> {
+    let mut policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    BlockingDriver::new(&mut policy, &mut board.qspi)
+        .start()
+        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
+    let mut bitmap = vec![0u8; dfu_app::BITMAP_LEN];
+    let mut batch = vec![0u8; dfu_app::BATCH_LEN];
+    let mut kernel = SimKernel::new(board, &mut policy, owner, radio, on_progress);
+    let exit = dfu_app::run(&mut kernel, &mut bitmap, &mut batch);
+    let record = std::mem::take(&mut kernel.record);
+    Ok((exit, record))
 }
 
 /// Run one transfer of `job.image` to the board's staging slot; `on_progress` is called now and
@@ -196,219 +209,123 @@ pub fn run_transfer(
         seed,
         cuts,
     } = *job;
-    if image.len() as u64 > config.max_image_len().min(MAX_IMAGE_LEN) as u64 {
+    let max_len = config
+        .max_image_len()
+        .min(MAX_IMAGE_LEN)
+        .min(dfu_app::MAX_IMAGE_LEN);
+    if image.len() as u64 > max_len as u64 {
         bail!(
             "image of {} bytes does not fit the staging slot",
             image.len()
         );
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut sender = Sender::new(adv_transfer::DEFAULT_COMPANY_ID, image, session, 0)
+    let sender = Sender::new(adv_transfer::DEFAULT_COMPANY_ID, image, session, 0)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut bitmap = vec![0u8; Receiver::bitmap_len(config.max_image_len())];
-    let mut policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let start_status = BlockingDriver::new(&mut policy, &mut board.qspi)
-        .start()
-        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
-    let _ = start_status;
-    let t0_us = board.clock.now_us();
-    let mut t_us = t0_us as f64;
+    let mut radio = Radio::new(params, sender, seed);
     let mut plan = CutPlan::new(board, cuts.to_vec());
-    let mut report = TransferReport {
-        image_bytes: image.len(),
-        events: 0,
-        adv_data_bytes: 0,
-        air_bytes: 0,
-        status_pdus: 0,
-        sim_time_s: 0.0,
-        goodput_bytes_per_s: 0.0,
-        bearer_limit_bytes_per_s: params.bearer_limit_bytes_per_s(),
-        receiver_reboots: 0,
-        tx: TxCounters::default(),
-        rx: RxCounters::default(),
-        finalized: None,
-        hostile_pdus: 0,
-        flash_ops: 0,
-    };
     let ops_at_start = board.power.ops();
-    let mut rx_counters_before_reboots = RxCounters::default();
-    let mut resume: Option<([u8; 16], bool)> = None;
-    // The receiver is rebuilt after each reboot; the loop below runs per boot.
-    'boot: loop {
-        let mut receiver = Receiver::new(
-            adv_transfer::DEFAULT_COMPANY_ID,
-            config.max_image_len(),
-            &mut bitmap,
-            resume.map(|r| r.0),
-            resume.is_some_and(|r| r.1),
-        );
-        let mut pending: Vec<Delivery> = Vec::new();
-        let mut next_status_us = t_us + params.status_slow_ms * 1000.0;
-        let mut gap_until_us = 0.0f64;
-        let mut last_progress_us = 0.0f64;
-        let mut told_complete = false;
-        loop {
-            report.events += 1;
-            if report.events > 50_000_000 {
-                bail!("transfer did not converge");
-            }
-            let delay = rng.gen::<f64>() * params.adv_delay_max_ms;
-            t_us += (params.adv_interval_ms + delay) * 1000.0;
-            let mut adv = [0u8; ADV_DATA_MAX];
-            let n = sender.next_adv(&mut adv);
-            report.adv_data_bytes += n as u64;
-            report.air_bytes += 3 * (1 + 4 + 2 + 6 + n as u64 + 3);
-            let event = report.events;
-            // Reception of this event's PDU.
-            let scanning = t_us >= gap_until_us && rng.gen::<f64>() < params.scan_duty;
-            if scanning && rng.gen::<f64>() < params.hostile {
-                let pdu = hostile_adv(&mut rng, &adv[..n], sender.total_chunks());
-                report.hostile_pdus += 1;
-                pending.push(Delivery {
-                    at_event: event,
-                    pdu,
-                });
-            }
-            if scanning && rng.gen::<f64>() >= params.loss {
-                let copies = if rng.gen::<f64>() < params.dup { 2 } else { 1 };
-                for _ in 0..copies {
-                    let late = if rng.gen::<f64>() < params.reorder {
-                        rng.gen_range(1..=3)
-                    } else {
-                        0
-                    };
-                    pending.push(Delivery {
-                        at_event: event + late,
-                        pdu: adv[..n].to_vec(),
-                    });
+    let t_begin = board.clock.now_us();
+    let mut last_shown = 0u64;
+    let mut show = |b: &SimBoard, p: RxProgress| {
+        let now = b.clock.now_us();
+        if now.saturating_sub(last_shown) > 500_000 {
+            last_shown = now;
+            on_progress(TransferProgress {
+                sim_time_s: (now - t_begin) as f64 / 1e6,
+                received_chunks: p.received_chunks,
+                total_chunks: p.total_chunks,
+                verified_blocks: p.verified_blocks,
+                total_blocks: p.total_blocks,
+            });
+        }
+    };
+    let mut rx = RxCounters::default();
+    let mut reboots = 0;
+    let mut finalized: Option<(Completion, u64)> = None;
+    let mut app_log = Vec::new();
+    // One boot of the app per iteration; a power cut starts the next.
+    loop {
+        let (exit, record) = boot_app(board, config, owner, Some(&mut radio), &mut show)?;
+        add_counters(&mut rx, record.rx);
+        app_log.extend(record.log);
+        if record.finalized.is_some() {
+            finalized = record.finalized;
+        }
+        if record.gave_up {
+            bail!("transfer did not converge");
+        }
+        if let Some(state @ (RxState::Unsupported | RxState::TooLarge | RxState::Rejected)) =
+            radio.sender.receiver_state()
+        {
+            bail!("receiver refused the image: {state:?}");
+        }
+        match exit {
+            Exit::Rebooting => break,
+            Exit::Halted if !board.power.is_on() => {
+                // Power cut: the board reboots.
+                reboots += 1;
+                let cut_us = board.clock.now_us();
+                radio.stop_scan(cut_us);
+                board.power_cycle().context("power cycle")?;
+                plan.fired();
+                plan.arm(board);
+                let up = board.clock.now_us() + (params.reboot_ms * 1000.0) as u64;
+                board.clock.advance_to(up);
+                // A boot request written before the cut (finalize was cut after it) sends the
+                // reset into the bootloader, which installs it: the transfer is over. Otherwise
+                // the app starts again and resumes.
+                if let Some(c) = pending_request(board, config)? {
+                    finalized = Some((c, cut_us));
+                    break;
                 }
             }
-            if board.clock.now_us() < t_us as u64 {
-                board.clock.advance_to(t_us as u64);
-            }
-            receiver.tick(((t_us - t0_us as f64) / 1000.0) as u64);
-            let mut i = 0;
-            while i < pending.len() {
-                if pending[i].at_event <= event {
-                    let d = pending.remove(i);
-                    receiver.on_adv(&d.pdu);
-                } else {
-                    i += 1;
-                }
-            }
-            // Staging work until the next event is due (the flash model keeps the time).
-            let horizon_us = t_us + params.adv_interval_ms * 1000.0;
-            while (board.clock.now_us() as f64) < horizon_us {
-                let Some(op) = receiver.poll_op() else { break };
-                let mut read_back = Vec::new();
-                let result = match op {
-                    StageOp::Read { offset, len } => {
-                        read_back = vec![0u8; len as usize];
-                        BlockingDriver::new(&mut policy, &mut board.qspi)
-                            .read(owner, offset, &mut read_back)
-                            .map(|_| None)
-                            .map_err(|_| StageError::Failed)
-                    }
-                    op => stage(&mut policy, &mut board.qspi, owner, op),
-                };
-                if !board.power.is_on() {
-                    // Power cut: the board reboots and the receiver resumes.
-                    report.receiver_reboots += 1;
-                    add_counters(&mut rx_counters_before_reboots, receiver.counters());
-                    board.power_cycle().context("power cycle")?;
-                    plan.fired();
-                    plan.arm(board);
-                    t_us = t_us.max(board.clock.now_us() as f64) + params.reboot_ms * 1000.0;
-                    board.clock.advance_to(t_us as u64);
-                    policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let status = BlockingDriver::new(&mut policy, &mut board.qspi)
-                        .start()
-                        .map_err(|e| anyhow::anyhow!("update-region start after reboot: {e}"))?;
-                    resume = (status.state != SessionState::Idle)
-                        .then_some((status.tag, status.state == SessionState::Finalized));
-                    continue 'boot;
-                }
-                if let Ok(Some(c)) = &result {
-                    report.finalized = Some(*c);
-                }
-                receiver.op_done(match &result {
-                    Ok(_) => Ok(&read_back),
-                    Err(e) => Err(*e),
-                });
-            }
-            // The receiver's status advertisement; the app sends one as soon as it finalizes.
-            if receiver.is_complete() && !told_complete {
-                told_complete = true;
-                next_status_us = t_us;
-            }
-            if t_us >= next_status_us {
-                let mut s = [0u8; ADV_DATA_MAX];
-                let m = receiver.status_adv(&mut s);
-                if m > 0 {
-                    report.status_pdus += 1;
-                    gap_until_us = t_us + params.status_gap_ms * 1000.0;
-                    if rng.gen::<f64>() >= params.loss {
-                        sender.on_adv(&s[..m]);
-                    }
-                }
-                let p = receiver.progress();
-                let gaps = p.state == RxState::Receiving
-                    && p.received_chunks + 8 < sender.first_pass_sent();
-                let period = if gaps {
-                    params.status_fast_ms
-                } else {
-                    params.status_slow_ms
-                };
-                // Once complete the receiver keeps telling, quickly, so the sender stops.
-                let period = if receiver.is_complete() {
-                    params.status_fast_ms
-                } else {
-                    period
-                };
-                next_status_us = t_us + period * 1000.0;
-            }
-            if t_us - last_progress_us > 500_000.0 {
-                last_progress_us = t_us;
-                let p = receiver.progress();
-                on_progress(TransferProgress {
-                    sim_time_s: (t_us - t0_us as f64) / 1e6,
-                    received_chunks: p.received_chunks,
-                    total_chunks: p.total_chunks,
-                    verified_blocks: p.verified_blocks,
-                    total_blocks: p.total_blocks,
-                });
-            }
-            if sender.is_complete() {
-                add_counters(&mut rx_counters_before_reboots, receiver.counters());
-                break 'boot;
-            }
-            if let Some(state @ (RxState::Unsupported | RxState::TooLarge | RxState::Rejected)) =
-                sender.receiver_state()
-            {
-                bail!("receiver refused the image: {state:?}");
-            }
+            Exit::Halted if radio.sender.is_complete() => break,
+            exit => bail!("the DFU app stopped ({exit:?}): {}", app_log.join("; ")),
         }
     }
     board.power.restore();
-    if report.finalized.is_none() {
-        // Finalized in an earlier boot (the cut came after the boot request was written): the
-        // receiver resumed as complete; the request is in the control area.
-        if let Some(r) = policy.status().newest_record {
-            if r.kind == control_area::RecordKind::BootRequest {
-                report.finalized = Some(Completion::Finalized {
-                    sequence: r.sequence,
-                    image_len: r.image_len,
-                    image_hash: r.image_hash,
-                });
-            }
-        }
-    }
-    report.flash_ops = board.power.ops() - ops_at_start;
-    report.tx = sender.counters();
-    report.rx = rx_counters_before_reboots;
-    report.sim_time_s = (t_us - t0_us as f64) / 1e6;
-    report.goodput_bytes_per_s = image.len() as f64 / report.sim_time_s;
-    Ok(report)
+    let Some((finalized, end_us)) = finalized else {
+        bail!(
+            "the transfer ended without a boot request: {}",
+            app_log.join("; ")
+        );
+    };
+    let t0 = radio.started_us.unwrap_or(t_begin);
+    let sim_time_s = end_us.saturating_sub(t0) as f64 / 1e6;
+    Ok(TransferReport {
+        image_bytes: image.len(),
+        events: radio.events,
+        adv_data_bytes: radio.adv_data_bytes,
+        air_bytes: radio.air_bytes,
+        status_pdus: radio.status_pdus,
+        sim_time_s,
+        goodput_bytes_per_s: image.len() as f64 / sim_time_s,
+        bearer_limit_bytes_per_s: params.bearer_limit_bytes_per_s(),
+        receiver_reboots: reboots,
+        tx: radio.sender.counters(),
+        rx,
+        finalized: Some(finalized),
+        hostile_pdus: radio.hostile_pdus,
+        flash_ops: board.power.ops() - ops_at_start,
+        app_log,
+    })
+}
+
+/// The boot request the board's control area holds, if it is the newest record (not yet
+/// confirmed): what the bootloader acts on at the next reset.
+fn pending_request(board: &mut SimBoard, config: Config) -> anyhow::Result<Option<Completion>> {
+    let mut policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = BlockingDriver::new(&mut policy, &mut board.qspi)
+        .start()
+        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
+    Ok(status
+        .newest_record
+        .filter(|r| r.kind == control_area::RecordKind::BootRequest)
+        .map(|r| Completion::Finalized {
+            sequence: r.sequence,
+            image_len: r.image_len,
+            image_hash: r.image_hash,
+        }))
 }
 
 fn add_counters(total: &mut RxCounters, c: RxCounters) {
@@ -420,43 +337,8 @@ fn add_counters(total: &mut RxCounters, c: RxCounters) {
     total.conflicts += c.conflicts;
 }
 
-/// Perform one receiver staging operation through the policy.
-pub fn stage<F: NorFlash>(
-    policy: &mut UpdateRegion,
-    flash: &mut F,
-    owner: CallerId,
-    op: StageOp<'_>,
-) -> Result<Option<Completion>, StageError> {
-    let mut driver = BlockingDriver::new(policy, flash);
-    let r = match op {
-        StageOp::Begin { tag, image_len } => {
-            driver.run(owner, Request::Begin { tag, image_len }, &[], &mut [])
-        }
-        StageOp::Erase { offset } => driver.run(owner, Request::Erase { offset }, &[], &mut []),
-        StageOp::Write { offset, data } => driver.write(owner, offset, data),
-        StageOp::Read { offset, len } => {
-            let mut buf = vec![0u8; len as usize];
-            driver.read(owner, offset, &mut buf)
-        }
-        StageOp::Finalize => driver.run(owner, Request::Finalize, &[], &mut []),
-    };
-    match r {
-        Ok(c @ Completion::Finalized { .. }) => Ok(Some(c)),
-        Ok(_) => Ok(None),
-        Err(BlockingError::Policy(PolicyError::NotErased { .. })) => Err(StageError::NotErased),
-        Err(BlockingError::Policy(PolicyError::NotBlank { .. })) => Err(StageError::NotBlank),
-        Err(BlockingError::Policy(
-            PolicyError::ImageBadMagic
-            | PolicyError::ImageBadLayout
-            | PolicyError::ImageHashMissing
-            | PolicyError::ImageHashMismatch,
-        )) => Err(StageError::Rejected),
-        Err(_) => Err(StageError::Failed),
-    }
-}
-
 /// One hostile or malformed advertisement, modelled on `genuine` (the sender's current one).
-fn hostile_adv(rng: &mut ChaCha8Rng, genuine: &[u8], total_chunks: u32) -> Vec<u8> {
+pub(crate) fn hostile_adv(rng: &mut ChaCha8Rng, genuine: &[u8], total_chunks: u32) -> Vec<u8> {
     use adv_transfer::wire::{announce, frame, SessionInfo, KIND_MANIFEST, PDU_MAX};
     let company = adv_transfer::DEFAULT_COMPANY_ID;
     let mut out = [0u8; ADV_DATA_MAX];

@@ -1,0 +1,390 @@
+//! The simulated kernel the DFU app runs on: `dfu_app::Kernel` over the simulated board. The
+//! staged-update driver is the update-region policy over the board's QSPI model, split as the
+//! capsule splits it (`capsules/src/staged_update.rs`: a refusal the policy gives at once is the
+//! command's error, anything later the completion's); the bulk-scan driver is [`Radio`]; the
+//! alarm is the board's clock (1 MHz ticks, wrapping at 2^32 like Tock's). Waits take no host
+//! time: they move the simulated clock to the next event or the deadline.
+use adv_transfer::{Receiver, RxCounters, RxProgress, RxState};
+use dfu_abi::{error, scan, update};
+use dfu_app::{Batch, OpError};
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use hw_models::SimBoard;
+use update_region::{
+    CallerId, Completion, Error, Op, Request, Step, UpdateRegion, MAX_POLICY_READ, SECTOR_SIZE,
+};
+
+use crate::sim::radio::Radio;
+
+/// The alarm's frequency: the board clock's microseconds.
+const TICKS_PER_S: u32 = 1_000_000;
+
+/// Stop a run that never converges (in advertising events).
+const MAX_EVENTS: u64 = 50_000_000;
+
+/// The capsule's check numbers (`staged_update::policy_error_code`) as `dfu-abi` names them.
+pub fn detail(e: Error) -> u32 {
+    use update::detail as d;
+    match e {
+        Error::BadConfig => d::BAD_CONFIG,
+        Error::NotOwner => d::NOT_OWNER,
+        Error::Busy => d::BUSY,
+        Error::NotStarted => d::NOT_STARTED,
+        Error::NoSession => d::NO_SESSION,
+        Error::AlreadyFinalized => d::ALREADY_FINALIZED,
+        Error::OutOfBounds { .. } => d::OUT_OF_BOUNDS,
+        Error::Unaligned { .. } => d::UNALIGNED,
+        Error::BadLength { .. } => d::BAD_LENGTH,
+        Error::NotErased { .. } => d::NOT_ERASED,
+        Error::NotBlank { .. } => d::NOT_BLANK,
+        Error::Flash => d::FLASH,
+        Error::ImageBadMagic => d::IMAGE_BAD_MAGIC,
+        Error::ImageBadLayout => d::IMAGE_BAD_LAYOUT,
+        Error::ImageHashMissing => d::IMAGE_HASH_MISSING,
+        Error::ImageHashMismatch => d::IMAGE_HASH_MISMATCH,
+        Error::NothingToConfirm => d::NOTHING_TO_CONFIRM,
+    }
+}
+
+/// The capsule's syscall error code for a policy error (`staged_update::error_code`).
+pub fn error_code(e: Error) -> u32 {
+    match e {
+        Error::NotOwner => error::NODEVICE,
+        Error::Busy | Error::NotStarted => error::BUSY,
+        Error::NoSession | Error::NothingToConfirm => error::RESERVE,
+        Error::AlreadyFinalized => error::ALREADY,
+        Error::OutOfBounds { .. } | Error::BadLength { .. } => error::SIZE,
+        Error::Unaligned { .. } | Error::BadConfig => error::INVAL,
+        Error::NotErased { .. } | Error::NotBlank { .. } => error::NOACK,
+        Error::Flash
+        | Error::ImageBadMagic
+        | Error::ImageBadLayout
+        | Error::ImageHashMissing
+        | Error::ImageHashMismatch => error::FAIL,
+    }
+}
+
+/// What the app did on this kernel, for the simulator's report.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// The app's console lines.
+    pub log: Vec<String>,
+    /// Finalize's completion and when it came (board µs).
+    pub finalized: Option<(Completion, u64)>,
+    /// The sequence number a confirm completed with.
+    pub confirmed: Option<u32>,
+    pub reboot_requested: bool,
+    /// The receiver's counters and progress as last seen.
+    pub rx: RxCounters,
+    pub progress: Option<RxProgress>,
+    /// The run did not converge.
+    pub gave_up: bool,
+}
+
+/// One boot's kernel. Without a radio the app is halted as soon as it waits for a batch (it
+/// has confirmed and resumed by then): that is how the simulator runs a boot's start-up alone.
+pub struct SimKernel<'k, 'r> {
+    board: &'k mut SimBoard,
+    policy: &'k mut UpdateRegion,
+    owner: CallerId,
+    radio: Option<&'k mut Radio<'r>>,
+    on_progress: &'k mut dyn FnMut(&SimBoard, RxProgress),
+    pub record: Record,
+    halted: bool,
+}
+
+impl<'k, 'r> SimKernel<'k, 'r> {
+    /// `policy` has run its start-up scan on `board`.
+    pub fn new(
+        board: &'k mut SimBoard,
+        policy: &'k mut UpdateRegion,
+        owner: CallerId,
+        radio: Option<&'k mut Radio<'r>>,
+        on_progress: &'k mut dyn FnMut(&SimBoard, RxProgress),
+    ) -> Self {
+        SimKernel {
+            board,
+            policy,
+            owner,
+            radio,
+            on_progress,
+            record: Record::default(),
+            halted: false,
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.board.clock.now_us()
+    }
+
+    fn advance_to(&mut self, us: u64) {
+        if self.board.clock.now_us() < us {
+            self.board.clock.advance_to(us);
+        }
+    }
+
+    /// The run is over when the power failed or the sender heard the image complete.
+    fn check_done(&mut self) {
+        if !self.board.power.is_on() {
+            self.halted = true;
+        }
+        if let Some(radio) = &self.radio {
+            // Done, or refused by the app (the sender gives up).
+            if radio.sender.is_complete()
+                || matches!(
+                    radio.sender.receiver_state(),
+                    Some(RxState::Unsupported | RxState::TooLarge | RxState::Rejected)
+                )
+            {
+                self.halted = true;
+            }
+            if radio.events > MAX_EVENTS {
+                self.record.gave_up = true;
+                self.halted = true;
+            }
+        }
+    }
+
+    /// The policy's request, driven on the QSPI model as the capsule drives it.
+    fn request(
+        &mut self,
+        request: Request,
+        owner_data: &[u8],
+        owner_buf: &mut [u8],
+    ) -> Result<Completion, OpError> {
+        let mut step = self.policy.request(self.owner, request);
+        if let Step::Done(Err(e)) = step {
+            // Refused before anything started: the command's own error, no upcall.
+            return Err(OpError::Refused(error_code(e)));
+        }
+        let mut scratch = [0u8; MAX_POLICY_READ];
+        let mut flash_failed = false;
+        loop {
+            match step {
+                Step::Done(Ok(c)) if !flash_failed => return Ok(c),
+                Step::Done(Ok(_)) => return Err(failed(Error::Flash)),
+                Step::Done(Err(e)) => {
+                    return Err(failed(if flash_failed { Error::Flash } else { e }))
+                }
+                Step::Op(op) => {
+                    let qspi = &mut self.board.qspi;
+                    let result = match op {
+                        Op::Read { address, len } => {
+                            let n = (len as usize).min(MAX_POLICY_READ);
+                            qspi.read(address, &mut scratch[..n]).map(|_| n)
+                        }
+                        Op::ReadIntoOwner { address, len } => {
+                            let n = (len as usize).min(owner_buf.len());
+                            qspi.read(address, &mut owner_buf[..n]).map(|_| 0)
+                        }
+                        Op::WriteOwnerData { address, len } => {
+                            let n = (len as usize).min(owner_data.len());
+                            qspi.write(address, &owner_data[..n]).map(|_| 0)
+                        }
+                        Op::Write { address, data } => qspi.write(address, data).map(|_| 0),
+                        Op::Erase { address } => {
+                            qspi.erase(address, address + SECTOR_SIZE).map(|_| 0)
+                        }
+                    };
+                    step = match result {
+                        Ok(n) => self.policy.op_done(Ok(&scratch[..n])),
+                        Err(_) => {
+                            flash_failed = true;
+                            self.policy.op_done(Err(()))
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn failed(e: Error) -> OpError {
+    OpError::Failed {
+        code: error_code(e),
+        detail: detail(e),
+    }
+}
+
+impl dfu_app::Kernel for SimKernel<'_, '_> {
+    fn exists(&mut self, driver: u32) -> bool {
+        driver == update::DRIVER_NUM || driver == scan::DRIVER_NUM
+    }
+
+    fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {
+        let s = self.policy.status();
+        let state = match s.state {
+            update_region::SessionState::Idle => update::state::IDLE,
+            update_region::SessionState::Staging => update::state::STAGING,
+            update_region::SessionState::Finalized => update::state::FINALIZED,
+        };
+        Ok((state, s.image_len, s.erased_sectors))
+    }
+
+    fn update_tag(&mut self, tag: &mut [u8; update::TAG_LEN]) -> Result<(), u32> {
+        *tag = self.policy.status().tag;
+        Ok(())
+    }
+
+    fn update_op(
+        &mut self,
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        data: &[u8],
+        out: &mut [u8],
+        _timeout_ms: u32,
+    ) -> Result<u32, OpError> {
+        use update::command as c;
+        let len = arg2 as usize;
+        let request = match command {
+            c::BEGIN => {
+                let tag = data
+                    .get(..update::TAG_LEN)
+                    .and_then(|t| t.try_into().ok())
+                    .ok_or(OpError::Refused(error::INVAL))?;
+                Request::Begin {
+                    tag,
+                    image_len: arg1,
+                }
+            }
+            c::ERASE => Request::Erase { offset: arg1 },
+            c::WRITE | c::READ if len > update::BUF_LEN => {
+                return Err(OpError::Refused(error::SIZE))
+            }
+            c::WRITE if len > data.len() => return Err(OpError::Refused(error::INVAL)),
+            c::READ if len > out.len() => return Err(OpError::Refused(error::INVAL)),
+            c::WRITE => Request::Write {
+                offset: arg1,
+                len: arg2,
+            },
+            c::READ => Request::Read {
+                offset: arg1,
+                len: arg2,
+            },
+            c::FINALIZE => Request::Finalize,
+            c::ABORT => Request::Abort,
+            c::CONFIRM => Request::Confirm,
+            _ => return Err(OpError::Refused(error::NOSUPPORT)),
+        };
+        let (owner_data, owner_buf): (&[u8], &mut [u8]) = match command {
+            c::WRITE => (&data[..len], &mut []),
+            c::READ => (&[], &mut out[..len]),
+            _ => (&[], &mut []),
+        };
+        let result = self.request(request, owner_data, owner_buf);
+        self.check_done();
+        match result? {
+            c @ Completion::Finalized { sequence, .. } => {
+                self.record.finalized = Some((c, self.now_us()));
+                Ok(sequence)
+            }
+            Completion::Confirmed { sequence } => {
+                self.record.confirmed = Some(sequence);
+                Ok(sequence)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    fn reboot(&mut self) -> Result<(), u32> {
+        if self.policy.status().state != update_region::SessionState::Finalized {
+            return Err(error::RESERVE);
+        }
+        self.record.reboot_requested = true;
+        self.halted = true;
+        Ok(())
+    }
+
+    fn scan_wait(
+        &mut self,
+        command: u32,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<Option<Batch>, u32> {
+        let now = self.now_us();
+        let Some(radio) = self.radio.as_deref_mut() else {
+            // No sender in this run: the app has started up and now only listens.
+            self.halted = true;
+            return Ok(None);
+        };
+        match command {
+            scan::command::START if radio.is_scanning() => return Err(error::ALREADY),
+            scan::command::START => radio.start_scan(now),
+            scan::command::RELEASE if !radio.is_scanning() => return Err(error::RESERVE),
+            scan::command::RELEASE => {}
+            _ => return Err(error::NOSUPPORT),
+        }
+        let deadline = now + timeout_ms as u64 * 1000;
+        radio.catch_up(now);
+        let got = loop {
+            if let Some(batch) = radio.take_batch(buffer) {
+                break Some(batch);
+            }
+            match radio.next_event_at() {
+                Some(t) if t <= deadline && radio.events <= MAX_EVENTS => {
+                    if self.board.clock.now_us() < t {
+                        self.board.clock.advance_to(t);
+                    }
+                    radio.catch_up(t);
+                }
+                _ => {
+                    if self.board.clock.now_us() < deadline {
+                        self.board.clock.advance_to(deadline);
+                    }
+                    radio.catch_up(deadline);
+                    break radio.take_batch(buffer);
+                }
+            }
+        };
+        self.check_done();
+        Ok(got)
+    }
+
+    fn scan_stop(&mut self) -> Result<(), u32> {
+        let now = self.now_us();
+        if let Some(radio) = self.radio.as_deref_mut() {
+            radio.stop_scan(now);
+        }
+        Ok(())
+    }
+
+    fn advertise(&mut self, adv_data: &[u8]) -> Result<(), u32> {
+        if adv_data.len() > scan::MAX_ADV_DATA {
+            return Err(error::SIZE);
+        }
+        let now = self.now_us();
+        if let Some(radio) = self.radio.as_deref_mut() {
+            radio.advertise(now, adv_data);
+        }
+        self.check_done();
+        Ok(())
+    }
+
+    fn ticks(&mut self) -> u32 {
+        self.now_us() as u32
+    }
+
+    fn ticks_per_second(&mut self) -> u32 {
+        TICKS_PER_S
+    }
+
+    fn sleep(&mut self, ms: u32) {
+        let until = self.now_us() + ms as u64 * 1000;
+        self.advance_to(until);
+    }
+
+    fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        self.record.log.push(line.to_string());
+    }
+
+    fn halted(&mut self) -> bool {
+        self.halted
+    }
+
+    fn observe(&mut self, receiver: &Receiver<'_>) {
+        self.record.rx = receiver.counters();
+        let progress = receiver.progress();
+        self.record.progress = Some(progress);
+        (self.on_progress)(self.board, progress);
+    }
+}
