@@ -145,11 +145,6 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Open { source, .. } | Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The messages above already include the underlying I/O error, so no `source` is given (a
+/// chain printer would repeat it).
+impl std::error::Error for Error {}

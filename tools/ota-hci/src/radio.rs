@@ -66,9 +66,7 @@ enum Mode {
     Extended {
         reports_end: Option<bool>,
     },
-    Legacy {
-        enabled: bool,
-    },
+    Legacy,
 }
 
 /// A random static device address (the two top bits set), so controllers without a public
@@ -154,6 +152,11 @@ fn setup_legacy(
 pub struct Advertiser {
     mode: Mode,
     interval: Duration,
+    /// Advertising is enabled (a legacy advertiser, or a set left running).
+    enabled: bool,
+    /// When the last transmission started, and its events × interval.
+    last_start: Option<Instant>,
+    last_span: Duration,
     /// After each transmission: stay on (the sender's back-to-back chunks) or stop (the
     /// receiver's one-off status).
     keep_on: bool,
@@ -177,12 +180,15 @@ impl Advertiser {
             Some(m) => m,
             None => {
                 setup_legacy(hci, params.adv_type, units, addr)?;
-                Mode::Legacy { enabled: false }
+                Mode::Legacy
             }
         };
         Ok(Advertiser {
             mode,
             interval,
+            enabled: false,
+            last_start: None,
+            last_span: Duration::ZERO,
             keep_on,
         })
     }
@@ -199,6 +205,11 @@ impl Advertiser {
 
     /// Put `data` (≤ 31 bytes) on air for `events` advertising events, handing what the
     /// controller reports meanwhile to `on_heard`.
+    ///
+    /// Successive transmissions start at least `events` × advInterval plus a random 0–10 ms
+    /// (the advDelay a controller adds between events) apart, so the air sees the event rate
+    /// the protocol is designed for (`docs/transfer-protocol.md`); with legacy commands the
+    /// full 10 ms, so that every chunk meets at least one of the controller's own events.
     pub fn transmit(
         &mut self,
         hci: &mut Controller,
@@ -207,9 +218,23 @@ impl Advertiser {
         on_heard: &mut dyn FnMut(Heard<'_>),
     ) -> Result<(), Error> {
         let events = events.max(1);
-        let paced = self.interval * events as u32;
+        let span = self.interval * events as u32;
+        if let Some(last) = self.last_start {
+            let delay = match self.mode {
+                Mode::Legacy => ADV_DELAY_MAX,
+                Mode::Extended { .. } => ADV_DELAY_MAX.mul_f64(rand::random::<f64>()),
+            };
+            hci.pump(last + self.last_span + delay, on_heard)?;
+        }
+        self.last_start = Some(Instant::now());
+        self.last_span = span;
         match self.mode {
             Mode::Extended { reports_end } => {
+                if reports_end == Some(false) && self.enabled {
+                    // The previous run is still going (this controller does not end it).
+                    hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+                    self.enabled = false;
+                }
                 hci.command(&LeSetExtAdvData::new(
                     AdvHandle::new(HANDLE),
                     Operation::Complete,
@@ -222,9 +247,13 @@ impl Advertiser {
                     max_ext_adv_events: events,
                 }];
                 hci.command(&LeSetExtAdvEnable::new(true, &set))?;
+                self.enabled = true;
                 if reports_end == Some(false) {
-                    hci.pump(Instant::now() + paced, on_heard)?;
-                    hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+                    if !self.keep_on {
+                        hci.pump(Instant::now() + span, on_heard)?;
+                        hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+                        self.enabled = false;
+                    }
                     return Ok(());
                 }
                 // Wait for the set to end: at most `events` × (interval + advDelay).
@@ -238,36 +267,39 @@ impl Advertiser {
                         other => on_heard(other),
                     })?;
                 }
-                if !ended {
+                if ended {
+                    self.enabled = false;
+                    if reports_end.is_none() {
+                        self.mode = Mode::Extended {
+                            reports_end: Some(true),
+                        };
+                    }
+                } else {
                     // No report: this controller keeps the set running (or does not tell).
                     // Count events by time from now on.
                     hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+                    self.enabled = false;
                     if reports_end.is_none() {
                         self.mode = Mode::Extended {
                             reports_end: Some(false),
                         };
                     }
-                } else if reports_end.is_none() {
-                    self.mode = Mode::Extended {
-                        reports_end: Some(true),
-                    };
                 }
                 Ok(())
             }
-            Mode::Legacy { enabled } => {
+            Mode::Legacy => {
                 let mut buf = [0u8; 31];
                 let n = data.len().min(31);
                 buf[..n].copy_from_slice(&data[..n]);
                 hci.command(&LeSetAdvData::new(n as u8, buf))?;
-                if !enabled {
+                if !self.enabled {
                     hci.command(&LeSetAdvEnable::new(true))?;
+                    self.enabled = true;
                 }
-                hci.pump(Instant::now() + paced, on_heard)?;
-                if self.keep_on {
-                    self.mode = Mode::Legacy { enabled: true };
-                } else {
+                if !self.keep_on {
+                    hci.pump(Instant::now() + span + ADV_DELAY_MAX, on_heard)?;
                     hci.command(&LeSetAdvEnable::new(false))?;
-                    self.mode = Mode::Legacy { enabled: false };
+                    self.enabled = false;
                 }
                 Ok(())
             }
@@ -277,14 +309,10 @@ impl Advertiser {
     /// Stop advertising.
     pub fn stop(&mut self, hci: &mut Controller) -> Result<(), Error> {
         match self.mode {
-            Mode::Extended { .. } => {
-                hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
-            }
-            Mode::Legacy { .. } => {
-                hci.command(&LeSetAdvEnable::new(false))?;
-                self.mode = Mode::Legacy { enabled: false };
-            }
+            Mode::Extended { .. } => hci.command(&LeSetExtAdvEnable::new(false, &[]))?,
+            Mode::Legacy => hci.command(&LeSetAdvEnable::new(false))?,
         }
+        self.enabled = false;
         Ok(())
     }
 }
