@@ -135,4 +135,13 @@ fn main() {
     p.extend_from_slice(&op(8, 0, 0));
     p.extend_from_slice(&op(7, 0, 0));
     write("policy", "stage-and-confirm", &p);
+
+    // Boot ops (8 bytes each; see the target): nothing forged (the staged update installs), then
+    // a forged Installing record with the staged image's hash, a confirm, raw bytes.
+    write("boot", "clean-update", &[0]);
+    let mut b = vec![0b010u8];
+    b.extend_from_slice(&[0, 5, 0x80, 0, 0, 1, 1, 1]);
+    b.extend_from_slice(&[1, 1, 1, 2, 0, 0, 0, 0]);
+    b.extend_from_slice(&[2, 0x40, 0, 0xAA, 0x55, 0, 0xFF, 0x12]);
+    write("boot", "forged-install-and-confirm", &b);
 }
