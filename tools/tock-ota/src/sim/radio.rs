@@ -33,7 +33,11 @@ struct Delivery {
 /// The link, the sender and the board's scanner.
 pub struct Radio<'a> {
     params: &'a LinkParams,
+    /// The sender's timeline and the board's receptions.
     rng: ChaCha8Rng,
+    /// The statuses' way back to the sender (apart, so the app's status pacing does not shift
+    /// the sender's timeline).
+    back_rng: ChaCha8Rng,
     pub sender: Sender<'a>,
     /// Time of the next advertising event, µs; `None` until the board first scans.
     next_event_us: Option<f64>,
@@ -59,6 +63,7 @@ impl<'a> Radio<'a> {
         Radio {
             params,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            back_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5A7A_7005),
             sender,
             next_event_us: None,
             started_us: None,
@@ -211,7 +216,7 @@ impl<'a> Radio<'a> {
         self.catch_up(now_us);
         self.status_pdus += 1;
         self.gap_until_us = now_us as f64 + self.params.status_gap_ms * 1000.0;
-        if self.rng.gen::<f64>() >= self.params.loss {
+        if self.back_rng.gen::<f64>() >= self.params.loss {
             self.sender.on_adv(adv_data);
         }
     }
