@@ -37,6 +37,28 @@ fn free_port() -> u16 {
 }
 
 fn bumble() -> Bumble {
+    let ports = [free_port(), free_port()];
+    let b = start_bumble(
+        &[
+            format!("tcp-server:127.0.0.1:{}", ports[0]),
+            format!("tcp-server:127.0.0.1:{}", ports[1]),
+        ],
+        ports,
+    );
+    // Up when both ports accept (bounded).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for port in ports {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Bumble did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Let Bumble see the probe connections close before the tool connects.
+    std::thread::sleep(Duration::from_millis(200));
+    b
+}
+
+fn start_bumble(transports: &[String], ports: [u16; 2]) -> Bumble {
     let python = venv_python();
     let importable = Command::new(&python)
         .args(["-c", "import bumble.apps.controllers"])
@@ -49,27 +71,14 @@ fn bumble() -> Bumble {
          project's venv); these tests need it",
         python.display()
     );
-    let ports = [free_port(), free_port()];
     let child = Command::new(&python)
         .args(["-m", "bumble.apps.controllers"])
-        .arg(format!("tcp-server:127.0.0.1:{}", ports[0]))
-        .arg(format!("tcp-server:127.0.0.1:{}", ports[1]))
+        .args(transports)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start bumble");
-    let b = Bumble { child, ports };
-    // Up when both ports accept (bounded).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Bumble did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    // Let Bumble see the probe connections close before the tool connects.
-    std::thread::sleep(Duration::from_millis(200));
-    b
+    Bumble { child, ports }
 }
 
 /// Run with a time limit; a run over the limit is killed and fails the test.
@@ -149,6 +158,20 @@ fn transfer(
     send_extra: &[&str],
     receive_extra: &[&str],
 ) -> (Output, Output) {
+    let send_hci = format!("tcp:127.0.0.1:{}", b.ports[0]);
+    transfer_via(&send_hci, b, img, pubkey, got, send_extra, receive_extra)
+}
+
+/// As [`transfer`], the sender on `send_hci`.
+fn transfer_via(
+    send_hci: &str,
+    b: &Bumble,
+    img: &Path,
+    pubkey: &Path,
+    got: &Path,
+    send_extra: &[&str],
+    receive_extra: &[&str],
+) -> (Output, Output) {
     let mut rx = Command::new(TOOL);
     rx.arg("receive")
         .arg("--hci")
@@ -165,7 +188,7 @@ fn transfer(
         Command::new(TOOL)
             .arg("send")
             .arg("--hci")
-            .arg(format!("tcp:127.0.0.1:{}", b.ports[0]))
+            .arg(send_hci)
             .args(["--json", "--status-timeout-s", "20"])
             .args(send_extra)
             .arg(img),
@@ -247,6 +270,33 @@ fn legacy_commands_with_connectable_pdus_work_too() {
     let (tx, rx) = transfer(&b, &img, &pubkey, &got, &legacy, &legacy);
     let s = assert_complete(&tx, &rx, &img, &got);
     assert_eq!(s["extended_advertising"], false, "{s}");
+}
+
+#[test]
+fn the_serial_transport_carries_a_transfer() {
+    // Bumble's first controller on a pty (H:4 over a "UART"), the second on TCP.
+    let dir = tempfile::tempdir().unwrap();
+    let pty = dir.path().join("controller.pty");
+    let port = free_port();
+    let b = start_bumble(
+        &[
+            format!("pty:{}", pty.display()),
+            format!("tcp-server:127.0.0.1:{port}"),
+        ],
+        [0, port],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pty.exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "Bumble did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (img, pubkey) = signed_image(dir.path(), 8 * 1024);
+    let got = dir.path().join("got.img");
+    let send_hci = format!("serial:{}", pty.display());
+    let (tx, rx) = transfer_via(&send_hci, &b, &img, &pubkey, &got, &[], &[]);
+    let s = assert_complete(&tx, &rx, &img, &got);
+    assert_eq!(s["transport"], format!("{send_hci}:1000000"), "{s}");
 }
 
 #[test]
