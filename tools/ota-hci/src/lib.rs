@@ -61,6 +61,8 @@ pub enum Error {
     NoLe { transport: String },
     /// The link closed.
     Closed { transport: String },
+    /// The link closed while an image was being sent.
+    ClosedMidSend { transport: String },
     /// The link failed.
     Io {
         transport: String,
@@ -111,10 +113,13 @@ impl std::fmt::Display for Error {
                 f,
                 "the controller on {transport} does not support Bluetooth LE"
             ),
-            Error::Closed { transport } => write!(
+            Error::Closed { transport } => {
+                write!(f, "the link to the controller on {transport} closed")
+            }
+            Error::ClosedMidSend { transport } => write!(
                 f,
-                "the link to the controller on {transport} closed; run the same `tock-ota send` \
-                 again to resume (the receiver keeps what it has)"
+                "the link to the controller on {transport} closed mid-transfer; run the same \
+                 `tock-ota send` again to resume (the receiver keeps what it has)"
             ),
             Error::Io { transport, source } => write!(f, "{transport}: {source}"),
             Error::Protocol { transport, detail } => write!(f, "{transport}: {detail}"),

@@ -126,7 +126,10 @@ pub fn send(
     // Leave the controller quiet whatever happened (best effort: the link may be gone).
     let _ = adv.stop(hci);
     let _ = stop_scan(hci);
-    result?;
+    result.map_err(|e| match e {
+        Error::Closed { transport } => Error::ClosedMidSend { transport },
+        e => e,
+    })?;
     let seconds = t0.elapsed().as_secs_f64();
     let c = sender.counters();
     on_progress(&progress(&sender, image.len(), t0));
