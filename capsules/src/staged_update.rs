@@ -135,44 +135,32 @@ pub mod command {
 
 /// The number reported in an upcall's `value` for a failed check (`dfu_abi::update::detail`).
 pub fn policy_error_code(error: Error) -> usize {
-    use abi::detail;
-    let code = match error {
-        Error::BadConfig => detail::BAD_CONFIG,
-        Error::NotOwner => detail::NOT_OWNER,
-        Error::Busy => detail::BUSY,
-        Error::NotStarted => detail::NOT_STARTED,
-        Error::NoSession => detail::NO_SESSION,
-        Error::AlreadyFinalized => detail::ALREADY_FINALIZED,
-        Error::OutOfBounds { .. } => detail::OUT_OF_BOUNDS,
-        Error::Unaligned { .. } => detail::UNALIGNED,
-        Error::BadLength { .. } => detail::BAD_LENGTH,
-        Error::NotErased { .. } => detail::NOT_ERASED,
-        Error::NotBlank { .. } => detail::NOT_BLANK,
-        Error::Flash => detail::FLASH,
-        Error::ImageBadMagic => detail::IMAGE_BAD_MAGIC,
-        Error::ImageBadLayout => detail::IMAGE_BAD_LAYOUT,
-        Error::ImageHashMissing => detail::IMAGE_HASH_MISSING,
-        Error::ImageHashMismatch => detail::IMAGE_HASH_MISMATCH,
-        Error::NothingToConfirm => detail::NOTHING_TO_CONFIRM,
-    };
-    code as usize
+    error.abi_detail() as usize
 }
 
-/// The syscall error code for a policy error.
+/// The syscall error code for a policy error (the policy names it as a `dfu_abi::error` number).
 pub fn error_code(error: Error) -> ErrorCode {
-    match error {
-        Error::NotOwner => ErrorCode::NODEVICE,
-        Error::Busy | Error::NotStarted => ErrorCode::BUSY,
-        Error::NoSession | Error::NothingToConfirm => ErrorCode::RESERVE,
-        Error::AlreadyFinalized => ErrorCode::ALREADY,
-        Error::OutOfBounds { .. } | Error::BadLength { .. } => ErrorCode::SIZE,
-        Error::Unaligned { .. } | Error::BadConfig => ErrorCode::INVAL,
-        Error::NotErased { .. } | Error::NotBlank { .. } => ErrorCode::NOACK,
-        Error::Flash
-        | Error::ImageBadMagic
-        | Error::ImageBadLayout
-        | Error::ImageHashMissing
-        | Error::ImageHashMismatch => ErrorCode::FAIL,
+    kernel_error_code(error.abi_error())
+}
+
+/// A `dfu_abi::error` number as the kernel's `ErrorCode` (the numbers are Tock's; see the ABI
+/// test). An unknown number is `FAIL`.
+pub fn kernel_error_code(code: u32) -> ErrorCode {
+    use dfu_abi::error as e;
+    match code {
+        e::BUSY => ErrorCode::BUSY,
+        e::ALREADY => ErrorCode::ALREADY,
+        e::OFF => ErrorCode::OFF,
+        e::RESERVE => ErrorCode::RESERVE,
+        e::INVAL => ErrorCode::INVAL,
+        e::SIZE => ErrorCode::SIZE,
+        e::CANCEL => ErrorCode::CANCEL,
+        e::NOMEM => ErrorCode::NOMEM,
+        e::NOSUPPORT => ErrorCode::NOSUPPORT,
+        e::NODEVICE => ErrorCode::NODEVICE,
+        e::UNINSTALLED => ErrorCode::UNINSTALLED,
+        e::NOACK => ErrorCode::NOACK,
+        _ => ErrorCode::FAIL,
     }
 }
 

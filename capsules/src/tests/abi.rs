@@ -5,7 +5,7 @@ use dfu_abi::update::detail;
 use kernel::ErrorCode;
 use update_region::Error;
 
-use crate::staged_update::{error_code, policy_error_code};
+use crate::staged_update::{error_code, kernel_error_code, policy_error_code};
 
 #[test]
 fn abi_error_numbers_are_the_kernels_error_codes() {
@@ -27,7 +27,10 @@ fn abi_error_numbers_are_the_kernels_error_codes() {
     for (abi, kernel) in pairs {
         assert_eq!(abi, kernel as u32, "{kernel:?}");
         assert_eq!(abi as usize, usize::from(kernel), "{kernel:?}");
+        assert_eq!(kernel_error_code(abi), kernel, "{kernel:?}");
     }
+    assert_eq!(kernel_error_code(0), ErrorCode::FAIL, "not an error code");
+    assert_eq!(kernel_error_code(u32::MAX), ErrorCode::FAIL);
 }
 
 /// One value of every policy error.

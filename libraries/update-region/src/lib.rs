@@ -216,6 +216,53 @@ pub enum Error {
     NothingToConfirm,
 }
 
+impl Error {
+    /// The check that failed, as the staged-update driver reports it to userspace in an upcall's
+    /// `value` (`dfu_abi::update::detail`).
+    pub fn abi_detail(self) -> u32 {
+        use dfu_abi::update::detail as d;
+        match self {
+            Error::BadConfig => d::BAD_CONFIG,
+            Error::NotOwner => d::NOT_OWNER,
+            Error::Busy => d::BUSY,
+            Error::NotStarted => d::NOT_STARTED,
+            Error::NoSession => d::NO_SESSION,
+            Error::AlreadyFinalized => d::ALREADY_FINALIZED,
+            Error::OutOfBounds { .. } => d::OUT_OF_BOUNDS,
+            Error::Unaligned { .. } => d::UNALIGNED,
+            Error::BadLength { .. } => d::BAD_LENGTH,
+            Error::NotErased { .. } => d::NOT_ERASED,
+            Error::NotBlank { .. } => d::NOT_BLANK,
+            Error::Flash => d::FLASH,
+            Error::ImageBadMagic => d::IMAGE_BAD_MAGIC,
+            Error::ImageBadLayout => d::IMAGE_BAD_LAYOUT,
+            Error::ImageHashMissing => d::IMAGE_HASH_MISSING,
+            Error::ImageHashMismatch => d::IMAGE_HASH_MISMATCH,
+            Error::NothingToConfirm => d::NOTHING_TO_CONFIRM,
+        }
+    }
+
+    /// The syscall error code the staged-update driver answers with (`dfu_abi::error`, Tock's
+    /// `ErrorCode` numbers).
+    pub fn abi_error(self) -> u32 {
+        use dfu_abi::error as e;
+        match self {
+            Error::NotOwner => e::NODEVICE,
+            Error::Busy | Error::NotStarted => e::BUSY,
+            Error::NoSession | Error::NothingToConfirm => e::RESERVE,
+            Error::AlreadyFinalized => e::ALREADY,
+            Error::OutOfBounds { .. } | Error::BadLength { .. } => e::SIZE,
+            Error::Unaligned { .. } | Error::BadConfig => e::INVAL,
+            Error::NotErased { .. } | Error::NotBlank { .. } => e::NOACK,
+            Error::Flash
+            | Error::ImageBadMagic
+            | Error::ImageBadLayout
+            | Error::ImageHashMissing
+            | Error::ImageHashMismatch => e::FAIL,
+        }
+    }
+}
+
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -21,48 +21,6 @@ const TICKS_PER_S: u32 = 1_000_000;
 /// Stop a run that never converges (in advertising events).
 const MAX_EVENTS: u64 = 50_000_000;
 
-/// The capsule's check numbers (`staged_update::policy_error_code`) as `dfu-abi` names them.
-pub fn detail(e: Error) -> u32 {
-    use update::detail as d;
-    match e {
-        Error::BadConfig => d::BAD_CONFIG,
-        Error::NotOwner => d::NOT_OWNER,
-        Error::Busy => d::BUSY,
-        Error::NotStarted => d::NOT_STARTED,
-        Error::NoSession => d::NO_SESSION,
-        Error::AlreadyFinalized => d::ALREADY_FINALIZED,
-        Error::OutOfBounds { .. } => d::OUT_OF_BOUNDS,
-        Error::Unaligned { .. } => d::UNALIGNED,
-        Error::BadLength { .. } => d::BAD_LENGTH,
-        Error::NotErased { .. } => d::NOT_ERASED,
-        Error::NotBlank { .. } => d::NOT_BLANK,
-        Error::Flash => d::FLASH,
-        Error::ImageBadMagic => d::IMAGE_BAD_MAGIC,
-        Error::ImageBadLayout => d::IMAGE_BAD_LAYOUT,
-        Error::ImageHashMissing => d::IMAGE_HASH_MISSING,
-        Error::ImageHashMismatch => d::IMAGE_HASH_MISMATCH,
-        Error::NothingToConfirm => d::NOTHING_TO_CONFIRM,
-    }
-}
-
-/// The capsule's syscall error code for a policy error (`staged_update::error_code`).
-pub fn error_code(e: Error) -> u32 {
-    match e {
-        Error::NotOwner => error::NODEVICE,
-        Error::Busy | Error::NotStarted => error::BUSY,
-        Error::NoSession | Error::NothingToConfirm => error::RESERVE,
-        Error::AlreadyFinalized => error::ALREADY,
-        Error::OutOfBounds { .. } | Error::BadLength { .. } => error::SIZE,
-        Error::Unaligned { .. } | Error::BadConfig => error::INVAL,
-        Error::NotErased { .. } | Error::NotBlank { .. } => error::NOACK,
-        Error::Flash
-        | Error::ImageBadMagic
-        | Error::ImageBadLayout
-        | Error::ImageHashMissing
-        | Error::ImageHashMismatch => error::FAIL,
-    }
-}
-
 /// What the app did on this kernel, for the simulator's report.
 #[derive(Debug, Default)]
 pub struct Record {
@@ -154,7 +112,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         let mut step = self.policy.request(self.owner, request);
         if let Step::Done(Err(e)) = step {
             // Refused before anything started: the command's own error, no upcall.
-            return Err(OpError::Refused(error_code(e)));
+            return Err(OpError::Refused(e.abi_error()));
         }
         let mut scratch = [0u8; MAX_POLICY_READ];
         let mut flash_failed = false;
@@ -200,8 +158,8 @@ impl<'k, 'r> SimKernel<'k, 'r> {
 
 fn failed(e: Error) -> OpError {
     OpError::Failed {
-        code: error_code(e),
-        detail: detail(e),
+        code: e.abi_error(),
+        detail: e.abi_detail(),
     }
 }
 
