@@ -1,5 +1,5 @@
 //! The receiving loop: what the scanner hears goes to the adv-transfer receiver, its staging
-//! operations to a [`Staging`] store, and every [`STATUS_INTERVAL`] its status goes out as one
+//! operations to a [`Staging`] store, and every status interval its status goes out as one
 //! advertising event, as the DFU app does.
 use std::time::{Duration, Instant};
 
@@ -11,11 +11,8 @@ use crate::hci::{Controller, Heard};
 use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser};
 use crate::Error;
 
-/// The DFU app's status period (`apps/dfu`: `STATUS_INTERVAL_MS`).
-pub const STATUS_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Where the receiver's staging operations go (the update-region policy on a simulated flash in
-/// `tock-ota receive`).
+/// `tock-ota receive`, through the DFU app's own staging step).
 pub trait Staging {
     /// Perform `op`; a `Read` fills `read_back` with the bytes read.
     fn stage(&mut self, op: StageOp<'_>, read_back: &mut Vec<u8>) -> Result<(), StageError>;
@@ -28,6 +25,8 @@ pub struct ReceiveOptions {
     pub company_id: u16,
     /// Largest image the staging store takes.
     pub max_image_len: u32,
+    /// How often the receiver's status goes out (the DFU app's period).
+    pub status_interval: Duration,
     /// Give up when nothing of a transfer was heard for this long.
     pub idle_timeout: Duration,
     /// Keep reporting the final state this long after the end, so the sender hears it.
@@ -126,7 +125,7 @@ pub fn receive(
             ended = Some(Instant::now());
             last_status = t0; // report the end at once
         }
-        if rx.session().is_some() && last_status.elapsed() >= STATUS_INTERVAL {
+        if rx.session().is_some() && last_status.elapsed() >= opts.status_interval {
             last_status = Instant::now();
             let mut s = [0u8; ADV_DATA_MAX];
             let n = rx.status_adv(&mut s);

@@ -4,17 +4,20 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adv_transfer::receiver::READ_LEN;
 use adv_transfer::{RxState, StageError, StageOp};
 use anyhow::{bail, Context};
 use boot_core::NRF52840_DK;
+use dfu_app::Performed;
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use indicatif::{ProgressBar, ProgressStyle};
 use ota_hci::{AdvParams, AdvType, Staging, TransportSpec};
 use serde::Serialize;
-use update_region::blocking::{BlockingDriver, BlockingError};
-use update_region::{Config, Error as PolicyError, Request, UpdateRegion};
+use update_region::blocking::BlockingDriver;
+use update_region::{Config, UpdateRegion};
 
+use crate::sim::kernel::SimKernel;
 use crate::sim::system::DFU_APP_ID;
 
 #[derive(clap::Args, Debug)]
@@ -174,8 +177,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The DFU app's staging path on a simulated DK: the update-region policy (the kernel's side of
-/// the staged-update driver) over the MX25R6435F model.
+/// The DFU app's staging path on a simulated DK: each operation goes through the app's own step
+/// (`dfu_app::perform`) to the simulator's kernel (`sim::kernel::SimKernel`: the staged-update
+/// driver over the update-region policy and the MX25R6435F model).
 struct SimStaging {
     board: SimBoard,
     policy: UpdateRegion,
@@ -183,30 +187,19 @@ struct SimStaging {
 
 impl Staging for SimStaging {
     fn stage(&mut self, op: StageOp<'_>, read_back: &mut Vec<u8>) -> Result<(), StageError> {
-        let mut d = BlockingDriver::new(&mut self.policy, &mut self.board.qspi);
-        let r = match op {
-            StageOp::Begin { tag, image_len } => {
-                d.run(DFU_APP_ID, Request::Begin { tag, image_len }, &[], &mut [])
-            }
-            StageOp::Erase { offset } => d.run(DFU_APP_ID, Request::Erase { offset }, &[], &mut []),
-            StageOp::Write { offset, data } => d.write(DFU_APP_ID, offset, data),
-            StageOp::Read { offset, len } => {
-                read_back.resize(len as usize, 0);
-                d.read(DFU_APP_ID, offset, read_back)
-            }
-            StageOp::Finalize => d.run(DFU_APP_ID, Request::Finalize, &[], &mut []),
-        };
-        r.map(|_| ()).map_err(|e| match e {
-            BlockingError::Policy(PolicyError::NotErased { .. }) => StageError::NotErased,
-            BlockingError::Policy(PolicyError::NotBlank { .. }) => StageError::NotBlank,
-            BlockingError::Policy(
-                PolicyError::ImageBadMagic
-                | PolicyError::ImageBadLayout
-                | PolicyError::ImageHashMissing
-                | PolicyError::ImageHashMismatch,
-            ) => StageError::Rejected,
-            _ => StageError::Failed,
-        })
+        let mut no_display = |_: &SimBoard, _| {};
+        let mut kernel = SimKernel::new(
+            &mut self.board,
+            &mut self.policy,
+            DFU_APP_ID,
+            None,
+            &mut no_display,
+        );
+        let mut buf = [0u8; READ_LEN];
+        if let Performed::Done { read } = dfu_app::perform(&mut kernel, op, &mut buf)? {
+            read_back.extend_from_slice(&buf[..read]);
+        }
+        Ok(())
     }
 }
 
@@ -255,7 +248,8 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
             interval: Duration::from_millis(args.interval_ms.max(20) as u64),
         },
         company_id: adv_transfer::DEFAULT_COMPANY_ID,
-        max_image_len: config.max_image_len(),
+        max_image_len: config.max_image_len().min(dfu_app::MAX_IMAGE_LEN),
+        status_interval: Duration::from_millis(dfu_app::STATUS_INTERVAL_MS),
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         linger: Duration::from_secs(2),
         drop: args.drop,
