@@ -144,4 +144,24 @@ fn main() {
     b.extend_from_slice(&[1, 1, 1, 2, 0, 0, 0, 0]);
     b.extend_from_slice(&[2, 0x40, 0, 0xAA, 0x55, 0, 0xFF, 0x12]);
     write("boot", "forged-install-and-confirm", &b);
+
+    // Scan batches as the capsule delivers them (`[len, channel, pdu]`): the sender's
+    // advertisements as ADV_NONCONN_IND PDUs, then other PDU types around them.
+    let stream = adv_stream(3000, 9, 12, false);
+    let mut batch = Vec::new();
+    let mut at = 1;
+    let mut i = 0u8;
+    while at < stream.len() {
+        let n = usize::from(stream[at]);
+        let adv_data = &stream[at + 1..at + 1 + n];
+        at += 1 + n;
+        let pdu_type = [2u8, 0, 6, 4][usize::from(i % 4)];
+        let mut pdu = vec![pdu_type, (6 + n) as u8, 1, 2, 3, 4, 5, i];
+        pdu.extend_from_slice(adv_data);
+        batch.push(pdu.len() as u8);
+        batch.push(37 + i % 3);
+        batch.extend_from_slice(&pdu);
+        i = i.wrapping_add(1);
+    }
+    write("scan", "sender-batch", &batch);
 }
