@@ -107,9 +107,10 @@ fn a_set_that_reports_its_end_is_not_stopped_by_hand() {
         adv.transmit(&mut hci, &[2, 0xFF, i], 1, &mut |_| {})
             .unwrap();
     }
-    // Ten chunks spaced 20–30 ms: no 80 ms wait for a report that does not come.
+    // Ten chunks spaced 20–30 ms, none waiting out the 80 ms report limit (a loose bound: the
+    // command log below is the exact check).
     let took = t0.elapsed();
-    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     let seen = seen.lock().unwrap();
     let enables: Vec<&Vec<u8>> = seen
         .iter()
