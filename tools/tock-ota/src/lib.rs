@@ -14,6 +14,6 @@ pub mod demo;
 pub mod inspect;
 pub mod keys;
 pub mod output;
+pub mod over_hci;
 pub mod sign;
 pub mod sim;
-pub mod over_hci;
