@@ -3,11 +3,11 @@
 Usage: python check_kernel.py KERNEL-ELF LAYOUT-LD
 
 The slot is the `rom` region of the board's linker script (layout.ld): what the kernel is linked
-against (the bootloader's slot in boot-core's layout must be the same; docs/layout.md). Prints `.text`'s
-size, where the image ends (every flash-loaded section but the attribute block) and where the
-attribute block lies, and fails unless every flash-loaded byte lies in the slot, the image ends
-before the attribute block, and the attribute block ends at the slot's end (where tockloader
-looks for it).
+against (the bootloader's slot in boot-core's layout must be the same; docs/layout.md). Prints
+`.text`'s size, where the image ends (every flash-loaded section but the attribute block) and
+where the attribute block lies, and fails unless every flash-loaded byte lies in the slot, the
+image ends before the attribute block, and the attribute block ends at the slot's end (where
+tockloader looks for it).
 """
 import re
 import sys
