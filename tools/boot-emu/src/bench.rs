@@ -474,6 +474,7 @@ fn recover(rig: &mut Rig, old: &[u8], new: &[u8]) -> Result<(), String> {
             Exit::PowerLost => rig.power_cycle(),
             Exit::SystemReset | Exit::WatchdogReset => {}
             Exit::Halted { pc } => return Err(format!("CPU parked at {pc:#x}")),
+            Exit::Budget { pc } => return Err(format!("instruction budget spent at {pc:#x}")),
         }
     }
     Err("no kernel within 6 boots".into())

@@ -18,9 +18,15 @@
 
 pub mod bench;
 pub mod build;
+pub mod ficr;
 pub mod images;
+pub mod mpu;
+pub mod nvic;
 pub mod periph;
 pub mod rig;
+pub mod rtc;
+pub mod systick;
+pub mod uarte;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -202,6 +208,11 @@ pub struct BootConfig {
     pub profile: bool,
     /// The watchdog runs from power-on with (CRV, RREN), as after a soft reset.
     pub watchdog: Option<(u32, u32)>,
+    /// UICR contents at power-on (non-volatile: carry [`RunReport::uicr`] to the next run).
+    pub uicr: ficr::Uicr,
+    /// Spending the instruction budget ends the run normally ([`Exit::Budget`]), not as
+    /// [`EmuError::InstructionBudget`].
+    pub budget_ends_run: bool,
 }
 
 impl Default for BootConfig {
@@ -216,6 +227,8 @@ impl Default for BootConfig {
             watch: Vec::new(),
             profile: false,
             watchdog: None,
+            uicr: ficr::Uicr::erased(),
+            budget_ends_run: false,
         }
     }
 }
@@ -233,6 +246,8 @@ pub enum Exit {
     SystemReset,
     /// The watchdog expired.
     WatchdogReset,
+    /// The instruction budget was spent with [`BootConfig::budget_ends_run`] set.
+    Budget { pc: u32 },
 }
 
 /// What one run measured.
@@ -256,10 +271,14 @@ pub struct RunReport {
     pub fpu_enabled: bool,
     pub gpregret: u32,
     pub vtor: u32,
+    /// UICR contents when the run ended.
+    pub uicr: ficr::Uicr,
+    /// Bytes the firmware sent through UARTE0 (the console).
+    pub console: Vec<u8>,
     /// For each watched address: (instruction count, simulated µs) at every execution.
     pub watch_hits: BTreeMap<u32, Vec<(u64, u64)>>,
-    /// With [`BootConfig::profile`]: instructions executed per function (symbol name), until
-    /// the kernel jump.
+    /// With [`BootConfig::profile`]: instructions executed per function (symbol name of the
+    /// firmware's ELF: add the kernel's symbols to see inside it), for the whole run.
     pub profile: BTreeMap<String, u64>,
     /// With [`BootConfig::profile`]: the call chain when the stack was deepest (innermost first,
     /// recovered heuristically from return addresses on the stack), and the depth below the
@@ -357,6 +376,7 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     kernel_slot: Range<u32>,
     stop_at_kernel: bool,
     max_instructions: u64,
+    budget_ends_run: bool,
     jump: Option<(u32, u32, u64)>,
     peak_stack: u32,
     stack_range: Range<u32>,
@@ -533,6 +553,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         kernel_slot: cfg.kernel_slot.clone(),
         stop_at_kernel: cfg.stop_at_kernel,
         max_instructions: cfg.max_instructions,
+        budget_ends_run: cfg.budget_ends_run,
         jump: None,
         peak_stack: 0,
         stack_range: stack_range.clone(),
@@ -543,6 +564,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         deepest_stack_words: Vec::new(),
     };
     let mut state = state;
+    state.hw.uicr = cfg.uicr.clone();
     if let Some((crv, rren)) = cfg.watchdog {
         state.hw.start_watchdog(crv, rren, state.start_us);
     }
@@ -578,7 +600,14 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         periph::QSPI_BASE,
         periph::GPIO_BASE,
         periph::SCS_BASE,
-    ] {
+        periph::RTC1_BASE,
+        periph::UARTE0_BASE,
+        ficr::FICR_BASE,
+        ficr::UICR_BASE,
+    ]
+    .into_iter()
+    .chain(ficr::ERRATA_PAGES.iter().copied())
+    {
         uc.mmio_map(
             u64::from(base),
             0x1000,
@@ -591,7 +620,8 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
                         return 0;
                     }
                     st.sync_clock();
-                    match st.hw.read(base + off as u32, size) {
+                    let now = st.clock.now_us();
+                    match st.hw.read(base + off as u32, size, now) {
                         Ok(v) => {
                             apply_memory_effects(uc);
                             u64::from(v)
@@ -630,7 +660,15 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
                     } else {
                         Ok(None)
                     };
+                    // A UARTE STARTTX reads its buffer by EasyDMA: hand the bytes over.
+                    let uarte_src = (addr & !0xFFF == periph::UARTE0_BASE)
+                        .then(|| uc.get_data().hw.uarte0.dma_source(addr & 0xFFF, value))
+                        .flatten()
+                        .and_then(|(src, cnt)| {
+                            uc.mem_read_as_vec(u64::from(src), cnt as usize).ok()
+                        });
                     let st = uc.get_data_mut();
+                    st.hw.dma_source_bytes = uarte_src;
                     st.sync_clock();
                     let now = st.clock.now_us();
                     let result = source.and_then(|src| match src {
@@ -723,7 +761,11 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         st.instructions += 1;
         if st.instructions > st.max_instructions {
             let limit = st.max_instructions;
-            st.finish(Err(EmuError::InstructionBudget { limit, pc }));
+            st.finish(if st.budget_ends_run {
+                Ok(Exit::Budget { pc })
+            } else {
+                Err(EmuError::InstructionBudget { limit, pc })
+            });
             let _ = uc.emu_stop();
             return;
         }
@@ -733,10 +775,10 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             return;
         }
         st.last_pc = pc;
+        if let Some(p) = st.profile.as_mut() {
+            *p.entry(pc).or_default() += 1;
+        }
         if st.jump.is_none() && st.profile.is_some() {
-            if let Some(p) = st.profile.as_mut() {
-                *p.entry(pc).or_default() += 1;
-            }
             let sp = uc.reg_read(RegisterARM::SP).unwrap_or(u64::MAX) as u32;
             if sp < uc.get_data().lowest_sp.0 {
                 // Keep the stack contents at the deepest point for a heuristic backtrace.
@@ -855,6 +897,8 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         fpu_enabled: st.hw.fpu_enabled(),
         gpregret: st.hw.gpregret,
         vtor: st.hw.vtor,
+        uicr: st.hw.uicr.clone(),
+        console: st.hw.uarte0.tx_log.clone(),
         watch_hits: st.watch_hits.clone(),
         profile: st
             .profile

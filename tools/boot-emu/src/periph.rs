@@ -29,6 +29,10 @@ pub const QSPI_BASE: u32 = 0x4002_9000;
 pub const GPIO_BASE: u32 = 0x5000_0000;
 /// System control space (SysTick, NVIC, SCB, FPU control).
 pub const SCS_BASE: u32 = 0xE000_E000;
+/// UARTE0 (Tock's console).
+pub const UARTE0_BASE: u32 = 0x4000_2000;
+/// RTC1 (Tock's alarm).
+pub const RTC1_BASE: u32 = 0x4001_1000;
 
 /// The value a WDT reload register expects.
 const WDT_RELOAD: u32 = 0x6E52_4635;
@@ -102,6 +106,13 @@ fn flash_event(e: FlashError) -> HwEvent {
     }
 }
 
+fn uarte_error(e: crate::uarte::UarteError, addr: u32, write: bool) -> HwEvent {
+    HwEvent::Error(match e {
+        crate::uarte::UarteError::Unknown => HwError::UnknownRegister { addr, write },
+        crate::uarte::UarteError::Rule(what, value) => HwError::Unsupported { addr, value, what },
+    })
+}
+
 /// One ACL region as the firmware configured it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AclRegion {
@@ -148,6 +159,7 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub gpregret: u32,
     pub gpregret2: u32,
     dcdcen: u32,
+    approtect_disable: u32,
     hfclk_started: bool,
     lfclk_started: bool,
     lfclksrc: u32,
@@ -184,6 +196,25 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub cpacr: u32,
     pub vtor: u32,
     scs_store: std::collections::BTreeMap<u32, u32>,
+    /// NVIC and SCB exception state.
+    pub nvic: crate::nvic::Nvic,
+    /// SysTick.
+    pub systick: crate::systick::SysTick,
+    /// MPU.
+    pub mpu: crate::mpu::Mpu,
+    /// The exception the CPU is handling (IPSR), kept by the CPU side for ICSR.
+    pub ipsr: u32,
+    /// RTC1.
+    pub rtc1: crate::rtc::Rtc,
+    /// UARTE0.
+    pub uarte0: crate::uarte::Uarte,
+    /// Bytes an EasyDMA transfer starting with the current register write reads from RAM, read
+    /// by the caller beforehand (the UARTE's STARTTX).
+    pub dma_source_bytes: Option<Vec<u8>>,
+    /// UICR (carried across power-ons by the caller).
+    pub uicr: crate::ficr::Uicr,
+    /// Errata workaround registers as written ([`crate::ficr::ERRATA_REGISTERS`]).
+    pub errata: std::collections::BTreeMap<u32, u32>,
     /// GPIO registers as written (OUT/DIR/LATCH/DETECTMODE/PIN_CNF of P0 and P1).
     pub gpio: std::collections::BTreeMap<u32, u32>,
     pub counters: HwCounters,
@@ -203,6 +234,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             gpregret,
             gpregret2: 0,
             dcdcen: 0,
+            approtect_disable: 0,
             hfclk_started: false,
             lfclk_started: false,
             lfclksrc: 0,
@@ -234,6 +266,15 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             cpacr: 0,
             vtor: 0,
             scs_store: Default::default(),
+            errata: Default::default(),
+            nvic: crate::nvic::Nvic::new(),
+            systick: crate::systick::SysTick::new(),
+            mpu: crate::mpu::Mpu::new(),
+            ipsr: 0,
+            rtc1: crate::rtc::Rtc::new(),
+            uarte0: crate::uarte::Uarte::new(),
+            dma_source_bytes: None,
+            uicr: crate::ficr::Uicr::erased(),
             gpio: Default::default(),
             counters: HwCounters::default(),
             fixups: Vec::new(),
@@ -300,8 +341,37 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         Ok(())
     }
 
+    /// Brings the NVIC's view of the interrupt sources up to `now_us`: the peripherals' lines
+    /// (RTC1 is IRQ 17, UARTE0 IRQ 2: nRF52840 PS, "Instantiation") and SysTick's reloads.
+    pub fn update_interrupts(&mut self, now_us: u64) {
+        let mut lines = 0u64;
+        if self.rtc1.irq(now_us) {
+            lines |= 1 << 17;
+        }
+        if self.uarte0.irq(now_us) {
+            lines |= 1 << 2;
+        }
+        self.nvic.set_lines(lines);
+        if self.systick.poll(now_us) > 0 {
+            self.nvic.pend(crate::nvic::SYSTICK);
+        }
+    }
+
+    /// The earliest time after `now_us` at which a modelled source raises an interrupt.
+    pub fn next_interrupt_us(&self, now_us: u64) -> Option<u64> {
+        [
+            self.rtc1.next_irq_us(now_us),
+            self.uarte0.next_event_us(),
+            self.systick.next_irq_us(now_us),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&t| t > now_us)
+        .min()
+    }
+
     /// Reads one 32-bit peripheral register.
-    pub fn read(&mut self, addr: u32, size: usize) -> Result<u32, HwEvent> {
+    pub fn read(&mut self, addr: u32, size: usize, now_us: u64) -> Result<u32, HwEvent> {
         if size != 4 || !addr.is_multiple_of(4) {
             return Err(HwError::BadAccessSize { addr, size }.into());
         }
@@ -330,6 +400,8 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (POWER_CLOCK_BASE, 0x51C) => self.gpregret,
             (POWER_CLOCK_BASE, 0x520) => self.gpregret2,
             (POWER_CLOCK_BASE, 0x578) => self.dcdcen,
+            // APPROTECT.DISABLE (variants from AAF0 on): SWDISABLE is 0x5A.
+            (POWER_CLOCK_BASE, 0x558) => self.approtect_disable,
             (WDT_BASE, 0x400) => u32::from(self.wdt_running),
             (WDT_BASE, 0x404) => self.wdt_rren & !self.wdt_pending,
             (WDT_BASE, 0x504) => self.wdt_crv,
@@ -379,10 +451,27 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 // PIN_CNF resets to 0x2 (input buffer disconnected).
                 if gpio_port_offset(o) >= 0x700 { 2 } else { 0 },
             ),
+            // ICTR: INTLINESNUM 1, 64 interrupt lines (the nRF52840 uses 48).
+            (SCS_BASE, 0x004) => 1,
             (SCS_BASE, 0xD00) => CPUID_CORTEX_M4,
             (SCS_BASE, 0xD08) => self.vtor,
             (SCS_BASE, 0xD88) => self.cpacr,
+            (SCS_BASE, o @ 0x010..=0x01C) => self.systick.read(o, now_us).ok_or(unknown)?,
+            (SCS_BASE, o @ 0xD90..=0xDB8) => self.mpu.read(o).ok_or(unknown)?,
+            (SCS_BASE, o) if self.nvic.read(o, self.ipsr).is_some() => {
+                self.nvic.read(o, self.ipsr).unwrap_or_default()
+            }
             (SCS_BASE, o) if scs_storage(o) => self.scs_store.get(&o).copied().unwrap_or(0),
+            (crate::ficr::FICR_BASE, o) => crate::ficr::ficr_word(o).ok_or(unknown)?,
+            (RTC1_BASE, o) => self.rtc1.read(o, now_us).ok_or(unknown)?,
+            (UARTE0_BASE, o) => self
+                .uarte0
+                .read(o, now_us)
+                .map_err(|e| uarte_error(e, addr, false))?,
+            (crate::ficr::UICR_BASE, o) => self.uicr.word(o).ok_or(unknown)?,
+            _ if crate::ficr::ERRATA_REGISTERS.contains(&addr) => {
+                self.errata.get(&addr).copied().unwrap_or(0)
+            }
             _ => return Err(unknown),
         };
         Ok(value)
@@ -418,6 +507,11 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                     self.lfclk_started = true;
                 }
             }
+            (POWER_CLOCK_BASE, 0x00C) => {
+                if value & 1 != 0 {
+                    self.lfclk_started = false;
+                }
+            }
             (POWER_CLOCK_BASE, 0x100) => self.hfclk_started &= value != 0,
             (POWER_CLOCK_BASE, 0x104) => self.lfclk_started &= value != 0,
             // RESETREAS: write 1 to clear.
@@ -426,6 +520,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (POWER_CLOCK_BASE, 0x51C) => self.gpregret = value & 0xFF,
             (POWER_CLOCK_BASE, 0x520) => self.gpregret2 = value & 0xFF,
             (POWER_CLOCK_BASE, 0x578) => self.dcdcen = value & 1,
+            (POWER_CLOCK_BASE, 0x558) => self.approtect_disable = value & 0xFF,
             (WDT_BASE, 0x000) => {
                 if value & 1 != 0 && !self.wdt_running {
                     self.wdt_running = true;
@@ -451,6 +546,19 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 }
             }
             (NVMC_ACL_BASE, 0x504) => self.nvmc_config = value & 0b11,
+            // ERASEPAGE with the UICR's address: Tock's nRF52 NVMC driver erases the UICR
+            // this way (`erase_uicr`); the PS lists only ERASEUICR for it. Modelled as
+            // ERASEUICR, an assumption that DKs running Tock bear out.
+            (NVMC_ACL_BASE, 0x508) if value == crate::ficr::UICR_BASE => {
+                if self.nvmc_config & 0b11 != 2 {
+                    return Err(HwError::EraseNotEnabled {
+                        addr: value,
+                        config: self.nvmc_config,
+                    }
+                    .into());
+                }
+                self.uicr.erase();
+            }
             (NVMC_ACL_BASE, 0x508) => {
                 if self.nvmc_config & 0b11 != 2 {
                     return Err(HwError::EraseNotEnabled {
@@ -547,6 +655,13 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 self.gpio.insert(o, value);
             }
             (SCS_BASE, 0xD08) => self.vtor = value & 0xFFFF_FF80,
+            (SCS_BASE, o @ 0x010..=0x01C) => match self.systick.write(o, value, now_us) {
+                Some(Ok(())) => {}
+                Some(Err(what)) => return Err(HwError::Unsupported { addr, value, what }.into()),
+                None => return Err(unknown),
+            },
+            (SCS_BASE, o @ 0xD90..=0xDB8) => self.mpu.write(o, value).ok_or(unknown)?,
+            (SCS_BASE, o) if self.nvic.write(o, value).is_some() => {}
             (SCS_BASE, 0xD0C) => {
                 if value & 0xFFFF_0004 == AIRCR_SYSRESETREQ {
                     return Err(HwEvent::Stop(HwStop::SystemReset));
@@ -556,6 +671,37 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (SCS_BASE, 0xD88) => self.cpacr = value & (0xF << 20),
             (SCS_BASE, o) if scs_storage(o) => {
                 self.scs_store.insert(o, value);
+            }
+            _ if crate::ficr::ERRATA_REGISTERS.contains(&addr) => {
+                self.errata.insert(addr, value);
+            }
+            (RTC1_BASE, o) => self.rtc1.write(o, value, now_us).ok_or(unknown)?,
+            (UARTE0_BASE, o) => {
+                let bytes = self.dma_source_bytes.take();
+                self.uarte0
+                    .write(o, value, bytes.as_deref(), now_us)
+                    .map_err(|e| uarte_error(e, addr, true))?
+            }
+            (crate::ficr::UICR_BASE, o) => {
+                if self.nvmc_config & 0b11 != 1 {
+                    return Err(HwError::FlashWriteNotEnabled {
+                        addr,
+                        config: self.nvmc_config,
+                    }
+                    .into());
+                }
+                self.uicr.program(o, value).ok_or(unknown)?;
+            }
+            // ERASEUICR
+            (NVMC_ACL_BASE, 0x514) if value & 1 != 0 => {
+                if self.nvmc_config & 0b11 != 2 {
+                    return Err(HwError::EraseNotEnabled {
+                        addr: crate::ficr::UICR_BASE,
+                        config: self.nvmc_config,
+                    }
+                    .into());
+                }
+                self.uicr.erase();
             }
             _ => return Err(unknown),
         }
