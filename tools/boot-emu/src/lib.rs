@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod exceptions;
 pub mod ficr;
 pub mod images;
 pub mod mpu;
@@ -316,6 +317,11 @@ pub enum EmuError {
         intno: u32,
         pc: u32,
     },
+    /// A fault of exception entry or return (a UsageFault, HardFault or lockup on hardware).
+    Fault {
+        what: String,
+        pc: u32,
+    },
     /// An undecodable instruction.
     InvalidInstruction {
         pc: u32,
@@ -346,6 +352,7 @@ impl fmt::Display for EmuError {
                 write!(f, "{kind} of unmapped address {addr:#x} at pc {pc:#x}")
             }
             EmuError::Exception { intno, pc } => write!(f, "exception {intno} at pc {pc:#x}"),
+            EmuError::Fault { what, pc } => write!(f, "{what} at pc {pc:#x}"),
             EmuError::InvalidInstruction { pc, insn } => {
                 write!(f, "invalid instruction {insn:#010x} at pc {pc:#x}")
             }
@@ -387,6 +394,8 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     lowest_sp: (u32, u32),
     /// The stack from that SP up, at that moment.
     deepest_stack_words: Vec<u8>,
+    /// Instruction count at which pending interrupts are next checked (0: at once).
+    next_irq_poll: u64,
 }
 
 impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
@@ -518,6 +527,121 @@ fn emulate_single_register_ldm_stm<D>(uc: &mut Unicorn<'_, D>, pc: u32) -> bool 
     uc.reg_write(RegisterARM::PC, next_pc).is_ok()
 }
 
+/// Halfword-aligned addresses in the kernel slot holding the WFI encoding (0xBF30). A site in
+/// data or inside a 32-bit instruction is never executed, so its hook never fires.
+fn wfi_sites(flash: &[u8], slot: &Range<u32>) -> Vec<u32> {
+    let end = (slot.end as usize).min(flash.len());
+    (slot.start as usize..end)
+        .step_by(2)
+        .filter(|&a| a + 1 < end && flash[a] == 0x30 && flash[a + 1] == 0xBF)
+        .map(|a| a as u32)
+        .collect()
+}
+
+/// QEMU's exception numbers as Unicorn's interrupt hook reports them (target/arm/cpu.h).
+const EXCP_SWI: u32 = 2;
+const EXCP_EXCEPTION_EXIT: u32 = 8;
+
+/// Instructions between two checks for a pending interrupt (besides the checks after every
+/// peripheral write, exception return and WFI): at most about 5 µs of interrupt latency.
+const IRQ_POLL_INTERVAL: u64 = 256;
+
+/// Takes `exception` now, stacking `return_address`.
+fn take_exception<Q: QspiPort, N: NvmcPort>(
+    uc: &mut Emu<'_, '_, Q, N>,
+    exception: u32,
+    return_address: u32,
+) {
+    let vtor = uc.get_data().hw.vtor;
+    match exceptions::enter(uc, exception, return_address, vtor) {
+        Ok(()) => {
+            let st = uc.get_data_mut();
+            st.hw.nvic.acknowledge(exception);
+            st.hw.ipsr = exception;
+        }
+        Err(exceptions::ExceptionFault(what)) => {
+            uc.get_data_mut().finish(Err(EmuError::Fault {
+                what: format!("entry of exception {exception}: {what}"),
+                pc: return_address,
+            }));
+            let _ = uc.emu_stop();
+        }
+    }
+}
+
+/// Returns from the current exception with EXC_RETURN `value`.
+fn return_from_exception<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, value: u32) {
+    let st = uc.get_data_mut();
+    let current = st.hw.ipsr;
+    let result = if st.hw.nvic.complete(current) {
+        let others = st.hw.nvic.others_active(current);
+        exceptions::exit(uc, value, others)
+    } else {
+        Err(exceptions::ExceptionFault(format!(
+            "exception {current} is not active"
+        )))
+    };
+    match result {
+        Ok(ipsr) => {
+            let st = uc.get_data_mut();
+            st.hw.ipsr = ipsr;
+            st.next_irq_poll = 0;
+        }
+        Err(exceptions::ExceptionFault(what)) => {
+            uc.get_data_mut().finish(Err(EmuError::Fault {
+                what: format!("return with {value:#x}: {what}"),
+                pc: value,
+            }));
+            let _ = uc.emu_stop();
+        }
+    }
+}
+
+/// Brings the interrupt sources up to date and takes the exception that may preempt, if any,
+/// before the instruction at `pc`. Returns whether one was taken.
+fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32) -> bool {
+    let st = uc.get_data_mut();
+    st.sync_clock();
+    let now = st.clock.now_us();
+    st.hw.update_interrupts(now);
+    st.next_irq_poll = st.instructions + IRQ_POLL_INTERVAL;
+    if st.hw.nvic.highest_pending().is_none() {
+        return false;
+    }
+    let (primask, basepri) = exceptions::masks(uc);
+    match uc.get_data().hw.nvic.to_take(primask, basepri) {
+        Some(e) => {
+            take_exception(uc, e, pc);
+            true
+        }
+        None => false,
+    }
+}
+
+/// WFI at `pc`: sleeps (advances the simulated clock) until an enabled interrupt is pending,
+/// then continues after the WFI; the interrupt is taken there if the masks allow.
+fn wait_for_interrupt<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32) {
+    let st = uc.get_data_mut();
+    st.sync_clock();
+    loop {
+        let now = st.clock.now_us();
+        st.hw.update_interrupts(now);
+        if st.hw.nvic.highest_pending().is_some() {
+            break;
+        }
+        match st.hw.next_interrupt_us(now) {
+            Some(t) => st.clock.advance_us(t - now),
+            None => {
+                st.finish(Ok(Exit::Halted { pc }));
+                let _ = uc.emu_stop();
+                return;
+            }
+        }
+    }
+    st.next_irq_poll = 0;
+    let _ = uc.reg_write(RegisterARM::PC, u64::from(pc + 2) | 1);
+}
+
 /// One power-on of the board: runs `fw`'s reset vector (the firmware must already be in the
 /// internal flash behind `nvmc`) until an [`Exit`] or an [`EmuError`].
 pub fn run<'a, Q: QspiPort, N: NvmcPort>(
@@ -562,6 +686,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         profile: cfg.profile.then(Default::default),
         lowest_sp: (u32::MAX, 0),
         deepest_stack_words: Vec::new(),
+        next_irq_poll: 0,
     };
     let mut state = state;
     state.hw.uicr = cfg.uicr.clone();
@@ -668,6 +793,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
                             uc.mem_read_as_vec(u64::from(src), cnt as usize).ok()
                         });
                     let st = uc.get_data_mut();
+                    st.next_irq_poll = 0;
                     st.hw.dma_source_bytes = uarte_src;
                     st.sync_clock();
                     let now = st.clock.now_us();
@@ -775,6 +901,10 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
             return;
         }
         st.last_pc = pc;
+        if st.instructions >= st.next_irq_poll && poll_interrupts(uc, pc) {
+            return;
+        }
+        let st = uc.get_data_mut();
         if let Some(p) = st.profile.as_mut() {
             *p.entry(pc).or_default() += 1;
         }
@@ -829,11 +959,41 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         .map_err(uc_err)?;
     }
 
+    // EXC_RETURN values are fetched here when a handler returns with Unicorn's cached mode
+    // flags saying thread mode (see `exceptions`).
+    uc.mem_map(0xFFFF_F000, 0x1000, Prot::ALL).map_err(uc_err)?;
+    uc.add_code_hook(
+        0xFFFF_F000,
+        0xFFFF_FFFF,
+        |uc: &mut Emu<'_, 'a, Q, N>, addr: u64, _size: u32| {
+            return_from_exception(uc, addr as u32 | 1);
+        },
+    )
+    .map_err(uc_err)?;
+    for site in wfi_sites(&flash, &cfg.kernel_slot) {
+        uc.add_code_hook(
+            u64::from(site),
+            u64::from(site),
+            |uc: &mut Emu<'_, 'a, Q, N>, addr: u64, _size: u32| {
+                wait_for_interrupt(uc, addr as u32);
+            },
+        )
+        .map_err(uc_err)?;
+    }
+
     uc.add_intr_hook(|uc: &mut Emu<'_, 'a, Q, N>, intno: u32| {
         let pc = pc_of(uc);
-        uc.get_data_mut()
-            .finish(Err(EmuError::Exception { intno, pc }));
-        let _ = uc.emu_stop();
+        match intno {
+            // SVC: PC is already past the instruction.
+            EXCP_SWI => take_exception(uc, nvic::SVCALL, pc),
+            // A branch to an EXC_RETURN value in handler mode.
+            EXCP_EXCEPTION_EXIT => return_from_exception(uc, pc | 1),
+            _ => {
+                uc.get_data_mut()
+                    .finish(Err(EmuError::Exception { intno, pc }));
+                let _ = uc.emu_stop();
+            }
+        }
     })
     .map_err(uc_err)?;
 
