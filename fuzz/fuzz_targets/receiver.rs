@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         at += len;
         now += 25;
         rx.tick(now);
-        rx.on_adv(adv);
+        rx.on_adv(sender_address(&rx, adv), adv);
         let image_len = rx.session().map(|s| s.image_len).unwrap_or(0);
         if rx.state() == RxState::Receiving {
             assert!(
@@ -91,3 +91,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(n <= 31);
     }
 });
+
+/// The address a well-behaved sender of the PDU in `adv` advertises from: the joined session's
+/// sender, else the session an announce (framed first in the AdvData) names; so fuzzed PDUs
+/// reach the staging logic instead of stopping at the address check.
+fn sender_address(rx: &Receiver<'_>, adv: &[u8]) -> [u8; 6] {
+    let claimed = (adv.len() >= 10).then(|| u32::from_le_bytes([adv[6], adv[7], adv[8], adv[9]]));
+    let session = rx.session().map(|s| s.session).or(claimed).unwrap_or(0);
+    adv_transfer::session_address(session)
+}

@@ -30,14 +30,14 @@ fuzz_target!(|data: &[u8]| {
 
     // The input itself as a batch.
     let mut n = 0;
-    for adv in dfu_app::adv_data_in(data) {
+    for (addr, adv) in dfu_app::reports_in(data) {
         assert!(within(data, adv), "AdvData outside the batch");
         n += 1;
         assert!(
             n <= data.len() / REPORT_HEADER,
             "more reports than the batch can hold"
         );
-        rx.on_adv(adv);
+        rx.on_adv(addr, adv);
     }
 
     // The input cut into PDUs (a length byte, then that many bytes), encoded as the capsule does.
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     let got: Vec<&[u8]> = dfu_app::adv_data_in(&batch).collect();
     let want: Vec<&[u8]> = pdus.iter().filter_map(|p| reference(p)).collect();
     assert_eq!(got, want);
-    for adv in got {
-        rx.on_adv(adv);
+    for (addr, adv) in dfu_app::reports_in(&batch) {
+        rx.on_adv(addr, adv);
     }
 });

@@ -365,7 +365,7 @@ impl FakeScan {
             buffer[at + 1] = 37;
             buffer[at + 2] = 0x02; // ADV_NONCONN_IND
             buffer[at + 3] = (6 + n) as u8;
-            buffer[at + 4..at + 10].copy_from_slice(&[0xC0; 6]);
+            buffer[at + 4..at + 10].copy_from_slice(&sender.address());
             buffer[at + 10..at + 10 + n].copy_from_slice(&adv[..n]);
             at += scan::REPORT_HEADER + pdu_len;
             reports += 1;

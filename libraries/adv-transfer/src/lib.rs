@@ -21,7 +21,7 @@ pub mod wire;
 
 pub use receiver::{Receiver, RxCounters, RxOutcome, RxProgress, StageError, StageOp};
 pub use sender::{Sender, SenderError, TxCounters, TxEvent};
-pub use wire::{RxState, SessionInfo, DEFAULT_COMPANY_ID};
+pub use wire::{session_address, RxState, SessionInfo, DEFAULT_COMPANY_ID};
 
 /// Advertising-bearer figures the protocol is designed around (Bluetooth Core, legacy 1M PHY).
 pub mod bearer {

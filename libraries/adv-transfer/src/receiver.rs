@@ -53,6 +53,10 @@ pub enum RxOutcome {
     NotOurs,
     /// A control PDU of another session.
     OtherSession,
+    /// A PDU from an advertiser that is not the session's sender ([`session_address`]): a data
+    /// PDU of another transfer, or an announce or manifest whose address does not match its
+    /// session id. Never staged.
+    Foreign,
     /// A chunk index beyond the image, or a block beyond it in a manifest.
     OutOfRange,
     /// Wrong length for its kind, unknown kind, or a broken AD structure.
@@ -111,6 +115,8 @@ pub struct RxCounters {
     pub duplicates: u32,
     pub ignored: u32,
     pub dropped: u32,
+    /// PDUs from an advertiser other than the session's sender ([`RxOutcome::Foreign`]).
+    pub foreign: u32,
     pub crc_failures: u32,
     pub conflicts: u32,
 }
@@ -283,9 +289,10 @@ impl<'a> Receiver<'a> {
         }
     }
 
-    /// Hand the receiver one advertisement's AdvData.
-    pub fn on_adv(&mut self, adv_data: &[u8]) -> RxOutcome {
-        let outcome = self.classify(adv_data);
+    /// Hand the receiver one advertisement: its advertiser address `adv_a` (AdvA, as sent:
+    /// least significant byte first) and its AdvData.
+    pub fn on_adv(&mut self, adv_a: [u8; 6], adv_data: &[u8]) -> RxOutcome {
+        let outcome = self.classify(adv_a, adv_data);
         match outcome {
             RxOutcome::Chunk | RxOutcome::Announce | RxOutcome::Manifest => {
                 self.last_activity_ms = self.now_ms
@@ -295,12 +302,13 @@ impl<'a> Receiver<'a> {
                 self.last_activity_ms = self.now_ms;
             }
             RxOutcome::Dropped => self.counters.dropped += 1,
+            RxOutcome::Foreign => self.counters.foreign += 1,
             _ => self.counters.ignored += 1,
         }
         outcome
     }
 
-    fn classify(&mut self, adv_data: &[u8]) -> RxOutcome {
+    fn classify(&mut self, adv_a: [u8; 6], adv_data: &[u8]) -> RxOutcome {
         let pdu = match unframe(self.company_id, adv_data) {
             Ok(p) => p,
             Err(FrameError::Oversized) => return RxOutcome::Oversized,
@@ -312,14 +320,38 @@ impl<'a> Receiver<'a> {
         }
         let head = u16::from_be_bytes([pdu[0], pdu[1]]);
         if head < CONTROL_FLOOR {
+            // Another sender's chunk is told apart by its address before anything else.
+            if self
+                .session
+                .is_some_and(|s| adv_a != session_address(s.session))
+            {
+                return RxOutcome::Foreign;
+            }
             return self.on_chunk(head as u32, &pdu[2..]);
         }
         match pdu[0] {
             KIND_ANNOUNCE => match parse_announce(pdu) {
-                Some(info) => self.on_announce(info),
-                None => RxOutcome::Malformed,
+                Ok(info) if adv_a != session_address(info.session) => RxOutcome::Foreign,
+                Ok(info) => self.on_announce(info),
+                Err(AnnounceError::Version {
+                    session: Some(session),
+                    ..
+                }) => {
+                    // Refused in the status, so the sender says so instead of waiting.
+                    self.refuse(
+                        SessionInfo {
+                            session,
+                            image_len: 0,
+                            image_crc: 0,
+                            capabilities: 0,
+                        },
+                        RxState::VersionMismatch,
+                    );
+                    RxOutcome::Announce
+                }
+                Err(_) => RxOutcome::Malformed,
             },
-            KIND_MANIFEST => self.on_manifest(pdu),
+            KIND_MANIFEST => self.on_manifest(adv_a, pdu),
             KIND_STATUS => RxOutcome::NotOurs,
             _ => RxOutcome::Malformed,
         }
@@ -350,10 +382,7 @@ impl<'a> Receiver<'a> {
             None
         };
         if let Some(state) = refusal {
-            if self.session.is_none() {
-                self.refused = Some(info);
-                self.phase = Phase::Done(state);
-            }
+            self.refuse(info, state);
             return RxOutcome::Announce;
         }
         // Join (or switch to) this session.
@@ -379,7 +408,15 @@ impl<'a> Receiver<'a> {
         RxOutcome::Announce
     }
 
-    fn on_manifest(&mut self, pdu: &[u8]) -> RxOutcome {
+    /// Refuse an announced transfer in the status without joining it (a joined session goes on).
+    fn refuse(&mut self, info: SessionInfo, state: RxState) {
+        if self.session.is_none() {
+            self.refused = Some(info);
+            self.phase = Phase::Done(state);
+        }
+    }
+
+    fn on_manifest(&mut self, adv_a: [u8; 6], pdu: &[u8]) -> RxOutcome {
         if pdu.len() < MANIFEST_HEAD + 4 || !(pdu.len() - MANIFEST_HEAD).is_multiple_of(4) {
             return RxOutcome::Malformed;
         }
@@ -388,6 +425,9 @@ impl<'a> Receiver<'a> {
         };
         if le32(pdu, 1) != info.session {
             return RxOutcome::OtherSession;
+        }
+        if adv_a != session_address(info.session) {
+            return RxOutcome::Foreign;
         }
         let first = le16(pdu, 5) as u32;
         let count = ((pdu.len() - MANIFEST_HEAD) / 4) as u32;

@@ -113,6 +113,12 @@ impl<'a> Sender<'a> {
         self.info
     }
 
+    /// The advertiser address (AdvA) this sender must advertise from: receivers take data PDUs
+    /// of the session from this address only ([`session_address`]).
+    pub fn address(&self) -> [u8; 6] {
+        session_address(self.info.session)
+    }
+
     pub fn counters(&self) -> TxCounters {
         self.counters
     }

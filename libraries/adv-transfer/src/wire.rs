@@ -28,8 +28,19 @@ pub const MAX_CHUNKS: u32 = MAX_BLOCKS as u32 * CHUNKS_PER_BLOCK;
 /// Data PDUs start with a big-endian chunk index below this; control PDUs with a byte ≥ 0xF0.
 pub const CONTROL_FLOOR: u16 = 0xF000;
 
-/// Protocol version in the announce.
-pub const VERSION: u8 = 1;
+/// Protocol version in the announce. Version 2 binds data PDUs to their session through the
+/// advertiser address ([`session_address`]); version 1 had no binding.
+pub const VERSION: u8 = 2;
+
+/// The advertiser address (AdvA, as sent: least significant byte first) a sender of `session`
+/// advertises from: a static random device address (the two top bits set) holding the session
+/// id, so a receiver tells a data PDU of its session from another sender's at no AdvData cost.
+/// The fixed bytes keep the random part from being all zeros or all ones, as the Core
+/// specification requires of a static address.
+pub const fn session_address(session: u32) -> [u8; 6] {
+    let s = session.to_le_bytes();
+    [s[0], s[1], s[2], s[3], 0x7A, 0xC0 | 0x2D]
+}
 
 /// Control PDU kinds (first byte).
 pub const KIND_ANNOUNCE: u8 = 0xF1;
@@ -75,6 +86,8 @@ pub enum RxState {
     TooLarge = 4,
     /// The staged image failed its final check (finalize refused it).
     Rejected = 5,
+    /// The announce is of another protocol version: nothing of it is staged.
+    VersionMismatch = 6,
 }
 
 impl RxState {
@@ -86,6 +99,7 @@ impl RxState {
             3 => RxState::Unsupported,
             4 => RxState::TooLarge,
             5 => RxState::Rejected,
+            6 => RxState::VersionMismatch,
             _ => return None,
         })
     }
@@ -275,17 +289,31 @@ pub fn announce(info: &SessionInfo, out: &mut [u8; PDU_MAX]) -> usize {
     ANNOUNCE_LEN
 }
 
-/// Decode an announce PDU (`None` if it is not a well-formed version-1 announce).
-pub fn parse_announce(pdu: &[u8]) -> Option<SessionInfo> {
-    if pdu.len() != ANNOUNCE_LEN
-        || pdu[0] != KIND_ANNOUNCE
-        || pdu[1] != VERSION
-        || pdu[15] as usize != CHUNK_LEN
-        || pdu[16] != BLOCK_LOG2
-    {
-        return None;
+/// Why an announce PDU was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnounceError {
+    /// Another protocol version; `session` is its session id when the PDU is long enough to
+    /// hold one where every version so far puts it (bytes 2–5), so the refusal can name it.
+    Version { version: u8, session: Option<u32> },
+    /// Not a well-formed announce of this version.
+    Malformed,
+}
+
+/// Decode an announce PDU.
+pub fn parse_announce(pdu: &[u8]) -> Result<SessionInfo, AnnounceError> {
+    if pdu.len() < 2 || pdu[0] != KIND_ANNOUNCE {
+        return Err(AnnounceError::Malformed);
     }
-    Some(SessionInfo {
+    if pdu[1] != VERSION {
+        return Err(AnnounceError::Version {
+            version: pdu[1],
+            session: (pdu.len() >= 6).then(|| le32(pdu, 2)),
+        });
+    }
+    if pdu.len() != ANNOUNCE_LEN || pdu[15] as usize != CHUNK_LEN || pdu[16] != BLOCK_LOG2 {
+        return Err(AnnounceError::Malformed);
+    }
+    Ok(SessionInfo {
         session: le32(pdu, 2),
         image_len: le32(pdu, 6),
         image_crc: le32(pdu, 10),

@@ -8,6 +8,8 @@ use adv_transfer::*;
 
 const CO: u16 = DEFAULT_COMPANY_ID;
 const SESSION: u32 = 0x5E55_1011;
+/// The session's sender's advertiser address.
+const ADDR: [u8; 6] = session_address(SESSION);
 
 fn adv(pdu: &[u8]) -> Vec<u8> {
     let mut out = [0u8; ADV_DATA_MAX];
@@ -46,7 +48,10 @@ fn chunk_adv(index: u16, len: usize) -> Vec<u8> {
 /// A receiver that joined a session of `image_len` bytes and began staging it.
 fn joined(bitmap: &mut [u8], image_len: u32) -> Receiver<'_> {
     let mut rx = Receiver::new(CO, MAX_IMAGE_LEN, bitmap, None, false);
-    assert_eq!(rx.on_adv(&announce_adv(image_len)), RxOutcome::Announce);
+    assert_eq!(
+        rx.on_adv(ADDR, &announce_adv(image_len)),
+        RxOutcome::Announce
+    );
     assert_eq!(rx.session().map(|s| s.image_len), Some(image_len));
     // Begin, then whatever it asks for first.
     while let Some(op) = rx.poll_op() {
@@ -74,7 +79,7 @@ fn announced_lengths_past_the_limits_are_refused_without_joining() {
         (u32::MAX, MAX_IMAGE_LEN + 1),
     ] {
         let mut rx = Receiver::new(CO, max, &mut bitmap, None, false);
-        assert_eq!(rx.on_adv(&announce_adv(len)), RxOutcome::Announce);
+        assert_eq!(rx.on_adv(ADDR, &announce_adv(len)), RxOutcome::Announce);
         assert_eq!(
             rx.state(),
             RxState::TooLarge,
@@ -82,7 +87,10 @@ fn announced_lengths_past_the_limits_are_refused_without_joining() {
         );
         assert!(rx.poll_op().is_none());
         for index in [0u16, 1, 0x3FFF, CONTROL_FLOOR - 1] {
-            assert_eq!(rx.on_adv(&chunk_adv(index, CHUNK_LEN)), RxOutcome::Dropped);
+            assert_eq!(
+                rx.on_adv(ADDR, &chunk_adv(index, CHUNK_LEN)),
+                RxOutcome::Dropped
+            );
         }
         assert!(rx.poll_op().is_none(), "a refused session staged something");
         let mut status = [0u8; ADV_DATA_MAX];
@@ -90,7 +98,7 @@ fn announced_lengths_past_the_limits_are_refused_without_joining() {
     }
     // The largest image the protocol carries is taken.
     let mut rx = Receiver::new(CO, MAX_IMAGE_LEN, &mut bitmap, None, false);
-    rx.on_adv(&announce_adv(MAX_IMAGE_LEN));
+    rx.on_adv(ADDR, &announce_adv(MAX_IMAGE_LEN));
     assert_eq!(rx.state(), RxState::Receiving);
 }
 
@@ -99,10 +107,10 @@ fn announced_lengths_past_the_limits_are_refused_without_joining() {
 fn the_receivers_limit_is_capped_by_its_bitmap() {
     let mut bitmap = vec![0u8; Receiver::bitmap_len(8 * BLOCK_LEN as u32)];
     let mut rx = Receiver::new(CO, u32::MAX, &mut bitmap, None, false);
-    rx.on_adv(&announce_adv(8 * BLOCK_LEN as u32 + 1));
+    rx.on_adv(ADDR, &announce_adv(8 * BLOCK_LEN as u32 + 1));
     assert_eq!(rx.state(), RxState::TooLarge);
     let mut rx = Receiver::new(CO, u32::MAX, &mut bitmap, None, false);
-    rx.on_adv(&announce_adv(8 * BLOCK_LEN as u32));
+    rx.on_adv(ADDR, &announce_adv(8 * BLOCK_LEN as u32));
     assert_eq!(rx.state(), RxState::Receiving);
 }
 
@@ -113,10 +121,10 @@ fn the_receivers_limit_is_capped_by_its_bitmap() {
 fn a_bitmap_larger_than_any_image_needs_does_not_overflow_the_limit() {
     let mut bitmap = vec![0u8; 22 * 1024 * 1024];
     let mut rx = Receiver::new(CO, u32::MAX, &mut bitmap, None, false);
-    rx.on_adv(&announce_adv(MAX_IMAGE_LEN + 1));
+    rx.on_adv(ADDR, &announce_adv(MAX_IMAGE_LEN + 1));
     assert_eq!(rx.state(), RxState::TooLarge);
     let mut rx = Receiver::new(CO, u32::MAX, &mut bitmap, None, false);
-    rx.on_adv(&announce_adv(MAX_IMAGE_LEN));
+    rx.on_adv(ADDR, &announce_adv(MAX_IMAGE_LEN));
     assert_eq!(rx.state(), RxState::Receiving);
 }
 
@@ -137,22 +145,22 @@ fn manifest_blocks_past_the_image_are_refused() {
         (1, 5),
     ] {
         assert_eq!(
-            rx.on_adv(&manifest_adv(SESSION, first, &vec![0xAB; n])),
+            rx.on_adv(ADDR, &manifest_adv(SESSION, first, &vec![0xAB; n])),
             RxOutcome::OutOfRange,
             "first {first} count {n}"
         );
     }
     assert_eq!(
-        rx.on_adv(&manifest_adv(SESSION, 0, &[1, 2, 3, 4])),
+        rx.on_adv(ADDR, &manifest_adv(SESSION, 0, &[1, 2, 3, 4])),
         RxOutcome::Manifest
     );
     assert_eq!(
-        rx.on_adv(&manifest_adv(SESSION, 3, &[4])),
+        rx.on_adv(ADDR, &manifest_adv(SESSION, 3, &[4])),
         RxOutcome::Manifest
     );
     // Another session's manifest never lands in this one's tables.
     assert_eq!(
-        rx.on_adv(&manifest_adv(SESSION ^ 1, 0, &[9])),
+        rx.on_adv(ADDR, &manifest_adv(SESSION ^ 1, 0, &[9])),
         RxOutcome::OtherSession
     );
 }
@@ -175,16 +183,19 @@ fn chunk_indices_past_the_image_are_refused() {
         u32::from(CONTROL_FLOOR) - 1,
     ] {
         assert_eq!(
-            rx.on_adv(&chunk_adv(index as u16, 5)),
+            rx.on_adv(ADDR, &chunk_adv(index as u16, 5)),
             RxOutcome::OutOfRange,
             "chunk {index}"
         );
     }
     let last = (total - 1) as u16;
-    assert_eq!(rx.on_adv(&chunk_adv(last, 6)), RxOutcome::Malformed);
-    assert_eq!(rx.on_adv(&chunk_adv(last, 4)), RxOutcome::Malformed);
-    assert_eq!(rx.on_adv(&chunk_adv(last, CHUNK_LEN)), RxOutcome::Malformed);
-    assert_eq!(rx.on_adv(&chunk_adv(last, 5)), RxOutcome::Chunk);
+    assert_eq!(rx.on_adv(ADDR, &chunk_adv(last, 6)), RxOutcome::Malformed);
+    assert_eq!(rx.on_adv(ADDR, &chunk_adv(last, 4)), RxOutcome::Malformed);
+    assert_eq!(
+        rx.on_adv(ADDR, &chunk_adv(last, CHUNK_LEN)),
+        RxOutcome::Malformed
+    );
+    assert_eq!(rx.on_adv(ADDR, &chunk_adv(last, 5)), RxOutcome::Chunk);
     // What it stages stays inside the image.
     while let Some(op) = rx.poll_op() {
         match op {

@@ -113,12 +113,12 @@ fn transfer(img: &[u8], loss: f64, dup: f64, reorder: f64, seed: u64, status_eve
             if rng.chance(reorder) && held.is_none() {
                 held = Some(pdu);
             } else {
-                rx.on_adv(&pdu);
+                rx.on_adv(tx.address(), &pdu);
                 if rng.chance(dup) {
-                    rx.on_adv(&pdu);
+                    rx.on_adv(tx.address(), &pdu);
                 }
                 if let Some(h) = held.take() {
-                    rx.on_adv(&h);
+                    rx.on_adv(tx.address(), &h);
                 }
             }
         }
@@ -181,7 +181,7 @@ fn a_receiver_rebooted_mid_transfer_resumes_without_starting_over() {
         for _ in 0..1500 {
             let mut out = [0u8; 31];
             let n = tx.next_adv(&mut out);
-            rx.on_adv(&out[..n]);
+            rx.on_adv(tx.address(), &out[..n]);
             drive(&mut rx, &mut store);
         }
         received_before = rx.progress().received_chunks;
@@ -197,7 +197,7 @@ fn a_receiver_rebooted_mid_transfer_resumes_without_starting_over() {
         events += 1;
         let mut out = [0u8; 31];
         let n = tx.next_adv(&mut out);
-        rx.on_adv(&out[..n]);
+        rx.on_adv(tx.address(), &out[..n]);
         drive(&mut rx, &mut store);
         if events == 200 {
             // The announce came by: the receiver read back what it had.
@@ -245,10 +245,10 @@ fn hostile_and_malformed_advertisements_are_ignored_and_never_corrupt_staging() 
             let index = u16::from_be_bytes([good[4], good[5]]) as u32;
             if seen.insert(index) {
                 bad[6] ^= 0x40;
-                rx.on_adv(&bad);
+                rx.on_adv(tx.address(), &bad);
             }
         }
-        rx.on_adv(&good);
+        rx.on_adv(tx.address(), &good);
         drive(&mut rx, &mut store);
         // Hostile traffic around every genuine PDU.
         let mut o = [0u8; 31];
@@ -256,7 +256,7 @@ fn hostile_and_malformed_advertisements_are_ignored_and_never_corrupt_staging() 
         let foreign = &o[..m];
         if foreign[4] >= 0xF0 {
             // Another session's control PDUs are recognised and ignored.
-            let outcome = rx.on_adv(foreign);
+            let outcome = rx.on_adv(other.address(), foreign);
             if foreign[4] == KIND_MANIFEST {
                 assert_eq!(outcome, RxOutcome::OtherSession);
             }
@@ -303,7 +303,7 @@ fn hostile_and_malformed_advertisements_are_ignored_and_never_corrupt_staging() 
             (vec![0x04, 0xFF, 0xFF, 0xFF, 0xF7], RxOutcome::Malformed),
         ];
         for (v, expected) in variants {
-            let got = rx.on_adv(&v);
+            let got = rx.on_adv(tx.address(), &v);
             if good[4] < 0xF0 {
                 assert_eq!(got, expected, "{v:02x?}");
             }
@@ -343,7 +343,7 @@ fn a_corrupted_chunk_fails_its_block_crc_and_the_block_is_received_again() {
             out[9] ^= 0xFF;
             corrupted = true;
         }
-        rx.on_adv(&out[..n]);
+        rx.on_adv(tx.address(), &out[..n]);
         drive(&mut rx, &mut store);
         if events.is_multiple_of(20) {
             let mut s = [0u8; 31];
@@ -370,7 +370,7 @@ fn unsupported_capabilities_and_oversized_images_are_refused_in_the_status() {
     let n = announce(&info, &mut pdu);
     let mut adv = [0u8; 31];
     let m = frame(CO, &pdu[..n], &mut adv);
-    rx.on_adv(&adv[..m]);
+    rx.on_adv(session_address(info.session), &adv[..m]);
     assert_eq!(rx.state(), RxState::Unsupported);
     assert!(rx.poll_op().is_none());
     let mut bitmap = vec![0u8; Receiver::bitmap_len(64 * 1024)];
@@ -378,7 +378,7 @@ fn unsupported_capabilities_and_oversized_images_are_refused_in_the_status() {
     let big = image(100_000, 1);
     let mut tx = Sender::new(CO, &big, 2, 0).unwrap();
     let n = tx.next_adv(&mut adv);
-    rx.on_adv(&adv[..n]);
+    rx.on_adv(tx.address(), &adv[..n]);
     assert_eq!(rx.state(), RxState::TooLarge);
     let n = rx.status_adv(&mut adv);
     assert_eq!(
@@ -429,7 +429,7 @@ fn a_refused_transfer_never_reaches_the_receivers_tables() {
     let mut adv = [0u8; 31];
     for _ in 0..2000 {
         let n = tx.next_adv(&mut adv);
-        rx.on_adv(&adv[..n]);
+        rx.on_adv(tx.address(), &adv[..n]);
         assert!(rx.poll_op().is_none());
         let _ = rx.progress();
         let m = rx.status_adv(&mut adv);
@@ -447,6 +447,112 @@ fn a_refused_transfer_never_reaches_the_receivers_tables() {
     let small = image(3000, 4);
     let mut tx = Sender::new(CO, &small, 4, 0).unwrap();
     let n = tx.next_adv(&mut adv);
-    assert_eq!(rx.on_adv(&adv[..n]), RxOutcome::Announce);
+    assert_eq!(rx.on_adv(tx.address(), &adv[..n]), RxOutcome::Announce);
     assert_eq!(rx.state(), RxState::Receiving);
+}
+
+#[test]
+fn foreign_session_chunks_never_reach_the_staging_ops() {
+    // Another transfer of the same length nearby: its chunks have valid indices and lengths, and
+    // each one is heard just before our own chunk of the same index.
+    let img = image(20_000, 7);
+    let other_img = image(20_000, 8);
+    let mut store = Store::new();
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut rx = Receiver::new(CO, MAX_IMAGE_LEN, &mut bitmap, None, false);
+    let mut tx = Sender::new(CO, &img, 0xA11CE, 0).unwrap();
+    let mut other = Sender::new(CO, &other_img, 0xB0B, 0).unwrap();
+    assert_ne!(tx.address(), other.address());
+    // Our announce is heard first, so our session is the one joined.
+    let mut first = [0u8; 31];
+    let n = tx.next_adv(&mut first);
+    assert_eq!(rx.on_adv(tx.address(), &first[..n]), RxOutcome::Announce);
+    let mut events = 0u32;
+    while !tx.is_complete() {
+        events += 1;
+        assert!(events < 20_000, "transfer did not converge");
+        let (mut mine, mut theirs) = ([0u8; 31], [0u8; 31]);
+        let n = tx.next_adv(&mut mine);
+        let m = other.next_adv(&mut theirs);
+        let outcome = rx.on_adv(other.address(), &theirs[..m]);
+        if theirs[4] < 0xF0 {
+            assert_eq!(outcome, RxOutcome::Foreign);
+        }
+        rx.on_adv(tx.address(), &mine[..n]);
+        // Every write holds the genuine image's bytes at that offset.
+        let image_len = img.len() as u32;
+        while let Some(op) = rx.poll_op() {
+            if let StageOp::Write { offset, data } = op {
+                let at = offset as usize;
+                assert_eq!(data, &img[at..at + data.len()], "foreign bytes at {offset}");
+            }
+            match store.apply(op, image_len) {
+                Ok(v) => rx.op_done(Ok(&v)),
+                Err(e) => rx.op_done(Err(e)),
+            }
+        }
+        if events.is_multiple_of(20) {
+            let mut s = [0u8; 31];
+            let n = rx.status_adv(&mut s);
+            tx.on_adv(&s[..n]);
+        }
+    }
+    let c = rx.counters();
+    assert!(c.foreign > 500, "{c:?}");
+    assert_eq!(c.crc_failures, 0, "a foreign chunk was staged: {c:?}");
+    assert_eq!(&store.bytes[..img.len()], &img[..]);
+    // A forged announce whose address does not match its session id is not joined either.
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut rx = Receiver::new(CO, MAX_IMAGE_LEN, &mut bitmap, None, false);
+    let mut tx = Sender::new(CO, &img, 0xA11CE, 0).unwrap();
+    let mut adv = [0u8; 31];
+    let n = tx.next_adv(&mut adv);
+    assert_eq!(rx.on_adv(other.address(), &adv[..n]), RxOutcome::Foreign);
+    assert_eq!(rx.state(), RxState::Listening);
+    assert_eq!(rx.on_adv(tx.address(), &adv[..n]), RxOutcome::Announce);
+}
+
+#[test]
+fn a_version_mismatch_is_refused_in_the_status_and_the_sender_reports_it() {
+    let img = image(5_000, 1);
+    let tx_info = Sender::new(CO, &img, 0x0701, 0).unwrap().info();
+    for version in [1u8, VERSION + 1] {
+        let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+        let mut rx = Receiver::new(CO, MAX_IMAGE_LEN, &mut bitmap, None, false);
+        // A version-1 sender advertised from any address; its announce had the same first bytes.
+        let mut pdu = [0u8; PDU_MAX];
+        let n = announce(&tx_info, &mut pdu);
+        pdu[1] = version;
+        let mut adv = [0u8; 31];
+        let m = frame(CO, &pdu[..n], &mut adv);
+        assert_eq!(
+            parse_announce(&pdu[..n]),
+            Err(AnnounceError::Version {
+                version,
+                session: Some(0x0701)
+            })
+        );
+        assert_eq!(rx.on_adv([0xC3; 6], &adv[..m]), RxOutcome::Announce);
+        assert_eq!(rx.state(), RxState::VersionMismatch);
+        assert!(rx.poll_op().is_none(), "nothing is staged");
+        // Its chunks are dropped (no session joined).
+        let chunk = [0x05, 0xFF, 0xFF, 0xFF, 0x00, 0x00];
+        assert_eq!(rx.on_adv([0xC3; 6], &chunk), RxOutcome::Dropped);
+        // The status names the session and the reason; a sender of that session reports it.
+        let mut s = [0u8; 31];
+        let k = rx.status_adv(&mut s);
+        let mut tx = Sender::new(CO, &img, 0x0701, 0).unwrap();
+        assert_eq!(
+            tx.on_adv(&s[..k]),
+            TxEvent::Status {
+                state: RxState::VersionMismatch,
+                missing: 0
+            }
+        );
+        assert_eq!(tx.receiver_state(), Some(RxState::VersionMismatch));
+        // A sender of this version is still joined afterwards.
+        let n = tx.next_adv(&mut adv);
+        assert_eq!(rx.on_adv(tx.address(), &adv[..n]), RxOutcome::Announce);
+        assert_eq!(rx.state(), RxState::Receiving);
+    }
 }

@@ -307,6 +307,12 @@ pub fn resume_info<K: Kernel>(k: &mut K) -> Result<(Option<[u8; update::TAG_LEN]
 /// The AdvData of each report in a batch (`[len, channel, pdu[len]]`...), skipping PDU types
 /// that carry no AdvData and malformed reports.
 pub fn adv_data_in(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    reports_in(batch).map(|(_, adv_data)| adv_data)
+}
+
+/// The advertiser address (AdvA, as sent) and AdvData of each report in a batch, as
+/// [`adv_data_in`] walks them.
+pub fn reports_in(batch: &[u8]) -> impl Iterator<Item = ([u8; 6], &[u8])> {
     /// PDU header (2 bytes) and AdvA (6 bytes) before the AdvData.
     const ADV_A_END: usize = 8;
     let mut rest = batch;
@@ -330,7 +336,9 @@ pub fn adv_data_in(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
         let pdu_type = pdu[0] & 0x0F;
         let payload_len = (pdu[1] as usize).min(pdu.len() - 2);
         if matches!(pdu_type, 0 | 2 | 6) && payload_len >= 6 {
-            return Some(&pdu[ADV_A_END..2 + payload_len]);
+            let mut adv_a = [0u8; 6];
+            adv_a.copy_from_slice(&pdu[2..ADV_A_END]);
+            return Some((adv_a, &pdu[ADV_A_END..2 + payload_len]));
         }
     })
 }
@@ -539,8 +547,8 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
         let mut finalized = None;
         if let Some(got) = got {
             let bytes = (got.bytes as usize).min(batch.len());
-            for adv in adv_data_in(&batch[..bytes]) {
-                rx.on_adv(adv);
+            for (adv_a, adv) in reports_in(&batch[..bytes]) {
+                rx.on_adv(adv_a, adv);
                 // Stage as we go: the receiver holds only a few chunks in RAM.
                 finalized = finalized.or(pump(k, rx, &mut read_buf));
                 if k.halted() {
@@ -623,6 +631,9 @@ fn show_progress<K: Kernel>(k: &mut K, rx: &Receiver<'_>, shown: &mut Display) {
             )),
             RxState::TooLarge => k.log(format_args!("dfu: image too large for the kernel slot")),
             RxState::Rejected => k.log(format_args!("dfu: the kernel refused the staged image")),
+            RxState::VersionMismatch => k.log(format_args!(
+                "dfu: the sender speaks another transfer protocol version"
+            )),
             _ => {}
         }
     }

@@ -9,7 +9,7 @@ use adv_transfer::StageError;
 use dfu_abi::error;
 use dfu_abi::update::detail;
 
-use crate::{adv_data_in, stage_error, Backoff, OpError, RETRY_FIRST_MS, RETRY_MAX_MS};
+use crate::{adv_data_in, reports_in, stage_error, Backoff, OpError, RETRY_FIRST_MS, RETRY_MAX_MS};
 
 #[test]
 fn policy_refusals_map_to_the_receivers_errors() {
@@ -66,6 +66,9 @@ fn batches_yield_adv_data_of_advertising_pdus_only() {
     assert_eq!(advs, vec![&[0xAA, 0xBB, 0xCC][..], &[0xDD][..]]);
     // A lone length byte is no report.
     assert_eq!(adv_data_in(&[5]).count(), 0);
+    // The advertiser address comes with each AdvData, as sent.
+    let addrs: Vec<[u8; 6]> = reports_in(&batch).map(|(a, _)| a).collect();
+    assert_eq!(addrs, vec![[1, 2, 3, 4, 5, 6], [1; 6]]);
 }
 
 #[test]

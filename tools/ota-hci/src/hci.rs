@@ -36,11 +36,19 @@ pub struct Capabilities {
 /// Something the controller reported, as the loops need it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heard<'a> {
-    /// The AdvData of an undirected advertisement (any legacy or extended PDU type but scan
-    /// responses), complete.
-    Adv(&'a [u8]),
+    /// An undirected advertisement (any legacy or extended PDU type but scan responses),
+    /// complete: its advertiser address (AdvA, as sent: least significant byte first) and its
+    /// AdvData.
+    Adv { addr: [u8; 6], data: &'a [u8] },
     /// LE Advertising Set Terminated.
     SetTerminated { handle: u8, status: u8 },
+}
+
+/// A report's advertiser address as a plain array.
+fn address(a: &bt_hci::param::BdAddr) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&a.raw()[..6]);
+    out
 }
 
 /// An owned event packet: code, parameter length, parameters.
@@ -357,7 +365,10 @@ impl Controller {
                         report.event_kind,
                         K::AdvInd | K::AdvScanInd | K::AdvNonconnInd
                     ) {
-                        on_heard(Heard::Adv(report.data));
+                        on_heard(Heard::Adv {
+                            addr: address(&report.addr),
+                            data: report.data,
+                        });
                     }
                 }
             }
@@ -368,7 +379,10 @@ impl Controller {
                         && !k.directed()
                         && matches!(k.data_status(), LeExtAdvDataStatus::Complete)
                     {
-                        on_heard(Heard::Adv(report.data));
+                        on_heard(Heard::Adv {
+                            addr: address(&report.addr),
+                            data: report.data,
+                        });
                     }
                 }
             }

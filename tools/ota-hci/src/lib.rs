@@ -132,6 +132,8 @@ impl std::fmt::Display for Error {
                     RxState::TooLarge => "the image does not fit its staging slot",
                     RxState::Rejected =>
                         "the staged image failed its final check (finalize refused it)",
+                    RxState::VersionMismatch =>
+                        "it speaks another version of the transfer protocol (update one side)",
                     _ => "unknown reason",
                 }
             ),

@@ -71,10 +71,10 @@ enum Mode {
 
 /// A random static device address (the two top bits set), so controllers without a public
 /// address (Zephyr on an nRF52840 dongle) advertise too.
-fn static_address() -> BdAddr {
+fn static_address() -> [u8; 6] {
     let mut a: [u8; 6] = rand::random();
     a[5] |= 0xC0;
-    BdAddr::new(a)
+    a
 }
 
 /// The 0.625 ms unit count for `d`, kept within the HCI range 0x20..=0x4000 (legacy) .
@@ -163,11 +163,22 @@ pub struct Advertiser {
 }
 
 impl Advertiser {
-    /// Configure the controller's advertiser for `params`.
+    /// Configure the controller's advertiser for `params`, from a fresh random static address.
     pub fn new(hci: &mut Controller, params: AdvParams, keep_on: bool) -> Result<Self, Error> {
+        Self::with_address(hci, params, keep_on, static_address())
+    }
+
+    /// Configure the controller's advertiser for `params`, advertising from the random static
+    /// address `addr` (as sent: least significant byte first; a sender uses its session's).
+    pub fn with_address(
+        hci: &mut Controller,
+        params: AdvParams,
+        keep_on: bool,
+        addr: [u8; 6],
+    ) -> Result<Self, Error> {
         let units = units_625(params.interval);
         let interval = Duration::from_micros(units as u64 * 625);
-        let addr = static_address();
+        let addr = BdAddr::new(addr);
         let mut mode = None;
         if hci.capabilities().extended_advertising {
             match setup_extended(hci, params.adv_type, units, addr) {

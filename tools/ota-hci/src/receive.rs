@@ -88,7 +88,7 @@ pub fn receive(
         // Listen a little; every advertisement goes to the receiver (less the test's drops).
         let mut active = false;
         let mut on_heard = |h: Heard<'_>| {
-            if let Heard::Adv(d) = h {
+            if let Heard::Adv { addr, data: d } = h {
                 heard += 1;
                 if opts.drop > 0.0 && rng.gen::<f64>() < opts.drop {
                     dropped += 1;
@@ -97,7 +97,7 @@ pub fn receive(
                 rx.tick(t0.elapsed().as_millis() as u64);
                 use adv_transfer::RxOutcome as O;
                 if matches!(
-                    rx.on_adv(d),
+                    rx.on_adv(addr, d),
                     O::Chunk | O::Duplicate | O::Announce | O::Manifest
                 ) {
                     active = true;
@@ -132,13 +132,13 @@ pub fn receive(
             if n > 0 {
                 statuses += 1;
                 let mut more = |h: Heard<'_>| {
-                    if let Heard::Adv(d) = h {
+                    if let Heard::Adv { addr, data: d } = h {
                         heard += 1;
                         if opts.drop > 0.0 && rng.gen::<f64>() < opts.drop {
                             dropped += 1;
                             return;
                         }
-                        rx.on_adv(d);
+                        rx.on_adv(addr, d);
                     }
                 };
                 if let Err(e) = adv.transmit(hci, &s[..n], 1, &mut more) {

@@ -73,7 +73,8 @@ pub fn send(
     let session = session_for(image);
     let mut sender =
         Sender::new(opts.company_id, image, session, 0).map_err(|e| Error::Image(e.to_string()))?;
-    let mut adv = Advertiser::new(hci, opts.adv, true)?;
+    // Receivers take the session's data PDUs from the session's own address only.
+    let mut adv = Advertiser::with_address(hci, opts.adv, true, sender.address())?;
     start_scan(hci)?;
     let t0 = Instant::now();
     let mut last_status = t0;
@@ -83,8 +84,12 @@ pub fn send(
         if sender.is_complete() {
             break Ok(());
         }
-        if let Some(state @ (RxState::Unsupported | RxState::TooLarge | RxState::Rejected)) =
-            sender.receiver_state()
+        if let Some(
+            state @ (RxState::Unsupported
+            | RxState::TooLarge
+            | RxState::Rejected
+            | RxState::VersionMismatch),
+        ) = sender.receiver_state()
         {
             break Err(Error::ReceiverRefused { state });
         }
@@ -99,7 +104,7 @@ pub fn send(
         let n = sender.next_adv(&mut data);
         let mut heard_status = false;
         let r = adv.transmit(hci, &data[..n], 1, &mut |h| {
-            if let Heard::Adv(d) = h {
+            if let Heard::Adv { data: d, .. } = h {
                 let now = Instant::now();
                 if let Some((prev, at)) = &last_seen {
                     if prev.as_slice() == d && now - *at < SAME_STATUS_WINDOW {

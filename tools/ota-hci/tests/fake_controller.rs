@@ -170,7 +170,7 @@ fn scan_responses_and_directed_reports_are_not_advertisements() {
     ota_hci::radio::start_scan(&mut hci).unwrap();
     let mut heard = Vec::new();
     hci.pump(Instant::now() + Duration::from_millis(200), &mut |h| {
-        if let Heard::Adv(d) = h {
+        if let Heard::Adv { data: d, .. } = h {
             heard.push(d[4]);
         }
     })

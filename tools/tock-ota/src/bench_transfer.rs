@@ -1,5 +1,7 @@
 //! Transfer goodput report: a kernel-sized image over the simulated advertising link at several
-//! loss rates, beside the bearer limit (27 payload bytes per event × events per second).
+//! loss rates, then on a loss-free link with hostile traffic around it (other transfers' PDUs
+//! and malformed advertisements, `LinkParams::hostile`), beside the bearer limit (27 payload
+//! bytes per event × events per second).
 use crate::sim::image::{kernel_payload, unsigned_image};
 use crate::sim::transfer::{run_transfer, LinkParams, TransferJob, TransferReport};
 use hw_models::SimBoard;
@@ -13,6 +15,10 @@ pub struct Args {
     /// Loss rates to run, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.1, 0.3])]
     pub loss: Vec<f64>,
+    /// Hostile rates to run on a loss-free link, comma separated (probability per event that
+    /// the receiver also hears a hostile or malformed advertisement).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.05, 0.3])]
+    pub hostile: Vec<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Machine-readable output.
@@ -23,9 +29,15 @@ pub struct Args {
 #[derive(Serialize, Debug, Clone)]
 pub struct Row {
     pub loss: f64,
+    pub hostile: f64,
     pub image_bytes: usize,
     pub events: u64,
     pub retransmissions: u64,
+    /// Hostile or malformed advertisements the receiver heard.
+    pub hostile_heard: u64,
+    /// PDUs the receiver refused because they came from another sender's address.
+    pub foreign_rejected: u32,
+    pub block_crc_failures: u32,
     pub simulated_s: f64,
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
@@ -33,14 +45,25 @@ pub struct Row {
     pub image_bytes_per_event: f64,
 }
 
-/// Run the report's transfers; each on a fresh board.
-pub fn measure(payload: usize, losses: &[f64], seed: u64) -> anyhow::Result<Vec<Row>> {
+/// Run the report's transfers (each loss rate on a clean link, then each hostile rate on a
+/// loss-free link); each on a fresh board.
+pub fn measure(
+    payload: usize,
+    losses: &[f64],
+    hostile: &[f64],
+    seed: u64,
+) -> anyhow::Result<Vec<Row>> {
     let image = unsigned_image(&kernel_payload(payload, seed), (2, 0, 0, 0));
     let mut rows = Vec::new();
-    for &loss in losses {
+    let links = losses
+        .iter()
+        .map(|&loss| (loss, 0.0))
+        .chain(hostile.iter().map(|&h| (0.0, h)));
+    for (loss, hostile) in links {
         let mut board = SimBoard::new(seed);
         let params = LinkParams {
             loss,
+            hostile,
             ..LinkParams::default()
         };
         let config = update_region::Config::nrf52840dk(1);
@@ -56,9 +79,13 @@ pub fn measure(payload: usize, losses: &[f64], seed: u64) -> anyhow::Result<Vec<
         let r: TransferReport = run_transfer(&mut board, &job, &mut |_| {})?;
         rows.push(Row {
             loss,
+            hostile,
             image_bytes: r.image_bytes,
             events: r.events,
             retransmissions: r.tx.retransmissions,
+            hostile_heard: r.hostile_pdus,
+            foreign_rejected: r.rx.foreign,
+            block_crc_failures: r.rx.crc_failures,
             simulated_s: r.sim_time_s,
             goodput_bytes_per_s: r.goodput_bytes_per_s,
             bearer_limit_bytes_per_s: r.bearer_limit_bytes_per_s,
@@ -70,7 +97,7 @@ pub fn measure(payload: usize, losses: &[f64], seed: u64) -> anyhow::Result<Vec<
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rows = measure(args.payload, &args.loss, args.seed)?;
+    let rows = measure(args.payload, &args.loss, &args.hostile, args.seed)?;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -85,11 +112,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         p.bearer_limit_bytes_per_s()
     );
     crate::outln!(
-        "{:>6} {:>9} {:>8} {:>8} {:>10} {:>12} {:>10} {:>8}",
+        "{:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8}",
         "loss",
+        "hostile",
         "bytes",
         "events",
         "retx",
+        "heard",
+        "foreign",
+        "crc×",
         "sim s",
         "goodput B/s",
         "limit B/s",
@@ -97,11 +128,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     for r in &rows {
         crate::outln!(
-            "{:>5.0}% {:>9} {:>8} {:>8} {:>10.1} {:>12.1} {:>10.0} {:>7.1}%",
+            "{:>5.0}% {:>7.0}% {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>10.1} {:>12.1} {:>10.0} {:>7.1}%",
             r.loss * 100.0,
+            r.hostile * 100.0,
             r.image_bytes,
             r.events,
             r.retransmissions,
+            r.hostile_heard,
+            r.foreign_rejected,
+            r.block_crc_failures,
             r.simulated_s,
             r.goodput_bytes_per_s,
             r.bearer_limit_bytes_per_s,

@@ -90,7 +90,12 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             if radio.sender.is_complete()
                 || matches!(
                     radio.sender.receiver_state(),
-                    Some(RxState::Unsupported | RxState::TooLarge | RxState::Rejected)
+                    Some(
+                        RxState::Unsupported
+                            | RxState::TooLarge
+                            | RxState::Rejected
+                            | RxState::VersionMismatch
+                    )
                 )
             {
                 self.halted = true;

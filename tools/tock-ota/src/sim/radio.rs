@@ -25,9 +25,12 @@ pub const RING_BYTES: usize = 4096;
 const PDU_HEAD: usize = 8;
 const ADV_NONCONN_IND: u8 = 0x02;
 
+/// One advertisement as the scanner reports it: the advertiser address (AdvA) and the AdvData.
+type Report = ([u8; 6], Vec<u8>);
+
 struct Delivery {
     at_event: u64,
-    adv: Vec<u8>,
+    report: Report,
 }
 
 /// The link, the sender and the board's scanner.
@@ -44,7 +47,7 @@ pub struct Radio<'a> {
     /// When the board first started scanning (the transfer's start), µs.
     pub started_us: Option<u64>,
     pending: Vec<Delivery>,
-    ring: VecDeque<Vec<u8>>,
+    ring: VecDeque<Report>,
     ring_bytes: usize,
     dropped: u32,
     scanning: bool,
@@ -135,14 +138,16 @@ impl<'a> Radio<'a> {
         let event = self.events;
         let listening = self.scanning && t_us >= self.gap_until_us;
         let heard = listening && self.rng.gen::<f64>() < p.scan_duty;
+        let address = self.sender.address();
         if heard && self.rng.gen::<f64>() < p.hostile {
             let total = self.sender.total_chunks();
-            let forged = hostile_adv(&mut self.rng, &adv[..n], total);
-            self.hostile_pdus += 1;
-            self.pending.push(Delivery {
-                at_event: event,
-                adv: forged,
-            });
+            if let Some(report) = hostile_adv(&mut self.rng, address, &adv[..n], total) {
+                self.hostile_pdus += 1;
+                self.pending.push(Delivery {
+                    at_event: event,
+                    report,
+                });
+            }
         }
         if heard && self.rng.gen::<f64>() >= p.loss {
             let copies = if self.rng.gen::<f64>() < p.dup { 2 } else { 1 };
@@ -154,7 +159,7 @@ impl<'a> Radio<'a> {
                 };
                 self.pending.push(Delivery {
                     at_event: event + late,
-                    adv: adv[..n].to_vec(),
+                    report: (address, adv[..n].to_vec()),
                 });
             }
         }
@@ -162,27 +167,27 @@ impl<'a> Radio<'a> {
         while i < self.pending.len() {
             if self.pending[i].at_event <= event {
                 let d = self.pending.remove(i);
-                self.enqueue(d.adv);
+                self.enqueue(d.report);
             } else {
                 i += 1;
             }
         }
     }
 
-    fn enqueue(&mut self, adv: Vec<u8>) {
-        let size = scan::REPORT_HEADER + PDU_HEAD + adv.len();
+    fn enqueue(&mut self, report: Report) {
+        let size = scan::REPORT_HEADER + PDU_HEAD + report.1.len();
         if !self.scanning || self.ring_bytes + size > RING_BYTES {
             self.dropped += 1;
             return;
         }
         self.ring_bytes += size;
-        self.ring.push_back(adv);
+        self.ring.push_back(report);
     }
 
     /// The capsule's delivery: whole reports, oldest first, as many as fit in `buffer`.
     pub fn take_batch(&mut self, buffer: &mut [u8]) -> Option<Batch> {
         let (mut at, mut reports) = (0usize, 0u32);
-        while let Some(adv) = self.ring.front() {
+        while let Some((address, adv)) = self.ring.front() {
             let pdu_len = PDU_HEAD + adv.len();
             let size = scan::REPORT_HEADER + pdu_len;
             if at + size > buffer.len() {
@@ -192,7 +197,7 @@ impl<'a> Radio<'a> {
             buffer[at + 1] = 37;
             buffer[at + 2] = ADV_NONCONN_IND;
             buffer[at + 3] = (6 + adv.len()) as u8;
-            buffer[at + 4..at + 10].copy_from_slice(&[0xC0; 6]);
+            buffer[at + 4..at + 10].copy_from_slice(address);
             buffer[at + 10..at + size].copy_from_slice(adv);
             at += size;
             reports += 1;

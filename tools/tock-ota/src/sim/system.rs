@@ -349,7 +349,7 @@ pub fn run_demo(
         receiver_reboots: t.receiver_reboots,
         transfer_flash_ops: t.flash_ops,
         hostile_advertisements: t.hostile_pdus,
-        ignored_advertisements: t.rx.ignored,
+        ignored_advertisements: t.rx.ignored + t.rx.foreign,
         block_crc_failures: t.rx.crc_failures,
         transfer_simulated_s: t.sim_time_s,
         goodput_bytes_per_s: t.goodput_bytes_per_s,
