@@ -605,6 +605,10 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
     let now = st.clock.now_us();
     st.hw.update_interrupts(now);
     st.next_irq_poll = st.instructions + IRQ_POLL_INTERVAL;
+    if !st.hw.dma_writes.is_empty() {
+        apply_memory_effects(uc);
+    }
+    let st = uc.get_data_mut();
     if st.hw.nvic.highest_pending().is_none() {
         return false;
     }
@@ -639,6 +643,7 @@ fn wait_for_interrupt<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: 
         }
     }
     st.next_irq_poll = 0;
+    apply_memory_effects(uc);
     let _ = uc.reg_write(RegisterARM::PC, u64::from(pc + 2) | 1);
 }
 
@@ -727,6 +732,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         periph::SCS_BASE,
         periph::RTC1_BASE,
         periph::UARTE0_BASE,
+        periph::RADIO_BASE,
         ficr::FICR_BASE,
         ficr::UICR_BASE,
     ]
@@ -786,12 +792,13 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
                         Ok(None)
                     };
                     // A UARTE STARTTX reads its buffer by EasyDMA: hand the bytes over.
-                    let uarte_src = (addr & !0xFFF == periph::UARTE0_BASE)
-                        .then(|| uc.get_data().hw.uarte0.dma_source(addr & 0xFFF, value))
-                        .flatten()
-                        .and_then(|(src, cnt)| {
-                            uc.mem_read_as_vec(u64::from(src), cnt as usize).ok()
-                        });
+                    let hw = &uc.get_data().hw;
+                    let uarte_src = match addr & !0xFFF {
+                        periph::UARTE0_BASE => hw.uarte0.dma_source(addr & 0xFFF, value),
+                        periph::RADIO_BASE => hw.radio.dma_source(addr & 0xFFF, value),
+                        _ => None,
+                    }
+                    .and_then(|(src, cnt)| uc.mem_read_as_vec(u64::from(src), cnt as usize).ok());
                     let st = uc.get_data_mut();
                     st.next_irq_poll = 0;
                     st.hw.dma_source_bytes = uarte_src;

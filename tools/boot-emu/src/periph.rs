@@ -29,6 +29,8 @@ pub const QSPI_BASE: u32 = 0x4002_9000;
 pub const GPIO_BASE: u32 = 0x5000_0000;
 /// System control space (SysTick, NVIC, SCB, FPU control).
 pub const SCS_BASE: u32 = 0xE000_E000;
+/// RADIO.
+pub const RADIO_BASE: u32 = 0x4000_1000;
 /// UARTE0 (Tock's console).
 pub const UARTE0_BASE: u32 = 0x4000_2000;
 /// RTC1 (Tock's alarm).
@@ -104,6 +106,15 @@ fn flash_event(e: FlashError) -> HwEvent {
         FlashError::PowerLost => HwEvent::Stop(HwStop::PowerLost),
         other => HwEvent::Error(HwError::Flash(other)),
     }
+}
+
+fn radio_error(e: hw_models::radio::RadioError, addr: u32, write: bool) -> HwEvent {
+    HwEvent::Error(match e {
+        hw_models::radio::RadioError::Unknown => HwError::UnknownRegister { addr, write },
+        hw_models::radio::RadioError::Unsupported(what, value) => {
+            HwError::Unsupported { addr, value, what }
+        }
+    })
 }
 
 fn uarte_error(e: crate::uarte::UarteError, addr: u32, write: bool) -> HwEvent {
@@ -208,6 +219,8 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub rtc1: crate::rtc::Rtc,
     /// UARTE0.
     pub uarte0: crate::uarte::Uarte,
+    /// RADIO (hw-models).
+    pub radio: hw_models::radio::Radio,
     /// Bytes an EasyDMA transfer starting with the current register write reads from RAM, read
     /// by the caller beforehand (the UARTE's STARTTX).
     pub dma_source_bytes: Option<Vec<u8>>,
@@ -273,6 +286,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             ipsr: 0,
             rtc1: crate::rtc::Rtc::new(),
             uarte0: crate::uarte::Uarte::new(),
+            radio: hw_models::radio::Radio::new(RAM_START..RAM_START + RAM_SIZE),
             dma_source_bytes: None,
             uicr: crate::ficr::Uicr::erased(),
             gpio: Default::default(),
@@ -342,7 +356,8 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
     }
 
     /// Brings the NVIC's view of the interrupt sources up to `now_us`: the peripherals' lines
-    /// (RTC1 is IRQ 17, UARTE0 IRQ 2: nRF52840 PS, "Instantiation") and SysTick's reloads.
+    /// (RADIO is IRQ 1, UARTE0 IRQ 2, RTC1 IRQ 17, QSPI IRQ 41: nRF52840 PS, "Instantiation") and SysTick's
+    /// reloads. RADIO EasyDMA writes land in `dma_writes`.
     pub fn update_interrupts(&mut self, now_us: u64) {
         let mut lines = 0u64;
         if self.rtc1.irq(now_us) {
@@ -351,6 +366,13 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         if self.uarte0.irq(now_us) {
             lines |= 1 << 2;
         }
+        if self.radio.irq(now_us) {
+            lines |= 1 << 1;
+        }
+        if self.qspi_ready_event & self.qspi_inten & 1 != 0 {
+            lines |= 1 << 41;
+        }
+        self.dma_writes.append(&mut self.radio.dma_writes);
         self.nvic.set_lines(lines);
         if self.systick.poll(now_us) > 0 {
             self.nvic.pend(crate::nvic::SYSTICK);
@@ -362,6 +384,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         [
             self.rtc1.next_irq_us(now_us),
             self.uarte0.next_event_us(),
+            self.radio.next_event_us(),
             self.systick.next_irq_us(now_us),
         ]
         .into_iter()
@@ -468,6 +491,11 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 .uarte0
                 .read(o, now_us)
                 .map_err(|e| uarte_error(e, addr, false))?,
+            (RADIO_BASE, o) => {
+                let v = self.radio.read(o, now_us);
+                self.dma_writes.append(&mut self.radio.dma_writes);
+                v.map_err(|e| radio_error(e, addr, false))?
+            }
             (crate::ficr::UICR_BASE, o) => self.uicr.word(o).ok_or(unknown)?,
             _ if crate::ficr::ERRATA_REGISTERS.contains(&addr) => {
                 self.errata.get(&addr).copied().unwrap_or(0)
@@ -676,6 +704,12 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 self.errata.insert(addr, value);
             }
             (RTC1_BASE, o) => self.rtc1.write(o, value, now_us).ok_or(unknown)?,
+            (RADIO_BASE, o) => {
+                let bytes = self.dma_source_bytes.take();
+                let r = self.radio.write(o, value, now_us, bytes.as_deref());
+                self.dma_writes.append(&mut self.radio.dma_writes);
+                r.map_err(|e| radio_error(e, addr, true))?
+            }
             (UARTE0_BASE, o) => {
                 let bytes = self.dma_source_bytes.take();
                 self.uarte0

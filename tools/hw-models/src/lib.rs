@@ -51,6 +51,7 @@ pub mod mx25r6435f;
 pub mod nvmc;
 pub mod power;
 pub mod qspi;
+pub mod radio;
 
 pub use board::{SimBoard, SimInternalFlash, SimQspiFlash};
 pub use clock::SimClock;
