@@ -1,6 +1,7 @@
 //! Bare-metal part: vector table, reset handler, peripherals, the jump.
 
-use boot_core::{BackgroundNor, BootEnv, Region, ResetReason, NRF52840_DK};
+use boot_core::{BackgroundNor, BootEnv, Region, ResetReason};
+use boot_nrf::{reset_reason, BackgroundQspi, NRF52840_DK};
 use core::arch::{asm, global_asm};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -238,7 +239,7 @@ fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
 #[inline(never)]
 fn run_boot(
     internal: &mut Fed<NvmcFlash<RegisterNvmcPort>>,
-    qspi: &mut Fed<QspiFlash<RegisterQspiPort>>,
+    qspi: &mut Fed<BackgroundQspi<QspiFlash<RegisterQspiPort>>>,
     checker: &Checker<'_>,
     reset_reason: ResetReason,
 ) -> Option<(Region, u32)> {
@@ -270,7 +271,7 @@ extern "C" fn start() -> ! {
         // finished by us except an install in progress, which needs the chip anyway.
         lock_and_jump(layout.locked_region(), layout.kernel_slot.start)
     };
-    let mut qspi = Fed(q);
+    let mut qspi = Fed(BackgroundQspi(q));
     // SAFETY: nRF52840; the bootloader runs from flash pages it never writes.
     let mut internal = Fed(NvmcFlash::new(unsafe { RegisterNvmcPort::new() }));
     let Ok(key) = ota_image::PublicKey::from_raw(&crate::PUBLIC_KEY) else {
@@ -282,7 +283,7 @@ extern "C" fn start() -> ! {
         verifier: crate::checker::VERIFIER,
     };
     for _ in 0..3 {
-        let reason = ResetReason::from_resetreas(reas);
+        let reason = reset_reason(reas);
         if let Some((lock, kernel_addr)) = run_boot(&mut internal, &mut qspi, &checker, reason) {
             lock_and_jump(lock, kernel_addr)
         }

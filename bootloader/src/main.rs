@@ -28,7 +28,7 @@ mod tests {
     #[test]
     fn linker_script_matches_the_layout() {
         let ld = include_str!("../link.ld");
-        let l = boot_core::NRF52840_DK;
+        let l = boot_nrf::NRF52840_DK;
         let want = format!(
             "FLASH (rx)  : ORIGIN = 0x{:08X}, LENGTH = 0x{:X}",
             l.bootloader.start, l.bootloader.len

@@ -8,7 +8,7 @@
 //! documented and tested in boot-core.)
 #![no_main]
 use boot_core::journal::{JournalRecord, Reason, State, NO_COUNTER};
-use boot_core::sim::{boot_request, confirm, image_hash, Scenario, SMALL};
+use boot_sim::{boot_request, confirm, image_hash, Scenario, SMALL};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Flash layout: where the bootloader, its state page, the kernel slot and the QSPI areas live.
 //!
-//! One `Layout` per board; the DK's is [`NRF52840_DK`] and is mirrored by `docs/layout.md`, the
-//! bootloader's linker script and the Tock board's linker script (the kernel slot start).
+//! One `Layout` per board; the DK's is `boot_nrf::NRF52840_DK` (`libraries/boot-nrf`), mirrored by
+//! `docs/layout.md` and tested against the bootloader's and the Tock board's linker scripts.
 
 /// A byte range `[start, start + len)` in one flash device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,19 +58,6 @@ pub struct Layout {
     pub max_trial_boots: u8,
 }
 
-/// The nRF52840-DK layout (`docs/layout.md`).
-pub const NRF52840_DK: Layout = Layout {
-    bootloader: Region::new(0x0000_0000, 0x7000),
-    state_page: Region::new(0x0000_7000, 0x1000),
-    kernel_slot: Region::new(0x0000_8000, 0x3_8000),
-    apps: Region::new(0x0004_0000, 0xC_0000),
-    request_sector: Region::new(0x00_0000, 0x1000),
-    journal: Region::new(0x00_1000, 0xF000),
-    staging: Region::new(0x10_0000, 0x10_0000),
-    revert: Region::new(0x20_0000, 0x10_0000),
-    max_trial_boots: 3,
-};
-
 /// Why a layout cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutError {
@@ -124,30 +111,5 @@ impl Layout {
         let start = self.bootloader.start.min(self.state_page.start);
         let end = self.bootloader.end().max(self.state_page.end());
         Region::new(start, end - start)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dk_layout_is_valid_and_locks_the_first_32_kib() {
-        assert_eq!(NRF52840_DK.validate(), Ok(()));
-        assert_eq!(NRF52840_DK.locked_region(), Region::new(0, 0x8000));
-        assert_eq!(NRF52840_DK.kernel_slot.start, 0x8000);
-    }
-
-    #[test]
-    fn bad_layouts_are_named() {
-        let mut l = NRF52840_DK;
-        l.journal.len = PAGE;
-        assert_eq!(l.validate(), Err(LayoutError::JournalTooSmall));
-        let mut l = NRF52840_DK;
-        l.kernel_slot.start = 0x7800;
-        assert_eq!(l.validate(), Err(LayoutError::Unaligned));
-        let mut l = NRF52840_DK;
-        l.state_page.start = 0x6000;
-        assert_eq!(l.validate(), Err(LayoutError::Overlap));
     }
 }

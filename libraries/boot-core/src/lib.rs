@@ -1,4 +1,5 @@
-//! The tock-ota bootloader's logic, independent of the chip: layout, journal, image validation,
+//! The tock-ota bootloader's logic, independent of the chip (the nRF52840 adapter and the DK's
+//! layout are `boot-nrf`; the host harness on hardware models is `tools/boot-sim`): layout, journal, image validation,
 //! back up, install, trial boot, confirm and revert. `no_std`, no alloc, blocking, generic over
 //! `embedded-storage` flashes so the same code runs in the firmware and on host models.
 //!
@@ -15,12 +16,10 @@ pub mod image;
 pub mod journal;
 pub mod layout;
 pub mod ota;
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
 #[cfg(test)]
 mod tests;
 
-#[cfg(any(test, feature = "sim"))]
+#[cfg(test)]
 extern crate std;
 
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
@@ -28,7 +27,7 @@ use ota_image::{Sha256, WordAligned};
 
 pub use image::{CheckPolicy, CheckedImage, ImageChecker};
 pub use journal::{read_status, Journal, JournalRecord, Reason, State};
-pub use layout::{Layout, LayoutError, Region, NRF52840_DK, PAGE};
+pub use layout::{Layout, LayoutError, Region, PAGE};
 pub use ota::OtaChecker;
 
 /// QSPI NOR operations that run in the chip's background while the CPU does other work (the
@@ -47,35 +46,11 @@ pub trait BackgroundNor: NorFlash {
     }
 }
 
-impl<P: nrf52840_flash::port::QspiPort> BackgroundNor for nrf52840_flash::QspiFlash<P> {
-    fn start_erase_sector(&mut self, addr: u32) -> Result<(), Self::Error> {
-        nrf52840_flash::QspiFlash::start_erase_sector(self, addr)
-    }
-    fn start_program_page(&mut self, addr: u32, data: &[u8]) -> Result<(), Self::Error> {
-        nrf52840_flash::QspiFlash::start_program_page(self, addr, data)
-    }
-    fn is_busy(&mut self) -> Result<bool, Self::Error> {
-        nrf52840_flash::QspiFlash::is_busy(self)
-    }
-    fn wait_idle(&mut self) -> Result<(), Self::Error> {
-        self.wait()
-    }
-}
-
 /// Why the chip last reset, as far as the boot flow cares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResetReason {
-    /// The watchdog fired (nRF52840 RESETREAS.DOG).
+    /// The watchdog fired (on the nRF52840: RESETREAS.DOG, decoded by `boot-nrf`).
     pub watchdog: bool,
-}
-
-impl ResetReason {
-    /// From the nRF52840 POWER.RESETREAS register value (bit 1 = DOG).
-    pub fn from_resetreas(bits: u32) -> Self {
-        ResetReason {
-            watchdog: bits & (1 << 1) != 0,
-        }
-    }
 }
 
 /// Everything [`boot`] needs.

@@ -2,7 +2,7 @@
 
 use crate::bench::ImageMaker;
 
-/// boot-core's stand-in image format (`boot_core::sim::make_image`: MCUboot-shaped header,
+/// boot-core's stand-in image format (`boot_sim::make_image`: MCUboot-shaped header,
 /// payload, SHA-256 and a keyed SHA-256 "signature"), for firmware built with the stand-in checker.
 pub struct StandIn {
     /// Header load address.
@@ -13,8 +13,8 @@ pub struct StandIn {
 
 impl ImageMaker for StandIn {
     fn signed(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
-        let image = boot_core::sim::make_image(payload, self.load, self.counter);
-        let hash = boot_core::sim::image_hash(&image);
+        let image = boot_sim::make_image(payload, self.load, self.counter);
+        let hash = boot_sim::image_hash(&image);
         (image, hash)
     }
 
@@ -26,19 +26,18 @@ impl ImageMaker for StandIn {
     }
 }
 
-/// MCUboot/imgtool-format images signed with ECDSA P-256 by `boot_core::sim::sign_mcuboot`
+/// MCUboot/imgtool-format images signed with ECDSA P-256 by `boot_sim::sign_mcuboot`
 /// with the simulation key; the firmware under test is built with the matching public key
 /// ([`crate::build::bootloader_elf`]).
 pub struct McuBoot {
-    pub opts: boot_core::sim::SimSign,
+    pub opts: boot_sim::SimSign,
 }
 
-pub use boot_core::sim::mcuboot_hash;
+pub use boot_sim::mcuboot_hash;
 
 impl ImageMaker for McuBoot {
     fn signed(&self, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
-        let image =
-            boot_core::sim::sign_mcuboot(payload, &boot_core::sim::SIM_SIGNING_KEY, &self.opts);
+        let image = boot_sim::sign_mcuboot(payload, &boot_sim::SIM_SIGNING_KEY, &self.opts);
         let hash = mcuboot_hash(&image);
         (image, hash)
     }
@@ -54,12 +53,12 @@ impl ImageMaker for McuBoot {
 
 /// The public key (raw x‖y) the firmware under test embeds.
 pub fn firmware_public_key() -> [u8; 64] {
-    boot_core::sim::sim_public_key(&boot_core::sim::SIM_SIGNING_KEY)
+    boot_sim::sim_public_key(&boot_sim::SIM_SIGNING_KEY)
 }
 
 /// The image format the bootloader firmware checks.
 pub fn firmware_images() -> Box<dyn ImageMaker> {
     Box::new(McuBoot {
-        opts: boot_core::sim::SimSign::default(),
+        opts: boot_sim::SimSign::default(),
     })
 }

@@ -4,7 +4,8 @@
 
 use std::ops::Range;
 
-use boot_core::{Layout, NRF52840_DK};
+use boot_core::Layout;
+use boot_nrf::NRF52840_DK;
 use hw_models::SimBoard;
 
 use crate::{run, stub_kernel, BootConfig, EmuError, Firmware, RunReport};

@@ -1,12 +1,12 @@
 //! The real bootloader ELF (built for the target at test time) under emulation, on the DK
 //! layout, against the hw-models flash models.
 
-use boot_core::sim::SimSign;
 use boot_core::{Reason, State};
 use boot_emu::bench::ImageMaker;
 use boot_emu::images::McuBoot;
 use boot_emu::rig::{kernel_image, Rig, NEW_KERNEL_SP, OLD_KERNEL_SP};
 use boot_emu::{build, EmuError, Exit, Firmware, HwError, RunReport};
+use boot_sim::SimSign;
 use std::sync::OnceLock;
 
 fn firmware() -> Firmware {

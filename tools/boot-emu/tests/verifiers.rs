@@ -3,12 +3,12 @@
 //! zero, and transplanted from another digest. Each signature is put into a staged image and the
 //! real bootloader decides under emulation; RustCrypto decides on the host.
 
-use boot_core::sim::SimSign;
 use boot_core::{Reason, State};
 use boot_emu::bench::ImageMaker;
 use boot_emu::images::{firmware_public_key, McuBoot};
 use boot_emu::rig::{kernel_image, Rig, NEW_KERNEL_SP};
 use boot_emu::{build, Exit, Firmware};
+use boot_sim::SimSign;
 use ota_image::{
     der_to_raw_signature, raw_to_der_signature, PublicKey, RustCryptoVerifier, SignatureVerifier,
     MAX_DER_SIGNATURE_LEN,

@@ -2,7 +2,7 @@
 //! the old kernel into the QSPI revert slot, install the new one and verify it, beside the
 //! nRF52840 NVMC physical limit for the same bytes (every page erased and every word written).
 
-use boot_core::sim::install_time;
+use boot_sim::install_time;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -31,7 +31,7 @@ pub fn nvmc_limit_s(bytes: u64) -> f64 {
     pages as f64 * NVMC_ERASE_S + (pages * 1024) as f64 * NVMC_WORD_S
 }
 
-/// One row: the simulated install of a `bytes`-long kernel (see `boot_core::sim::install_time`).
+/// One row: the simulated install of a `bytes`-long kernel (see `boot_sim::install_time`).
 pub fn measure(bytes: usize) -> anyhow::Result<Row> {
     let t = install_time(bytes).map_err(|e| anyhow::anyhow!("install failed: {e:?}"))?;
     anyhow::ensure!(t.installed, "the kernel slot does not hold the new kernel");

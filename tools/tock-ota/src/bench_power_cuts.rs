@@ -5,7 +5,7 @@
 //! `hw_models::SimBoard`'s. Every recovered run ends with a whole kernel (old or
 //! new) that matches the status record, and the outcome its script calls for.
 
-use boot_core::sim::{exhaustive, random, CampaignReport, Scenario, SMALL};
+use boot_sim::{exhaustive, random, CampaignReport, Scenario, SMALL};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use adv_transfer::receiver::READ_LEN;
 use adv_transfer::{RxState, StageError, StageOp};
 use anyhow::{bail, Context};
-use boot_core::NRF52840_DK;
+use boot_nrf::NRF52840_DK;
 use dfu_app::Performed;
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;

@@ -116,7 +116,7 @@ fn bad_cut_specifications_are_refused_with_a_reason() {
 #[test]
 fn a_caller_other_than_the_dfu_app_cannot_touch_the_staging_slot_or_the_request_sector() {
     let mut board = SimBoard::new(9);
-    let layout = boot_core::NRF52840_DK;
+    let layout = boot_nrf::NRF52840_DK;
     let config = Config {
         owner: DFU_APP_ID,
         staging_base: layout.staging.start,

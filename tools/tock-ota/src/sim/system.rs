@@ -7,9 +7,8 @@ use crate::sim::transfer::{
     TransferReport,
 };
 use anyhow::{bail, Context};
-use boot_core::{
-    boot, provision, read_status, BootDecision, BootEnv, ResetReason, State, NRF52840_DK,
-};
+use boot_core::{boot, provision, read_status, BootDecision, BootEnv, ResetReason, State};
+use boot_nrf::{BackgroundQspi, NRF52840_DK};
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use serde::Serialize;
@@ -394,7 +393,7 @@ fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<Boo
     let r = boot(&mut BootEnv {
         layout: &NRF52840_DK,
         internal: &mut board.internal,
-        qspi: &mut board.qspi,
+        qspi: &mut BackgroundQspi(&mut board.qspi),
         checker: &checker,
         reset_reason: ResetReason::default(),
     });

@@ -1,20 +1,20 @@
 //! Host harness on `hw_models::SimBoard`: a board with a layout, scripted boots, a stand-in image
 //! format, and the power-cut campaign (exhaustive single cuts and random multi-cut sequences).
-//! Used by this crate's tests and by `tock-ota bench power-cuts` / `bench install`.
+//! Used by boot-core's flow tests (this crate's `tests/`), the fuzz `boot` target, the emulator's
+//! images and `tock-ota bench power-cuts` / `bench install`.
 
-use crate::image::{CheckPolicy, CheckedImage, ImageChecker};
-use crate::journal::{JournalRecord, Reason, State};
-use crate::layout::{Layout, Region};
-use crate::{BootDecision, BootEnv, BootError, ResetReason};
+#![forbid(unsafe_code)]
+
+use boot_core::image::{CheckPolicy, CheckedImage, ImageChecker};
+use boot_core::journal::{JournalRecord, Reason, State};
+use boot_core::layout::{Layout, Region};
+use boot_core::{BootDecision, BootEnv, BootError, ResetReason};
+use boot_nrf::BackgroundQspi;
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use std::format;
-use std::string::String;
-use std::vec;
-use std::vec::Vec;
 
 /// A small layout for fast exhaustive runs: 4-page kernel slot, 2-sector journal.
 pub const SMALL: Layout = Layout {
@@ -255,7 +255,7 @@ impl Board {
             ImageFormat::Mcuboot => {
                 let key = ota_image::PublicKey::from_raw(&sim_public_key(&SIM_SIGNING_KEY))
                     .map_err(|_| BootError::Denied)?;
-                let checker = crate::OtaChecker {
+                let checker = boot_core::OtaChecker {
                     key: &key,
                     verifier: ota_image::RustCryptoVerifier,
                 };
@@ -273,15 +273,15 @@ impl Board {
         let mut env = BootEnv {
             layout: &self.layout,
             internal: &mut self.sim.internal,
-            qspi: &mut self.sim.qspi,
+            qspi: &mut BackgroundQspi(&mut self.sim.qspi),
             checker,
             reset_reason: ResetReason { watchdog },
         };
-        crate::boot(&mut env)
+        boot_core::boot(&mut env)
     }
 
     pub fn provision(&mut self, kernel: &[u8]) {
-        crate::provision(&self.layout, &mut self.sim.internal, kernel)
+        boot_core::provision(&self.layout, &mut self.sim.internal, kernel)
             .expect("provisioning on a powered board");
     }
 
@@ -293,13 +293,13 @@ impl Board {
 
     pub fn status(&mut self) -> Option<JournalRecord> {
         self.sim.qspi.wait().ok()?;
-        crate::read_status(&mut self.sim.qspi, self.layout.journal)
+        boot_core::read_status(&mut self.sim.qspi, self.layout.journal)
             .ok()
             .flatten()
     }
 
     pub fn floor(&mut self) -> u32 {
-        crate::floor::read(&mut self.sim.internal, self.layout.state_page)
+        boot_core::floor::read(&mut self.sim.internal, self.layout.state_page)
             .map(|(f, _)| f)
             .unwrap_or(0)
     }

@@ -1,7 +1,7 @@
 //! MCUboot's known bug classes against the whole boot flow (validate, install) on the simulated
 //! board with real MCUboot images checked by `ota-image`. Each test names the class it covers.
-use boot_core::sim::*;
 use boot_core::{Reason, State, PAGE};
+use boot_sim::*;
 
 /// A board holding `old` in the kernel slot, `staged` in the staging slot, and a boot request
 /// for the image `img` (whose hash and length the request names).

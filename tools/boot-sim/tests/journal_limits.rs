@@ -3,7 +3,7 @@
 //! research E): a field at its all-ones value must not be taken for a normal one.
 use boot_core::journal::{Journal, JournalRecord, Reason, State, NO_COUNTER};
 use boot_core::read_status;
-use boot_core::sim::{Board, SMALL};
+use boot_sim::{Board, SMALL};
 
 fn record(sequence: u32, state: State) -> JournalRecord {
     JournalRecord {

@@ -1,0 +1,81 @@
+//! The DK layout's other copies agree with [`boot_nrf::NRF52840_DK`]: the Tock board's linker
+//! script, the update-region's configuration and the DFU app's image limit. Changing the layout
+//! in one place and not the others fails here.
+use boot_core::PAGE;
+use boot_nrf::NRF52840_DK;
+
+const BOARD_LAYOUT_LD: &str = include_str!("../../../boards/nrf52840dk-ota/layout.ld");
+
+/// `(ORIGIN, LENGTH)` of the linker script's MEMORY region `name`; LENGTH in bytes or with a
+/// `K`/`M` suffix.
+fn memory_region(ld: &str, name: &str) -> Option<(u32, u32)> {
+    let line = ld
+        .lines()
+        .map(str::trim)
+        .find(|l| l.split_whitespace().next() == Some(name))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = line.find(key)? + key.len();
+        let rest = line[at..].trim_start().strip_prefix('=')?.trim_start();
+        Some(rest.split([',', ' ']).next()?.trim())
+    };
+    let number = |s: &str| -> Option<u32> {
+        let (digits, scale) = match s.as_bytes().last()? {
+            b'K' => (&s[..s.len() - 1], 1024),
+            b'M' => (&s[..s.len() - 1], 1024 * 1024),
+            _ => (s, 1),
+        };
+        let n = match digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => digits.parse().ok()?,
+        };
+        n.checked_mul(scale)
+    };
+    Some((number(field("ORIGIN")?)?, number(field("LENGTH")?)?))
+}
+
+#[test]
+fn the_region_parser_reads_hex_origins_and_suffixed_lengths() {
+    let ld = "MEMORY {\n  rom (rx)  : ORIGIN = 0x00008000, LENGTH = 224K\n  big : ORIGIN = 16, LENGTH = 2M\n}";
+    assert_eq!(memory_region(ld, "rom"), Some((0x8000, 224 * 1024)));
+    assert_eq!(memory_region(ld, "big"), Some((16, 2 << 20)));
+    assert_eq!(memory_region(ld, "prog"), None);
+}
+
+#[test]
+fn the_board_linker_script_is_the_dk_layout() {
+    let rom = memory_region(BOARD_LAYOUT_LD, "rom").expect("layout.ld has a rom region");
+    let prog = memory_region(BOARD_LAYOUT_LD, "prog").expect("layout.ld has a prog region");
+    let slot = NRF52840_DK.kernel_slot;
+    let apps = NRF52840_DK.apps;
+    assert_eq!(
+        rom,
+        (slot.start, slot.len),
+        "layout.ld rom vs the kernel slot"
+    );
+    assert_eq!(
+        prog,
+        (apps.start, apps.len),
+        "layout.ld prog vs the apps region"
+    );
+    assert!(BOARD_LAYOUT_LD.contains(&format!("PAGE_SIZE = {}K;", PAGE / 1024)));
+}
+
+#[test]
+fn the_update_region_config_is_the_dk_layout() {
+    let c = update_region::Config::nrf52840dk(1);
+    assert_eq!(c.staging_base, NRF52840_DK.staging.start);
+    assert_eq!(c.staging_len, NRF52840_DK.staging.len);
+    assert_eq!(c.request_base, NRF52840_DK.request_sector.start);
+}
+
+#[test]
+fn the_dfu_app_image_limit_is_the_kernel_slot_plus_header_room() {
+    let limit = dfu_app::MAX_IMAGE_LEN;
+    // The kernel slot plus two 4 KiB blocks for the image header and TLVs.
+    assert_eq!(limit, NRF52840_DK.kernel_slot.len + 2 * PAGE);
+    // And the staging slot can hold it.
+    assert!(limit <= update_region::Config::nrf52840dk(1).max_image_len());
+}
