@@ -13,6 +13,18 @@ use crate::port::NvmcPort;
 pub const CAPACITY: u32 = 1024 * 1024;
 /// Erase unit.
 pub const PAGE_SIZE: u32 = 4096;
+/// tWRITE, µs: one 32-bit word (nRF52840 Product Specification, maximum).
+pub const T_WRITE_US: u64 = 41;
+/// tERASEPAGE, µs: one 4 KiB page (nRF52840 Product Specification, maximum).
+pub const T_ERASEPAGE_US: u64 = 85_000;
+/// Writes allowed per word between erases (nWRITE).
+pub const N_WRITE: u8 = 2;
+
+/// The NVMC's physical limit, in seconds, for erasing `pages` pages and writing `words` words at
+/// the maxima above (the CPU stalls for both, so nothing overlaps).
+pub fn erase_and_write_s(pages: u64, words: u64) -> f64 {
+    (pages * T_ERASEPAGE_US + words * T_WRITE_US) as f64 / 1e6
+}
 
 /// The internal-flash driver.
 pub struct NvmcFlash<P: NvmcPort> {

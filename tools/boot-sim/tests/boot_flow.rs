@@ -247,12 +247,12 @@ fn random_multi_cut_runs_end_whole_and_right() {
 }
 
 #[test]
-#[ignore = "timing report helper: cargo test -p boot-core --release -- --ignored --nocapture"]
+#[ignore = "timing report helper: cargo test -p boot-sim --release -- --ignored --nocapture"]
 fn print_install_times() {
     for kib in [176usize, 512] {
         let t = install_time(kib * 1024).unwrap();
-        let pages = (kib / 4) as f64;
-        let limit = pages * 0.085 + pages * 1024.0 * 41e-6;
+        let pages = (kib / 4) as u64;
+        let limit = hw_models::nvmc::erase_and_write_s(pages, pages * 1024);
         std::println!(
             "{kib} KiB: {:.3} s, limit {:.3} s, ratio {:.3}, ok {}",
             t.simulated_s,

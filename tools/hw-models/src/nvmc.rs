@@ -22,12 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::clock::SimClock;
 use crate::power::{tear_erase, tear_program, OpFate, Power};
 
-/// tWRITE, µs (nRF52840 PS, maximum).
-pub const T_WRITE_US: u64 = 41;
-/// tERASEPAGE, µs (nRF52840 PS, maximum).
-pub const T_ERASEPAGE_US: u64 = 85_000;
-/// Writes allowed per word between erases (nWRITE).
-pub const N_WRITE: u8 = 2;
+/// The NVMC's figures (tWRITE, tERASEPAGE, nWRITE) and their limit, from the driver crate the
+/// firmware uses.
+pub use nrf52840_flash::nvmc::{erase_and_write_s, N_WRITE, T_ERASEPAGE_US, T_WRITE_US};
 /// ACL regions of the nRF52840.
 pub const ACL_REGIONS: usize = 8;
 

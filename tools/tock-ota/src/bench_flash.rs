@@ -239,8 +239,12 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::to_string_pretty(&rows)? + "\n"
     } else {
         table(&rows)
-            + "datasheet: MX25R6435F typical tPP/tSE/tBE64 per mode; nRF52840 PS tWRITE 41 us, \
-               tERASEPAGE 85 ms; QSPI SCK 32 MHz (HP) / 8 MHz (ULP), quad I/O\n"
+            + &format!(
+                "datasheet: MX25R6435F typical tPP/tSE/tBE64 per mode; nRF52840 PS tWRITE {} us, \
+                 tERASEPAGE {} ms; QSPI SCK 32 MHz (HP) / 8 MHz (ULP), quad I/O\n",
+                hw_models::nvmc::T_WRITE_US,
+                hw_models::nvmc::T_ERASEPAGE_US / 1000
+            )
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());

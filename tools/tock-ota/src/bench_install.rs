@@ -3,6 +3,7 @@
 //! nRF52840 NVMC physical limit for the same bytes (every page erased and every word written).
 
 use boot_sim::install_time;
+use hw_models::nvmc::{T_ERASEPAGE_US, T_WRITE_US};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -11,11 +12,6 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
-
-/// tERASEPAGE (max), nRF52840 PS v1.x.
-const NVMC_ERASE_S: f64 = 0.085;
-/// tWRITE (max) per 32-bit word.
-const NVMC_WORD_S: f64 = 41e-6;
 
 #[derive(Debug, Serialize)]
 pub struct Row {
@@ -28,7 +24,7 @@ pub struct Row {
 /// The NVMC limit for `bytes` of payload: whole pages erased, every word written.
 pub fn nvmc_limit_s(bytes: u64) -> f64 {
     let pages = bytes.div_ceil(4096);
-    pages as f64 * NVMC_ERASE_S + (pages * 1024) as f64 * NVMC_WORD_S
+    hw_models::nvmc::erase_and_write_s(pages, pages * 1024)
 }
 
 /// One row: the simulated install of a `bytes`-long kernel (see `boot_sim::install_time`).
@@ -70,7 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.ratio
         );
     }
-    crate::outln!("nvmc_limit_s = pages x 85 ms (tERASEPAGE) + words x 41 us (tWRITE)");
+    crate::outln!(
+        "nvmc_limit_s = pages x {} ms (tERASEPAGE) + words x {} us (tWRITE)",
+        T_ERASEPAGE_US / 1000,
+        T_WRITE_US
+    );
     Ok(())
 }
 

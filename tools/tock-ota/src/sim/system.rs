@@ -142,14 +142,16 @@ pub struct DemoReport {
 pub use crate::sim::signing::Signer;
 
 /// NVMC physical limit for installing `payload` bytes: page erases plus word writes
-/// (nRF52840 PS: tERASEPAGE 85 ms, tWRITE 41 µs, maxima).
+/// (nRF52840 PS maxima, `hw_models::nvmc::{T_ERASEPAGE_US, T_WRITE_US}`).
 pub fn nvmc_limit_s(payload: usize) -> (f64, String) {
+    use hw_models::nvmc::{erase_and_write_s, T_ERASEPAGE_US, T_WRITE_US};
     let pages = payload.div_ceil(4096);
     let words = payload.div_ceil(4);
-    let s = pages as f64 * 0.085 + words as f64 * 41e-6;
+    let s = erase_and_write_s(pages as u64, words as u64);
+    let erase_ms = T_ERASEPAGE_US / 1000;
     (
         s,
-        format!("{pages} pages × 85 ms + {words} words × 41 µs = {s:.2} s"),
+        format!("{pages} pages × {erase_ms} ms + {words} words × {T_WRITE_US} µs = {s:.2} s"),
     )
 }
 
