@@ -99,29 +99,74 @@ impl Record {
     }
 }
 
+/// The forward scan of a request sector's append-only log, fed in pieces (sans-IO: the caller
+/// reads the flash). Slots are filled in order, so the first erased slot ends the log and is
+/// where the next record goes; the newest record is the valid one with the highest sequence;
+/// torn (corrupt) slots are skipped. (The bootloader reads the same log from its end instead:
+/// `boot_core`'s request scan, which stops as soon as its answer is settled.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogScan {
+    /// The newest valid record so far.
+    pub newest: Option<Record>,
+    /// Offset of the first erased slot, once found.
+    pub next_free: Option<usize>,
+    /// Offset of the next slot to be fed.
+    at: usize,
+}
+
+impl LogScan {
+    /// A scan from the start of the sector.
+    pub const fn new() -> Self {
+        LogScan {
+            newest: None,
+            next_free: None,
+            at: 0,
+        }
+    }
+
+    /// A scan that continues at sector offset `at` with `newest` found before it.
+    pub const fn resume(newest: Option<Record>, at: usize) -> Self {
+        LogScan {
+            newest,
+            next_free: None,
+            at,
+        }
+    }
+
+    /// Feeds the next slots of the sector, in order (whole slots; a trailing partial slot is
+    /// ignored). Returns whether the log has ended (an erased slot was found); slots fed after
+    /// that change nothing.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        if self.next_free.is_some() {
+            return true;
+        }
+        for chunk in bytes.chunks_exact(RECORD_LEN) {
+            let mut slot = [0; RECORD_LEN];
+            slot.copy_from_slice(chunk);
+            match Record::decode(&slot) {
+                Ok(r) => {
+                    if self.newest.is_none_or(|n| r.sequence > n.sequence) {
+                        self.newest = Some(r);
+                    }
+                }
+                Err(DecodeError::Erased) => {
+                    self.next_free = Some(self.at);
+                    return true;
+                }
+                Err(DecodeError::Corrupt) => {}
+            }
+            self.at += RECORD_LEN;
+        }
+        false
+    }
+}
+
 /// Scan a request sector's contents: the newest valid record, and the offset of the first erased
 /// slot where the next record goes (`None` when the sector is full and must be erased first).
 pub fn scan(sector: &[u8]) -> (Option<Record>, Option<usize>) {
-    let mut newest: Option<Record> = None;
-    let mut next_free = None;
-    for (index, chunk) in sector.chunks_exact(RECORD_LEN).enumerate() {
-        let mut slot = [0; RECORD_LEN];
-        slot.copy_from_slice(chunk);
-        match Record::decode(&slot) {
-            Ok(r) => {
-                if newest.is_none_or(|n| r.sequence > n.sequence) {
-                    newest = Some(r);
-                }
-            }
-            Err(DecodeError::Erased) => {
-                // Slots are filled in order; the first erased one ends the log.
-                next_free = Some(index * RECORD_LEN);
-                break;
-            }
-            Err(DecodeError::Corrupt) => {}
-        }
-    }
-    (newest, next_free)
+    let mut log = LogScan::new();
+    log.feed(sector);
+    (log.newest, log.next_free)
 }
 
 /// Whether `bytes` read as erased NOR flash (all 0xFF); compared four words at a time.
@@ -234,6 +279,33 @@ mod tests {
                 assert!(Record::decode(&torn).is_err(), "bit {bit} flip accepted");
             }
         }
+    }
+
+    #[test]
+    fn a_scan_fed_in_pieces_finds_what_one_pass_finds() {
+        let mut sector = [0xFFu8; 1024];
+        for (i, seq) in [4u32, 2, 7, 5].into_iter().enumerate() {
+            sector[i * 64..(i + 1) * 64].copy_from_slice(&request(seq).encode());
+        }
+        sector[2 * 64 + 20] &= 0xF0; // seq 7 torn: a program cut short
+        for piece in [64, 128, 256, 1024] {
+            let mut log = LogScan::new();
+            let mut ended = false;
+            for chunk in sector.chunks(piece) {
+                ended = log.feed(chunk);
+            }
+            assert!(ended, "piece {piece}");
+            assert_eq!((log.newest, log.next_free), scan(&sector), "piece {piece}");
+            assert_eq!(log.newest, Some(request(5)));
+            assert_eq!(log.next_free, Some(256));
+        }
+        // Resumed after the first two slots with their newest: the same answer.
+        let mut log = LogScan::resume(Some(request(4)), 128);
+        assert!(log.feed(&sector[128..]));
+        assert_eq!((log.newest, log.next_free), (Some(request(5)), Some(256)));
+        // Fed after the end: nothing changes.
+        assert!(log.feed(&request(99).encode()));
+        assert_eq!(log.newest, Some(request(5)));
     }
 
     #[test]

@@ -994,22 +994,10 @@ impl UpdateRegion {
                 )
             }
             StartStep::Requests { at } => {
-                for (i, chunk) in data.chunks_exact(RECORD_LEN).enumerate() {
-                    let mut slot = [0; RECORD_LEN];
-                    slot.copy_from_slice(chunk);
-                    match Record::decode(&slot) {
-                        Ok(r) => {
-                            if self.newest_record.is_none_or(|n| r.sequence > n.sequence) {
-                                self.newest_record = Some(r);
-                            }
-                        }
-                        Err(control_area::DecodeError::Erased) => {
-                            self.next_free_slot = Some(at + (i * RECORD_LEN) as u32);
-                            break;
-                        }
-                        Err(control_area::DecodeError::Corrupt) => {}
-                    }
-                }
+                let mut log = control_area::LogScan::resume(self.newest_record, at as usize);
+                log.feed(data);
+                self.newest_record = log.newest;
+                self.next_free_slot = log.next_free.map(|o| o as u32);
                 let at = at + 256;
                 if self.next_free_slot.is_some() || at >= SECTOR_SIZE {
                     self.started = true;
