@@ -65,6 +65,10 @@ pub enum RxOutcome {
     Oversized,
     /// A chunk that arrived before any session was joined, or while the queue was full.
     Dropped,
+    /// A second copy of a chunk still waiting in RAM, with other bytes: one of the two is
+    /// corrupted or forged and nothing tells which, so neither is staged (the chunk is reported
+    /// missing and sent again). Costs a chunk's air time instead of a block's.
+    Mismatch,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +123,8 @@ pub struct RxCounters {
     pub foreign: u32,
     pub crc_failures: u32,
     pub conflicts: u32,
+    /// Chunks dropped because two copies disagreed ([`RxOutcome::Mismatch`]).
+    pub mismatches: u32,
 }
 
 /// Progress for a display.
@@ -241,6 +247,14 @@ impl<'a> Receiver<'a> {
         }
     }
 
+    /// True when no chunk fits in RAM until a staging operation is done. A caller that feeds a
+    /// whole scan batch before staging (rather than one advertisement at a time) lets two
+    /// disagreeing copies of a chunk meet in RAM ([`RxOutcome::Mismatch`]) instead of staging
+    /// whichever came first.
+    pub fn queue_full(&self) -> bool {
+        self.queue.iter().all(|q| q.is_some())
+    }
+
     /// The passage of time (for the session timeout).
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
@@ -303,6 +317,7 @@ impl<'a> Receiver<'a> {
             }
             RxOutcome::Dropped => self.counters.dropped += 1,
             RxOutcome::Foreign => self.counters.foreign += 1,
+            RxOutcome::Mismatch => self.counters.mismatches += 1,
             _ => self.counters.ignored += 1,
         }
         outcome
@@ -463,10 +478,20 @@ impl<'a> Receiver<'a> {
                 RxOutcome::Dropped
             };
         }
-        if self.has(index)
-            || self.blocks[(index / CHUNKS_PER_BLOCK) as usize] == Block::Verified
-            || self.queue.iter().flatten().any(|q| q.index == index)
+        if let Some(slot) = self
+            .queue
+            .iter()
+            .position(|q| q.is_some_and(|q| q.index == index))
         {
+            let writing = self.in_flight == Some(InFlight::Write { slot });
+            let same = self.queue[slot].is_some_and(|q| q.data[..len] == *data);
+            if same || writing {
+                return RxOutcome::Duplicate;
+            }
+            self.queue[slot] = None;
+            return RxOutcome::Mismatch;
+        }
+        if self.has(index) || self.blocks[(index / CHUNKS_PER_BLOCK) as usize] == Block::Verified {
             return RxOutcome::Duplicate;
         }
         let Some(slot) = self.queue.iter().position(|q| q.is_none()) else {

@@ -548,12 +548,16 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
         if let Some(got) = got {
             let bytes = (got.bytes as usize).min(batch.len());
             for (adv_a, adv) in reports_in(&batch[..bytes]) {
-                rx.on_adv(adv_a, adv);
-                // Stage as we go: the receiver holds only a few chunks in RAM.
-                finalized = finalized.or(pump(k, rx, &mut read_buf));
-                if k.halted() {
-                    return Exit::Halted;
+                // Stage only when the receiver's RAM queue is full: the rest of the batch first,
+                // so a forged or corrupted copy of a chunk and the genuine one right behind it
+                // meet in RAM and neither is staged (`RxOutcome::Mismatch`).
+                if rx.queue_full() {
+                    finalized = finalized.or(pump(k, rx, &mut read_buf));
+                    if k.halted() {
+                        return Exit::Halted;
+                    }
                 }
+                rx.on_adv(adv_a, adv);
             }
         }
         finalized = finalized.or(pump(k, rx, &mut read_buf));

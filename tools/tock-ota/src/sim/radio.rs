@@ -141,13 +141,12 @@ impl<'a> Radio<'a> {
         let address = self.sender.address();
         if heard && self.rng.gen::<f64>() < p.hostile {
             let total = self.sender.total_chunks();
-            if let Some(report) = hostile_adv(&mut self.rng, address, &adv[..n], total) {
-                self.hostile_pdus += 1;
-                self.pending.push(Delivery {
-                    at_event: event,
-                    report,
-                });
-            }
+            let report = hostile_adv(&mut self.rng, address, &adv[..n], total);
+            self.hostile_pdus += 1;
+            self.pending.push(Delivery {
+                at_event: event,
+                report,
+            });
         }
         if heard && self.rng.gen::<f64>() >= p.loss {
             let copies = if self.rng.gen::<f64>() < p.dup { 2 } else { 1 };
