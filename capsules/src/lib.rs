@@ -4,11 +4,14 @@
 //!   [`nor::AsyncNor`]).
 //! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
+//! - [`app_update`]: install a staged, signed TBF as a new app version through upstream's
+//!   dynamic process loading (see `docs/app-updates.md`).
 //! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod adv_radio;
+pub mod app_update;
 pub mod bulk_scan;
 pub mod identity;
 pub mod nor;

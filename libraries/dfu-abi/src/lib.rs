@@ -103,6 +103,71 @@ pub mod update {
     }
 }
 
+/// The app-update driver: install a TBF staged in the QSPI staging slot (through the
+/// staged-update driver) as a new version of a userspace app, then confirm or revert it.
+/// A driver of its own (not more commands on `update`): it changes the app region and the
+/// process table rather than asking the bootloader for an install, and `CONFIRM` is open to the
+/// updated app itself while every state-changing `update` command is DFU-only. Design:
+/// `docs/app-updates.md`.
+pub mod app {
+    /// Driver number (next to the bulk-scan driver).
+    pub const DRIVER_NUM: u32 = 0xA0002;
+
+    pub mod command {
+        pub const EXISTS: u32 = 0;
+        /// `(state, version of the app in trial or 0)`.
+        pub const STATUS: u32 = 1;
+        /// Install the TBF of `arg1` bytes at staging offset 0 (DFU app only).
+        pub const INSTALL: u32 = 2;
+        /// Confirm the caller's own version in trial (the updated app itself).
+        pub const CONFIRM: u32 = 3;
+        /// Revert the version in trial (DFU app only).
+        pub const REVERT: u32 = 4;
+    }
+
+    pub mod upcall {
+        /// An operation finished: `(command, status, detail)`.
+        pub const DONE: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    /// `STATUS`'s first value.
+    pub mod state {
+        pub const IDLE: u32 = 0;
+        pub const INSTALLING: u32 = 1;
+        pub const TRIAL: u32 = 2;
+    }
+
+    /// Why an install was refused or failed: the upcall's `detail` (stable numbers).
+    pub mod detail {
+        pub const NONE: u32 = 0;
+        /// The caller is not the DFU app.
+        pub const NOT_DFU: u32 = 1;
+        /// Another install or a trial is in progress.
+        pub const BUSY: u32 = 2;
+        /// Not a TBF version 2, or its lengths disagree with the staged length.
+        pub const NOT_TBF: u32 = 3;
+        /// The TBF header does not parse (checksum, TLVs).
+        pub const BAD_HEADER: u32 = 4;
+        /// No program header or no package name: not an app this driver can update.
+        pub const NOT_APP: u32 = 5;
+        /// No ECDSA P-256 credential in the footers.
+        pub const UNSIGNED: u32 = 6;
+        /// `binary_version` not higher than the installed version (anti-rollback).
+        pub const NOT_NEWER: u32 = 7;
+        /// The TBF names the DFU app: self-update is refused.
+        pub const SELF_UPDATE: u32 = 8;
+        /// Reading the staging flash failed.
+        pub const STAGING_FLASH: u32 = 9;
+        /// No room in the app region, or writing it failed.
+        pub const STORE: u32 = 10;
+        /// Stopping the installed version failed.
+        pub const UNLOAD: u32 = 11;
+        /// The kernel did not load the new version (credential rejected, no memory).
+        pub const LOAD: u32 = 12;
+    }
+}
+
 /// The bulk-scan driver.
 pub mod scan {
     /// Driver number (next to the staged-update driver).

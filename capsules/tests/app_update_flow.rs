@@ -1,0 +1,486 @@
+//! The app-update core over the real kernel crate's dynamic-loading traits: a staged TBF in a
+//! NOR fake is checked, copied through a `DynamicBinaryStore` fake (header chunk last), the old
+//! process unloaded, the new one loaded; refusals leave the app region and processes untouched.
+//! Every flow runs twice: completions deferred (the test delivers them) and completions that
+//! arrive before the call that started them returns.
+
+#[path = "support/fake_nor.rs"]
+#[allow(dead_code)]
+mod fake_nor;
+
+use core::num::NonZeroU32;
+use std::boxed::Box;
+use std::cell::{Cell, RefCell};
+use std::vec;
+use std::vec::Vec;
+
+use fake_nor::FakeNor;
+use kernel::dynamic_binary_storage::{
+    DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
+    DynamicProcessUnload, DynamicProcessUnloadClient,
+};
+use kernel::process::ShortId;
+use kernel::utilities::cells::OptionalCell;
+use kernel::utilities::leasable_buffer::SubSliceMut;
+use kernel::ErrorCode;
+use tock_ota_capsules::app_update::{
+    chunk_offset, AppUpdate, AppUpdateClient, Installed, InstalledApps, Refusal, Sid, CHUNK,
+};
+use tock_ota_capsules::nor::AsyncNor;
+
+const DFU: ShortId = ShortId::Fixed(NonZeroU32::new(0x1D4).unwrap());
+const OLD: ShortId = ShortId::Fixed(NonZeroU32::new(0x8000_0042).unwrap());
+const STAGING_BASE: u32 = 0x1000;
+
+/// A TBF v2 as elf2tab lays it out: base header, program header, package name, binary, then
+/// footers (an ECDSA P-256 credential when `signed`, else a reserved credential of the same
+/// size).
+fn tbf(name: &str, version: u32, signed: bool, total: u32) -> Vec<u8> {
+    let mut tlvs = Vec::new();
+    // Program header (type 9): init offset, protected trailer, min RAM, binary end, version.
+    let padded_name = name.len().div_ceil(4) * 4;
+    let header_len = 16 + 4 + 20 + 4 + padded_name;
+    let footer_len = 4 + 4 + 64;
+    let binary_end = total - footer_len as u32;
+    tlvs.extend_from_slice(&9u16.to_le_bytes());
+    tlvs.extend_from_slice(&20u16.to_le_bytes());
+    for word in [header_len as u32, 0, 4096, binary_end, version] {
+        tlvs.extend_from_slice(&word.to_le_bytes());
+    }
+    tlvs.extend_from_slice(&3u16.to_le_bytes());
+    tlvs.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    tlvs.extend_from_slice(name.as_bytes());
+    tlvs.resize(tlvs.len() + padded_name - name.len(), 0);
+
+    let mut out = Vec::new();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // flags: enabled
+    out.extend_from_slice(&0u32.to_le_bytes()); // checksum, below
+    out.extend_from_slice(&tlvs);
+    let checksum = out
+        .chunks(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .fold(0, |a, w| a ^ w);
+    out[12..16].copy_from_slice(&checksum.to_le_bytes());
+    // The binary: a recognisable pattern.
+    while out.len() < binary_end as usize {
+        out.push((out.len() % 251) as u8);
+    }
+    out.extend_from_slice(&128u16.to_le_bytes());
+    out.extend_from_slice(&68u16.to_le_bytes());
+    out.extend_from_slice(&(if signed { 6u32 } else { 0u32 }).to_le_bytes());
+    out.extend(core::iter::repeat_n(0xA5, 64));
+    assert_eq!(out.len(), total as usize);
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Setup(usize),
+    Write { offset: usize, len: usize },
+    Finalize,
+    Abort,
+    Unload(Sid),
+    Load,
+}
+
+#[derive(Clone, Copy)]
+enum Completion {
+    Setup,
+    Write(usize),
+    Finalize,
+    Abort,
+    Unload,
+    Load,
+}
+
+/// Upstream's three dynamic-loading traits over a vector "app region slot", logging each call.
+struct FakeStore {
+    slot: RefCell<Vec<u8>>,
+    log: RefCell<Vec<Op>>,
+    immediate: Cell<bool>,
+    fail_write_at: Cell<Option<usize>>,
+    pending: RefCell<Vec<Completion>>,
+    buffer: RefCell<Option<&'static mut [u8]>>,
+    storage_client: OptionalCell<&'static dyn DynamicBinaryStoreClient>,
+    load_client: OptionalCell<&'static dyn DynamicProcessLoadClient>,
+    unload_client: OptionalCell<&'static dyn DynamicProcessUnloadClient>,
+}
+
+impl FakeStore {
+    fn new(immediate: bool) -> &'static FakeStore {
+        Box::leak(Box::new(FakeStore {
+            slot: RefCell::new(Vec::new()),
+            log: RefCell::new(Vec::new()),
+            immediate: Cell::new(immediate),
+            fail_write_at: Cell::new(None),
+            pending: RefCell::new(Vec::new()),
+            buffer: RefCell::new(None),
+            storage_client: OptionalCell::empty(),
+            load_client: OptionalCell::empty(),
+            unload_client: OptionalCell::empty(),
+        }))
+    }
+
+    fn start(&self, op: Op, completion: Completion) {
+        self.log.borrow_mut().push(op);
+        self.pending.borrow_mut().push(completion);
+        if self.immediate.get() {
+            self.complete();
+        }
+    }
+
+    /// Deliver the oldest pending completion; `false` if none.
+    fn complete(&self) -> bool {
+        let next = {
+            let mut pending = self.pending.borrow_mut();
+            if pending.is_empty() {
+                return false;
+            }
+            pending.remove(0)
+        };
+        let client = self.storage_client.get().unwrap();
+        match next {
+            Completion::Setup => client.setup_done(Ok(())),
+            Completion::Write(len) => {
+                let buffer = self.buffer.borrow_mut().take().unwrap();
+                client.write_done(Ok(()), buffer, len);
+            }
+            Completion::Finalize => client.finalize_done(Ok(())),
+            Completion::Abort => client.abort_done(Ok(())),
+            Completion::Unload => self.unload_client.get().unwrap().unload_done(Ok(()), 0),
+            Completion::Load => {
+                // Upstream reports the loaded process, then the end of loading.
+                let client = self.load_client.get().unwrap();
+                client.load_done(Ok(()));
+                client.load_done(Ok(()));
+            }
+        }
+        true
+    }
+}
+
+impl DynamicBinaryStore for FakeStore {
+    fn setup(&self, app_length: usize) -> Result<usize, ErrorCode> {
+        *self.slot.borrow_mut() = vec![0xFF; app_length];
+        self.start(Op::Setup(app_length), Completion::Setup);
+        Ok(app_length)
+    }
+
+    fn write(&self, buffer: SubSliceMut<'static, u8>, offset: usize) -> Result<(), ErrorCode> {
+        let len = buffer.len();
+        if self.fail_write_at.get() == Some(offset) {
+            self.log.borrow_mut().push(Op::Write { offset, len });
+            return Err(ErrorCode::FAIL);
+        }
+        let data = buffer.take();
+        self.slot.borrow_mut()[offset..offset + len].copy_from_slice(&data[..len]);
+        *self.buffer.borrow_mut() = Some(data);
+        self.start(Op::Write { offset, len }, Completion::Write(len));
+        Ok(())
+    }
+
+    fn finalize(&self) -> Result<(), ErrorCode> {
+        self.start(Op::Finalize, Completion::Finalize);
+        Ok(())
+    }
+
+    fn abort(&self) -> Result<(), ErrorCode> {
+        self.start(Op::Abort, Completion::Abort);
+        Ok(())
+    }
+
+    fn set_storage_client(&self, client: &'static dyn DynamicBinaryStoreClient) {
+        self.storage_client.set(client);
+    }
+}
+
+impl DynamicProcessLoad for FakeStore {
+    fn load(&self) -> Result<(), ErrorCode> {
+        self.start(Op::Load, Completion::Load);
+        Ok(())
+    }
+
+    fn set_load_client(&self, client: &'static dyn DynamicProcessLoadClient) {
+        self.load_client.set(client);
+    }
+}
+
+impl DynamicProcessUnload for FakeStore {
+    fn unload(&self, app: ShortId) -> Result<(), ErrorCode> {
+        self.start(Op::Unload(Sid(app)), Completion::Unload);
+        Ok(())
+    }
+
+    fn set_unload_client(&self, client: &'static dyn DynamicProcessUnloadClient) {
+        self.unload_client.set(client);
+    }
+}
+
+struct Apps(Vec<(&'static str, Installed)>);
+
+impl InstalledApps for Apps {
+    fn installed(&self, name: &str) -> Option<Installed> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, i)| *i)
+    }
+}
+
+#[derive(Default)]
+struct Results(RefCell<Vec<Result<u32, Refusal>>>);
+
+impl AppUpdateClient for Results {
+    fn install_done(&self, result: Result<u32, Refusal>) {
+        self.0.borrow_mut().push(result);
+    }
+}
+
+struct Rig {
+    nor: &'static FakeNor,
+    store: &'static FakeStore,
+    update: &'static AppUpdate<'static>,
+    results: &'static Results,
+}
+
+fn rig(immediate: bool, staged: &[u8]) -> Rig {
+    let nor = FakeNor::new(0x10_0000);
+    nor.immediate.set(immediate);
+    nor.memory.borrow_mut()[STAGING_BASE as usize..][..staged.len()].copy_from_slice(staged);
+    let store = FakeStore::new(immediate);
+    let apps: &'static Apps = Box::leak(Box::new(Apps(vec![
+        (
+            "blink",
+            Installed {
+                short_id: Sid(OLD),
+                version: 3,
+            },
+        ),
+        (
+            "dfu",
+            Installed {
+                short_id: Sid(DFU),
+                version: 1,
+            },
+        ),
+    ])));
+    let buffer = Box::leak(Box::new([0u8; CHUNK]));
+    let update: &'static AppUpdate<'static> = Box::leak(Box::new(AppUpdate::new(
+        nor,
+        STAGING_BASE,
+        0x8_0000,
+        store,
+        store,
+        store,
+        apps,
+        DFU,
+        buffer,
+    )));
+    nor.set_nor_client(update);
+    store.set_storage_client(update);
+    store.set_load_client(update);
+    store.set_unload_client(update);
+    let results: &'static Results = Box::leak(Box::default());
+    update.set_client(results);
+    Rig {
+        nor,
+        store,
+        update,
+        results,
+    }
+}
+
+impl Rig {
+    /// Deliver deferred completions until nothing is pending.
+    fn run(&self) {
+        for _ in 0..10_000 {
+            if !(self.nor.complete() || self.store.complete()) {
+                return;
+            }
+        }
+        panic!("the install did not settle");
+    }
+
+    fn install(
+        &self,
+        caller: ShortId,
+        len: usize,
+    ) -> Result<Option<Result<u32, Refusal>>, Refusal> {
+        self.update.install(caller, len)?;
+        self.run();
+        let results = self.results.0.borrow();
+        assert!(results.len() <= 1, "more than one completion: {results:?}");
+        Ok(results.first().copied())
+    }
+
+    fn log(&self) -> Vec<Op> {
+        self.store.log.borrow().clone()
+    }
+}
+
+const TOTAL: u32 = 1300;
+
+#[test]
+fn copy_order_is_every_chunk_then_the_header_chunk() {
+    let order: Vec<u32> = (0..).map_while(|i| chunk_offset(i, TOTAL)).collect();
+    assert_eq!(order, [512, 1024, 0]);
+    assert_eq!(chunk_offset(0, 512), Some(0));
+    assert_eq!(chunk_offset(1, 512), None);
+}
+
+#[test]
+fn newer_signed_app_is_stored_then_old_unloaded_then_new_loaded() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig(immediate, &staged);
+        assert_eq!(
+            rig.install(DFU, staged.len()),
+            Ok(Some(Ok(4))),
+            "immediate={immediate}"
+        );
+        assert_eq!(
+            rig.log(),
+            [
+                Op::Setup(TOTAL as usize),
+                Op::Write {
+                    offset: 512,
+                    len: 512
+                },
+                Op::Write {
+                    offset: 1024,
+                    len: 276
+                },
+                Op::Write {
+                    offset: 0,
+                    len: 512
+                },
+                Op::Finalize,
+                Op::Unload(Sid(OLD)),
+                Op::Load,
+            ]
+        );
+        assert_eq!(
+            *rig.store.slot.borrow(),
+            staged,
+            "the slot holds the staged TBF"
+        );
+        assert_eq!(rig.update.installer().trial_version(), Some(4));
+        // A second install while the first is in trial is refused synchronously.
+        assert_eq!(rig.update.install(DFU, staged.len()), Err(Refusal::Busy));
+    }
+}
+
+#[test]
+fn unsigned_app_is_refused_before_the_app_region_changes() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, false, TOTAL);
+        let rig = rig(immediate, &staged);
+        assert_eq!(
+            rig.install(DFU, staged.len()),
+            Ok(Some(Err(Refusal::Unsigned)))
+        );
+        assert!(rig.log().is_empty());
+        assert!(rig.update.installer().is_idle());
+    }
+}
+
+#[test]
+fn lower_or_equal_version_is_refused() {
+    for (version, immediate) in [(2, false), (3, true)] {
+        let staged = tbf("blink", version, true, TOTAL);
+        let rig = rig(immediate, &staged);
+        assert_eq!(
+            rig.install(DFU, staged.len()),
+            Ok(Some(Err(Refusal::NotNewer {
+                installed: 3,
+                staged: version
+            })))
+        );
+        assert!(rig.log().is_empty());
+    }
+}
+
+#[test]
+fn caller_that_is_not_the_dfu_app_is_refused_without_flash_access() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig = rig(true, &staged);
+    assert_eq!(rig.install(OLD, staged.len()), Err(Refusal::NotDfu));
+    assert_eq!(
+        rig.install(ShortId::LocallyUnique, staged.len()),
+        Err(Refusal::NotDfu)
+    );
+    assert_eq!(rig.nor.operations.get(), 0);
+    assert!(rig.log().is_empty());
+    assert!(rig.results.0.borrow().is_empty());
+}
+
+#[test]
+fn the_dfu_app_cannot_update_itself() {
+    let staged = tbf("dfu", 9, true, TOTAL);
+    let rig = rig(false, &staged);
+    assert_eq!(
+        rig.install(DFU, staged.len()),
+        Ok(Some(Err(Refusal::SelfUpdate)))
+    );
+    assert!(rig.log().is_empty());
+}
+
+#[test]
+fn corrupt_header_and_wrong_length_are_refused() {
+    let mut staged = tbf("blink", 4, true, TOTAL);
+    staged[20] ^= 1; // inside the program header: checksum no longer matches
+    let corrupt = rig(true, &staged);
+    assert_eq!(
+        corrupt.install(DFU, staged.len()),
+        Ok(Some(Err(Refusal::BadHeader)))
+    );
+
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig2 = rig(true, &staged);
+    assert_eq!(
+        rig2.install(DFU, staged.len() - 4),
+        Ok(Some(Err(Refusal::NotTbf)))
+    );
+    assert!(corrupt.log().is_empty() && rig2.log().is_empty());
+}
+
+#[test]
+fn a_new_app_is_stored_and_loaded_without_unload() {
+    let staged = tbf("sensor", 1, true, TOTAL);
+    let rig = rig(false, &staged);
+    assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Ok(1))));
+    assert!(!rig.log().iter().any(|op| matches!(op, Op::Unload(_))));
+    assert_eq!(rig.log().last(), Some(&Op::Load));
+}
+
+#[test]
+fn a_refused_write_aborts_the_slot_and_keeps_the_old_process() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig(immediate, &staged);
+        rig.store.fail_write_at.set(Some(1024));
+        assert_eq!(
+            rig.install(DFU, staged.len()),
+            Ok(Some(Err(Refusal::Store)))
+        );
+        let log = rig.log();
+        assert_eq!(log.last(), Some(&Op::Abort));
+        assert!(!log.iter().any(|op| matches!(op, Op::Unload(_) | Op::Load)));
+        assert!(rig.update.installer().is_idle());
+    }
+}
+
+#[test]
+fn a_staging_read_failure_ends_the_install_with_a_reason() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig = rig(false, &staged);
+    rig.nor.fail_next.set(true);
+    assert_eq!(
+        rig.install(DFU, staged.len()),
+        Ok(Some(Err(Refusal::StagingFlash)))
+    );
+    assert!(rig.log().is_empty());
+    // The machine is idle again and a retry succeeds.
+    rig.results.0.borrow_mut().clear();
+    assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Ok(4))));
+}
