@@ -19,12 +19,13 @@ use kernel::dynamic_binary_storage::{
     DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
-use kernel::process::ShortId;
+use kernel::process::{ProcessLoadError, ShortId};
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::ErrorCode;
 use tock_ota_capsules::app_update::{
-    chunk_offset, AppUpdate, AppUpdateClient, Installed, InstalledApps, Refusal, Sid, CHUNK,
+    chunk_offset, footers_signed, AppUpdate, AppUpdateClient, Installed, InstalledApps, Refusal,
+    Sid, CHUNK,
 };
 use tock_ota_capsules::nor::AsyncNor;
 
@@ -102,6 +103,7 @@ struct FakeStore {
     log: RefCell<Vec<Op>>,
     immediate: Cell<bool>,
     fail_write_at: Cell<Option<usize>>,
+    fail_load: Cell<bool>,
     pending: RefCell<Vec<Completion>>,
     buffer: RefCell<Option<&'static mut [u8]>>,
     storage_client: OptionalCell<&'static dyn DynamicBinaryStoreClient>,
@@ -116,6 +118,7 @@ impl FakeStore {
             log: RefCell::new(Vec::new()),
             immediate: Cell::new(immediate),
             fail_write_at: Cell::new(None),
+            fail_load: Cell::new(false),
             pending: RefCell::new(Vec::new()),
             buffer: RefCell::new(None),
             storage_client: OptionalCell::empty(),
@@ -152,9 +155,14 @@ impl FakeStore {
             Completion::Abort => client.abort_done(Ok(())),
             Completion::Unload => self.unload_client.get().unwrap().unload_done(Ok(()), 0),
             Completion::Load => {
-                // Upstream reports the loaded process, then the end of loading.
+                // Upstream reports the loaded (or refused) process, then the end of loading,
+                // both as `load_done`, the second always `Ok`.
                 let client = self.load_client.get().unwrap();
-                client.load_done(Ok(()));
+                if self.fail_load.get() {
+                    client.load_done(Err(ProcessLoadError::NotEnoughMemory));
+                } else {
+                    client.load_done(Ok(()));
+                }
                 client.load_done(Ok(()));
             }
         }
@@ -483,4 +491,30 @@ fn a_staging_read_failure_ends_the_install_with_a_reason() {
     // The machine is idle again and a retry succeeds.
     rig.results.0.borrow_mut().clear();
     assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Ok(4))));
+}
+
+#[test]
+fn a_refused_load_is_reported_once_despite_the_later_end_of_loading() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig(immediate, &staged);
+        rig.store.fail_load.set(true);
+        assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Err(Refusal::Load))));
+        assert_eq!(rig.log().last(), Some(&Op::Load));
+        assert_eq!(rig.update.installer().trial_version(), None);
+    }
+}
+
+#[test]
+fn footer_walk_handles_every_truncation_without_panicking() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let footers = &staged[TOTAL as usize - 72..];
+    assert!(footers_signed(footers));
+    for len in 0..footers.len() {
+        assert!(!footers_signed(&footers[..len]), "truncated to {len}");
+    }
+    // A zero-length TLV before the credential is skipped.
+    let mut with_empty = vec![0x80, 0x00, 0x00, 0x00];
+    with_empty.extend_from_slice(footers);
+    assert!(footers_signed(&with_empty));
 }
