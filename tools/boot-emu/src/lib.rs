@@ -276,6 +276,12 @@ pub struct RunReport {
     pub uicr: ficr::Uicr,
     /// Bytes the firmware sent through UARTE0 (the console).
     pub console: Vec<u8>,
+    /// RADIO packets received whole, cut at MAXLEN, and missed (not listening on their
+    /// channel at their start); packets the RADIO sent.
+    pub radio_received: u64,
+    pub radio_cut: u64,
+    pub radio_missed: u64,
+    pub radio_sent: u64,
     /// For each watched address: (instruction count, simulated µs) at every execution.
     pub watch_hits: BTreeMap<u32, Vec<(u64, u64)>>,
     /// With [`BootConfig::profile`]: instructions executed per function (symbol name of the
@@ -656,6 +662,18 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
     clock: &SimClock,
     cfg: &BootConfig,
 ) -> Result<RunReport, EmuError> {
+    run_with_air(fw, qspi, nvmc, clock, cfg, None)
+}
+
+/// [`run`] with `air` around the RADIO (packets to receive, a listener for what it sends).
+pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
+    fw: &Firmware,
+    qspi: &'a mut Q,
+    nvmc: &'a mut N,
+    clock: &SimClock,
+    cfg: &BootConfig,
+    air: Option<&'a mut dyn hw_models::radio::Air>,
+) -> Result<RunReport, EmuError> {
     let uc_err = |e: unicorn_engine::uc_error| EmuError::Unicorn {
         err: format!("{e:?}"),
         pc: 0,
@@ -695,6 +713,7 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
     };
     let mut state = state;
     state.hw.uicr = cfg.uicr.clone();
+    state.hw.air = air;
     if let Some((crv, rren)) = cfg.watchdog {
         state.hw.start_watchdog(crv, rren, state.start_us);
     }
@@ -1066,6 +1085,10 @@ pub fn run<'a, Q: QspiPort, N: NvmcPort>(
         vtor: st.hw.vtor,
         uicr: st.hw.uicr.clone(),
         console: st.hw.uarte0.tx_log.clone(),
+        radio_received: st.hw.radio.received,
+        radio_cut: st.hw.radio.cut,
+        radio_missed: st.hw.radio.missed,
+        radio_sent: st.hw.radio.transmitted.len() as u64,
         watch_hits: st.watch_hits.clone(),
         profile: st
             .profile

@@ -221,6 +221,8 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub uarte0: crate::uarte::Uarte,
     /// RADIO (hw-models).
     pub radio: hw_models::radio::Radio,
+    /// What is on air around the RADIO.
+    pub air: Option<&'a mut dyn hw_models::radio::Air>,
     /// Bytes an EasyDMA transfer starting with the current register write reads from RAM, read
     /// by the caller beforehand (the UARTE's STARTTX).
     pub dma_source_bytes: Option<Vec<u8>>,
@@ -287,6 +289,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             rtc1: crate::rtc::Rtc::new(),
             uarte0: crate::uarte::Uarte::new(),
             radio: hw_models::radio::Radio::new(RAM_START..RAM_START + RAM_SIZE),
+            air: None,
             dma_source_bytes: None,
             uicr: crate::ficr::Uicr::erased(),
             gpio: Default::default(),
@@ -359,6 +362,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
     /// (RADIO is IRQ 1, UARTE0 IRQ 2, RTC1 IRQ 17, QSPI IRQ 41: nRF52840 PS, "Instantiation") and SysTick's
     /// reloads. RADIO EasyDMA writes land in `dma_writes`.
     pub fn update_interrupts(&mut self, now_us: u64) {
+        self.pump_air(now_us);
         let mut lines = 0u64;
         if self.rtc1.irq(now_us) {
             lines |= 1 << 17;
@@ -379,7 +383,14 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         }
     }
 
-    /// The earliest time after `now_us` at which a modelled source raises an interrupt.
+    fn pump_air(&mut self, now_us: u64) {
+        if let Some(air) = self.air.as_mut() {
+            air.pump(now_us, &mut self.radio);
+        }
+    }
+
+    /// The earliest time after `now_us` at which a modelled source raises an interrupt (or a
+    /// packet goes on air).
     pub fn next_interrupt_us(&self, now_us: u64) -> Option<u64> {
         [
             self.rtc1.next_irq_us(now_us),
@@ -492,6 +503,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 .read(o, now_us)
                 .map_err(|e| uarte_error(e, addr, false))?,
             (RADIO_BASE, o) => {
+                self.pump_air(now_us);
                 let v = self.radio.read(o, now_us);
                 self.dma_writes.append(&mut self.radio.dma_writes);
                 v.map_err(|e| radio_error(e, addr, false))?
@@ -705,6 +717,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             }
             (RTC1_BASE, o) => self.rtc1.write(o, value, now_us).ok_or(unknown)?,
             (RADIO_BASE, o) => {
+                self.pump_air(now_us);
                 let bytes = self.dma_source_bytes.take();
                 let r = self.radio.write(o, value, now_us, bytes.as_deref());
                 self.dma_writes.append(&mut self.radio.dma_writes);

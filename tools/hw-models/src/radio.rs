@@ -24,6 +24,15 @@
 //!   LENGTH 8 bits, no S1, 3-byte base + prefix access address 0x8E89BED6, 3-byte CRC. Anything
 //!   else is refused by [`RadioError::Unsupported`] at START.
 
+/// The world around the RADIO: whoever puts packets on air and listens to the RADIO's own.
+pub trait Air {
+    /// Puts on air ([`Radio::air`]) every packet due by `now_us` (and may queue later ones),
+    /// and hears what the RADIO has sent ([`Radio::transmitted`]).
+    fn pump(&mut self, now_us: u64, radio: &mut Radio);
+    /// When the next packet goes on air, if one is planned.
+    fn next_at(&self) -> Option<u64>;
+}
+
 /// One packet on air, as the RADIO's receiver sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AirPacket {

@@ -11,6 +11,12 @@ pub mod bench_power_cuts;
 pub mod bench_transfer;
 pub mod bench_verify;
 pub mod demo;
+#[cfg(feature = "emulator")]
+pub mod emulate_system;
+/// `emulate system` without the `emulator` feature: the same command, saying how to get it.
+#[cfg(not(feature = "emulator"))]
+#[path = "emulate_system_off.rs"]
+pub mod emulate_system;
 pub mod inspect;
 pub mod keys;
 pub mod output;

@@ -32,6 +32,15 @@ enum Command {
     Send(over_hci::SendArgs),
     /// Receive an image through a Bluetooth controller over HCI, as the DFU app does.
     Receive(over_hci::ReceiveArgs),
+    /// The real device binaries under emulation.
+    #[command(subcommand)]
+    Emulate(EmulateCommand),
+}
+
+#[derive(Subcommand)]
+enum EmulateCommand {
+    /// Bootloader, kernel and DFU app from reset, an update over the modelled RADIO.
+    System(emulate_system::Args),
 }
 
 #[derive(Subcommand)]
@@ -68,6 +77,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Send(a) => over_hci::run_send(a),
         Command::Receive(a) => over_hci::run_receive(a),
+        Command::Emulate(EmulateCommand::System(a)) => emulate_system::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
