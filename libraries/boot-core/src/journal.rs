@@ -71,7 +71,7 @@ pub enum Reason {
     ReadFailed = 1,
     /// The staging slot is shorter than an image header.
     TruncatedHeader = 2,
-    /// Header magic is not 0x96f3b83d.
+    /// Header magic is not MCUboot's (`ota_image::IMAGE_MAGIC`).
     BadMagic = 3,
     /// `hdr_size` smaller than the header.
     HeaderSizeTooSmall = 4,

@@ -47,11 +47,9 @@ const FINALIZED_MARK_AT: u32 = 64;
 /// Offset in the progress sector of the erased-sector bitmap (a cleared bit = sector erased).
 const ERASED_BITMAP_AT: u32 = 128;
 
-const IMAGE_MAGIC: u32 = 0x96f3_b83d;
-const IMAGE_HEADER_LEN: usize = 32;
-const TLV_INFO_MAGIC: u16 = 0x6907;
-const TLV_PROT_INFO_MAGIC: u16 = 0x6908;
-const TLV_SHA256: u16 = 0x10;
+// The MCUboot format's numbers are ota-image's.
+use ota_image::tlv::SHA256 as TLV_SHA256;
+use ota_image::{IMAGE_HEADER_SIZE, IMAGE_MAGIC, TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC};
 
 /// Opaque caller identity supplied by the kernel glue (never by the caller itself).
 pub type CallerId = u32;
@@ -672,7 +670,7 @@ impl UpdateRegion {
         match step {
             FinalizeStep::Header => Step::Op(Op::Read {
                 address: self.abs(0),
-                len: IMAGE_HEADER_LEN as u32,
+                len: IMAGE_HEADER_SIZE,
             }),
             FinalizeStep::ProtectedInfo => {
                 let at = self.hashed_end - self.protected_len;
@@ -856,7 +854,7 @@ impl UpdateRegion {
                             .checked_add(payload)
                             .and_then(|v| v.checked_add(protected))
                             .ok_or(Error::ImageBadLayout)?;
-                        if (header_len as usize) < IMAGE_HEADER_LEN
+                        if header_len < IMAGE_HEADER_SIZE
                             || (protected != 0 && protected < 4)
                             || hashed_end.checked_add(4).is_none_or(|e| e > self.image_len)
                         {

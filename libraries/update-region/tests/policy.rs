@@ -83,14 +83,14 @@ impl NorFlash for RamNor {
 /// A minimal MCUboot-format image: 32-byte header, payload, unprotected TLVs (a filler, SHA-256).
 fn image(payload_len: usize, seed: u8) -> Vec<u8> {
     let mut img = vec![0u8; 32];
-    img[0..4].copy_from_slice(&0x96f3_b83du32.to_le_bytes());
+    img[0..4].copy_from_slice(&ota_image::IMAGE_MAGIC.to_le_bytes());
     img[8..10].copy_from_slice(&32u16.to_le_bytes());
     img[12..16].copy_from_slice(&(payload_len as u32).to_le_bytes());
     img[20] = 2;
     img.extend((0..payload_len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
     let hash: [u8; 32] = Sha256::digest(&img).into();
     let tlvs_len = 4 + (4 + 8) + (4 + 32);
-    img.extend(0x6907u16.to_le_bytes());
+    img.extend(ota_image::TLV_INFO_MAGIC.to_le_bytes());
     img.extend((tlvs_len as u16).to_le_bytes());
     img.extend(0x01u16.to_le_bytes()); // KEYHASH-like filler TLV the walker must skip
     img.extend(8u16.to_le_bytes());

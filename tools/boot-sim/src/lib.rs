@@ -44,7 +44,7 @@ pub const BENCH: Layout = Layout {
 
 /// Key of the stand-in image format.
 pub const TEST_KEY: [u8; 8] = *b"testkey1";
-const MAGIC: u32 = 0x96f3_b83d;
+const MAGIC: u32 = ota_image::IMAGE_MAGIC;
 /// Header size of the stand-in format.
 pub const HDR: u32 = 32;
 
@@ -764,7 +764,7 @@ pub fn sign_mcuboot(payload: &[u8], secret: &[u8; 32], opts: &SimSign) -> Vec<u8
         tlvs.extend_from_slice(&(value.len() as u16).to_le_bytes());
         tlvs.extend_from_slice(value);
     }
-    img.extend_from_slice(&0x6907u16.to_le_bytes());
+    img.extend_from_slice(&ota_image::TLV_INFO_MAGIC.to_le_bytes());
     img.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
     img.extend_from_slice(&tlvs);
     img

@@ -184,15 +184,18 @@ pub fn inspect_table(info: &ImageInfo, image: &[u8]) -> String {
             match e.area {
                 TlvArea::Protected => {
                     s += &format!(
-                        "protected TLV area (offset {:#x}, magic 0x6908, {} bytes)\n",
+                        "protected TLV area (offset {:#x}, magic {:#06x}, {} bytes)\n",
                         info.payload_offset + info.payload_len,
+                        ota_image::TLV_PROT_INFO_MAGIC,
                         info.protected_tlv_len
                     )
                 }
                 TlvArea::Unprotected => {
                     s += &format!(
-                        "TLV area (offset {:#x}, magic 0x6907, {} bytes)\n",
-                        info.tlv_offset, info.tlv_len
+                        "TLV area (offset {:#x}, magic {:#06x}, {} bytes)\n",
+                        info.tlv_offset,
+                        ota_image::TLV_INFO_MAGIC,
+                        info.tlv_len
                     )
                 }
             }

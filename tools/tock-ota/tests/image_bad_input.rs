@@ -58,7 +58,7 @@ fn with_tlvs(img: &[u8], tlvs: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let t = parse_image(&mut SliceSource(img)).unwrap().tlv_offset as usize;
     let mut out = img[..t].to_vec();
     let body: usize = tlvs.iter().map(|(_, v)| 4 + v.len()).sum();
-    out.extend_from_slice(&0x6907u16.to_le_bytes());
+    out.extend_from_slice(&ota_image::TLV_INFO_MAGIC.to_le_bytes());
     out.extend_from_slice(&((body + 4) as u16).to_le_bytes());
     for (k, v) in tlvs {
         out.extend_from_slice(&k.to_le_bytes());
@@ -451,7 +451,7 @@ proptest! {
     /// Arbitrary bytes behind a valid magic: parse and verify return, never panic.
     #[test]
     fn random_bytes_with_a_magic_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 32..2048), hs in 32u16..600) {
-        bytes[0..4].copy_from_slice(&0x96f3_b83du32.to_le_bytes());
+        bytes[0..4].copy_from_slice(&ota_image::IMAGE_MAGIC.to_le_bytes());
         bytes[8..10].copy_from_slice(&hs.to_le_bytes());
         let _ = parse_image(&mut SliceSource(&bytes));
         prop_assert!(verify(&bytes).is_err());

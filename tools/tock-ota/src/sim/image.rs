@@ -18,7 +18,7 @@ pub fn kernel_payload(len: usize, seed: u64) -> Vec<u8> {
 pub fn unsigned_image(payload: &[u8], version: (u8, u8, u16, u32)) -> Vec<u8> {
     use sha2::Digest;
     let mut img = vec![0u8; 32];
-    img[0..4].copy_from_slice(&0x96f3_b83du32.to_le_bytes());
+    img[0..4].copy_from_slice(&ota_image::IMAGE_MAGIC.to_le_bytes());
     img[8..10].copy_from_slice(&32u16.to_le_bytes());
     img[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     img[20] = version.0;
@@ -27,7 +27,7 @@ pub fn unsigned_image(payload: &[u8], version: (u8, u8, u16, u32)) -> Vec<u8> {
     img[24..28].copy_from_slice(&version.3.to_le_bytes());
     img.extend_from_slice(payload);
     let hash: [u8; 32] = sha2::Sha256::digest(&img).into();
-    img.extend(0x6907u16.to_le_bytes());
+    img.extend(ota_image::TLV_INFO_MAGIC.to_le_bytes());
     img.extend(40u16.to_le_bytes());
     img.extend(0x10u16.to_le_bytes());
     img.extend(32u16.to_le_bytes());
