@@ -167,7 +167,7 @@ fn read(dir: &std::path::Path, name: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Which kernel the bootloader's status names.
 fn kernel_named(board: &mut SimBoard, v2_hash: &[u8; 32]) -> (String, bool) {
-    let layout = boot_core::NRF52840_DK;
+    let layout = boot_nrf::NRF52840_DK;
     match boot_core::read_status(&mut board.qspi, layout.journal) {
         Ok(Some(r)) if r.image_hash == *v2_hash => {
             ("v2".into(), r.state == boot_core::State::Confirmed)
@@ -196,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (addr, bytes) in &bootloader.flash_segments {
         board.nvmc().load(*addr, bytes);
     }
-    let layout = boot_core::NRF52840_DK;
+    let layout = boot_nrf::NRF52840_DK;
     board.nvmc().load(layout.kernel_slot.start, &kernel);
     board.nvmc().load(0x4_0000, &app);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
