@@ -7,9 +7,12 @@
 //! - the checks of the staged TBF, on bytes read from staging ([`check_lengths`],
 //!   [`check_header`], [`footers_signed`]; the header is parsed by `tock-tbf`, as the kernel
 //!   parses it at load);
-//! - [`Installer`], a sans-IO state machine: check → setup → copy (every chunk but the first,
-//!   then the chunk holding the header, so the slot stays padding until the copy is whole) →
-//!   finalize → unload the old version → load the new one → trial;
+//! - [`Installer`], a sans-IO state machine: check → unload the old version → setup → copy
+//!   (every chunk but the first, then the chunk holding the header, so the slot stays padding
+//!   until the copy is whole) → finalize → load the new one → trial. Unload comes first because
+//!   upstream's storage accepts it only while idle and a running process blocks its
+//!   replacement; an install that fails after the unload leaves the old version stopped until
+//!   the board resets (at boot it is the only valid version and runs);
 //! - [`AppUpdate`], the split-phase glue over [`AsyncNor`] (staging) and upstream's
 //!   `DynamicBinaryStore`, `DynamicProcessUnload` and `DynamicProcessLoad`.
 //!
@@ -383,12 +386,19 @@ impl Installer {
                         });
                     }
                 }
-                self.phase = Phase::Setup(Job {
+                let job = Job {
                     app,
                     old: installed.map(|i| i.short_id),
-                });
-                Action::Setup {
-                    len: app.total_len as usize,
+                };
+                match job.old {
+                    // Upstream's storage unloads only while it is idle (not between `setup`
+                    // and `load`), and a running process blocks loading its replacement: the
+                    // old version stops before the copy starts.
+                    Some(old) => {
+                        self.phase = Phase::Unload(job);
+                        Action::Unload(old)
+                    }
+                    None => self.setup(job),
                 }
             }
             (Phase::Setup(_), Event::SetupDone(Err(_))) => {
@@ -413,21 +423,14 @@ impl Installer {
                 self.read_chunk(job, index + 1)
             }
             (Phase::Finalize(_), Event::FinalizeDone(Err(_))) => self.abort(Refusal::Store),
-            (Phase::Finalize(job), Event::FinalizeDone(Ok(()))) => match job.old {
-                Some(old) => {
-                    self.phase = Phase::Unload(job);
-                    Action::Unload(old)
-                }
-                None => {
-                    self.phase = Phase::Load(job);
-                    Action::Load
-                }
-            },
-            (Phase::Unload(_), Event::UnloadDone(Err(_))) => self.done(Err(Refusal::Unload)),
-            (Phase::Unload(job), Event::UnloadDone(Ok(()))) => {
+            (Phase::Finalize(job), Event::FinalizeDone(Ok(()))) => {
                 self.phase = Phase::Load(job);
                 Action::Load
             }
+            (Phase::Unload(_), Event::UnloadDone(Err(_))) => {
+                self.refuse_before_store(Refusal::Unload)
+            }
+            (Phase::Unload(job), Event::UnloadDone(Ok(()))) => self.setup(job),
             // Upstream reports each loaded process and then the end of loading, both as
             // `load_done`: the first report is the verdict, later ones find another phase.
             (Phase::Load(_), Event::LoadDone(Err(_))) => self.done(Err(Refusal::Load)),
@@ -437,6 +440,13 @@ impl Installer {
             }
             (Phase::Abort(refusal), Event::AbortDone) => self.done(Err(refusal)),
             _ => Action::None,
+        }
+    }
+
+    fn setup(&mut self, job: Job) -> Action {
+        self.phase = Phase::Setup(job);
+        Action::Setup {
+            len: job.app.total_len as usize,
         }
     }
 

@@ -104,6 +104,8 @@ struct FakeStore {
     immediate: Cell<bool>,
     fail_write_at: Cell<Option<usize>>,
     fail_load: Cell<bool>,
+    /// Between `setup` and `load`/`abort`: upstream's storage refuses `unload` then.
+    session: Cell<bool>,
     pending: RefCell<Vec<Completion>>,
     buffer: RefCell<Option<&'static mut [u8]>>,
     storage_client: OptionalCell<&'static dyn DynamicBinaryStoreClient>,
@@ -119,6 +121,7 @@ impl FakeStore {
             immediate: Cell::new(immediate),
             fail_write_at: Cell::new(None),
             fail_load: Cell::new(false),
+            session: Cell::new(false),
             pending: RefCell::new(Vec::new()),
             buffer: RefCell::new(None),
             storage_client: OptionalCell::empty(),
@@ -173,6 +176,7 @@ impl FakeStore {
 impl DynamicBinaryStore for FakeStore {
     fn setup(&self, app_length: usize) -> Result<usize, ErrorCode> {
         *self.slot.borrow_mut() = vec![0xFF; app_length];
+        self.session.set(true);
         self.start(Op::Setup(app_length), Completion::Setup);
         Ok(app_length)
     }
@@ -196,6 +200,7 @@ impl DynamicBinaryStore for FakeStore {
     }
 
     fn abort(&self) -> Result<(), ErrorCode> {
+        self.session.set(false);
         self.start(Op::Abort, Completion::Abort);
         Ok(())
     }
@@ -207,6 +212,7 @@ impl DynamicBinaryStore for FakeStore {
 
 impl DynamicProcessLoad for FakeStore {
     fn load(&self) -> Result<(), ErrorCode> {
+        self.session.set(false);
         self.start(Op::Load, Completion::Load);
         Ok(())
     }
@@ -218,6 +224,10 @@ impl DynamicProcessLoad for FakeStore {
 
 impl DynamicProcessUnload for FakeStore {
     fn unload(&self, app: ShortId) -> Result<(), ErrorCode> {
+        if self.session.get() {
+            self.log.borrow_mut().push(Op::Unload(Sid(app)));
+            return Err(ErrorCode::BUSY);
+        }
         self.start(Op::Unload(Sid(app)), Completion::Unload);
         Ok(())
     }
@@ -337,7 +347,7 @@ fn copy_order_is_every_chunk_then_the_header_chunk() {
 }
 
 #[test]
-fn newer_signed_app_is_stored_then_old_unloaded_then_new_loaded() {
+fn old_app_is_unloaded_then_newer_signed_app_stored_then_loaded() {
     for immediate in [false, true] {
         let staged = tbf("blink", 4, true, TOTAL);
         let rig = rig(immediate, &staged);
@@ -349,6 +359,7 @@ fn newer_signed_app_is_stored_then_old_unloaded_then_new_loaded() {
         assert_eq!(
             rig.log(),
             [
+                Op::Unload(Sid(OLD)),
                 Op::Setup(TOTAL as usize),
                 Op::Write {
                     offset: 512,
@@ -363,7 +374,6 @@ fn newer_signed_app_is_stored_then_old_unloaded_then_new_loaded() {
                     len: 512
                 },
                 Op::Finalize,
-                Op::Unload(Sid(OLD)),
                 Op::Load,
             ]
         );
@@ -462,7 +472,7 @@ fn a_new_app_is_stored_and_loaded_without_unload() {
 }
 
 #[test]
-fn a_refused_write_aborts_the_slot_and_keeps_the_old_process() {
+fn a_refused_write_aborts_the_slot_and_loads_nothing() {
     for immediate in [false, true] {
         let staged = tbf("blink", 4, true, TOTAL);
         let rig = rig(immediate, &staged);
@@ -473,7 +483,7 @@ fn a_refused_write_aborts_the_slot_and_keeps_the_old_process() {
         );
         let log = rig.log();
         assert_eq!(log.last(), Some(&Op::Abort));
-        assert!(!log.iter().any(|op| matches!(op, Op::Unload(_) | Op::Load)));
+        assert!(!log.iter().any(|op| matches!(op, Op::Load)));
         assert!(rig.update.installer().is_idle());
     }
 }
@@ -517,4 +527,18 @@ fn footer_walk_handles_every_truncation_without_panicking() {
     let mut with_empty = vec![0x80, 0x00, 0x00, 0x00];
     with_empty.extend_from_slice(footers);
     assert!(footers_signed(&with_empty));
+}
+
+#[test]
+fn an_unload_the_storage_refuses_ends_the_install_before_the_app_region_changes() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig = rig(true, &staged);
+    // Upstream's storage is between setup and load (another loader's session): it refuses.
+    rig.store.session.set(true);
+    assert_eq!(
+        rig.install(DFU, staged.len()),
+        Ok(Some(Err(Refusal::Unload)))
+    );
+    assert_eq!(rig.log(), [Op::Unload(Sid(OLD))]);
+    assert!(rig.update.installer().is_idle());
 }

@@ -119,7 +119,7 @@ pub mod app {
         pub const STATUS: u32 = 1;
         /// Install the TBF of `arg1` bytes at staging offset 0 (DFU app only).
         pub const INSTALL: u32 = 2;
-        /// Confirm the caller's own version in trial (the updated app itself).
+        /// Confirm the version in trial: the updated app itself, or the DFU app on its behalf.
         pub const CONFIRM: u32 = 3;
         /// Revert the version in trial (DFU app only).
         pub const REVERT: u32 = 4;
