@@ -22,15 +22,17 @@
 //! this core; see the document.
 
 use core::cell::Cell;
+use core::num::NonZeroU32;
 
+use kernel::capabilities::ProcessManagementCapability;
 use kernel::dynamic_binary_storage::{
     DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
-use kernel::process::{ProcessLoadError, ShortId};
+use kernel::process::{BinaryVersion, ProcessLoadError, ShortId};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::utilities::leasable_buffer::SubSliceMut;
-use kernel::ErrorCode;
+use kernel::{ErrorCode, Kernel};
 
 use crate::nor::{AsyncNor, AsyncNorClient};
 
@@ -57,7 +59,7 @@ pub enum Refusal {
     BadHeader,
     NotApp,
     Unsigned,
-    NotNewer { installed: u32, staged: u32 },
+    NotNewer { staged: u32 },
     SelfUpdate,
     StagingFlash,
     Store,
@@ -98,17 +100,48 @@ impl core::fmt::Debug for Sid {
     }
 }
 
-/// The installed version of an app, as the board sees it.
+/// The installed process of a package name, against a staged version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Installed {
     pub short_id: Sid,
-    pub version: u32,
+    /// The staged `binary_version` is higher than the installed process's (a process without
+    /// a version counts as 0).
+    pub staged_is_newer: bool,
 }
 
-/// Board supplied: the installed process of a package name (the board walks the kernel's
-/// processes with its capability).
+/// Which process runs a package name, and whether a staged version is newer (anti-rollback).
+/// The kernel's `BinaryVersion` only compares (it has no getter), hence the question form.
 pub trait InstalledApps {
-    fn installed(&self, name: &str) -> Option<Installed>;
+    fn installed(&self, name: &str, staged_version: u32) -> Option<Installed>;
+}
+
+/// [`InstalledApps`] over the kernel's process table (a board holds the capability).
+pub struct ProcessTable<C: ProcessManagementCapability> {
+    kernel: &'static Kernel,
+    capability: C,
+}
+
+impl<C: ProcessManagementCapability> ProcessTable<C> {
+    pub fn new(kernel: &'static Kernel, capability: C) -> ProcessTable<C> {
+        ProcessTable { kernel, capability }
+    }
+}
+
+impl<C: ProcessManagementCapability> InstalledApps for ProcessTable<C> {
+    fn installed(&self, name: &str, staged_version: u32) -> Option<Installed> {
+        let staged = NonZeroU32::new(staged_version).map(BinaryVersion::new);
+        let mut found = None;
+        self.kernel
+            .process_each_capability(&self.capability, |process| {
+                if found.is_none() && process.get_process_name() == name {
+                    found = Some(Installed {
+                        short_id: Sid(process.short_app_id()),
+                        staged_is_newer: staged > process.binary_version(),
+                    });
+                }
+            });
+        found
+    }
 }
 
 /// What the header check found in the staged TBF.
@@ -374,14 +407,13 @@ impl Installer {
                 if !footers_signed(footers) {
                     return self.refuse_before_store(Refusal::Unsigned);
                 }
-                let installed = apps.installed(app.name());
+                let installed = apps.installed(app.name(), app.version);
                 if let Some(installed) = installed {
                     if installed.short_id.0 == dfu {
                         return self.refuse_before_store(Refusal::SelfUpdate);
                     }
-                    if app.version <= installed.version {
+                    if !installed.staged_is_newer {
                         return self.refuse_before_store(Refusal::NotNewer {
-                            installed: installed.version,
                             staged: app.version,
                         });
                     }

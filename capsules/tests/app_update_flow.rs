@@ -7,6 +7,9 @@
 #[path = "support/fake_nor.rs"]
 #[allow(dead_code)]
 mod fake_nor;
+#[path = "support/process.rs"]
+#[allow(dead_code)]
+mod process;
 
 use core::num::NonZeroU32;
 use std::boxed::Box;
@@ -23,8 +26,9 @@ use kernel::process::{ProcessLoadError, ShortId};
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::ErrorCode;
+use process::{Cap, Harness};
 use tock_ota_capsules::app_update::{
-    chunk_offset, footers_signed, AppUpdate, AppUpdateClient, Installed, InstalledApps, Refusal,
+    chunk_offset, footers_signed, AppUpdate, AppUpdateClient, InstalledApps, ProcessTable, Refusal,
     Sid, CHUNK,
 };
 use tock_ota_capsules::nor::AsyncNor;
@@ -237,12 +241,13 @@ impl DynamicProcessUnload for FakeStore {
     }
 }
 
-struct Apps(Vec<(&'static str, Installed)>);
-
-impl InstalledApps for Apps {
-    fn installed(&self, name: &str) -> Option<Installed> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, i)| *i)
-    }
+/// The process table through the real kernel: process doubles in the kernel's slots, read by
+/// the capsule's `ProcessTable`.
+fn apps() -> &'static ProcessTable<Cap> {
+    let harness = Harness::new();
+    harness.add_process(0, 1, DFU).set_binary("dfu", 1);
+    harness.add_process(1, 2, OLD).set_binary("blink", 3);
+    Box::leak(Box::new(ProcessTable::new(harness.kernel, Cap)))
 }
 
 #[derive(Default)]
@@ -266,22 +271,7 @@ fn rig(immediate: bool, staged: &[u8]) -> Rig {
     nor.immediate.set(immediate);
     nor.memory.borrow_mut()[STAGING_BASE as usize..][..staged.len()].copy_from_slice(staged);
     let store = FakeStore::new(immediate);
-    let apps: &'static Apps = Box::leak(Box::new(Apps(vec![
-        (
-            "blink",
-            Installed {
-                short_id: Sid(OLD),
-                version: 3,
-            },
-        ),
-        (
-            "dfu",
-            Installed {
-                short_id: Sid(DFU),
-                version: 1,
-            },
-        ),
-    ])));
+    let apps = apps();
     let buffer = Box::leak(Box::new([0u8; CHUNK]));
     let update: &'static AppUpdate<'static> = Box::leak(Box::new(AppUpdate::new(
         nor,
@@ -409,10 +399,7 @@ fn lower_or_equal_version_is_refused() {
         let rig = rig(immediate, &staged);
         assert_eq!(
             rig.install(DFU, staged.len()),
-            Ok(Some(Err(Refusal::NotNewer {
-                installed: 3,
-                staged: version
-            })))
+            Ok(Some(Err(Refusal::NotNewer { staged: version })))
         );
         assert!(rig.log().is_empty());
     }
@@ -541,4 +528,16 @@ fn an_unload_the_storage_refuses_ends_the_install_before_the_app_region_changes(
     );
     assert_eq!(rig.log(), [Op::Unload(Sid(OLD))]);
     assert!(rig.update.installer().is_idle());
+}
+
+#[test]
+fn the_process_table_finds_an_app_by_name_and_compares_versions() {
+    let table = apps();
+    let blink = table.installed("blink", 4).unwrap();
+    assert_eq!(blink.short_id, Sid(OLD));
+    assert!(blink.staged_is_newer);
+    assert!(!table.installed("blink", 3).unwrap().staged_is_newer);
+    assert!(!table.installed("blink", 2).unwrap().staged_is_newer);
+    assert_eq!(table.installed("dfu", 7).unwrap().short_id, Sid(DFU));
+    assert_eq!(table.installed("sensor", 1), None);
 }

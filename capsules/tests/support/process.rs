@@ -20,7 +20,9 @@ use std::ptr::NonNull;
 use std::vec;
 use std::vec::Vec;
 
-use kernel::capabilities::{ExternalProcessCapability, MemoryAllocationCapability};
+use kernel::capabilities::{
+    ExternalProcessCapability, MemoryAllocationCapability, ProcessManagementCapability,
+};
 use kernel::grant::{AllowRoSize, AllowRwSize, Grant, UpcallSize};
 use kernel::platform::mpu;
 use kernel::process::{
@@ -44,6 +46,8 @@ pub struct Cap;
 unsafe impl MemoryAllocationCapability for Cap {}
 // SAFETY: as above: this harness is the process implementation the kernel is told about.
 unsafe impl ExternalProcessCapability for Cap {}
+// SAFETY: a test stands in for a board's `main`, which holds this capability.
+unsafe impl ProcessManagementCapability for Cap {}
 
 /// A kernel with process slots and the capabilities to set it up.
 pub struct Harness {
@@ -85,6 +89,8 @@ impl Harness {
             processid,
             short_id,
             running: Cell::new(true),
+            name: Cell::new("fake"),
+            version: Cell::new(0),
             queue_full: Cell::new(false),
             grants: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
@@ -114,6 +120,9 @@ pub struct FakeProcess {
     processid: ProcessId,
     short_id: ShortId,
     running: Cell<bool>,
+    /// Package name and TBF `binary_version` (0: none) of the binary it runs.
+    name: Cell<&'static str>,
+    version: Cell<u32>,
     /// `enqueue_task` answers `NOMEM` (the process's task queue is full).
     pub queue_full: Cell<bool>,
     grants: RefCell<Vec<Option<GrantMemory>>>,
@@ -121,6 +130,12 @@ pub struct FakeProcess {
 }
 
 impl FakeProcess {
+    /// Name the binary this process runs and its TBF `binary_version` (0: none).
+    pub fn set_binary(&self, name: &'static str, version: u32) {
+        self.name.set(name);
+        self.version.set(version);
+    }
+
     pub fn id(&self) -> ProcessId {
         self.processid
     }
@@ -218,7 +233,7 @@ impl Process for FakeProcess {
     }
 
     fn binary_version(&self) -> Option<BinaryVersion> {
-        None
+        core::num::NonZeroU32::new(self.version.get()).map(BinaryVersion::new)
     }
 
     fn get_credential(&self) -> Option<AcceptedCredential> {
@@ -230,7 +245,7 @@ impl Process for FakeProcess {
     }
 
     fn get_process_name(&self) -> &'static str {
-        "fake"
+        self.name.get()
     }
 
     fn has_tasks(&self) -> bool {
