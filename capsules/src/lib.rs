@@ -14,6 +14,7 @@ pub mod adv_radio;
 pub mod app_update;
 pub mod bulk_scan;
 pub mod identity;
+pub mod kept_upcall;
 pub mod nor;
 pub mod qspi_flash;
 pub mod staged_update;

@@ -80,6 +80,7 @@ use update_region::{
     MAX_POLICY_READ, TAG_LEN,
 };
 
+use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
 use dfu_abi::update as abi;
@@ -555,9 +556,6 @@ impl<'a, F: AsyncNor<'a>> AsyncNorClient for StagedUpdate<'a, F> {
 #[derive(Default)]
 pub struct App;
 
-/// A completion whose upcall could not be queued: `(process, command, status, value)`.
-type Undelivered = (ProcessId, usize, usize, usize);
-
 /// The syscall driver over [`StagedUpdate`].
 pub struct StagedUpdateDriver<'a, F: AsyncNor<'a>> {
     core: &'a StagedUpdate<'a, F>,
@@ -572,7 +570,7 @@ pub struct StagedUpdateDriver<'a, F: AsyncNor<'a>> {
     /// A completion the kernel could not queue (the process's task queue was full): it goes out
     /// at the process's next command, before anything else; until then new requests get
     /// `BUSY`, so completions stay in order and none is lost.
-    undelivered: OptionalCell<Undelivered>,
+    undelivered: KeptUpcall,
     reset: &'a dyn SystemReset,
 }
 
@@ -591,31 +589,33 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             core,
             apps,
             current: OptionalCell::empty(),
-            undelivered: OptionalCell::empty(),
+            undelivered: KeptUpcall::new(),
             reset,
         }
     }
 
-    /// Queue `(command, status, value)` for `processid`; keep it for a later attempt if the
-    /// process exists but its upcall cannot be queued now.
+    /// Queue `(command, status, value)` for `processid`; kept for a later attempt if the
+    /// process exists but its upcall cannot be queued now ([`KeptUpcall`]).
     fn deliver(&self, processid: ProcessId, command: usize, status: usize, value: usize) {
-        let queued = self.apps.enter(processid, |_, kernel_data| {
-            kernel_data.schedule_upcall(upcall::DONE, (command, status, value))
-        });
-        match queued {
-            Ok(Ok(())) => self.undelivered.clear(),
-            Ok(Err(_)) => self.undelivered.set((processid, command, status, value)),
-            // The process is gone: nobody waits for it.
-            Err(_) => self.undelivered.clear(),
-        }
+        self.undelivered
+            .deliver(processid, (command, status, value), |p, args| {
+                self.schedule(p, args)
+            });
     }
 
     /// Try again to queue a kept completion; `true` if none is left waiting.
     fn flush(&self) -> bool {
-        if let Some((processid, command, status, value)) = self.undelivered.get() {
-            self.deliver(processid, command, status, value);
-        }
-        self.undelivered.is_none()
+        self.undelivered.flush(|p, args| self.schedule(p, args))
+    }
+
+    fn schedule(
+        &self,
+        processid: ProcessId,
+        args: (usize, usize, usize),
+    ) -> Result<Result<(), kernel::upcall::UpcallError>, kernel::process::Error> {
+        self.apps.enter(processid, |_, kernel_data| {
+            kernel_data.schedule_upcall(upcall::DONE, args)
+        })
     }
 
     fn read_tag(&self, processid: ProcessId) -> Result<[u8; TAG_LEN], ErrorCode> {
