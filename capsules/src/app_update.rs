@@ -29,11 +29,14 @@ use kernel::dynamic_binary_storage::{
     DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
+use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
 use kernel::process::{BinaryVersion, ProcessLoadError, ShortId};
+use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::utilities::leasable_buffer::SubSliceMut;
-use kernel::{ErrorCode, Kernel};
+use kernel::{ErrorCode, Kernel, ProcessId};
 
+use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
 use dfu_abi::app::detail;
@@ -688,5 +691,140 @@ impl DynamicProcessUnloadClient for AppUpdate<'_> {
 impl DynamicProcessLoadClient for AppUpdate<'_> {
     fn load_done(&self, result: Result<(), ProcessLoadError>) {
         self.advance(Event::LoadDone(result));
+    }
+}
+
+/// Syscall driver number (`dfu_abi::app`).
+pub const DRIVER_NUM: usize = dfu_abi::app::DRIVER_NUM as usize;
+
+/// Command numbers.
+pub mod command {
+    use dfu_abi::app::command as abi;
+    pub const EXISTS: usize = abi::EXISTS as usize;
+    pub const STATUS: usize = abi::STATUS as usize;
+    pub const INSTALL: usize = abi::INSTALL as usize;
+    pub const CONFIRM: usize = abi::CONFIRM as usize;
+    pub const REVERT: usize = abi::REVERT as usize;
+}
+
+/// Upcall numbers.
+pub mod upcall {
+    use dfu_abi::app::upcall as abi;
+    /// An operation finished: `(command, status, detail)`.
+    pub const DONE: usize = abi::DONE as usize;
+    pub const COUNT: u8 = abi::COUNT;
+}
+
+/// The syscall error for an install refused before it started.
+fn refusal_error(refusal: Refusal) -> ErrorCode {
+    match refusal {
+        Refusal::NotDfu => ErrorCode::NODEVICE,
+        Refusal::Busy => ErrorCode::BUSY,
+        Refusal::NotTbf => ErrorCode::SIZE,
+        _ => ErrorCode::FAIL,
+    }
+}
+
+/// The grant type of [`AppUpdateDriver`]: one upcall, no allows.
+pub type AppUpdateGrant =
+    Grant<(), UpcallCount<{ upcall::COUNT }>, AllowRoCount<0>, AllowRwCount<0>>;
+
+/// The syscall driver over [`AppUpdate`] (`dfu_abi::app`).
+///
+/// - `EXISTS` and `STATUS` (`(state, version in trial or 0)`) for anyone;
+/// - `INSTALL(len)`: the DFU app only (`NODEVICE` otherwise); `BUSY` while an install runs, a
+///   version is in trial or a completion waits for room in the task queue; `SIZE` if `len`
+///   exceeds the staging slot. Success means exactly one upcall `(INSTALL, status, detail)`
+///   follows (possibly queued before the command returns): status 0 and the installed
+///   version, or `FAIL` and the [`Refusal::detail`];
+/// - `CONFIRM`, `REVERT`: `NOSUPPORT` until confirm and revert exist (`docs/app-updates.md`).
+pub struct AppUpdateDriver<'a> {
+    core: &'a AppUpdate<'a>,
+    apps: AppUpdateGrant,
+    current: OptionalCell<ProcessId>,
+    undelivered: KeptUpcall,
+}
+
+impl<'a> AppUpdateDriver<'a> {
+    pub fn new(core: &'a AppUpdate<'a>, apps: AppUpdateGrant) -> AppUpdateDriver<'a> {
+        AppUpdateDriver {
+            core,
+            apps,
+            current: OptionalCell::empty(),
+            undelivered: KeptUpcall::new(),
+        }
+    }
+
+    fn schedule(
+        &self,
+        processid: ProcessId,
+        args: (usize, usize, usize),
+    ) -> Result<Result<(), kernel::upcall::UpcallError>, kernel::process::Error> {
+        self.apps.enter(processid, |_, kernel_data| {
+            kernel_data.schedule_upcall(upcall::DONE, args)
+        })
+    }
+}
+
+impl AppUpdateClient for AppUpdateDriver<'_> {
+    fn install_done(&self, result: Result<u32, Refusal>) {
+        let Some(processid) = self.current.take() else {
+            return;
+        };
+        let (status, value) = match result {
+            Ok(version) => (0, version as usize),
+            Err(refusal) => (usize::from(ErrorCode::FAIL), refusal.detail() as usize),
+        };
+        self.undelivered
+            .deliver(processid, (command::INSTALL, status, value), |p, args| {
+                self.schedule(p, args)
+            });
+    }
+}
+
+impl SyscallDriver for AppUpdateDriver<'_> {
+    fn command(
+        &self,
+        command_num: usize,
+        arg1: usize,
+        _arg2: usize,
+        processid: ProcessId,
+    ) -> CommandReturn {
+        self.undelivered.flush(|p, args| self.schedule(p, args));
+        match command_num {
+            command::EXISTS => CommandReturn::success(),
+            command::STATUS => {
+                let installer = self.core.installer();
+                let (state, version) = match installer.trial_version() {
+                    Some(version) => (dfu_abi::app::state::TRIAL, version),
+                    None if installer.is_idle() => (dfu_abi::app::state::IDLE, 0),
+                    None => (dfu_abi::app::state::INSTALLING, 0),
+                };
+                CommandReturn::success_u32_u32(state, version)
+            }
+            command::INSTALL => {
+                if processid.short_app_id() != self.core.dfu {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                if self.current.is_some() || !self.undelivered.flush(|p, a| self.schedule(p, a)) {
+                    return CommandReturn::failure(ErrorCode::BUSY);
+                }
+                // Set before starting: the completion may arrive before `install` returns.
+                self.current.set(processid);
+                match self.core.install(processid.short_app_id(), arg1) {
+                    Ok(()) => CommandReturn::success(),
+                    Err(refusal) => {
+                        self.current.clear();
+                        CommandReturn::failure(refusal_error(refusal))
+                    }
+                }
+            }
+            command::CONFIRM | command::REVERT => CommandReturn::failure(ErrorCode::NOSUPPORT),
+            _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
+        }
+    }
+
+    fn allocate_grant(&self, processid: ProcessId) -> Result<(), kernel::process::Error> {
+        self.apps.enter(processid, |_, _| {})
     }
 }

@@ -21,7 +21,7 @@ use kernel::process::{Process, ProcessBinary, ShortId};
 use kernel::process_checker::{AppUniqueness, Compress};
 use kernel::syscall::Syscall;
 
-use crate::{bulk_scan, staged_update};
+use crate::{app_update, bulk_scan, staged_update};
 
 /// Index of the DFU signing key in the board's key list.
 pub const DFU_KEY_INDEX: usize = 0;
@@ -86,7 +86,8 @@ impl AppUniqueness for KeyIndexAssigner {
 }
 
 /// The filter decision for `syscall` from a process with `short_id`. The staged-update driver
-/// answers "exists" and "status" to anyone, the bulk-scan driver "exists"; every other command,
+/// answers "exists" and "status" to anyone, the bulk-scan driver "exists", the app-update
+/// driver "exists", "status" and "confirm"; every other command,
 /// allow and subscribe on either is for the DFU process only (`NODEVICE` otherwise): another
 /// process that held the scanner could keep the DFU app from ever receiving an update.
 /// Everything else passes.
@@ -101,6 +102,12 @@ pub fn filter(
             staged_update::command::STATUS,
         ],
         Some(bulk_scan::DRIVER_NUM) => &[bulk_scan::command::EXISTS],
+        // Confirm is for the updated app itself (the capsule checks it is the one in trial).
+        Some(app_update::DRIVER_NUM) => &[
+            app_update::command::EXISTS,
+            app_update::command::STATUS,
+            app_update::command::CONFIRM,
+        ],
         _ => return Ok(()),
     };
     if short_id == ShortId::Fixed(dfu_short_id) {

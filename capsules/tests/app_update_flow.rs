@@ -23,13 +23,14 @@ use kernel::dynamic_binary_storage::{
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
 use kernel::process::{ProcessLoadError, ShortId};
+use kernel::syscall::SyscallDriver;
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::ErrorCode;
-use process::{Cap, Harness};
+use process::{Cap, FakeProcess, Harness, Queued};
 use tock_ota_capsules::app_update::{
-    chunk_offset, footers_signed, AppUpdate, AppUpdateClient, InstalledApps, ProcessTable, Refusal,
-    Sid, CHUNK,
+    chunk_offset, command, footers_signed, upcall, AppUpdate, AppUpdateClient, AppUpdateDriver,
+    AppUpdateGrant, InstalledApps, ProcessTable, Refusal, Sid, CHUNK, DRIVER_NUM,
 };
 use tock_ota_capsules::nor::AsyncNor;
 
@@ -241,13 +242,34 @@ impl DynamicProcessUnload for FakeStore {
     }
 }
 
+/// The kernel with the DFU process and "blink" v3 in its slots, and the driver's grant
+/// (created first, as a board does).
+struct Kernel {
+    harness: Harness,
+    grant: Option<AppUpdateGrant>,
+    dfu: &'static FakeProcess,
+    blink: &'static FakeProcess,
+}
+
+fn kernel() -> Kernel {
+    let harness = Harness::new();
+    let grant = Some(harness.grant(DRIVER_NUM));
+    let dfu = harness.add_process(0, 1, DFU);
+    dfu.set_binary("dfu", 1);
+    let blink = harness.add_process(1, 2, OLD);
+    blink.set_binary("blink", 3);
+    Kernel {
+        harness,
+        grant,
+        dfu,
+        blink,
+    }
+}
+
 /// The process table through the real kernel: process doubles in the kernel's slots, read by
 /// the capsule's `ProcessTable`.
-fn apps() -> &'static ProcessTable<Cap> {
-    let harness = Harness::new();
-    harness.add_process(0, 1, DFU).set_binary("dfu", 1);
-    harness.add_process(1, 2, OLD).set_binary("blink", 3);
-    Box::leak(Box::new(ProcessTable::new(harness.kernel, Cap)))
+fn apps(kernel: &Kernel) -> &'static ProcessTable<Cap> {
+    Box::leak(Box::new(ProcessTable::new(kernel.harness.kernel, Cap)))
 }
 
 #[derive(Default)]
@@ -260,6 +282,8 @@ impl AppUpdateClient for Results {
 }
 
 struct Rig {
+    kernel: Kernel,
+    driver: &'static AppUpdateDriver<'static>,
     nor: &'static FakeNor,
     store: &'static FakeStore,
     update: &'static AppUpdate<'static>,
@@ -267,11 +291,17 @@ struct Rig {
 }
 
 fn rig(immediate: bool, staged: &[u8]) -> Rig {
+    rig_with(immediate, staged, false)
+}
+
+/// `via_driver`: completions go to the syscall driver (else to a recording client).
+fn rig_with(immediate: bool, staged: &[u8], via_driver: bool) -> Rig {
+    let mut kernel = kernel();
     let nor = FakeNor::new(0x10_0000);
     nor.immediate.set(immediate);
     nor.memory.borrow_mut()[STAGING_BASE as usize..][..staged.len()].copy_from_slice(staged);
     let store = FakeStore::new(immediate);
-    let apps = apps();
+    let apps = apps(&kernel);
     let buffer = Box::leak(Box::new([0u8; CHUNK]));
     let update: &'static AppUpdate<'static> = Box::leak(Box::new(AppUpdate::new(
         nor,
@@ -289,8 +319,18 @@ fn rig(immediate: bool, staged: &[u8]) -> Rig {
     store.set_load_client(update);
     store.set_unload_client(update);
     let results: &'static Results = Box::leak(Box::default());
-    update.set_client(results);
+    let driver: &'static AppUpdateDriver<'static> = Box::leak(Box::new(AppUpdateDriver::new(
+        update,
+        kernel.grant.take().unwrap(),
+    )));
+    if via_driver {
+        update.set_client(driver);
+    } else {
+        update.set_client(results);
+    }
     Rig {
+        kernel,
+        driver,
         nor,
         store,
         update,
@@ -532,7 +572,7 @@ fn an_unload_the_storage_refuses_ends_the_install_before_the_app_region_changes(
 
 #[test]
 fn the_process_table_finds_an_app_by_name_and_compares_versions() {
-    let table = apps();
+    let table = apps(&kernel());
     let blink = table.installed("blink", 4).unwrap();
     assert_eq!(blink.short_id, Sid(OLD));
     assert!(blink.staged_is_newer);
@@ -540,4 +580,145 @@ fn the_process_table_finds_an_app_by_name_and_compares_versions() {
     assert!(!table.installed("blink", 2).unwrap().staged_is_newer);
     assert_eq!(table.installed("dfu", 7).unwrap().short_id, Sid(DFU));
     assert_eq!(table.installed("sensor", 1), None);
+}
+
+impl Rig {
+    /// Issue `cmd` as `process` and let everything finish: a failure queues nothing; an
+    /// accepted `INSTALL` queues exactly one upcall, whose `(status, value)` is returned.
+    fn command_as(
+        &self,
+        process: &FakeProcess,
+        cmd: usize,
+        arg1: usize,
+    ) -> Result<Vec<Queued>, ErrorCode> {
+        let ret = self.driver.command(cmd, arg1, 0, process.id());
+        self.run();
+        let upcalls = process.take_upcalls();
+        if let Some(error) = ret.get_failure() {
+            assert!(
+                upcalls.is_empty(),
+                "command {cmd} failed but queued {upcalls:?}"
+            );
+            return Err(error);
+        }
+        Ok(upcalls)
+    }
+}
+
+fn done(args: (usize, usize, usize)) -> Vec<Queued> {
+    vec![Queued {
+        driver_num: DRIVER_NUM,
+        subscribe_num: upcall::DONE,
+        args,
+    }]
+}
+
+#[test]
+fn install_over_the_syscall_driver_ends_with_exactly_one_upcall() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig_with(immediate, &staged, true);
+        let dfu = rig.kernel.dfu;
+        assert_eq!(
+            rig.command_as(dfu, command::INSTALL, staged.len()),
+            Ok(done((command::INSTALL, 0, 4)))
+        );
+        let status = rig.driver.command(command::STATUS, 0, 0, dfu.id());
+        assert_eq!(
+            status.get_failure(),
+            None,
+            "status is answered while a version is in trial"
+        );
+        // In trial: a second install is refused at once, with no upcall.
+        assert_eq!(
+            rig.command_as(dfu, command::INSTALL, staged.len()),
+            Err(ErrorCode::BUSY)
+        );
+    }
+}
+
+#[test]
+fn a_refused_install_is_one_failure_upcall_with_its_reason() {
+    let staged = tbf("blink", 4, false, TOTAL);
+    let rig = rig_with(false, &staged, true);
+    assert_eq!(
+        rig.command_as(rig.kernel.dfu, command::INSTALL, staged.len()),
+        Ok(done((
+            command::INSTALL,
+            usize::from(ErrorCode::FAIL),
+            dfu_abi::app::detail::UNSIGNED as usize
+        )))
+    );
+}
+
+#[test]
+fn only_the_dfu_app_may_install_and_confirm_is_not_there_yet() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig = rig_with(true, &staged, true);
+    let blink = rig.kernel.blink;
+    assert_eq!(
+        rig.command_as(blink, command::INSTALL, staged.len()),
+        Err(ErrorCode::NODEVICE)
+    );
+    assert_eq!(rig.command_as(blink, command::EXISTS, 0), Ok(vec![]));
+    assert_eq!(rig.command_as(blink, command::STATUS, 0), Ok(vec![]));
+    assert_eq!(
+        rig.command_as(blink, command::CONFIRM, 0),
+        Err(ErrorCode::NOSUPPORT)
+    );
+    assert_eq!(
+        rig.command_as(rig.kernel.dfu, command::INSTALL, 0x10_0000),
+        Err(ErrorCode::SIZE)
+    );
+    assert_eq!(rig.nor.operations.get(), 0);
+    assert!(rig.log().is_empty());
+}
+
+#[test]
+fn a_completion_that_finds_the_task_queue_full_goes_out_at_the_next_command() {
+    let staged = tbf("blink", 4, false, TOTAL);
+    let rig = rig_with(true, &staged, true);
+    let dfu = rig.kernel.dfu;
+    dfu.queue_full.set(true);
+    assert_eq!(
+        rig.command_as(dfu, command::INSTALL, staged.len()),
+        Ok(vec![])
+    );
+    // Still full: a new install waits for the kept completion.
+    assert_eq!(
+        rig.command_as(dfu, command::INSTALL, staged.len()),
+        Err(ErrorCode::BUSY)
+    );
+    dfu.queue_full.set(false);
+    assert_eq!(
+        rig.command_as(dfu, command::STATUS, 0),
+        Ok(done((
+            command::INSTALL,
+            usize::from(ErrorCode::FAIL),
+            dfu_abi::app::detail::UNSIGNED as usize
+        )))
+    );
+}
+
+#[test]
+fn every_refusal_has_its_own_abi_detail() {
+    let all = [
+        Refusal::NotDfu,
+        Refusal::Busy,
+        Refusal::NotTbf,
+        Refusal::BadHeader,
+        Refusal::NotApp,
+        Refusal::Unsigned,
+        Refusal::NotNewer { staged: 1 },
+        Refusal::SelfUpdate,
+        Refusal::StagingFlash,
+        Refusal::Store,
+        Refusal::Unload,
+        Refusal::Load,
+    ];
+    let mut details: Vec<u32> = all.iter().map(|r| r.detail()).collect();
+    assert!(!details.contains(&dfu_abi::app::detail::NONE));
+    details.sort_unstable();
+    details.dedup();
+    assert_eq!(details.len(), all.len());
 }

@@ -9,7 +9,7 @@ use kernel::utilities::capability_ptr::CapabilityPtr;
 use kernel::utilities::machine_register::MachineRegister;
 
 use crate::identity::{filter, short_id_for, DFU_KEY_INDEX};
-use crate::{bulk_scan, staged_update};
+use crate::{app_update, bulk_scan, staged_update};
 
 const DFU_ID: NonZeroU32 = NonZeroU32::new(0x0D0F_0001).unwrap();
 
@@ -237,5 +237,34 @@ mod assigner {
         let second = binary("another-name", Some(0));
         assert!(!assigner.different_identifier(&dfu, &second));
         assert!(assigner.different_identifier(&dfu, &impostor));
+    }
+}
+
+#[test]
+fn the_filter_leaves_install_and_revert_to_the_dfu_app_and_confirm_to_all() {
+    let other = ShortId::Fixed(NonZeroU32::new(0x8000_1234).unwrap());
+    let driver = app_update::DRIVER_NUM;
+    use app_update::command::{CONFIRM, EXISTS, INSTALL, REVERT, STATUS};
+    for caller in [ShortId::LocallyUnique, other] {
+        for cmd in [EXISTS, STATUS, CONFIRM] {
+            assert_eq!(
+                filter(DFU_ID, caller, &command(driver, cmd)),
+                Ok(()),
+                "{cmd}"
+            );
+        }
+        for cmd in [INSTALL, REVERT] {
+            assert_eq!(
+                filter(DFU_ID, caller, &command(driver, cmd)),
+                Err(ErrorCode::NODEVICE),
+                "{cmd}"
+            );
+        }
+    }
+    for cmd in [EXISTS, STATUS, INSTALL, CONFIRM, REVERT] {
+        assert_eq!(
+            filter(DFU_ID, ShortId::Fixed(DFU_ID), &command(driver, cmd)),
+            Ok(())
+        );
     }
 }
