@@ -18,8 +18,9 @@
 //!
 //! Only the DFU app may install (the caller's `ShortId` must be the board's DFU id, the same
 //! rule as the staged-update driver). A TBF that names the DFU app itself is refused
-//! ([`Refusal::SelfUpdate`]). Confirm, revert and the syscall layer (`dfu_abi::app`) follow
-//! this core; see the document.
+//! ([`Refusal::SelfUpdate`]). [`AppUpdateDriver`] is the syscall layer (`dfu_abi::app`);
+//! [`ProcessTable`] answers the anti-rollback question from the kernel's processes. Confirm,
+//! revert, the page journal and the trial record follow; see the document.
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
