@@ -618,6 +618,13 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
     if st.hw.nvic.highest_pending().is_none() {
         return false;
     }
+    if may_be_in_it_block(uc, pc) {
+        // Unicorn runs an IT block as one unit: a PC written from a hook inside it takes effect
+        // only after the block (its `helper_uc_tracecode`), so the exception would stack an
+        // instruction that then executes anyway. Take it after the block instead.
+        uc.get_data_mut().next_irq_poll = 0;
+        return false;
+    }
     let (primask, basepri) = exceptions::masks(uc);
     match uc.get_data().hw.nvic.to_take(primask, basepri) {
         Some(e) => {
@@ -626,6 +633,16 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
         }
         None => false,
     }
+}
+
+/// Whether one of the four halfwords before `pc` is an IT instruction (0xBFxy, mask y ≠ 0):
+/// then `pc` may lie inside its block. Conservative: a halfword that only looks like one delays
+/// an interrupt by an instruction or two.
+fn may_be_in_it_block<D>(uc: &Unicorn<'_, D>, pc: u32) -> bool {
+    let Ok(b) = uc.mem_read_as_vec(u64::from(pc.saturating_sub(8)), 8) else {
+        return false;
+    };
+    b.chunks_exact(2).any(|h| h[1] == 0xBF && h[0] & 0x0F != 0)
 }
 
 /// WFI at `pc`: sleeps (advances the simulated clock) until an enabled interrupt is pending,
@@ -921,11 +938,17 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
             let _ = uc.emu_stop();
             return;
         }
-        if pc == st.last_pc {
+        // A branch to itself (`b .`). Unicorn may report an instruction twice in a row (around
+        // IT blocks, which it runs as one unit), so the encoding is checked too.
+        if pc == st.last_pc
+            && uc.mem_read_as_vec(u64::from(pc), 2).as_deref() == Ok(&[0xFE, 0xE7][..])
+        {
+            let st = uc.get_data_mut();
             st.finish(Ok(Exit::Halted { pc }));
             let _ = uc.emu_stop();
             return;
         }
+        let st = uc.get_data_mut();
         st.last_pc = pc;
         if st.instructions >= st.next_irq_poll && poll_interrupts(uc, pc) {
             return;
