@@ -20,6 +20,11 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "decompress")]
+extern crate std;
+
+#[cfg(feature = "decompress")]
+pub mod compressed;
 mod der;
 mod error;
 mod key;
@@ -76,11 +81,11 @@ pub mod tlv {
     pub const SEC_CNT: u16 = 0x50;
     /// Measured-boot record (CBOR; not evaluated here).
     pub const BOOT_RECORD: u16 = 0x60;
-    /// Size of the decompressed image (compressed images; refused by this crate's flags check).
+    /// Size of the decompressed payload (compressed images; checked by `compressed::verify_image_bytes`).
     pub const DECOMP_SIZE: u16 = 0x70;
     /// SHA-256 of the decompressed image.
     pub const DECOMP_SHA: u16 = 0x71;
-    /// Signature over the decompressed image's hash.
+    /// Signature (DER, like ECDSA_SIG) over DECOMP_SHA.
     pub const DECOMP_SIGNATURE: u16 = 0x72;
 
     /// Types that MCUboot reads only from the protected area: found in the unprotected area, an
@@ -147,17 +152,30 @@ pub mod flags {
     pub const NON_BOOTABLE: u32 = 0x0000_0010;
     /// Load into RAM at the header's load address (imgtool sets it for `--load-addr`).
     pub const RAM_LOAD: u32 = 0x0000_0020;
-    /// LZMA2-compressed payload.
-    pub const COMPRESSED_LZMA2: u32 = 0x0000_0200;
-    /// ARM Thumb filter applied before compression.
-    pub const COMPRESSED_ARM_THUMB: u32 = 0x0000_0400;
     /// Fixed ROM address (imgtool `--rom-fixed`).
     pub const ROM_FIXED: u32 = 0x0000_0100;
+    /// LZMA1-compressed payload (MCUboot reserves it; imgtool never writes it).
+    pub const COMPRESSED_LZMA1: u32 = 0x0000_0200;
+    /// LZMA2-compressed payload (imgtool `--compression lzma2`).
+    pub const COMPRESSED_LZMA2: u32 = 0x0000_0400;
+    /// ARM-Thumb BCJ filter applied before LZMA2 (imgtool `--compression lzma2armthumb`).
+    pub const COMPRESSED_ARM_THUMB: u32 = 0x0000_0800;
+    /// Every compression flag.
+    pub const COMPRESSED: u32 = COMPRESSED_LZMA1 | COMPRESSED_LZMA2 | COMPRESSED_ARM_THUMB;
+
+    /// Every flag with its imgtool name, in bit order.
+    pub const NAMES: [(u32, &str); 9] = [
+        (PIC, "PIC"),
+        (ENCRYPTED_AES128, "ENCRYPTED_AES128"),
+        (ENCRYPTED_AES256, "ENCRYPTED_AES256"),
+        (NON_BOOTABLE, "NON_BOOTABLE"),
+        (RAM_LOAD, "RAM_LOAD"),
+        (ROM_FIXED, "ROM_FIXED"),
+        (COMPRESSED_LZMA1, "COMPRESSED_LZMA1"),
+        (COMPRESSED_LZMA2, "COMPRESSED_LZMA2"),
+        (COMPRESSED_ARM_THUMB, "COMPRESSED_ARM_THUMB"),
+    ];
 
     /// Flags whose payload this crate cannot hand over as plain executable bytes.
-    pub const UNSUPPORTED: u32 = ENCRYPTED_AES128
-        | ENCRYPTED_AES256
-        | NON_BOOTABLE
-        | COMPRESSED_LZMA2
-        | COMPRESSED_ARM_THUMB;
+    pub const UNSUPPORTED: u32 = ENCRYPTED_AES128 | ENCRYPTED_AES256 | NON_BOOTABLE | COMPRESSED;
 }

@@ -62,10 +62,21 @@ pub fn verify_image<S: ImageSource, V: SignatureVerifier>(
     verifier: &V,
     policy: &VerifyPolicy,
 ) -> Result<VerifiedImage, ImageError<S::Error>> {
+    verify_accepting::<S, V, 0>(src, key, verifier, policy)
+}
+
+/// [`verify_image`], accepting the header flags in `ACCEPT` besides the supported ones (the
+/// compressed-image check accepts the compression flags and then checks the payload itself).
+pub(crate) fn verify_accepting<S: ImageSource, V: SignatureVerifier, const ACCEPT: u32>(
+    src: &mut S,
+    key: &PublicKey,
+    verifier: &V,
+    policy: &VerifyPolicy,
+) -> Result<VerifiedImage, ImageError<S::Error>> {
     let info = parse_image(src)?;
     let header = info.header;
 
-    let unsupported = header.flags & flags::UNSUPPORTED;
+    let unsupported = header.flags & flags::UNSUPPORTED & !ACCEPT;
     if unsupported != 0 {
         return Err(ImageError::UnsupportedFlags(unsupported));
     }

@@ -57,8 +57,27 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         max_payload_len: args.max_payload_len,
         expected_load_addr: args.load_addr,
     };
-    let v = verify_bytes(&image, &key, &policy)
-        .with_context(|| format!("{} does not verify", args.image.display()))?;
+    let checked = ota_image::compressed::verify_image_bytes(
+        &image,
+        &crate::keys::image_public_key(&key),
+        &RustCryptoVerifier,
+        &policy,
+    )
+    .map_err(|e| anyhow!("{e}"))
+    .with_context(|| format!("{} does not verify", args.image.display()))?;
+    let v = checked.outer;
+    if let Some(d) = &checked.decompressed {
+        crate::outln!(
+            "OK: compressed image ({}, {} bytes): hash and signature over the compressed payload",
+            d.compression.name(),
+            v.payload_len
+        );
+        crate::outln!(
+            "OK: decompressed image: {} bytes (DECOMP_SIZE), DECOMP_SHA {}, DECOMP_SIGNATURE good",
+            d.payload_len,
+            hex(&d.hash)
+        );
+    }
     crate::outln!(
         "OK: {} version {} payload {} bytes security counter {} hash {}",
         args.image.display(),
@@ -92,24 +111,15 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn flag_names(flags: u32) -> String {
-    let names = [
-        (ota_image::flags::PIC, "PIC"),
-        (ota_image::flags::ENCRYPTED_AES128, "ENCRYPTED_AES128"),
-        (ota_image::flags::ENCRYPTED_AES256, "ENCRYPTED_AES256"),
-        (ota_image::flags::NON_BOOTABLE, "NON_BOOTABLE"),
-        (ota_image::flags::RAM_LOAD, "RAM_LOAD"),
-        (ota_image::flags::ROM_FIXED, "ROM_FIXED"),
-        (ota_image::flags::COMPRESSED_LZMA2, "COMPRESSED_LZMA2"),
-        (
-            ota_image::flags::COMPRESSED_ARM_THUMB,
-            "COMPRESSED_ARM_THUMB",
-        ),
-    ];
-    let set: Vec<&str> = names
+    let mut set: Vec<String> = ota_image::flags::NAMES
         .iter()
         .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| *n)
+        .map(|(_, n)| n.to_string())
         .collect();
+    let known = ota_image::flags::NAMES.iter().fold(0, |a, (b, _)| a | b);
+    if flags & !known != 0 {
+        set.push(format!("UNKNOWN({:#x})", flags & !known));
+    }
     set.join("|")
 }
 
@@ -201,7 +211,7 @@ pub fn inspect_table(info: &ImageInfo, image: &[u8]) -> String {
             }
         }
         let value = tlv_value(image, e);
-        let shown = if e.kind == tlv::SEC_CNT && value.len() == 4 {
+        let shown = if matches!(e.kind, tlv::SEC_CNT | tlv::DECOMP_SIZE) && value.len() == 4 {
             u32::from_le_bytes([value[0], value[1], value[2], value[3]]).to_string()
         } else {
             hex(value)

@@ -11,6 +11,7 @@ pub mod bench_power_cuts;
 pub mod bench_transfer;
 pub mod bench_verify;
 pub mod demo;
+pub mod compress;
 #[cfg(feature = "emulator")]
 pub mod emulate_system;
 /// `emulate system` without the `emulator` feature: the same command, saying how to get it.

@@ -63,6 +63,18 @@ fn tlv_entry(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
 
 /// Builds and signs an image from a raw `payload`.
 pub fn sign_image(payload: &[u8], opts: &SignOptions, key: &SigningKey) -> anyhow::Result<Vec<u8>> {
+    sign_image_with(payload, opts, key, 0, &[])
+}
+
+/// [`sign_image`] with extra header flags and extra protected TLVs after SEC_CNT, in the order
+/// given (imgtool's order for the compression TLVs; see `compress.rs`).
+pub fn sign_image_with(
+    payload: &[u8],
+    opts: &SignOptions,
+    key: &SigningKey,
+    extra_flags: u32,
+    extra_protected: &[(u16, &[u8])],
+) -> anyhow::Result<Vec<u8>> {
     if u32::from(opts.header_size) < IMAGE_HEADER_SIZE {
         bail!(
             "header size {:#x} is smaller than 32 bytes",
@@ -89,6 +101,9 @@ pub fn sign_image(payload: &[u8], opts: &SignOptions, key: &SigningKey) -> anyho
     if let Some(counter) = opts.security_counter {
         tlv_entry(&mut protected, tlv::SEC_CNT, &counter.to_le_bytes());
     }
+    for (kind, value) in extra_protected {
+        tlv_entry(&mut protected, *kind, value);
+    }
     let protected_tlv_size = if protected.is_empty() {
         0
     } else {
@@ -103,11 +118,12 @@ pub fn sign_image(payload: &[u8], opts: &SignOptions, key: &SigningKey) -> anyho
         header_size: opts.header_size,
         protected_tlv_size,
         image_size,
-        flags: if opts.load_addr != 0 {
-            flags::RAM_LOAD
-        } else {
-            0
-        },
+        flags: extra_flags
+            | if opts.load_addr != 0 {
+                flags::RAM_LOAD
+            } else {
+                0
+            },
         version: opts.version,
     };
     image[..32].copy_from_slice(&header.encode());
@@ -224,6 +240,9 @@ pub struct SignArgs {
     /// Load address written to the header (non-zero sets RAM_LOAD).
     #[arg(long, value_parser = parse_u32, default_value = "0")]
     pub load_addr: u32,
+    /// Compress the payload as imgtool does (MCUboot's compressed-image format).
+    #[arg(long, value_enum)]
+    pub compression: Option<crate::compress::CompressionArg>,
     /// Raw binary input.
     pub input: PathBuf,
     /// Signed image output.
@@ -254,7 +273,19 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     };
     let payload = std::fs::read(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let image = sign_image(&payload, &opts, &key)?;
+    let image = match args.compression {
+        None => sign_image(&payload, &opts, &key)?,
+        Some(c) => {
+            let out = crate::compress::sign_compressed(&payload, &opts, &key, c.into())?;
+            match out.compressed_len {
+                Some(n) => crate::outln!("compressed payload: {n} bytes ({} plain)", out.plain_len),
+                None => crate::outln!(
+                    "compression would not make the payload smaller: written uncompressed"
+                ),
+            }
+            out.image
+        }
+    };
     std::fs::write(&args.output, &image)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     crate::outln!(
