@@ -132,6 +132,21 @@ pub fn open(spec: &TransportSpec) -> Result<Box<dyn Link>, Error> {
     }
 }
 
+/// A read that ran out of time or was interrupted read nothing yet: `Ok(0)`, not an error.
+fn nothing_yet(read: io::Result<usize>) -> io::Result<usize> {
+    match read {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
 struct TcpLink(TcpStream);
 
 impl Link for TcpLink {
@@ -139,18 +154,9 @@ impl Link for TcpLink {
         self.0
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         match self.0.read(buf) {
+            // A TCP read of 0 bytes is the peer closing the connection.
             Ok(0) => Err(closed()),
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
+            read => nothing_yet(read),
         }
     }
     fn write_packet(&mut self, packet: &[u8]) -> io::Result<()> {
@@ -165,20 +171,8 @@ impl Link for SerialLink {
         self.0
             .set_timeout(timeout.max(Duration::from_millis(1)))
             .map_err(|e| io::Error::other(e.to_string()))?;
-        match self.0.read(buf) {
-            Ok(0) => Ok(0),
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
-        }
+        // A serial read of 0 bytes is only a quiet line.
+        nothing_yet(self.0.read(buf))
     }
     fn write_packet(&mut self, packet: &[u8]) -> io::Result<()> {
         self.0.write_all(packet)?;
