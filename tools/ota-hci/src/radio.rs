@@ -77,9 +77,11 @@ fn static_address() -> [u8; 6] {
     a
 }
 
-/// The 0.625 ms unit count for `d`, kept within the HCI range 0x20..=0x4000 (legacy) .
+/// The 0.625 ms unit count for `d`, kept within the HCI range 0x20..=0x4000 (20 ms to 10.24 s,
+/// legacy advertising). Clamped while still `u128`, so an absurd interval gives the longest one
+/// instead of wrapping to a short one.
 fn units_625(d: Duration) -> u32 {
-    ((d.as_micros() / 625) as u32).clamp(0x20, 0x4000)
+    (d.as_micros() / 625).clamp(0x20, 0x4000) as u32
 }
 
 /// HCI status 0x01, Unknown HCI Command.
@@ -352,13 +354,19 @@ pub fn start_scan(hci: &mut Controller) -> Result<(), Error> {
     Ok(())
 }
 
-fn start_extended_scan(hci: &mut Controller) -> Result<(), Error> {
+/// Extended scanning on or off: no duplicate filtering, no duration, no period.
+fn ext_scan_enable(hci: &mut Controller, enable: bool) -> Result<(), Error> {
     hci.command(&LeSetExtScanEnable::new(
-        false,
+        enable,
         FilterDuplicates::Disabled,
         HciDuration::from_u16(0),
         HciDuration::from_u16(0),
     ))?;
+    Ok(())
+}
+
+fn start_extended_scan(hci: &mut Controller) -> Result<(), Error> {
+    ext_scan_enable(hci, false)?;
     hci.command(&LeSetExtScanParams::new(
         AddrKind::RANDOM,
         ScanningFilterPolicy::BasicUnfiltered,
@@ -372,26 +380,32 @@ fn start_extended_scan(hci: &mut Controller) -> Result<(), Error> {
             le_coded_phy: None,
         },
     ))?;
-    hci.command(&LeSetExtScanEnable::new(
-        true,
-        FilterDuplicates::Disabled,
-        HciDuration::from_u16(0),
-        HciDuration::from_u16(0),
-    ))?;
+    ext_scan_enable(hci, true)?;
     Ok(())
 }
 
 /// Stop scanning.
 pub fn stop_scan(hci: &mut Controller) -> Result<(), Error> {
     if hci.capabilities().extended_scanning {
-        hci.command(&LeSetExtScanEnable::new(
-            false,
-            FilterDuplicates::Disabled,
-            HciDuration::from_u16(0),
-            HciDuration::from_u16(0),
-        ))?;
+        ext_scan_enable(hci, false)?;
     } else {
         hci.command(&LeSetScanEnable::new(false, false))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_out_of_range_is_clamped_to_the_legacy_range_never_wrapped() {
+        assert_eq!(units_625(Duration::from_millis(100)), 160);
+        assert_eq!(units_625(Duration::from_millis(1)), 0x20);
+        assert_eq!(units_625(Duration::from_secs(60)), 0x4000);
+        // 2^32 units and 100 more: cast to u32 before clamping, this was 100 units (62.5 ms).
+        let wraps = Duration::from_micros(((1u64 << 32) + 100) * 625);
+        assert_eq!(units_625(wraps), 0x4000);
+        assert_eq!(units_625(Duration::MAX), 0x4000);
+    }
 }
