@@ -50,7 +50,7 @@ fn code_like() -> Vec<u8> {
         let bl = 0xf000_f800u32 | ((target >> 12) & 0x7ff) << 16 | ((target >> 1) & 0x7ff);
         v.extend_from_slice(&bl.to_le_bytes());
         v.extend_from_slice(&[0x10, 0xb5, 0x04, 0x46, 0x00, 0x28, 0x01, 0xd0]);
-        if x % 7 == 0 {
+        if x.is_multiple_of(7) {
             v.extend_from_slice(b"panic: index out of bounds\0\0");
         }
     }
@@ -120,7 +120,7 @@ fn info(image: &[u8]) -> ImageInfo {
     parse_image(&mut &image[..]).unwrap()
 }
 
-fn tlv_value<'a>(image: &'a [u8], kind: u16) -> &'a [u8] {
+fn tlv_value(image: &[u8], kind: u16) -> &[u8] {
     let e = info(image)
         .tlvs()
         .find(|e| e.kind == kind)
