@@ -7,6 +7,10 @@
 //! on the models' simulated clock as the nRF52840's RTC does: 32768 Hz ticks, never firing
 //! sooner than the second tick boundary.
 
+#[path = "support/fake_alarm.rs"]
+#[allow(dead_code)]
+mod fake_alarm;
+
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 
@@ -51,10 +55,8 @@ mod reg {
     pub const WORDS: usize = at(0x700);
 }
 
-/// RTC tick rate and the RTC's minimum distance of a new compare value from the counter
-/// (upstream's nrf5x `Rtc::set_alarm` moves a compare due within 2 ticks to now + 2).
+/// RTC tick rate; the compare rule is `fake_alarm::rtc_compare`.
 const RTC_HZ: u64 = 32_768;
-const SYNC_TICKS: u32 = 2;
 
 /// The RTC behind Tock's alarm, on the simulated clock.
 struct SimAlarm {
@@ -90,11 +92,7 @@ impl Alarm<'static> for SimAlarm {
     }
     fn set_alarm(&self, reference: Ticks32, dt: Ticks32) {
         let now = self.now();
-        let mut expire = reference.wrapping_add(dt);
-        if !now.within_range(reference, expire) || expire.wrapping_sub(now).into_u32() <= SYNC_TICKS
-        {
-            expire = now.wrapping_add(Ticks32::from(SYNC_TICKS));
-        }
+        let expire = fake_alarm::rtc_compare(now, reference, dt);
         let ahead = u64::from(expire.wrapping_sub(now).into_u32());
         self.compare.set(Some(self.ticks() + ahead));
     }
@@ -109,7 +107,7 @@ impl Alarm<'static> for SimAlarm {
         self.compare.get().is_some()
     }
     fn minimum_dt(&self) -> Ticks32 {
-        Ticks32::from(SYNC_TICKS)
+        Ticks32::from(fake_alarm::SYNC_TICKS)
     }
 }
 

@@ -15,6 +15,18 @@ use kernel::ErrorCode;
 /// The RTC's minimum distance between the counter and a new compare value.
 pub const SYNC_TICKS: u32 = 2;
 
+/// Where the RTC puts the compare for `set_alarm(reference, dt)` at counter `now`: at
+/// `reference + dt`, unless that has passed or is no more than [`SYNC_TICKS`] ahead, then at
+/// `now + SYNC_TICKS`. The one statement of the rule, for every alarm double.
+pub fn rtc_compare(now: Ticks32, reference: Ticks32, dt: Ticks32) -> Ticks32 {
+    let expire = reference.wrapping_add(dt);
+    if !now.within_range(reference, expire) || expire.wrapping_sub(now).into_u32() <= SYNC_TICKS {
+        now.wrapping_add(Ticks32::from(SYNC_TICKS))
+    } else {
+        expire
+    }
+}
+
 #[derive(Default)]
 pub struct FakeAlarm {
     now: Cell<u32>,
@@ -68,12 +80,7 @@ impl Alarm<'static> for FakeAlarm {
         self.client.set(client);
     }
     fn set_alarm(&self, reference: Ticks32, dt: Ticks32) {
-        let now = self.now();
-        let mut expire = reference.wrapping_add(dt);
-        if !now.within_range(reference, expire) || expire.wrapping_sub(now).into_u32() <= SYNC_TICKS
-        {
-            expire = now.wrapping_add(Ticks32::from(SYNC_TICKS));
-        }
+        let expire = rtc_compare(self.now(), reference, dt);
         self.compare.set(Some(expire.into_u32()));
     }
     fn get_alarm(&self) -> Ticks32 {
