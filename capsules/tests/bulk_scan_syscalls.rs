@@ -18,17 +18,12 @@ use std::cell::Cell;
 use std::vec::Vec;
 
 use fake_alarm::FakeAlarm;
-use fake_radio::{adv_pdu, Call, FakeRadio};
-use kernel::hil::ble_advertising::BleAdvertisementDriver;
+use fake_radio::{adv_pdu, scan_rig, Call, FakeRadio, Scan};
 use kernel::process::ShortId;
 use kernel::syscall::SyscallDriver;
 use kernel::ErrorCode;
 use process::{FakeProcess, Harness};
-use tock_ota_capsules::bulk_scan::{
-    command, rw_allow, upcall, BulkScan, ReportRing, ScanRadio, DRIVER_NUM, TX_BUF_LEN,
-};
-
-type Scan = ScanRadio<'static, FakeRadio, FakeAlarm>;
+use tock_ota_capsules::bulk_scan::{command, rw_allow, upcall, BulkScan, DRIVER_NUM};
 
 struct Rig {
     harness: Harness,
@@ -40,22 +35,8 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let harness = Harness::new();
-        let radio: &'static FakeRadio = Box::leak(Box::default());
-        let ring = Box::leak(Box::new(ReportRing::new(Box::leak(
-            vec![0u8; 512].into_boxed_slice(),
-        ))));
-        let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
-        let alarm: &'static FakeAlarm = Box::leak(Box::default());
-        let scan: &'static Scan = Box::leak(Box::new(ScanRadio::new(
-            radio,
-            alarm,
-            ring,
-            tx,
-            [1, 2, 3, 4, 5, 0xC6],
-        )));
+        let (radio, scan, _alarm) = scan_rig(512);
         let driver = Box::leak(Box::new(BulkScan::new(scan, harness.grant(DRIVER_NUM))));
-        radio.set_receive_client(scan);
-        radio.set_transmit_client(scan);
         scan.set_sink(driver);
         Rig {
             harness,

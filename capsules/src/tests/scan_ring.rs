@@ -99,13 +99,11 @@ mod radio {
     use std::vec;
     use std::vec::Vec;
 
-    use kernel::hil::ble_advertising::BleAdvertisementDriver;
-    use kernel::hil::time::Alarm;
     use kernel::ErrorCode;
 
-    use crate::bulk_scan::{BatchSink, Delivery, ReportRing, ScanRadio, TX_BUF_LEN};
+    use crate::bulk_scan::{BatchSink, Delivery, ReportRing};
     use crate::tests::fake_alarm::FakeAlarm;
-    use crate::tests::fake_radio::{adv_pdu as pdu, Call, FakeRadio};
+    use crate::tests::fake_radio::{adv_pdu as pdu, scan_rig, Call, FakeRadio, Scan};
 
     /// Accepts a batch of up to `capacity` bytes when `ready`.
     struct FakeSink {
@@ -134,8 +132,6 @@ mod radio {
         }
     }
 
-    type Scan = ScanRadio<'static, FakeRadio, FakeAlarm>;
-
     fn rig(ring_len: usize) -> (&'static FakeRadio, &'static Scan, &'static FakeSink) {
         let (radio, scan, sink, _) = rig_with_alarm(ring_len);
         (radio, scan, sink)
@@ -149,28 +145,13 @@ mod radio {
         &'static FakeSink,
         &'static FakeAlarm,
     ) {
-        let radio: &'static FakeRadio = Box::leak(Box::default());
-        let ring = Box::leak(Box::new(ReportRing::new(Box::leak(
-            vec![0u8; ring_len].into_boxed_slice(),
-        ))));
-        let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
-        let alarm: &'static FakeAlarm = Box::leak(Box::default());
-        let scan: &'static Scan = Box::leak(Box::new(ScanRadio::new(
-            radio,
-            alarm,
-            ring,
-            tx,
-            [1, 2, 3, 4, 5, 0xC6],
-        )));
+        let (radio, scan, alarm) = scan_rig(ring_len);
         let sink: &'static FakeSink = Box::leak(Box::new(FakeSink {
             ready: Cell::new(true),
             capacity: 1024,
             batches: RefCell::new(Vec::new()),
         }));
-        radio.set_receive_client(scan);
-        radio.set_transmit_client(scan);
         scan.set_sink(sink);
-        alarm.set_alarm_client(scan);
         (radio, scan, sink, alarm)
     }
 

@@ -9,9 +9,12 @@ use std::vec;
 use std::vec::Vec;
 
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
+use kernel::hil::time::Alarm;
 use kernel::utilities::cells::OptionalCell;
 use kernel::ErrorCode;
-use tock_ota_capsules::bulk_scan::RxBufferReturn;
+use tock_ota_capsules::bulk_scan::{ReportRing, RxBufferReturn, ScanRadio, TX_BUF_LEN};
+
+use super::fake_alarm::FakeAlarm;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Call {
@@ -78,6 +81,31 @@ impl RxBufferReturn for FakeRadio {
     fn rx_buffer_back(&self, _buf: &'static mut [u8]) {
         self.returned.set(self.returned.get() + 1);
     }
+}
+
+/// The scanner the tests drive.
+pub type Scan = ScanRadio<'static, FakeRadio, FakeAlarm>;
+
+/// A scanner over a [`FakeRadio`] and a [`FakeAlarm`], with a ring of `ring_len` bytes, wired as
+/// a board wires it (radio and alarm clients set); the caller sets the batch sink.
+pub fn scan_rig(ring_len: usize) -> (&'static FakeRadio, &'static Scan, &'static FakeAlarm) {
+    let radio: &'static FakeRadio = Box::leak(Box::default());
+    let ring = Box::leak(Box::new(ReportRing::new(Box::leak(
+        vec![0u8; ring_len].into_boxed_slice(),
+    ))));
+    let tx = Box::leak(Box::new([0u8; TX_BUF_LEN]));
+    let alarm: &'static FakeAlarm = Box::leak(Box::default());
+    let scan: &'static Scan = Box::leak(Box::new(ScanRadio::new(
+        radio,
+        alarm,
+        ring,
+        tx,
+        [1, 2, 3, 4, 5, 0xC6],
+    )));
+    radio.set_receive_client(scan);
+    radio.set_transmit_client(scan);
+    alarm.set_alarm_client(scan);
+    (radio, scan, alarm)
 }
 
 /// An ADV_NONCONN_IND PDU (11 bytes) whose AdvData ends in three `tag` bytes.
