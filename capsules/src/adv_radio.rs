@@ -13,8 +13,9 @@
 //!
 //! It implements [`BleAdvertisementDriver`] and the scanner's [`RxBufferReturn`]: the HIL hands
 //! the receive buffer to the client as `&'static mut` and has no way back, and this driver
-//! receives into one buffer it owns, so the client gives it back ([`RxBufferReturn`]). A receive
-//! asked for while the buffer is out starts when it comes back.
+//! receives into one buffer it owns, so the client gives it back ([`RxBufferReturn`]). The
+//! buffer's type carries its length (`[u8; RX_BUF_LEN]`), so a buffer too short to be armed
+//! cannot be given back. A receive asked for while the buffer is out starts when it comes back.
 //!
 //! One operation at a time, driven by the shortcuts READY→START and END→DISABLE and the DISABLED
 //! interrupt ([`AdvRadio::handle_interrupt`]). A receive asked for while one is outstanding
@@ -193,7 +194,7 @@ pub struct AdvRadio<'a> {
     pending_rx: Cell<Option<RadioChannel>>,
     /// A transmit waiting for the RADIO to be disabled; its PDU is in `tx_buffer`.
     pending_tx: Cell<Option<RadioChannel>>,
-    rx_buffer: TakeCell<'static, [u8]>,
+    rx_buffer: TakeCell<'static, [u8; RX_BUF_LEN]>,
     tx_buffer: TakeCell<'static, [u8]>,
     rx_client: OptionalCell<&'a dyn RxClient>,
     tx_client: OptionalCell<&'a dyn TxClient>,
@@ -256,7 +257,7 @@ impl<'a> AdvRadio<'a> {
         };
         // What the RADIO wrote, never more than the buffer: computed in usize, not from the
         // LENGTH byte plus 2 in a u8.
-        let len = (HEADER_LEN + (buf[1] as usize).min(MAX_PAYLOAD)).min(buf.len());
+        let len = (HEADER_LEN + (buf[1] as usize).min(MAX_PAYLOAD)).min(RX_BUF_LEN);
         match self.rx_client.get() {
             Some(client) => client.receive_event(buf, len as u8, result),
             None => {
@@ -396,11 +397,8 @@ impl<'a> BleAdvertisementDriver<'a> for AdvRadio<'a> {
 }
 
 impl RxBufferReturn for AdvRadio<'_> {
-    fn rx_buffer_back(&self, buf: &'static mut [u8]) {
-        // Only a buffer that holds everything the RADIO may write is ever armed.
-        if buf.len() >= RX_BUF_LEN {
-            self.rx_buffer.replace(buf);
-            self.start_pending();
-        }
+    fn rx_buffer_back(&self, buf: &'static mut [u8; RX_BUF_LEN]) {
+        self.rx_buffer.replace(buf);
+        self.start_pending();
     }
 }

@@ -62,6 +62,8 @@ use kernel::{ErrorCode, ProcessId};
 
 use dfu_abi::scan as abi;
 
+use crate::adv_radio::RX_BUF_LEN;
+
 /// Syscall driver number.
 pub const DRIVER_NUM: usize = abi::DRIVER_NUM as usize;
 
@@ -205,9 +207,10 @@ impl ReportRing {
 /// `RxClient::receive_event` hands the client the radio's receive buffer as `&'static mut`, and
 /// the HIL has no call to return it; a radio that receives by DMA into one buffer it owns
 /// ([`crate::adv_radio::AdvRadio`]) needs it back before its next receive. The scanner gives
-/// back every buffer it is handed, once it has copied the PDU out.
+/// back every buffer it is handed, once it has copied the PDU out. The type carries the length:
+/// the radio can only be given a buffer that holds everything it may write.
 pub trait RxBufferReturn {
-    fn rx_buffer_back(&self, buf: &'static mut [u8]);
+    fn rx_buffer_back(&self, buf: &'static mut [u8; RX_BUF_LEN]);
 }
 
 /// What became of an attempt to hand queued reports to the consumer.
@@ -422,8 +425,14 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> RxClient
                 self.dropped.set(self.dropped.get().saturating_add(1));
             }
         }
-        // The PDU is copied out: the radio has its buffer back before it is re-armed.
-        self.radio.rx_buffer_back(buf);
+        // The PDU is copied out: the radio has its buffer back before it is re-armed. It hands
+        // out a buffer of at least RX_BUF_LEN bytes; one shorter cannot be armed, and the
+        // radio is deaf without it: scanning stops, so the owner sees it end (`is_scanning`).
+        let armable = RX_BUF_LEN.min(buf.len());
+        match <&'static mut [u8; RX_BUF_LEN]>::try_from(&mut buf[..armable]) {
+            Ok(whole) => self.radio.rx_buffer_back(whole),
+            Err(_) => self.stop(),
+        }
         if !self.scanning.get() {
             return;
         }

@@ -223,7 +223,8 @@ impl RxClient for Listener {
         self.got
             .borrow_mut()
             .push((buf[..len].to_vec(), buf.len(), result));
-        self.radio.rx_buffer_back(buf);
+        self.radio
+            .rx_buffer_back(buf.try_into().expect("the radio's own buffer"));
         self.radio.receive_advertisement(self.channel.get());
     }
 }

@@ -101,6 +101,7 @@ mod radio {
 
     use kernel::ErrorCode;
 
+    use crate::adv_radio::RX_BUF_LEN;
     use crate::bulk_scan::{BatchSink, Delivery, ReportRing};
     use crate::tests::fake_alarm::FakeAlarm;
     use crate::tests::fake_radio::{adv_pdu as pdu, scan_rig, Call, FakeRadio, Scan};
@@ -310,6 +311,25 @@ mod radio {
         assert!(
             sink.batches.borrow().is_empty(),
             "queued reports survived stop"
+        );
+    }
+
+    #[test]
+    fn a_receive_buffer_too_short_to_be_armed_stops_scanning_instead_of_a_deaf_radio() {
+        let (radio, scan, _sink) = rig(512);
+        scan.start();
+        radio.packet_in(RX_BUF_LEN, &pdu(1), true);
+        assert_eq!(radio.returned.get(), 1);
+        assert!(scan.is_scanning());
+        radio.packet_in(RX_BUF_LEN - 1, &pdu(2), true);
+        assert_eq!(
+            radio.returned.get(),
+            1,
+            "a short buffer was given to the radio"
+        );
+        assert!(
+            !scan.is_scanning(),
+            "scanning went on with a radio that cannot listen"
         );
     }
 }

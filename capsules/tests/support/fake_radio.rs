@@ -12,6 +12,7 @@ use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClien
 use kernel::hil::time::Alarm;
 use kernel::utilities::cells::OptionalCell;
 use kernel::ErrorCode;
+use tock_ota_capsules::adv_radio::RX_BUF_LEN;
 use tock_ota_capsules::bulk_scan::{ReportRing, RxBufferReturn, ScanRadio, TX_BUF_LEN};
 
 use super::fake_alarm::FakeAlarm;
@@ -47,7 +48,11 @@ impl FakeRadio {
     }
     /// A packet arrives on the channel being listened on.
     pub fn packet(&self, pdu: &[u8], ok: bool) {
-        let buf: &'static mut [u8] = Box::leak(vec![0u8; 255].into_boxed_slice());
+        self.packet_in(255, pdu, ok);
+    }
+    /// A packet arrives in a receive buffer of `buf_len` bytes (a radio's is [`RX_BUF_LEN`]).
+    pub fn packet_in(&self, buf_len: usize, pdu: &[u8], ok: bool) {
+        let buf: &'static mut [u8] = Box::leak(vec![0u8; buf_len].into_boxed_slice());
         buf[..pdu.len()].copy_from_slice(pdu);
         let result = if ok { Ok(()) } else { Err(ErrorCode::FAIL) };
         self.rx_client
@@ -78,7 +83,7 @@ impl BleAdvertisementDriver<'static> for FakeRadio {
 }
 
 impl RxBufferReturn for FakeRadio {
-    fn rx_buffer_back(&self, _buf: &'static mut [u8]) {
+    fn rx_buffer_back(&self, _buf: &'static mut [u8; RX_BUF_LEN]) {
         self.returned.set(self.returned.get() + 1);
     }
 }
