@@ -17,11 +17,17 @@
 //! buffer's type carries its length (`[u8; RX_BUF_LEN]`), so a buffer too short to be armed
 //! cannot be given back. A receive asked for while the buffer is out starts when it comes back.
 //!
+//! Transmit refusals (`SIZE`: the PDU does not fit the buffer or `MAXLEN`; `BUSY`: a transmit is
+//! in flight): [`TryTransmit::try_transmit`] returns them with the buffer and never calls the
+//! transmit client; the scanner uses it. The HIL's `transmit_advertisement` has no return value,
+//! so through it a refused buffer comes back by `transmit_event(buf, Err(..))` before the call
+//! returns (the client is re-entered): clients that must not be use `try_transmit`.
+//!
 //! One operation at a time, driven by the shortcuts READY→START and END→DISABLE and the DISABLED
 //! interrupt ([`AdvRadio::handle_interrupt`]). A receive asked for while one is outstanding
 //! replaces it (the RADIO is disabled, then re-armed on the new channel): this is how a scanner
 //! hops channel when nothing arrives. A transmit while receiving abandons the receive. A
-//! transmit while another is in flight is refused (`BUSY`, the buffer comes straight back).
+//! transmit while another is in flight is refused (`BUSY`, see above).
 //!
 //! The register block is a `StaticRef` the board creates (the one `unsafe` step, in the board,
 //! as for the QSPI block); everything here goes through `tock-registers`.
@@ -37,7 +43,7 @@ use kernel::utilities::registers::{register_bitfields, register_structs, ReadOnl
 use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
 
-use crate::bulk_scan::RxBufferReturn;
+use crate::bulk_scan::{RxBufferReturn, TryTransmit};
 
 /// RADIO base address.
 pub const RADIO_BASE: usize = 0x4000_1000;
@@ -346,24 +352,24 @@ impl<'a> AdvRadio<'a> {
     }
 }
 
-impl<'a> BleAdvertisementDriver<'a> for AdvRadio<'a> {
-    fn transmit_advertisement(&self, buf: &'static mut [u8], len: usize, channel: RadioChannel) {
+impl TryTransmit for AdvRadio<'_> {
+    fn try_transmit(
+        &self,
+        buf: &'static mut [u8],
+        len: usize,
+        channel: RadioChannel,
+    ) -> Result<(), (ErrorCode, &'static mut [u8])> {
         // The RADIO sends S0, LENGTH and LENGTH payload bytes from the buffer: all of them must
         // be in it, and LENGTH within MAXLEN, or EasyDMA reads past it.
         let fits = len >= HEADER_LEN
             && len <= buf.len()
             && buf[1] as usize == len - HEADER_LEN
             && len - HEADER_LEN <= MAX_PAYLOAD;
-        let error = if !fits {
-            Some(ErrorCode::SIZE)
-        } else if self.tx_buffer.is_some() || matches!(self.active.get(), Active::Transmitting) {
-            Some(ErrorCode::BUSY)
-        } else {
-            None
-        };
-        if let Some(e) = error {
-            self.tx_client.map(|c| c.transmit_event(buf, Err(e)));
-            return;
+        if !fits {
+            return Err((ErrorCode::SIZE, buf));
+        }
+        if self.tx_buffer.is_some() || matches!(self.active.get(), Active::Transmitting) {
+            return Err((ErrorCode::BUSY, buf));
         }
         self.tx_buffer.replace(buf);
         // Transmitting abandons a receive, outstanding or pending.
@@ -373,6 +379,17 @@ impl<'a> BleAdvertisementDriver<'a> for AdvRadio<'a> {
             Active::Receiving(_) => self.disable(),
             Active::Disabling => {}
             _ => self.start_pending(),
+        }
+        Ok(())
+    }
+}
+
+impl<'a> BleAdvertisementDriver<'a> for AdvRadio<'a> {
+    /// [`TryTransmit::try_transmit`]; a refusal comes back through `transmit_event` before this
+    /// returns, the HIL having no other way (see the module docs).
+    fn transmit_advertisement(&self, buf: &'static mut [u8], len: usize, channel: RadioChannel) {
+        if let Err((e, buf)) = self.try_transmit(buf, len, channel) {
+            self.tx_client.map(|c| c.transmit_event(buf, Err(e)));
         }
     }
 

@@ -213,6 +213,24 @@ pub trait RxBufferReturn {
     fn rx_buffer_back(&self, buf: &'static mut [u8; RX_BUF_LEN]);
 }
 
+/// Transmit with the refusal returned, not called back.
+///
+/// The HIL's `transmit_advertisement` returns nothing, so a radio that refuses a transmit can
+/// only hand the buffer back through `TxClient::transmit_event`, from inside the call. The
+/// scanner starts each advertisement from its own `transmit_event` and must not be re-entered:
+/// it uses this instead.
+pub trait TryTransmit {
+    /// Start sending `buf[..len]` on `channel`; `transmit_event` follows when it is out. A
+    /// refused transmit (`SIZE`, `BUSY`) comes back here with its buffer, and no
+    /// `transmit_event` follows.
+    fn try_transmit(
+        &self,
+        buf: &'static mut [u8],
+        len: usize,
+        channel: RadioChannel,
+    ) -> Result<(), (ErrorCode, &'static mut [u8])>;
+}
+
 /// What became of an attempt to hand queued reports to the consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -253,7 +271,8 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 
 /// The radio side: continuous listening, the report ring, batch hand-off and one-shot
 /// advertising. Knows nothing of processes.
-pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> {
+pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
+{
     radio: &'a B,
     /// Hops channel when nothing arrives.
     alarm: &'a A,
@@ -274,7 +293,9 @@ pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alar
     address: [u8; 6],
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> ScanRadio<'a, B, A> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
+    ScanRadio<'a, B, A>
+{
     pub fn new(
         radio: &'a B,
         alarm: &'a A,
@@ -354,8 +375,18 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> ScanRadio
             .set(Some(RadioChannel::AdvertisingChannel37));
         self.listening.set(false);
         self.radio
-            .transmit_advertisement(buffer, len, RadioChannel::AdvertisingChannel37);
-        Ok(())
+            .try_transmit(buffer, len, RadioChannel::AdvertisingChannel37)
+            .map_err(|(e, buffer)| {
+                self.advertised(buffer);
+                e
+            })
+    }
+
+    /// The advertisement is out (or refused): keep the buffer for the next one, listen again.
+    fn advertised(&self, buffer: &'static mut [u8]) {
+        self.transmitting.set(None);
+        self.tx_buffer.replace(buffer);
+        self.listen();
     }
 
     /// Receive on the current channel, and hop on if nothing arrives for [`HOP_AFTER_MS`].
@@ -404,7 +435,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> ScanRadio
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> RxClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> RxClient
     for ScanRadio<'a, B, A>
 {
     fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
@@ -442,7 +473,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> RxClient
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> AlarmClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> AlarmClient
     for ScanRadio<'a, B, A>
 {
     /// Nothing arrived on this channel for a dwell: listen on the next one. The receive still
@@ -458,7 +489,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> AlarmClie
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> TxClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> TxClient
     for ScanRadio<'a, B, A>
 {
     fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
@@ -470,14 +501,12 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> TxClient
         match next {
             Some(channel) if self.scanning.get() => {
                 self.transmitting.set(Some(channel));
-                self.radio
-                    .transmit_advertisement(buf, self.tx_len.get(), channel);
+                // A refusal ends the advertisement here; the radio does not call back.
+                if let Err((_, buf)) = self.radio.try_transmit(buf, self.tx_len.get(), channel) {
+                    self.advertised(buf);
+                }
             }
-            _ => {
-                self.transmitting.set(None);
-                self.tx_buffer.replace(buf);
-                self.listen();
-            }
+            _ => self.advertised(buf),
         }
     }
 }
@@ -495,13 +524,16 @@ pub type ScanGrant = Grant<
 >;
 
 /// The bulk-scan syscall driver over a [`ScanRadio`]. See the module docs.
-pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> {
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
+{
     scan: &'a ScanRadio<'a, B, A>,
     apps: ScanGrant,
     owner: OptionalCell<ProcessId>,
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> BulkScan<'a, B, A> {
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
+    BulkScan<'a, B, A>
+{
     pub fn new(scan: &'a ScanRadio<'a, B, A>, apps: ScanGrant) -> BulkScan<'a, B, A> {
         BulkScan {
             scan,
@@ -524,7 +556,7 @@ fn gone(error: kernel::process::Error) -> bool {
     )
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> BatchSink
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> BatchSink
     for BulkScan<'a, B, A>
 {
     fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
@@ -583,7 +615,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> BatchSink
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn, A: Alarm<'a>> SyscallDriver
+impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> SyscallDriver
     for BulkScan<'a, B, A>
 {
     fn command(

@@ -25,7 +25,7 @@ use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
 use tock_ota_capsules::adv_radio::{AdvRadio, RadioRegisters, RX_BUF_LEN};
 use tock_ota_capsules::bulk_scan::{
-    BatchSink, Delivery, ReportRing, RxBufferReturn, ScanRadio, MAX_PDU, TX_BUF_LEN,
+    BatchSink, Delivery, ReportRing, RxBufferReturn, ScanRadio, TryTransmit, MAX_PDU, TX_BUF_LEN,
 };
 
 /// Word offsets of the registers the model plays.
@@ -293,6 +293,68 @@ fn a_receive_asked_for_while_receiving_moves_the_radio_to_the_new_channel() {
     assert!(!model.air(CH37, 0x02, 11, &adv_pdu(1)[2..]));
     assert!(model.air(CH38, 0x02, 9, &adv_pdu(1)[2..]));
     assert_eq!(listener.got.borrow()[0].0, adv_pdu(1));
+}
+
+/// A transmit client that records its events and fails if called from inside `try_transmit`.
+#[derive(Default)]
+struct Sender {
+    inside: Cell<bool>,
+    events: RefCell<Vec<Result<(), ErrorCode>>>,
+}
+
+impl Sender {
+    fn send(
+        &self,
+        radio: &AdvRadio<'static>,
+        buf: &'static mut [u8],
+        len: usize,
+    ) -> Result<(), (ErrorCode, &'static mut [u8])> {
+        self.inside.set(true);
+        let result = radio.try_transmit(buf, len, RadioChannel::AdvertisingChannel37);
+        self.inside.set(false);
+        result
+    }
+}
+
+impl TxClient for Sender {
+    fn transmit_event(&self, _buf: &'static mut [u8], result: Result<(), ErrorCode>) {
+        assert!(!self.inside.get(), "transmit_event re-entered the client");
+        self.events.borrow_mut().push(result);
+    }
+}
+
+#[test]
+fn a_refused_transmit_comes_back_from_try_transmit_and_the_client_is_not_re_entered() {
+    let model = Model::new();
+    let sender: &'static Sender = Box::leak(Box::default());
+    model.radio.set_transmit_client(sender);
+    let tx: &'static mut [u8] = Box::leak(adv_pdu(1).into_boxed_slice());
+    model
+        .buffers
+        .borrow_mut()
+        .push((tx.as_ptr() as usize, tx.len()));
+    let len = tx.len();
+
+    // SIZE: LENGTH disagrees with len. The buffer comes back here, no event.
+    let Err((e, tx)) = sender.send(model.radio, tx, len - 1) else {
+        panic!("a PDU whose LENGTH is not len - 2 was accepted");
+    };
+    assert_eq!(e, ErrorCode::SIZE);
+    assert_eq!(*sender.events.borrow(), vec![]);
+
+    // Accepted; a second transmit while it is in flight is BUSY, again without an event.
+    assert!(sender.send(model.radio, tx, len).is_ok());
+    let other: &'static mut [u8] = Box::leak(adv_pdu(2).into_boxed_slice());
+    let Err((e, _)) = sender.send(model.radio, other, len) else {
+        panic!("a transmit while one is in flight was accepted");
+    };
+    assert_eq!(e, ErrorCode::BUSY);
+    assert_eq!(*sender.events.borrow(), vec![]);
+
+    // The accepted one goes out and is reported once, from the interrupt.
+    model.settle();
+    assert_eq!(model.sent.borrow().len(), 1);
+    assert_eq!(*sender.events.borrow(), vec![Ok(())]);
 }
 
 /// A sink that keeps every batch of the scanner.

@@ -315,6 +315,24 @@ mod radio {
     }
 
     #[test]
+    fn a_refused_advertisement_returns_the_error_and_the_scanner_listens_again() {
+        let (radio, scan, _sink) = rig(512);
+        scan.start();
+        radio.take_calls();
+        radio.refuse.set(Some(ErrorCode::BUSY));
+        assert_eq!(scan.advertise(&[1, 2, 3]), Err(ErrorCode::BUSY));
+        // Nothing went out; the buffer is back and listening resumes on 37.
+        assert_eq!(radio.take_calls(), vec![Call::Receive(37)]);
+        assert_eq!(scan.advertise(&[1, 2, 3]), Ok(()));
+        // A refusal mid-way (channel 38) ends the advertisement without a callback.
+        radio.take_calls();
+        radio.refuse.set(Some(ErrorCode::SIZE));
+        radio.transmitted();
+        assert_eq!(radio.take_calls(), vec![Call::Receive(37)]);
+        assert_eq!(scan.advertise(&[4]), Ok(()));
+    }
+
+    #[test]
     fn a_receive_buffer_too_short_to_be_armed_stops_scanning_instead_of_a_deaf_radio() {
         let (radio, scan, _sink) = rig(512);
         scan.start();

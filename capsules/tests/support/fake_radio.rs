@@ -13,7 +13,9 @@ use kernel::hil::time::Alarm;
 use kernel::utilities::cells::OptionalCell;
 use kernel::ErrorCode;
 use tock_ota_capsules::adv_radio::RX_BUF_LEN;
-use tock_ota_capsules::bulk_scan::{ReportRing, RxBufferReturn, ScanRadio, TX_BUF_LEN};
+use tock_ota_capsules::bulk_scan::{
+    ReportRing, RxBufferReturn, ScanRadio, TryTransmit, TX_BUF_LEN,
+};
 
 use super::fake_alarm::FakeAlarm;
 
@@ -40,6 +42,8 @@ pub struct FakeRadio {
     tx_client: OptionalCell<&'static dyn TxClient>,
     /// Receive buffers the client handed back.
     pub returned: core::cell::Cell<usize>,
+    /// Refuse the next transmit with this error.
+    pub refuse: core::cell::Cell<Option<ErrorCode>>,
 }
 
 impl FakeRadio {
@@ -64,12 +68,29 @@ impl FakeRadio {
     }
 }
 
-impl BleAdvertisementDriver<'static> for FakeRadio {
-    fn transmit_advertisement(&self, buf: &'static mut [u8], len: usize, channel: RadioChannel) {
+impl TryTransmit for FakeRadio {
+    fn try_transmit(
+        &self,
+        buf: &'static mut [u8],
+        len: usize,
+        channel: RadioChannel,
+    ) -> Result<(), (ErrorCode, &'static mut [u8])> {
+        if let Some(e) = self.refuse.take() {
+            return Err((e, buf));
+        }
         self.calls
             .borrow_mut()
             .push(Call::Transmit(number(channel), buf[..len].to_vec()));
         *self.tx.borrow_mut() = Some(buf);
+        Ok(())
+    }
+}
+
+impl BleAdvertisementDriver<'static> for FakeRadio {
+    fn transmit_advertisement(&self, buf: &'static mut [u8], len: usize, channel: RadioChannel) {
+        if let Err((e, buf)) = self.try_transmit(buf, len, channel) {
+            self.tx_client.map(|c| c.transmit_event(buf, Err(e)));
+        }
     }
     fn receive_advertisement(&self, channel: RadioChannel) {
         self.calls.borrow_mut().push(Call::Receive(number(channel)));
