@@ -84,7 +84,10 @@ pub fn lzma2_header(dict_size: u32, lc: u32, lp: u32, pb: u32) -> [u8; 2] {
 
 /// The dictionary size a dictionary-size code stands for.
 fn dict_size_of(code: u8) -> u64 {
-    u64::from(2 | (code & 1)) << (code / 2 + 11)
+    // Codes above 40 are invalid; a huge code must not overflow the shift.
+    u64::from(2 | (code & 1))
+        .checked_shl(u32::from(code / 2 + 11))
+        .unwrap_or(u64::MAX)
 }
 
 /// Why a compressed image was refused.

@@ -445,3 +445,18 @@ fn unprotected_or_missing_decomp_tlvs_are_refused() {
         );
     }
 }
+
+proptest::proptest! {
+    /// Any payload bytes, any limit: an error or at most limit + 1 bytes, never a panic or a hang.
+    #[test]
+    fn decompress_takes_any_bytes(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        thumb: bool,
+        limit in 0u32..5000,
+    ) {
+        let c = if thumb { Compression::Lzma2ArmThumb } else { Compression::Lzma2 };
+        if let Ok(out) = ota_image::compressed::decompress(&bytes, c, limit) {
+            proptest::prop_assert!(out.len() as u64 <= u64::from(limit) + 1);
+        }
+    }
+}
