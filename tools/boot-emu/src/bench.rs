@@ -475,6 +475,7 @@ fn recover(rig: &mut Rig, old: &[u8], new: &[u8]) -> Result<(), String> {
             Exit::SystemReset | Exit::WatchdogReset => {}
             Exit::Halted { pc } => return Err(format!("CPU parked at {pc:#x}")),
             Exit::Budget { pc } => return Err(format!("instruction budget spent at {pc:#x}")),
+            Exit::Console => return Err("stopped on console output".into()),
         }
     }
     Err("no kernel within 6 boots".into())

@@ -214,6 +214,9 @@ pub struct BootConfig {
     /// Spending the instruction budget ends the run normally ([`Exit::Budget`]), not as
     /// [`EmuError::InstructionBudget`].
     pub budget_ends_run: bool,
+    /// End the run ([`Exit::Console`]) once this power-on's console output contains all of
+    /// these (none: never).
+    pub stop_on_console: Vec<String>,
 }
 
 impl Default for BootConfig {
@@ -230,6 +233,7 @@ impl Default for BootConfig {
             watchdog: None,
             uicr: ficr::Uicr::erased(),
             budget_ends_run: false,
+            stop_on_console: Vec::new(),
         }
     }
 }
@@ -249,6 +253,8 @@ pub enum Exit {
     WatchdogReset,
     /// The instruction budget was spent with [`BootConfig::budget_ends_run`] set.
     Budget { pc: u32 },
+    /// The console holds every one of [`BootConfig::stop_on_console`].
+    Console,
 }
 
 /// What one run measured.
@@ -402,6 +408,7 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     deepest_stack_words: Vec<u8>,
     /// Instruction count at which pending interrupts are next checked (0: at once).
     next_irq_poll: u64,
+    stop_on_console: Vec<String>,
 }
 
 impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
@@ -727,6 +734,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         lowest_sp: (u32::MAX, 0),
         deepest_stack_words: Vec::new(),
         next_irq_poll: 0,
+        stop_on_console: cfg.stop_on_console.clone(),
     };
     let mut state = state;
     state.hw.uicr = cfg.uicr.clone();
@@ -852,6 +860,16 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
                             Ok(())
                         }
                     });
+                    let console_done =
+                        addr & !0xFFF == periph::UARTE0_BASE && !st.stop_on_console.is_empty() && {
+                            let log = String::from_utf8_lossy(&st.hw.uarte0.tx_log);
+                            st.stop_on_console.iter().all(|p| log.contains(p.as_str()))
+                        };
+                    if console_done {
+                        st.finish(Ok(Exit::Console));
+                        let _ = uc.emu_stop();
+                    }
+                    let st = uc.get_data_mut();
                     match result {
                         Ok(()) => apply_memory_effects(uc),
                         Err(ev) => {

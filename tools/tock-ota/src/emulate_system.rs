@@ -4,7 +4,8 @@
 //! air around the modelled RADIO (three channels per advertising event, every 20 ms plus BLE's
 //! 0–10 ms advDelay) and hears the app's status advertisements. Power-ons follow each other
 //! (UICR, RESETREAS and flash carried over) until the device stops resetting, a power-on spends
-//! its instruction budget, or the emulated time runs out.
+//! its instruction budget, or the scenario is done: the trial kernel's app has confirmed and
+//! listens, a further reset keeps the kernel, and the app listens again.
 
 use std::path::PathBuf;
 
@@ -222,8 +223,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop_at_kernel: false,
         max_instructions: args.budget,
         budget_ends_run: true,
+        // The trial kernel's app confirms and listens: then a further reboot follows.
+        stop_on_console: vec!["confirmed this kernel".into(), "listening".into()],
         ..BootConfig::default()
     };
+    let mut confirm_seen = false;
     let (mut power_ons, mut console, mut instructions, mut error) =
         (Vec::new(), String::new(), 0u64, None);
     let mut listening_after_update = false;
@@ -248,11 +252,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         instructions += report.instructions;
         let text = String::from_utf8_lossy(&report.console).into_owned();
-        let (after, _) = kernel_named(&mut board, &v2_hash);
-        if after == "v2" && text.contains("listening") {
-            listening_after_update = true;
-        }
         console.push_str(&text);
+        if !console.is_empty() && !console.ends_with('\n') {
+            console.push('\n');
+        }
         power_ons.push(PowerOn {
             exit: format!("{:?}", report.exit),
             radio_received: report.radio_received,
@@ -262,10 +265,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             instructions: report.instructions,
             emulated_seconds: report.simulated_us as f64 / 1e6,
         });
+        cfg.uicr = report.uicr.clone();
         match report.exit {
-            Exit::SystemReset => {
-                cfg.uicr = report.uicr.clone();
-                cfg.resetreas = boot_emu::rig::RESETREAS_SREQ;
+            Exit::SystemReset => cfg.resetreas = boot_emu::rig::RESETREAS_SREQ,
+            Exit::Console if !confirm_seen => {
+                // A further reboot (reset pin): the bootloader sees the confirm, the kernel
+                // must stay, and the app must listen again.
+                confirm_seen = true;
+                cfg.resetreas = boot_emu::rig::RESETREAS_RESETPIN;
+                cfg.stop_on_console = vec!["listening".into()];
+            }
+            Exit::Console => {
+                listening_after_update = kernel_named(&mut board, &v2_hash).0 == "v2";
+                break;
             }
             _ => break,
         }
