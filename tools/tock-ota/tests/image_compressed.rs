@@ -270,6 +270,26 @@ fn tock_ota_compressed_images_pass_imgtool_verify_with_imgtool_layout() {
             assert_eq!(plain_payload(&checked), &payload[..]);
         }
     }
+    // The CLI writes the same kind of image, and imgtool accepts it.
+    let input = input_file(dir.path(), &payload, true);
+    let cli_out = dir.path().join("cli.bin");
+    let text = run(Command::new(env!("CARGO_BIN_EXE_tock-ota"))
+        .args(["sign", "--pad-header", "-v", "1.2.3+4", "-s", "7"])
+        .args(["--compression", "lzma2armthumb", "-k"])
+        .arg(&key_path)
+        .arg(&input)
+        .arg(&cli_out));
+    assert!(text.contains("compressed payload:"), "{text}");
+    let cli_image = std::fs::read(&cli_out).unwrap();
+    assert_eq!(
+        Compression::from_flags(info(&cli_image).header.flags),
+        Ok(Some(Compression::Lzma2ArmThumb))
+    );
+    let text = run(Command::new(tool("imgtool"))
+        .args(["verify", "-k"])
+        .arg(&key_path)
+        .arg(&cli_out));
+    assert!(text.contains("correctly validated"), "{text}");
     // DECOMP_SHA is the SHA256 TLV of the image imgtool signs without compression.
     let input = input_file(dir.path(), &payload, true);
     let plain_path = dir.path().join("plain.bin");
