@@ -1,4 +1,5 @@
 //! Library half of the `tock-ota` host tool: every subcommand lives in a module so tests can call it.
+#![forbid(unsafe_code)]
 #[cfg(feature = "emulator")]
 pub mod bench_boot;
 /// `bench boot` without the `emulator` feature: the same command, saying how to get it.
@@ -10,8 +11,8 @@ pub mod bench_install;
 pub mod bench_power_cuts;
 pub mod bench_transfer;
 pub mod bench_verify;
-pub mod demo;
 pub mod compress;
+pub mod demo;
 #[cfg(feature = "emulator")]
 pub mod emulate_system;
 /// `emulate system` without the `emulator` feature: the same command, saying how to get it.

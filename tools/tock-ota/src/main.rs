@@ -1,4 +1,5 @@
 //! `tock-ota`: the host side of tock-ota — keys, signing, inspection, benchmarks and the simulator.
+#![forbid(unsafe_code)]
 use clap::{Parser, Subcommand};
 use tock_ota::*;
 
