@@ -483,6 +483,12 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
         if !self.scanning.get() || self.transmitting.get().is_some() {
             return;
         }
+        // A quiet room brings no packet to notice a dead consumer by: check at every dwell, so
+        // the radio is not kept receiving for nobody.
+        if !self.sink.map_or(true, |sink| sink.present()) {
+            self.stop();
+            return;
+        }
         self.channel.set(next_channel(self.channel.get()));
         self.listening.set(false);
         self.listen();

@@ -29,19 +29,21 @@ struct Rig {
     harness: Harness,
     radio: &'static FakeRadio,
     scan: &'static Scan,
+    alarm: &'static FakeAlarm,
     driver: &'static BulkScan<'static, FakeRadio, FakeAlarm>,
 }
 
 impl Rig {
     fn new() -> Rig {
         let harness = Harness::new();
-        let (radio, scan, _alarm) = scan_rig(512);
+        let (radio, scan, alarm) = scan_rig(512);
         let driver = Box::leak(Box::new(BulkScan::new(scan, harness.grant(DRIVER_NUM))));
         scan.set_sink(driver);
         Rig {
             harness,
             radio,
             scan,
+            alarm,
             driver,
         }
     }
@@ -164,6 +166,26 @@ fn when_the_scanning_process_stops_running_the_radio_is_not_rearmed() {
     let batches = next.batches();
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].0, 1, "reports of the old owner were handed on");
+}
+
+#[test]
+fn in_a_quiet_room_a_dead_scanning_process_stops_the_radio_at_the_next_hop() {
+    let rig = Rig::new();
+    let app = rig.process(0, 1, 256);
+    assert_eq!(rig.command(&app, command::START), Ok(()));
+    // Alive: every dwell without a packet hops to the next channel and receives there.
+    assert!(rig.alarm.fire());
+    assert!(!rig.radio.take_calls().is_empty(), "no hop while alive");
+    app.process.kill();
+    // No packet arrives; the hop alarm alone must notice the process is gone.
+    assert!(rig.alarm.fire());
+    assert!(!rig.scan.is_scanning());
+    assert_eq!(
+        rig.radio.take_calls(),
+        vec![],
+        "the radio was re-armed for nobody"
+    );
+    assert!(!rig.alarm.fire(), "the hop alarm is still armed");
 }
 
 #[test]
