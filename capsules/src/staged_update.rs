@@ -31,7 +31,10 @@
 //! - `0`: driver exists (anyone).
 //! - `1`: status (anyone): `success_u32_u32_u32(state, image_len, erased_sectors)`, state
 //!   0 idle, 1 staging, 2 finalized; `BUSY` until the start-up scan of the region has finished
-//!   (shortly after boot).
+//!   (shortly after boot). A scan that failed on a flash error is run again by the next status
+//!   command, so a poller with backoff gets its answer once the flash reads again. A kernel
+//!   whose flash never answers cannot confirm its trial: the bootloader then reverts it after
+//!   its trial boots, which is what we want of a kernel that can no longer receive updates.
 //! - `2`: begin a session for an image of `arg1` bytes; the session tag is the first 16 bytes of
 //!   read-only allow 0.
 //! - `3`: erase the 4 KiB sector at staging offset `arg1`.
@@ -266,6 +269,8 @@ pub struct StagedUpdate<'a, F: AsyncNor<'a>> {
     last_read_len: Cell<usize>,
     /// The start-up scan finished.
     started: Cell<bool>,
+    /// The start-up scan ended in a flash failure (run again at the next status query).
+    startup_failed: Cell<bool>,
     /// The command in progress (`None` while idle; start-up uses `usize::MAX`).
     active: Cell<Option<usize>>,
     client: OptionalCell<&'a dyn StagedUpdateClient>,
@@ -292,6 +297,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             in_flight: Cell::new(None),
             last_read_len: Cell::new(0),
             started: Cell::new(false),
+            startup_failed: Cell::new(false),
             active: Cell::new(None),
             client: OptionalCell::empty(),
         })
@@ -316,10 +322,18 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
     }
 
     /// The policy's status; `None` until the start-up scan has finished (what is staged is not
-    /// known before).
+    /// known before). A start-up scan that failed (a flash read error) is run again here: the
+    /// DFU app polls the status with backoff until it answers, so one bad read costs a retry,
+    /// not every update (and the trial's confirm) until the next reset.
     pub fn status(&self) -> Option<update_region::Status> {
         if !self.started.get() {
-            return None;
+            if self.startup_failed.get() && self.active.get().is_none() {
+                self.startup_failed.set(false);
+                let _ = self.start();
+            }
+            if !self.started.get() {
+                return None;
+            }
         }
         self.policy.map(|p| p.status())
     }
@@ -387,6 +401,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                     let command = self.active.take();
                     if command == Some(STARTUP) {
                         self.started.set(result.is_ok());
+                        self.startup_failed.set(result.is_err());
                     }
                     if let Some(command) = command.filter(|&c| c != STARTUP) {
                         let read_len = match result {

@@ -48,7 +48,19 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        let rig = Rig::booted(false);
+        assert!(
+            rig.core.status().is_some(),
+            "the start-up scan did not finish"
+        );
+        rig
+    }
+
+    /// As on the board: the flash reports ready and the core scans the region; with
+    /// `refuse_first_read` the scan's first flash operation fails to start.
+    fn booted(refuse_first_read: bool) -> Rig {
         let flash = FakeNor::new(CAPACITY);
+        flash.refuse_next.set(refuse_first_read);
         let data: &'static mut [u8] = Box::leak(vec![0u8; BUF_LEN].into_boxed_slice());
         let scratch: &'static mut [u8] = Box::leak(vec![0u8; MAX_POLICY_READ].into_boxed_slice());
         let core = Box::leak(Box::new(
@@ -57,7 +69,6 @@ impl Rig {
         let recorder: &'static Recorder = Box::leak(Box::default());
         flash.set_nor_client(core);
         core.set_client(recorder);
-        // As on the board: the flash reports ready, the core scans the region.
         crate::nor::AsyncNorClient::ready(core);
         flash.run();
         assert!(
@@ -475,4 +486,28 @@ fn status_is_unknown_until_the_start_up_scan_has_read_the_region() {
     assert!(core.status().is_none(), "status before the scan finished");
     flash.run();
     assert_eq!(core.status().unwrap().state, SessionState::Idle);
+}
+
+#[test]
+fn a_start_up_scan_that_failed_is_run_again_at_the_next_status_query() {
+    let rig = Rig::booted(true);
+    // The first scan failed. Asking for the status runs it again, instead of answering BUSY
+    // (status unknown) until reset.
+    let mut status = rig.core.status();
+    for _ in 0..3 {
+        if status.is_some() {
+            break;
+        }
+        rig.flash.run();
+        status = rig.core.status();
+    }
+    let status = status.expect("the start-up scan was never retried");
+    assert_eq!(status.state, SessionState::Idle);
+    // And the core takes requests again: a confirm on a fresh region has nothing to confirm
+    // (not BUSY, which is what every request got while the scan had not finished).
+    assert_eq!(
+        rig.request(dfu(), command::CONFIRM, Request::Confirm, None)
+            .err(),
+        Some(error_code(Error::NothingToConfirm))
+    );
 }
