@@ -11,9 +11,9 @@
 //! The length handed to the client is computed in `usize` and capped at the buffer, never from
 //! the LENGTH byte alone.
 //!
-//! It implements [`BleAdvertisementDriver`] and the scanner's [`RxBufferReturn`]: the HIL hands
+//! It implements [`BleAdvertisementDriver`] and the scanner's [`RxControl`]: the HIL hands
 //! the receive buffer to the client as `&'static mut` and has no way back, and this driver
-//! receives into one buffer it owns, so the client gives it back ([`RxBufferReturn`]). The
+//! receives into one buffer it owns, so the client gives it back ([`RxControl`]). The
 //! buffer's type carries its length (`[u8; RX_BUF_LEN]`), so a buffer too short to be armed
 //! cannot be given back. A receive asked for while the buffer is out starts when it comes back.
 //!
@@ -43,7 +43,7 @@ use kernel::utilities::registers::{register_bitfields, register_structs, ReadOnl
 use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
 
-use crate::bulk_scan::{RxBufferReturn, TryTransmit};
+use crate::bulk_scan::{RxControl, TryTransmit};
 
 /// RADIO base address.
 pub const RADIO_BASE: usize = 0x4000_1000;
@@ -413,9 +413,18 @@ impl<'a> BleAdvertisementDriver<'a> for AdvRadio<'a> {
     }
 }
 
-impl RxBufferReturn for AdvRadio<'_> {
+impl RxControl for AdvRadio<'_> {
     fn rx_buffer_back(&self, buf: &'static mut [u8; RX_BUF_LEN]) {
         self.rx_buffer.replace(buf);
         self.start_pending();
+    }
+
+    /// Drop a pending receive and disable the RADIO if it is receiving (DISABLED then finds
+    /// nothing to start); a transmit in progress goes on.
+    fn stop_receive(&self) {
+        self.pending_rx.set(None);
+        if let Active::Receiving(_) = self.active.get() {
+            self.disable();
+        }
     }
 }

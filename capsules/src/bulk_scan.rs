@@ -202,15 +202,18 @@ impl ReportRing {
     }
 }
 
-/// The receive buffer's way back to the radio.
+/// The receive side's controls the HIL lacks.
 ///
 /// `RxClient::receive_event` hands the client the radio's receive buffer as `&'static mut`, and
 /// the HIL has no call to return it; a radio that receives by DMA into one buffer it owns
 /// ([`crate::adv_radio::AdvRadio`]) needs it back before its next receive. The scanner gives
 /// back every buffer it is handed, once it has copied the PDU out. The type carries the length:
-/// the radio can only be given a buffer that holds everything it may write.
-pub trait RxBufferReturn {
+/// the radio can only be given a buffer that holds everything it may write. Nor can the HIL end a
+/// receive: a scanner whose process is gone must not leave the radio listening.
+pub trait RxControl {
     fn rx_buffer_back(&self, buf: &'static mut [u8; RX_BUF_LEN]);
+    /// End a receive outstanding or pending; no `receive_event` follows for it.
+    fn stop_receive(&self);
 }
 
 /// Transmit with the refusal returned, not called back.
@@ -271,8 +274,7 @@ fn next_channel(channel: RadioChannel) -> RadioChannel {
 
 /// The radio side: continuous listening, the report ring, batch hand-off and one-shot
 /// advertising. Knows nothing of processes.
-pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
-{
+pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> {
     radio: &'a B,
     /// Hops channel when nothing arrives.
     alarm: &'a A,
@@ -293,7 +295,7 @@ pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTra
     address: [u8; 6],
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>>
     ScanRadio<'a, B, A>
 {
     pub fn new(
@@ -339,6 +341,8 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
     /// receive completes and is ignored.
     pub fn stop(&self) {
         self.scanning.set(false);
+        self.listening.set(false);
+        self.radio.stop_receive();
         let _ = self.alarm.disarm();
         self.batch_out.set(false);
         self.dropped.set(0);
@@ -435,7 +439,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> RxClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> RxClient
     for ScanRadio<'a, B, A>
 {
     fn receive_event(&self, buf: &'static mut [u8], len: u8, result: Result<(), ErrorCode>) {
@@ -473,7 +477,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> AlarmClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> AlarmClient
     for ScanRadio<'a, B, A>
 {
     /// Nothing arrived on this channel for a dwell: listen on the next one. The receive still
@@ -495,7 +499,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> TxClient
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> TxClient
     for ScanRadio<'a, B, A>
 {
     fn transmit_event(&self, buf: &'static mut [u8], _result: Result<(), ErrorCode>) {
@@ -530,16 +534,13 @@ pub type ScanGrant = Grant<
 >;
 
 /// The bulk-scan syscall driver over a [`ScanRadio`]. See the module docs.
-pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
-{
+pub struct BulkScan<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> {
     scan: &'a ScanRadio<'a, B, A>,
     apps: ScanGrant,
     owner: OptionalCell<ProcessId>,
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>>
-    BulkScan<'a, B, A>
-{
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> BulkScan<'a, B, A> {
     pub fn new(scan: &'a ScanRadio<'a, B, A>, apps: ScanGrant) -> BulkScan<'a, B, A> {
         BulkScan {
             scan,
@@ -562,7 +563,7 @@ fn gone(error: kernel::process::Error) -> bool {
     )
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> BatchSink
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> BatchSink
     for BulkScan<'a, B, A>
 {
     fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
@@ -621,7 +622,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<
     }
 }
 
-impl<'a, B: BleAdvertisementDriver<'a> + RxBufferReturn + TryTransmit, A: Alarm<'a>> SyscallDriver
+impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> SyscallDriver
     for BulkScan<'a, B, A>
 {
     fn command(

@@ -25,7 +25,7 @@ use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
 use tock_ota_capsules::adv_radio::{AdvRadio, RadioRegisters, RX_BUF_LEN};
 use tock_ota_capsules::bulk_scan::{
-    BatchSink, Delivery, ReportRing, RxBufferReturn, ScanRadio, TryTransmit, MAX_PDU, TX_BUF_LEN,
+    BatchSink, Delivery, ReportRing, RxControl, ScanRadio, TryTransmit, MAX_PDU, TX_BUF_LEN,
 };
 
 /// Word offsets of the registers the model plays.
@@ -293,6 +293,33 @@ fn a_receive_asked_for_while_receiving_moves_the_radio_to_the_new_channel() {
     assert!(!model.air(CH37, 0x02, 11, &adv_pdu(1)[2..]));
     assert!(model.air(CH38, 0x02, 9, &adv_pdu(1)[2..]));
     assert_eq!(listener.got.borrow()[0].0, adv_pdu(1));
+}
+
+#[test]
+fn stopping_a_receive_disables_the_radio_and_nothing_is_restarted() {
+    let model = Model::new();
+    let listener: &'static Listener = Box::leak(Box::new(Listener {
+        radio: model.radio,
+        got: RefCell::new(Vec::new()),
+        channel: Cell::new(RadioChannel::AdvertisingChannel37),
+    }));
+    model.radio.set_receive_client(listener);
+    model
+        .radio
+        .receive_advertisement(RadioChannel::AdvertisingChannel37);
+    model.settle();
+    assert_eq!(model.state.get(), State::Rx(CH37));
+    model.radio.stop_receive();
+    model.settle();
+    assert_eq!(model.state.get(), State::Disabled, "still receiving");
+    assert!(!model.air(CH37, 0x02, 9, &adv_pdu(1)[2..]));
+    assert!(listener.got.borrow().is_empty());
+    // Listening again later works.
+    model
+        .radio
+        .receive_advertisement(RadioChannel::AdvertisingChannel38);
+    model.settle();
+    assert_eq!(model.state.get(), State::Rx(CH38));
 }
 
 /// A transmit client that records its events and fails if called from inside `try_transmit`.

@@ -182,8 +182,8 @@ fn in_a_quiet_room_a_dead_scanning_process_stops_the_radio_at_the_next_hop() {
     assert!(!rig.scan.is_scanning());
     assert_eq!(
         rig.radio.take_calls(),
-        vec![],
-        "the radio was re-armed for nobody"
+        vec![Call::StopReceive],
+        "the receive was not ended, or the radio was re-armed for nobody"
     );
     assert!(!rig.alarm.fire(), "the hop alarm is still armed");
 }

@@ -160,7 +160,7 @@ mod radio {
     fn listening_on(calls: &[Call], was: Option<u8>) -> Option<u8> {
         calls.iter().fold(was, |_, call| match call {
             Call::Receive(channel) => Some(*channel),
-            Call::Transmit(..) => None,
+            Call::Transmit(..) | Call::StopReceive => None,
         })
     }
 
@@ -202,10 +202,10 @@ mod radio {
             radio.take_calls(),
             vec![Call::Receive(38), Call::Receive(39), Call::Receive(37)]
         );
-        // Stopped: no more hops.
+        // Stopped: the receive is ended, and no more hops.
         scan.stop();
         alarm.advance(5 * 1311);
-        assert!(radio.take_calls().is_empty());
+        assert_eq!(radio.take_calls(), vec![Call::StopReceive]);
     }
 
     #[test]

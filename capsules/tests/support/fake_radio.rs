@@ -13,9 +13,7 @@ use kernel::hil::time::Alarm;
 use kernel::utilities::cells::OptionalCell;
 use kernel::ErrorCode;
 use tock_ota_capsules::adv_radio::RX_BUF_LEN;
-use tock_ota_capsules::bulk_scan::{
-    ReportRing, RxBufferReturn, ScanRadio, TryTransmit, TX_BUF_LEN,
-};
+use tock_ota_capsules::bulk_scan::{ReportRing, RxControl, ScanRadio, TryTransmit, TX_BUF_LEN};
 
 use super::fake_alarm::FakeAlarm;
 
@@ -23,6 +21,7 @@ use super::fake_alarm::FakeAlarm;
 pub enum Call {
     Receive(u8),
     Transmit(u8, Vec<u8>),
+    StopReceive,
 }
 
 fn number(channel: RadioChannel) -> u8 {
@@ -103,9 +102,12 @@ impl BleAdvertisementDriver<'static> for FakeRadio {
     }
 }
 
-impl RxBufferReturn for FakeRadio {
+impl RxControl for FakeRadio {
     fn rx_buffer_back(&self, _buf: &'static mut [u8; RX_BUF_LEN]) {
         self.returned.set(self.returned.get() + 1);
+    }
+    fn stop_receive(&self) {
+        self.calls.borrow_mut().push(Call::StopReceive);
     }
 }
 
