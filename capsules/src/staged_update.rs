@@ -761,14 +761,11 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
         match command_num {
             command::EXISTS => CommandReturn::success(),
             command::STATUS => match self.core.status() {
-                Some(s) => {
-                    let state = match s.state {
-                        SessionState::Idle => abi::state::IDLE,
-                        SessionState::Staging => abi::state::STAGING,
-                        SessionState::Finalized => abi::state::FINALIZED,
-                    };
-                    CommandReturn::success_u32_u32_u32(state, s.image_len, s.erased_sectors)
-                }
+                Some(s) => CommandReturn::success_u32_u32_u32(
+                    s.state.abi_state(),
+                    s.image_len,
+                    s.erased_sectors,
+                ),
                 None => CommandReturn::failure(ErrorCode::BUSY),
             },
             command::BEGIN => {

@@ -81,3 +81,12 @@ fn every_policy_error_has_its_own_abi_detail_and_image_refusals_are_the_image_ra
         detail::NOTHING_TO_CONFIRM as usize
     );
 }
+
+#[test]
+fn session_states_report_their_abi_numbers() {
+    use dfu_abi::update::state;
+    use update_region::SessionState;
+    assert_eq!(SessionState::Idle.abi_state(), state::IDLE);
+    assert_eq!(SessionState::Staging.abi_state(), state::STAGING);
+    assert_eq!(SessionState::Finalized.abi_state(), state::FINALIZED);
+}

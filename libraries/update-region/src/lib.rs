@@ -300,6 +300,18 @@ pub enum SessionState {
     Finalized,
 }
 
+impl SessionState {
+    /// The number the staged-update driver's status command reports (`dfu_abi::update::state`).
+    pub fn abi_state(self) -> u32 {
+        use dfu_abi::update::state;
+        match self {
+            SessionState::Idle => state::IDLE,
+            SessionState::Staging => state::STAGING,
+            SessionState::Finalized => state::FINALIZED,
+        }
+    }
+}
+
 /// A snapshot for the owner (and for a status command anyone may use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Status {

@@ -175,12 +175,7 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
 
     fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {
         let s = self.policy.status();
-        let state = match s.state {
-            update_region::SessionState::Idle => update::state::IDLE,
-            update_region::SessionState::Staging => update::state::STAGING,
-            update_region::SessionState::Finalized => update::state::FINALIZED,
-        };
-        Ok((state, s.image_len, s.erased_sectors))
+        Ok((s.state.abi_state(), s.image_len, s.erased_sectors))
     }
 
     fn update_tag(&mut self, tag: &mut [u8; update::TAG_LEN]) -> Result<(), u32> {
