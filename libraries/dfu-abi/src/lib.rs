@@ -163,8 +163,11 @@ pub mod app {
         pub const STORE: u32 = 10;
         /// Stopping the installed version failed.
         pub const UNLOAD: u32 = 11;
-        /// The kernel did not load the new version (credential rejected, no memory).
+        /// The kernel did not load the new version (no memory for it).
         pub const LOAD: u32 = 12;
+        /// The ECDSA P-256 credential does not verify against any key the board accepts for
+        /// an updated app: refused before the installed version is stopped.
+        pub const KEY_REJECTED: u32 = 13;
     }
 }
 
