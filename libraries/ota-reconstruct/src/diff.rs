@@ -1,0 +1,127 @@
+//! Host side: makes a [`crate::delta`] patch from a base and a new image.
+//!
+//! The matching (which base range each stretch of the new image copies from) is the `bsdiff`
+//! crate's: it emits `(copy len, insert len, seek)` triples with the copy's differences and the
+//! inserted bytes. This module re-encodes them as the device's sequential format: LEB128
+//! lengths, and each copy's differences as runs of unchanged bytes and changed ones.
+use std::vec::Vec;
+
+use ota_image::Sha256;
+
+use crate::delta::{put_varint, tag, zigzag, Header};
+use crate::BaseId;
+
+/// Unchanged bytes shorter than this inside changed ones are stored as changes: a run costs at
+/// least two bytes of counts, so splitting there would not pay.
+const MIN_SKIP: usize = 3;
+
+/// Why a patch could not be made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DiffError {
+    /// The base or the new image is 4 GiB or more.
+    TooLarge,
+    /// The matcher's output was not what its documentation says (a bug).
+    Matcher(&'static str),
+}
+
+impl core::fmt::Display for DiffError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DiffError::TooLarge => write!(f, "base or new image of 4 GiB or more"),
+            DiffError::Matcher(what) => write!(f, "bsdiff output not understood: {what}"),
+        }
+    }
+}
+
+/// The patch that rebuilds `new` from `base`.
+pub fn make_patch(base: &[u8], new: &[u8]) -> Result<Vec<u8>, DiffError> {
+    let base_len = u32::try_from(base.len()).map_err(|_| DiffError::TooLarge)?;
+    let output_len = u32::try_from(new.len()).map_err(|_| DiffError::TooLarge)?;
+    let mut raw = Vec::new();
+    bsdiff::diff(base, new, &mut raw).map_err(|_| DiffError::Matcher("write failed"))?;
+
+    let header = Header {
+        base: BaseId {
+            len: base_len,
+            sha256: Sha256::digest(base),
+        },
+        output_len,
+        output_sha256: Sha256::digest(new),
+    };
+    let mut patch = Vec::from(header.encode());
+
+    // bsdiff's stream: 24-byte controls (copy len, insert len, seek: 8-byte sign-magnitude
+    // little-endian each), each followed by the copy's differences and the inserted bytes.
+    let mut rest = raw.as_slice();
+    let mut seek: i64 = 0;
+    let mut produced = 0usize;
+    while !rest.is_empty() {
+        let (control, tail) = rest
+            .split_at_checked(24)
+            .ok_or(DiffError::Matcher("short control"))?;
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&control[at..at + 8]);
+            let v = u64::from_le_bytes(b);
+            let magnitude = (v & !(1 << 63)) as i64;
+            if v >> 63 == 1 {
+                -magnitude
+            } else {
+                magnitude
+            }
+        };
+        let (copy_len, insert_len, next_seek) = (word(0), word(8), word(16));
+        let copy_len = usize::try_from(copy_len).map_err(|_| DiffError::Matcher("copy len"))?;
+        let insert_len =
+            usize::try_from(insert_len).map_err(|_| DiffError::Matcher("insert len"))?;
+        let (diff, tail) = tail
+            .split_at_checked(copy_len)
+            .ok_or(DiffError::Matcher("short copy"))?;
+        let (insert, tail) = tail
+            .split_at_checked(insert_len)
+            .ok_or(DiffError::Matcher("short insert"))?;
+        if copy_len > 0 {
+            put_varint(&mut patch, tag(copy_len as u32, false));
+            put_varint(&mut patch, zigzag(seek));
+            put_runs(&mut patch, diff);
+            seek = 0;
+        }
+        if insert_len > 0 {
+            put_varint(&mut patch, tag(insert_len as u32, true));
+            patch.extend_from_slice(insert);
+        }
+        seek += next_seek;
+        produced += copy_len + insert_len;
+        rest = tail;
+    }
+    if produced != new.len() {
+        return Err(DiffError::Matcher("output length"));
+    }
+    put_varint(&mut patch, 0);
+    Ok(patch)
+}
+
+/// A copy's differences as `(skip, n, n bytes)` runs.
+fn put_runs(patch: &mut Vec<u8>, diff: &[u8]) {
+    let mut at = 0;
+    while at < diff.len() {
+        let skip = diff[at..].iter().take_while(|b| **b == 0).count();
+        let changed_start = at + skip;
+        // Changed bytes run on until a stretch of MIN_SKIP zeros (or the end).
+        let mut end = changed_start;
+        while end < diff.len() {
+            let zeros = diff[end..].iter().take_while(|b| **b == 0).count();
+            if zeros == 0 {
+                end += 1;
+            } else if zeros >= MIN_SKIP || end + zeros == diff.len() {
+                break;
+            } else {
+                end += zeros;
+            }
+        }
+        put_varint(patch, skip as u64);
+        put_varint(patch, (end - changed_start) as u64);
+        patch.extend_from_slice(&diff[changed_start..end]);
+        at = end;
+    }
+}
