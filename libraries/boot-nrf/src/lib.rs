@@ -24,6 +24,14 @@ pub const NRF52840_DK: Layout = Layout {
     max_trial_boots: 3,
 };
 
+/// QSPI: the DK's received-stream area. A compressed image or a delta patch is received here
+/// (not into the staging slot); the kernel then rebuilds the plain signed image from it into the
+/// staging slot (`ota-reconstruct`), and finalize, request and install run as for a plain image.
+/// Shaped like the staging slot (its last sector is the progress record), so the update-region
+/// policy runs on it unchanged (`update_region::Config::nrf52840dk_stream`). The bootloader never
+/// reads it.
+pub const NRF52840_DK_STREAM: Region = Region::new(0x30_0000, 0x4_0000);
+
 /// Why the chip last reset, from the nRF52840 POWER.RESETREAS register value (bit 1 = DOG).
 pub fn reset_reason(resetreas: u32) -> ResetReason {
     ResetReason {

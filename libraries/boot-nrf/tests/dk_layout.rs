@@ -1,8 +1,8 @@
 //! The DK layout's other copies agree with [`boot_nrf::NRF52840_DK`]: the Tock board's linker
 //! script, the update-region's configuration and the DFU app's image limit. Changing the layout
 //! in one place and not the others fails here.
-use boot_core::PAGE;
-use boot_nrf::NRF52840_DK;
+use boot_core::{Region, PAGE};
+use boot_nrf::{NRF52840_DK, NRF52840_DK_STREAM};
 
 const BOARD_LAYOUT_LD: &str = include_str!("../../../boards/nrf52840dk-ota/layout.ld");
 
@@ -78,4 +78,28 @@ fn the_dfu_app_image_limit_is_the_kernel_slot_plus_header_room() {
     assert_eq!(limit, NRF52840_DK.kernel_slot.len + 2 * PAGE);
     // And the staging slot can hold it.
     assert!(limit <= update_region::Config::nrf52840dk(1).max_image_len());
+}
+
+#[test]
+fn the_stream_area_is_its_update_region_config_and_overlaps_nothing() {
+    let c = update_region::Config::nrf52840dk_stream(1);
+    let stream = NRF52840_DK_STREAM;
+    assert_eq!((c.staging_base, c.staging_len), (stream.start, stream.len));
+    assert_eq!(c.request_base, NRF52840_DK.request_sector.start);
+    let l = NRF52840_DK;
+    for (name, other) in [
+        ("request sector", l.request_sector),
+        ("journal", l.journal),
+        ("staging slot", l.staging),
+        ("revert slot", l.revert),
+    ] {
+        let apart = stream.end() <= other.start || other.end() <= stream.start;
+        assert!(apart, "stream area overlaps the {name}");
+    }
+    // Inside the 8 MiB MX25R6435F, sector aligned.
+    assert!(Region::new(0, 8 << 20).contains_abs(stream.start, stream.len));
+    assert_eq!((stream.start % PAGE, stream.len % PAGE), (0, 0));
+    // It holds the largest image the DFU app accepts, with room for a patch's header and
+    // operation counts: a patch is at worst the image inserted whole.
+    assert!(c.max_image_len() >= dfu_app::MAX_IMAGE_LEN + 4096);
 }

@@ -79,6 +79,18 @@ impl Config {
         }
     }
 
+    /// The DK's received-stream area (`docs/layout.md`): a compressed image or delta patch is
+    /// staged here under the same policy, then rebuilt into the staging slot. It is never
+    /// finalized: its boot request comes from the staging slot's session after the rebuild.
+    pub const fn nrf52840dk_stream(owner: CallerId) -> Config {
+        Config {
+            owner,
+            staging_base: 0x30_0000,
+            staging_len: 0x4_0000,
+            request_base: 0,
+        }
+    }
+
     /// Largest image that can be staged: the slot less the progress sector.
     pub const fn max_image_len(&self) -> u32 {
         self.staging_len - SECTOR_SIZE
