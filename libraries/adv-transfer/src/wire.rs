@@ -64,10 +64,14 @@ pub const NO_BLOCK: u16 = 0xFFFF;
 pub mod capability {
     /// The chunks carry a compressed image (reserved; not implemented).
     pub const COMPRESSED: u8 = 1 << 0;
-    /// The chunks carry a delta against the running image (reserved; not implemented).
+    /// The chunks carry a delta patch against the running kernel (`ota-reconstruct`'s format).
+    /// The transfer carries it as any image; the session tag keeps the bit, so the kernel
+    /// stages it in its received-stream area and rebuilds the image from it at finalize. A
+    /// kernel that cannot refuses the session at begin or the patch at finalize: nothing of
+    /// it is installed.
     pub const DELTA: u8 = 1 << 1;
-    /// What this version implements: plain images only.
-    pub const SUPPORTED: u8 = 0;
+    /// What this version carries: plain images and delta patches.
+    pub const SUPPORTED: u8 = DELTA;
 }
 
 /// The receiver's state as reported in its status PDU.

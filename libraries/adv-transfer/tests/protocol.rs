@@ -362,7 +362,7 @@ fn unsupported_capabilities_and_oversized_images_are_refused_in_the_status() {
         session: 1,
         image_len: 1000,
         image_crc: 0,
-        capabilities: capability::DELTA,
+        capabilities: capability::COMPRESSED,
     };
     let mut pdu = [0u8; PDU_MAX];
     let n = announce(&info, &mut pdu);
@@ -606,4 +606,19 @@ fn a_corrupted_copy_before_the_genuine_chunk_costs_one_chunk_not_a_block() {
     // Only the disputed chunk (and nothing of its block) was sent again.
     assert_eq!(tx.counters().retransmissions, 1);
     assert_eq!(&store.bytes[..img.len()], &img[..]);
+}
+
+#[test]
+fn a_delta_session_is_joined_and_its_tag_keeps_the_bit() {
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(64 * 1024)];
+    let mut rx = Receiver::new(CO, 64 * 1024, &mut bitmap, None, false);
+    let patch = image(3000, 9);
+    let mut tx = Sender::new(CO, &patch, 5, capability::DELTA).unwrap();
+    let mut adv = [0u8; 31];
+    let n = tx.next_adv(&mut adv);
+    rx.on_adv(tx.address(), &adv[..n]);
+    assert_ne!(rx.state(), RxState::Unsupported);
+    let info = rx.session().expect("joined the delta session");
+    assert_eq!(info.capabilities, capability::DELTA);
+    assert_eq!(info.tag()[12], capability::DELTA);
 }
