@@ -163,6 +163,10 @@ pub struct Receiver<'a> {
     last_activity_ms: u64,
     now_ms: u64,
     counters: RxCounters,
+    /// The id of the image this receiver's device runs ([`Receiver::set_running_image`]).
+    running: Option<[u8; BASE_ID_LEN]>,
+    /// A delta session announced and waiting for its base PDU before it is joined.
+    pending_delta: Option<SessionInfo>,
 }
 
 impl<'a> Receiver<'a> {
@@ -206,7 +210,16 @@ impl<'a> Receiver<'a> {
             last_activity_ms: 0,
             now_ms: 0,
             counters: RxCounters::default(),
+            running: None,
+            pending_delta: None,
         }
+    }
+
+    /// The first [`BASE_ID_LEN`] bytes of the hash TLV of the image the device runs, if known.
+    /// A delta session is joined only when its base PDU names this image; otherwise, or when
+    /// unknown, it is refused with [`RxState::WrongBase`] and the status says what runs.
+    pub fn set_running_image(&mut self, id: Option<[u8; BASE_ID_LEN]>) {
+        self.running = id;
     }
 
     pub fn counters(&self) -> RxCounters {
@@ -367,6 +380,7 @@ impl<'a> Receiver<'a> {
                 Err(_) => RxOutcome::Malformed,
             },
             KIND_MANIFEST => self.on_manifest(adv_a, pdu),
+            KIND_BASE => self.on_base(adv_a, pdu),
             KIND_STATUS => RxOutcome::NotOurs,
             _ => RxOutcome::Malformed,
         }
@@ -400,6 +414,43 @@ impl<'a> Receiver<'a> {
             self.refuse(info, state);
             return RxOutcome::Announce;
         }
+        if info.capabilities & capability::DELTA != 0 {
+            if self.running.is_none() {
+                self.refuse(info, RxState::WrongBase);
+            } else {
+                // Joined once its base PDU names the running image.
+                self.pending_delta = Some(info);
+            }
+            return RxOutcome::Announce;
+        }
+        self.join(info);
+        RxOutcome::Announce
+    }
+
+    /// A delta session's base: join the announced session if it is the running image.
+    fn on_base(&mut self, adv_a: [u8; 6], pdu: &[u8]) -> RxOutcome {
+        if pdu.len() != BASE_LEN {
+            return RxOutcome::Malformed;
+        }
+        let Some(info) = self.pending_delta else {
+            return RxOutcome::NotOurs;
+        };
+        if le32(pdu, 1) != info.session {
+            return RxOutcome::OtherSession;
+        }
+        if adv_a != session_address(info.session) {
+            return RxOutcome::Foreign;
+        }
+        self.pending_delta = None;
+        if self.running.is_some_and(|r| pdu[5..] == r) {
+            self.join(info);
+        } else {
+            self.refuse(info, RxState::WrongBase);
+        }
+        RxOutcome::Announce
+    }
+
+    fn join(&mut self, info: SessionInfo) {
         // Join (or switch to) this session.
         self.refused = None;
         self.session = Some(info);
@@ -420,7 +471,6 @@ impl<'a> Receiver<'a> {
             self.phase = Phase::Beginning;
         }
         self.resume_tag = None;
-        RxOutcome::Announce
     }
 
     /// Refuse an announced transfer in the status without joining it (a joined session goes on).
@@ -683,6 +733,11 @@ impl<'a> Receiver<'a> {
             };
             pdu[1..5].copy_from_slice(&refused.session.to_le_bytes());
             pdu[6..8].copy_from_slice(&NO_BLOCK.to_le_bytes());
+            if self.state() == RxState::WrongBase {
+                let id = self.running.unwrap_or([0xFF; BASE_ID_LEN]);
+                pdu[STATUS_HEAD..STATUS_HEAD + BASE_ID_LEN].copy_from_slice(&id);
+                return frame(self.company_id, &pdu[..STATUS_HEAD + BASE_ID_LEN], out);
+            }
             return frame(self.company_id, &pdu[..STATUS_HEAD], out);
         };
         pdu[1..5].copy_from_slice(&info.session.to_le_bytes());

@@ -69,6 +69,11 @@ pub struct Sender<'a> {
     since_announce: u32,
     receiver_state: Option<RxState>,
     counters: TxCounters,
+    /// A delta session's base id, sent in a base PDU after each announce.
+    base: Option<[u8; BASE_ID_LEN]>,
+    base_due: bool,
+    /// What the receiver said it runs when it refused the base (`None` inside: unknown).
+    receiver_running: Option<Option<[u8; BASE_ID_LEN]>>,
 }
 
 impl<'a> Sender<'a> {
@@ -106,7 +111,30 @@ impl<'a> Sender<'a> {
             since_announce: ANNOUNCE_EVERY,
             receiver_state: None,
             counters: TxCounters::default(),
+            base: None,
+            base_due: false,
+            receiver_running: None,
         })
+    }
+
+    /// A sender for a delta patch made against the signed image whose hash TLV starts with
+    /// `base` ([`BASE_ID_LEN`] bytes). The receiver joins only if that is what it runs; else it
+    /// refuses with [`RxState::WrongBase`] and [`Sender::receiver_running`] says what it runs.
+    pub fn new_delta(
+        company_id: u16,
+        patch: &'a [u8],
+        session: u32,
+        base: [u8; BASE_ID_LEN],
+    ) -> Result<Self, SenderError> {
+        let mut sender = Sender::new(company_id, patch, session, capability::DELTA)?;
+        sender.base = Some(base);
+        Ok(sender)
+    }
+
+    /// After a [`RxState::WrongBase`] refusal: the id of the image the receiver runs, `None`
+    /// when the receiver does not know it. `None` outside if no such refusal was heard.
+    pub fn receiver_running(&self) -> Option<Option<[u8; BASE_ID_LEN]>> {
+        self.receiver_running
     }
 
     pub fn info(&self) -> SessionInfo {
@@ -153,11 +181,16 @@ impl<'a> Sender<'a> {
     }
 
     fn next_pdu(&mut self, pdu: &mut [u8; PDU_MAX]) -> usize {
+        if let (Some(base), true) = (self.base, self.base_due) {
+            self.base_due = false;
+            pdu[0] = KIND_BASE;
+            pdu[1..5].copy_from_slice(&self.info.session.to_le_bytes());
+            pdu[5..BASE_LEN].copy_from_slice(&base);
+            return BASE_LEN;
+        }
         self.since_announce += 1;
         if self.since_announce >= ANNOUNCE_EVERY {
-            self.since_announce = 0;
-            self.counters.announces += 1;
-            return announce(&self.info, pdu);
+            return self.announce(pdu);
         }
         if let Some(block) = self.manifest_request.take() {
             return self.manifest(block / CRCS_PER_MANIFEST as u32, pdu);
@@ -182,8 +215,13 @@ impl<'a> Sender<'a> {
             return self.chunk(c, pdu);
         }
         // Nothing known to be missing: repeat the announce until a status says more.
+        self.announce(pdu)
+    }
+
+    fn announce(&mut self, pdu: &mut [u8; PDU_MAX]) -> usize {
         self.since_announce = 0;
         self.counters.announces += 1;
+        self.base_due = self.base.is_some();
         announce(&self.info, pdu)
     }
 
@@ -237,6 +275,17 @@ impl<'a> Sender<'a> {
         };
         self.counters.statuses_heard += 1;
         self.receiver_state = Some(state);
+        if state == RxState::WrongBase {
+            let id = pdu.get(STATUS_HEAD..STATUS_HEAD + BASE_ID_LEN);
+            let known = id.filter(|id| id.iter().any(|b| *b != 0xFF));
+            self.receiver_running = Some(known.map(|id| {
+                let mut r = [0u8; BASE_ID_LEN];
+                r.copy_from_slice(id);
+                r
+            }));
+            // The bytes after the head are the id, not a bitmap.
+            return TxEvent::Status { state, missing: 0 };
+        }
         let need = le16(pdu, 6);
         if need != NO_BLOCK && (need as u32) < self.info.blocks() {
             self.manifest_request = Some(need as u32);

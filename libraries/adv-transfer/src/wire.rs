@@ -46,6 +46,13 @@ pub const fn session_address(session: u32) -> [u8; 6] {
 pub const KIND_ANNOUNCE: u8 = 0xF1;
 pub const KIND_MANIFEST: u8 = 0xF2;
 pub const KIND_STATUS: u8 = 0xF8;
+/// Base of a delta session (sender → receiver, right after each announce of the session):
+/// kind, session, then the first [`BASE_ID_LEN`] bytes of the SHA-256 hash TLV of the signed
+/// image the patch was made against.
+pub const KIND_BASE: u8 = 0xF3;
+/// Bytes of an image hash that identify a base (in [`KIND_BASE`] and the `WrongBase` status).
+pub const BASE_ID_LEN: usize = 16;
+pub const BASE_LEN: usize = 5 + BASE_ID_LEN;
 
 pub const ANNOUNCE_LEN: usize = 17;
 /// Manifest: kind, session, first block, then up to this many CRC-32s.
@@ -92,6 +99,10 @@ pub enum RxState {
     Rejected = 5,
     /// The announce is of another protocol version: nothing of it is staged.
     VersionMismatch = 6,
+    /// A delta session whose base is not the image this receiver runs (or the receiver does
+    /// not know what it runs): nothing of it is staged. The status carries the running image's
+    /// id ([`BASE_ID_LEN`] bytes, all 0xFF when unknown) after its head.
+    WrongBase = 7,
 }
 
 impl RxState {
@@ -104,6 +115,7 @@ impl RxState {
             4 => RxState::TooLarge,
             5 => RxState::Rejected,
             6 => RxState::VersionMismatch,
+            7 => RxState::WrongBase,
             _ => return None,
         })
     }

@@ -622,3 +622,68 @@ fn a_delta_session_is_joined_and_its_tag_keeps_the_bit() {
     assert_eq!(info.capabilities, capability::DELTA);
     assert_eq!(info.tag()[12], capability::DELTA);
 }
+
+/// Lossless events between one sender and one receiver, a status every fourth; stops early
+/// when the sender hears the image complete or refused.
+fn exchange(tx: &mut Sender<'_>, rx: &mut Receiver<'_>, store: &mut Store, events: u32) {
+    for e in 1..=events {
+        let mut out = [0u8; 31];
+        let n = tx.next_adv(&mut out);
+        rx.on_adv(tx.address(), &out[..n]);
+        drive(rx, store);
+        if e % 4 == 0 {
+            let mut s = [0u8; 31];
+            let n = rx.status_adv(&mut s);
+            if n > 0 {
+                tx.on_adv(&s[..n]);
+            }
+        }
+        if tx.is_complete() || tx.receiver_state().is_some_and(|s| s != RxState::Receiving) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_delta_session_is_joined_only_on_the_running_base() {
+    let running = [0x42u8; BASE_ID_LEN];
+    let patch = image(9000, 3);
+
+    // The base the receiver runs: joined, staged and finalized like any image.
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(64 * 1024)];
+    let mut rx = Receiver::new(CO, 64 * 1024, &mut bitmap, None, false);
+    rx.set_running_image(Some(running));
+    let mut store = Store::new();
+    let mut tx = Sender::new_delta(CO, &patch, 11, running).unwrap();
+    exchange(&mut tx, &mut rx, &mut store, 5_000);
+    assert!(tx.is_complete(), "state {:?}", tx.receiver_state());
+    assert_eq!(&store.bytes[..patch.len()], &patch[..]);
+    assert_eq!(rx.session().unwrap().tag()[12], capability::DELTA);
+    assert_eq!(tx.receiver_running(), None);
+
+    // Another base: refused before anything is staged; the status says what runs; a full
+    // image in a new session is then joined at once (the fallback).
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(64 * 1024)];
+    let mut rx = Receiver::new(CO, 64 * 1024, &mut bitmap, None, false);
+    rx.set_running_image(Some(running));
+    let mut store = Store::new();
+    let mut tx = Sender::new_delta(CO, &patch, 12, [0x43; BASE_ID_LEN]).unwrap();
+    exchange(&mut tx, &mut rx, &mut store, 200);
+    assert_eq!(tx.receiver_state(), Some(RxState::WrongBase));
+    assert_eq!(tx.receiver_running(), Some(Some(running)));
+    assert_eq!(store.began, None, "nothing staged");
+    let full = image(20_000, 4);
+    let mut tx = Sender::new(CO, &full, 13, 0).unwrap();
+    exchange(&mut tx, &mut rx, &mut store, 10_000);
+    assert!(tx.is_complete());
+    assert_eq!(&store.bytes[..full.len()], &full[..]);
+
+    // A receiver that does not know what it runs refuses every delta session.
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(64 * 1024)];
+    let mut rx = Receiver::new(CO, 64 * 1024, &mut bitmap, None, false);
+    let mut store = Store::new();
+    let mut tx = Sender::new_delta(CO, &patch, 14, running).unwrap();
+    exchange(&mut tx, &mut rx, &mut store, 200);
+    assert_eq!(tx.receiver_state(), Some(RxState::WrongBase));
+    assert_eq!(tx.receiver_running(), Some(None));
+}
