@@ -160,6 +160,15 @@ pub trait Kernel {
     /// One console line (without the newline).
     fn log(&mut self, line: fmt::Arguments<'_>);
 
+    /// The first 16 bytes of the SHA-256 hash TLV of the kernel image the device runs (the
+    /// bootloader's journal names it once the image was installed as a trial or confirmed), when
+    /// the kernel can tell. The receiver joins a delta session only against this image; `None`
+    /// (the default, a kernel that cannot tell) refuses every delta session, so a sender falls
+    /// back to the full image.
+    fn running_image(&mut self) -> Option<[u8; 16]> {
+        None
+    }
+
     /// True when the platform stops the app (the simulator after a power cut or once the
     /// transfer it runs is over; host tests). A device never halts.
     fn halted(&mut self) -> bool {
@@ -452,6 +461,7 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
                                 tag,
                                 finalized,
                             );
+                            r.set_running_image(k.running_image());
                             r.tick(now);
                             rx = Some(r);
                         }
