@@ -471,13 +471,13 @@ impl<'a, A: Alarm<'a>> QspiFlash<'a, A> {
     }
 
     /// RAM address for the current transfer: the page buffer (at the current offset) for page
-    /// jobs, the bounce buffer otherwise.
+    /// jobs, the bounce buffer otherwise. A mutable pointer: EasyDMA may write through it.
     fn dma_address(&self) -> u32 {
         match self.job.get() {
-            Job::PageRead | Job::PageWrite { .. } => self
-                .page
-                .map_or(0, |p| p.0.as_ptr() as usize as u32 + self.page_offset.get()),
-            _ => self.bounce.map_or(0, |b| b.0.as_ptr() as usize as u32),
+            Job::PageRead | Job::PageWrite { .. } => self.page.map_or(0, |p| {
+                p.0.as_mut_ptr() as usize as u32 + self.page_offset.get()
+            }),
+            _ => self.bounce.map_or(0, |b| b.0.as_mut_ptr() as usize as u32),
         }
     }
 

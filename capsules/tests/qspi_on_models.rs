@@ -1,11 +1,13 @@
 //! The QSPI capsule at register level against the project's hardware models.
 //!
-//! The driver writes a RAM-backed copy of the QSPI register block; this harness plays the
-//! peripheral: it turns each triggered task or custom instruction into the matching call on the
-//! `hw-models` QSPI peripheral model (EasyDMA alignment rules, MX25R6435F timing and busy state,
-//! page wrap, program-only-clears-bits), raises READY and calls the interrupt handler. Alarms run
-//! on the models' simulated clock as the nRF52840's RTC does: 32768 Hz ticks, never firing
-//! sooner than the second tick boundary.
+//! The driver writes a RAM-backed copy of the QSPI register block; this harness forwards what
+//! it wrote to the register-level QSPI model of `hw-models` (the one the CPU emulator runs:
+//! tasks, READY, EasyDMA rules, MX25R6435F timing and busy state, page wrap,
+//! program-only-clears-bits), mirrors the model's registers back, and calls the interrupt
+//! handler when READY is raised with its interrupt enabled. EasyDMA copies through an address
+//! space made of the buffers the driver was given ([`HostRam`]); no reference to a buffer the
+//! driver holds is ever made. Alarms run on the models' simulated clock as the nRF52840's RTC
+//! does: 32768 Hz ticks, never firing sooner than the second tick boundary.
 
 #[path = "support/fake_alarm.rs"]
 #[allow(dead_code)]
@@ -14,7 +16,8 @@ mod fake_alarm;
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 
-use hw_models::nrf52840_flash::{FlashError, QspiEraseLen, QspiPort};
+use hw_models::nrf52840_flash::QspiPort;
+use hw_models::qspi_regs::{self as q, DmaMemory, DmaUnreachable, QspiFault, QspiRegisters};
 use hw_models::{Mx25r6435f, Power, QspiPeripheral, SimClock};
 use kernel::hil::flash::{Flash, HasClient};
 use kernel::hil::time::{Alarm, AlarmClient, Freq32KHz, Ticks, Ticks32, Time};
@@ -24,35 +27,54 @@ use kernel::ErrorCode;
 use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
 use tock_ota_capsules::qspi_flash::{Bounce, QspiConfig, QspiFlash, QspiPage, Registers};
 
-/// Word offsets of the registers the harness plays.
-mod reg {
-    /// Word index of the register at byte `offset`.
-    const fn at(offset: usize) -> usize {
-        offset / 4
+/// Words in the RAM copy of the register block.
+const REG_WORDS: usize = 0x700 / 4;
+
+/// Registers the driver writes to make something happen (a task, a custom instruction, an
+/// interrupt-enable change); their RAM word is kept 0, so each write of a non-zero value is seen.
+const TRIGGERS: [u32; 8] = [
+    q::TASKS_ACTIVATE,
+    q::TASKS_DEACTIVATE,
+    q::TASKS_READSTART,
+    q::TASKS_WRITESTART,
+    q::TASKS_ERASESTART,
+    q::CINSTRCONF,
+    q::INTENSET,
+    q::INTENCLR,
+];
+
+/// The driver's RAM as EasyDMA sees it: the buffers it was given, each named by the host
+/// address the driver exposed for it. The driver stores the low 32 bits of that address.
+struct HostRam<'r>(&'r [(usize, usize)]);
+
+impl HostRam<'_> {
+    fn find(&self, low: u32, len: usize) -> Result<*mut u8, DmaUnreachable> {
+        for &(at, size) in self.0 {
+            let full = (at & !0xFFFF_FFFF) | low as usize;
+            if full >= at && full + len <= at + size {
+                return Ok(std::ptr::with_exposed_provenance_mut(full));
+            }
+        }
+        Err(DmaUnreachable)
     }
-    pub const TASKS_ACTIVATE: usize = at(0x000);
-    pub const TASKS_READSTART: usize = at(0x004);
-    pub const TASKS_WRITESTART: usize = at(0x008);
-    pub const TASKS_ERASESTART: usize = at(0x00C);
-    pub const TASKS_DEACTIVATE: usize = at(0x010);
-    pub const EVENTS_READY: usize = at(0x100);
-    pub const READ_SRC: usize = at(0x504);
-    pub const READ_DST: usize = at(0x508);
-    pub const READ_CNT: usize = at(0x50C);
-    pub const WRITE_DST: usize = at(0x510);
-    pub const WRITE_SRC: usize = at(0x514);
-    pub const WRITE_CNT: usize = at(0x518);
-    pub const ERASE_PTR: usize = at(0x51C);
-    pub const ERASE_LEN: usize = at(0x520);
-    pub const ENABLE: usize = at(0x500);
-    pub const PSEL_SCK: usize = at(0x524);
-    pub const PSEL_IO3: usize = at(0x53C);
-    pub const IFCONFIG0: usize = at(0x544);
-    pub const IFCONFIG1: usize = at(0x600);
-    pub const CINSTRCONF: usize = at(0x634);
-    pub const CINSTRDAT0: usize = at(0x638);
-    pub const CINSTRDAT1: usize = at(0x63C);
-    pub const WORDS: usize = at(0x700);
+}
+
+impl DmaMemory for HostRam<'_> {
+    fn dma_read(&mut self, addr: u32, dst: &mut [u8]) -> Result<(), DmaUnreachable> {
+        let from = self.find(addr, dst.len())?;
+        // SAFETY: EasyDMA's read of a buffer the driver handed over by address (exposed with
+        // `as_mut_ptr`) and does not touch until READY; `find` checked the range lies inside
+        // it; single-threaded, and no reference to the range is live here.
+        unsafe { std::ptr::copy_nonoverlapping(from, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn dma_write(&mut self, addr: u32, src: &[u8]) -> Result<(), DmaUnreachable> {
+        let to = self.find(addr, src.len())?;
+        // SAFETY: as in `dma_read`, EasyDMA's write.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), to, src.len()) };
+        Ok(())
+    }
 }
 
 /// RTC tick rate; the compare rule is `fake_alarm::rtc_compare`.
@@ -169,6 +191,8 @@ impl kernel::hil::flash::Client<Driver> for Client {
 
 struct Rig {
     regs: *mut u32,
+    /// The peripheral: the register-level model over the port model.
+    model: RefCell<QspiRegisters>,
     port: RefCell<QspiPeripheral>,
     clock: SimClock,
     alarm: &'static SimAlarm,
@@ -177,16 +201,11 @@ struct Rig {
     /// RAM buffers the driver may hand to EasyDMA: (address, length).
     dma_buffers: RefCell<Vec<(usize, usize)>>,
     /// Peripheral errors the model reported (a driver that would fault on hardware).
-    faults: RefCell<Vec<FlashError>>,
+    faults: RefCell<Vec<QspiFault>>,
     /// Custom instructions sent: (opcode, clock µs).
     instructions: RefCell<Vec<(u8, u64)>>,
     /// The next task or instruction runs but raises no READY (a lost interrupt).
     lose_ready: Cell<bool>,
-    /// The peripheral is activated (ACTIVATE done, no DEACTIVATE since). An ACTIVATE while
-    /// active raises no READY here: a driver must not rely on one.
-    active: Cell<bool>,
-    /// ACTIVATE tasks triggered on an active peripheral.
-    activations_while_active: Cell<usize>,
 }
 
 impl Rig {
@@ -208,7 +227,7 @@ impl Rig {
     }
 
     fn build(start_us: u64, after_bootloader: bool) -> Rig {
-        let regs: &'static mut [u32; reg::WORDS] = Box::leak(Box::new([0u32; reg::WORDS]));
+        let regs: &'static mut [u32; REG_WORDS] = Box::leak(Box::new([0u32; REG_WORDS]));
         let regs = regs.as_mut_ptr();
         let clock = SimClock::new();
         let power = Power::new(clock.clone(), 1);
@@ -221,7 +240,9 @@ impl Rig {
             );
             boot.init().expect("the bootloader's power-up");
         }
-        let port = QspiPeripheral::new(chip, clock.clone(), power);
+        let mut port = QspiPeripheral::new(chip, clock.clone(), power);
+        // IFCONFIG1's reset SCKFREQ.
+        port.set_sck_hz(32_000_000);
         clock.advance_to(start_us);
         let alarm: &'static SimAlarm = Box::leak(Box::new(SimAlarm {
             clock: clock.clone(),
@@ -229,7 +250,7 @@ impl Rig {
             client: OptionalCell::empty(),
         }));
         let bounce: &'static mut Bounce = Box::leak(Box::default());
-        let bounce_at = (bounce.0.as_ptr() as usize, bounce.0.len() * 4);
+        let bounce_at = (bounce.0.as_mut_ptr() as usize, bounce.0.len() * 4);
         // SAFETY: `regs` points to a leaked, word-aligned block large enough for the QSPI
         // register layout; only the driver and this harness (single-threaded) touch it.
         let static_ref = unsafe { StaticRef::new(regs as *const Registers) };
@@ -245,6 +266,7 @@ impl Rig {
         HasClient::set_client(driver, client);
         let rig = Rig {
             regs,
+            model: RefCell::new(QspiRegisters::new()),
             port: RefCell::new(port),
             clock,
             alarm,
@@ -254,13 +276,11 @@ impl Rig {
             faults: RefCell::new(Vec::new()),
             instructions: RefCell::new(Vec::new()),
             lose_ready: Cell::new(false),
-            active: Cell::new(false),
-            activations_while_active: Cell::new(0),
         };
         if after_bootloader {
             let config = QspiConfig::nrf52840dk();
             let psel = |p: u8| u32::from(p & 31) | (u32::from(p >> 5) << 5);
-            for (word, pin) in (reg::PSEL_SCK..=reg::PSEL_IO3).zip([
+            for (offset, pin) in (q::PSEL_SCK..=q::PSEL_IO3).step_by(4).zip([
                 Some(config.sck),
                 Some(config.csn),
                 None,
@@ -270,14 +290,16 @@ impl Rig {
                 Some(config.io[3]),
             ]) {
                 if let Some(pin) = pin {
-                    rig.set(word, psel(pin));
+                    rig.poke(offset, psel(pin));
                 }
             }
-            rig.set(reg::IFCONFIG0, 4 | (3 << 3));
-            rig.set(reg::IFCONFIG1, 1);
-            rig.set(reg::ENABLE, 1);
-            rig.active.set(true);
+            rig.poke(q::IFCONFIG0, 4 | (3 << 3));
+            rig.poke(q::IFCONFIG1, 1);
+            rig.poke(q::ENABLE, 1);
+            rig.poke(q::TASKS_ACTIVATE, 1);
+            rig.poke(q::EVENTS_READY, 0);
         }
+        rig.mirror();
         rig.driver.initialize();
         rig.settle();
         assert_eq!(
@@ -289,137 +311,124 @@ impl Rig {
         rig
     }
 
-    fn get(&self, word: usize) -> u32 {
-        // SAFETY: `word` < reg::WORDS, inside the leaked block.
+    fn get(&self, offset: u32) -> u32 {
+        let word = offset as usize / 4;
+        assert!(word < REG_WORDS);
+        // SAFETY: `word` < REG_WORDS, inside the leaked block.
         unsafe { self.regs.add(word).read_volatile() }
     }
 
-    fn set(&self, word: usize, value: u32) {
+    fn set(&self, offset: u32, value: u32) {
+        let word = offset as usize / 4;
+        assert!(word < REG_WORDS);
         // SAFETY: as in `get`.
         unsafe { self.regs.add(word).write_volatile(value) }
     }
 
-    /// The RAM slice an EasyDMA pointer names (the driver stores 32-bit addresses; on the host
-    /// they are matched against the buffers it was given).
-    fn dma(&self, low: u32, len: usize) -> &'static mut [u8] {
+    /// A register write into the model (as the driver's store would reach the peripheral).
+    fn poke(&self, offset: u32, value: u32) {
         let buffers = self.dma_buffers.borrow();
-        for &(at, size) in buffers.iter() {
-            let full = (at & !0xFFFF_FFFF) | low as usize;
-            if full >= at && full + len <= at + size {
-                // SAFETY: the range lies inside a leaked buffer the driver owns for this
-                // transfer; the harness is single-threaded.
-                return unsafe { std::slice::from_raw_parts_mut(full as *mut u8, len) };
-            }
-        }
-        panic!("EasyDMA pointer {low:#x}+{len} is not inside a buffer the driver was given");
-    }
-
-    fn raise_ready(&self) {
-        if self.lose_ready.replace(false) {
-            return;
-        }
-        self.set(reg::EVENTS_READY, 1);
-        self.driver.handle_interrupt();
-    }
-
-    fn sync_sck(&self) {
-        let div = (self.get(reg::IFCONFIG1) >> 28) & 0xF;
-        self.port.borrow_mut().set_sck_hz(32_000_000 / (div + 1));
-    }
-
-    fn record(&self, result: Result<(), FlashError>) {
+        let result = self.model.borrow_mut().write(
+            offset,
+            value,
+            &mut *self.port.borrow_mut(),
+            &mut HostRam(&buffers),
+        );
         if let Err(e) = result {
             self.faults.borrow_mut().push(e);
         }
     }
 
+    /// Copies the model's registers into the driver's RAM copy (trigger registers read 0).
+    fn mirror(&self) {
+        let model = self.model.borrow();
+        let mut port = self.port.borrow_mut();
+        for offset in q::STORAGE_REGISTERS {
+            self.set(
+                offset,
+                model.read(offset, &mut *port).expect("a known register"),
+            );
+        }
+        for offset in TRIGGERS {
+            self.set(offset, 0);
+        }
+    }
+
+    /// Forwards what the driver wrote since the last [`Rig::mirror`]: storage registers whose
+    /// value changed, then at most one trigger. Returns whether a trigger ran.
+    fn forward(&self) -> bool {
+        for offset in q::STORAGE_REGISTERS {
+            let wrote = self.get(offset);
+            let held = self
+                .model
+                .borrow()
+                .read(offset, &mut *self.port.borrow_mut())
+                .expect("a known register");
+            if wrote != held {
+                self.poke(offset, wrote);
+            }
+        }
+        // Interrupt enables take effect at once; then at most one task or instruction.
+        for offset in [q::INTENSET, q::INTENCLR] {
+            let wrote = self.get(offset);
+            if wrote != 0 {
+                self.set(offset, 0);
+                self.poke(offset, wrote);
+            }
+        }
+        let Some(offset) = TRIGGERS.into_iter().find(|&t| self.get(t) != 0) else {
+            return false;
+        };
+        let value = self.get(offset);
+        if offset == q::CINSTRCONF {
+            self.instructions
+                .borrow_mut()
+                .push(((value & 0xFF) as u8, self.clock.now_us()));
+        }
+        self.poke(offset, value);
+        true
+    }
+
+    /// READY raised by the model: into the driver's copy, and the interrupt if enabled.
+    fn deliver_ready(&self) {
+        let mut model = self.model.borrow_mut();
+        let mut port = self.port.borrow_mut();
+        if model.read(q::EVENTS_READY, &mut *port).expect("READY") == 0 {
+            return;
+        }
+        model
+            .write(q::EVENTS_READY, 0, &mut *port, &mut HostRam(&[]))
+            .expect("READY is writable");
+        let interrupt = model.read(q::INTEN, &mut *port).expect("INTEN") & 1 != 0;
+        drop((model, port));
+        if self.lose_ready.replace(false) {
+            return;
+        }
+        self.set(q::EVENTS_READY, 1);
+        if interrupt {
+            self.driver.handle_interrupt();
+        }
+    }
+
     /// Play the peripheral until the driver waits for nothing.
     fn settle(&self) {
-        let rig = self;
         for _ in 0..1_000_000 {
-            rig.sync_sck();
-            if rig.get(reg::TASKS_ACTIVATE) != 0 {
-                rig.set(reg::TASKS_ACTIVATE, 0);
-                assert_eq!(rig.get(reg::ENABLE), 1, "ACTIVATE on a disabled peripheral");
-                if rig.active.replace(true) {
-                    rig.activations_while_active
-                        .set(rig.activations_while_active.get() + 1);
-                } else {
-                    rig.raise_ready();
-                }
-            } else if rig.get(reg::TASKS_DEACTIVATE) != 0 {
-                rig.set(reg::TASKS_DEACTIVATE, 0);
-                rig.active.set(false);
-                rig.raise_ready();
-            } else if !rig.active.get()
-                && [
-                    reg::TASKS_READSTART,
-                    reg::TASKS_WRITESTART,
-                    reg::TASKS_ERASESTART,
-                    reg::CINSTRCONF,
-                ]
-                .iter()
-                .any(|&task| rig.get(task) != 0)
-            {
-                panic!("a task on a peripheral that is not activated");
-            } else if rig.get(reg::TASKS_READSTART) != 0 {
-                rig.set(reg::TASKS_READSTART, 0);
-                let dst = rig.dma(rig.get(reg::READ_DST), rig.get(reg::READ_CNT) as usize);
-                let result = rig.port.borrow_mut().read(rig.get(reg::READ_SRC), dst);
-                rig.record(result);
-                rig.raise_ready();
-            } else if rig.get(reg::TASKS_WRITESTART) != 0 {
-                rig.set(reg::TASKS_WRITESTART, 0);
-                let src = rig.dma(rig.get(reg::WRITE_SRC), rig.get(reg::WRITE_CNT) as usize);
-                let result = rig.port.borrow_mut().write(rig.get(reg::WRITE_DST), src);
-                rig.record(result);
-                rig.raise_ready();
-            } else if rig.get(reg::TASKS_ERASESTART) != 0 {
-                rig.set(reg::TASKS_ERASESTART, 0);
-                let len = match rig.get(reg::ERASE_LEN) {
-                    0 => QspiEraseLen::Sector4K,
-                    1 => QspiEraseLen::Block64K,
-                    _ => QspiEraseLen::All,
-                };
-                let result = rig.port.borrow_mut().erase(rig.get(reg::ERASE_PTR), len);
-                rig.record(result);
-                rig.raise_ready();
-            } else if rig.get(reg::CINSTRCONF) != 0 {
-                let conf = rig.get(reg::CINSTRCONF);
-                rig.set(reg::CINSTRCONF, 0);
-                let opcode = (conf & 0xFF) as u8;
-                rig.instructions
-                    .borrow_mut()
-                    .push((opcode, rig.clock.now_us()));
-                let length = ((conf >> 8) & 0xF) as usize;
-                let wren = conf & (1 << 15) != 0;
-                assert!(
-                    conf & (1 << 12) != 0 && conf & (1 << 13) != 0,
-                    "IO2/IO3 must stay high"
-                );
-                let words = [rig.get(reg::CINSTRDAT0), rig.get(reg::CINSTRDAT1)];
-                let mut data = [0u8; 8];
-                for (i, b) in data.iter_mut().enumerate() {
-                    *b = (words[i / 4] >> (8 * (i % 4))) as u8;
-                }
-                let n = length.saturating_sub(1).min(8);
-                let result = rig.port.borrow_mut().custom(opcode, &mut data[..n], wren);
-                rig.record(result);
-                let mut words = [0u32; 2];
-                for (i, b) in data.iter().enumerate() {
-                    words[i / 4] |= u32::from(*b) << (8 * (i % 4));
-                }
-                rig.set(reg::CINSTRDAT0, words[0]);
-                rig.set(reg::CINSTRDAT1, words[1]);
-                rig.raise_ready();
-            } else if let Some(deadline) = rig.alarm.take_deadline_us() {
-                rig.clock.advance_to(deadline);
-                rig.alarm.client.map(|c| c.alarm());
+            if self.forward() {
+                self.mirror();
+                self.deliver_ready();
+            } else if let Some(deadline) = self.alarm.take_deadline_us() {
+                self.mirror();
+                self.clock.advance_to(deadline);
+                self.alarm.client.map(|c| c.alarm());
             } else {
+                self.mirror();
                 return;
             }
         }
-        panic!("the driver never went idle");
+        panic!(
+            "the driver never went idle; faults: {:?}",
+            self.faults.borrow()
+        );
     }
 
     fn chip_bytes(&self, at: u32, len: usize) -> Vec<u8> {
@@ -523,7 +532,7 @@ fn flash_hil_pages_round_trip() {
     let page: &'static mut QspiPage = Box::leak(Box::default());
     rig.dma_buffers
         .borrow_mut()
-        .push((page.0.as_ptr() as usize, page.0.len()));
+        .push((page.0.as_mut_ptr() as usize, page.0.len()));
     let data = pattern(4096, 3);
     page.0.copy_from_slice(&data);
     rig.driver.write_page(5, page).map_err(|(e, _)| e).unwrap();
@@ -642,7 +651,7 @@ fn a_lost_ready_interrupt_fails_the_operation_and_the_driver_comes_back() {
 fn power_up_from_the_bootloaders_state_deactivates_first_and_finishes() {
     // The peripheral enabled and active, SCK at 32 MHz, the part in high-performance mode.
     let rig = Rig::after_bootloader();
-    assert_eq!(rig.activations_while_active.get(), 0);
+    assert_eq!(rig.model.borrow().activations_while_active, 0);
     assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
     // And it works: erase, program, read back.
     let buffer: &'static mut [u8] = Box::leak(vec![0u8; 32].into_boxed_slice());
@@ -661,7 +670,35 @@ fn power_up_from_the_bootloaders_state_deactivates_first_and_finishes() {
 #[test]
 fn power_up_from_reset_activates_once_without_deactivating() {
     let rig = Rig::new();
-    assert_eq!(rig.activations_while_active.get(), 0);
-    assert!(rig.active.get());
+    assert_eq!(rig.model.borrow().activations_while_active, 0);
+    assert!(rig.model.borrow().is_active());
     assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
+}
+
+#[test]
+fn an_easydma_pointer_outside_the_drivers_buffers_faults_and_the_read_fails() {
+    let rig = Rig::new();
+    // The bounce buffer is no longer RAM EasyDMA may use: the model must refuse the transfer
+    // (on silicon, a bus error) instead of touching host memory, and no READY comes.
+    rig.dma_buffers.borrow_mut().clear();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 16].into_boxed_slice());
+    rig.driver
+        .read(0x1000, buffer, 16)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    let (_, result) = rig.client.reads.borrow_mut().pop().expect("the read ended");
+    assert_eq!(result, Err(ErrorCode::FAIL));
+    assert!(
+        matches!(
+            rig.faults.borrow().first(),
+            Some(QspiFault::DmaRule {
+                task: "READSTART",
+                what: "RAM buffer not reachable by EasyDMA",
+                ..
+            })
+        ),
+        "{:?}",
+        rig.faults.borrow()
+    );
 }

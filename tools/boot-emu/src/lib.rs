@@ -817,41 +817,22 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
                     let pc = pc_of(uc);
                     let addr = base + off as u32;
                     let value = value as u32;
-                    let is_writestart = addr == periph::QSPI_BASE + 0x008 && value & 1 != 0;
-                    let source = if is_writestart {
-                        match uc.get_data().hw.qspi_write_source() {
-                            Ok((src, cnt)) => uc
-                                .mem_read_as_vec(u64::from(src), cnt as usize)
-                                .map_err(|_| {
-                                    HwEvent::Error(HwError::DmaRule {
-                                        task: "WRITESTART",
-                                        what: "RAM buffer unreadable",
-                                        value: src,
-                                    })
-                                }),
-                            Err(e) => Err(e),
-                        }
-                        .map(Some)
-                    } else {
-                        Ok(None)
-                    };
-                    // A UARTE STARTTX reads its buffer by EasyDMA: hand the bytes over.
+                    // A UARTE STARTTX or QSPI WRITESTART reads its buffer by EasyDMA: hand the
+                    // bytes over.
                     let hw = &uc.get_data().hw;
-                    let uarte_src = match addr & !0xFFF {
+                    let dma_src = match addr & !0xFFF {
                         periph::UARTE0_BASE => hw.uarte0.dma_source(addr & 0xFFF, value),
                         periph::RADIO_BASE => hw.radio.dma_source(addr & 0xFFF, value),
+                        periph::QSPI_BASE => hw.qspi.dma_source(addr & 0xFFF, value),
                         _ => None,
                     }
                     .and_then(|(src, cnt)| uc.mem_read_as_vec(u64::from(src), cnt as usize).ok());
                     let st = uc.get_data_mut();
                     st.next_irq_poll = 0;
-                    st.hw.dma_source_bytes = uarte_src;
+                    st.hw.dma_source_bytes = dma_src;
                     st.sync_clock();
                     let now = st.clock.now_us();
-                    let result = source.and_then(|src| match src {
-                        Some(bytes) => st.hw.qspi_write_from(&bytes),
-                        None => st.hw.write(addr, size, value, now),
-                    });
+                    let result = st.hw.write(addr, size, value, now);
                     let result = result.and_then(|()| {
                         st.sync_clock();
                         if st.hw.wdt_expired(st.clock.now_us()) {

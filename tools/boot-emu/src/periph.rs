@@ -6,7 +6,8 @@
 //! `nrf52840-flash` port traits, which the `hw-models` flash models implement. An offset that is
 //! not listed is an error, as is any access that is not a 32-bit word access.
 
-use nrf52840_flash::{FlashError, NvmcPort, QspiEraseLen, QspiPort};
+use hw_models::qspi_regs::{DmaMemory, DmaUnreachable, QspiFault, QspiRegisters};
+use nrf52840_flash::{FlashError, NvmcPort, QspiPort};
 
 /// First address of the nRF52840 data RAM; EasyDMA reaches nothing else.
 pub const RAM_START: u32 = 0x2000_0000;
@@ -108,6 +109,64 @@ fn flash_event(e: FlashError) -> HwEvent {
     }
 }
 
+/// A QSPI model fault as the run's outcome (its register offsets made absolute).
+fn qspi_event(e: QspiFault) -> HwEvent {
+    HwEvent::Error(match e {
+        QspiFault::Flash(e) => return flash_event(e),
+        QspiFault::UnknownRegister { offset, write } => HwError::UnknownRegister {
+            addr: QSPI_BASE + offset,
+            write,
+        },
+        QspiFault::DmaRule { task, what, value } => HwError::DmaRule { task, what, value },
+        QspiFault::NotReady { task } => HwError::QspiNotReady { task },
+        QspiFault::Unsupported {
+            offset,
+            value,
+            what,
+        } => HwError::Unsupported {
+            addr: QSPI_BASE + offset,
+            value,
+            what,
+        },
+    })
+}
+
+/// Guest data RAM as the QSPI's EasyDMA sees it during one register write: the bytes a
+/// WRITESTART reads were fetched by the caller beforehand (`QspiRegisters::dma_source`), the
+/// bytes a READSTART writes are queued in `dma_writes` for the caller to store.
+struct EmuDma<'x> {
+    prefetched: Option<Vec<u8>>,
+    writes: &'x mut Vec<(u32, Vec<u8>)>,
+}
+
+fn in_data_ram(addr: u32, len: usize) -> Result<(), DmaUnreachable> {
+    let end = u64::from(addr) + len as u64;
+    if addr >= RAM_START && end <= u64::from(RAM_START + RAM_SIZE) {
+        Ok(())
+    } else {
+        Err(DmaUnreachable)
+    }
+}
+
+impl DmaMemory for EmuDma<'_> {
+    fn dma_read(&mut self, addr: u32, dst: &mut [u8]) -> Result<(), DmaUnreachable> {
+        in_data_ram(addr, dst.len())?;
+        match self.prefetched.take() {
+            Some(bytes) if bytes.len() == dst.len() => {
+                dst.copy_from_slice(&bytes);
+                Ok(())
+            }
+            _ => Err(DmaUnreachable),
+        }
+    }
+
+    fn dma_write(&mut self, addr: u32, src: &[u8]) -> Result<(), DmaUnreachable> {
+        in_data_ram(addr, src.len())?;
+        self.writes.push((addr, src.to_vec()));
+        Ok(())
+    }
+}
+
 fn radio_error(e: hw_models::radio::RadioError, addr: u32, write: bool) -> HwEvent {
     HwEvent::Error(match e {
         hw_models::radio::RadioError::Unknown => HwError::UnknownRegister { addr, write },
@@ -186,23 +245,8 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub nvmc_config: u32,
     pub icachecnf: u32,
     pub acl: [AclRegion; 8],
-    // QSPI
-    qspi_enable: u32,
-    qspi_active: bool,
-    qspi_ready_event: u32,
-    qspi_inten: u32,
-    qspi_read: [u32; 3],
-    qspi_write: [u32; 3],
-    qspi_erase: [u32; 2],
-    qspi_psel: [u32; 6],
-    qspi_xipoffset: u32,
-    qspi_ifconfig0: u32,
-    qspi_ifconfig1: u32,
-    qspi_dpmdur: u32,
-    qspi_addrconf: u32,
-    qspi_iftiming: u32,
-    qspi_cinstrconf: u32,
-    qspi_cinstrdat: [u32; 2],
+    /// QSPI (the register-level model of `hw-models`).
+    pub qspi: QspiRegisters,
     // SCS
     pub cpacr: u32,
     pub vtor: u32,
@@ -262,22 +306,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             nvmc_config: 0,
             icachecnf: 0,
             acl: [AclRegion::default(); 8],
-            qspi_enable: 0,
-            qspi_active: false,
-            qspi_ready_event: 0,
-            qspi_inten: 0,
-            qspi_read: [0; 3],
-            qspi_write: [0; 3],
-            qspi_erase: [0; 2],
-            qspi_psel: [0xFFFF_FFFF; 6],
-            qspi_xipoffset: 0,
-            qspi_ifconfig0: 0,
-            qspi_ifconfig1: 0x0004_0480,
-            qspi_dpmdur: 0xFFFF_FFFF,
-            qspi_addrconf: 0x0000_00B7,
-            qspi_iftiming: 0x0000_0200,
-            qspi_cinstrconf: 0,
-            qspi_cinstrdat: [0; 2],
+            qspi: QspiRegisters::new(),
             cpacr: 0,
             vtor: 0,
             scs_store: Default::default(),
@@ -373,7 +402,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         if self.radio.irq(now_us) {
             lines |= 1 << 1;
         }
-        if self.qspi_ready_event & self.qspi_inten & 1 != 0 {
+        if self.qspi.irq() {
             lines |= 1 << 41;
         }
         self.dma_writes.append(&mut self.radio.dma_writes);
@@ -454,33 +483,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                     _ => return Err(unknown),
                 }
             }
-            (QSPI_BASE, 0x100) => self.qspi_ready_event,
-            (QSPI_BASE, 0x300) | (QSPI_BASE, 0x304) | (QSPI_BASE, 0x308) => self.qspi_inten,
-            (QSPI_BASE, 0x500) => self.qspi_enable,
-            (QSPI_BASE, 0x504..=0x50C) => self.qspi_read[((off - 0x504) / 4) as usize],
-            (QSPI_BASE, 0x510..=0x518) => self.qspi_write[((off - 0x510) / 4) as usize],
-            (QSPI_BASE, 0x51C..=0x520) => self.qspi_erase[((off - 0x51C) / 4) as usize],
-            (QSPI_BASE, 0x524..=0x53C) if off != 0x52C => {
-                self.qspi_psel[((off - 0x524) / 4) as usize - usize::from(off > 0x52C)]
-            }
-            (QSPI_BASE, 0x540) => self.qspi_xipoffset,
-            (QSPI_BASE, 0x544) => self.qspi_ifconfig0,
-            (QSPI_BASE, 0x600) => self.qspi_ifconfig1,
-            (QSPI_BASE, 0x604) => {
-                // STATUS: READY (no task in progress; every task completes at once here) and
-                // SREG, the flash's status register as the peripheral last polled it.
-                let mut sr = [0u8; 1];
-                self.qspi_port
-                    .custom(0x05, &mut sr, false)
-                    .map_err(flash_event)?;
-                (u32::from(sr[0]) << 24) | (1 << 3)
-            }
-            (QSPI_BASE, 0x614) => self.qspi_dpmdur,
-            (QSPI_BASE, 0x624) => self.qspi_addrconf,
-            (QSPI_BASE, 0x634) => self.qspi_cinstrconf,
-            (QSPI_BASE, 0x638) => self.qspi_cinstrdat[0],
-            (QSPI_BASE, 0x63C) => self.qspi_cinstrdat[1],
-            (QSPI_BASE, 0x640) => self.qspi_iftiming,
+            (QSPI_BASE, o) => self.qspi.read(o, self.qspi_port).map_err(qspi_event)?,
             (GPIO_BASE, o) if gpio_storage(o) => self.gpio.get(&o).copied().unwrap_or(
                 // PIN_CNF resets to 0x2 (input buffer disconnected).
                 if gpio_port_offset(o) >= 0x700 { 2 } else { 0 },
@@ -643,54 +646,19 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                     }
                 }
             }
-            (QSPI_BASE, 0x000) => {
-                if value & 1 != 0 {
-                    if self.qspi_enable & 1 == 0 {
-                        return Err(HwError::QspiNotReady { task: "ACTIVATE" }.into());
-                    }
-                    self.qspi_active = true;
-                    self.qspi_ready_event = 1;
-                }
+            (QSPI_BASE, o) => {
+                let mut mem = EmuDma {
+                    prefetched: self.dma_source_bytes.take(),
+                    writes: &mut self.dma_writes,
+                };
+                let result = self.qspi.write(o, value, self.qspi_port, &mut mem);
+                let q = &self.qspi;
+                self.counters.qspi_read_bytes = q.read_bytes;
+                self.counters.qspi_write_bytes = q.write_bytes;
+                self.counters.qspi_erases = q.erases;
+                self.counters.qspi_custom = q.custom;
+                result.map_err(qspi_event)?
             }
-            (QSPI_BASE, 0x004) if value & 1 != 0 => self.qspi_readstart()?,
-            (QSPI_BASE, 0x008) if value & 1 != 0 => self.qspi_writestart()?,
-            (QSPI_BASE, 0x00C) if value & 1 != 0 => self.qspi_erasestart()?,
-            (QSPI_BASE, 0x010) => {
-                if value & 1 != 0 {
-                    self.qspi_active = false;
-                    self.qspi_ready_event = 1;
-                }
-            }
-            (QSPI_BASE, 0x004..=0x00C) => {}
-            (QSPI_BASE, 0x100) => self.qspi_ready_event = value & 1,
-            (QSPI_BASE, 0x300) => self.qspi_inten = value & 1,
-            (QSPI_BASE, 0x304) => self.qspi_inten |= value & 1,
-            (QSPI_BASE, 0x308) => self.qspi_inten &= !(value & 1),
-            (QSPI_BASE, 0x500) => {
-                self.qspi_enable = value & 1;
-                if self.qspi_enable == 0 {
-                    self.qspi_active = false;
-                }
-            }
-            (QSPI_BASE, 0x504..=0x50C) => self.qspi_read[((off - 0x504) / 4) as usize] = value,
-            (QSPI_BASE, 0x510..=0x518) => self.qspi_write[((off - 0x510) / 4) as usize] = value,
-            (QSPI_BASE, 0x51C..=0x520) => self.qspi_erase[((off - 0x51C) / 4) as usize] = value,
-            (QSPI_BASE, 0x524..=0x53C) if off != 0x52C => {
-                self.qspi_psel[((off - 0x524) / 4) as usize - usize::from(off > 0x52C)] = value
-            }
-            (QSPI_BASE, 0x540) => self.qspi_xipoffset = value,
-            (QSPI_BASE, 0x544) => self.qspi_ifconfig0 = value,
-            (QSPI_BASE, 0x600) => {
-                self.qspi_ifconfig1 = value;
-                let sckfreq = value >> 28;
-                self.qspi_port.set_sck_hz(32_000_000 / (sckfreq + 1));
-            }
-            (QSPI_BASE, 0x614) => self.qspi_dpmdur = value,
-            (QSPI_BASE, 0x624) => self.qspi_addrconf = value,
-            (QSPI_BASE, 0x634) => self.qspi_custom(value)?,
-            (QSPI_BASE, 0x638) => self.qspi_cinstrdat[0] = value,
-            (QSPI_BASE, 0x63C) => self.qspi_cinstrdat[1] = value,
-            (QSPI_BASE, 0x640) => self.qspi_iftiming = value,
             (GPIO_BASE, o) if gpio_storage(o) => {
                 self.gpio.insert(o, value);
             }
@@ -754,154 +722,6 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         }
         Ok(())
     }
-
-    fn require_active(&self, task: &'static str) -> Result<(), HwEvent> {
-        if self.qspi_enable & 1 == 0 || !self.qspi_active {
-            return Err(HwError::QspiNotReady { task }.into());
-        }
-        Ok(())
-    }
-
-    /// Checks an EasyDMA RAM buffer, flash address and length against the QSPI rules.
-    fn dma_rules(task: &'static str, ram: u32, flash: u32, cnt: u32) -> Result<(), HwEvent> {
-        let fail = |what, value| Err(HwError::DmaRule { task, what, value }.into());
-        if !(RAM_START..RAM_START + RAM_SIZE).contains(&ram)
-            || ram
-                .checked_add(cnt)
-                .is_none_or(|end| end > RAM_START + RAM_SIZE)
-        {
-            return fail("RAM buffer outside data RAM", ram);
-        }
-        if !ram.is_multiple_of(4) {
-            return fail("RAM buffer not word aligned", ram);
-        }
-        if !flash.is_multiple_of(4) {
-            return fail("flash address not word aligned", flash);
-        }
-        if cnt == 0 || !cnt.is_multiple_of(4) || cnt > 0x3_FFFF {
-            return fail("length not a non-zero multiple of 4 within CNT", cnt);
-        }
-        Ok(())
-    }
-
-    fn qspi_readstart(&mut self) -> Result<(), HwEvent> {
-        self.require_active("READSTART")?;
-        let [src, dst, cnt] = self.qspi_read;
-        Self::dma_rules("READSTART", dst, src, cnt)?;
-        let mut buf = AlignedBuf::new(cnt as usize);
-        self.qspi_port
-            .read(src, buf.as_mut())
-            .map_err(flash_event)?;
-        self.counters.qspi_read_bytes += u64::from(cnt);
-        self.dma_writes.push((dst, buf.as_mut().to_vec()));
-        self.qspi_ready_event = 1;
-        Ok(())
-    }
-
-    fn qspi_writestart(&mut self) -> Result<(), HwEvent> {
-        self.require_active("WRITESTART")?;
-        let [dst, src, cnt] = self.qspi_write;
-        Self::dma_rules("WRITESTART", src, dst, cnt)?;
-        // The caller fills the source bytes from emulator RAM before the task runs.
-        Err(HwEvent::Error(HwError::Unsupported {
-            addr: QSPI_BASE + 0x008,
-            value: cnt,
-            what: "WRITESTART must go through Peripherals::qspi_write_from",
-        }))
-    }
-
-    /// WRITESTART with the EasyDMA source bytes already fetched from emulator RAM.
-    pub fn qspi_write_from(&mut self, src: &[u8]) -> Result<(), HwEvent> {
-        let dst = self.qspi_write[0];
-        let mut buf = AlignedBuf::new(src.len());
-        buf.as_mut().copy_from_slice(src);
-        self.qspi_port
-            .write(dst, buf.as_mut())
-            .map_err(flash_event)?;
-        self.counters.qspi_write_bytes += src.len() as u64;
-        self.qspi_ready_event = 1;
-        Ok(())
-    }
-
-    /// The RAM range WRITESTART will read, after checking the rules.
-    pub fn qspi_write_source(&self) -> Result<(u32, u32), HwEvent> {
-        self.require_active("WRITESTART")?;
-        let [dst, src, cnt] = self.qspi_write;
-        Self::dma_rules("WRITESTART", src, dst, cnt)?;
-        Ok((src, cnt))
-    }
-
-    fn qspi_erasestart(&mut self) -> Result<(), HwEvent> {
-        self.require_active("ERASESTART")?;
-        let [ptr, len] = self.qspi_erase;
-        let len = match len {
-            0 => QspiEraseLen::Sector4K,
-            1 => QspiEraseLen::Block64K,
-            2 => QspiEraseLen::All,
-            other => {
-                return Err(HwError::Unsupported {
-                    addr: QSPI_BASE + 0x520,
-                    value: other,
-                    what: "ERASE.LEN",
-                }
-                .into())
-            }
-        };
-        self.qspi_port.erase(ptr, len).map_err(flash_event)?;
-        self.counters.qspi_erases += 1;
-        self.qspi_ready_event = 1;
-        Ok(())
-    }
-
-    fn qspi_custom(&mut self, conf: u32) -> Result<(), HwEvent> {
-        self.qspi_cinstrconf = conf;
-        self.require_active("CINSTRCONF")?;
-        if conf & (1 << 16) != 0 {
-            return Err(HwError::Unsupported {
-                addr: QSPI_BASE + 0x634,
-                value: conf,
-                what: "CINSTRCONF.LFEN (long frame)",
-            }
-            .into());
-        }
-        let opcode = (conf & 0xFF) as u8;
-        let length = (conf >> 8) & 0xF;
-        if !(1..=9).contains(&length) {
-            return Err(HwError::Unsupported {
-                addr: QSPI_BASE + 0x634,
-                value: conf,
-                what: "CINSTRCONF.LENGTH",
-            }
-            .into());
-        }
-        let wipwait = conf & (1 << 14) != 0;
-        let wren = conf & (1 << 15) != 0;
-        if wipwait {
-            // The peripheral polls WIP before sending the instruction.
-            for _ in 0..1_000_000 {
-                let mut sr = [0u8; 1];
-                self.qspi_port
-                    .custom(0x05, &mut sr, false)
-                    .map_err(flash_event)?;
-                if sr[0] & 1 == 0 {
-                    break;
-                }
-                self.qspi_port.delay_us(10);
-            }
-        }
-        let mut data = [0u8; 8];
-        data[..4].copy_from_slice(&self.qspi_cinstrdat[0].to_le_bytes());
-        data[4..].copy_from_slice(&self.qspi_cinstrdat[1].to_le_bytes());
-        let n = (length - 1) as usize;
-        self.qspi_port
-            .custom(opcode, &mut data[..n], wren)
-            .map_err(flash_event)?;
-        self.qspi_cinstrdat[0] = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-        self.qspi_cinstrdat[1] = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-        self.counters.qspi_custom += 1;
-        self.qspi_ready_event = 1;
-        Ok(())
-    }
 }
 
 /// GPIO P0/P1 registers kept as plain storage (the pins drive nothing modelled).
@@ -931,24 +751,4 @@ fn scs_storage(off: u32) -> bool {
         | 0xD04
         | 0xD0C..=0xD3C
         | 0xF34..=0xF3C)
-}
-
-/// A word-aligned host buffer, so the port models' own EasyDMA alignment checks see the
-/// alignment of the emulated RAM buffer (already checked) rather than of the host allocation.
-struct AlignedBuf {
-    bytes: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedBuf {
-    fn new(len: usize) -> Self {
-        let bytes = vec![0u8; len + 3];
-        let start = bytes.as_ptr().align_offset(4).min(3);
-        AlignedBuf { bytes, start, len }
-    }
-
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[self.start..self.start + self.len]
-    }
 }

@@ -51,6 +51,7 @@ pub mod mx25r6435f;
 pub mod nvmc;
 pub mod power;
 pub mod qspi;
+pub mod qspi_regs;
 pub mod radio;
 
 pub use board::{SimBoard, SimInternalFlash, SimQspiFlash};
@@ -59,6 +60,7 @@ pub use mx25r6435f::{ChipStats, Mx25r6435f, TimingProfile};
 pub use nvmc::{AclRegion, InternalFlash, NvmcPeripheral, NvmcStats};
 pub use power::{OpFate, Power};
 pub use qspi::QspiPeripheral;
+pub use qspi_regs::{DmaMemory, DmaUnreachable, QspiFault, QspiRegisters};
 
 /// The driver crate the models are built for (re-exported so users need one dependency).
 pub use nrf52840_flash;
