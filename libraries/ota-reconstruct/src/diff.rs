@@ -4,9 +4,11 @@
 //! crate's: it emits `(copy len, insert len, seek)` triples with the copy's differences and the
 //! inserted bytes. This module re-encodes them as the device's sequential format: LEB128
 //! lengths, and each copy's differences as runs of unchanged bytes and changed ones.
+use std::format;
+use std::string::String;
 use std::vec::Vec;
 
-use ota_image::Sha256;
+use ota_image::{parse_image, Sha256, SliceSource};
 
 use crate::delta::{put_varint, tag, zigzag, Header};
 use crate::BaseId;
@@ -22,6 +24,8 @@ pub enum DiffError {
     TooLarge,
     /// The matcher's output was not what its documentation says (a bug).
     Matcher(&'static str),
+    /// A signed image could not be read; the text says which and why.
+    Image(String),
 }
 
 impl core::fmt::Display for DiffError {
@@ -29,8 +33,51 @@ impl core::fmt::Display for DiffError {
         match self {
             DiffError::TooLarge => write!(f, "base or new image of 4 GiB or more"),
             DiffError::Matcher(what) => write!(f, "bsdiff output not understood: {what}"),
+            DiffError::Image(why) => write!(f, "{why}"),
         }
     }
+}
+
+/// What a patch needs of a signed image (MCUboot format).
+#[derive(Clone, Copy, Debug)]
+pub struct SignedImage<'a> {
+    /// The payload: what the bootloader installs in the kernel slot, so a patch's base.
+    pub payload: &'a [u8],
+    /// The image's SHA-256 hash TLV (what the bootloader's journal records).
+    pub hash: [u8; 32],
+}
+
+impl<'a> SignedImage<'a> {
+    /// Reads the header and TLVs of `bytes`; `name` goes into the error.
+    pub fn parse(bytes: &'a [u8], name: &str) -> Result<Self, DiffError> {
+        let info = parse_image(&mut SliceSource(bytes))
+            .map_err(|e| DiffError::Image(format!("{name}: not a signed image ({e:?})")))?;
+        let hash = info
+            .hash
+            .ok_or_else(|| DiffError::Image(format!("{name}: no SHA-256 TLV")))?;
+        let start = info.payload_offset as usize;
+        let payload = bytes
+            .get(start..start + info.payload_len as usize)
+            .ok_or_else(|| DiffError::Image(format!("{name}: payload beyond the file")))?;
+        Ok(SignedImage { payload, hash })
+    }
+
+    /// The id a receiver running this image advertises and a delta session names: the first
+    /// 16 bytes of its hash TLV.
+    pub fn id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&self.hash[..16]);
+        id
+    }
+}
+
+/// `tock-ota delta`: the patch from the kernel a device runs after installing `old` (its
+/// payload, in the kernel slot) to the whole signed image `new` (header and TLVs travel in the
+/// patch). Both are checked to be signed images.
+pub fn make_image_patch(old: &[u8], new: &[u8]) -> Result<Vec<u8>, DiffError> {
+    let base = SignedImage::parse(old, "base")?;
+    SignedImage::parse(new, "new image")?;
+    make_patch(base.payload, new)
 }
 
 /// The patch that rebuilds `new` from `base`.

@@ -5,7 +5,7 @@
 use ota_image::Sha256;
 use ota_reconstruct::blocking::{run, RunError, Storage};
 use ota_reconstruct::delta::{DeltaDecoder, HEADER_LEN};
-use ota_reconstruct::diff::make_patch;
+use ota_reconstruct::diff::{make_image_patch, make_patch, DiffError, SignedImage};
 use ota_reconstruct::{
     Area, Decoder, Demand, Error, Limits, Outcome, Plan, Progress, Rebuild, CHUNK,
 };
@@ -437,4 +437,50 @@ fn a_decoder_reads_its_own_output_across_flushed_and_pending_pages() {
         assert_eq!(outcome.output_len, len);
         assert_eq!(&mem.out[..len as usize], &expected[..], "length {len}");
     }
+}
+
+/// A minimal MCUboot image: 32-byte header, payload, TLV area with the SHA-256 TLV.
+fn signed(payload: &[u8], version: u8) -> Vec<u8> {
+    let mut img = Vec::new();
+    img.extend_from_slice(&0x96f3_b83du32.to_le_bytes());
+    img.extend_from_slice(&0u32.to_le_bytes()); // load address
+    img.extend_from_slice(&32u16.to_le_bytes()); // header size
+    img.extend_from_slice(&0u16.to_le_bytes()); // protected TLVs
+    img.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    img.extend_from_slice(&0u32.to_le_bytes()); // flags
+    img.extend_from_slice(&[version, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    img.extend_from_slice(payload);
+    let hash = Sha256::digest(&img);
+    img.extend_from_slice(&0x6907u16.to_le_bytes());
+    img.extend_from_slice(&(4u16 + 4 + 32).to_le_bytes());
+    img.extend_from_slice(&0x10u16.to_le_bytes());
+    img.extend_from_slice(&32u16.to_le_bytes());
+    img.extend_from_slice(&hash);
+    img
+}
+
+#[test]
+fn an_image_patch_rebuilds_the_new_signed_image_from_the_installed_payload() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let v1_payload = random(&mut rng, 30_000);
+    let v2_payload = mutate(&v1_payload, &mut rng, 6);
+    let (v1, v2) = (signed(&v1_payload, 1), signed(&v2_payload, 2));
+    let patch = make_image_patch(&v1, &v2).unwrap();
+    // The device's base is the installed payload, not the signed file.
+    let (result, mem) = apply(&patch, &v1_payload);
+    assert_eq!(result.unwrap().output_sha256, Sha256::digest(&v2));
+    assert_eq!(&mem.out[..v2.len()], &v2[..]);
+    assert_eq!(refusal(&patch, &v1), Error::WrongBase);
+
+    let id = SignedImage::parse(&v1, "base").unwrap().id();
+    assert_eq!(&id[..], &v1[v1.len() - 32..v1.len() - 16]);
+    let e = make_image_patch(&v1_payload, &v2).unwrap_err();
+    assert!(
+        matches!(&e, DiffError::Image(why) if why.starts_with("base: not a signed image")),
+        "{e}"
+    );
+    assert!(matches!(
+        make_image_patch(&v1, &v2[..100]),
+        Err(DiffError::Image(_))
+    ));
 }
