@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let [opts, l0, l1, l2, h0, h1, rest @ ..] = data else {
         return;
     };
-    let filter = if opts & 1 == 1 { Filter::ArmThumb } else { Filter::None };
+    let filter = if opts & 1 == 1 {
+        Filter::ArmThumb
+    } else {
+        Filter::None
+    };
     let piece = usize::from(opts >> 1) + 1;
     let len = u32::from_le_bytes([*l0, *l1, *l2, 0]).min(CAPACITY);
     let Ok(mut d) = Decoder::<1024, 512>::new([*h0, *h1], filter, len, CAPACITY) else {
@@ -32,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let mut turns = 0u64;
     let result = loop {
         turns += 1;
-        assert!(turns < 64 * (rest.len() as u64 + u64::from(len)) + 1000, "no progress");
+        assert!(
+            turns < 64 * (rest.len() as u64 + u64::from(len)) + 1000,
+            "no progress"
+        );
         match d.poll() {
             Err(e) => break Err(e),
             Ok(Op::Done { len: n }) => {
@@ -78,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
                 .read_to_end(&mut out),
         };
         if res.is_ok() {
-            assert!(out[..] == flash[..len as usize], "lzma-rust2 decodes otherwise");
+            assert!(
+                out[..] == flash[..len as usize],
+                "lzma-rust2 decodes otherwise"
+            );
         }
     }
 });

@@ -9,7 +9,11 @@ use proptest::prelude::*;
 
 fn check(plain: &[u8], filter: Filter, e: &Enc, s: Schedule) {
     let payload = compress(plain, filter, e);
-    assert_eq!(reference(&payload, filter), plain, "the reference decoder disagrees");
+    assert_eq!(
+        reference(&payload, filter),
+        plain,
+        "the reference decoder disagrees"
+    );
     let out = decode(&payload, filter, plain.len() as u32, s)
         .unwrap_or_else(|err| panic!("{e:?} {s:?}: {err}"));
     assert!(out == plain, "{e:?} {s:?}: output differs");
@@ -79,14 +83,43 @@ fn short_outputs_decode_including_pairs_at_the_very_end() {
 fn other_encoder_settings_decode() {
     let data = code_like(120_000, 11);
     let settings = [
-        Enc { lc: 0, lp: 0, pb: 0, ..IMGTOOL },
-        Enc { lc: 4, lp: 0, pb: 4, ..IMGTOOL },
-        Enc { lc: 0, lp: 4, pb: 1, ..IMGTOOL },
-        Enc { preset: 0, ..IMGTOOL },
-        Enc { preset: 6, dict: 4096, ..IMGTOOL },
-        Enc { dict: 1 << 20, ..IMGTOOL },
+        Enc {
+            lc: 0,
+            lp: 0,
+            pb: 0,
+            ..IMGTOOL
+        },
+        Enc {
+            lc: 4,
+            lp: 0,
+            pb: 4,
+            ..IMGTOOL
+        },
+        Enc {
+            lc: 0,
+            lp: 4,
+            pb: 1,
+            ..IMGTOOL
+        },
+        Enc {
+            preset: 0,
+            ..IMGTOOL
+        },
+        Enc {
+            preset: 6,
+            dict: 4096,
+            ..IMGTOOL
+        },
+        Enc {
+            dict: 1 << 20,
+            ..IMGTOOL
+        },
         // Many chunks, each with a state reset (and new properties).
-        Enc { chunk: Some(4096), dict: 4096, ..IMGTOOL },
+        Enc {
+            chunk: Some(4096),
+            dict: 4096,
+            ..IMGTOOL
+        },
     ];
     for e in &settings {
         for filter in BOTH {
@@ -108,9 +141,22 @@ fn window_sizes_agree_and_a_larger_window_reads_less() {
         for r in [&small, &mid, &big] {
             assert!(r.flash == data);
         }
-        assert!(small.stats.reads > mid.stats.reads, "{:?} {:?}", small.stats, mid.stats);
-        assert!(mid.stats.reads > big.stats.reads, "{:?} {:?}", mid.stats, big.stats);
-        assert!(big.stats.reads > 0, "the test data must reach beyond the window");
+        assert!(
+            small.stats.reads > mid.stats.reads,
+            "{:?} {:?}",
+            small.stats,
+            mid.stats
+        );
+        assert!(
+            mid.stats.reads > big.stats.reads,
+            "{:?} {:?}",
+            mid.stats,
+            big.stats
+        );
+        assert!(
+            big.stats.reads > 0,
+            "the test data must reach beyond the window"
+        );
         assert_eq!(mid.stats.bytes_written, n);
         assert_eq!(mid.stats.writes, n.div_ceil(2048));
     }
@@ -124,7 +170,13 @@ fn every_split_point_of_the_input_decodes() {
         let payload = compress(&data, filter, &IMGTOOL);
         let stream = &payload[2..];
         for k in 0..=stream.len() {
-            let out = two_pieces(&payload[..2], &stream[..k], &stream[k..], filter, data.len());
+            let out = two_pieces(
+                &payload[..2],
+                &stream[..k],
+                &stream[k..],
+                filter,
+                data.len(),
+            );
             assert!(out == data, "split at {k}");
         }
     }

@@ -25,7 +25,10 @@ fn a_declared_size_beyond_the_room_is_refused_before_decoding() {
     let n = data.len() as u32;
     assert_eq!(
         err(&p, Filter::ArmThumb, n, n - 1),
-        Error::DeclaredSizeTooLarge { len: n, capacity: n - 1 }
+        Error::DeclaredSizeTooLarge {
+            len: n,
+            capacity: n - 1
+        }
     );
     assert!(matches!(
         Decoder::<4096, 2048>::new(p[..2].try_into().unwrap(), Filter::None, u32::MAX, 229_376),
@@ -37,10 +40,16 @@ fn a_declared_size_beyond_the_room_is_refused_before_decoding() {
 fn a_stream_longer_or_shorter_than_declared_is_refused() {
     let (data, p) = payload(Filter::None);
     let n = data.len() as u32;
-    assert_eq!(err(&p, Filter::None, n - 1, n), Error::OutputTooLong { declared: n - 1 });
+    assert_eq!(
+        err(&p, Filter::None, n - 1, n),
+        Error::OutputTooLong { declared: n - 1 }
+    );
     assert_eq!(
         err(&p, Filter::None, n + 1, n + 1),
-        Error::OutputTooShort { declared: n + 1, actual: n }
+        Error::OutputTooShort {
+            declared: n + 1,
+            actual: n
+        }
     );
 }
 
@@ -98,7 +107,11 @@ fn corrupt_streams_end_in_an_error_or_an_output_never_a_panic() {
             }
         }
         // Most damage is seen by the decoder itself (the rest falls to the image's hash check).
-        assert!(refused * 2 > 3 * (p.len() - 2), "{refused} of {}", 3 * (p.len() - 2));
+        assert!(
+            refused * 2 > 3 * (p.len() - 2),
+            "{refused} of {}",
+            3 * (p.len() - 2)
+        );
     }
 }
 
@@ -139,12 +152,24 @@ fn malformed_chunks_are_named() {
         (&[&[0x03]], Error::BadControl(0x03)),
         (&[&[0x7f]], Error::BadControl(0x7f)),
         // No dictionary reset first.
-        (&[&[0x02, 0x00, 0x02, b'a', b'b', b'c']], Error::MissingDictionaryReset),
-        (&[&[0xA0, 0x00, 0x02, 0x00, 0x05]], Error::MissingDictionaryReset),
+        (
+            &[&[0x02, 0x00, 0x02, b'a', b'b', b'c']],
+            Error::MissingDictionaryReset,
+        ),
+        (
+            &[&[0xA0, 0x00, 0x02, 0x00, 0x05]],
+            Error::MissingDictionaryReset,
+        ),
         // LZMA chunk after a dictionary reset without properties.
-        (&[&[0x01, 0x00, 0x00, b'a'], &[0x80, 0x00, 0x00, 0x00, 0x05]], Error::MissingProperties),
-        // Properties LZMA2 does not allow (lc + lp = 5).
-        (&[&[0xE0, 0x00, 0x00, 0x00, 0x05, 0x05 + 9 * 0]], Error::BadProperties(0x05 + 9 * 0)),
+        (
+            &[&[0x01, 0x00, 0x00, b'a'], &[0x80, 0x00, 0x00, 0x00, 0x05]],
+            Error::MissingProperties,
+        ),
+        // Properties LZMA2 does not allow (lc = 5, lp = 0: lc + lp > 4).
+        (
+            &[&[0xE0, 0x00, 0x00, 0x00, 0x05, 0x05]],
+            Error::BadProperties(0x05),
+        ),
     ];
     for (chunks, want) in cases {
         let s = stream(chunks);
@@ -164,7 +189,11 @@ fn completions_that_match_no_operation_are_refused() {
     let n = data.len() as u32;
     let mut d = Decoder::<1024, 512>::new([p[0], p[1]], Filter::None, n, n).unwrap();
     assert_eq!(d.write_done(), Err(Error::UnexpectedCompletion));
-    assert_eq!(d.poll(), Err(Error::UnexpectedCompletion), "errors are final");
+    assert_eq!(
+        d.poll(),
+        Err(Error::UnexpectedCompletion),
+        "errors are final"
+    );
 
     // A read-back answered with the wrong length.
     let p = compress(&code_like(60_000, 4), Filter::None, &IMGTOOL);
@@ -180,7 +209,10 @@ fn completions_that_match_no_operation_are_refused() {
             Op::Read { len, .. } => {
                 assert_eq!(
                     d.read_done(&vec![0; len + 1]),
-                    Err(Error::ReadLength { expected: len, got: len + 1 })
+                    Err(Error::ReadLength {
+                        expected: len,
+                        got: len + 1
+                    })
                 );
                 break;
             }

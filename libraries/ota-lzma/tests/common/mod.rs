@@ -229,3 +229,109 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..len).map(|_| rng.gen()).collect()
 }
+
+/// The parts of an imgtool image the tests need: header size, payload, flags and protected TLVs.
+pub struct Image<'a> {
+    pub header_size: usize,
+    pub flags: u32,
+    pub payload: &'a [u8],
+    pub protected: Vec<(u16, &'a [u8])>,
+}
+
+pub fn parse(img: &[u8]) -> Image<'_> {
+    let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes(img[o..o + 4].try_into().unwrap());
+    assert_eq!(u32_at(0), 0x96f3_b83d, "not an MCUboot image");
+    let header_size = usize::from(u16_at(8));
+    let prot_len = usize::from(u16_at(10));
+    let size = u32_at(12) as usize;
+    let flags = u32_at(16);
+    let mut protected = Vec::new();
+    let mut o = header_size + size;
+    if prot_len > 0 {
+        assert_eq!(u16_at(o), 0x6908);
+        let end = o + prot_len;
+        o += 4;
+        while o < end {
+            let (k, l) = (u16_at(o), usize::from(u16_at(o + 2)));
+            protected.push((k, &img[o + 4..o + 4 + l]));
+            o += 4 + l;
+        }
+    }
+    Image {
+        header_size,
+        flags,
+        payload: &img[header_size..header_size + size],
+        protected,
+    }
+}
+
+impl Image<'_> {
+    pub fn tlv(&self, kind: u16) -> Option<&[u8]> {
+        self.protected.iter().find(|t| t.0 == kind).map(|t| t.1)
+    }
+
+    /// DECOMP_SIZE.
+    pub fn decomp_size(&self) -> u32 {
+        u32::from_le_bytes(self.tlv(0x70).expect("DECOMP_SIZE").try_into().unwrap())
+    }
+
+    pub fn filter(&self) -> Filter {
+        match self.flags & 0xe00 {
+            0x400 => Filter::None,
+            0xc00 => Filter::ArmThumb,
+            f => panic!("compression flags {f:#x}"),
+        }
+    }
+}
+
+/// `<repo>/.venv/bin/imgtool`, else `imgtool` on PATH.
+pub fn imgtool() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/imgtool");
+    if venv.exists() {
+        venv
+    } else {
+        "imgtool".into()
+    }
+}
+
+/// Signs `plain` with imgtool (`--pad-header -H 0x200`, a fresh key, `compression` =
+/// `lzma2` / `lzma2armthumb`) and returns the image.
+pub fn imgtool_sign(plain: &[u8], compression: &str, dir: &std::path::Path) -> Vec<u8> {
+    use std::process::Command;
+    let key = dir.join("key.pem");
+    if !key.exists() {
+        let st = Command::new(imgtool())
+            .args(["keygen", "-t", "ecdsa-p256", "-k"])
+            .arg(&key)
+            .status()
+            .expect("imgtool (bash .ci/setup installs it into .venv)");
+        assert!(st.success());
+    }
+    let input = dir.join("plain.bin");
+    let out = dir.join(format!("signed-{compression}.bin"));
+    std::fs::write(&input, plain).unwrap();
+    let st = Command::new(imgtool())
+        .args(["sign", "-k"])
+        .arg(&key)
+        .args([
+            "--pad-header",
+            "-H",
+            "0x200",
+            "-v",
+            "1.2.3",
+            "-S",
+            "0x40000",
+        ])
+        .args(["--security-counter", "5", "--compression", compression])
+        .arg(&input)
+        .arg(&out)
+        .output()
+        .expect("imgtool");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read(out).unwrap()
+}
