@@ -51,6 +51,9 @@ fn main() -> Result<(), String> {
             report.exit, report.instructions, report.simulated_us
         );
         println!("console: {:?}", String::from_utf8_lossy(&report.console));
+        for f in &report.faults {
+            println!("fault: {f:?} in {}", symbols.function_at(f.pc));
+        }
         let mut profile: Vec<_> = report.profile.iter().collect();
         profile.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
         for (function, n) in profile.iter().take(15) {

@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod build;
 pub mod exceptions;
+pub mod faults;
 pub mod ficr;
 pub mod images;
 pub mod mpu;
@@ -293,10 +294,27 @@ pub struct RunReport {
     /// With [`BootConfig::profile`]: instructions executed per function (symbol name of the
     /// firmware's ELF: add the kernel's symbols to see inside it), for the whole run.
     pub profile: BTreeMap<String, u64>,
+    /// Faults the MPU (or an unprivileged access to the PPB) raised, in order, each as the
+    /// exception it was taken as.
+    pub faults: Vec<FaultRecord>,
     /// With [`BootConfig::profile`]: the call chain when the stack was deepest (innermost first,
     /// recovered heuristically from return addresses on the stack), and the depth below the
     /// initial stack pointer there.
     pub deepest_stack: Option<(String, u32)>,
+}
+
+/// A refused access and how the CPU took it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    /// The exception taken: MemManage (4), BusFault (5), or HardFault (3) when escalated.
+    pub exception: u32,
+    /// The faulting instruction (the stacked return address).
+    pub pc: u32,
+    /// The address accessed (the fetch address for an instruction fetch).
+    pub addr: u32,
+    pub access: mpu::Access,
+    /// CFSR after the fault was recorded.
+    pub cfsr: u32,
 }
 
 impl RunReport {
@@ -409,6 +427,34 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     /// Instruction count at which pending interrupts are next checked (0: at once).
     next_irq_poll: u64,
     stop_on_console: Vec<String>,
+    /// The CPU runs unprivileged (thread mode with CONTROL.nPRIV set).
+    unprivileged: bool,
+    /// Data accesses need the MPU/PPB check: unprivileged code, or an MPU that can refuse
+    /// privileged accesses.
+    check_access: bool,
+    /// An `MSR CONTROL` executes at this address: privilege is read again after it.
+    msr_control_at: Option<u32>,
+    /// The 32-byte granule of the last fetch the MPU allowed to unprivileged code.
+    fetch_ok: Option<u32>,
+    /// An access the instruction that just ran was refused, taken before the next one runs.
+    access_fault: Option<AccessFault>,
+    faults: faults::FaultStatus,
+    fault_log: Vec<FaultRecord>,
+    /// A memory hook ran inside an IT block: Unicorn's state restore before the hook left the
+    /// IT state of that instruction in the CPU, to be cleared once the block is over.
+    it_resync: bool,
+}
+
+/// A refused access, with what is needed to undo the instruction that made it.
+struct AccessFault {
+    pc: u32,
+    addr: u32,
+    access: mpu::Access,
+    denied: mpu::Denied,
+    /// R0–R12, SP, LR as the memory hook saw them (before the instruction wrote any).
+    regs: Option<[u32; 15]>,
+    /// The bytes a refused store overwrote in emulator memory.
+    undo: Option<(u32, Vec<u8>)>,
 }
 
 impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
@@ -571,6 +617,7 @@ fn take_exception<Q: QspiPort, N: NvmcPort>(
             let st = uc.get_data_mut();
             st.hw.nvic.acknowledge(exception);
             st.hw.ipsr = exception;
+            refresh_privilege(uc);
         }
         Err(exceptions::ExceptionFault(what)) => {
             uc.get_data_mut().finish(Err(EmuError::Fault {
@@ -599,6 +646,7 @@ fn return_from_exception<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, v
             let st = uc.get_data_mut();
             st.hw.ipsr = ipsr;
             st.next_irq_poll = 0;
+            refresh_privilege(uc);
         }
         Err(exceptions::ExceptionFault(what)) => {
             uc.get_data_mut().finish(Err(EmuError::Fault {
@@ -608,6 +656,122 @@ fn return_from_exception<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, v
             let _ = uc.emu_stop();
         }
     }
+}
+
+/// Reads the privilege level again (after exception entry or return, an `MSR CONTROL`, or an
+/// MPU register write) and with it whether data accesses need checking.
+fn refresh_privilege<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>) {
+    let control = uc.reg_read(RegisterARM::CONTROL).unwrap_or(0) as u32;
+    let ipsr = exceptions::ipsr(uc);
+    let st = uc.get_data_mut();
+    st.unprivileged = ipsr == 0 && control & 1 != 0;
+    st.check_access = st.unprivileged || st.hw.mpu.restricts_privileged();
+    st.fetch_ok = None;
+}
+
+/// The registers a refused access restores.
+const SNAPSHOT: [RegisterARM; 15] = [
+    RegisterARM::R0,
+    RegisterARM::R1,
+    RegisterARM::R2,
+    RegisterARM::R3,
+    RegisterARM::R4,
+    RegisterARM::R5,
+    RegisterARM::R6,
+    RegisterARM::R7,
+    RegisterARM::R8,
+    RegisterARM::R9,
+    RegisterARM::R10,
+    RegisterARM::R11,
+    RegisterARM::R12,
+    RegisterARM::SP,
+    RegisterARM::LR,
+];
+
+/// Notes a data access the MPU (or the PPB rule) refuses, from the memory hook that runs
+/// before it. The access itself still happens in Unicorn; the fault taken before the next
+/// instruction puts the registers and, for RAM and flash, the overwritten bytes back, and the
+/// peripheral and flash models ignore the access.
+fn refuse_access<Q: QspiPort, N: NvmcPort>(
+    uc: &mut Emu<'_, '_, Q, N>,
+    addr: u32,
+    size: usize,
+    access: mpu::Access,
+    denied: mpu::Denied,
+) {
+    let pc = pc_of(uc);
+    let mut regs = [0u32; 15];
+    for (v, r) in regs.iter_mut().zip(SNAPSHOT) {
+        *v = uc.reg_read(r).unwrap_or(0) as u32;
+    }
+    let in_memory = addr < periph::FLASH_SIZE
+        || (periph::RAM_START..periph::RAM_START + periph::RAM_SIZE).contains(&addr);
+    let undo = (access == mpu::Access::Write && in_memory)
+        .then(|| uc.mem_read_as_vec(u64::from(addr), size).ok())
+        .flatten()
+        .map(|b| (addr, b));
+    uc.get_data_mut().access_fault = Some(AccessFault {
+        pc,
+        addr,
+        access,
+        denied,
+        regs: Some(regs),
+        undo,
+    });
+}
+
+/// Takes the fault of a refused access: undoes the access, sets the fault status registers
+/// and enters MemManage, BusFault or (escalated) HardFault with the faulting instruction as the
+/// return address; a fault nothing can take is a lockup and ends the run.
+fn take_access_fault<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>) {
+    let Some(f) = uc.get_data_mut().access_fault.take() else {
+        return;
+    };
+    if let Some(regs) = f.regs {
+        for (r, v) in SNAPSHOT.into_iter().zip(regs) {
+            let _ = uc.reg_write(r, u64::from(v));
+        }
+    }
+    if let Some((addr, bytes)) = &f.undo {
+        let _ = uc.mem_write(u64::from(*addr), bytes);
+    }
+    let (primask, basepri) = exceptions::masks(uc);
+    let st = uc.get_data_mut();
+    let exception = st.faults.record(f.denied, f.access, f.addr);
+    match st.faults.escalate(exception, &st.hw.nvic, primask, basepri) {
+        faults::Taken::Exception(e) => {
+            let cfsr = st.faults.cfsr;
+            st.fault_log.push(FaultRecord {
+                exception: e,
+                pc: f.pc,
+                addr: f.addr,
+                access: f.access,
+                cfsr,
+            });
+            take_exception(uc, e, f.pc);
+        }
+        faults::Taken::Lockup => {
+            st.finish(Err(EmuError::Fault {
+                what: format!(
+                    "lockup: {:?} {:?} of {:#x} where no fault handler can run",
+                    f.denied, f.access, f.addr
+                ),
+                pc: f.pc,
+            }));
+            let _ = uc.emu_stop();
+        }
+    }
+}
+
+/// Halfword-aligned addresses holding `MSR CONTROL, Rn` (0xF38n 0x8814).
+fn msr_control_sites(flash: &[u8]) -> Vec<u32> {
+    (0..flash.len().saturating_sub(3))
+        .step_by(2)
+        .filter(|&a| {
+            flash[a + 1] == 0xF3 && flash[a] & 0xF0 == 0x80 && flash[a + 2..a + 4] == [0x14, 0x88]
+        })
+        .map(|a| a as u32)
+        .collect()
 }
 
 /// Brings the interrupt sources up to date and takes the exception that may preempt, if any,
@@ -640,6 +804,40 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
         }
         None => false,
     }
+}
+
+/// The IT-state bits of xPSR (as Unicorn's CPSR view places them).
+const IT_BITS: u32 = 0x0600_FC00;
+
+/// Whether `pc` lies inside the block of an IT instruction in the eight bytes before it (each
+/// candidate's block walked instruction by instruction, 2 or 4 bytes each).
+fn in_it_block<D>(uc: &Unicorn<'_, D>, pc: u32) -> bool {
+    let start = pc.saturating_sub(8) & !1;
+    let Ok(b) = uc.mem_read_as_vec(u64::from(start), (pc - start) as usize) else {
+        return false;
+    };
+    let half = |addr: u32| {
+        let i = (addr - start) as usize;
+        u16::from_le_bytes([b[i], b[i + 1]])
+    };
+    (start..pc).step_by(2).any(|it| {
+        let hw = half(it);
+        let mask = u32::from(hw & 0xF);
+        if hw >> 8 != 0xBF || mask == 0 {
+            return false;
+        }
+        let mut addr = it + 2;
+        for _ in 0..4 - mask.trailing_zeros() {
+            if addr == pc {
+                return true;
+            }
+            if addr > pc - 2 {
+                return false;
+            }
+            addr += if half(addr) >> 11 >= 0b11101 { 4 } else { 2 };
+        }
+        false
+    })
 }
 
 /// Whether one of the four halfwords before `pc` is an IT instruction (0xBFxy, mask y ≠ 0):
@@ -735,6 +933,14 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         deepest_stack_words: Vec::new(),
         next_irq_poll: 0,
         stop_on_console: cfg.stop_on_console.clone(),
+        unprivileged: false,
+        check_access: false,
+        msr_control_at: None,
+        fetch_ok: None,
+        access_fault: None,
+        faults: faults::FaultStatus::new(),
+        fault_log: Vec::new(),
+        it_resync: false,
     };
     let mut state = state;
     state.hw.uicr = cfg.uicr.clone();
@@ -790,9 +996,20 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize| -> u64 {
                     let pc = pc_of(uc);
                     let st = uc.get_data_mut();
-                    if st.outcome.is_some() {
-                        // The run has ended; the rest of the translation block does nothing.
+                    if st.outcome.is_some() || st.access_fault.is_some() {
+                        // The run has ended, or the access is refused: it reaches no model.
                         return 0;
+                    }
+                    if base == periph::SCS_BASE && faults::owns(off as u32) {
+                        return match st.faults.read(off as u32, size) {
+                            Some(v) => u64::from(v),
+                            None => {
+                                let addr = base + off as u32;
+                                st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
+                                let _ = uc.emu_stop();
+                                0
+                            }
+                        };
                     }
                     st.sync_clock();
                     let now = st.clock.now_us();
@@ -811,12 +1028,20 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
             ),
             Some(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize, value: u64| {
-                    if uc.get_data().outcome.is_some() {
+                    if uc.get_data().outcome.is_some() || uc.get_data().access_fault.is_some() {
                         return;
                     }
                     let pc = pc_of(uc);
                     let addr = base + off as u32;
                     let value = value as u32;
+                    if base == periph::SCS_BASE && faults::owns(off as u32) {
+                        let st = uc.get_data_mut();
+                        if st.faults.write(off as u32, size, value).is_none() {
+                            st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
+                            let _ = uc.emu_stop();
+                        }
+                        return;
+                    }
                     // A UARTE STARTTX or QSPI WRITESTART reads its buffer by EasyDMA: hand the
                     // bytes over.
                     let hw = &uc.get_data().hw;
@@ -850,6 +1075,9 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
                         st.finish(Ok(Exit::Console));
                         let _ = uc.emu_stop();
                     }
+                    if base == periph::SCS_BASE && (0xD90..=0xDB8).contains(&off) {
+                        refresh_privilege(uc);
+                    }
                     let st = uc.get_data_mut();
                     match result {
                         Ok(()) => apply_memory_effects(uc),
@@ -865,6 +1093,38 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         .map_err(uc_err)?;
     }
 
+    // The MPU and the PPB rule, checked on every data access while they can refuse one. This
+    // hook comes first, so the flash-window hook and the peripheral models see a refused
+    // access as such.
+    uc.add_mem_hook(
+        HookType::MEM_READ | HookType::MEM_WRITE,
+        1,
+        0,
+        |uc: &mut Emu<'_, 'a, Q, N>, kind: MemType, addr: u64, size: usize, _value: i64| {
+            // Before a memory hook Unicorn restores the CPU state of the instruction, IT state
+            // included; inside an IT block nothing clears that state again after the block
+            // (the translated code tracks it itself), so the next translation block would run
+            // as if still inside it. Noted here, repaired after the block.
+            if uc.reg_read(RegisterARM::CPSR).unwrap_or(0) as u32 & IT_BITS != 0 {
+                uc.get_data_mut().it_resync = true;
+            }
+            let st = uc.get_data();
+            if !st.check_access || st.access_fault.is_some() || st.outcome.is_some() {
+                return true;
+            }
+            let access = if kind == MemType::WRITE {
+                mpu::Access::Write
+            } else {
+                mpu::Access::Read
+            };
+            if let Err(denied) = st.hw.mpu.check(addr as u32, access, !st.unprivileged) {
+                refuse_access(uc, addr as u32, size, access, denied);
+            }
+            true
+        },
+    )
+    .map_err(uc_err)?;
+
     // Stores into the flash window go through the NVMC model; the stored value is replaced by
     // what the flash holds before the next instruction runs.
     uc.add_mem_hook(
@@ -874,6 +1134,10 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         |uc: &mut Emu<'_, 'a, Q, N>, _kind: MemType, addr: u64, size: usize, value: i64| {
             let pc = pc_of(uc);
             let st = uc.get_data_mut();
+            if st.access_fault.is_some() {
+                // Refused by the MPU: the fault puts the window's bytes back.
+                return true;
+            }
             if st.outcome.is_some() {
                 // The run has ended: the store must not reach the flash model. Restore the
                 // window from the model before the emulator stops.
@@ -926,6 +1190,51 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         if st.outcome.is_some() {
             return;
         }
+        if st.it_resync && !in_it_block(uc, pc) {
+            uc.get_data_mut().it_resync = false;
+            let cpsr = uc.reg_read(RegisterARM::CPSR).unwrap_or(0) as u32;
+            if cpsr & IT_BITS != 0 {
+                // Clear the stale IT state and restart here, so this instruction is translated
+                // and run unconditionally.
+                let xpsr = uc.reg_read(RegisterARM::XPSR).unwrap_or(0);
+                let _ = uc.reg_write(RegisterARM::XPSR, xpsr & !u64::from(IT_BITS));
+                let _ = uc.reg_write(RegisterARM::PC, u64::from(pc | 1));
+                return;
+            }
+        }
+        let st = uc.get_data_mut();
+        if st.access_fault.is_some() {
+            // The previous instruction made a refused access: take its fault now (after an IT
+            // block, which Unicorn runs as one unit).
+            if !may_be_in_it_block(uc, pc) {
+                take_access_fault(uc);
+                return;
+            }
+        } else if let Some(site) = st.msr_control_at {
+            if site != pc {
+                st.msr_control_at = None;
+                refresh_privilege(uc);
+            }
+        }
+        let st = uc.get_data_mut();
+        if st.unprivileged && st.fetch_ok != Some(pc >> 5) {
+            match st.hw.mpu.check(pc, mpu::Access::Fetch, false) {
+                Ok(()) => st.fetch_ok = Some(pc >> 5),
+                Err(denied) => {
+                    st.access_fault = Some(AccessFault {
+                        pc,
+                        addr: pc,
+                        access: mpu::Access::Fetch,
+                        denied,
+                        regs: None,
+                        undo: None,
+                    });
+                    take_access_fault(uc);
+                    return;
+                }
+            }
+        }
+        let st = uc.get_data_mut();
         st.instructions += 1;
         if st.instructions > st.max_instructions {
             let limit = st.max_instructions;
@@ -1002,6 +1311,17 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
                         .finish(Err(EmuError::FpuDisabled { pc: addr as u32 }));
                     let _ = uc.emu_stop();
                 }
+            },
+        )
+        .map_err(uc_err)?;
+    }
+
+    for site in msr_control_sites(&flash) {
+        uc.add_code_hook(
+            u64::from(site),
+            u64::from(site),
+            |uc: &mut Emu<'_, 'a, Q, N>, addr: u64, _size: u32| {
+                uc.get_data_mut().msr_control_at = Some(addr as u32);
             },
         )
         .map_err(uc_err)?;
@@ -1111,6 +1431,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         radio_cut: st.hw.radio.cut,
         radio_missed: st.hw.radio.missed,
         radio_sent: st.hw.radio.transmitted.len() as u64,
+        faults: st.fault_log.clone(),
         watch_hits: st.watch_hits.clone(),
         profile: st
             .profile

@@ -25,6 +25,20 @@ pub enum Access {
     Fetch,
 }
 
+/// The Private Peripheral Bus (SCS, SysTick, NVIC, MPU ...): unprivileged code reaching it
+/// gets a precise BusFault, MPU or not (ARMv7-M ARM B3.1).
+pub const PPB_START: u32 = 0xE000_0000;
+pub const PPB_END: u32 = 0xE010_0000;
+
+/// Which fault a refused access raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// An MPU violation (MMFSR.IACCVIOL or DACCVIOL).
+    MemManage,
+    /// An unprivileged access to the PPB (BFSR.PRECISERR).
+    BusFault,
+}
+
 /// MPU state.
 #[derive(Clone, Debug, Default)]
 pub struct Mpu {
@@ -106,6 +120,31 @@ impl Mpu {
         })
     }
 
+    /// Whether the MPU can refuse a privileged access: it is on and either has no default map
+    /// (PRIVDEFENA clear) or an enabled region that denies privileged reads or writes.
+    /// Tock's configuration never does (its regions are RW or RO for unprivileged code, RW for
+    /// privileged, with PRIVDEFENA), so privileged accesses need no check.
+    pub fn restricts_privileged(&self) -> bool {
+        self.enabled()
+            && (self.ctrl & 0b100 == 0
+                || (0..REGIONS).any(|r| {
+                    let rasr = self.rasr[r];
+                    rasr & 1 != 0 && !matches!((rasr >> 24) & 0b111, 1..=3)
+                }))
+    }
+
+    /// Checks an access as the hardware does: `Err` names the fault it raises.
+    pub fn check(&self, addr: u32, access: Access, privileged: bool) -> Result<(), Denied> {
+        if !privileged && (PPB_START..PPB_END).contains(&addr) {
+            return Err(Denied::BusFault);
+        }
+        if self.allows(addr, access, privileged) {
+            Ok(())
+        } else {
+            Err(Denied::MemManage)
+        }
+    }
+
     /// Whether an access is allowed.
     pub fn allows(&self, addr: u32, access: Access, privileged: bool) -> bool {
         if !privileged && addr >= 0xE000_0000 {
@@ -185,6 +224,56 @@ mod tests {
         assert!(m.allows(0xE000_E010, Access::Write, true));
         m.write(0xD94, 0).unwrap();
         assert!(m.allows(0x2000_0000, Access::Write, false), "MPU off");
+    }
+
+    #[test]
+    fn refusals_name_their_fault_and_privileged_checks_are_needed_only_when_regions_deny() {
+        let mut m = process_mpu();
+        assert_eq!(
+            m.check(0x2000_0000, Access::Read, false),
+            Err(Denied::MemManage)
+        );
+        assert_eq!(
+            m.check(0xE000_ED04, Access::Read, false),
+            Err(Denied::BusFault)
+        );
+        assert_eq!(m.check(0xE000_ED04, Access::Read, true), Ok(()));
+        assert_eq!(m.check(0x2000_8000, Access::Write, false), Ok(()));
+        // Read-only for privileged code too (AP 6): privileged writes to flash are refused.
+        assert!(m.restricts_privileged());
+        assert_eq!(
+            m.check(0x0004_0000, Access::Write, true),
+            Err(Denied::MemManage)
+        );
+        // Tock's configuration (AP 2: privileged RW, unprivileged RO) never refuses privileged
+        // code.
+        m.write(0xD9C, 0x0004_0000 | 0x10).unwrap();
+        m.write(0xDA0, rasr(16, 0, 2, false)).unwrap();
+        assert!(!m.restricts_privileged());
+        assert_eq!(m.check(0x0004_0000, Access::Write, true), Ok(()));
+        assert_eq!(
+            m.check(0x0004_0000, Access::Write, false),
+            Err(Denied::MemManage)
+        );
+        // A privileged read-only region (AP 5) or no default map restricts privileged code.
+        m.write(0xD9C, 0x2000_0000 | 0x10 | 2).unwrap();
+        m.write(0xDA0, rasr(10, 0, 5, true)).unwrap();
+        assert!(m.restricts_privileged());
+        assert_eq!(
+            m.check(0x2000_0010, Access::Write, true),
+            Err(Denied::MemManage)
+        );
+        m.write(0xDA0, 0).unwrap();
+        assert!(!m.restricts_privileged());
+        m.write(0xD94, 0b001).unwrap();
+        assert!(m.restricts_privileged());
+        m.write(0xD94, 0).unwrap();
+        assert!(!m.restricts_privileged(), "MPU off");
+        // Off or not, unprivileged code never reaches the PPB.
+        assert_eq!(
+            m.check(0xE000_E010, Access::Write, false),
+            Err(Denied::BusFault)
+        );
     }
 
     #[test]

@@ -94,7 +94,9 @@ impl Nvic {
         }
     }
 
-    fn sys_enabled(&self, exception: u32) -> bool {
+    /// Whether an exception may be taken as itself: MemManage, BusFault and UsageFault need
+    /// their SHCSR enable bit (a fault of a disabled one escalates to HardFault).
+    pub fn handler_enabled(&self, exception: u32) -> bool {
         match exception {
             MEMMANAGE => self.shcsr_enables & (1 << 16) != 0,
             BUSFAULT => self.shcsr_enables & (1 << 17) != 0,
@@ -135,7 +137,7 @@ impl Nvic {
             }
         };
         for e in 2..16 {
-            if self.sys_pending & (1 << e) != 0 && self.sys_enabled(e) {
+            if self.sys_pending & (1 << e) != 0 && self.handler_enabled(e) {
                 consider(self.priority(e), e);
             }
         }

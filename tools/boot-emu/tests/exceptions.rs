@@ -1,0 +1,130 @@
+//! The Cortex-M4 exception engine and the MPU enforcement, driven from the CPU by the
+//! `exc-test` program (built for the target at test time): its handlers trace what they see
+//! (stacked registers, EXC_RETURN, CFSR/HFSR/MMFAR/BFAR) and send the trace to the console.
+
+use boot_emu::mpu::Access;
+use boot_emu::nvic::{BUSFAULT, HARDFAULT, MEMMANAGE};
+use boot_emu::{build, run, BootConfig, Exit, Firmware, RunReport};
+use hw_models::SimBoard;
+
+fn firmware() -> Firmware {
+    static FW: std::sync::OnceLock<Firmware> = std::sync::OnceLock::new();
+    FW.get_or_init(|| {
+        let elf = build::test_program_elf("exc-test").unwrap_or_else(|e| panic!("{e}"));
+        Firmware::from_path(&elf).unwrap()
+    })
+    .clone()
+}
+
+fn run_program() -> (Firmware, RunReport) {
+    let fw = firmware();
+    let mut board = SimBoard::new(3);
+    for (addr, bytes) in &fw.flash_segments {
+        board.nvmc().load(*addr, bytes);
+    }
+    let clock = board.clock.clone();
+    let cfg = BootConfig {
+        // The program is its own "kernel": WFI sites are looked for in this range.
+        kernel_slot: 0..0x8000,
+        stop_at_kernel: false,
+        max_instructions: 5_000_000,
+        ..BootConfig::default()
+    };
+    let report = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (fw, report)
+}
+
+fn console(report: &RunReport) -> String {
+    String::from_utf8_lossy(&report.console).into_owned()
+}
+
+#[test]
+fn exceptions_enter_and_return_by_priority_through_vtor() {
+    let (_, report) = run_program();
+    assert!(
+        matches!(report.exit, Exit::Halted { .. }),
+        "{:?}\n{}",
+        report.exit,
+        console(&report)
+    );
+    let trace = console(&report);
+    let expect = [
+        // SVC from the main stack: EXC_RETURN 0xFFFFFFF9, the answer in the stacked r0.
+        "svc1/f9;add=2a;",
+        // PendSV taken at once; with PRIMASK set only after CPSIE.
+        "P;masked;P;",
+        // A software-pended disabled interrupt stays pending and is not taken.
+        "pending-disabled;",
+        // SWI0 (0xC0) is preempted by SWI1 (0x40), which pends SWI2 (0xC0): SWI2 waits for
+        // SWI0 to return, then tail-chains.
+        "A<Bb",
+        "A>C;",
+        // SysTick wakes the WFI.
+        "T;",
+        // SVC from thread mode on PSP: EXC_RETURN 0xFFFFFFFD; CONTROL.SPSEL cleared again after.
+        "svc1/fd;add=3;ctrl=0;",
+    ];
+    let mut rest = trace.as_str();
+    for part in expect {
+        let at = rest
+            .find(part)
+            .unwrap_or_else(|| panic!("{part:?} missing or out of order in {trace:?}"));
+        rest = &rest[at + part.len()..];
+    }
+    assert!(!trace.contains('!'), "a wait timed out: {trace:?}");
+    assert!(!trace.contains("unexpected"), "{trace:?}");
+}
+
+#[test]
+fn unprivileged_accesses_outside_the_mpu_regions_fault_as_on_silicon() {
+    let (fw, report) = run_program();
+    let trace = console(&report);
+    let sym = |name: &str| {
+        fw.symbol(name)
+            .unwrap_or_else(|| panic!("no symbol {name}"))
+    };
+    // What the harness took, instruction by instruction.
+    let taken: Vec<(u32, u32, u32, Access)> = report
+        .faults
+        .iter()
+        .map(|f| (f.exception, f.pc, f.addr, f.access))
+        .collect();
+    assert_eq!(
+        taken,
+        vec![
+            (MEMMANAGE, sym("exc_bad_load"), 0x2000_0F00, Access::Read),
+            (MEMMANAGE, sym("exc_bad_store"), 0x2000_0F00, Access::Write),
+            (
+                MEMMANAGE,
+                sym("exc_bad_subregion"),
+                0x2002_1C00,
+                Access::Read
+            ),
+            (BUSFAULT, sym("exc_bad_ppb"), 0xE000_ED04, Access::Read),
+            (MEMMANAGE, 0x2002_0100, 0x2002_0100, Access::Fetch),
+            (MEMMANAGE, sym("exc_bad_flash_store"), 0, Access::Write),
+            (HARDFAULT, sym("exc_escalated"), 0x2000_0F00, Access::Read),
+        ],
+        "{trace}"
+    );
+    // What the program's handlers saw: MMFSR.DACCVIOL|MMARVALID with MMFAR; BFSR.PRECISERR|
+    // BFARVALID with BFAR (BFSR read by byte); IACCVIOL without an address; the refused loads
+    // left r0 as it was (7); HFSR.FORCED for the escalated one.
+    let expect = "svc2/fd;\
+        M:82,0,20000f00,r0=7;\
+        M:82,0,20000f00,r0=7;\
+        M:82,0,20021c00,r0=7;\
+        B:8200,0,e000ed04,r0=7;\
+        M:1,0,-,r0=7;\
+        M:82,0,0,r0=7;\
+        svc3/fd;";
+    assert!(trace.contains(expect), "{trace:?}");
+    // The refused store left kernel RAM and flash unchanged, the refused loads never wrote
+    // their register (the routine stored r0 = 7 into its own RAM), and privilege came back.
+    assert!(trace.contains("ctrl=0;secret=c0ffee00;own=7;"), "{trace:?}");
+    assert!(
+        trace.contains("svc2/fd;H:82,40000000,20000f00,r0=9;svc3/fd;"),
+        "{trace:?}"
+    );
+}
