@@ -27,9 +27,10 @@
 //! - `tag = len << 1 | 1`, `len ≥ 1`: insert; `len` literal bytes follow.
 //! - `tag = len << 1`, `len ≥ 1`: copy `len` bytes from the base; a zigzag LEB128 `seek` follows
 //!   (added to the base cursor first; the cursor starts at 0 and each copy advances it by `len`),
-//!   then runs `skip` (LEB128: bytes copied unchanged), `n` (LEB128), `n` bytes added (mod 256)
-//!   to the next `n` base bytes, until `skip + n` of the runs sum to `len`. A run with
-//!   `skip = n = 0` is corrupt (no progress).
+//!   then runs until their `skip + n` sum to `len`. A run is a LEB128 `head = skip << 2 | c`
+//!   (`skip` bytes copied unchanged; `n = c + 1` for `c` < 3, else a LEB128 `n` follows), then
+//!   `n` bytes added (mod 256) to the next `n` base bytes. Most runs are a few unchanged bytes
+//!   and one changed byte: one byte of head. A run with `skip = n = 0` is corrupt (no progress).
 use crate::{Area, BaseId, Decoder, Demand, Error, Plan, Progress};
 
 pub const MAGIC: [u8; 4] = *b"TOTD";
@@ -118,7 +119,7 @@ pub fn zigzag(v: i64) -> u64 {
 enum Field {
     Tag,
     Seek,
-    Skip,
+    RunHead,
     DiffLen,
 }
 
@@ -202,6 +203,23 @@ impl DeltaDecoder {
         }
     }
 
+    /// A run of `self.skip` unchanged and `diff` changed bytes of the current copy.
+    fn start_run(&mut self, diff: u64) -> Result<(), Error> {
+        let total = u64::from(self.skip) + diff;
+        if total > u64::from(self.copy_left) {
+            return Err(Error::Corrupt("run longer than its copy"));
+        }
+        if total == 0 {
+            return Err(Error::Corrupt("empty run"));
+        }
+        self.copy_left -= total as u32;
+        self.st = St::Run {
+            skip: self.skip,
+            diff: diff as u32,
+        };
+        Ok(())
+    }
+
     /// The field just read is complete: act on it.
     fn field_done(&mut self, field: Field, v: u64) -> Result<(), Error> {
         match field {
@@ -237,29 +255,20 @@ impl DeltaDecoder {
                     });
                 }
                 self.cursor = cursor as u64;
-                self.st = St::Varint(Field::Skip);
+                self.st = St::Varint(Field::RunHead);
             }
-            Field::Skip => {
-                if v > u64::from(self.copy_left) {
+            Field::RunHead => {
+                let skip = v >> 2;
+                if skip > u64::from(self.copy_left) {
                     return Err(Error::Corrupt("run longer than its copy"));
                 }
-                self.skip = v as u32;
-                self.st = St::Varint(Field::DiffLen);
-            }
-            Field::DiffLen => {
-                let total = u64::from(self.skip) + v;
-                if total > u64::from(self.copy_left) {
-                    return Err(Error::Corrupt("run longer than its copy"));
+                self.skip = skip as u32;
+                match v & 3 {
+                    3 => self.st = St::Varint(Field::DiffLen),
+                    short => self.start_run(short + 1)?,
                 }
-                if total == 0 {
-                    return Err(Error::Corrupt("empty run"));
-                }
-                self.copy_left -= total as u32;
-                self.st = St::Run {
-                    skip: self.skip,
-                    diff: v as u32,
-                };
             }
+            Field::DiffLen => self.start_run(v)?,
         }
         Ok(())
     }
@@ -314,7 +323,7 @@ impl Decoder for DeltaDecoder {
                         self.st = if self.copy_left == 0 {
                             St::Varint(Field::Tag)
                         } else {
-                            St::Varint(Field::Skip)
+                            St::Varint(Field::RunHead)
                         };
                         continue;
                     }
