@@ -14,6 +14,8 @@
 //!   from two measured sizes and marked so.
 //! - The whole install of a valid image: reset to the jump into the new kernel.
 
+pub mod cuts;
+
 use crate::rig::{kernel_image, Rig, NEW_KERNEL_SP, OLD_KERNEL_SP};
 use crate::{EmuError, Exit, Firmware, RunReport, CPU_HZ};
 

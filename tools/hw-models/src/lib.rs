@@ -58,7 +58,7 @@ pub use board::{SimBoard, SimInternalFlash, SimQspiFlash};
 pub use clock::SimClock;
 pub use mx25r6435f::{ChipStats, Mx25r6435f, TimingProfile};
 pub use nvmc::{AclRegion, InternalFlash, NvmcPeripheral, NvmcStats};
-pub use power::{OpFate, Power};
+pub use power::{OpFate, OpKind, Power};
 pub use qspi::QspiPeripheral;
 pub use qspi_regs::{DmaMemory, DmaUnreachable, QspiFault, QspiRegisters};
 

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimClock;
-use crate::power::{tear_erase, tear_program, OpFate, Power};
+use crate::power::{tear_erase, tear_program, OpFate, OpKind, Power};
 
 /// Which datasheet column the model's program/erase durations come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -284,7 +284,11 @@ impl Mx25r6435f {
         if self.status & status::WEL == 0 {
             return Err(FlashError::WriteNotEnabled);
         }
-        let fate = self.power.begin_op()?;
+        let fate = self.power.begin_op(if erase {
+            OpKind::QspiErase
+        } else {
+            OpKind::QspiProgram
+        })?;
         let duration = self.op_us(op);
         let now = self.clock.now_us();
         self.in_flight = Some(InFlight {

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimClock;
-use crate::power::{tear_erase, tear_program, OpFate, Power};
+use crate::power::{tear_erase, tear_program, OpFate, OpKind, Power};
 
 /// The NVMC's figures (tWRITE, tERASEPAGE, nWRITE) and their limit, from the driver crate the
 /// firmware uses.
@@ -202,7 +202,7 @@ impl InternalFlash {
         if self.word_writes[a / 4] >= N_WRITE {
             return Err(FlashError::WriteLimitExceeded { addr });
         }
-        let fate = self.power.begin_op()?;
+        let fate = self.power.begin_op(OpKind::NvmcWrite)?;
         self.word_writes[a / 4] += 1;
         self.stats.word_writes += 1;
         let mut new = (old & word).to_le_bytes();
@@ -230,7 +230,7 @@ impl InternalFlash {
         if self.acl_denies(addr, true) {
             return Err(FlashError::AclProtected { addr });
         }
-        let fate = self.power.begin_op()?;
+        let fate = self.power.begin_op(OpKind::NvmcErase)?;
         let a = addr as usize;
         let p = PAGE_SIZE as usize;
         self.page_erases[a / p] += 1;

@@ -20,6 +20,39 @@ pub enum OpFate {
     Torn,
 }
 
+/// The kind of a program/erase operation, for campaigns that report per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    /// One NVMC word write.
+    NvmcWrite,
+    /// One NVMC page erase.
+    NvmcErase,
+    /// One MX25R6435F page program.
+    QspiProgram,
+    /// One MX25R6435F sector, block or chip erase.
+    QspiErase,
+}
+
+impl OpKind {
+    /// Every kind, in report order.
+    pub const ALL: [OpKind; 4] = [
+        OpKind::NvmcWrite,
+        OpKind::NvmcErase,
+        OpKind::QspiProgram,
+        OpKind::QspiErase,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::NvmcWrite => "nvmc-write",
+            OpKind::NvmcErase => "nvmc-erase",
+            OpKind::QspiProgram => "qspi-program",
+            OpKind::QspiErase => "qspi-erase",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Cut {
     Before(u64),
@@ -33,6 +66,8 @@ struct PowerState {
     cut: Option<Cut>,
     cut_times_us: Vec<u64>,
     rng: ChaCha8Rng,
+    /// Kinds of the operations started, while logging.
+    log: Option<Vec<OpKind>>,
 }
 
 /// Shared power/fault controller. Clones share one state.
@@ -51,6 +86,7 @@ impl Power {
                 ops: 0,
                 cut: None,
                 cut_times_us: Vec::new(),
+                log: None,
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5057_5243_5554),
             })),
             clock,
@@ -64,6 +100,16 @@ impl Power {
     /// Program/erase operations started so far on all devices.
     pub fn ops(&self) -> u64 {
         self.lock().ops
+    }
+
+    /// From now on, remember the kind of every operation that starts ([`Power::op_log`]).
+    pub fn log_ops(&self) {
+        self.lock().log.get_or_insert_with(Vec::new);
+    }
+
+    /// The kinds of the operations started since [`Power::log_ops`], in order.
+    pub fn op_log(&self) -> Vec<OpKind> {
+        self.lock().log.clone().unwrap_or_default()
     }
 
     /// Whether power is on.
@@ -116,7 +162,7 @@ impl Power {
 
     /// Gatekeeper of every program/erase: fails with `PowerLost` when power is off or a cut
     /// is due before this operation, otherwise counts it and says whether it is torn.
-    pub fn begin_op(&self) -> Result<OpFate, FlashError> {
+    pub fn begin_op(&self, kind: OpKind) -> Result<OpFate, FlashError> {
         let now = self.clock.now_us();
         let mut s = self.lock();
         if !s.on {
@@ -131,6 +177,9 @@ impl Power {
             }
         }
         s.ops += 1;
+        if let Some(log) = s.log.as_mut() {
+            log.push(kind);
+        }
         if let Some(Cut::Inside(at)) = s.cut {
             if s.ops == at {
                 s.on = false;
@@ -195,5 +244,36 @@ pub(crate) fn tear_erase(power: &Power, before: &[u8], region: &mut [u8]) {
                 region[i] = before[i];
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpKind;
+    use crate::SimBoard;
+    use embedded_storage::nor_flash::NorFlash;
+
+    #[test]
+    fn the_op_log_names_each_operation_in_order_once_enabled() {
+        let mut board = SimBoard::new(3);
+        board.qspi.erase(0, 4096).unwrap();
+        assert!(board.power.op_log().is_empty(), "not logging yet");
+        board.power.log_ops();
+        let ops0 = board.power.ops();
+        board.internal.erase(0x8_0000, 0x8_1000).unwrap();
+        board.internal.write(0x8_0000, &[0; 4]).unwrap();
+        board.qspi.erase(0x1000, 0x2000).unwrap();
+        board.qspi.write(0x1000, &[0; 4]).unwrap();
+        let log = board.power.op_log();
+        assert_eq!(
+            log,
+            [
+                OpKind::NvmcErase,
+                OpKind::NvmcWrite,
+                OpKind::QspiErase,
+                OpKind::QspiProgram
+            ]
+        );
+        assert_eq!(board.power.ops() - ops0, log.len() as u64);
     }
 }
