@@ -16,13 +16,22 @@
 //!    here, while the installed version still runs;
 //! 3. **unload** the old process (upstream's storage unloads only while idle, and a running
 //!    process blocks loading its replacement);
-//! 4. **copy**: setup, then every chunk but the first, then the chunk holding the header (the
+//! 4. **trial record** ([`trial`]): written before the app region changes, so a boot after
+//!    any later cut knows a trial of this version began;
+//! 5. **copy**: setup, then every chunk but the first, then the chunk holding the header (the
 //!    slot stays upstream's padding until the copy is whole), finalize;
-//! 5. **load**; the new version is then in trial.
+//! 6. **load**; the new version is then in trial.
+//!
+//! Every internal-flash page the copy (and a later confirm or revert) writes goes through the
+//! page [`journal`]; [`trial::decide`] is what a boot does about a trial; [`region`] walks the
+//! app region as the kernel does.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod journal;
+pub mod region;
 pub mod tbf;
+pub mod trial;
 
 use core::fmt::Debug;
 
@@ -137,6 +146,7 @@ enum Phase<Id> {
         next: u32,
     },
     Unload(Job<Id>),
+    RecordTrial(Job<Id>),
     Setup(Job<Id>),
     CopyRead {
         job: Job<Id>,
@@ -166,6 +176,7 @@ pub enum Event<'a> {
     FinalizeDone(Result<(), Failed>),
     AbortDone,
     UnloadDone(Result<(), Failed>),
+    TrialRecorded(Result<(), Failed>),
     LoadDone(Result<(), Failed>),
 }
 
@@ -189,6 +200,8 @@ pub enum Action<Id> {
     Finalize,
     Abort,
     Unload(Id),
+    /// Write the trial record (erase the trial sector, program the record).
+    RecordTrial(trial::TrialRecord),
     Load,
     /// The install ended: the new version (now in trial), or why not.
     Done(Result<u32, Refusal>),
@@ -367,11 +380,15 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
                         self.phase = Phase::Unload(job);
                         Action::Unload(old)
                     }
-                    None => self.setup(job),
+                    None => self.record_trial(job),
                 }
             }
             (Phase::Unload(_), Event::UnloadDone(Err(Failed))) => self.refuse(Refusal::Unload),
-            (Phase::Unload(job), Event::UnloadDone(Ok(()))) => self.setup(job),
+            (Phase::Unload(job), Event::UnloadDone(Ok(()))) => self.record_trial(job),
+            (Phase::RecordTrial(_), Event::TrialRecorded(Err(Failed))) => {
+                self.refuse(Refusal::Store)
+            }
+            (Phase::RecordTrial(job), Event::TrialRecorded(Ok(()))) => self.setup(job),
             // Upstream gives the slot back itself when setup fails.
             (Phase::Setup(_), Event::SetupDone(Err(Failed))) => self.refuse(Refusal::Store),
             (Phase::Setup(job), Event::SetupDone(Ok(()))) => self.read_chunk(job, 0),
@@ -428,6 +445,17 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
             next,
         };
         Action::Read { offset: next, len }
+    }
+
+    fn record_trial(&mut self, job: Job<Id>) -> Action<Id> {
+        match trial::TrialRecord::new(job.app.name(), job.app.version, job.old.is_some()) {
+            Some(record) => {
+                self.phase = Phase::RecordTrial(job);
+                Action::RecordTrial(record)
+            }
+            // The header check keeps names within the record's limit.
+            None => self.refuse(Refusal::NotApp),
+        }
     }
 
     fn setup(&mut self, job: Job<Id>) -> Action<Id> {

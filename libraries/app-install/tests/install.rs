@@ -4,86 +4,15 @@
 //! check over the integrity region as elf2tab signs it.
 
 use app_install::{
-    chunk_offset, tbf, Action, Context, Credentials, Event, Failed, Installed, InstalledApps,
-    Installer, Refusal, CHUNK,
+    chunk_offset, Action, Context, Event, Failed, Installed, InstalledApps, Installer, Refusal,
+    CHUNK,
 };
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+mod support;
+
+use support::{key, public, tbf, Keys};
 
 const DFU: u32 = 0x1D4;
 const BLINK: u32 = 0x8000_0042;
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_slice(&[seed; 32]).unwrap()
-}
-
-fn public(key: &SigningKey) -> VerifyingKey {
-    *key.verifying_key()
-}
-
-/// A TBF v2 as elf2tab lays it out (base header, program header, package name, binary, an
-/// ECDSA P-256 credential footer over `0..binary_end`), signed with `signer` or, without one,
-/// with a reserved footer of the same size.
-fn tbf(name: &str, version: u32, signer: Option<&SigningKey>, total: u32) -> Vec<u8> {
-    let padded_name = name.len().div_ceil(4) * 4;
-    let header_len = 16 + 4 + 20 + 4 + padded_name;
-    let binary_end = total - 72;
-    let mut out = Vec::new();
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&(header_len as u16).to_le_bytes());
-    out.extend_from_slice(&total.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&9u16.to_le_bytes());
-    out.extend_from_slice(&20u16.to_le_bytes());
-    for word in [header_len as u32, 0, 4096, binary_end, version] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
-    out.extend_from_slice(&3u16.to_le_bytes());
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.resize(header_len, 0);
-    let checksum = out
-        .chunks(4)
-        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-        .fold(0, |a, w| a ^ w);
-    out[12..16].copy_from_slice(&checksum.to_le_bytes());
-    while out.len() < binary_end as usize {
-        out.push((out.len() % 251) as u8);
-    }
-    let digest = Sha256::digest(&out);
-    out.extend_from_slice(&128u16.to_le_bytes());
-    out.extend_from_slice(&68u16.to_le_bytes());
-    match signer {
-        Some(signer) => {
-            let signature: Signature = signer.sign_prehash(&digest).unwrap();
-            out.extend_from_slice(&6u32.to_le_bytes());
-            out.extend_from_slice(&signature.to_bytes());
-        }
-        None => {
-            out.extend_from_slice(&0u32.to_le_bytes());
-            out.extend_from_slice(&[0; 64]);
-        }
-    }
-    assert_eq!(out.len(), total as usize);
-    out
-}
-
-/// The board's app keys, checked with RustCrypto's `p256` (the capsule does the same with the
-/// `p256` version upstream's verifier uses).
-struct Keys(Vec<VerifyingKey>);
-
-impl Credentials for Keys {
-    fn accepts(&self, digest: &[u8; 32], signature: &[u8; 64]) -> bool {
-        let Ok(signature) = Signature::from_slice(signature) else {
-            return false;
-        };
-        self.0
-            .iter()
-            .any(|key| key.verify_prehash(digest, &signature).is_ok())
-    }
-}
 
 /// "dfu" v1 and "blink" v3 are installed.
 struct Apps;
@@ -105,6 +34,7 @@ impl InstalledApps<u32> for Apps {
 #[derive(Debug, PartialEq, Eq)]
 enum Op {
     Unload(u32),
+    Trial(String, u32, bool),
     Setup(usize),
     Write(u32, usize),
     Finalize,
@@ -138,6 +68,14 @@ fn run(staged: &[u8], len: usize) -> (Vec<Op>, Result<u32, Refusal>, usize, Vec<
                 assert!(!installer.is_idle() && installer.changing());
                 ops.push(Op::Unload(id));
                 installer.on(Event::UnloadDone(Ok(())), &cx)
+            }
+            Action::RecordTrial(record) => {
+                ops.push(Op::Trial(
+                    record.name().to_string(),
+                    record.new_version,
+                    record.had_old,
+                ));
+                installer.on(Event::TrialRecorded(Ok(())), &cx)
             }
             Action::Setup { len } => {
                 ops.push(Op::Setup(len));
@@ -184,6 +122,7 @@ fn a_newer_app_signed_with_an_app_key_is_checked_unloaded_copied_header_last_and
         ops,
         [
             Op::Unload(BLINK),
+            Op::Trial("blink".into(), 4, true),
             Op::Setup(1300),
             Op::Write(512, 512),
             Op::Write(1024, 276),
@@ -262,7 +201,13 @@ fn a_new_app_is_stored_and_loaded_without_unload() {
     assert_eq!(result, Ok(1));
     assert_eq!(
         ops,
-        [Op::Setup(512), Op::Write(0, 512), Op::Finalize, Op::Load]
+        [
+            Op::Trial("sensor".into(), 1, false),
+            Op::Setup(512),
+            Op::Write(0, 512),
+            Op::Finalize,
+            Op::Load
+        ]
     );
     assert_eq!(slot, staged);
 }
@@ -343,16 +288,24 @@ fn every_refusal_has_its_own_abi_detail() {
 fn header_and_footer_parsing_never_panic_on_truncation() {
     let staged = tbf("blink", 4, Some(&key(7)), TOTAL);
     let footers = &staged[TOTAL as usize - 72..];
-    assert!(tbf::ecdsa_p256_credential(footers).is_some());
+    assert!(app_install::tbf::ecdsa_p256_credential(footers).is_some());
     for len in 0..footers.len() {
-        assert_eq!(tbf::ecdsa_p256_credential(&footers[..len]), None, "{len}");
+        assert_eq!(
+            app_install::tbf::ecdsa_p256_credential(&footers[..len]),
+            None,
+            "{len}"
+        );
     }
     let header = usize::from(u16::from_le_bytes([staged[2], staged[3]]));
     for len in 0..header {
-        assert!(tbf::check_header(&staged[..len], TOTAL).is_err(), "{len}");
+        assert!(
+            app_install::tbf::check_header(&staged[..len], TOTAL).is_err(),
+            "{len}"
+        );
     }
     assert_eq!(
-        tbf::check_header(&staged[..header], TOTAL).map(|app| (app.version, app.binary_end)),
+        app_install::tbf::check_header(&staged[..header], TOTAL)
+            .map(|app| (app.version, app.binary_end)),
         Ok((4, TOTAL - 72))
     );
 }

@@ -1,0 +1,270 @@
+//! A redo journal that makes each write of an internal-flash page atomic across power cuts.
+//!
+//! Upstream writes the app region through `NonvolatileToPages`, which on the nRF52 erases a
+//! 4 KiB page and programs it again. A cut between the two leaves the page erased: a TBF header
+//! there reads as version `0xFFFF`, the end of the app list, and every app after it disappears;
+//! the bytes of a neighbouring binary that shares the page are lost. The journal keeps the new
+//! page content in external flash before the page is touched, so a page is always either its
+//! old content or its new one after the next boot's [`replay`](Journal::pending).
+//!
+//! External flash (three 4 KiB sectors, [`JournalLayout`]): `data` holds the page content being
+//! written, `records` an append-only log of 32-byte records, one per page write:
+//!
+//! ```text
+//! magic "TOAJ" | seq u32 | page address u32 | crc32(content) u32 | len u32 | 0xFF x4 |
+//! crc32(bytes 0..24) u32 | done word (0xFFFF_FFFF while pending, 0 when done)
+//! ```
+//!
+//! One page write ([`PageWrite`]) is: erase `data`, program the content there, program the
+//! record (its first 28 bytes), erase the page, program the page, program the done word. A cut
+//! before the record is complete leaves the page untouched (a torn record fails its CRC); from
+//! the record on, the boot finds it pending and does the last three steps again (idempotent).
+//! The record sector is erased when full, only between page writes (no record pending then).
+
+use control_area::crc32;
+
+/// Bytes of one internal-flash page (the nRF52840's NVMC erase unit).
+pub const PAGE: usize = 4096;
+/// Bytes of one journal record.
+pub const RECORD_LEN: usize = 32;
+/// Records in the record sector.
+pub const SLOTS: u32 = (PAGE / RECORD_LEN) as u32;
+const MAGIC: u32 = u32::from_le_bytes(*b"TOAJ");
+/// Offset of the done word in a record.
+const DONE_AT: u32 = 28;
+
+/// Where the journal lives in external flash: three sector-aligned 4 KiB sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalLayout {
+    /// The page content being written.
+    pub data: u32,
+    /// The record log.
+    pub records: u32,
+    /// The app trial record (`crate::trial`).
+    pub trial: u32,
+}
+
+impl JournalLayout {
+    /// The nRF52840-DK (`docs/layout.md`): the three sectors below the staging slot.
+    pub const NRF52840DK: JournalLayout = JournalLayout {
+        data: 0x0F_D000,
+        records: 0x0F_E000,
+        trial: 0x0F_F000,
+    };
+}
+
+/// One flash operation the journal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashOp<'a> {
+    /// Erase the external-flash sector at `addr`.
+    QspiErase { addr: u32 },
+    /// Program `data` at external-flash `addr` (any length; the executor splits it into the
+    /// chip's program pages).
+    QspiProgram { addr: u32, data: &'a [u8] },
+    /// Erase the internal-flash page at `addr`.
+    InternalErase { addr: u32 },
+    /// Program `data` (a whole page) at internal-flash `addr`.
+    InternalProgram { addr: u32, data: &'a [u8] },
+}
+
+/// A page write the journal found pending at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub slot: u32,
+    pub page: u32,
+    pub crc: u32,
+}
+
+/// The record log's state: where the next record goes, its sequence, a pending write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Journal {
+    layout: JournalLayout,
+    next_slot: u32,
+    next_seq: u32,
+    pending: Option<Pending>,
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl Journal {
+    /// Read the record sector (`records`: its [`PAGE`] bytes) as found at boot.
+    pub fn scan(layout: JournalLayout, records: &[u8]) -> Journal {
+        let mut journal = Journal {
+            layout,
+            next_slot: 0,
+            next_seq: 1,
+            pending: None,
+        };
+        let mut newest: Option<(u32, Pending, bool)> = None;
+        for (slot, record) in records.chunks_exact(RECORD_LEN).enumerate() {
+            if record.iter().all(|&b| b == 0xFF) {
+                continue;
+            }
+            // A slot that is not erased is used, valid or torn.
+            journal.next_slot = slot as u32 + 1;
+            if le32(record, 0) != MAGIC || le32(record, 24) != crc32(&record[..24]) {
+                continue;
+            }
+            let seq = le32(record, 4);
+            let done = le32(record, DONE_AT as usize) != u32::MAX;
+            let entry = Pending {
+                slot: slot as u32,
+                page: le32(record, 8),
+                crc: le32(record, 12),
+            };
+            if newest.is_none_or(|(s, _, _)| seq >= s) {
+                newest = Some((seq, entry, done));
+            }
+        }
+        if let Some((seq, entry, done)) = newest {
+            journal.next_seq = seq.wrapping_add(1);
+            if !done {
+                journal.pending = Some(entry);
+            }
+        }
+        journal
+    }
+
+    /// The page write a cut interrupted, if any: [`Journal::replay`] finishes it.
+    pub fn pending(&self) -> Option<Pending> {
+        self.pending
+    }
+
+    /// Finish the pending write: `data` is the journal's data sector as read (the page
+    /// content). If it does not match the record (cannot happen after a completed record, but
+    /// a flash fault could), only the done word is written and the page is left as it is.
+    pub fn replay<'a>(&mut self, data: &'a [u8]) -> Option<PageWrite<'a>> {
+        let pending = self.pending.take()?;
+        let content_ok = data.len() == PAGE && crc32(data) == pending.crc;
+        Some(PageWrite {
+            layout: self.layout,
+            page: pending.page,
+            content: data,
+            slot: pending.slot,
+            record: [0xFF; RECORD_LEN],
+            step: if content_ok {
+                Step::ErasePage
+            } else {
+                Step::Done
+            },
+        })
+    }
+
+    /// Write `content` (one [`PAGE`]) to the internal page at `page` atomically. Call only with
+    /// no write pending (replay first).
+    pub fn write<'a>(&mut self, page: u32, content: &'a [u8]) -> PageWrite<'a> {
+        debug_assert!(self.pending.is_none());
+        let erase_records = self.next_slot >= SLOTS;
+        if erase_records {
+            self.next_slot = 0;
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let mut record = [0xFF; RECORD_LEN];
+        record[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        record[4..8].copy_from_slice(&seq.to_le_bytes());
+        record[8..12].copy_from_slice(&page.to_le_bytes());
+        record[12..16].copy_from_slice(&crc32(content).to_le_bytes());
+        record[16..20].copy_from_slice(&(content.len() as u32).to_le_bytes());
+        let crc = crc32(&record[..24]);
+        record[24..28].copy_from_slice(&crc.to_le_bytes());
+        PageWrite {
+            layout: self.layout,
+            page,
+            content,
+            slot,
+            record,
+            step: if erase_records {
+                Step::EraseRecords
+            } else {
+                Step::EraseData
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    EraseRecords,
+    EraseData,
+    ProgramData,
+    ProgramRecord,
+    ErasePage,
+    ProgramPage,
+    MarkDone,
+    Done,
+}
+
+/// The flash operations of one journaled page write (or of its replay), in order: run each
+/// [`PageWrite::next_op`] operation to completion before asking for the next.
+#[derive(Clone, Debug)]
+pub struct PageWrite<'a> {
+    layout: JournalLayout,
+    page: u32,
+    content: &'a [u8],
+    slot: u32,
+    record: [u8; RECORD_LEN],
+    step: Step,
+}
+
+const DONE_WORD: [u8; 4] = [0; 4];
+
+impl PageWrite<'_> {
+    /// The next operation, or `None` when the page write is complete.
+    pub fn next_op(&mut self) -> Option<FlashOp<'_>> {
+        let record_at = self.layout.records + self.slot * RECORD_LEN as u32;
+        let (op, next) = match self.step {
+            Step::EraseRecords => (
+                FlashOp::QspiErase {
+                    addr: self.layout.records,
+                },
+                Step::EraseData,
+            ),
+            Step::EraseData => (
+                FlashOp::QspiErase {
+                    addr: self.layout.data,
+                },
+                Step::ProgramData,
+            ),
+            Step::ProgramData => (
+                FlashOp::QspiProgram {
+                    addr: self.layout.data,
+                    data: self.content,
+                },
+                Step::ProgramRecord,
+            ),
+            Step::ProgramRecord => (
+                FlashOp::QspiProgram {
+                    addr: record_at,
+                    data: &self.record[..DONE_AT as usize],
+                },
+                Step::ErasePage,
+            ),
+            Step::ErasePage => (
+                FlashOp::InternalErase { addr: self.page },
+                Step::ProgramPage,
+            ),
+            Step::ProgramPage => (
+                FlashOp::InternalProgram {
+                    addr: self.page,
+                    data: self.content,
+                },
+                Step::MarkDone,
+            ),
+            Step::MarkDone => (
+                FlashOp::QspiProgram {
+                    addr: record_at + DONE_AT,
+                    data: &DONE_WORD,
+                },
+                Step::Done,
+            ),
+            Step::Done => return None,
+        };
+        self.step = next;
+        Some(op)
+    }
+}

@@ -1,0 +1,606 @@
+//! The every-operation power-cut campaign over an app update, on the hardware models: the
+//! nRF52840's NVMC (internal flash, the app region) and the MX25R6435F behind the QSPI driver
+//! (staging, the page journal, the trial record), as `boot-sim` does for the bootloader.
+//!
+//! A device holds the DFU app (v1) and "blink" v3 in its app region, laid out so that pages are
+//! shared between binaries (the DFU app's last page holds blink's header, blink's last page the
+//! new slot's start), and blink v4 in staging. A scenario runs the library's code as the kernel
+//! would: the install machine (`Installer`), every app-region page write through the page
+//! journal, the trial record, boots (journal replay, the kernel's load rule, `trial::decide`),
+//! confirm or revert. Each run cuts the power before, or tears, one flash operation (program or
+//! erase, on either flash), reboots and checks the invariant:
+//!
+//! - the DFU app is loadable (the board can receive again);
+//! - exactly one version of blink runs (3 or 4): the kernel runs the highest loadable version
+//!   of an app, so "never both" holds as long as one is loadable, and "never neither" is what a
+//!   cut could break;
+//!
+//! then finishes the job as the device would (the DFU app resends, the app confirms, or the
+//! trial runs out) and checks the end state: the expected version runs, exactly one blink
+//! binary is left loadable (the other was turned into padding), no trial and no pending journal
+//! record are left.
+//!
+//! A control run of the same campaign with the journal bypassed (upstream's page
+//! read-modify-write straight to the NVMC) must find cuts that break the invariant.
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use app_install::journal::{FlashOp, Journal, JournalLayout, PAGE};
+use app_install::region::{self, Entry};
+use app_install::trial::{self, Decision, Found, TrialRecord};
+use app_install::{
+    Action, Context, Credentials, Event, Installed, InstalledApps, Installer, Refusal,
+};
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use hw_models::SimBoard;
+use nrf52840_flash_error::FlashError;
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::{Signature, SigningKey};
+use sha2::{Digest, Sha256};
+use support::{key, public, tbf, Keys};
+
+mod nrf52840_flash_error {
+    pub use hw_models::nrf52840_flash::FlashError;
+}
+
+const REGION: u32 = 0x4_0000;
+const REGION_LEN: usize = 0x4000;
+const STAGING: u32 = 0x10_0000;
+const LAYOUT: JournalLayout = JournalLayout::NRF52840DK;
+const MAX_BOOTS: u32 = 3;
+const DFU_ID: u32 = 1;
+/// The DFU app's binary and blink's: blink's header shares the DFU app's only page, blink's
+/// tail the new slot's page.
+const DFU_LEN: u32 = 0xF00;
+const BLINK_LEN: u32 = 0x600;
+
+fn dfu_key() -> SigningKey {
+    key(1)
+}
+
+fn app_key() -> SigningKey {
+    key(2)
+}
+
+/// The kernel's process checker: a credential that verifies against one of the board's keys
+/// (the DFU key or the app key), over the integrity region. Cached by the binary's bytes.
+struct Checker {
+    keys: Vec<p256::ecdsa::VerifyingKey>,
+    cache: RefCell<HashMap<Vec<u8>, bool>>,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker {
+            keys: vec![public(&dfu_key()), public(&app_key())],
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn accepts(&self, binary: &[u8], binary_end: u32) -> bool {
+        if let Some(&known) = self.cache.borrow().get(binary) {
+            return known;
+        }
+        let digest = Sha256::digest(&binary[..binary_end as usize]);
+        let verdict = app_install::tbf::ecdsa_p256_credential(&binary[binary_end as usize..])
+            .and_then(|sig| Signature::from_slice(&sig).ok())
+            .is_some_and(|sig| {
+                self.keys
+                    .iter()
+                    .any(|k| k.verify_prehash(&digest, &sig).is_ok())
+            });
+        self.cache.borrow_mut().insert(binary.to_vec(), verdict);
+        verdict
+    }
+}
+
+/// A binary the kernel would load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Loadable {
+    addr: u32,
+    name: String,
+    version: u32,
+    total_len: u32,
+}
+
+struct Device {
+    board: SimBoard,
+    checker: Checker,
+    journaled: bool,
+    staged_len: usize,
+}
+
+type Flash<T> = Result<T, FlashError>;
+
+impl Device {
+    fn new(checker: Checker, journaled: bool) -> Device {
+        let staged = tbf("blink", 4, Some(&app_key()), BLINK_LEN);
+        let board = SimBoard::new(1);
+        board.chip().load(STAGING, &staged);
+        let mut device = Device {
+            board,
+            checker,
+            journaled,
+            staged_len: staged.len(),
+        };
+        device.provision();
+        device
+    }
+
+    /// The state before the update: the two apps installed, the journal and trial sectors
+    /// erased (staging keeps the staged TBF). Power on, no cut armed.
+    fn provision(&mut self) {
+        let mut region = vec![0xFF; REGION_LEN];
+        region[..DFU_LEN as usize].copy_from_slice(&tbf("dfu", 1, Some(&dfu_key()), DFU_LEN));
+        region[DFU_LEN as usize..][..BLINK_LEN as usize].copy_from_slice(&tbf(
+            "blink",
+            3,
+            Some(&app_key()),
+            BLINK_LEN,
+        ));
+        self.board.power_cycle().expect("power comes back");
+        self.board.nvmc().load(REGION, &region);
+        for sector in [LAYOUT.data, LAYOUT.records, LAYOUT.trial] {
+            self.board.chip().load(sector, &[0xFF; PAGE]);
+        }
+    }
+
+    fn exec(&mut self, op: FlashOp) -> Flash<()> {
+        match op {
+            FlashOp::QspiErase { addr } => self.board.qspi.erase(addr, addr + PAGE as u32),
+            FlashOp::QspiProgram { addr, data } => self.board.qspi.write(addr, data),
+            FlashOp::InternalErase { addr } => self.board.internal.erase(addr, addr + PAGE as u32),
+            FlashOp::InternalProgram { addr, data } => self.board.internal.write(addr, data),
+        }
+    }
+
+    fn qspi_sector(&mut self, addr: u32) -> Flash<Vec<u8>> {
+        let mut out = vec![0; PAGE];
+        self.board.qspi.read(addr, &mut out)?;
+        Ok(out)
+    }
+
+    /// Write one internal page: through the journal, or (control) as upstream does.
+    fn write_page(&mut self, page: u32, content: &[u8]) -> Flash<()> {
+        if !self.journaled {
+            self.exec(FlashOp::InternalErase { addr: page })?;
+            return self.exec(FlashOp::InternalProgram {
+                addr: page,
+                data: content,
+            });
+        }
+        let records = self.qspi_sector(LAYOUT.records)?;
+        let mut journal = Journal::scan(LAYOUT, &records);
+        assert_eq!(journal.pending(), None, "a page write while one is pending");
+        let mut write = journal.write(page, content);
+        while let Some(op) = write.next_op() {
+            self.exec(op)?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's `NonvolatileToPages`: each page the range touches, read, patched, written.
+    fn write_bytes(&mut self, addr: u32, bytes: &[u8]) -> Flash<()> {
+        let mut at = addr;
+        let end = addr + bytes.len() as u32;
+        while at < end {
+            let page = at & !(PAGE as u32 - 1);
+            let upto = end.min(page + PAGE as u32);
+            let mut content = self.board.nvmc().raw()[page as usize..][..PAGE].to_vec();
+            content[(at - page) as usize..(upto - page) as usize]
+                .copy_from_slice(&bytes[(at - addr) as usize..(upto - addr) as usize]);
+            self.write_page(page, &content)?;
+            at = upto;
+        }
+        Ok(())
+    }
+
+    fn region(&self) -> Vec<u8> {
+        self.board.nvmc().raw()[REGION as usize..][..REGION_LEN].to_vec()
+    }
+
+    /// What the kernel loads at boot: parsed apps whose credential verifies.
+    fn loadable(&self) -> Vec<Loadable> {
+        let region = self.region();
+        region::walk(&region, REGION)
+            .filter_map(|entry| match entry {
+                Entry::App { addr, app } => {
+                    let bytes = &region[(addr - REGION) as usize..][..app.total_len as usize];
+                    self.checker
+                        .accepts(bytes, app.binary_end)
+                        .then(|| Loadable {
+                            addr,
+                            name: app.name().to_string(),
+                            version: app.version,
+                            total_len: app.total_len,
+                        })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The version of `name` the kernel runs: the highest loadable one.
+    fn running(&self, name: &str) -> Option<u32> {
+        self.loadable()
+            .iter()
+            .filter(|l| l.name == name)
+            .map(|l| l.version)
+            .max()
+    }
+
+    fn trial(&mut self) -> Flash<Option<(TrialRecord, u32)>> {
+        Ok(TrialRecord::decode(&self.qspi_sector(LAYOUT.trial)?))
+    }
+
+    /// A boot: replay the journal (before processes load), load, then what the app-update
+    /// capsule does about a trial; a revert resets the board and boots again.
+    fn boot(&mut self) -> Flash<()> {
+        for _ in 0..4 {
+            let records = self.qspi_sector(LAYOUT.records)?;
+            let mut journal = Journal::scan(LAYOUT, &records);
+            if journal.pending().is_some() {
+                let data = self.qspi_sector(LAYOUT.data)?;
+                if let Some(mut replay) = journal.replay(&data) {
+                    while let Some(op) = replay.next_op() {
+                        self.exec(op)?;
+                    }
+                }
+            }
+            let record = self.trial()?;
+            let loadable = self.loadable();
+            let found = record.map_or(
+                Found {
+                    new: None,
+                    old: false,
+                },
+                |(r, _)| Found {
+                    new: loadable
+                        .iter()
+                        .find(|l| l.name == r.name() && l.version == r.new_version)
+                        .map(|l| l.addr),
+                    old: loadable
+                        .iter()
+                        .any(|l| l.name == r.name() && l.version < r.new_version),
+                },
+            );
+            match trial::decide(record, found, MAX_BOOTS) {
+                Decision::None => return Ok(()),
+                Decision::End => return self.exec(FlashOp::QspiErase { addr: LAYOUT.trial }),
+                Decision::Continue { boots } => {
+                    let at = LAYOUT.trial + trial::mark_offset(boots).unwrap();
+                    return self.exec(FlashOp::QspiProgram {
+                        addr: at,
+                        data: &[0; 4],
+                    });
+                }
+                Decision::Revert { new } => {
+                    self.pad(new)?;
+                    self.exec(FlashOp::QspiErase { addr: LAYOUT.trial })?;
+                    // The board resets; boot again.
+                }
+            }
+        }
+        panic!("boot did not settle");
+    }
+
+    /// Turn the loadable binary at `addr` into padding.
+    fn pad(&mut self, addr: u32) -> Flash<()> {
+        let len = self
+            .loadable()
+            .iter()
+            .find(|l| l.addr == addr)
+            .map(|l| l.total_len)
+            .expect("a loadable binary to pad");
+        self.write_bytes(addr, &trial::padding_header(len))
+    }
+
+    /// The app confirms: every older version becomes padding, then the trial ends.
+    fn confirm(&mut self) -> Flash<()> {
+        let Some((record, _)) = self.trial()? else {
+            return Ok(());
+        };
+        let old: Vec<u32> = self
+            .loadable()
+            .iter()
+            .filter(|l| l.name == record.name() && l.version < record.new_version)
+            .map(|l| l.addr)
+            .collect();
+        for addr in old {
+            self.pad(addr)?;
+        }
+        self.exec(FlashOp::QspiErase { addr: LAYOUT.trial })
+    }
+
+    /// `INSTALL` from the DFU app, run by the library's install machine.
+    fn install(&mut self) -> Flash<Result<u32, Refusal>> {
+        let apps = Apps(self.loadable());
+        let keys = Keys(vec![public(&app_key())]);
+        let cx = Context {
+            apps: &apps,
+            credentials: &keys as &dyn Credentials,
+            dfu: DFU_ID,
+        };
+        let mut installer = Installer::new();
+        let mut buffer = Vec::new();
+        let mut slot = 0;
+        let mut action = installer.on(
+            Event::Install {
+                len: self.staged_len,
+            },
+            &cx,
+        );
+        loop {
+            action = match action {
+                Action::Read { offset, len } => {
+                    buffer = vec![0; len];
+                    self.board.qspi.read(STAGING + offset, &mut buffer)?;
+                    installer.on(Event::ReadDone(Ok(&buffer)), &cx)
+                }
+                Action::Unload(_) => installer.on(Event::UnloadDone(Ok(())), &cx),
+                Action::RecordTrial(record) => {
+                    self.exec(FlashOp::QspiErase { addr: LAYOUT.trial })?;
+                    self.exec(FlashOp::QspiProgram {
+                        addr: LAYOUT.trial,
+                        data: &record.encode(),
+                    })?;
+                    installer.on(Event::TrialRecorded(Ok(())), &cx)
+                }
+                Action::Setup { len } => {
+                    // Upstream's allocator: after the last binary; a padding header there.
+                    let region = self.region();
+                    slot = region::walk(&region, REGION)
+                        .map(|e| match e {
+                            Entry::Padding { addr, len } | Entry::Invalid { addr, len } => {
+                                addr + len
+                            }
+                            Entry::App { addr, app } => addr + app.total_len,
+                        })
+                        .last()
+                        .unwrap_or(REGION);
+                    assert!(slot as usize + len <= REGION as usize + REGION_LEN);
+                    self.write_bytes(slot, &trial::padding_header(len as u32))?;
+                    installer.on(Event::SetupDone(Ok(())), &cx)
+                }
+                Action::Write { offset, len } => {
+                    let chunk = buffer[..len].to_vec();
+                    self.write_bytes(slot + offset, &chunk)?;
+                    installer.on(Event::WriteDone(Ok(())), &cx)
+                }
+                Action::Finalize => installer.on(Event::FinalizeDone(Ok(())), &cx),
+                Action::Abort => installer.on(Event::AbortDone, &cx),
+                Action::Load => installer.on(Event::LoadDone(Ok(())), &cx),
+                Action::Done(result) => return Ok(result),
+                Action::None => panic!("the install stalled"),
+            };
+        }
+    }
+
+    /// The invariant after any boot.
+    fn check_boot(&self) -> Result<(), String> {
+        let loadable = self.loadable();
+        if !loadable.iter().any(|l| l.name == "dfu" && l.version == 1) {
+            return Err(format!("the DFU app is not loadable: {loadable:?}"));
+        }
+        match self.running("blink") {
+            Some(3 | 4) => Ok(()),
+            other => Err(format!("blink runs {other:?}: {loadable:?}")),
+        }
+    }
+
+    /// The end state: `version` runs, one blink binary, no trial, no pending journal write.
+    fn check_end(&mut self, version: u32) -> Result<(), String> {
+        self.check_boot()?;
+        let blinks: Vec<u32> = self
+            .loadable()
+            .iter()
+            .filter(|l| l.name == "blink")
+            .map(|l| l.version)
+            .collect();
+        if blinks != [version] {
+            return Err(format!("blink binaries {blinks:?}, expected [{version}]"));
+        }
+        let trial = self.trial().map_err(|e| format!("{e:?}"))?;
+        if trial.is_some() {
+            return Err(format!("a trial is left: {trial:?}"));
+        }
+        let records = self
+            .qspi_sector(LAYOUT.records)
+            .map_err(|e| format!("{e:?}"))?;
+        if Journal::scan(LAYOUT, &records).pending().is_some() {
+            return Err("a journal record is left pending".into());
+        }
+        Ok(())
+    }
+}
+
+/// The process table the install machine asks (ids: DFU 1, others 2).
+struct Apps(Vec<Loadable>);
+
+impl InstalledApps<u32> for Apps {
+    fn installed(&self, name: &str, staged: u32) -> Option<Installed<u32>> {
+        let version = self
+            .0
+            .iter()
+            .filter(|l| l.name == name)
+            .map(|l| l.version)
+            .max()?;
+        Some(Installed {
+            id: if name == "dfu" { DFU_ID } else { 2 },
+            staged_is_newer: staged > version,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// Install, reboot, the new version confirms.
+    Confirm,
+    /// Install, then boots until the trial runs out.
+    Revert,
+}
+
+impl Scenario {
+    fn run(self, device: &mut Device) -> Flash<()> {
+        assert_eq!(device.install()?, Ok(4));
+        device.boot()?;
+        match self {
+            Scenario::Confirm => device.confirm(),
+            Scenario::Revert => {
+                for _ in 0..MAX_BOOTS {
+                    device.boot()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn final_version(self) -> u32 {
+        match self {
+            Scenario::Confirm => 4,
+            Scenario::Revert => 3,
+        }
+    }
+
+    /// After a cut and a boot: finish as the device would.
+    fn finish(self, device: &mut Device) -> Flash<()> {
+        match self {
+            Scenario::Confirm => {
+                if device.trial()?.is_none() && device.running("blink") == Some(3) {
+                    // The install never committed: the DFU app installs again.
+                    assert_eq!(device.install()?, Ok(4));
+                    device.boot()?;
+                }
+                device.confirm()
+            }
+            Scenario::Revert => {
+                for _ in 0..=MAX_BOOTS {
+                    device.boot()?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Run `scenario` on a fresh device with a cut before (or, `torn`, inside) operation `n` (0-based,
+/// counted from the start of the scenario); `None` if the scenario ended before it.
+fn one_cut(
+    device: &mut Device,
+    scenario: Scenario,
+    n: u64,
+    torn: bool,
+) -> Option<Result<(), String>> {
+    device.provision();
+    if torn {
+        device.board.power.cut_inside(n + 1);
+    } else {
+        device.board.power.cut_after(n);
+    }
+    if scenario.run(device).is_ok() {
+        return None;
+    }
+    device.board.power_cycle().expect("power comes back");
+    let result = (|| {
+        device.boot().map_err(|e| format!("boot: {e:?}"))?;
+        device.check_boot()?;
+        scenario
+            .finish(device)
+            .map_err(|e| format!("finish: {e:?}"))?;
+        device.boot().map_err(|e| format!("boot: {e:?}"))?;
+        device.check_end(scenario.final_version())
+    })();
+    Some(result)
+}
+
+/// Every operation, cut before and torn; the failures found.
+fn campaign(scenario: Scenario, journaled: bool, stride: u64) -> (u64, Vec<String>) {
+    let mut clean = Device::new(Checker::new(), journaled);
+    let start = clean.board.power.ops();
+    scenario.run(&mut clean).expect("no cut");
+    clean.board.power_cycle().unwrap();
+    clean.boot().unwrap();
+    clean.check_end(scenario.final_version()).unwrap();
+    let ops = clean.board.power.ops() - start;
+    eprintln!("{scenario:?} journaled={journaled}: {ops} operations");
+    let mut failures = Vec::new();
+    let mut cuts = 0;
+    let mut n = 0;
+    while n < ops {
+        for torn in [false, true] {
+            if let Some(result) = one_cut(&mut clean, scenario, n, torn) {
+                cuts += 1;
+                if let Err(why) = result {
+                    failures.push(format!(
+                        "{scenario:?} cut {} op {n}: {why}",
+                        if torn { "inside" } else { "before" }
+                    ));
+                }
+            }
+        }
+        n += stride;
+    }
+    eprintln!(
+        "{scenario:?} journaled={journaled}: {cuts} cuts, {} failed",
+        failures.len()
+    );
+    (cuts, failures)
+}
+
+#[test]
+fn a_clean_update_confirms_and_frees_the_old_binary() {
+    let mut device = Device::new(Checker::new(), true);
+    Scenario::Confirm.run(&mut device).unwrap();
+    device.boot().unwrap();
+    device.check_end(4).unwrap();
+}
+
+#[test]
+fn an_unconfirmed_update_reverts_after_the_trial_boots() {
+    let mut device = Device::new(Checker::new(), true);
+    assert_eq!(device.install().unwrap(), Ok(4));
+    for boot in 0..MAX_BOOTS {
+        device.boot().unwrap();
+        assert_eq!(device.running("blink"), Some(4), "boot {boot}: in trial");
+        assert!(device.trial().unwrap().is_some());
+    }
+    device.boot().unwrap();
+    device.check_end(3).unwrap();
+}
+
+#[test]
+fn every_cut_of_an_update_that_confirms_recovers() {
+    let (cuts, failures) = campaign(Scenario::Confirm, true, 1);
+    assert!(cuts > 1000, "{cuts} cuts");
+    assert!(
+        failures.is_empty(),
+        "{} of {cuts}: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[test]
+fn every_cut_of_an_update_that_reverts_recovers() {
+    let (cuts, failures) = campaign(Scenario::Revert, true, 1);
+    assert!(cuts > 1000, "{cuts} cuts");
+    assert!(
+        failures.is_empty(),
+        "{} of {cuts}: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[test]
+fn without_the_journal_some_cuts_lose_an_app() {
+    let (cuts, failures) = campaign(Scenario::Confirm, false, 7);
+    assert!(cuts > 100, "{cuts} cuts");
+    assert!(
+        !failures.is_empty(),
+        "the campaign found nothing in {cuts} cuts without the journal"
+    );
+}
