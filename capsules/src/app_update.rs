@@ -36,6 +36,7 @@ use kernel::{ErrorCode, Kernel, ProcessId};
 use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
+use app_install::trial::TrialRecord;
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,
 };
@@ -128,6 +129,8 @@ pub struct AppUpdate<'a> {
     staging: &'a dyn AsyncNor<'a>,
     staging_base: u32,
     staging_len: u32,
+    /// The external-flash sector of the trial record (`app_install::journal::JournalLayout`).
+    trial_sector: u32,
     store: &'a dyn DynamicBinaryStore,
     unloader: &'a dyn DynamicProcessUnload,
     loader: &'a dyn DynamicProcessLoad,
@@ -138,6 +141,8 @@ pub struct AppUpdate<'a> {
     buffer: TakeCell<'static, [u8]>,
     /// Length of the last read, kept for the write that follows it.
     read_len: Cell<usize>,
+    /// The trial record to program once its sector is erased.
+    trial_record: OptionalCell<TrialRecord>,
     client: OptionalCell<&'a dyn AppUpdateClient>,
 }
 
@@ -147,6 +152,7 @@ impl<'a> AppUpdate<'a> {
         staging: &'a dyn AsyncNor<'a>,
         staging_base: u32,
         staging_len: u32,
+        trial_sector: u32,
         store: &'a dyn DynamicBinaryStore,
         unloader: &'a dyn DynamicProcessUnload,
         loader: &'a dyn DynamicProcessLoad,
@@ -159,6 +165,7 @@ impl<'a> AppUpdate<'a> {
             staging,
             staging_base,
             staging_len,
+            trial_sector,
             store,
             unloader,
             loader,
@@ -168,6 +175,7 @@ impl<'a> AppUpdate<'a> {
             installer: MapCell::new(Installer::new()),
             buffer: TakeCell::new(buffer),
             read_len: Cell::new(0),
+            trial_record: OptionalCell::empty(),
             client: OptionalCell::empty(),
         }
     }
@@ -262,6 +270,14 @@ impl<'a> AppUpdate<'a> {
                     self.advance(Event::UnloadDone(Err(Failed)));
                 }
             }
+            Action::RecordTrial(record) => {
+                // Erase, then program the record (`erase_done`).
+                self.trial_record.set(record);
+                if self.staging.erase_sector(self.trial_sector).is_err() {
+                    self.trial_record.clear();
+                    self.advance(Event::TrialRecorded(Err(Failed)));
+                }
+            }
             Action::Load => {
                 if self.loader.load().is_err() {
                     self.advance(Event::LoadDone(Err(Failed)));
@@ -281,9 +297,27 @@ impl AsyncNorClient for AppUpdate<'_> {
         self.perform(action);
     }
 
-    fn program_done(&self, _buffer: &'static mut [u8], _result: Result<(), ErrorCode>) {}
+    /// Only the trial record is programmed.
+    fn program_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        self.buffer.replace(buffer);
+        self.advance(Event::TrialRecorded(result.map_err(|_| Failed)));
+    }
 
-    fn erase_done(&self, _result: Result<(), ErrorCode>) {}
+    /// Only the trial sector is erased.
+    fn erase_done(&self, result: Result<(), ErrorCode>) {
+        let Some(record) = self.trial_record.take() else {
+            return;
+        };
+        let Some(buffer) = self.buffer.take().filter(|_| result.is_ok()) else {
+            return self.advance(Event::TrialRecorded(Err(Failed)));
+        };
+        let bytes = record.encode();
+        buffer[..bytes.len()].copy_from_slice(&bytes);
+        if let Err((_, buffer)) = self.staging.program(self.trial_sector, buffer, bytes.len()) {
+            self.buffer.replace(buffer);
+            self.advance(Event::TrialRecorded(Err(Failed)));
+        }
+    }
 }
 
 impl DynamicBinaryStoreClient for AppUpdate<'_> {

@@ -18,6 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::vec;
 use std::vec::Vec;
 
+use app_install::trial::TrialRecord;
 use fake_nor::FakeNor;
 use kernel::dynamic_binary_storage::{
     DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
@@ -41,6 +42,7 @@ use tock_ota_capsules::nor::AsyncNor;
 const DFU: ShortId = ShortId::Fixed(NonZeroU32::new(0x1D4).unwrap());
 const OLD: ShortId = ShortId::Fixed(NonZeroU32::new(0x8000_0042).unwrap());
 const STAGING_BASE: u32 = 0x1000;
+const TRIAL_SECTOR: u32 = 0xF_F000;
 
 /// The key the board accepts for updated apps in these tests, and one it does not.
 fn app_key() -> SigningKey {
@@ -342,6 +344,7 @@ fn rig_with(immediate: bool, staged: &[u8], via_driver: bool) -> Rig {
         nor,
         STAGING_BASE,
         0x8_0000,
+        TRIAL_SECTOR,
         store,
         store,
         store,
@@ -441,6 +444,13 @@ fn old_app_is_unloaded_then_newer_signed_app_stored_then_loaded() {
             "the slot holds the staged TBF"
         );
         assert_eq!(rig.update.installer().trial_version(), Some(4));
+        // The trial record was written to its sector before the copy.
+        let sector = rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
+        let (record, boots) = TrialRecord::decode(&sector).expect("a trial record");
+        assert_eq!(
+            (record.name(), record.new_version, record.had_old, boots),
+            ("blink", 4, true, 0)
+        );
         // A second install while the first is in trial is refused synchronously.
         assert_eq!(rig.update.install(DFU, staged.len()), Err(Refusal::Busy));
     }
