@@ -100,6 +100,24 @@ pub mod update {
         /// The details that mean the staged image itself was refused by finalize's check.
         pub const IMAGE_REFUSED: core::ops::RangeInclusive<u32> =
             IMAGE_BAD_MAGIC..=IMAGE_HASH_MISMATCH;
+
+        // Finalize of a session staged in the received-stream area (a delta patch): the kernel
+        // rebuilds the image into the staging slot first (`ota_reconstruct::Error::abi_detail`).
+        /// The stream is malformed (magic, version, an operation, a reference, its lengths).
+        pub const STREAM_BAD_FORMAT: u32 = 18;
+        /// The stream ends before its end marker.
+        pub const STREAM_TRUNCATED: u32 = 19;
+        /// The patch was made against another kernel than the one installed.
+        pub const STREAM_WRONG_BASE: u32 = 20;
+        /// The rebuilt image would not fit the staging slot.
+        pub const STREAM_TOO_LONG: u32 = 21;
+        /// The rebuilt image's SHA-256 is not the one the stream names.
+        pub const STREAM_OUTPUT_HASH: u32 = 22;
+
+        /// The details that mean the received stream was refused: like [`IMAGE_REFUSED`],
+        /// sending it again cannot help.
+        pub const STREAM_REFUSED: core::ops::RangeInclusive<u32> =
+            STREAM_BAD_FORMAT..=STREAM_OUTPUT_HASH;
     }
 }
 

@@ -208,7 +208,12 @@ pub fn stage_error(op_was_finalize: bool, error: OpError) -> StageError {
         OpError::Failed {
             code: error::FAIL,
             detail,
-        } if op_was_finalize && detail::IMAGE_REFUSED.contains(&detail) => StageError::Rejected,
+        } if op_was_finalize
+            && (detail::IMAGE_REFUSED.contains(&detail)
+                || detail::STREAM_REFUSED.contains(&detail)) =>
+        {
+            StageError::Rejected
+        }
         _ => StageError::Failed,
     }
 }

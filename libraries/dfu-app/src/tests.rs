@@ -26,7 +26,7 @@ fn policy_refusals_map_to_the_receivers_errors() {
         stage_error(false, failed(error::NOACK, detail::NOT_BLANK)),
         StageError::NotBlank
     );
-    for d in detail::IMAGE_REFUSED {
+    for d in detail::IMAGE_REFUSED.chain(detail::STREAM_REFUSED) {
         assert_eq!(
             stage_error(true, failed(error::FAIL, d)),
             StageError::Rejected

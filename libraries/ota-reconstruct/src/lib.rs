@@ -143,6 +143,29 @@ pub enum Error {
     Decoder,
 }
 
+impl Error {
+    /// The staged-update driver's error detail for this refusal (`dfu_abi::update::detail`),
+    /// reported by finalize of a received stream. [`Error::Decoder`] is a kernel bug, not the
+    /// stream's fault: it reports as a plain failure (`FLASH` would invite a retry; so does
+    /// this), never as a verdict on the stream.
+    pub fn abi_detail(&self) -> u32 {
+        use dfu_abi::update::detail;
+        match self {
+            Error::BadMagic
+            | Error::Unsupported
+            | Error::Corrupt(_)
+            | Error::TrailingData
+            | Error::BadReference { .. }
+            | Error::LengthMismatch { .. } => detail::STREAM_BAD_FORMAT,
+            Error::Truncated => detail::STREAM_TRUNCATED,
+            Error::WrongBase => detail::STREAM_WRONG_BASE,
+            Error::OutputTooLong { .. } => detail::STREAM_TOO_LONG,
+            Error::OutputHash => detail::STREAM_OUTPUT_HASH,
+            Error::Decoder => detail::NONE,
+        }
+    }
+}
+
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

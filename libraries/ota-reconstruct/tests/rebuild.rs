@@ -484,3 +484,23 @@ fn an_image_patch_rebuilds_the_new_signed_image_from_the_installed_payload() {
         Err(DiffError::Image(_))
     ));
 }
+
+#[test]
+fn every_refusal_has_its_own_stream_detail_and_counts_as_refused() {
+    use dfu_abi::update::detail;
+    let cases = [
+        (Error::Corrupt("x"), detail::STREAM_BAD_FORMAT),
+        (Error::Truncated, detail::STREAM_TRUNCATED),
+        (Error::WrongBase, detail::STREAM_WRONG_BASE),
+        (
+            Error::OutputTooLong { len: 2, max: 1 },
+            detail::STREAM_TOO_LONG,
+        ),
+        (Error::OutputHash, detail::STREAM_OUTPUT_HASH),
+    ];
+    for (e, d) in cases {
+        assert_eq!(e.abi_detail(), d, "{e}");
+        assert!(detail::STREAM_REFUSED.contains(&d));
+    }
+    assert!(!detail::STREAM_REFUSED.contains(&Error::Decoder.abi_detail()));
+}
