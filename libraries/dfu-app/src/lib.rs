@@ -1,7 +1,7 @@
 //! The DFU app's logic: bulk-scan batches in, the `adv-transfer` receiver in the middle, staging
 //! through the kernel's staged-update driver out. Generic over [`Kernel`], what the app needs from
 //! the kernel, so the same code runs as the Tock app (`apps/dfu`, over libtock-rs syscalls) and in
-//! the simulator (`tools/tock-ota`, over the update-region policy and the hardware models).
+//! the simulator (`tools/ota-sim`, over the update-region policy and the hardware models).
 //!
 //! Life of an update, as this app sees it:
 //! 1. At start: wait (at most [`STARTUP_WAIT_MS`]) for the kernel's start-up scan of the update

@@ -1,5 +1,5 @@
 //! Unit tests of the pieces; the whole app runs on libtock-rs's fake kernel in `apps/dfu` and on
-//! the simulated board in `tools/tock-ota`.
+//! the simulated board in `tools/ota-sim`.
 extern crate std;
 
 use std::vec;

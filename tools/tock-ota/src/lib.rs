@@ -1,27 +1,18 @@
-//! Library half of the `tock-ota` host tool: every subcommand lives in a module so tests can call it.
+//! Library half of the `tock-ota` CLI: the glue it owns (`send`/`receive` over HCI) and the two
+//! emulator commands as they are in a build without the `emulator` feature. The commands
+//! themselves live in their product crates: `ota-imgtool` (keys, sign, verify, inspect), `ota-sim`
+//! (demo), `ota-bench` (the host benches) and `ota-emulate` (`bench boot`, `emulate system`).
 #![forbid(unsafe_code)]
 #[cfg(feature = "emulator")]
-pub mod bench_boot;
+pub use ota_emulate::bench_boot;
 /// `bench boot` without the `emulator` feature: the same command, saying how to get it.
 #[cfg(not(feature = "emulator"))]
 #[path = "bench_boot_off.rs"]
 pub mod bench_boot;
-pub mod bench_flash;
-pub mod bench_install;
-pub mod bench_power_cuts;
-pub mod bench_transfer;
-pub mod bench_verify;
-pub mod compress;
-pub mod demo;
 #[cfg(feature = "emulator")]
-pub mod emulate_system;
+pub use ota_emulate::system as emulate_system;
 /// `emulate system` without the `emulator` feature: the same command, saying how to get it.
 #[cfg(not(feature = "emulator"))]
 #[path = "emulate_system_off.rs"]
 pub mod emulate_system;
-pub mod inspect;
-pub mod keys;
-pub mod output;
 pub mod over_hci;
-pub mod sign;
-pub mod sim;

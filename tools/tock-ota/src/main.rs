@@ -1,7 +1,14 @@
 //! `tock-ota`: the host side of tock-ota — keys, signing, inspection, benchmarks and the simulator.
+//! A thin CLI: each subcommand's `Args` and `run` come from its product crate.
 #![forbid(unsafe_code)]
 use clap::{Parser, Subcommand};
-use tock_ota::*;
+use ota_bench::{
+    flash as bench_flash, install as bench_install, power_cuts as bench_power_cuts,
+    transfer as bench_transfer, verify as bench_verify,
+};
+use ota_imgtool::{inspect, keys, sign};
+use ota_sim::demo;
+use tock_ota::{bench_boot, emulate_system, over_hci};
 
 #[derive(Parser)]
 #[command(

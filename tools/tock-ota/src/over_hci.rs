@@ -17,8 +17,8 @@ use serde::Serialize;
 use update_region::blocking::BlockingDriver;
 use update_region::{Config, UpdateRegion};
 
-use crate::sim::kernel::SimKernel;
-use crate::sim::system::DFU_APP_ID;
+use ota_sim::kernel::SimKernel;
+use ota_sim::system::DFU_APP_ID;
 
 #[derive(clap::Args, Debug)]
 pub struct SendArgs {
@@ -162,9 +162,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         interval_ms: report.interval_ms,
     };
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        crate::outln!(
+        cli_output::outln!(
             "sent {} bytes in {:.1} s ({:.0} B/s) through {}: {} advertisements, {} chunks resent; the receiver reports the image complete",
             summary.image_bytes,
             summary.seconds,
@@ -225,7 +225,7 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         bail!("--drop must be in 0..1");
     }
     let key = match &args.key {
-        Some(k) => Some(crate::keys::load_verifying_key(k)?),
+        Some(k) => Some(ota_imgtool::keys::load_verifying_key(k)?),
         None => None,
     };
     let layout = NRF52840_DK;
@@ -283,7 +283,7 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         .context("reading the staged image back")?;
     let verified = match &key {
         Some(k) => {
-            crate::inspect::verify_bytes(&image, k, &ota_image::VerifyPolicy::default())
+            ota_imgtool::inspect::verify_bytes(&image, k, &ota_image::VerifyPolicy::default())
                 .context("the staged image does not verify; nothing written")?;
             true
         }
@@ -307,9 +307,9 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         statuses_sent: report.statuses_sent,
     };
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        crate::outln!(
+        cli_output::outln!(
             "received {} bytes in {:.1} s through {}; staged, checked{}; written to {}",
             summary.image_bytes,
             summary.seconds,

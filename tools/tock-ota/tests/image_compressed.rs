@@ -9,10 +9,10 @@ use ota_image::{
     flags, parse_image, tlv, verify_image, ImageError, ImageInfo, RustCryptoVerifier, TlvArea,
     VerifyPolicy,
 };
+use ota_imgtool::compress::{compress_payload, sign_compressed};
+use ota_imgtool::keys;
+use ota_imgtool::sign::{sign_image, sign_image_with, SignOptions};
 use p256::ecdsa::SigningKey;
-use tock_ota::compress::{compress_payload, sign_compressed};
-use tock_ota::keys;
-use tock_ota::sign::{sign_image, sign_image_with, SignOptions};
 
 /// `<repo>/.venv/bin/<name>`, else `<name>` on PATH (as in image_interop.rs).
 fn tool(name: &str) -> PathBuf {
@@ -69,7 +69,7 @@ fn imgtool_key(dir: &Path) -> (PathBuf, SigningKey) {
 
 fn opts(pad_header: bool) -> SignOptions {
     SignOptions {
-        version: tock_ota::sign::parse_version("1.2.3+4").unwrap(),
+        version: ota_imgtool::sign::parse_version("1.2.3+4").unwrap(),
         security_counter: Some(7),
         header_size: 0x200,
         pad_header,

@@ -4,12 +4,12 @@ use ota_image::{
     parse_image, tlv, verify_image, ImageError, PublicKey, RustCryptoVerifier, SliceSource,
     SlotReadError, VerifyPolicy,
 };
+use ota_imgtool::keys::image_public_key;
+use ota_imgtool::sign::{sign_image, SignOptions};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use tock_ota::keys::image_public_key;
-use tock_ota::sign::{sign_image, SignOptions};
 
 type Result<T> = core::result::Result<T, ImageError<SlotReadError<()>>>;
 

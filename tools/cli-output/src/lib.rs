@@ -1,6 +1,8 @@
-//! Standard output for the subcommands. `println!` panics when stdout is closed early
-//! (`tock-ota inspect image.bin | head -3`); these end the program quietly instead, as a
-//! command killed by SIGPIPE would, and report any other write error.
+//! Standard output for `tock-ota`'s subcommands, in whichever product crate they live.
+//! `println!` panics when stdout is closed early (`tock-ota inspect image.bin | head -3`); these
+//! end the program quietly instead, as a command killed by SIGPIPE would, and report any other
+//! write error.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::io::{self, Write};
@@ -33,7 +35,7 @@ fn failed(e: io::Error) -> ! {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::output::write(format_args!($($arg)*))
+        $crate::write(format_args!($($arg)*))
     };
 }
 
@@ -41,9 +43,9 @@ macro_rules! out {
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::output::write_line(format_args!(""))
+        $crate::write_line(format_args!(""))
     };
     ($($arg:tt)*) => {
-        $crate::output::write_line(format_args!($($arg)*))
+        $crate::write_line(format_args!($($arg)*))
     };
 }

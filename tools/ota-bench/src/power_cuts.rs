@@ -83,13 +83,13 @@ fn merge(all: &mut CampaignReport, rep: CampaignReport, suffix: &str) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rep = campaign(args.runs, args.max_cuts, args.seed);
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rep)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        crate::outln!(
+        cli_output::outln!(
             "power-cut campaign (SimBoard, small images, seed {})",
             args.seed
         );
-        crate::outln!(
+        cli_output::outln!(
             "{:<34} {:>8} {:>10} {:>11}",
             "phase",
             "cuts",
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "operations"
         );
         for r in &rep.by_phase {
-            crate::outln!(
+            cli_output::outln!(
                 "{:<34} {:>8} {:>10} {:>11}",
                 r.phase,
                 r.cuts,
@@ -105,14 +105,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 r.operations
             );
         }
-        crate::outln!(
+        cli_output::outln!(
             "total: {} cuts, {} recovered, {} random runs",
             rep.cuts,
             rep.recovered,
             rep.random_runs
         );
         for f in rep.failures.iter().take(20) {
-            crate::outln!("FAILED: {f}");
+            cli_output::outln!("FAILED: {f}");
         }
     }
     anyhow::ensure!(

@@ -1,6 +1,6 @@
 //! The whole update on the simulated board, end to end, at 0 %, 10 % and 30 % loss.
-use tock_ota::sim::system::{run_demo, DemoParams};
-use tock_ota::sim::transfer::LinkParams;
+use ota_sim::system::{run_demo, DemoParams};
+use ota_sim::transfer::LinkParams;
 
 fn params(loss: f64, seed: u64) -> DemoParams {
     DemoParams {

@@ -65,10 +65,10 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     }
     let key = SigningKey::generate();
     write_keypair(&key, &files)?;
-    crate::outln!("private key: {}", files.private_pem.display());
-    crate::outln!("public key:  {} (PEM)", files.public_pem.display());
-    crate::outln!("             {} (64 bytes x‖y)", files.public_raw.display());
-    crate::outln!("             {} (Rust const)", files.public_rust.display());
+    cli_output::outln!("private key: {}", files.private_pem.display());
+    cli_output::outln!("public key:  {} (PEM)", files.public_pem.display());
+    cli_output::outln!("             {} (64 bytes x‖y)", files.public_raw.display());
+    cli_output::outln!("             {} (Rust const)", files.public_rust.display());
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! The simulated board runs the DFU app's own code (`dfu-app`): its console shows the app's
 //! life, from listening to the reboot request, and its resume after a power cut.
 use hw_models::SimBoard;
-use tock_ota::sim::image::{kernel_payload, unsigned_image};
-use tock_ota::sim::transfer::{run_transfer, LinkParams, TransferCut, TransferJob};
+use ota_sim::image::{kernel_payload, unsigned_image};
+use ota_sim::transfer::{run_transfer, LinkParams, TransferCut, TransferJob};
 
-fn transfer(cuts: &[TransferCut]) -> tock_ota::sim::transfer::TransferReport {
+fn transfer(cuts: &[TransferCut]) -> ota_sim::transfer::TransferReport {
     let image = unsigned_image(&kernel_payload(24 * 1024, 3), (2, 0, 0, 0));
     let mut board = SimBoard::new(3);
     let params = LinkParams {

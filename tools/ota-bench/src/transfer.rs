@@ -2,9 +2,9 @@
 //! loss rates, then on a loss-free link with hostile traffic around it (other transfers' PDUs
 //! and malformed advertisements, `LinkParams::hostile`), beside the bearer limit (27 payload
 //! bytes per event × events per second).
-use crate::sim::image::{kernel_payload, unsigned_image};
-use crate::sim::transfer::{run_transfer, LinkParams, TransferJob, TransferReport};
 use hw_models::SimBoard;
+use ota_sim::image::{kernel_payload, unsigned_image};
+use ota_sim::transfer::{run_transfer, LinkParams, TransferJob, TransferReport};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -99,11 +99,11 @@ pub fn measure(
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rows = measure(args.payload, &args.loss, &args.hostile, args.seed)?;
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     let p = LinkParams::default();
-    crate::outln!(
+    cli_output::outln!(
         "bearer limit: {} B/event (31 B AdvData − 4 B AD framing) × {:.1} events/s (advInterval {} ms + mean advDelay {} ms) = {:.0} B/s",
         adv_transfer::wire::PDU_MAX,
         p.events_per_s(),
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         p.adv_delay_max_ms / 2.0,
         p.bearer_limit_bytes_per_s()
     );
-    crate::outln!(
+    cli_output::outln!(
         "{:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>10} {:>12} {:>10} {:>8}",
         "loss",
         "hostile",
@@ -127,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "% limit"
     );
     for r in &rows {
-        crate::outln!(
+        cli_output::outln!(
             "{:>5.0}% {:>7.0}% {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>10.1} {:>12.1} {:>10.0} {:>7.1}%",
             r.loss * 100.0,
             r.hostile * 100.0,

@@ -2,8 +2,8 @@
 //! confirm, hostile advertisements, and a caller that is not the DFU app.
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
-use tock_ota::sim::system::{run_demo, Cut, DemoParams, Phase, DFU_APP_ID};
-use tock_ota::sim::transfer::LinkParams;
+use ota_sim::system::{run_demo, Cut, DemoParams, Phase, DFU_APP_ID};
+use ota_sim::transfer::LinkParams;
 use update_region::blocking::{BlockingDriver, BlockingError};
 use update_region::{Config, Error, Request, SessionState, UpdateRegion};
 

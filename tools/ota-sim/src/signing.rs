@@ -1,8 +1,8 @@
 //! Keys and signatures for the simulator: a P-256 key made from the seed, images signed by
-//! [`crate::sign::sign_image`] (MCUboot/imgtool format) and checked by `ota-image`.
-use crate::sign::{sign_image, SignOptions};
+//! [`ota_imgtool::sign::sign_image`] (MCUboot/imgtool format) and checked by `ota-image`.
 use anyhow::bail;
 use ota_image::{ImageVersion, PublicKey};
+use ota_imgtool::sign::{sign_image, SignOptions};
 use p256::ecdsa::SigningKey;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +20,7 @@ impl Signer {
             let mut secret = [0u8; 32];
             rng.fill_bytes(&mut secret);
             if let Ok(key) = SigningKey::from_slice(&secret) {
-                let public = crate::keys::image_public_key(key.verifying_key());
+                let public = ota_imgtool::keys::image_public_key(key.verifying_key());
                 return Ok(Signer { key, public });
             }
         }

@@ -1,8 +1,8 @@
 //! The whole update on one simulated board: v1 installed, v2 signed, sent over the advertising
 //! link into the staging slot through the update-region policy, installed by the bootloader
 //! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
-use crate::sim::image::kernel_payload;
-use crate::sim::transfer::{
+use crate::image::kernel_payload;
+use crate::transfer::{
     boot_app, run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress,
     TransferReport,
 };
@@ -138,8 +138,8 @@ pub struct DemoReport {
     pub boot_request_sequence: u32,
 }
 
-/// How the demo signs and checks images; see [`crate::sim::signing`].
-pub use crate::sim::signing::Signer;
+/// How the demo signs and checks images; see [`crate::signing`].
+pub use crate::signing::Signer;
 
 /// NVMC physical limit for installing `payload` bytes: page erases plus word writes
 /// (nRF52840 PS maxima, `hw_models::nvmc::{T_ERASEPAGE_US, T_WRITE_US}`).

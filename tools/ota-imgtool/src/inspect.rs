@@ -67,18 +67,18 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     .with_context(|| format!("{} does not verify", args.image.display()))?;
     let v = checked.outer;
     if let Some(d) = &checked.decompressed {
-        crate::outln!(
+        cli_output::outln!(
             "OK: compressed image ({}, {} bytes): hash and signature over the compressed payload",
             d.compression.name(),
             v.payload_len
         );
-        crate::outln!(
+        cli_output::outln!(
             "OK: decompressed image: {} bytes (DECOMP_SIZE), DECOMP_SHA {}, DECOMP_SIGNATURE good",
             d.payload_len,
             hex(&d.hash)
         );
     }
-    crate::outln!(
+    cli_output::outln!(
         "OK: {} version {} payload {} bytes security counter {} hash {}",
         args.image.display(),
         v.header.version,
@@ -96,12 +96,12 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
     let info = parse_image(&mut SliceSource(&image))
         .map_err(|e| anyhow!("{}: {e}", args.image.display()))?;
     if args.json {
-        crate::outln!(
+        cli_output::outln!(
             "{}",
             serde_json::to_string_pretty(&inspect_json(&info, &image))?
         );
     } else {
-        crate::out!("{}", inspect_table(&info, &image));
+        cli_output::out!("{}", inspect_table(&info, &image));
     }
     Ok(())
 }

@@ -46,11 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(measure)
         .collect::<anyhow::Result<Vec<_>>>()?;
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    crate::outln!("install with revert copy (QSPI high-performance mode, simulated clock)");
-    crate::outln!(
+    cli_output::outln!("install with revert copy (QSPI high-performance mode, simulated clock)");
+    cli_output::outln!(
         "{:>12} {:>12} {:>14} {:>8}",
         "image_bytes",
         "simulated_s",
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "ratio"
     );
     for r in &rows {
-        crate::outln!(
+        cli_output::outln!(
             "{:>12} {:>12.3} {:>14.3} {:>8.3}",
             r.image_bytes,
             r.simulated_s,
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.ratio
         );
     }
-    crate::outln!(
+    cli_output::outln!(
         "nvmc_limit_s = pages x {} ms (tERASEPAGE) + words x {} us (tWRITE)",
         T_ERASEPAGE_US / 1000,
         T_WRITE_US

@@ -303,10 +303,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         error,
     };
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for (i, p) in report.power_ons.iter().enumerate() {
-            crate::outln!(
+            cli_output::outln!(
                 "power-on {}: {} after {} instructions, {:.3} s emulated; RADIO received {}, cut {}, missed {}, sent {}",
                 i + 1,
                 p.exit,
@@ -319,16 +319,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         for line in &report.console {
-            crate::outln!("console: {line}");
+            cli_output::outln!("console: {line}");
         }
-        crate::outln!(
+        cli_output::outln!(
             "kernel before {}, after {}, confirmed {}, app listening after the update {}",
             report.kernel_before,
             report.kernel_after,
             report.confirmed,
             report.app_listening_after_update
         );
-        crate::outln!(
+        cli_output::outln!(
             "{:.1} s emulated in {:.1} s ({:.1} emulated s per wall s), {} instructions, {} advertising events, sender complete {}",
             report.emulated_seconds,
             report.wall_seconds,
@@ -337,12 +337,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.advertising_events,
             report.sender_complete
         );
-        crate::outln!(
+        cli_output::outln!(
             "receiver state as the sender last heard it: {:?}",
             report.receiver_state
         );
         if let Some(e) = &report.error {
-            crate::outln!("stopped: {e}");
+            cli_output::outln!("stopped: {e}");
         }
     }
     Ok(())

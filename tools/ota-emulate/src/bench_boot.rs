@@ -176,7 +176,7 @@ pub fn report(f: &BootFigures) -> Report {
             .iter()
             .find(|(s, _)| *s == 176 * 1024)
             .map(|(_, p)| p.simulated_s),
-        install_176k_nvmc_limit_s: crate::bench_install::nvmc_limit_s(176 * 1024),
+        install_176k_nvmc_limit_s: ota_bench::install::nvmc_limit_s(176 * 1024),
         peak_stack_bytes: f.peak_stack_bytes,
         boot_overhead_goal_met: boot_overhead_s <= BOOT_OVERHEAD_GOAL_S,
         verify_512k_goal_met: v512.is_some_and(|p| p.simulated_s <= VERIFY_512K_GOAL_S),
@@ -212,16 +212,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.profile && !args.json {
         let mut rig = boot_emu::rig::Rig::new(fw.clone(), 1, 176 * 1024);
         let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
-        crate::outln!("boot with nothing pending, instructions per function:");
+        cli_output::outln!("boot with nothing pending, instructions per function:");
         for (name, n) in top.iter().take(20) {
-            crate::outln!("{n:>12}  {name}");
+            cli_output::outln!("{n:>12}  {name}");
         }
         let mut rig = boot_emu::bench::updated_rig(&fw, maker.as_ref(), 176 * 1024)
             .map_err(anyhow::Error::msg)?;
         let (top, _) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
-        crate::outln!("boot with nothing pending after a confirmed 176 KiB update, instructions per function:");
+        cli_output::outln!("boot with nothing pending after a confirmed 176 KiB update, instructions per function:");
         for (name, n) in top.iter().take(20) {
-            crate::outln!("{n:>12}  {name}");
+            cli_output::outln!("{n:>12}  {name}");
         }
         // The install path reaches the deepest stack.
         let maker = boot_emu::images::firmware_images();
@@ -233,20 +233,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rig.request_boot(hash, image.len() as u32);
         let (_, deepest) = boot_emu::bench::profile(&mut rig).map_err(anyhow::Error::msg)?;
         if let Some((name, depth)) = deepest {
-            crate::outln!("install of 16 KiB: deepest stack {depth} bytes, in {name}");
+            cli_output::outln!("install of 16 KiB: deepest stack {depth} bytes, in {name}");
         }
     }
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&r)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    crate::outln!(
+    cli_output::outln!(
         "bootloader under emulation ({} bytes of flash); time = instructions x CPI {} / {} MHz + modelled flash time",
         r.firmware_flash_bytes,
         r.cpi_assumed,
         r.cpu_hz / 1e6
     );
-    crate::outln!(
+    cli_output::outln!(
         "{:<34} {:>10} {:>13} {:>10} {:>16} {:>12}",
         "phase",
         "image",
@@ -256,7 +256,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "simulated_ms"
     );
     for p in &r.phases {
-        crate::outln!(
+        cli_output::outln!(
             "{:<34} {:>10} {:>13} {:>10.3} {:>7.3}-{:<8.3} {:>12.3}{}",
             p.what,
             p.image_bytes.map(|n| n.to_string()).unwrap_or_default(),
@@ -273,7 +273,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if let Some(t) = r.install_176k_s {
-        crate::outln!(
+        cli_output::outln!(
             "install 176 KiB: {:.3} s simulated, NVMC limit {:.3} s ({:.2}x; CPU time is included here)",
             t,
             r.install_176k_nvmc_limit_s,
@@ -281,14 +281,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if let (Some(b), Some(a)) = (r.verify_instructions_per_byte, r.verify_fixed_instructions) {
-        crate::outln!(
+        cli_output::outln!(
             "verify fit: {b:.1} instructions per image byte + {:.2} M fixed",
             a / 1e6
         );
     }
-    crate::outln!("peak stack: {} bytes", r.peak_stack_bytes);
+    cli_output::outln!("peak stack: {} bytes", r.peak_stack_bytes);
     if let Some(c) = &r.power_cuts {
-        crate::outln!(
+        cli_output::outln!(
             "power cuts, {} KiB install ({} program/erase operations): {} tried, {} recovered",
             c.image_bytes / 1024,
             c.operations,
@@ -296,20 +296,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             c.recovered
         );
         for f in &c.failures {
-            crate::outln!("  FAILED {f}");
+            cli_output::outln!("  FAILED {f}");
         }
     }
     for m in &r.missing {
-        crate::outln!("not measured: {m}");
+        cli_output::outln!("not measured: {m}");
     }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    crate::outln!(
+    cli_output::outln!(
         "goal boot overhead <= 1 ms (worst of the nothing-pending rows): {:.3} ms, {}",
         r.boot_overhead_s * 1e3,
         verdict(r.boot_overhead_goal_met)
     );
     if let Some(v) = r.verify_512k_s {
-        crate::outln!(
+        cli_output::outln!(
             "goal verify 512 KiB <= 0.5 s: {:.3} s{}, {}",
             v,
             if r.verify_512k_extrapolated {

@@ -43,9 +43,9 @@ pub fn measure(size: usize, iterations: u32) -> anyhow::Result<Report> {
     let mut payload = vec![0u8; size];
     rng.fill_bytes(&mut payload);
     let key = SigningKey::from_slice(&[0x42; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let opts = crate::sign::SignOptions::default();
-    let image = crate::sign::sign_image(&payload, &opts, &key)?;
-    let pk = crate::keys::image_public_key(key.verifying_key());
+    let opts = ota_imgtool::sign::SignOptions::default();
+    let image = ota_imgtool::sign::sign_image(&payload, &opts, &key)?;
+    let pk = ota_imgtool::keys::image_public_key(key.verifying_key());
     let iterations = iterations.max(1);
 
     // One untimed run warms caches and checks the image.
@@ -106,25 +106,25 @@ pub fn measure(size: usize, iterations: u32) -> anyhow::Result<Report> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let r = measure(args.size_kib as usize * 1024, args.iterations)?;
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&json!(r))?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&json!(r))?);
     } else {
-        crate::outln!("host image verify ({} iterations each)", r.iterations);
-        crate::outln!(
+        cli_output::outln!("host image verify ({} iterations each)", r.iterations);
+        cli_output::outln!(
             "  image            {} bytes ({} payload)",
             r.image_bytes,
             r.payload_bytes
         );
-        crate::outln!(
+        cli_output::outln!(
             "  full verify      {:.2} ms  {:.1} MB/s",
             r.verify_ms,
             r.verify_mb_per_s
         );
-        crate::outln!(
+        cli_output::outln!(
             "  SHA-256 only     {:.2} ms  {:.1} MB/s",
             r.hash_ms,
             r.hash_mb_per_s
         );
-        crate::outln!("  ECDSA P-256      {:.3} ms per verification", r.ecdsa_ms);
+        cli_output::outln!("  ECDSA P-256      {:.3} ms per verification", r.ecdsa_ms);
     }
     Ok(())
 }

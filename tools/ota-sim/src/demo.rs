@@ -1,7 +1,7 @@
 //! The full-system simulator: one command that shows a whole update working on simulated
-//! hardware (the core is `crate::sim::system`, which tests call directly).
-use crate::sim::system::{run_demo, Cut, DemoParams, DemoReport, Event};
-use crate::sim::transfer::LinkParams;
+//! hardware (the core is [`crate::system`], which tests call directly).
+use crate::system::{run_demo, Cut, DemoParams, DemoReport, Event};
+use crate::transfer::LinkParams;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -118,7 +118,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let report = run_demo(&params, &mut on_event)?;
     bar.finish_and_clear();
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        cli_output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }
@@ -132,28 +132,28 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn print_summary(r: &DemoReport) {
-    crate::outln!(
+    cli_output::outln!(
         "tock-ota demo: v{} -> v{} on a simulated nRF52840-DK",
         r.installed_version,
         r.final_version
     );
-    crate::outln!(
+    cli_output::outln!(
         "  image          {} bytes ({} payload), signed {}",
         r.image_bytes,
         r.payload_bytes,
         r.signature_algorithm
     );
-    crate::outln!(
+    cli_output::outln!(
         "  transfer       {} advertising events, {} B AdvData on air ({} B as PDUs on 3 channels), {} retransmitted, {} duplicates ignored, {} receiver reboots",
         r.advertising_events, r.adv_data_bytes_on_air, r.pdu_bytes_on_air_all_channels, r.retransmissions, r.duplicates_ignored, r.receiver_reboots
     );
     if r.hostile_advertisements > 0 {
-        crate::outln!(
+        cli_output::outln!(
             "                 {} hostile/malformed advertisements heard: {} ignored, {} block CRC failures re-received",
             r.hostile_advertisements, r.ignored_advertisements, r.block_crc_failures
         );
     }
-    crate::outln!(
+    cli_output::outln!(
         "                 {:.1} s simulated at {:.0}% loss; goodput {:.1} B/s = {:.1}% of the bearer limit {:.0} B/s",
         r.transfer_simulated_s,
         r.loss * 100.0,
@@ -161,29 +161,29 @@ fn print_summary(r: &DemoReport) {
         100.0 * r.goodput_bytes_per_s / r.bearer_limit_bytes_per_s,
         r.bearer_limit_bytes_per_s
     );
-    crate::outln!(
+    cli_output::outln!(
         "                 bearer limit: {}",
         r.bearer_limit_arithmetic
     );
     if r.staged_image_verified {
-        crate::outln!(
+        cli_output::outln!(
             "  staged         verified by finalize (SHA-256) and the bootloader (signature); boot request #{}",
             r.boot_request_sequence
         );
     } else {
-        crate::outln!(
+        cli_output::outln!(
             "  staged         finalize accepted it (boot request #{}); the bootloader refused it: {}",
             r.boot_request_sequence, r.bootloader_outcome
         );
     }
-    crate::outln!(
+    cli_output::outln!(
         "  install        {:.2} s simulated (check, revert copy, install) vs NVMC limit {:.2} s = {:.2}x",
         r.install_simulated_s,
         r.nvmc_limit_s,
         r.install_simulated_s / r.nvmc_limit_s
     );
-    crate::outln!("                 NVMC limit: {}", r.nvmc_limit_arithmetic);
-    crate::outln!(
+    cli_output::outln!("                 NVMC limit: {}", r.nvmc_limit_arithmetic);
+    cli_output::outln!(
         "  result         v{} {} after {} boots, {} power cuts",
         r.final_version,
         if r.confirmed {

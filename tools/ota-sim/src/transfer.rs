@@ -1,6 +1,6 @@
 //! The simulated transfer: a sender on the host, the DFU app (`dfu-app`, the same code the Tock
-//! app runs) on the board, over the simulated advertising link ([`crate::sim::radio`]) and the
-//! simulated kernel ([`crate::sim::kernel`]: the update-region policy over the board's QSPI
+//! app runs) on the board, over the simulated advertising link ([`crate::radio`]) and the
+//! simulated kernel ([`crate::kernel`]: the update-region policy over the board's QSPI
 //! flash).
 //!
 //! Time is simulated: staging operations take the QSPI model's time, waits move the clock to the
@@ -16,8 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use update_region::blocking::BlockingDriver;
 use update_region::{CallerId, Completion, Config, UpdateRegion};
 
-use crate::sim::kernel::{Record, SimKernel};
-use crate::sim::radio::Radio;
+use crate::kernel::{Record, SimKernel};
+use crate::radio::Radio;
 
 /// Link and scheduling parameters.
 #[derive(Clone, Debug)]

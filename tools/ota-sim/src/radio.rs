@@ -16,7 +16,7 @@ use dfu_app::Batch;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::transfer::{hostile_adv, LinkParams};
+use crate::transfer::{hostile_adv, LinkParams};
 
 /// The board's report ring (`SCAN_RING_LEN` in `boards/nrf52840dk-ota`).
 pub const RING_BYTES: usize = 4096;

@@ -13,7 +13,7 @@ use update_region::{
     CallerId, Completion, Error, Op, Request, Step, UpdateRegion, MAX_POLICY_READ, SECTOR_SIZE,
 };
 
-use crate::sim::radio::Radio;
+use crate::radio::Radio;
 
 /// The alarm's frequency: the board clock's microseconds.
 const TICKS_PER_S: u32 = 1_000_000;

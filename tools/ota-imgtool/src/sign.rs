@@ -278,8 +278,10 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         Some(c) => {
             let out = crate::compress::sign_compressed(&payload, &opts, &key, c.into())?;
             match out.compressed_len {
-                Some(n) => crate::outln!("compressed payload: {n} bytes ({} plain)", out.plain_len),
-                None => crate::outln!(
+                Some(n) => {
+                    cli_output::outln!("compressed payload: {n} bytes ({} plain)", out.plain_len)
+                }
+                None => cli_output::outln!(
                     "compression would not make the payload smaller: written uncompressed"
                 ),
             }
@@ -288,7 +290,7 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     };
     std::fs::write(&args.output, &image)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    crate::outln!(
+    cli_output::outln!(
         "signed {} ({} bytes payload) -> {} ({} bytes), version {}",
         args.input.display(),
         payload.len(),

@@ -1,0 +1,6 @@
+//! The reports over `boot-emu`, the device binaries under the Unicorn CPU emulator:
+//! `tock-ota bench boot` ([`bench_boot`]) and `tock-ota emulate system` ([`system`]). `tock-ota`
+//! builds them in only with its `emulator` feature (Unicorn builds from C sources).
+#![forbid(unsafe_code)]
+pub mod bench_boot;
+pub mod system;

@@ -1,9 +1,0 @@
-//! The full-system simulator's core, shared by `tock-ota demo`, `tock-ota bench transfer` and
-//! the tests: everything runs on `hw_models::SimBoard` in simulated time, and the DFU app on the
-//! board is `dfu-app`, the code the Tock app runs.
-pub mod image;
-pub mod kernel;
-pub mod radio;
-pub mod signing;
-pub mod system;
-pub mod transfer;
