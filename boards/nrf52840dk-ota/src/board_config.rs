@@ -53,6 +53,15 @@ pub const VERIFYING_KEYS: [[u8; 64]; NUM_KEYS] = [
     ],
 ];
 
+/// The keys an updated app may be signed with: every verifying key but the DFU key (a binary
+/// that key signs gets [`DFU_SHORT_ID`], and the DFU app does not update itself).
+pub static APP_KEYS: [[u8; 64]; NUM_KEYS - 1] = [VERIFYING_KEYS[1]];
+const _: () = assert!(tock_ota_capsules::identity::DFU_KEY_INDEX == 0);
+
+/// App updates' page journal and trial record in the external flash (`docs/layout.md`).
+pub const APP_JOURNAL: tock_ota_capsules::app_update::JournalLayout =
+    tock_ota_capsules::app_update::JournalLayout::NRF52840DK;
+
 /// The static random device address the DFU app's status advertisements carry (AdvA, as sent
 /// on air: least significant byte first; the top two bits of the last byte set, as a static
 /// random address requires). Give each device its own, e.g. from FICR DEVICEADDR.
@@ -70,5 +79,10 @@ pub const LED_PINS: [Pin; 4] = [Pin::P0_13, Pin::P0_14, Pin::P0_15, Pin::P0_16];
 /// The reset button (pin reset is enabled on it at start-up).
 pub const BUTTON_RST_PIN: Pin = Pin::P0_18;
 
-/// Processes the kernel can run.
-pub const NUM_PROCS: usize = 4;
+/// Processes the kernel can run. A build with `TOCK_OTA_BENCH_VARIANT` set in its environment
+/// (`.ci/bench-delta` only) runs one more: a second kernel that differs from the usual one by
+/// this constant alone, the "small change" of the delta-update benchmark.
+pub const NUM_PROCS: usize = match option_env!("TOCK_OTA_BENCH_VARIANT") {
+    Some(_) => 5,
+    None => 4,
+};
