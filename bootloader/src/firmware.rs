@@ -1,6 +1,6 @@
 //! Bare-metal part: vector table, reset handler, peripherals, the jump.
 
-use boot_core::{BackgroundNor, BootEnv, Region, ResetReason};
+use boot_core::{BackgroundNor, BootEnv, BootError, Region, ResetReason};
 use boot_nrf::{reset_reason, BackgroundQspi, NRF52840_DK};
 use core::arch::{asm, global_asm};
 use embedded_storage::nor_flash::{
@@ -8,7 +8,8 @@ use embedded_storage::nor_flash::{
 };
 use nrf52840_flash::hw::{QspiPins, RegisterNvmcPort, RegisterQspiPort};
 use nrf52840_flash::regs::{
-    self, AclPerm, AclRegisters, ICacheCnf, NvmcRegisters, PowerRegisters, WdtRegisters,
+    self, AclPerm, AclRegisters, GpioRegisters, ICacheCnf, NvmcRegisters, PinCnf, PowerRegisters,
+    WdtRegisters,
 };
 use nrf52840_flash::{NvmcFlash, PowerMode, QspiFlash};
 use tock_registers::interfaces::{Readable, Writeable};
@@ -101,6 +102,15 @@ fn acl() -> &'static AclRegisters {
     // SAFETY: as above, the ACL block.
     unsafe { &*(regs::ACL_BASE as *const AclRegisters) }
 }
+fn gpio() -> &'static GpioRegisters {
+    // SAFETY: as above, GPIO port 0.
+    unsafe { &*(regs::GPIO_P0_BASE as *const GpioRegisters) }
+}
+
+/// The DK's LED1 (P0.13, lit when driven low).
+const LED1: usize = 13;
+/// Watchdog feeds between two tries of the external flash while waiting (about 0.1 s).
+const WAIT_SPINS: u32 = 1 << 20;
 
 /// Reloads every enabled watchdog reload register, if the watchdog runs (it survives soft
 /// resets, so a kernel that started it keeps it running through a long install).
@@ -219,7 +229,36 @@ fn lock_and_jump(lock: Region, kernel: u32) -> ! {
     boot_jump(kernel)
 }
 
+/// Waits without executing the kernel slot, which may hold parts of two kernels: LED1 on, the
+/// watchdog fed (if it runs), the external flash tried again now and then; once it answers, a
+/// system reset lets the boot flow finish or restore the kernel. The emulator watches for this
+/// symbol.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn safe_wait() -> ! {
+    // Output with OUT at its reset value 0: the LED lights.
+    gpio().pin_cnf[LED1].write(PinCnf::DIR::Output);
+    loop {
+        for _ in 0..WAIT_SPINS {
+            feed_watchdog();
+        }
+        if qspi().is_some() {
+            system_reset()
+        }
+    }
+}
+
+/// Without the external flash (or a usable key): the kernel slot only if the state page says
+/// it is whole, else wait.
+fn offline(internal: &mut Fed<NvmcFlash<RegisterNvmcPort>>) -> ! {
+    if let Ok(Some(d)) = boot_core::boot_without_qspi(&NRF52840_DK, internal) {
+        lock_and_jump(d.lock, d.kernel_addr)
+    }
+    safe_wait()
+}
+
 /// Brings up the QSPI flash; a few tries since the chip may still be busy from before a reset.
+#[inline(never)]
 fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
     for _ in 0..3 {
         // SAFETY: nRF52840 and nothing else uses the QSPI peripheral in the bootloader.
@@ -234,7 +273,7 @@ fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
 }
 
 /// One pass of the boot flow on the DK layout: the region to lock and the kernel to start,
-/// `None` on a flash failure. Kept out of `start`, and given the layout as a constant (so its
+/// `None` on a flash failure; a kernel slot nothing can make whole means waiting. Kept out of `start`, and given the layout as a constant (so its
 /// checks and sums fold at compile time), it is smaller than `boot` inlined into `start`.
 #[inline(never)]
 fn run_boot(
@@ -250,15 +289,17 @@ fn run_boot(
         checker,
         reset_reason,
     };
-    let d = boot_core::boot(&mut env).ok()?;
-    Some((d.lock, d.kernel_addr))
+    match boot_core::boot(&mut env) {
+        Ok(d) => Some((d.lock, d.kernel_addr)),
+        Err(BootError::Unbootable) => safe_wait(),
+        Err(_) => None,
+    }
 }
 
 type Checker<'k> = boot_core::OtaChecker<'k, crate::checker::Verifier>;
 
 #[no_mangle]
 extern "C" fn start() -> ! {
-    let layout = NRF52840_DK;
     let p = power();
     let reas = p.resetreas.get();
     // Write-1-to-clear, so the kernel sees only resets after this one.
@@ -266,17 +307,17 @@ extern "C" fn start() -> ! {
     nvmc().icachecnf.write(ICacheCnf::CACHEEN::SET);
     feed_watchdog();
 
-    let Some(q) = qspi() else {
-        // No external flash: nothing can be pending that the kernel slot depends on being
-        // finished by us except an install in progress, which needs the chip anyway.
-        lock_and_jump(layout.locked_region(), layout.kernel_slot.start)
-    };
-    let mut qspi = Fed(BackgroundQspi(q));
     // SAFETY: nRF52840; the bootloader runs from flash pages it never writes.
     let mut internal = Fed(NvmcFlash::new(unsafe { RegisterNvmcPort::new() }));
+    let Some(q) = qspi() else {
+        // No external flash: an install or revert in progress cannot go on, and the state page
+        // says whether it left the kernel slot half written.
+        offline(&mut internal)
+    };
+    let mut qspi = Fed(BackgroundQspi(q));
     let Ok(key) = ota_image::PublicKey::from_raw(&crate::PUBLIC_KEY) else {
         // A build with an unusable key can never accept an image: boot what is there.
-        lock_and_jump(layout.locked_region(), layout.kernel_slot.start)
+        offline(&mut internal)
     };
     let checker = boot_core::OtaChecker {
         key: &key,

@@ -35,6 +35,9 @@ pub enum State {
     Reverted,
     /// The staged image was refused and nothing was installed; `reason` says why.
     Rejected,
+    /// A revert was due but the revert slot failed its check against the hash the bootloader
+    /// recorded in internal flash (`reason` BackupInvalid): the verified new kernel stays.
+    Kept,
 }
 
 impl State {
@@ -46,6 +49,7 @@ impl State {
             State::Reverting => 4,
             State::Reverted => 5,
             State::Rejected => 6,
+            State::Kept => 7,
         }
     }
     fn from_code(c: u8) -> Option<State> {
@@ -56,6 +60,7 @@ impl State {
             4 => State::Reverting,
             5 => State::Reverted,
             6 => State::Rejected,
+            7 => State::Kept,
             _ => return None,
         })
     }
@@ -129,12 +134,16 @@ pub enum Reason {
     StagingChanged = 36,
     /// Inconsistent image structure not covered above.
     Malformed = 37,
+    /// The revert slot did not match the hash recorded in internal flash when it was made.
+    BackupInvalid = 38,
+    /// The journal disagreed with the bootloader's internal state (lost, or forged).
+    JournalMismatch = 39,
     /// Anything else.
     Other = 255,
 }
 
 impl Reason {
-    const ALL: [Reason; 33] = {
+    const ALL: [Reason; 35] = {
         use Reason::*;
         [
             None,
@@ -169,6 +178,8 @@ impl Reason {
             WatchdogReset,
             StagingChanged,
             Malformed,
+            BackupInvalid,
+            JournalMismatch,
             Other,
         ]
     };
@@ -209,6 +220,21 @@ pub struct JournalRecord {
 }
 
 impl JournalRecord {
+    /// A record with every field zero (state Rejected, no counter), to build others from.
+    pub const EMPTY: JournalRecord = JournalRecord {
+        sequence: 0,
+        state: State::Rejected,
+        reason: Reason::None,
+        attempts: 0,
+        request_sequence: 0,
+        image_hash: [0; 32],
+        payload_len: 0,
+        payload_offset: 0,
+        installed: 0,
+        backed_up: 0,
+        security_counter: NO_COUNTER,
+    };
+
     /// Byte layout (little-endian): sequence u32 | state u8 | reason u8 | attempts u8 |
     /// format 0xB1 | request_sequence u32 | image_hash [32] | payload_len u32 |
     /// payload_offset u16 | installed u16 | backed_up u16 | 0xFFFF | security_counter u32 |

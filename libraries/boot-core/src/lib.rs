@@ -11,11 +11,11 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod floor;
 pub mod image;
 pub mod journal;
 pub mod layout;
 pub mod ota;
+pub mod state;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +29,7 @@ pub use image::{CheckPolicy, CheckedImage, ImageChecker};
 pub use journal::{read_status, Journal, JournalRecord, Reason, State};
 pub use layout::{Layout, LayoutError, Region, PAGE};
 pub use ota::OtaChecker;
+pub use state::{Slot, SlotState};
 
 /// QSPI NOR operations that run in the chip's background while the CPU does other work (the
 /// nRF52840 NVMC stalls the CPU; the MX25R6435F erases and programs on its own).
@@ -93,6 +94,11 @@ pub enum BootError {
     JournalStuck,
     /// Copying kept failing verification; the kernel slot may hold a mix, retry next boot.
     CopyFailed,
+    /// A state-page record did not read back (the next try writes the next slot).
+    StateStuck,
+    /// The kernel slot is half written and neither an authentic backup nor a valid staged image
+    /// can make it whole: the firmware must not jump; it waits (and retries later).
+    Unbootable,
 }
 
 fn ie<E: NorFlashError>(e: E) -> BootError {
@@ -108,7 +114,8 @@ pub struct KernelWrite {
     slot: Region,
 }
 
-/// Permission to write the state page (the security-counter floor). Created only inside [`boot`].
+/// Permission to write the state page ([`state`]: floor, slot state, backup hash). Created only
+/// inside [`boot`].
 pub struct StateWrite {
     page: Region,
 }
@@ -476,6 +483,48 @@ fn installed_hash<I: ReadNorFlash, Q: BackgroundNor>(
     Ok(h.finalize())
 }
 
+/// SHA-256 over revert-slot pages `[0, from_revert)` then kernel-slot pages `[from_revert,
+/// pages)`. With `from_revert` 0 it is the kernel slot as it is (the hash recorded before an
+/// update erases anything, and the check after a revert); on a revert it is what the slot will
+/// hold: the pages the update overwrote as the backup holds them, the others never touched.
+#[inline(never)]
+fn backup_hash<I: ReadNorFlash, Q: BackgroundNor>(
+    layout: &Layout,
+    internal: &mut I,
+    q: &mut Q,
+    from_revert: u32,
+    pages: u32,
+) -> Result<[u8; 32], BootError> {
+    let mut h = Sha256::new();
+    let mut buf = WordAligned([0u8; QSPI_PAGE]);
+    let buf = &mut buf.0;
+    let mut off = 0;
+    while off < pages * PAGE {
+        if off < from_revert * PAGE {
+            qread(q, layout.revert.start + off, buf)?;
+        } else {
+            internal
+                .read(layout.kernel_slot.start + off, buf)
+                .map_err(ie)?;
+        }
+        h.update(buf);
+        off += QSPI_PAGE as u32;
+    }
+    Ok(h.finalize())
+}
+
+fn put_state<I: NorFlash>(
+    internal: &mut I,
+    cap: &StateWrite,
+    st: &SlotState,
+) -> Result<(), BootError> {
+    match state::write(internal, cap.page, st) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BootError::StateStuck),
+        Err(e) => Err(ie(e)),
+    }
+}
+
 fn append<Q: BackgroundNor>(
     journal: &mut Journal,
     q: &mut Q,
@@ -563,16 +612,37 @@ struct RequestScan {
     erased_since: bool,
 }
 
-fn policy<I: NorFlash>(layout: &Layout, internal: &mut I) -> Result<CheckPolicy, BootError> {
-    let (floor, _) = floor::read(internal, layout.state_page).map_err(ie)?;
-    Ok(CheckPolicy {
-        min_security_counter: floor,
+fn policy(layout: &Layout, st: &SlotState) -> CheckPolicy {
+    CheckPolicy {
+        min_security_counter: st.floor,
         max_payload_len: layout.kernel_slot.len,
         kernel_addr: layout.kernel_slot.start,
-    })
+    }
+}
+
+/// Where to go when the external flash does not answer: the kernel slot when the state page
+/// says it is whole (`trial` when it holds an unconfirmed trial image), `None` when it is being
+/// written. Then the firmware must not jump; it retries the flash and waits.
+pub fn boot_without_qspi<I: NorFlash>(
+    layout: &Layout,
+    internal: &mut I,
+) -> Result<Option<BootDecision>, BootError> {
+    let (st, _) = state::read(internal, layout.state_page).map_err(ie)?;
+    Ok(st.is_whole().then(|| BootDecision {
+        kernel_addr: layout.kernel_slot.start,
+        trial: st.slot == Slot::Trial,
+        status: None,
+        lock: layout.locked_region(),
+    }))
 }
 
 /// Decides and performs this boot's work; see the crate docs and `docs/bootloader.md`.
+///
+/// The state page (internal flash, [`state`]) outranks the journal (external flash, which a
+/// compromised kernel or a clip on the chip can rewrite): a kernel slot it marks as being
+/// written is finished or restored whatever the journal says, a revert copies back only a
+/// backup that matches the hash it recorded, and the floor rises only to the counter of an
+/// image this bootloader verified and installed.
 pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
     env: &mut BootEnv<'_, I, Q, C>,
 ) -> Result<BootDecision, BootError> {
@@ -587,6 +657,7 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
     };
     let internal = &mut *env.internal;
     let q = &mut *env.qspi;
+    let (mut st, _) = state::read(internal, state_cap.page).map_err(ie)?;
     q.wait_idle().map_err(qe)?;
     let mut journal = Journal::scan(q, layout.journal).map_err(qe)?;
     let mut checked: Option<CheckedImage> = None;
@@ -600,6 +671,16 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
     // Each pass moves the state forward; a handful suffice (request → install → trial).
     for _ in 0..8 {
         let cur = journal.newest().copied();
+        let mut r = cur.unwrap_or(JournalRecord::EMPTY);
+        // A slot being written with a journal that is not installing or reverting: the journal
+        // was lost or forged. Restore the backup (or finish the staged image) below.
+        if st.slot == Slot::Dirty && !matches!(r.state, State::Installing | State::Reverting) {
+            r.state = State::Reverting;
+            r.reason = Reason::JournalMismatch;
+            r.backed_up = st.pages;
+            append(&mut journal, q, r)?;
+            continue;
+        }
         match cur {
             Some(
                 rec @ JournalRecord {
@@ -609,11 +690,9 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
             ) => {
                 let img = match checked.take() {
                     Some(img) if img.hash == rec.image_hash => Ok(img),
-                    _ => {
-                        let p = policy(&layout, internal)?;
-                        env.checker.check(q, layout.staging, &p)
-                    }
+                    _ => env.checker.check(q, layout.staging, &policy(&layout, &st)),
                 };
+                r.state = State::Reverting;
                 let img = match img {
                     Ok(img)
                         if img.hash == rec.image_hash
@@ -623,13 +702,25 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                         img
                     }
                     _ => {
-                        let mut r = rec;
-                        r.state = State::Reverting;
                         r.reason = Reason::StagingChanged;
                         append(&mut journal, q, r)?;
                         continue;
                     }
                 };
+                let n = pages(img.payload_len) as u16;
+                if st.slot != Slot::Whole && st.pages != n {
+                    // Not the update the state page describes.
+                    r.reason = Reason::JournalMismatch;
+                    append(&mut journal, q, r)?;
+                    continue;
+                }
+                if st.slot == Slot::Whole {
+                    // Before the first erase: what a revert must bring back, from internal flash.
+                    st.backup_hash = backup_hash(&layout, internal, q, 0, n as u32)?;
+                    st.pages = n;
+                }
+                st.slot = Slot::Dirty;
+                put_state(internal, &state_cap, &st)?;
                 let mut rec = install(&kernel_cap, &layout, internal, q, &mut journal, rec)?;
                 let mut good = installed_hash(&layout, internal, q, &img)? == img.hash;
                 if !good {
@@ -641,6 +732,9 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                 }
                 let mut r = rec;
                 if good {
+                    st.slot = Slot::Trial;
+                    st.counter = img.security_counter.unwrap_or(journal::NO_COUNTER);
+                    put_state(internal, &state_cap, &st)?;
                     r.state = State::Trial;
                     r.attempts = 1;
                     append(&mut journal, q, r)?;
@@ -666,11 +760,14 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                     (scan.erased_since || c.sequence > rec.request_sequence)
                         && c.image_hash == rec.image_hash
                 });
-                let mut r = rec;
                 if confirmed {
-                    if let Some(c) = rec.counter() {
-                        floor::raise(internal, state_cap.page, c).map_err(ie)?;
+                    // The floor rises to the counter of the image this bootloader installed,
+                    // never to one the journal names.
+                    if st.slot == Slot::Trial && st.counter != journal::NO_COUNTER {
+                        st.floor = st.floor.max(st.counter);
                     }
+                    st.slot = Slot::Whole;
+                    put_state(internal, &state_cap, &st)?;
                     r.state = State::Confirmed;
                     r.attempts = 0;
                 } else if watchdog || rec.attempts >= layout.max_trial_boots {
@@ -694,8 +791,55 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                     ..
                 },
             ) => {
-                revert(&kernel_cap, &layout, internal, q, rec.backed_up as u32)?;
-                let mut r = rec;
+                // With the state page saying the slot is whole there is nothing to restore:
+                // the revert finished before this record, or the record is forged.
+                if st.slot != Slot::Whole {
+                    let n = st.pages as u32;
+                    let from = (rec.backed_up as u32).min(n);
+                    if backup_hash(&layout, internal, q, from, n)? == st.backup_hash {
+                        st.slot = Slot::Dirty;
+                        put_state(internal, &state_cap, &st)?;
+                        revert(&kernel_cap, &layout, internal, q, from)?;
+                        // The backup could have changed since it was checked.
+                        if backup_hash(&layout, internal, q, 0, n)? != st.backup_hash {
+                            return Err(BootError::CopyFailed);
+                        }
+                    } else if st.slot == Slot::Trial {
+                        // The verified trial image stays.
+                        st.slot = Slot::Whole;
+                        put_state(internal, &state_cap, &st)?;
+                        r.state = State::Kept;
+                        r.reason = Reason::BackupInvalid;
+                        append(&mut journal, q, r)?;
+                        continue;
+                    } else {
+                        // Half written, no authentic backup: finish the staged image if it
+                        // verifies (without backing anything up), else nothing can boot.
+                        let img = env
+                            .checker
+                            .check(q, layout.staging, &policy(&layout, &st))
+                            .map_err(|_| BootError::Unbootable)?;
+                        if img.payload_offset > u16::MAX as u32 {
+                            return Err(BootError::Unbootable);
+                        }
+                        st.pages = pages(img.payload_len) as u16;
+                        st.backup_hash = [0; 32];
+                        put_state(internal, &state_cap, &st)?;
+                        r.state = State::Installing;
+                        r.reason = Reason::BackupInvalid;
+                        r.image_hash = img.hash;
+                        r.payload_len = img.payload_len;
+                        r.payload_offset = img.payload_offset as u16;
+                        r.installed = 0;
+                        r.backed_up = st.pages;
+                        r.security_counter = img.security_counter.unwrap_or(journal::NO_COUNTER);
+                        checked = Some(img);
+                        append(&mut journal, q, r)?;
+                        continue;
+                    }
+                }
+                st.slot = Slot::Whole;
+                put_state(internal, &state_cap, &st)?;
                 r.state = State::Reverted;
                 r.installed = 0;
                 append(&mut journal, q, r)?;
@@ -713,20 +857,11 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                     _ => return Ok(decision(&journal, false)),
                 };
                 let mut r = JournalRecord {
-                    sequence: 0,
-                    state: State::Rejected,
-                    reason: Reason::None,
-                    attempts: 0,
                     request_sequence: req.sequence,
                     image_hash: req.image_hash,
-                    payload_len: 0,
-                    payload_offset: 0,
-                    installed: 0,
-                    backed_up: 0,
-                    security_counter: journal::NO_COUNTER,
+                    ..JournalRecord::EMPTY
                 };
-                let p = policy(&layout, internal)?;
-                match env.checker.check(q, layout.staging, &p) {
+                match env.checker.check(q, layout.staging, &policy(&layout, &st)) {
                     Err(reason) => r.reason = reason,
                     Ok(img) if img.hash != req.image_hash || img.total_len != req.image_len => {
                         r.reason = Reason::RequestMismatch
@@ -743,6 +878,9 @@ pub fn boot<I: NorFlash, Q: BackgroundNor, C: ImageChecker>(
                 append(&mut journal, q, r)?;
             }
         }
+    }
+    if !st.is_whole() {
+        return Err(BootError::Unbootable);
     }
     Ok(decision(&journal, false))
 }

@@ -175,3 +175,53 @@ fn request_scan_agrees_with_decoding_every_record() {
     }
     assert!(early_stops > 1000, "the cases must include long logs");
 }
+
+/// State-page records: a torn record (any prefix of its words written, the next word partly)
+/// is ignored and the previous state stands; a whole one is the new state; the page is erased
+/// and restarted when full. Every bit flip of a record is rejected.
+#[test]
+fn the_state_page_keeps_the_last_whole_record_through_torn_writes() {
+    use crate::state::{self, Slot, SlotState, RECORD_LEN};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let page = SMALL.state_page;
+    let mut internal = Ram::new(page.end() as usize);
+    assert_eq!(state::read(&mut internal, page).unwrap().0, SlotState::NEW);
+    let mut want = SlotState::NEW;
+    let mut erases = 0;
+    for step in 0..1000u32 {
+        let next = SlotState {
+            slot: [Slot::Whole, Slot::Dirty, Slot::Trial][rng.gen_range(0..3)],
+            pages: rng.gen_range(0..5),
+            floor: step,
+            counter: rng.gen(),
+            backup_hash: [rng.gen(); 32],
+        };
+        let bytes = next.encode();
+        if rng.gen_bool(0.3) {
+            // A cut: the first `words` words land, the next one partly.
+            let (_, free) = state::read(&mut internal, page).unwrap();
+            let Some(at) = free else { continue };
+            let at = page.start + at * RECORD_LEN as u32;
+            let words = rng.gen_range(0..RECORD_LEN / 4);
+            internal.write(at, &bytes[..words * 4]).unwrap();
+            let mut torn: [u8; 4] = bytes[words * 4..words * 4 + 4].try_into().unwrap();
+            for b in &mut torn {
+                *b |= rng.gen::<u8>();
+            }
+            internal.write(at + words as u32 * 4, &torn).unwrap();
+        } else {
+            erases += usize::from(state::read(&mut internal, page).unwrap().1.is_none());
+            assert!(state::write(&mut internal, page, &next).unwrap());
+            want = next;
+        }
+        assert_eq!(state::read(&mut internal, page).unwrap().0, want, "step {step}");
+    }
+    assert!(erases >= 5, "the page filled only {erases} times");
+    let b = want.encode();
+    for bit in 0..RECORD_LEN * 8 {
+        let mut t = b;
+        t[bit / 8] ^= 1 << (bit % 8);
+        assert_eq!(SlotState::decode(&t), None, "bit {bit}");
+    }
+}

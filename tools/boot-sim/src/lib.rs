@@ -299,9 +299,14 @@ impl Board {
     }
 
     pub fn floor(&mut self) -> u32 {
-        boot_core::floor::read(&mut self.sim.internal, self.layout.state_page)
-            .map(|(f, _)| f)
-            .unwrap_or(0)
+        self.slot_state().floor
+    }
+
+    /// The bootloader's state page: floor, whether the kernel slot is whole, the backup hash.
+    pub fn slot_state(&mut self) -> boot_core::SlotState {
+        boot_core::state::read(&mut self.sim.internal, self.layout.state_page)
+            .map(|(s, _)| s)
+            .unwrap_or(boot_core::SlotState::NEW)
     }
 
     /// Appends a control record the way the kernel does (no faults).
@@ -312,6 +317,17 @@ impl Board {
         if let Some(at) = free {
             self.sim.chip().load(s.start + at as u32, &rec.encode());
         }
+    }
+
+    /// Appends `rec` to the journal as the newest record (the next sequence), the way an
+    /// attacker who can write the external flash would forge one (no faults).
+    pub fn forge_journal(&mut self, rec: JournalRecord) {
+        let q = &mut self.sim.qspi;
+        q.wait().expect("powered");
+        let mut j = boot_core::Journal::scan(q, self.layout.journal).expect("powered");
+        j.append(q, rec)
+            .expect("powered")
+            .expect("the slot reads back");
     }
 
     /// Puts `image` in the staging slot (no faults).
@@ -662,6 +678,80 @@ pub fn random(sc: &Scenario, runs: u64, max_cuts: u32, seed: u64) -> CampaignRep
     }
     rep.by_phase
         .push((String::from("random"), rep.cuts, rep.recovered, 0));
+    rep
+}
+
+/// Totals of [`qspi_absent`].
+#[derive(Clone, Debug, Default)]
+pub struct QspiAbsentReport {
+    /// Start-ups tried: one after each program/erase operation of the phase's boot.
+    pub points: u64,
+    /// Of those, the kernel slot was whole and the firmware would jump into it.
+    pub jumped: u64,
+    /// The state page said the slot is being written: the firmware waits.
+    pub waited: u64,
+    /// Start-ups whose kernel slot held neither kernel whole (where a bootloader that jumps
+    /// whenever QSPI is absent would run half of two kernels).
+    pub half_written: u64,
+    /// The boot with the external flash back ended as the phase should.
+    pub recovered: u64,
+    pub failures: Vec<String>,
+}
+
+/// The external flash does not answer at start-up after each program/erase operation of
+/// `phase`'s boot (every `stride`-th): power is cut there, the next start-up finds no QSPI
+/// chip ([`boot_core::boot_without_qspi`], what the firmware then runs), and the one after has
+/// it back. Without the chip the kernel slot may be entered only when it holds a whole kernel
+/// (old or new); with the chip back the update must end as without the failure.
+pub fn qspi_absent(sc: &Scenario, phase: Phase, stride: u64, seed: u64) -> QspiAbsentReport {
+    let mut rep = QspiAbsentReport::default();
+    let (snap, watchdog) = match sc.before(phase, seed) {
+        Ok(s) => s,
+        Err(e) => {
+            rep.failures.push(e);
+            return rep;
+        }
+    };
+    let mut clean = sc.board(&snap, seed);
+    let ops0 = clean.sim.power.ops();
+    let _ = clean.boot(watchdog);
+    let total = clean.sim.power.ops() - ops0;
+    let mut n = 0;
+    while n <= total {
+        rep.points += 1;
+        let mut b = sc.board(&snap, seed ^ n);
+        b.sim.power.cut_after(n);
+        let _ = b.boot(watchdog);
+        let _ = b.sim.power_cycle();
+        let whole = b.kernel_is(&sc.old) || b.kernel_is(&sc.new);
+        rep.half_written += u64::from(!whole);
+        let verdict = match boot_core::boot_without_qspi(&sc.layout, &mut b.sim.internal) {
+            Ok(Some(d)) if whole && (!d.trial || b.kernel_is(&sc.new)) => {
+                rep.jumped += 1;
+                Ok(())
+            }
+            Ok(Some(d)) => Err(format!(
+                "jumps (trial {}) into a half-written slot",
+                d.trial
+            )),
+            Ok(None) => {
+                rep.waited += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("{e:?}")),
+        }
+        .and_then(|()| {
+            // The chip is back (after a power-on reset).
+            let d = b.boot_until_ok(4).map_err(|e| format!("{e:?}"))?;
+            sc.consistent(&mut b, &d)?;
+            sc.expect(phase, &mut b)
+        });
+        match verdict {
+            Ok(()) => rep.recovered += 1,
+            Err(e) => rep.failures.push(format!("{} op {n}: {e}", phase.name())),
+        }
+        n += stride;
+    }
     rep
 }
 
