@@ -215,7 +215,11 @@ fn the_state_page_keeps_the_last_whole_record_through_torn_writes() {
             assert!(state::write(&mut internal, page, &next).unwrap());
             want = next;
         }
-        assert_eq!(state::read(&mut internal, page).unwrap().0, want, "step {step}");
+        assert_eq!(
+            state::read(&mut internal, page).unwrap().0,
+            want,
+            "step {step}"
+        );
     }
     assert!(erases >= 5, "the page filled only {erases} times");
     let b = want.encode();
