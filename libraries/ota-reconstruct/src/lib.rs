@@ -77,7 +77,7 @@ pub enum Demand {
     Input,
     /// `out` is full; call again with room.
     OutputFull,
-    /// Read `len` (1..=[`CHUNK`]) bytes of `area` ([`Area::Base`] or [`Area::Output`]) at
+    /// Read `len` (1..=[`CHUNK`]) bytes of `area` (any; [`Area::Stream`] also before the header) at
     /// `offset` and hand them to [`Decoder::provide`] before the next `decode`.
     Read { area: Area, offset: u32, len: usize },
     /// The stream's end marker is read and all output is produced.
@@ -103,6 +103,8 @@ pub struct Progress {
 ///   varint, a literal run): [`Demand::Input`] means it consumed all of `input`.
 /// - Its first stop is [`Demand::Header`], before any output (`out` is empty until then).
 /// - Output is sequential: byte `n` of the output is the `n`-th byte any `decode` produced.
+/// - It may read its own stream at any offset, also before its header (a stream read past the
+///   stream's end is [`Error::Truncated`]).
 /// - It may read back the base or the output already produced with [`Demand::Read`]; the data
 ///   arrives through [`Decoder::provide`], possibly shorter than asked (at least one byte: the
 ///   part of an output range already in flash is provided first), in which case the decoder asks
@@ -444,6 +446,11 @@ impl<D: Decoder> Rebuild<D> {
                     if self.plan.is_some() || progress.produced != 0 {
                         return self.fail(Error::Decoder);
                     }
+                    if plan.output_len == 0 {
+                        // No image is empty; finalize must never see a slot nothing was
+                        // written to.
+                        return self.fail(Error::Corrupt("empty output"));
+                    }
                     if plan.output_len > self.limits.output_max {
                         return self.fail(Error::OutputTooLong {
                             len: plan.output_len,
@@ -488,6 +495,20 @@ impl<D: Decoder> Rebuild<D> {
                     }
                 }
                 Demand::Read { area, offset, len } => {
+                    if area == Area::Stream {
+                        // Its own stream, out of order and before the header too: a compressed
+                        // image's output header needs the TLVs that follow its payload.
+                        if len == 0 || len > CHUNK {
+                            return self.fail(Error::Decoder);
+                        }
+                        if offset
+                            .checked_add(len as u32)
+                            .is_none_or(|e| e > self.limits.stream_len)
+                        {
+                            return self.fail(Error::Truncated);
+                        }
+                        return self.read(State::DecoderRead, area, offset, len as u32);
+                    }
                     let Some(plan) = self.plan else {
                         return self.fail(Error::Decoder);
                     };
