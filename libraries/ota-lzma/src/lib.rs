@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 mod bcj;
+pub mod image;
 mod lzma;
 
 use core::fmt;
@@ -48,7 +49,7 @@ const SYMBOL_INPUT_MAX: u32 = 21;
 /// Input buffer: a chunk header (6 bytes) and a symbol's worth of input always fit.
 const IN_BUF: usize = 256;
 /// A read-back: a whole match, the next literal's match byte, and 3 bytes of filter context each side.
-const READ_MAX: usize = MATCH_LEN_MAX + 1 + 6;
+pub(crate) const READ_MAX: usize = MATCH_LEN_MAX + 1 + 6;
 /// Output bytes held back after a block before it is written (a BCJ pair may straddle its end).
 const BCJ_LAG: u32 = 3;
 /// Uncompressed LZMA2 chunk bytes copied per step (bounds how far output runs ahead of writes).

@@ -296,7 +296,7 @@ pub fn imgtool() -> std::path::PathBuf {
 }
 
 /// Signs `plain` with imgtool (`--pad-header -H 0x200`, a fresh key, `compression` =
-/// `lzma2` / `lzma2armthumb`) and returns the image.
+/// `lzma2` / `lzma2armthumb`, or `none`) and returns the image.
 pub fn imgtool_sign(plain: &[u8], compression: &str, dir: &std::path::Path) -> Vec<u8> {
     use std::process::Command;
     let key = dir.join("key.pem");
@@ -323,7 +323,12 @@ pub fn imgtool_sign(plain: &[u8], compression: &str, dir: &std::path::Path) -> V
             "-S",
             "0x40000",
         ])
-        .args(["--security-counter", "5", "--compression", compression])
+        .args(["--security-counter", "5"])
+        .args(if compression == "none" {
+            vec![]
+        } else {
+            vec!["--compression", compression]
+        })
         .arg(&input)
         .arg(&out)
         .output()
@@ -334,4 +339,16 @@ pub fn imgtool_sign(plain: &[u8], compression: &str, dir: &std::path::Path) -> V
         String::from_utf8_lossy(&st.stderr)
     );
     std::fs::read(out).unwrap()
+}
+
+/// The public key of the key `imgtool_sign` made in `dir` (x then y).
+pub fn imgtool_pub(dir: &std::path::Path) -> [u8; 64] {
+    let out = std::process::Command::new(imgtool())
+        .args(["getpub", "-e", "raw", "-k"])
+        .arg(dir.join("key.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // DER SubjectPublicKeyInfo: the uncompressed point's x and y are its last 64 bytes.
+    out.stdout[out.stdout.len() - 64..].try_into().unwrap()
 }
