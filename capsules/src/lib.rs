@@ -6,6 +6,7 @@
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
 //! - [`app_update`]: install a staged, signed TBF as a new app version through upstream's
 //!   dynamic process loading (see `docs/app-updates.md`).
+//! - [`nor_share`]: one QSPI flash shared by the staged-update and app-update cores.
 //! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod bulk_scan;
 pub mod identity;
 pub mod kept_upcall;
 pub mod nor;
+pub mod nor_share;
 pub mod qspi_flash;
 pub mod staged_update;
 

@@ -53,6 +53,15 @@ pub const VERIFYING_KEYS: [[u8; 64]; NUM_KEYS] = [
     ],
 ];
 
+/// The keys an updated app may be signed with: every verifying key but the DFU key (a binary
+/// that key signs gets [`DFU_SHORT_ID`], and the DFU app does not update itself).
+pub static APP_KEYS: [[u8; 64]; NUM_KEYS - 1] = [VERIFYING_KEYS[1]];
+const _: () = assert!(tock_ota_capsules::identity::DFU_KEY_INDEX == 0);
+
+/// App updates' page journal and trial record in the external flash (`docs/layout.md`).
+pub const APP_JOURNAL: tock_ota_capsules::app_update::JournalLayout =
+    tock_ota_capsules::app_update::JournalLayout::NRF52840DK;
+
 /// The static random device address the DFU app's status advertisements carry (AdvA, as sent
 /// on air: least significant byte first; the top two bits of the last byte set, as a static
 /// random address requires). Give each device its own, e.g. from FICR DEVICEADDR.

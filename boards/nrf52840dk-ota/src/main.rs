@@ -11,6 +11,10 @@
 //!   instantiated (it shares RADIO).
 //! - Processes are loaded only with a verified ECDSA P-256 credential; the key that verified it
 //!   decides the `ShortId`, and the staged-update driver trusts only the DFU app's id.
+//! - Userspace apps are updated through upstream's dynamic binary storage
+//!   (`SequentialDynamicBinaryStorage` over the NVMC) by the app-update driver
+//!   (`tock_ota_capsules::app_update`, docs/app-updates.md); it and the staged-update driver
+//!   share the QSPI flash (`tock_ota_capsules::nor_share`).
 //!
 //! Board-specific settings live in [`board_config`].
 
@@ -35,9 +39,11 @@ use kernel::{create_capability, static_init};
 use nrf52840::interrupt_service::Nrf52840DefaultPeripherals;
 use nrf52_components::{UartChannel, UartPins};
 use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
+use tock_ota_capsules::app_update::{self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::nor::AsyncNor;
+use tock_ota_capsules::nor_share::{NorShare, NorUser};
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
 use tock_ota_capsules::staged_update::{
     self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
@@ -56,6 +62,17 @@ kernel::stack_size! {0x2000}
 type ChipHw = nrf52840::chip::NRF52<'static, OtaInterrupts>;
 type QspiAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
 type Qspi = QspiFlash<'static, QspiAlarm>;
+/// A user of the shared QSPI flash.
+type SharedNor = NorUser<'static>;
+type Nvmc = nrf52840::nvmc::Nvmc;
+type ProcessDebug = kernel::process::ProcessStandardDebugFull;
+type AppStorage = kernel::dynamic_binary_storage::SequentialDynamicBinaryStorage<
+    'static,
+    'static,
+    ChipHw,
+    ProcessDebug,
+    components::dynamic_binary_storage::NVPages<Nvmc>,
+>;
 type ScanAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
 type Scan = BulkScan<'static, AdvRadio<'static>, ScanAlarm>;
 type ConsoleDriver = components::console::ConsoleComponentType;
@@ -98,6 +115,12 @@ impl InterruptService for OtaInterrupts {
     }
 }
 
+/// The capability the app-update core needs to read the process table.
+struct ProcessTableCapability;
+// SAFETY: the board is the trusted code that grants capabilities; this one only lets the
+// app-update core list processes (name, ShortId, version) for its anti-rollback check.
+unsafe impl capabilities::ProcessManagementCapability for ProcessTableCapability {}
+
 struct ChipReset;
 
 impl SystemReset for ChipReset {
@@ -110,7 +133,8 @@ struct Platform {
     console: &'static ConsoleDriver,
     alarm: &'static AlarmDriver,
     led: &'static LedDriver,
-    update: &'static StagedUpdateDriver<'static, Qspi>,
+    update: &'static StagedUpdateDriver<'static, SharedNor>,
+    app_update: &'static AppUpdateDriver<'static>,
     scan: &'static Scan,
     scheduler: &'static Scheduler,
     systick: cortexm4f::systick::SysTick,
@@ -127,6 +151,7 @@ impl SyscallDriverLookup for Platform {
             capsules_core::alarm::DRIVER_NUM => f(Some(self.alarm)),
             capsules_core::led::DRIVER_NUM => f(Some(self.led)),
             staged_update::DRIVER_NUM => f(Some(self.update)),
+            app_update::DRIVER_NUM => f(Some(self.app_update)),
             bulk_scan::DRIVER_NUM => f(Some(self.scan)),
             _ => f(None),
         }
@@ -296,6 +321,17 @@ pub unsafe fn main() {
         LedLow::new(&peripherals.gpio_port[led4]),
     ));
 
+    // The QSPI flash is shared by the staged-update and the app-update cores.
+    let nor_share = static_init!(NorShare<'static>, NorShare::new(qspi));
+    qspi.set_nor_client(nor_share);
+    let update_nor = static_init!(SharedNor, NorUser::new(nor_share));
+    let app_nor = static_init!(SharedNor, NorUser::new(nor_share));
+    for user in [&*update_nor, &*app_nor] {
+        if nor_share.add_user(user).is_err() {
+            panic!("more QSPI users than NorShare holds");
+        }
+    }
+
     // Staged update over the QSPI flash.
     let update_data = static_init!([u8; BUF_LEN], [0xFF; BUF_LEN]);
     let update_scratch = static_init!(
@@ -303,17 +339,17 @@ pub unsafe fn main() {
         [0xFF; update_region::MAX_POLICY_READ]
     );
     let update_core = match StagedUpdate::new(
-        qspi,
+        update_nor,
         board_config::UPDATE_REGION,
         update_data,
         update_scratch,
     ) {
-        Ok(core) => static_init!(StagedUpdate<'static, Qspi>, core),
+        Ok(core) => static_init!(StagedUpdate<'static, SharedNor>, core),
         Err(_) => panic!("board_config::UPDATE_REGION is not a usable update region"),
     };
-    qspi.set_nor_client(update_core);
+    update_nor.set_nor_client(update_core);
     let update = static_init!(
-        StagedUpdateDriver<'static, Qspi>,
+        StagedUpdateDriver<'static, SharedNor>,
         StagedUpdateDriver::new(
             update_core,
             board_kernel.create_grant(staged_update::DRIVER_NUM, &memory_allocation),
@@ -413,20 +449,6 @@ pub unsafe fn main() {
     let scheduler = components::sched::round_robin::RoundRobinComponent::new(processes)
         .finalize(components::round_robin_component_static!(NUM_PROCS));
 
-    let platform = static_init!(
-        Platform,
-        Platform {
-            console,
-            alarm,
-            led,
-            update,
-            scan,
-            scheduler,
-            systick: cortexm4f::systick::SysTick::new_with_calibration(64_000_000),
-            filter: UpdateSyscallFilter::new(board_config::DFU_SHORT_ID),
-        }
-    );
-
     // Symbols from Tock's kernel linker script.
     extern "C" {
         static _sapps: u8;
@@ -442,7 +464,7 @@ pub unsafe fn main() {
         addr_of_mut!(_sappmem),
         addr_of!(_eappmem) as usize - addr_of!(_sappmem) as usize,
     );
-    let _loader = components::loader::sequential::ProcessLoaderSequentialComponent::new(
+    let loader = components::loader::sequential::ProcessLoaderSequentialComponent::new(
         checker,
         board_kernel,
         chip,
@@ -455,9 +477,78 @@ pub unsafe fn main() {
     )
     .finalize(components::process_loader_sequential_component_static!(
         ChipHw,
-        kernel::process::ProcessStandardDebugFull,
+        ProcessDebug,
         NUM_PROCS
     ));
+
+    // App updates: a TBF staged in QSPI is checked (credential against the app keys,
+    // anti-rollback), then copied into the app region through upstream's dynamic binary
+    // storage and loaded (docs/app-updates.md).
+    let app_storage: &'static AppStorage =
+        components::dynamic_binary_storage::SequentialBinaryStorageComponent::new(
+            board_kernel,
+            &base.nvmc,
+            loader,
+        )
+        .finalize(components::sequential_binary_storage_component_static!(
+            Nvmc,
+            ChipHw,
+            ProcessDebug,
+        ));
+    let process_table = static_init!(
+        ProcessTable<ProcessTableCapability>,
+        ProcessTable::new(board_kernel, ProcessTableCapability)
+    );
+    let app_keys = static_init!(AppKeys, AppKeys::new(&board_config::APP_KEYS));
+    let app_buffer = static_init!([u8; app_update::CHUNK], [0; app_update::CHUNK]);
+    let app_core = static_init!(
+        AppUpdate<'static>,
+        AppUpdate::new(
+            app_nor,
+            board_config::UPDATE_REGION.staging_base,
+            board_config::UPDATE_REGION.staging_len,
+            board_config::APP_JOURNAL.trial,
+            app_storage,
+            app_storage,
+            app_storage,
+            process_table,
+            app_keys,
+            kernel::process::ShortId::Fixed(board_config::DFU_SHORT_ID),
+            app_buffer,
+        )
+    );
+    app_nor.set_nor_client(app_core);
+    {
+        use kernel::dynamic_binary_storage::{
+            DynamicBinaryStore, DynamicProcessLoad, DynamicProcessUnload,
+        };
+        app_storage.set_storage_client(app_core);
+        app_storage.set_load_client(app_core);
+        app_storage.set_unload_client(app_core);
+    }
+    let app_update = static_init!(
+        AppUpdateDriver<'static>,
+        AppUpdateDriver::new(
+            app_core,
+            board_kernel.create_grant(app_update::DRIVER_NUM, &memory_allocation),
+        )
+    );
+    app_core.set_client(app_update);
+
+    let platform = static_init!(
+        Platform,
+        Platform {
+            console,
+            alarm,
+            led,
+            update,
+            app_update,
+            scan,
+            scheduler,
+            systick: cortexm4f::systick::SysTick::new_with_calibration(64_000_000),
+            filter: UpdateSyscallFilter::new(board_config::DFU_SHORT_ID),
+        }
+    );
 
     board_kernel.kernel_loop(
         platform,

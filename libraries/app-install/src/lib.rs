@@ -36,7 +36,7 @@ pub mod trial;
 use core::fmt::Debug;
 
 use dfu_abi::app::detail;
-use sha2::{Digest, Sha256};
+use ota_image::Sha256;
 
 pub use tbf::{StagedApp, SIGNATURE_LEN};
 
@@ -371,7 +371,7 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
                 if next < job.app.binary_end {
                     return self.hash_chunk(job, signature, hasher, next);
                 }
-                let digest: [u8; 32] = hasher.finalize().into();
+                let digest = hasher.finalize();
                 if !cx.credentials.accepts(&digest, &signature) {
                     return self.refuse(Refusal::KeyRejected);
                 }
