@@ -18,11 +18,10 @@ use std::vec::Vec;
 
 use core::fmt;
 
-use crate::verify::verify_accepting;
 use crate::{
     der_to_raw_signature, flags, parse_image, tlv, ImageError, ImageHeader, PublicKey, Sha256,
-    SignatureVerifier, SlotReadError, VerifiedImage, VerifyPolicy, MAX_DER_SIGNATURE_LEN,
-    TLV_HEADER_SIZE, TLV_PROT_INFO_MAGIC,
+    SignatureVerifier, SlotReadError, StreamChecker, VerifiedImage, VerifyPolicy,
+    MAX_DER_SIGNATURE_LEN, TLV_HEADER_SIZE, TLV_PROT_INFO_MAGIC,
 };
 
 /// The compression an image's flags name.
@@ -218,14 +217,16 @@ pub fn verify_image_bytes<V: SignatureVerifier>(
     policy: &VerifyPolicy,
 ) -> Result<CheckedImage, CompressedError> {
     const ACCEPT: u32 = flags::COMPRESSED_LZMA2 | flags::COMPRESSED_ARM_THUMB;
-    let mut src = image;
-    let header = parse_image(&mut src)?.header;
+    let header = parse_image(&mut &image[..])?.header;
     let compression =
         Compression::from_flags(header.flags).map_err(CompressedError::BadCompressionFlags)?;
-    let outer = match compression {
-        None => crate::verify_image(&mut src, key, verifier, policy)?,
-        Some(_) => verify_accepting::<_, _, ACCEPT>(&mut src, key, verifier, policy)?,
-    };
+    let mut checker = StreamChecker::new(u32::try_from(image.len()).unwrap_or(u32::MAX));
+    checker.feed(image).map_err(ImageError::widen)?;
+    let checked = checker.finish().map_err(ImageError::widen)?;
+    let accept = if compression.is_some() { ACCEPT } else { 0 };
+    let outer = checked
+        .verify_accepting(key, verifier, policy, accept)
+        .map_err(ImageError::widen)?;
     let Some(compression) = compression else {
         return Ok(CheckedImage {
             outer,

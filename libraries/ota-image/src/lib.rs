@@ -20,13 +20,17 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "decompress")]
+#[cfg(any(feature = "decompress", feature = "build"))]
 extern crate std;
 
+#[cfg(feature = "build")]
+pub mod build;
+mod check;
 #[cfg(feature = "decompress")]
 pub mod compressed;
 mod der;
 mod error;
+mod in_place;
 mod key;
 mod parse;
 mod sha256;
@@ -36,8 +40,10 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use check::{CheckError, CheckedImage, StreamChecker};
 pub use der::{der_to_raw_signature, raw_to_der_signature, MAX_DER_SIGNATURE_LEN};
 pub use error::ImageError;
+pub use in_place::verify_in_place;
 #[cfg(feature = "rustcrypto")]
 pub use key::RustCryptoVerifier;
 pub use key::{KeyError, PublicKey, SignatureVerifier, SPKI_DER_LEN};

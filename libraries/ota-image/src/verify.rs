@@ -1,8 +1,6 @@
-//! Full verification: layout, policy, streamed SHA-256, key identity and signature.
-use crate::{
-    der_to_raw_signature, flags, parse_image, ImageError, ImageHeader, ImageSource, PublicKey,
-    Sha256, SignatureVerifier, CHUNK, MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN,
-};
+//! Verification of an image in an [`ImageSource`]: [`StreamChecker`] fed from the source.
+use crate::check::{CheckedImage, StreamChecker};
+use crate::{ImageError, ImageHeader, ImageSource, PublicKey, Sha256, SignatureVerifier, CHUNK};
 
 /// What the destination accepts, beyond a good signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,97 +49,35 @@ pub fn hash_region<S: ImageSource>(
     Ok(hasher.finalize())
 }
 
-/// Verifies the image in `src` against the trusted `key` and `policy`.
-///
-/// Order: layout ([`parse_image`]), flags, policy (payload size, load address, security
-/// counter), key identity (KEYHASH or PUBKEY), then the streamed hash, then the signature —
-/// so cheap rejections never pay for hashing a megabyte.
+/// Feeds `checker` from `src`, reading at most [`CHUNK`] bytes at a time and no byte past the
+/// image, until it has the verdict on the layout.
+pub(crate) fn drive<S: ImageSource>(
+    src: &mut S,
+    mut checker: StreamChecker,
+) -> Result<CheckedImage, ImageError<S::Error>> {
+    let mut buf = WordAligned([0u8; CHUNK]);
+    loop {
+        let n = (checker.wanted() as usize).min(CHUNK);
+        let Some(buf) = buf.0.get_mut(..n).filter(|b| !b.is_empty()) else {
+            break;
+        };
+        src.read_at(checker.position(), buf)
+            .map_err(ImageError::Read)?;
+        checker.feed(buf).map_err(ImageError::widen)?;
+    }
+    checker.finish().map_err(ImageError::widen)
+}
+
+/// Verifies the image in `src` against the trusted `key` and `policy`: the slot is read once,
+/// in order, through [`StreamChecker`] (layout, then SHA-256 over the hashed region), then
+/// [`CheckedImage::verify`] gives the verdict (flags, policy, key identity, hash, signature).
 pub fn verify_image<S: ImageSource, V: SignatureVerifier>(
     src: &mut S,
     key: &PublicKey,
     verifier: &V,
     policy: &VerifyPolicy,
 ) -> Result<VerifiedImage, ImageError<S::Error>> {
-    verify_accepting::<S, V, 0>(src, key, verifier, policy)
-}
-
-/// [`verify_image`], accepting the header flags in `ACCEPT` besides the supported ones (the
-/// compressed-image check accepts the compression flags and then checks the payload itself).
-pub(crate) fn verify_accepting<S: ImageSource, V: SignatureVerifier, const ACCEPT: u32>(
-    src: &mut S,
-    key: &PublicKey,
-    verifier: &V,
-    policy: &VerifyPolicy,
-) -> Result<VerifiedImage, ImageError<S::Error>> {
-    let info = parse_image(src)?;
-    let header = info.header;
-
-    let unsupported = header.flags & flags::UNSUPPORTED & !ACCEPT;
-    if unsupported != 0 {
-        return Err(ImageError::UnsupportedFlags(unsupported));
-    }
-    if let Some(max) = policy.max_payload_len {
-        if info.payload_len > max {
-            return Err(ImageError::PayloadTooLarge {
-                len: info.payload_len,
-                max,
-            });
-        }
-    }
-    if let Some(expected) = policy.expected_load_addr {
-        if header.load_addr != 0 && header.load_addr != expected {
-            return Err(ImageError::BadLoadAddress {
-                found: header.load_addr,
-                expected,
-            });
-        }
-    }
-    if let Some(floor) = policy.min_security_counter {
-        let counter = info.security_counter.unwrap_or(0);
-        if counter < floor {
-            return Err(ImageError::SecurityCounterBelowFloor { counter, floor });
-        }
-    }
-
-    let expected_hash = info.hash.ok_or(ImageError::MissingHash)?;
-    let sig_tlv = info.signature.ok_or(ImageError::MissingSignature)?;
-    match (info.key_hash, info.pubkey) {
-        (None, None) => return Err(ImageError::MissingKeyId),
-        (Some(kh), _) if kh != key.key_hash() => return Err(ImageError::KeyMismatch),
-        (_, Some(pk)) => {
-            if usize::from(pk.len) != SPKI_DER_LEN {
-                return Err(ImageError::KeyMismatch);
-            }
-            let mut der = [0u8; SPKI_DER_LEN];
-            src.read_at(pk.value_offset, &mut der)
-                .map_err(ImageError::Read)?;
-            if der != key.spki_der() {
-                return Err(ImageError::KeyMismatch);
-            }
-        }
-        _ => {}
-    }
-
-    let hash = hash_region(src, info.tlv_offset)?;
-    if hash != expected_hash {
-        return Err(ImageError::HashMismatch);
-    }
-
-    let mut der = [0u8; MAX_DER_SIGNATURE_LEN];
-    let der = &mut der[..usize::from(sig_tlv.len)]; // len checked by the parser
-    src.read_at(sig_tlv.value_offset, der)
-        .map_err(ImageError::Read)?;
-    let raw = der_to_raw_signature(der).ok_or(ImageError::BadSignatureEncoding)?;
-    if !verifier.verify_prehash(key, &hash, &raw) {
-        return Err(ImageError::BadSignature);
-    }
-
-    Ok(VerifiedImage {
-        header,
-        security_counter: info.security_counter,
-        payload_offset: info.payload_offset,
-        payload_len: info.payload_len,
-        total_len: info.total_len,
-        hash,
-    })
+    drive(src, StreamChecker::new(src.capacity()))?
+        .verify(key, verifier, policy)
+        .map_err(ImageError::widen)
 }

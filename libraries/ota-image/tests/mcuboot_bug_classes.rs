@@ -1,13 +1,12 @@
 //! MCUboot's known bug classes as regression tests for the parser and verifier. Each test names
 //! the class it covers, as MCUboot's advisories and issues describe it.
+use ota_image::build::{self, ImageBuilder};
 use ota_image::{
-    parse_image, raw_to_der_signature, tlv, verify_image, ImageError, ImageSource, PublicKey,
-    RustCryptoVerifier, SliceSource, SlotReadError, VerifyPolicy, IMAGE_MAGIC,
-    MAX_DER_SIGNATURE_LEN, TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC,
+    parse_image, tlv, verify_image, verify_in_place, ImageError, ImageSource, ImageVersion,
+    PublicKey, RustCryptoVerifier, SliceSource, SlotReadError, StreamChecker, VerifyPolicy,
+    TLV_INFO_MAGIC,
 };
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use p256::ecdsa::SigningKey;
 
 const SECRET: [u8; 32] = [0x42; 32];
 
@@ -16,48 +15,40 @@ fn signing_key() -> SigningKey {
 }
 
 fn public_key() -> PublicKey {
-    let point = VerifyingKey::from(&signing_key()).to_sec1_point(false);
-    let mut raw = [0u8; 64];
-    raw.copy_from_slice(&point.as_bytes()[1..65]);
-    PublicKey::from_raw(&raw).unwrap()
+    build::public_key(&signing_key())
 }
 
 fn area(magic: u16, tlvs: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let body: usize = tlvs.iter().map(|(_, v)| 4 + v.len()).sum();
-    let mut out = Vec::new();
-    out.extend_from_slice(&magic.to_le_bytes());
-    out.extend_from_slice(&((body + 4) as u16).to_le_bytes());
-    for (k, v) in tlvs {
-        out.extend_from_slice(&k.to_le_bytes());
-        out.extend_from_slice(&(v.len() as u16).to_le_bytes());
-        out.extend_from_slice(v);
-    }
-    out
+    let refs: Vec<(u16, &[u8])> = tlvs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    build::tlv_area(magic, &refs).unwrap()
 }
 
 /// The SHA256, KEYHASH and ECDSA_SIG TLVs for a hashed region, then `extra`.
 fn signature_tlvs(hashed: &[u8], extra: &[(u16, Vec<u8>)]) -> Vec<(u16, Vec<u8>)> {
-    let digest: [u8; 32] = Sha256::digest(hashed).into();
-    let sig: Signature = signing_key().sign_prehash(&digest).unwrap();
-    let raw: [u8; 64] = sig.to_bytes().into();
-    let mut der = [0u8; MAX_DER_SIGNATURE_LEN];
-    let n = raw_to_der_signature(&raw, &mut der);
-    let mut t = vec![
-        (tlv::SHA256, digest.to_vec()),
-        (tlv::KEYHASH, public_key().key_hash().to_vec()),
-        (tlv::ECDSA_SIG, der[..n].to_vec()),
-    ];
+    let mut t = build::signature_tlvs(hashed, &signing_key()).unwrap();
     t.extend_from_slice(extra);
     t
 }
 
+/// Version 1.0.0, payload right after the header.
+fn builder(hdr_size: u16) -> ImageBuilder {
+    ImageBuilder {
+        version: ImageVersion {
+            major: 1,
+            ..ImageVersion::default()
+        },
+        header_size: hdr_size,
+        header_fill: 0,
+        ..ImageBuilder::default()
+    }
+}
+
 fn header(hdr_size: u16, prot_size: u16, image_size: u32) -> Vec<u8> {
-    let mut h = vec![0u8; usize::from(hdr_size)];
-    h[0..4].copy_from_slice(&IMAGE_MAGIC.to_le_bytes());
-    h[8..10].copy_from_slice(&hdr_size.to_le_bytes());
-    h[10..12].copy_from_slice(&prot_size.to_le_bytes());
-    h[12..16].copy_from_slice(&image_size.to_le_bytes());
-    h[20] = 1;
+    let mut h = builder(hdr_size)
+        .header(image_size, prot_size)
+        .encode()
+        .to_vec();
+    h.resize(usize::from(hdr_size), 0);
     h
 }
 
@@ -67,28 +58,33 @@ fn image(
     protected: &[(u16, Vec<u8>)],
     unprotected: &[(u16, Vec<u8>)],
 ) -> Vec<u8> {
-    let prot = if protected.is_empty() {
-        Vec::new()
-    } else {
-        area(TLV_PROT_INFO_MAGIC, protected)
-    };
-    let mut img = header(0x20, prot.len() as u16, payload_len as u32);
-    img.extend((0..payload_len).map(|i| (i * 31 + 7) as u8));
-    img.extend_from_slice(&prot);
-    let tlvs = signature_tlvs(&img, unprotected);
-    img.extend_from_slice(&area(TLV_INFO_MAGIC, &tlvs));
-    img
+    let payload: Vec<u8> = (0..payload_len).map(|i| (i * 31 + 7) as u8).collect();
+    ImageBuilder {
+        protected: protected.to_vec(),
+        unprotected: unprotected.to_vec(),
+        ..builder(0x20)
+    }
+    .sign(&payload, &signing_key())
+    .unwrap()
 }
 
 type Res = Result<ota_image::VerifiedImage, ImageError<SlotReadError<()>>>;
 
+/// The verdict of `verify_image`, after checking that the bootloader's `verify_in_place` and the
+/// streamed checker fed a byte at a time give the same one.
 fn verify(img: &[u8]) -> Res {
-    verify_image(
-        &mut SliceSource(img),
-        &public_key(),
-        &RustCryptoVerifier,
-        &VerifyPolicy::default(),
-    )
+    let (key, policy) = (public_key(), VerifyPolicy::default());
+    let r = verify_image(&mut SliceSource(img), &key, &RustCryptoVerifier, &policy);
+    let in_place = verify_in_place(&mut SliceSource(img), &key, &RustCryptoVerifier, &policy);
+    assert_eq!(in_place, r, "verify_in_place");
+    let mut c = StreamChecker::new(img.len() as u32);
+    let fed = img.chunks(1).try_for_each(|b| c.feed(b));
+    let streamed = fed
+        .and_then(|()| c.finish())
+        .and_then(|c| c.verify(&key, &RustCryptoVerifier, &policy))
+        .map_err(ImageError::widen);
+    assert_eq!(streamed, r, "streamed a byte at a time");
+    r
 }
 
 /// A slot of `cap` bytes that holds `bytes` at its start and erased flash after them, so a

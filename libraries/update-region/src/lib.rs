@@ -9,9 +9,9 @@
 //!   still read back erased (0xFF), so a program can never AND new data into old data,
 //! - accepts writes in any order,
 //! - remembers across a reboot what was staged (a progress record in the slot's last sector),
-//! - on `finalize`, reads the staged image back (header, lengths, SHA-256 over the hashed range
-//!   against the image's hash TLV) and only then appends the boot request record — the only path
-//!   that writes a boot request into the control area,
+//! - on `finalize`, reads the staged image back through ota-image's [`StreamChecker`] (layout,
+//!   SHA-256 over the hashed range against the image's hash TLV) and only then appends the boot
+//!   request record — the only path that writes a boot request into the control area,
 //! - on `confirm` after a trial boot, appends a Confirm record for the image last requested.
 //!
 //! It is sans-IO: it never touches flash. Each request yields the flash operations to perform
@@ -27,7 +27,7 @@
 pub mod blocking;
 
 use control_area::{Record, RecordKind, RECORD_LEN};
-use ota_image::Sha256;
+use ota_image::{ImageError, StreamChecker};
 
 /// Flash erase unit of the MX25R6435F (and the unit of the policy's bookkeeping).
 pub const SECTOR_SIZE: u32 = 4096;
@@ -46,10 +46,6 @@ const PROGRESS_HEADER_LEN: usize = 64;
 const FINALIZED_MARK_AT: u32 = 64;
 /// Offset in the progress sector of the erased-sector bitmap (a cleared bit = sector erased).
 const ERASED_BITMAP_AT: u32 = 128;
-
-// The MCUboot format's numbers are ota-image's.
-use ota_image::tlv::SHA256 as TLV_SHA256;
-use ota_image::{IMAGE_HEADER_SIZE, IMAGE_MAGIC, TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC};
 
 /// Opaque caller identity supplied by the kernel glue (never by the caller itself).
 pub type CallerId = u32;
@@ -361,12 +357,8 @@ enum StartStep {
 
 #[derive(Clone, Copy, Debug)]
 enum FinalizeStep {
-    Header,
-    ProtectedInfo,
-    Info,
-    Hash { at: u32 },
-    TlvHead { at: u32 },
-    TlvValue,
+    /// Reading the staged image into ota-image's checker.
+    Check,
     EraseRequests,
     WriteRequest,
     MarkFinalized,
@@ -388,12 +380,9 @@ pub struct UpdateRegion {
     /// Bytes the policy writes itself (progress records, control records, marks).
     out: [u8; 64],
     // Finalize working state.
-    hasher: Sha256,
-    hashed_end: u32,
+    checker: StreamChecker,
     total_len: u32,
     image_hash: [u8; 32],
-    protected_len: u32,
-    tlv_value_at: u32,
     read_range: (u32, u32),
     pending_start_read: Option<(u32, u32)>,
 }
@@ -414,12 +403,9 @@ impl UpdateRegion {
             next_free_slot: None,
             job: Job::None,
             out: [0xFF; 64],
-            hasher: Sha256::new(),
-            hashed_end: 0,
+            checker: StreamChecker::new(0),
             total_len: 0,
             image_hash: [0; 32],
-            protected_len: 0,
-            tlv_value_at: 0,
             read_range: (0, 0),
             pending_start_read: None,
         })
@@ -551,8 +537,12 @@ impl UpdateRegion {
             }
             Request::Finalize => {
                 staging_ok()?;
-                self.hasher = Sha256::new();
-                Job::Finalize(FinalizeStep::Header)
+                self.checker = StreamChecker::new(self.image_len);
+                if self.checker.is_done() {
+                    // Refused before reading a byte: the image is shorter than a header.
+                    return Err(Error::ImageBadLayout);
+                }
+                Job::Finalize(FinalizeStep::Check)
             }
             Request::Abort => {
                 if self.state == SessionState::Idle {
@@ -692,35 +682,9 @@ impl UpdateRegion {
 
     fn finalize_op(&mut self, step: FinalizeStep) -> Step<'_> {
         match step {
-            FinalizeStep::Header => Step::Op(Op::Read {
-                address: self.abs(0),
-                len: IMAGE_HEADER_SIZE,
-            }),
-            FinalizeStep::ProtectedInfo => {
-                let at = self.hashed_end - self.protected_len;
-                Step::Op(Op::Read {
-                    address: self.abs(at),
-                    len: 4,
-                })
-            }
-            FinalizeStep::Info => Step::Op(Op::Read {
-                address: self.abs(self.hashed_end),
-                len: 4,
-            }),
-            FinalizeStep::Hash { at } => {
-                let piece = (self.hashed_end - at).min(MAX_POLICY_READ as u32);
-                Step::Op(Op::Read {
-                    address: self.abs(at),
-                    len: piece,
-                })
-            }
-            FinalizeStep::TlvHead { at } => Step::Op(Op::Read {
-                address: self.abs(at),
-                len: 4,
-            }),
-            FinalizeStep::TlvValue => Step::Op(Op::Read {
-                address: self.abs(self.tlv_value_at),
-                len: 32,
+            FinalizeStep::Check => Step::Op(Op::Read {
+                address: self.abs(self.checker.position()),
+                len: self.checker.wanted().min(MAX_POLICY_READ as u32),
             }),
             FinalizeStep::EraseRequests => Step::Op(Op::Erase {
                 address: self.config.request_base,
@@ -789,16 +753,6 @@ impl UpdateRegion {
 
     /// Consume one completion; `Ok(None)` means `self.job` now names the next step.
     fn advance(&mut self, job: Job, data: &[u8]) -> Result<Option<Completion>, Error> {
-        let word = |at: usize| -> u32 {
-            data.get(at..at + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .unwrap_or(0)
-        };
-        let half = |at: usize| -> u16 {
-            data.get(at..at + 2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .unwrap_or(0)
-        };
         match job {
             Job::None => return Err(Error::Busy),
             Job::Start(step) => return self.advance_start(step, data),
@@ -867,86 +821,19 @@ impl UpdateRegion {
             }
             Job::Finalize(step) => {
                 let next = match step {
-                    FinalizeStep::Header => {
-                        if word(0) != IMAGE_MAGIC {
-                            return Err(Error::ImageBadMagic);
-                        }
-                        let header_len = half(8) as u32;
-                        let protected = half(10) as u32;
-                        let payload = word(12);
-                        let hashed_end = header_len
-                            .checked_add(payload)
-                            .and_then(|v| v.checked_add(protected))
-                            .ok_or(Error::ImageBadLayout)?;
-                        if header_len < IMAGE_HEADER_SIZE
-                            || (protected != 0 && protected < 4)
-                            || hashed_end.checked_add(4).is_none_or(|e| e > self.image_len)
-                        {
-                            return Err(Error::ImageBadLayout);
-                        }
-                        self.hashed_end = hashed_end;
-                        self.protected_len = protected;
-                        if protected != 0 {
-                            FinalizeStep::ProtectedInfo
-                        } else {
-                            FinalizeStep::Info
-                        }
-                    }
-                    FinalizeStep::ProtectedInfo => {
-                        if half(0) != TLV_PROT_INFO_MAGIC || half(2) as u32 != self.protected_len {
-                            return Err(Error::ImageBadLayout);
-                        }
-                        FinalizeStep::Info
-                    }
-                    FinalizeStep::Info => {
-                        let tlv_total = half(2) as u32;
-                        let total = self.hashed_end + tlv_total;
-                        if half(0) != TLV_INFO_MAGIC || tlv_total < 4 || total > self.image_len {
-                            return Err(Error::ImageBadLayout);
-                        }
-                        self.total_len = total;
-                        FinalizeStep::Hash { at: 0 }
-                    }
-                    FinalizeStep::Hash { at } => {
-                        let piece = (self.hashed_end - at).min(MAX_POLICY_READ as u32);
-                        if data.len() != piece as usize {
+                    FinalizeStep::Check => {
+                        let wanted = self.checker.wanted().min(MAX_POLICY_READ as u32);
+                        if data.len() != wanted as usize {
                             return Err(Error::Flash);
                         }
-                        self.hasher.update(data);
-                        let at = at + piece;
-                        if at < self.hashed_end {
-                            FinalizeStep::Hash { at }
-                        } else {
-                            let hasher = core::mem::replace(&mut self.hasher, Sha256::new());
-                            self.image_hash = hasher.finalize();
-                            FinalizeStep::TlvHead {
-                                at: self.hashed_end + 4,
-                            }
+                        self.checker.feed(data).map_err(Error::from)?;
+                        if !self.checker.is_done() {
+                            return Ok(None);
                         }
-                    }
-                    FinalizeStep::TlvHead { at } => {
-                        let kind = half(0);
-                        let len = half(2) as u32;
-                        let value_at = at + 4;
-                        if value_at.checked_add(len).is_none_or(|e| e > self.total_len) {
-                            return Err(Error::ImageHashMissing);
-                        }
-                        if kind == TLV_SHA256 {
-                            if len != 32 {
-                                return Err(Error::ImageBadLayout);
-                            }
-                            self.tlv_value_at = value_at;
-                            FinalizeStep::TlvValue
-                        } else if value_at + len + 4 <= self.total_len {
-                            FinalizeStep::TlvHead { at: value_at + len }
-                        } else {
-                            return Err(Error::ImageHashMissing);
-                        }
-                    }
-                    FinalizeStep::TlvValue => {
-                        if data != self.image_hash {
-                            return Err(Error::ImageHashMismatch);
-                        }
+                        let checker = core::mem::replace(&mut self.checker, StreamChecker::new(0));
+                        let checked = checker.finish().map_err(Error::from)?;
+                        self.image_hash = checked.check_hash().map_err(Error::from)?;
+                        self.total_len = checked.info().total_len;
                         if self.next_free_slot.is_none() {
                             FinalizeStep::EraseRequests
                         } else {
@@ -1034,6 +921,19 @@ impl UpdateRegion {
         self.job = Job::Start(next);
         self.pending_start_read = Some(op);
         Ok(None)
+    }
+}
+
+/// The finalize refusal for an image ota-image's checker refused: the magic, the hash TLV and the
+/// hash have their own; every other refusal the checker can give without a key is a layout one.
+impl From<ImageError<core::convert::Infallible>> for Error {
+    fn from(e: ImageError<core::convert::Infallible>) -> Error {
+        match e {
+            ImageError::BadMagic(_) => Error::ImageBadMagic,
+            ImageError::MissingHash => Error::ImageHashMissing,
+            ImageError::HashMismatch => Error::ImageHashMismatch,
+            _ => Error::ImageBadLayout,
+        }
     }
 }
 

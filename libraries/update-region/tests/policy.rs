@@ -3,7 +3,9 @@ use control_area::{Record, RecordKind};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use sha2::{Digest, Sha256};
+use ota_image::build::ImageBuilder;
+use ota_image::{parse_image, ImageError, ImageVersion, StreamChecker};
+use proptest::prelude::*;
 use update_region::blocking::{BlockingDriver, BlockingError};
 use update_region::*;
 
@@ -80,32 +82,30 @@ impl NorFlash for RamNor {
     }
 }
 
-/// A minimal MCUboot-format image: 32-byte header, payload, unprotected TLVs (a filler, SHA-256).
+/// An unsigned MCUboot-format image: 32-byte header, payload, unprotected TLVs (SHA-256, then an
+/// unknown TLV the walker must skip).
 fn image(payload_len: usize, seed: u8) -> Vec<u8> {
-    let mut img = vec![0u8; 32];
-    img[0..4].copy_from_slice(&ota_image::IMAGE_MAGIC.to_le_bytes());
-    img[8..10].copy_from_slice(&32u16.to_le_bytes());
-    img[12..16].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    img[20] = 2;
-    img.extend((0..payload_len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
-    let hash: [u8; 32] = Sha256::digest(&img).into();
-    let tlvs_len = 4 + (4 + 8) + (4 + 32);
-    img.extend(ota_image::TLV_INFO_MAGIC.to_le_bytes());
-    img.extend((tlvs_len as u16).to_le_bytes());
-    img.extend(0x01u16.to_le_bytes()); // KEYHASH-like filler TLV the walker must skip
-    img.extend(8u16.to_le_bytes());
-    img.extend([0xAB; 8]);
-    img.extend(0x10u16.to_le_bytes());
-    img.extend(32u16.to_le_bytes());
-    img.extend(hash);
-    img
+    let payload: Vec<u8> = (0..payload_len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    ImageBuilder {
+        version: ImageVersion {
+            major: 2,
+            ..ImageVersion::default()
+        },
+        header_size: 32,
+        unprotected: vec![(0x7F00, vec![0xAB; 8])],
+        ..ImageBuilder::default()
+    }
+    .unsigned(&payload)
+    .unwrap()
 }
 
 type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
 
+/// The image's SHA256 TLV.
 fn image_hash(img: &[u8]) -> [u8; 32] {
-    let n = img.len();
-    img[n - 32..].try_into().unwrap()
+    parse_image(&mut &img[..]).unwrap().hash.unwrap()
 }
 
 fn started(flash: &mut RamNor) -> UpdateRegion {
@@ -377,7 +377,7 @@ fn a_reboot_mid_staging_resumes_with_what_was_staged() {
 
 #[test]
 fn finalize_rejects_bad_images_without_writing_a_request() {
-    let cases: Vec<(Mutation, Error)> = vec![
+    let mut cases: Vec<(Mutation, Error)> = vec![
         (Box::new(|i: &mut Vec<u8>| i[0] ^= 1), Error::ImageBadMagic),
         (
             Box::new(|i: &mut Vec<u8>| i[100] ^= 1),
@@ -389,8 +389,8 @@ fn finalize_rejects_bad_images_without_writing_a_request() {
         ),
         (
             Box::new(|i: &mut Vec<u8>| {
-                let n = i.len();
-                i[n - 36] = 0x11; // the SHA-256 TLV's type
+                let at = parse_image(&mut &i[..]).unwrap().tlv_offset as usize + 4;
+                i[at] = 0x7F; // the SHA-256 TLV becomes one of an unknown type
             }),
             Error::ImageHashMissing,
         ),
@@ -402,6 +402,11 @@ fn finalize_rejects_bad_images_without_writing_a_request() {
             Error::ImageBadLayout,
         ),
     ];
+    // Shorter than a header: refused before any read.
+    cases.push((
+        Box::new(|i: &mut Vec<u8>| i.truncate(31)),
+        Error::ImageBadLayout,
+    ));
     for (mutate, expected) in cases {
         let mut flash = RamNor::new();
         let mut img = image(3000, 4);
@@ -416,6 +421,99 @@ fn finalize_rejects_bad_images_without_writing_a_request() {
         assert!(request_records(&flash).is_empty());
         assert_eq!(policy.status().state, SessionState::Staging);
     }
+}
+
+/// Where a change lands: anywhere, in the header, or in the last bytes (the TLV areas).
+fn at(image_len: usize, region: u8, i: prop::sample::Index) -> usize {
+    match region % 3 {
+        0 => i.index(image_len),
+        1 => i.index(32.min(image_len)),
+        _ => image_len - 1 - i.index(80.min(image_len)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Finalize gives ota-image's checker's verdict on the staged bytes: it finalizes exactly
+    /// the images the checker finds whole (with their hash and length) and refuses every other
+    /// one with the checker's refusal.
+    #[test]
+    fn finalize_gives_the_checkers_verdict(
+        len in 1usize..5000,
+        sets in proptest::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let mut img = image(len, 3);
+        for (region, i, v) in sets {
+            let at = at(img.len(), region, i);
+            img[at] = v;
+        }
+        if let Some(c) = cut {
+            img.truncate(c.index(img.len()).max(1));
+        }
+        let mut c = StreamChecker::new(img.len() as u32);
+        let expected = c
+            .feed(&img)
+            .and_then(|()| c.finish())
+            .and_then(|c| Ok((c.check_hash()?, c.info().total_len)));
+        let mut flash = RamNor::new();
+        let mut policy = started(&mut flash);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        stage(&mut d, &img);
+        let got = d.run(OWNER, Request::Finalize, &[], &mut []);
+        match expected {
+            Ok((image_hash, image_len)) => prop_assert_eq!(
+                got,
+                Ok(Completion::Finalized { sequence: 1, image_len, image_hash })
+            ),
+            Err(e) => {
+                prop_assert_eq!(got, Err(BlockingError::Policy(Error::from(e))));
+                prop_assert!(request_records(&flash).is_empty());
+            }
+        }
+    }
+}
+
+/// Each of ota-image's refusals that the update region can see (it has no key, so not the
+/// signature's, the key's or the policy's) is its own finalize refusal.
+#[test]
+fn every_checker_refusal_maps_to_a_finalize_refusal() {
+    let layout = [
+        ImageError::TruncatedHeader,
+        ImageError::HeaderSizeTooSmall(4),
+        ImageError::HeaderBeyondSlot {
+            header_size: 9,
+            capacity: 8,
+        },
+        ImageError::PayloadBeyondSlot {
+            end: 9,
+            capacity: 8,
+        },
+        ImageError::ProtectedTlvSizeMismatch { header: 1, area: 2 },
+        ImageError::BadTlvInfoMagic(0),
+        ImageError::BadTlvAreaLength(2),
+        ImageError::TlvAreaBeyondSlot {
+            end: 9,
+            capacity: 8,
+        },
+        ImageError::TlvPastAreaEnd { kind: 1, offset: 2 },
+        ImageError::BadTlvLength { kind: 0x10, len: 3 },
+        ImageError::DuplicateTlv(0x10),
+        ImageError::TlvNotProtected(0x50),
+    ];
+    for e in layout {
+        assert_eq!(Error::from(e), Error::ImageBadLayout, "{e:?}");
+    }
+    assert_eq!(Error::from(ImageError::BadMagic(0)), Error::ImageBadMagic);
+    assert_eq!(
+        Error::from(ImageError::MissingHash),
+        Error::ImageHashMissing
+    );
+    assert_eq!(
+        Error::from(ImageError::HashMismatch),
+        Error::ImageHashMismatch
+    );
 }
 
 #[test]
