@@ -248,3 +248,77 @@ fn a_power_cut_during_the_rebuild_costs_a_retry() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The rebuild on the flash models (MX25R6435F + nRF52840 QSPI with the real driver): the
+/// stream in the received-stream area, the output in the staging slot. Power cuts inside erases
+/// and programs (torn operations) at many points: the next attempt, after a power cycle, starts
+/// from the stream's first byte and ends with the same image.
+#[test]
+fn on_the_flash_models_power_cuts_during_the_rebuild_cost_a_retry() {
+    use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+    use hw_models::SimBoard;
+
+    const STREAM_AREA: u32 = 0x30_0000;
+    const STAGING_BASE: u32 = 0x10_0000;
+
+    struct Board<'a>(&'a mut SimBoard);
+    impl Storage for Board<'_> {
+        type Error = ();
+        fn read(&mut self, area: Area, offset: u32, buf: &mut [u8]) -> Result<(), ()> {
+            let base = match area {
+                Area::Stream => STREAM_AREA,
+                Area::Output => STAGING_BASE,
+                Area::Base => return Err(()),
+            };
+            self.0.qspi.read(base + offset, buf).map_err(|_| ())
+        }
+        fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), ()> {
+            let at = STAGING_BASE + offset;
+            if offset.is_multiple_of(4096) {
+                self.0.qspi.erase(at, at + 4096).map_err(|_| ())?;
+            }
+            self.0.qspi.write(at, data).map_err(|_| ())
+        }
+    }
+    fn attempt(board: &mut SimBoard, len: u32) -> Result<Vec<u8>, RunError<()>> {
+        let limits = Limits {
+            stream_len: len,
+            base_max: 0,
+            output_max: STAGING,
+        };
+        let mut r = Rebuild::new(CompressedImage::new(SLOT), limits);
+        let out = run(&mut r, &mut Board(board))?;
+        let mut image = vec![0; out.output_len as usize];
+        board
+            .qspi
+            .read(STAGING_BASE, &mut image)
+            .map_err(|_| RunError::Storage(()))?;
+        Ok(image)
+    }
+
+    let dir = tmpdir("rebuild-models");
+    let mut plain = code_like(40_000, 15);
+    plain.resize(60_000, 0xff);
+    let img = imgtool_sign(&plain, "lzma2armthumb", &dir);
+    let want = rebuild(&mut mem(&img)).unwrap();
+    let mut board = SimBoard::new(3);
+    board
+        .qspi
+        .erase(STREAM_AREA, STREAM_AREA + 0x1_0000)
+        .unwrap();
+    board.qspi.write(STREAM_AREA, &img).unwrap();
+    assert!(attempt(&mut board, img.len() as u32).unwrap() == want);
+    // 60 KB of output: 15 sector erases and 236 page programs; cut inside several of them.
+    for n in [1, 2, 5, 16, 17, 90, 200, 250] {
+        board.power.cut_inside(n);
+        assert_eq!(
+            attempt(&mut board, img.len() as u32),
+            Err(RunError::Storage(())),
+            "cut {n}"
+        );
+        board.power_cycle().unwrap();
+        let got = attempt(&mut board, img.len() as u32).unwrap();
+        assert!(got == want, "after a cut inside operation {n}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
