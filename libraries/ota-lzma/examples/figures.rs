@@ -130,10 +130,10 @@ fn main() {
     println!("flash time {:.3} s (QSPI HP 32 MHz model)", t as f64 / 1e6);
     println!("{n:?}");
     println!(
-        "RAM: Decoder<4096,256> {} B, CompressedImage {} B, Rebuild<CompressedImage> {} B",
+        "RAM: Decoder<4096,256> {} B, CompressedImage {} B, Rebuild<&mut CompressedImage> {} B",
         size_of::<Decoder<4096, 256>>(),
         size_of::<CompressedImage>(),
-        size_of::<Rebuild<CompressedImage>>()
+        size_of::<Rebuild<&mut CompressedImage>>()
     );
 
     // The payload alone with three windows.

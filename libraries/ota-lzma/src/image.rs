@@ -60,11 +60,15 @@ enum Phase {
 pub struct CompressedImage {
     phase: Phase,
     max_payload: u32,
+    /// The outer header as received.
     head: [u8; 32],
     head_len: usize,
-    /// Bytes of the payload's 2-byte LZMA2 header taken (into `head`).
+    /// The payload's 2-byte LZMA2 header, `lz_head` bytes of it taken.
+    lz: [u8; 2],
     lz_head: usize,
-    header: ImageHeader,
+    header_size: u16,
+    image_size: u32,
+    protected_tlv_size: u16,
     filter: Filter,
     /// The outer TLV tail as read from the stream.
     tail: [u8; TAIL_MAX],
@@ -77,7 +81,8 @@ pub struct CompressedImage {
     decomp_sha: [u8; 32],
     plain_header: [u8; 32],
     payload_left: u32,
-    lzma: Option<ImageLzma>,
+    lzma: ImageLzma,
+    lz_started: bool,
     /// Bytes of the LZMA decoder's outstanding write already handed out.
     block_at: usize,
     /// A read-back for the LZMA decoder being gathered.
@@ -89,15 +94,21 @@ pub struct CompressedImage {
 }
 
 impl CompressedImage {
-    /// A decoder that refuses a DECOMP_SIZE over `max_payload` before producing anything.
-    pub fn new(max_payload: u32) -> Self {
+    /// A decoder that refuses a DECOMP_SIZE over `max_payload` before producing anything. A
+    /// constant expression: on a device, keep one in a `static`, hand `&mut` of it to
+    /// `Rebuild::new` (so the 34 KiB never pass through the stack) and
+    /// [`restart`](Self::restart) it for the next stream.
+    pub const fn new(max_payload: u32) -> Self {
         CompressedImage {
             phase: Phase::Head,
             max_payload,
             head: [0; 32],
             head_len: 0,
+            lz: [0; 2],
             lz_head: 0,
-            header: ImageHeader::decode(&[0; 32]),
+            header_size: 0,
+            image_size: 0,
+            protected_tlv_size: 0,
             filter: Filter::None,
             tail: [0; TAIL_MAX],
             tail_len: 0,
@@ -108,7 +119,8 @@ impl CompressedImage {
             decomp_sha: [0; 32],
             plain_header: [0; 32],
             payload_left: 0,
-            lzma: None,
+            lzma: ImageLzma::IDLE,
+            lz_started: false,
             block_at: 0,
             read_buf: [0; READ_MAX],
             read_got: 0,
@@ -117,8 +129,24 @@ impl CompressedImage {
         }
     }
 
+    /// Ready for a new stream, in place.
+    pub fn restart(&mut self, max_payload: u32) {
+        self.phase = Phase::Head;
+        self.max_payload = max_payload;
+        self.head_len = 0;
+        self.lz_head = 0;
+        self.tail_len = 0;
+        self.trailer_len = 0;
+        self.hashed_tlvs = 0;
+        self.lz_started = false;
+        self.block_at = 0;
+        self.read_got = 0;
+        self.asked = None;
+        self.hash = Sha256::new();
+    }
+
     fn tail_start(&self) -> u32 {
-        u32::from(self.header.header_size) + self.header.image_size
+        u32::from(self.header_size) + self.image_size
     }
 
     fn ask(&mut self, area: Area, offset: u32, len: usize) -> Demand {
@@ -146,14 +174,16 @@ impl CompressedImage {
         if want > TAIL_MAX || h.image_size.checked_add(u32::from(h.header_size)).is_none() {
             return Err(Error::Corrupt("compressed image TLV area"));
         }
-        self.header = h;
+        self.header_size = h.header_size;
+        self.image_size = h.image_size;
+        self.protected_tlv_size = h.protected_tlv_size;
         self.phase = Phase::Tail { want };
         Ok(self.ask(Area::Stream, self.tail_start(), want))
     }
 
     /// The tail is in: builds the plain header and TLVs and says the plan.
     fn take_tail(&mut self) -> Result<Demand, Error> {
-        let prot_len = usize::from(self.header.protected_tlv_size);
+        let prot_len = usize::from(self.protected_tlv_size);
         let tail = &self.tail[..self.tail_len];
         let u16_at = |o: usize| u16::from_le_bytes([tail[o], tail[o + 1]]);
         let bad = Error::Corrupt("compressed image TLV area");
@@ -238,15 +268,16 @@ impl CompressedImage {
         }
         self.decomp_size = size;
         self.decomp_sha = sha;
+        let outer = ImageHeader::decode(&self.head);
         let plain = ImageHeader {
-            flags: self.header.flags & !flags::COMPRESSED,
+            flags: outer.flags & !flags::COMPRESSED,
             image_size: size,
             protected_tlv_size: plain_prot as u16,
-            ..self.header
+            ..outer
         };
         self.plain_header = plain.encode();
-        self.payload_left = self.header.image_size;
-        let output_len = u32::from(self.header.header_size)
+        self.payload_left = self.image_size;
+        let output_len = u32::from(self.header_size)
             .checked_add(size)
             .and_then(|n| n.checked_add(t as u32))
             .ok_or(Error::OutputTooLong {
@@ -291,7 +322,7 @@ impl CompressedImage {
                 }
                 Phase::Tail { .. } => return self.take_tail(),
                 Phase::Prefix { at } => {
-                    let header_size = u32::from(self.header.header_size);
+                    let header_size = u32::from(self.header_size);
                     if at == header_size {
                         self.phase = Phase::Payload;
                         continue;
@@ -382,11 +413,11 @@ impl CompressedImage {
         consumed: &mut usize,
         produced: &mut usize,
     ) -> Result<Option<Demand>, Error> {
-        let header_size = u32::from(self.header.header_size);
-        if self.lzma.is_none() {
-            // The payload's first 2 bytes are imgtool's LZMA2 header (kept in `head`).
+        let header_size = u32::from(self.header_size);
+        if !self.lz_started {
+            // The payload's first 2 bytes are imgtool's LZMA2 header.
             while self.lz_head < 2 && *consumed < input.len() {
-                self.head[self.lz_head] = input[*consumed];
+                self.lz[self.lz_head] = input[*consumed];
                 self.lz_head += 1;
                 *consumed += 1;
                 self.payload_left -= 1;
@@ -394,18 +425,12 @@ impl CompressedImage {
             if self.lz_head < 2 {
                 return Ok(Some(Demand::Input));
             }
-            let d = ImageLzma::new(
-                [self.head[0], self.head[1]],
-                self.filter,
-                self.decomp_size,
-                self.max_payload,
-            )
-            .map_err(lzma_error)?;
-            self.lzma = Some(d);
+            self.lzma
+                .start(self.lz, self.filter, self.decomp_size, self.max_payload)
+                .map_err(lzma_error)?;
+            self.lz_started = true;
         }
-        let Some(lzma) = self.lzma.as_mut() else {
-            return Err(Error::Decoder);
-        };
+        let lzma = &mut self.lzma;
         match lzma.poll().map_err(lzma_error)? {
             Op::NeedInput => {
                 if self.payload_left == 0 {
@@ -519,7 +544,7 @@ impl StreamDecoder for CompressedImage {
                     return Ok(());
                 }
                 // The unprotected area's length is known once its info header is in.
-                let un = usize::from(self.header.protected_tlv_size);
+                let un = usize::from(self.protected_tlv_size);
                 let full =
                     un + usize::from(u16::from_le_bytes([self.tail[un + 2], self.tail[un + 3]]));
                 if full > TAIL_MAX || full < un + 4 {
@@ -532,10 +557,8 @@ impl StreamDecoder for CompressedImage {
                 }
                 Ok(())
             }
-            (Area::Output, Phase::Payload) => {
-                let Some(lzma) = self.lzma.as_mut() else {
-                    return Err(Error::Decoder);
-                };
+            (Area::Output, Phase::Payload) if self.lz_started => {
+                let lzma = &mut self.lzma;
                 self.read_buf[self.read_got..self.read_got + data.len()].copy_from_slice(data);
                 self.read_got += data.len();
                 let Ok(Op::Read { len: want, .. }) = lzma.poll() else {
@@ -549,5 +572,16 @@ impl StreamDecoder for CompressedImage {
             }
             _ => Err(Error::Decoder),
         }
+    }
+}
+
+/// The same decoder borrowed, so that a `Rebuild` over a `static` one stays small.
+impl StreamDecoder for &mut CompressedImage {
+    fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Progress, Error> {
+        (**self).decode(input, out)
+    }
+
+    fn provide(&mut self, data: &[u8]) -> Result<(), Error> {
+        (**self).provide(data)
     }
 }

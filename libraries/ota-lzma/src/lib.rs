@@ -144,6 +144,8 @@ pub enum Error {
     ReadLength { expected: usize, got: usize },
     /// A completion that matches no outstanding operation.
     UnexpectedCompletion,
+    /// [`Decoder::IDLE`] was never [`start`](Decoder::start)ed.
+    NotStarted,
 }
 
 impl fmt::Display for Error {
@@ -191,6 +193,7 @@ impl fmt::Display for Error {
                 write!(f, "read-back returned {got} bytes, {expected} asked")
             }
             UnexpectedCompletion => write!(f, "completion without an outstanding operation"),
+            NotStarted => write!(f, "decoder not started"),
         }
     }
 }
@@ -283,24 +286,29 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
 
     /// A decoder for a payload that starts with imgtool's 2-byte `header`, decodes to `len` bytes
     /// (DECOMP_SIZE) and must fit in `capacity` bytes of output room.
+    ///
+    /// The value is large (see the type's doc); on a device, keep one in static storage made with
+    /// [`Decoder::IDLE`] and [`start`](Self::start) it in place instead.
     pub fn new(header: [u8; 2], filter: Filter, len: u32, capacity: u32) -> Result<Self, Error> {
+        let mut d = Self::IDLE;
+        d.start(header, filter, len, capacity)?;
+        Ok(d)
+    }
+
+    /// A decoder that decodes nothing until [`start`](Self::start)ed: a constant, so that it can
+    /// live in a `static` without passing through the stack.
+    pub const IDLE: Self = {
         let () = Self::SIZES_OK;
-        let h = Header::parse(header)?;
-        if len > capacity {
-            return Err(Error::DeclaredSizeTooLarge { len, capacity });
-        }
-        let mut lzma = LzmaState::default();
-        lzma.set_props(h.lc, h.lp, h.pb);
-        Ok(Decoder {
-            filter,
-            total: len,
+        Decoder {
+            filter: Filter::None,
+            total: 0,
             rc: RangeDecoder::new(),
             input_done: false,
             chunk: Chunk::Control,
             need_dict_reset: true,
             need_props: true,
             dict_start: 0,
-            lzma,
+            lzma: LzmaState::new(),
             probs: Probs::new(),
             pos: 0,
             written: 0,
@@ -312,9 +320,60 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
             read_hi: 0,
             copy: None,
             outstanding: Outstanding::None,
-            failed: None,
-            stats: Stats::default(),
-        })
+            failed: Some(Error::NotStarted),
+            stats: Stats {
+                reads: 0,
+                bytes_read: 0,
+                writes: 0,
+                bytes_written: 0,
+            },
+        }
+    };
+
+    /// (Re)starts this decoder in place for a new payload, as [`new`](Self::new) would make it;
+    /// on an error it stays refused.
+    pub fn start(
+        &mut self,
+        header: [u8; 2],
+        filter: Filter,
+        len: u32,
+        capacity: u32,
+    ) -> Result<(), Error> {
+        let checked = Header::parse(header).and_then(|h| {
+            if len > capacity {
+                Err(Error::DeclaredSizeTooLarge { len, capacity })
+            } else {
+                Ok(h)
+            }
+        });
+        let h = match checked {
+            Ok(h) => h,
+            Err(e) => {
+                self.failed = Some(e);
+                return Err(e);
+            }
+        };
+        self.filter = filter;
+        self.total = len;
+        self.rc.clear();
+        self.input_done = false;
+        self.chunk = Chunk::Control;
+        self.need_dict_reset = true;
+        self.need_props = true;
+        self.dict_start = 0;
+        self.lzma.reset();
+        self.lzma.set_props(h.lc, h.lp, h.pb);
+        self.probs.reset();
+        self.pos = 0;
+        self.written = 0;
+        self.read_base = 0;
+        self.read_lo = 0;
+        self.read_hi = 0;
+        self.copy = None;
+        self.outstanding = Outstanding::None;
+        self.failed = None;
+        self.stats = Stats::default();
+        Ok(())
     }
 
     /// Takes as much of `data` as fits in the input buffer; returns how many bytes it took.

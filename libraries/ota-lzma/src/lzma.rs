@@ -32,7 +32,7 @@ pub(crate) struct RangeDecoder<const N: usize> {
 }
 
 impl<const N: usize> RangeDecoder<N> {
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RangeDecoder {
             buf: [0; N],
             start: 0,
@@ -42,6 +42,14 @@ impl<const N: usize> RangeDecoder<N> {
             packed_left: 0,
             overrun: false,
         }
+    }
+
+    /// Empties the input buffer (a new stream).
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.packed_left = 0;
+        self.overrun = false;
     }
 
     /// Copies as much of `data` as fits; returns how much.
@@ -196,6 +204,15 @@ impl LenProbs {
         }
     }
 
+    fn reset(&mut self) {
+        self.choice = PROB_INIT;
+        self.choice2 = PROB_INIT;
+        for row in self.low.iter_mut().chain(self.mid.iter_mut()) {
+            row.fill(PROB_INIT);
+        }
+        self.high.fill(PROB_INIT);
+    }
+
     /// A match length, 2..=273.
     fn decode<const N: usize>(&mut self, rc: &mut RangeDecoder<N>, pos_state: usize) -> u32 {
         if rc.bit(&mut self.choice) == 0 {
@@ -242,9 +259,26 @@ impl Probs {
         }
     }
 
-    /// Back to one half everywhere (an LZMA2 state reset).
+    /// Back to one half everywhere (an LZMA2 state reset), in place.
     pub(crate) fn reset(&mut self) {
-        *self = Probs::new();
+        for row in &mut self.is_match {
+            row.fill(PROB_INIT);
+        }
+        for row in &mut self.is_rep0_long {
+            row.fill(PROB_INIT);
+        }
+        for row in &mut self.dist_slot {
+            row.fill(PROB_INIT);
+        }
+        self.is_rep.fill(PROB_INIT);
+        self.is_rep0.fill(PROB_INIT);
+        self.is_rep1.fill(PROB_INIT);
+        self.is_rep2.fill(PROB_INIT);
+        self.dist_special.fill(PROB_INIT);
+        self.dist_align.fill(PROB_INIT);
+        self.match_len.reset();
+        self.rep_len.reset();
+        self.literal.fill(PROB_INIT);
     }
 }
 
@@ -259,7 +293,6 @@ pub(crate) enum Symbol {
 }
 
 /// The LZMA state machine, the four rep distances and the properties.
-#[derive(Default)]
 pub(crate) struct LzmaState {
     state: usize,
     reps: [u32; 4],
@@ -269,6 +302,16 @@ pub(crate) struct LzmaState {
 }
 
 impl LzmaState {
+    pub(crate) const fn new() -> Self {
+        LzmaState {
+            state: 0,
+            reps: [0; 4],
+            lc: 0,
+            lp_mask: 0,
+            pb_mask: 0,
+        }
+    }
+
     pub(crate) fn set_props(&mut self, lc: u8, lp: u8, pb: u8) {
         self.lc = u32::from(lc);
         self.lp_mask = (1 << lp) - 1;

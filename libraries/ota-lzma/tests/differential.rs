@@ -239,3 +239,52 @@ proptest! {
         prop_assert!(r.flash == data);
     }
 }
+
+/// A decoder kept in one place and started again (as a device keeps it in a `static`) decodes
+/// the next payload as a new one would; an idle one refuses to run.
+#[test]
+fn a_restarted_decoder_decodes_like_a_new_one() {
+    use ota_lzma::{Decoder, Error, Op};
+    let mut d = Decoder::<1024, 512>::IDLE;
+    assert_eq!(d.poll(), Err(Error::NotStarted));
+    for (seed, filter) in [
+        (1, Filter::ArmThumb),
+        (2, Filter::None),
+        (3, Filter::ArmThumb),
+    ] {
+        let data = code_like(30_000, seed);
+        let p = compress(&data, filter, &IMGTOOL);
+        let n = data.len() as u32;
+        d.start([p[0], p[1]], filter, n, n).unwrap();
+        let mut input = &p[2..];
+        let mut out = Vec::new();
+        loop {
+            match d.poll().unwrap() {
+                Op::NeedInput if input.is_empty() => d.finish_input(),
+                Op::NeedInput => {
+                    let k = d.push_input(input);
+                    input = &input[k..];
+                }
+                Op::Write { data, .. } => {
+                    out.extend_from_slice(data);
+                    d.write_done().unwrap();
+                }
+                Op::Read { offset, len } => {
+                    let b = out[offset as usize..offset as usize + len].to_vec();
+                    d.read_done(&b).unwrap();
+                }
+                Op::Done { .. } => break,
+            }
+        }
+        assert!(out == data, "payload {seed}");
+    }
+    assert_eq!(
+        d.start([41, 102], Filter::None, 1, 1),
+        Err(Error::BadHeader([41, 102]))
+    );
+    assert_eq!(
+        d.poll(),
+        Err(Error::BadHeader([41, 102])),
+        "a refused start stays refused"
+    );
+}

@@ -228,6 +228,36 @@ fn bad_streams_are_refused_with_a_reason() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// One decoder in one place, borrowed by each `Rebuild` and restarted (as a device keeps it in
+/// a `static`): a second image after a first, and after a refused one, rebuild as with a new one.
+#[test]
+fn a_borrowed_restarted_decoder_rebuilds_like_a_new_one() {
+    let dir = tmpdir("rebuild-restart");
+    let a = imgtool_sign(&code_like(30_000, 16), "lzma2armthumb", &dir);
+    let b = imgtool_sign(&code_like(50_000, 17), "lzma2", &dir);
+    let mut corrupt = a.clone();
+    corrupt[700] ^= 0x40;
+    let want_a = rebuild(&mut mem(&a)).unwrap();
+    let want_b = rebuild(&mut mem(&b)).unwrap();
+    let mut d = Box::new(CompressedImage::new(SLOT));
+    for (img, want) in [(&a, Some(&want_a)), (&corrupt, None), (&b, Some(&want_b))] {
+        d.restart(SLOT);
+        let mut m = mem(img);
+        let limits = Limits {
+            stream_len: img.len() as u32,
+            base_max: 0,
+            output_max: STAGING,
+        };
+        let mut r = Rebuild::new(&mut *d, limits);
+        let got = run(&mut r, &mut m).map(|o| m.out[..o.output_len as usize].to_vec());
+        match want {
+            Some(w) => assert!(got.unwrap() == *w),
+            None => assert!(got.is_err()),
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn a_power_cut_during_the_rebuild_costs_a_retry() {
     let dir = tmpdir("rebuild-cut");
