@@ -173,173 +173,47 @@ pub fn run_demo(
     params: &DemoParams,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<DemoReport> {
-    let layout = NRF52840_DK;
     let mut board = SimBoard::new(params.seed);
     let signer = Signer::new(params.seed)?;
 
     on_event(Event::Phase("provision v1"));
-    let v1_payload = kernel_payload(
-        params.payload_len.min(layout.kernel_slot.len as usize) * 9 / 10,
-        params.seed ^ 0x51,
-    );
-    let v1 = signer.sign(&v1_payload, (1, 0, 0, 0), 1)?;
-    provision(&layout, &mut board.internal, &v1_payload)
-        .map_err(|e| anyhow::anyhow!("provision v1: {e:?}"))?;
-    let first = boot_once(&mut board, &signer)?.context("first boot")?;
-    if first.trial {
-        bail!("a fresh board booted a trial");
-    }
+    let v1 = provision_v1(&mut board, &signer, params)?;
 
     on_event(Event::Phase("sign v2"));
-    let v2_payload = match &params.payload {
-        Some(p) => p.clone(),
-        None => kernel_payload(params.payload_len, params.seed),
-    };
-    if v2_payload.len() > layout.kernel_slot.len as usize {
-        bail!(
-            "payload of {} bytes does not fit the {} KiB kernel slot",
-            v2_payload.len(),
-            layout.kernel_slot.len / 1024
-        );
-    }
-    let v2 = if params.untrusted_key {
-        Signer::new(params.seed ^ 0xBAD)?.sign(&v2_payload, (2, 0, 0, 0), 2)?
-    } else {
-        signer.sign(&v2_payload, (2, 0, 0, 0), 2)?
-    };
+    let v2 = sign_v2(&signer, params)?;
 
     // Transfer: the DFU app receives and stages; finalize writes the boot request.
     on_event(Event::Phase("transfer"));
-    let config = Config {
-        owner: DFU_APP_ID,
-        staging_base: layout.staging.start,
-        staging_len: layout.staging.len,
-        request_base: layout.request_sector.start,
+    let (t, sequence) = transfer_v2(&mut board, params, &v2.image, on_event)?;
+    let mut tally = Tally {
+        boots: 1,
+        power_cuts: t.receiver_reboots,
     };
-    let transfer_cuts: Vec<TransferCut> = params
-        .cuts
-        .iter()
-        .filter(|c| c.phase == Phase::Transfer)
-        .map(|c| TransferCut {
-            after_ops: c.after_ops,
-            torn: c.torn,
-        })
-        .collect();
-    let session = 0x7000_0000 | (params.seed as u32 & 0x0FFF_FFFF);
-    let job = TransferJob {
-        config,
-        owner: DFU_APP_ID,
-        image: &v2,
-        session,
-        params: &params.link,
-        seed: params.seed,
-        cuts: &transfer_cuts,
-    };
-    let t: TransferReport = run_transfer(&mut board, &job, &mut |p| on_event(Event::Transfer(p)))?;
-    let mut power_cuts = t.receiver_reboots;
-    let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
-        bail!("the transfer ended without a finalized image");
-    };
-    let mut staged = vec![0u8; v2.len()];
-    board
-        .qspi
-        .read(layout.staging.start, &mut staged)
-        .context("read staging")?;
-    if staged != v2 {
-        bail!("the staged image differs from the one sent");
-    }
 
     // Reboot into the bootloader: verify, back up, install, trial boot.
     on_event(Event::Phase("install"));
-    board.power_cycle().context("reboot")?;
-    let mut boots = 1;
-    let t_install = board.clock.now_us();
-    let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Install));
-    let decision = loop {
-        boots += 1;
-        if boots > 20 {
-            bail!("the bootloader did not settle");
-        }
-        match boot_once(&mut board, &signer)? {
-            Some(d) => break d,
-            None => {
-                power_cuts += 1;
-                plan.fired();
-                plan.arm(&board);
-            }
-        }
-    };
-    let install_s = (board.clock.now_us() - t_install) as f64 / 1e6;
+    let (decision, install_s) = install(&mut board, &signer, params, &mut tally)?;
     // The trial kernel runs; the DFU app confirms; the next boot makes it permanent. An image
     // the bootloader refused is not booted: the old kernel runs on and nothing is confirmed.
     let trial = decision.trial;
     if trial {
         on_event(Event::Phase("confirm"));
-        let mut plan = CutPlan::new(&board, phase_cuts(params, Phase::Confirm));
-        loop {
-            if boots > 40 {
-                bail!("the trial was never confirmed");
-            }
-            let (confirmed_now, app_log) = app_boot(&mut board, config)?;
-            if !board.power.is_on() {
-                // Cut while the app confirmed: the board resets into the bootloader.
-                power_cuts += 1;
-                plan.fired();
-            } else if confirmed_now.is_none() {
-                bail!(
-                    "the DFU app did not confirm the trial: {}",
-                    app_log.join("; ")
-                );
-            }
-            // Reboot (planned or after the cut) into the bootloader.
-            board.power_cycle()?;
-            plan.arm(&board);
-            boots += 1;
-            match boot_once(&mut board, &signer)? {
-                Some(d) if !d.trial => break,
-                Some(_) => {}
-                None => {
-                    power_cuts += 1;
-                    plan.fired();
-                    plan.arm(&board);
-                }
-            }
-        }
+        confirm(&mut board, &signer, params, &mut tally)?;
     }
     board.power.restore();
-    let status =
-        read_status(&mut board.qspi, layout.journal).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let is_confirmed = trial && status.is_some_and(|s| s.state == State::Confirmed);
-    let bootloader_outcome = match status {
-        Some(s) if s.reason != boot_core::Reason::None => format!("{:?} ({:?})", s.state, s.reason),
-        Some(s) => format!("{:?}", s.state),
-        None => "nothing recorded".into(),
-    };
-    let mut kernel = vec![0u8; v2_payload.len()];
-    board
-        .internal
-        .read(layout.kernel_slot.start, &mut kernel)
-        .context("read kernel slot")?;
-    let final_version = if kernel == v2_payload {
-        version_string(&v2)
-    } else if kernel[..v1_payload.len().min(kernel.len())]
-        == v1_payload[..v1_payload.len().min(kernel.len())]
-    {
-        version_string(&v1)
-    } else {
-        "unknown".into()
-    };
-    let (nvmc_s, nvmc_text) = nvmc_limit_s(v2_payload.len());
+    let end = outcome(&mut board, trial, &v1, &v2)?;
+
+    let (nvmc_s, nvmc_text) = nvmc_limit_s(v2.payload.len());
     let p = &params.link;
     Ok(DemoReport {
-        installed_version: version_string(&v1),
-        final_version,
-        confirmed: is_confirmed,
-        bootloader_outcome,
+        installed_version: version_string(&v1.image),
+        final_version: end.final_version,
+        confirmed: end.confirmed,
+        bootloader_outcome: end.bootloader,
         staged_image_verified: trial,
         signature_algorithm: signer.algorithm().into(),
-        image_bytes: v2.len(),
-        payload_bytes: v2_payload.len(),
+        image_bytes: v2.image.len(),
+        payload_bytes: v2.payload.len(),
         loss: p.loss,
         seed: params.seed,
         advertising_events: t.events,
@@ -355,21 +229,237 @@ pub fn run_demo(
         transfer_simulated_s: t.sim_time_s,
         goodput_bytes_per_s: t.goodput_bytes_per_s,
         bearer_limit_bytes_per_s: t.bearer_limit_bytes_per_s,
-        bearer_limit_arithmetic: format!(
-            "{} B/event (31 B AdvData - 4 B AD framing) x {:.1} events/s (advInterval {} ms + mean advDelay {} ms) = {:.0} B/s",
-            adv_transfer::wire::PDU_MAX,
-            p.events_per_s(),
-            p.adv_interval_ms,
-            p.adv_delay_max_ms / 2.0,
-            p.bearer_limit_bytes_per_s()
-        ),
+        bearer_limit_arithmetic: bearer_limit_arithmetic(p),
         install_simulated_s: install_s,
         nvmc_limit_s: nvmc_s,
         nvmc_limit_arithmetic: nvmc_text,
-        boots,
-        power_cuts,
+        boots: tally.boots,
+        power_cuts: tally.power_cuts,
         boot_request_sequence: sequence,
     })
+}
+
+/// A kernel as raw payload and as the signed image of it.
+struct Kernel {
+    payload: Vec<u8>,
+    image: Vec<u8>,
+}
+
+/// Boots of the bootloader and power cuts so far (the report's `boots` and `power_cuts`).
+struct Tally {
+    boots: u32,
+    power_cuts: u32,
+}
+
+/// What the board holds once the update is over.
+struct Outcome {
+    /// A trial was booted and the bootloader's record says confirmed.
+    confirmed: bool,
+    /// The bootloader's status record: state and reason.
+    bootloader: String,
+    /// The version of the kernel in the kernel slot (v1, v2 or unknown).
+    final_version: String,
+}
+
+/// The update-region configuration of the DK: the DFU app owns the staging slot.
+fn dk_config() -> Config {
+    let layout = NRF52840_DK;
+    Config {
+        owner: DFU_APP_ID,
+        staging_base: layout.staging.start,
+        staging_len: layout.staging.len,
+        request_base: layout.request_sector.start,
+    }
+}
+
+/// A new board with a signed v1 (nine tenths of the v2 size) in its kernel slot, booted once.
+fn provision_v1(
+    board: &mut SimBoard,
+    signer: &Signer,
+    params: &DemoParams,
+) -> anyhow::Result<Kernel> {
+    let layout = NRF52840_DK;
+    let payload = kernel_payload(
+        params.payload_len.min(layout.kernel_slot.len as usize) * 9 / 10,
+        params.seed ^ 0x51,
+    );
+    let image = signer.sign(&payload, (1, 0, 0, 0), 1)?;
+    provision(&layout, &mut board.internal, &payload)
+        .map_err(|e| anyhow::anyhow!("provision v1: {e:?}"))?;
+    let first = boot_once(board, signer)?.context("first boot")?;
+    if first.trial {
+        bail!("a fresh board booted a trial");
+    }
+    Ok(Kernel { payload, image })
+}
+
+/// v2: the given payload or a generated one, signed by the trusted key (or, with
+/// `untrusted_key`, by one the bootloader does not know).
+fn sign_v2(signer: &Signer, params: &DemoParams) -> anyhow::Result<Kernel> {
+    let kernel_slot = NRF52840_DK.kernel_slot;
+    let payload = match &params.payload {
+        Some(p) => p.clone(),
+        None => kernel_payload(params.payload_len, params.seed),
+    };
+    if payload.len() > kernel_slot.len as usize {
+        bail!(
+            "payload of {} bytes does not fit the {} KiB kernel slot",
+            payload.len(),
+            kernel_slot.len / 1024
+        );
+    }
+    let image = if params.untrusted_key {
+        Signer::new(params.seed ^ 0xBAD)?.sign(&payload, (2, 0, 0, 0), 2)?
+    } else {
+        signer.sign(&payload, (2, 0, 0, 0), 2)?
+    };
+    Ok(Kernel { payload, image })
+}
+
+/// The DFU app receives `image` over the link and stages it (cuts of the transfer phase reboot
+/// the board); returns the transfer's report and the boot request's sequence, once the staging
+/// slot holds exactly `image`.
+fn transfer_v2(
+    board: &mut SimBoard,
+    params: &DemoParams,
+    image: &[u8],
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<(TransferReport, u32)> {
+    let cuts = phase_cuts(params, Phase::Transfer);
+    let job = TransferJob {
+        config: dk_config(),
+        owner: DFU_APP_ID,
+        image,
+        session: 0x7000_0000 | (params.seed as u32 & 0x0FFF_FFFF),
+        params: &params.link,
+        seed: params.seed,
+        cuts: &cuts,
+    };
+    let t = run_transfer(board, &job, &mut |p| on_event(Event::Transfer(p)))?;
+    let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
+        bail!("the transfer ended without a finalized image");
+    };
+    let mut staged = vec![0u8; image.len()];
+    board
+        .qspi
+        .read(NRF52840_DK.staging.start, &mut staged)
+        .context("read staging")?;
+    if staged != image {
+        bail!("the staged image differs from the one sent");
+    }
+    Ok((t, sequence))
+}
+
+/// Reset into the bootloader and boot until it decides (power cuts of the install phase
+/// interrupt it); returns its decision and the simulated install time in seconds.
+fn install(
+    board: &mut SimBoard,
+    signer: &Signer,
+    params: &DemoParams,
+    tally: &mut Tally,
+) -> anyhow::Result<(BootDecision, f64)> {
+    board.power_cycle().context("reboot")?;
+    let t_install = board.clock.now_us();
+    let mut plan = CutPlan::new(board, phase_cuts(params, Phase::Install));
+    let decision = loop {
+        tally.boots += 1;
+        if tally.boots > 20 {
+            bail!("the bootloader did not settle");
+        }
+        match boot_once(board, signer)? {
+            Some(d) => break d,
+            None => {
+                tally.power_cuts += 1;
+                plan.fired();
+                plan.arm(board);
+            }
+        }
+    };
+    Ok((decision, (board.clock.now_us() - t_install) as f64 / 1e6))
+}
+
+/// The trial: the DFU app confirms on the new kernel, then a reset into the bootloader makes it
+/// permanent; power cuts of the confirm phase land in either and both are run again.
+fn confirm(
+    board: &mut SimBoard,
+    signer: &Signer,
+    params: &DemoParams,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let mut plan = CutPlan::new(board, phase_cuts(params, Phase::Confirm));
+    loop {
+        if tally.boots > 40 {
+            bail!("the trial was never confirmed");
+        }
+        let (confirmed_now, app_log) = app_boot(board, dk_config())?;
+        if !board.power.is_on() {
+            // Cut while the app confirmed: the board resets into the bootloader.
+            tally.power_cuts += 1;
+            plan.fired();
+        } else if confirmed_now.is_none() {
+            bail!(
+                "the DFU app did not confirm the trial: {}",
+                app_log.join("; ")
+            );
+        }
+        // Reboot (planned or after the cut) into the bootloader.
+        board.power_cycle()?;
+        plan.arm(board);
+        tally.boots += 1;
+        match boot_once(board, signer)? {
+            Some(d) if !d.trial => return Ok(()),
+            Some(_) => {}
+            None => {
+                tally.power_cuts += 1;
+                plan.fired();
+                plan.arm(board);
+            }
+        }
+    }
+}
+
+/// The bootloader's record and the kernel slot's contents at the end; `trial`: the bootloader
+/// booted v2 as a trial (else nothing can have been confirmed).
+fn outcome(board: &mut SimBoard, trial: bool, v1: &Kernel, v2: &Kernel) -> anyhow::Result<Outcome> {
+    let layout = NRF52840_DK;
+    let status =
+        read_status(&mut board.qspi, layout.journal).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let confirmed = trial && status.is_some_and(|s| s.state == State::Confirmed);
+    let bootloader = match status {
+        Some(s) if s.reason != boot_core::Reason::None => format!("{:?} ({:?})", s.state, s.reason),
+        Some(s) => format!("{:?}", s.state),
+        None => "nothing recorded".into(),
+    };
+    let mut kernel = vec![0u8; v2.payload.len()];
+    board
+        .internal
+        .read(layout.kernel_slot.start, &mut kernel)
+        .context("read kernel slot")?;
+    let common = v1.payload.len().min(kernel.len());
+    let final_version = if kernel == v2.payload {
+        version_string(&v2.image)
+    } else if kernel[..common] == v1.payload[..common] {
+        version_string(&v1.image)
+    } else {
+        "unknown".into()
+    };
+    Ok(Outcome {
+        confirmed,
+        bootloader,
+        final_version,
+    })
+}
+
+/// How the bearer limit is reached, for the report.
+fn bearer_limit_arithmetic(p: &LinkParams) -> String {
+    format!(
+        "{} B/event (31 B AdvData - 4 B AD framing) x {:.1} events/s (advInterval {} ms + mean advDelay {} ms) = {:.0} B/s",
+        adv_transfer::wire::PDU_MAX,
+        p.events_per_s(),
+        p.adv_interval_ms,
+        p.adv_delay_max_ms / 2.0,
+        p.bearer_limit_bytes_per_s()
+    )
 }
 
 fn phase_cuts(params: &DemoParams, phase: Phase) -> Vec<TransferCut> {
