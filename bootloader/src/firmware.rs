@@ -235,14 +235,14 @@ fn lock_and_jump(lock: Region, kernel: u32) -> ! {
 /// symbol.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn safe_wait() -> ! {
+fn safe_wait(q: &mut QspiFlash<RegisterQspiPort>) -> ! {
     // Output with OUT at its reset value 0: the LED lights.
     gpio().pin_cnf[LED1].write(PinCnf::DIR::Output);
     loop {
         for _ in 0..WAIT_SPINS {
             feed_watchdog();
         }
-        if qspi().is_some() {
+        if q.init().is_ok() {
             system_reset()
         }
     }
@@ -250,26 +250,28 @@ pub extern "C" fn safe_wait() -> ! {
 
 /// Without the external flash (or a usable key): the kernel slot only if the state page says
 /// it is whole, else wait.
-fn offline(internal: &mut Fed<NvmcFlash<RegisterNvmcPort>>) -> ! {
+fn offline(
+    internal: &mut Fed<NvmcFlash<RegisterNvmcPort>>,
+    q: &mut QspiFlash<RegisterQspiPort>,
+) -> ! {
     if let Ok(Some(d)) = boot_core::boot_without_qspi(&NRF52840_DK, internal) {
         lock_and_jump(d.lock, d.kernel_addr)
     }
-    safe_wait()
+    safe_wait(q)
 }
 
-/// Brings up the QSPI flash; a few tries since the chip may still be busy from before a reset.
-#[inline(never)]
-fn qspi() -> Option<QspiFlash<RegisterQspiPort>> {
-    for _ in 0..3 {
-        // SAFETY: nRF52840 and nothing else uses the QSPI peripheral in the bootloader.
-        let mut port = unsafe { RegisterQspiPort::new() };
-        port.configure(QspiPins::NRF52840_DK);
-        let mut q = QspiFlash::new(port, PowerMode::HighPerformance);
-        if q.init().is_ok() {
-            return Some(q);
-        }
-    }
-    None
+/// The QSPI peripheral, configured and activated once (activating an active peripheral raises
+/// no READY event), driving the flash in high-performance mode.
+fn qspi() -> QspiFlash<RegisterQspiPort> {
+    // SAFETY: nRF52840 and nothing else uses the QSPI peripheral in the bootloader.
+    let mut port = unsafe { RegisterQspiPort::new() };
+    port.configure(QspiPins::NRF52840_DK);
+    QspiFlash::new(port, PowerMode::HighPerformance)
+}
+
+/// Brings up the flash; a few tries since the chip may still be busy from before a reset.
+fn qspi_up(q: &mut QspiFlash<RegisterQspiPort>) -> bool {
+    (0..3).any(|_| q.init().is_ok())
 }
 
 /// One pass of the boot flow on the DK layout: the region to lock and the kernel to start,
@@ -291,7 +293,7 @@ fn run_boot(
     };
     match boot_core::boot(&mut env) {
         Ok(d) => Some((d.lock, d.kernel_addr)),
-        Err(BootError::Unbootable) => safe_wait(),
+        Err(BootError::Unbootable) => safe_wait(&mut env.qspi.0 .0),
         Err(_) => None,
     }
 }
@@ -309,16 +311,17 @@ extern "C" fn start() -> ! {
 
     // SAFETY: nRF52840; the bootloader runs from flash pages it never writes.
     let mut internal = Fed(NvmcFlash::new(unsafe { RegisterNvmcPort::new() }));
-    let Some(q) = qspi() else {
+    let mut q = qspi();
+    if !qspi_up(&mut q) {
         // No external flash: an install or revert in progress cannot go on, and the state page
         // says whether it left the kernel slot half written.
-        offline(&mut internal)
-    };
-    let mut qspi = Fed(BackgroundQspi(q));
+        offline(&mut internal, &mut q)
+    }
     let Ok(key) = ota_image::PublicKey::from_raw(&crate::PUBLIC_KEY) else {
         // A build with an unusable key can never accept an image: boot what is there.
-        offline(&mut internal)
+        offline(&mut internal, &mut q)
     };
+    let mut qspi = Fed(BackgroundQspi(q));
     let checker = boot_core::OtaChecker {
         key: &key,
         verifier: crate::checker::VERIFIER,

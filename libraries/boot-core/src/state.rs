@@ -134,16 +134,27 @@ pub fn read<F: NorFlash>(f: &mut F, page: Region) -> Result<(SlotState, Option<u
     Ok((SlotState::NEW, free))
 }
 
-/// Appends `st` (erasing the page first when it is full) and reads it back: `Ok(false)` when
-/// it did not read back (the state did not advance; the next write takes the next slot).
+/// Records kept free when the kernel slot starts being written: the records written while it
+/// is half written (a finish with the staged image changes `pages`) go there, so the page is
+/// never erased then (a cut inside that erase would forget that the slot is half written).
+pub const RESERVE: u32 = 4;
+
+/// Appends `st` (erasing the page first when it is full, or when `st` starts a write of the
+/// kernel slot and fewer than [`RESERVE`] slots are free) and reads it back: `Ok(false)` when it
+/// did not read back (the state did not advance; the next write takes the next slot).
 pub fn write<F: NorFlash>(f: &mut F, page: Region, st: &SlotState) -> Result<bool, F::Error> {
     let (cur, free) = read(f, page)?;
     if cur == *st {
         return Ok(true);
     }
+    let room = if st.slot == Slot::Dirty && cur.slot != Slot::Dirty {
+        RESERVE
+    } else {
+        1
+    };
     let at = match free {
-        Some(i) => i,
-        None => {
+        Some(i) if i + room <= page.len / RECORD_LEN as u32 => i,
+        _ => {
             f.erase(page.start, page.end())?;
             0
         }

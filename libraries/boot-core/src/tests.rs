@@ -178,7 +178,8 @@ fn request_scan_agrees_with_decoding_every_record() {
 
 /// State-page records: a torn record (any prefix of its words written, the next word partly)
 /// is ignored and the previous state stands; a whole one is the new state; the page is erased
-/// and restarted when full. Every bit flip of a record is rejected.
+/// and restarted when full, and a record that starts a write of the kernel slot leaves room
+/// for the ones written while it is half written. Every bit flip of a record is rejected.
 #[test]
 fn the_state_page_keeps_the_last_whole_record_through_torn_writes() {
     use crate::state::{self, Slot, SlotState, RECORD_LEN};
@@ -211,8 +212,18 @@ fn the_state_page_keeps_the_last_whole_record_through_torn_writes() {
             }
             internal.write(at + words as u32 * 4, &torn).unwrap();
         } else {
-            erases += usize::from(state::read(&mut internal, page).unwrap().1.is_none());
+            let (before, free) = state::read(&mut internal, page).unwrap();
+            erases += usize::from(free.is_none());
             assert!(state::write(&mut internal, page, &next).unwrap());
+            if next.slot == Slot::Dirty && before.slot != Slot::Dirty {
+                // Room is left for the records written while the slot is half written.
+                let (_, free) = state::read(&mut internal, page).unwrap();
+                let slots = page.len / RECORD_LEN as u32;
+                assert!(
+                    free.is_some_and(|i| i + state::RESERVE - 1 <= slots),
+                    "step {step}"
+                );
+            }
             want = next;
         }
         assert_eq!(
