@@ -34,6 +34,8 @@ impl core::fmt::Display for DiffError {
     }
 }
 
+impl std::error::Error for DiffError {}
+
 /// What a patch needs of a signed image (MCUboot format).
 #[derive(Clone, Copy, Debug)]
 pub struct SignedImage<'a> {

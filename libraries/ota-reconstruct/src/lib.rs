@@ -198,6 +198,8 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl core::error::Error for Error {}
+
 /// The device's limits a stream is checked against before anything is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -10,10 +10,12 @@ use dfu_app::{Batch, OpError};
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use hw_models::SimBoard;
 use update_region::{
-    CallerId, Completion, Error, Op, Request, Step, UpdateRegion, MAX_POLICY_READ, SECTOR_SIZE,
+    CallerId, Completion, Config, Error, Op, Request, SessionState, Step, UpdateRegion,
+    MAX_POLICY_READ, SECTOR_SIZE,
 };
 
 use crate::radio::Radio;
+use crate::rebuild::{rebuild_and_finalize, RebuildError};
 
 /// The alarm's frequency: the board clock's microseconds.
 const TICKS_PER_S: u32 = 1_000_000;
@@ -48,6 +50,9 @@ pub struct SimKernel<'k, 'r> {
     on_progress: &'k mut dyn FnMut(&SimBoard, RxProgress),
     pub record: Record,
     halted: bool,
+    /// The received-stream area's policy (where a delta patch is staged) and the staging
+    /// slot's configuration; `None`: this kernel takes plain images only.
+    stream: Option<(&'k mut UpdateRegion, Config)>,
 }
 
 impl<'k, 'r> SimKernel<'k, 'r> {
@@ -67,7 +72,79 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             on_progress,
             record: Record::default(),
             halted: false,
+            stream: None,
         }
+    }
+
+    /// Stage delta patches in the received-stream area (`stream` has run its start-up scan)
+    /// and rebuild the image into the staging slot (`staging`, `policy`'s configuration) at
+    /// finalize, as the staged-update driver does: a session whose tag has the delta bit
+    /// (`adv_transfer::wire::capability::DELTA` at byte 12, `SessionInfo::tag`) goes to the stream
+    /// area; while a stream session exists, status, tag, erase, write, read and finalize are
+    /// its; a plain session forgets it.
+    pub fn with_stream(mut self, stream: &'k mut UpdateRegion, staging: Config) -> Self {
+        self.stream = Some((stream, staging));
+        self
+    }
+
+    /// Whether the session the app sees is the stream area's.
+    fn stream_active(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|(p, _)| p.status().state != SessionState::Idle)
+    }
+
+    /// The status of the session the app sees.
+    fn session_status(&self) -> update_region::Status {
+        match &self.stream {
+            Some((stream, _)) if self.stream_active() => stream.status(),
+            _ => self.policy.status(),
+        }
+    }
+
+    /// Which area a begin with `tag` opens (true: the stream area): a delta session goes to
+    /// the stream area; a plain one forgets any stream session first (which would otherwise
+    /// stand in front of it).
+    fn route_begin(&mut self, tag: [u8; update::TAG_LEN]) -> Result<bool, OpError> {
+        if self.stream.is_none() {
+            return Ok(false);
+        }
+        if tag[12] & adv_transfer::wire::capability::DELTA != 0 {
+            return Ok(true);
+        }
+        if self.stream_active() {
+            self.request_on(true, Request::Abort, &[], &mut [])?;
+        }
+        Ok(false)
+    }
+
+    /// Finalize of a stream session: rebuild into the staging slot, finalize there, then forget
+    /// the stream session (so the staging slot's finalized session is the one the app sees).
+    fn finalize_stream(&mut self) -> Result<Completion, OpError> {
+        let Some((stream, staging_config)) = self.stream.as_mut() else {
+            return Err(OpError::Refused(error::NOSUPPORT));
+        };
+        let status = stream.status();
+        let stream_config = *stream.config();
+        let result = rebuild_and_finalize(
+            self.board,
+            self.policy,
+            *staging_config,
+            self.owner,
+            stream_config,
+            status.image_len,
+            status.tag,
+        );
+        let completion = result.map_err(|e| match e {
+            RebuildError::Refused(e) => OpError::Failed {
+                code: error::FAIL,
+                detail: e.abi_detail(),
+            },
+            RebuildError::Staging(e) => failed(e),
+            RebuildError::Flash => failed(Error::Flash),
+        })?;
+        self.request_on(true, Request::Abort, &[], &mut [])?;
+        Ok(completion)
     }
 
     fn now_us(&self) -> u64 {
@@ -95,6 +172,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
                             | RxState::TooLarge
                             | RxState::Rejected
                             | RxState::VersionMismatch
+                            | RxState::WrongBase
                     )
                 )
             {
@@ -107,14 +185,20 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         }
     }
 
-    /// The policy's request, driven on the QSPI model as the capsule drives it.
-    fn request(
+    /// The policy's request (the stream area's when `on_stream` and there is one), driven on
+    /// the QSPI model as the capsule drives it.
+    fn request_on(
         &mut self,
+        on_stream: bool,
         request: Request,
         owner_data: &[u8],
         owner_buf: &mut [u8],
     ) -> Result<Completion, OpError> {
-        let mut step = self.policy.request(self.owner, request);
+        let policy: &mut UpdateRegion = match (&mut self.stream, on_stream) {
+            (Some((stream, _)), true) => stream,
+            _ => self.policy,
+        };
+        let mut step = policy.request(self.owner, request);
         if let Step::Done(Err(e)) = step {
             // Refused before anything started: the command's own error, no upcall.
             return Err(OpError::Refused(e.abi_error()));
@@ -149,10 +233,10 @@ impl<'k, 'r> SimKernel<'k, 'r> {
                         }
                     };
                     step = match result {
-                        Ok(n) => self.policy.op_done(Ok(&scratch[..n])),
+                        Ok(n) => policy.op_done(Ok(&scratch[..n])),
                         Err(_) => {
                             flash_failed = true;
-                            self.policy.op_done(Err(()))
+                            policy.op_done(Err(()))
                         }
                     };
                 }
@@ -174,13 +258,28 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
     }
 
     fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {
-        let s = self.policy.status();
+        let s = self.session_status();
         Ok((s.state.abi_state(), s.image_len, s.erased_sectors))
     }
 
     fn update_tag(&mut self, tag: &mut [u8; update::TAG_LEN]) -> Result<(), u32> {
-        *tag = self.policy.status().tag;
+        *tag = self.session_status().tag;
         Ok(())
+    }
+
+    /// The bootloader's journal names the image it installed: the running one while that is
+    /// on trial or confirmed. Only a kernel that can rebuild from a delta says it.
+    fn running_image(&mut self) -> Option<[u8; 16]> {
+        self.stream.as_ref()?;
+        let journal = boot_nrf::NRF52840_DK.journal;
+        let record = boot_core::read_status(&mut self.board.qspi, journal).ok()??;
+        let running = matches!(
+            record.state,
+            boot_core::State::Trial | boot_core::State::Confirmed
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&record.image_hash[..16]);
+        running.then_some(id)
     }
 
     fn update_op(
@@ -219,6 +318,16 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
                 offset: arg1,
                 len: arg2,
             },
+            c::FINALIZE if self.stream_active() => {
+                let result = self.finalize_stream();
+                self.check_done();
+                let c = result?;
+                self.record.finalized = Some((c, self.now_us()));
+                return match c {
+                    Completion::Finalized { sequence, .. } => Ok(sequence),
+                    _ => Ok(0),
+                };
+            }
             c::FINALIZE => Request::Finalize,
             c::ABORT => Request::Abort,
             c::CONFIRM => Request::Confirm,
@@ -229,7 +338,12 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
             c::READ => (&[], &mut out[..len]),
             _ => (&[], &mut []),
         };
-        let result = self.request(request, owner_data, owner_buf);
+        let on_stream = match request {
+            Request::Begin { tag, .. } => self.route_begin(tag)?,
+            Request::Confirm => false,
+            _ => self.stream_active(),
+        };
+        let result = self.request_on(on_stream, request, owner_data, owner_buf);
         self.check_done();
         match result? {
             c @ Completion::Finalized { sequence, .. } => {

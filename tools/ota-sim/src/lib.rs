@@ -6,6 +6,7 @@ pub mod demo;
 pub mod image;
 pub mod kernel;
 pub mod radio;
+pub mod rebuild;
 pub mod signing;
 pub mod system;
 pub mod transfer;

@@ -6,7 +6,7 @@
 //! Time is simulated: staging operations take the QSPI model's time, waits move the clock to the
 //! next advertising event. A power cut during the transfer reboots the board: the app starts
 //! again and resumes from what the update-region kept.
-use adv_transfer::wire::{ADV_DATA_MAX, MAX_IMAGE_LEN};
+use adv_transfer::wire::{ADV_DATA_MAX, BASE_ID_LEN, MAX_IMAGE_LEN};
 use adv_transfer::{RxCounters, RxProgress, RxState, Sender, TxCounters};
 use anyhow::{bail, Context};
 use dfu_app::Exit;
@@ -188,10 +188,54 @@ pub fn boot_app(
         .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
     let mut bitmap = vec![0u8; dfu_app::BITMAP_LEN];
     let mut batch = vec![0u8; dfu_app::BATCH_LEN];
-    let mut kernel = SimKernel::new(board, &mut policy, owner, radio, on_progress);
+    // The received-stream area, under the same policy (a delta patch is staged there).
+    let stream_area = boot_nrf::NRF52840_DK_STREAM;
+    let stream_config = Config {
+        staging_base: stream_area.start,
+        staging_len: stream_area.len,
+        ..config
+    };
+    let mut stream = UpdateRegion::new(stream_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    BlockingDriver::new(&mut stream, &mut board.qspi)
+        .start()
+        .map_err(|e| anyhow::anyhow!("update-region start (stream area): {e}"))?;
+    let mut kernel = SimKernel::new(board, &mut policy, owner, radio, on_progress)
+        .with_stream(&mut stream, config);
     let exit = dfu_app::run(&mut kernel, &mut bitmap, &mut batch);
     let record = std::mem::take(&mut kernel.record);
     Ok((exit, record))
+}
+
+/// The receiver refused the transfer in its status (an error [`run_transfer`] returns, so a
+/// caller can tell a refusal from a failure with `anyhow::Error::downcast_ref`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub state: RxState,
+    /// With [`RxState::WrongBase`]: the id of the image the receiver runs (`None`: unknown).
+    pub running: Option<[u8; BASE_ID_LEN]>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.state, self.running) {
+            (RxState::WrongBase, Some(id)) => write!(
+                f,
+                "receiver refused the patch: it runs the image {}…, not the patch's base",
+                hex(&id[..8])
+            ),
+            (RxState::WrongBase, None) => write!(
+                f,
+                "receiver refused the patch: it cannot tell which image it runs"
+            ),
+            (state, _) => write!(f, "receiver refused the image: {state:?}"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Run one transfer of `job.image` to the board's staging slot; `on_progress` is called now and
@@ -199,6 +243,18 @@ pub fn boot_app(
 pub fn run_transfer(
     board: &mut SimBoard,
     job: &TransferJob<'_>,
+    on_progress: &mut dyn FnMut(TransferProgress),
+) -> anyhow::Result<TransferReport> {
+    run_delta_transfer(board, job, None, on_progress)
+}
+
+/// [`run_transfer`], or with `base` (the id of the signed image `job.image`, a delta patch, was
+/// made against) a delta session: the kernel stages it in the received-stream area and rebuilds
+/// the image at finalize. A receiver running another image refuses it ([`Refused`]).
+pub fn run_delta_transfer(
+    board: &mut SimBoard,
+    job: &TransferJob<'_>,
+    base: Option<[u8; BASE_ID_LEN]>,
     on_progress: &mut dyn FnMut(TransferProgress),
 ) -> anyhow::Result<TransferReport> {
     let TransferJob {
@@ -220,8 +276,12 @@ pub fn run_transfer(
             image.len()
         );
     }
-    let sender = Sender::new(adv_transfer::DEFAULT_COMPANY_ID, image, session, 0)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let company = adv_transfer::DEFAULT_COMPANY_ID;
+    let sender = match base {
+        Some(base) => Sender::new_delta(company, image, session, base),
+        None => Sender::new(company, image, session, 0),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut radio = Radio::new(params, sender, seed);
     let mut plan = CutPlan::new(board, cuts.to_vec());
     let ops_at_start = board.power.ops();
@@ -259,10 +319,12 @@ pub fn run_transfer(
             state @ (RxState::Unsupported
             | RxState::TooLarge
             | RxState::Rejected
-            | RxState::VersionMismatch),
+            | RxState::VersionMismatch
+            | RxState::WrongBase),
         ) = radio.sender.receiver_state()
         {
-            bail!("receiver refused the image: {state:?}");
+            let running = radio.sender.receiver_running().flatten();
+            return Err(Refused { state, running }.into());
         }
         match exit {
             Exit::Rebooting => break,
