@@ -7,9 +7,7 @@ use app_install::{
     chunk_offset, Action, Context, Event, Failed, Installed, InstalledApps, Installer, Refusal,
     CHUNK,
 };
-mod support;
-
-use support::{key, public, tbf, Keys};
+use app_sim::tbf::{key, public, tbf, Keys};
 
 const DFU: u32 = 0x1D4;
 const BLINK: u32 = 0x8000_0042;

@@ -1,4 +1,5 @@
-//! The every-operation power-cut campaign over an app update, on the hardware models: the
+//! App updates on the simulated DK: the app-install library's code run against the hardware
+//! models, and the every-operation power-cut campaign over an app update: the
 //! nRF52840's NVMC (internal flash, the app region) and the MX25R6435F behind the QSPI driver
 //! (staging, the page journal, the trial record), as `boot-sim` does for the bootloader.
 //!
@@ -21,9 +22,11 @@
 //! record are left.
 //!
 //! A control run of the same campaign with the journal bypassed (upstream's page
-//! read-modify-write straight to the NVMC) must find cuts that break the invariant.
+//! read-modify-write straight to the NVMC) finds cuts that break the invariant
+//! (`tests/power_cuts.rs`). `tock-ota bench power-cuts --app` reports the campaign.
+#![forbid(unsafe_code)]
 
-mod support;
+pub mod tbf;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -35,22 +38,19 @@ use app_install::{
     Action, Context, Credentials, Event, Installed, InstalledApps, Installer, Refusal,
 };
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use hw_models::nrf52840_flash::FlashError;
 use hw_models::SimBoard;
-use nrf52840_flash_error::FlashError;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, SigningKey};
 use sha2::{Digest, Sha256};
-use support::{key, public, tbf, Keys};
-
-mod nrf52840_flash_error {
-    pub use hw_models::nrf52840_flash::FlashError;
-}
+use tbf::{key, public, tbf, Keys};
 
 const REGION: u32 = 0x4_0000;
 const REGION_LEN: usize = 0x4000;
 const STAGING: u32 = 0x10_0000;
 const LAYOUT: JournalLayout = JournalLayout::NRF52840DK;
-const MAX_BOOTS: u32 = 3;
+/// Boots a trial may take before it reverts (the board constant of the model).
+pub const MAX_BOOTS: u32 = 3;
 const DFU_ID: u32 = 1;
 /// The DFU app's binary and blink's: blink's header shares the DFU app's only page, blink's
 /// tail the new slot's page.
@@ -67,13 +67,19 @@ fn app_key() -> SigningKey {
 
 /// The kernel's process checker: a credential that verifies against one of the board's keys
 /// (the DFU key or the app key), over the integrity region. Cached by the binary's bytes.
-struct Checker {
+pub struct Checker {
     keys: Vec<p256::ecdsa::VerifyingKey>,
     cache: RefCell<HashMap<Vec<u8>, bool>>,
 }
 
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Checker {
-    fn new() -> Checker {
+    pub fn new() -> Checker {
         Checker {
             keys: vec![public(&dfu_key()), public(&app_key())],
             cache: RefCell::new(HashMap::new()),
@@ -106,17 +112,19 @@ struct Loadable {
     total_len: u32,
 }
 
-struct Device {
-    board: SimBoard,
+pub struct Device {
+    pub board: SimBoard,
     checker: Checker,
     journaled: bool,
     staged_len: usize,
 }
 
-type Flash<T> = Result<T, FlashError>;
+pub type Flash<T> = Result<T, FlashError>;
 
 impl Device {
-    fn new(checker: Checker, journaled: bool) -> Device {
+    /// A device with the apps installed and blink v4 staged; `journaled`: page writes go
+    /// through the journal (else straight to the NVMC, as upstream writes them).
+    pub fn new(checker: Checker, journaled: bool) -> Device {
         let staged = tbf("blink", 4, Some(&app_key()), BLINK_LEN);
         let board = SimBoard::new(1);
         board.chip().load(STAGING, &staged);
@@ -132,7 +140,7 @@ impl Device {
 
     /// The state before the update: the two apps installed, the journal and trial sectors
     /// erased (staging keeps the staged TBF). Power on, no cut armed.
-    fn provision(&mut self) {
+    pub fn provision(&mut self) {
         let mut region = vec![0xFF; REGION_LEN];
         region[..DFU_LEN as usize].copy_from_slice(&tbf("dfu", 1, Some(&dfu_key()), DFU_LEN));
         region[DFU_LEN as usize..][..BLINK_LEN as usize].copy_from_slice(&tbf(
@@ -224,7 +232,7 @@ impl Device {
     }
 
     /// The version of `name` the kernel runs: the highest loadable one.
-    fn running(&self, name: &str) -> Option<u32> {
+    pub fn running(&self, name: &str) -> Option<u32> {
         self.loadable()
             .iter()
             .filter(|l| l.name == name)
@@ -232,13 +240,13 @@ impl Device {
             .max()
     }
 
-    fn trial(&mut self) -> Flash<Option<(TrialRecord, u32)>> {
+    pub fn trial(&mut self) -> Flash<Option<(TrialRecord, u32)>> {
         Ok(TrialRecord::decode(&self.qspi_sector(LAYOUT.trial)?))
     }
 
     /// A boot: replay the journal (before processes load), load, then what the app-update
     /// capsule does about a trial; a revert resets the board and boots again.
-    fn boot(&mut self) -> Flash<()> {
+    pub fn boot(&mut self) -> Flash<()> {
         for _ in 0..4 {
             let records = self.qspi_sector(LAYOUT.records)?;
             let mut journal = Journal::scan(LAYOUT, &records);
@@ -299,7 +307,7 @@ impl Device {
     }
 
     /// The app confirms: every older version becomes padding, then the trial ends.
-    fn confirm(&mut self) -> Flash<()> {
+    pub fn confirm(&mut self) -> Flash<()> {
         let Some((record, _)) = self.trial()? else {
             return Ok(());
         };
@@ -316,7 +324,7 @@ impl Device {
     }
 
     /// `INSTALL` from the DFU app, run by the library's install machine.
-    fn install(&mut self) -> Flash<Result<u32, Refusal>> {
+    pub fn install(&mut self) -> Flash<Result<u32, Refusal>> {
         let apps = Apps(self.loadable());
         let keys = Keys(vec![public(&app_key())]);
         let cx = Context {
@@ -380,7 +388,7 @@ impl Device {
     }
 
     /// The invariant after any boot.
-    fn check_boot(&self) -> Result<(), String> {
+    pub fn check_boot(&self) -> Result<(), String> {
         let loadable = self.loadable();
         if !loadable.iter().any(|l| l.name == "dfu" && l.version == 1) {
             return Err(format!("the DFU app is not loadable: {loadable:?}"));
@@ -392,7 +400,7 @@ impl Device {
     }
 
     /// The end state: `version` runs, one blink binary, no trial, no pending journal write.
-    fn check_end(&mut self, version: u32) -> Result<(), String> {
+    pub fn check_end(&mut self, version: u32) -> Result<(), String> {
         self.check_boot()?;
         let blinks: Vec<u32> = self
             .loadable()
@@ -436,7 +444,7 @@ impl InstalledApps<u32> for Apps {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scenario {
+pub enum Scenario {
     /// Install, reboot, the new version confirms.
     Confirm,
     /// Install, then boots until the trial runs out.
@@ -444,7 +452,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    fn run(self, device: &mut Device) -> Flash<()> {
+    pub fn run(self, device: &mut Device) -> Flash<()> {
         assert_eq!(device.install()?, Ok(4));
         device.boot()?;
         match self {
@@ -458,7 +466,7 @@ impl Scenario {
         }
     }
 
-    fn final_version(self) -> u32 {
+    pub fn final_version(self) -> u32 {
         match self {
             Scenario::Confirm => 4,
             Scenario::Revert => 3,
@@ -466,7 +474,7 @@ impl Scenario {
     }
 
     /// After a cut and a boot: finish as the device would.
-    fn finish(self, device: &mut Device) -> Flash<()> {
+    pub fn finish(self, device: &mut Device) -> Flash<()> {
         match self {
             Scenario::Confirm => {
                 if device.trial()?.is_none() && device.running("blink") == Some(3) {
@@ -488,7 +496,7 @@ impl Scenario {
 
 /// Run `scenario` on a fresh device with a cut before (or, `torn`, inside) operation `n` (0-based,
 /// counted from the start of the scenario); `None` if the scenario ended before it.
-fn one_cut(
+pub fn one_cut(
     device: &mut Device,
     scenario: Scenario,
     n: u64,
@@ -516,8 +524,20 @@ fn one_cut(
     Some(result)
 }
 
-/// Every operation, cut before and torn; the failures found.
-fn campaign(scenario: Scenario, journaled: bool, stride: u64) -> (u64, Vec<String>) {
+/// What a campaign found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Program/erase operations of the uninterrupted scenario.
+    pub operations: u64,
+    /// Runs with a cut (before, or torn inside, an operation).
+    pub cuts: u64,
+    /// Runs that broke the invariant or did not reach the expected end.
+    pub failures: Vec<String>,
+}
+
+/// Every `stride`-th operation of `scenario`, cut before and torn.
+pub fn campaign(scenario: Scenario, journaled: bool, stride: u64) -> Report {
+    let stride = stride.max(1);
     let mut clean = Device::new(Checker::new(), journaled);
     let start = clean.board.power.ops();
     scenario.run(&mut clean).expect("no cut");
@@ -525,7 +545,6 @@ fn campaign(scenario: Scenario, journaled: bool, stride: u64) -> (u64, Vec<Strin
     clean.boot().unwrap();
     clean.check_end(scenario.final_version()).unwrap();
     let ops = clean.board.power.ops() - start;
-    eprintln!("{scenario:?} journaled={journaled}: {ops} operations");
     let mut failures = Vec::new();
     let mut cuts = 0;
     let mut n = 0;
@@ -543,64 +562,9 @@ fn campaign(scenario: Scenario, journaled: bool, stride: u64) -> (u64, Vec<Strin
         }
         n += stride;
     }
-    eprintln!(
-        "{scenario:?} journaled={journaled}: {cuts} cuts, {} failed",
-        failures.len()
-    );
-    (cuts, failures)
-}
-
-#[test]
-fn a_clean_update_confirms_and_frees_the_old_binary() {
-    let mut device = Device::new(Checker::new(), true);
-    Scenario::Confirm.run(&mut device).unwrap();
-    device.boot().unwrap();
-    device.check_end(4).unwrap();
-}
-
-#[test]
-fn an_unconfirmed_update_reverts_after_the_trial_boots() {
-    let mut device = Device::new(Checker::new(), true);
-    assert_eq!(device.install().unwrap(), Ok(4));
-    for boot in 0..MAX_BOOTS {
-        device.boot().unwrap();
-        assert_eq!(device.running("blink"), Some(4), "boot {boot}: in trial");
-        assert!(device.trial().unwrap().is_some());
+    Report {
+        operations: ops,
+        cuts,
+        failures,
     }
-    device.boot().unwrap();
-    device.check_end(3).unwrap();
-}
-
-#[test]
-fn every_cut_of_an_update_that_confirms_recovers() {
-    let (cuts, failures) = campaign(Scenario::Confirm, true, 1);
-    assert!(cuts > 1000, "{cuts} cuts");
-    assert!(
-        failures.is_empty(),
-        "{} of {cuts}: {:#?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-}
-
-#[test]
-fn every_cut_of_an_update_that_reverts_recovers() {
-    let (cuts, failures) = campaign(Scenario::Revert, true, 1);
-    assert!(cuts > 1000, "{cuts} cuts");
-    assert!(
-        failures.is_empty(),
-        "{} of {cuts}: {:#?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-}
-
-#[test]
-fn without_the_journal_some_cuts_lose_an_app() {
-    let (cuts, failures) = campaign(Scenario::Confirm, false, 7);
-    assert!(cuts > 100, "{cuts} cuts");
-    assert!(
-        !failures.is_empty(),
-        "the campaign found nothing in {cuts} cuts without the journal"
-    );
 }

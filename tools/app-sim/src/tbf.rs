@@ -1,6 +1,5 @@
-//! Shared by the tests: TBFs as elf2tab lays them out, signed with P-256 keys, and the board's
-//! key check.
-#![allow(dead_code)]
+//! TBFs as elf2tab lays them out, signed with P-256 keys, and the board's key check (the
+//! kernel's `AppKeys` does the same with upstream's `p256` version).
 
 use app_install::Credentials;
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
