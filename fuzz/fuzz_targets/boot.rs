@@ -25,14 +25,7 @@ fuzz_target!(|data: &[u8]| {
         let h = |a: usize| u16::from_le_bytes([op[a], op[a + 1]]);
         match op[0] % 4 {
             0 => {
-                let states = [
-                    State::Installing,
-                    State::Trial,
-                    State::Confirmed,
-                    State::Reverting,
-                    State::Reverted,
-                    State::Rejected,
-                ];
+                let states = State::ALL;
                 let rec = JournalRecord {
                     sequence: w(1),
                     state: states[usize::from(op[2]) % states.len()],

@@ -102,14 +102,7 @@ impl NorFlash for Ram {
 }
 
 fn record(op: &[u8]) -> JournalRecord {
-    let states = [
-        State::Installing,
-        State::Trial,
-        State::Confirmed,
-        State::Reverting,
-        State::Reverted,
-        State::Rejected,
-    ];
+    let states = State::ALL;
     JournalRecord {
         sequence: 0,
         state: states[usize::from(op[1]) % states.len()],

@@ -41,6 +41,17 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of their codes (1 up): for tests and fuzzing that pick one.
+    pub const ALL: [State; 7] = [
+        State::Installing,
+        State::Trial,
+        State::Confirmed,
+        State::Reverting,
+        State::Reverted,
+        State::Rejected,
+        State::Kept,
+    ];
+
     fn code(self) -> u8 {
         match self {
             State::Installing => 1,
@@ -654,6 +665,19 @@ mod tests {
             installed: 2,
             backed_up: 3,
             security_counter: NO_COUNTER,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_state_a_record_can_hold() {
+        for c in 0..=u8::MAX {
+            let listed = usize::from(c)
+                .checked_sub(1)
+                .and_then(|i| State::ALL.get(i).copied());
+            assert_eq!(State::from_code(c), listed, "code {c}");
+        }
+        for s in State::ALL {
+            assert_eq!(State::from_code(s.code()), Some(s));
         }
     }
 

@@ -58,6 +58,22 @@ pub struct Layout {
     pub max_trial_boots: u8,
 }
 
+impl Layout {
+    /// A small valid layout for tests and exhaustive power-cut runs (boot-core's unit tests,
+    /// boot-sim, the fuzz targets): a 4-page kernel slot, a 2-sector journal.
+    pub const SMALL: Layout = Layout {
+        bootloader: Region::new(0x0, 0x2000),
+        state_page: Region::new(0x2000, 0x1000),
+        kernel_slot: Region::new(0x3000, 0x4000),
+        apps: Region::new(0x7000, 0x1000),
+        request_sector: Region::new(0x0, 0x1000),
+        journal: Region::new(0x1000, 0x2000),
+        staging: Region::new(0x3000, 0x5000),
+        revert: Region::new(0x8000, 0x4000),
+        max_trial_boots: 3,
+    };
+}
+
 /// Why a layout cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutError {

@@ -1,24 +1,13 @@
 //! Tests of what only the crate itself can reach (the write capabilities, the request scan), on
 //! a NOR flash in RAM. The boot flow's tests run on hardware models in `tools/boot-sim`.
 
-use crate::layout::{Layout, Region};
+use crate::layout::Layout;
 use crate::BackgroundNor;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 use std::vec;
 use std::vec::Vec;
 
-/// A small layout (as boot-sim's `SMALL`): 4-page kernel slot, 2-sector journal.
-const SMALL: Layout = Layout {
-    bootloader: Region::new(0x0, 0x2000),
-    state_page: Region::new(0x2000, 0x1000),
-    kernel_slot: Region::new(0x3000, 0x4000),
-    apps: Region::new(0x7000, 0x1000),
-    request_sector: Region::new(0x0, 0x1000),
-    journal: Region::new(0x1000, 0x2000),
-    staging: Region::new(0x3000, 0x5000),
-    revert: Region::new(0x8000, 0x4000),
-    max_trial_boots: 3,
-};
+const SMALL: Layout = Layout::SMALL;
 
 /// NOR flash in RAM: erases to 0xFF in 4 KiB sectors, programs clear bits, never busy.
 struct Ram(Vec<u8>);

@@ -17,17 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 /// A small layout for fast exhaustive runs: 4-page kernel slot, 2-sector journal.
-pub const SMALL: Layout = Layout {
-    bootloader: Region::new(0x0, 0x2000),
-    state_page: Region::new(0x2000, 0x1000),
-    kernel_slot: Region::new(0x3000, 0x4000),
-    apps: Region::new(0x7000, 0x1000),
-    request_sector: Region::new(0x0, 0x1000),
-    journal: Region::new(0x1000, 0x2000),
-    staging: Region::new(0x3000, 0x5000),
-    revert: Region::new(0x8000, 0x4000),
-    max_trial_boots: 3,
-};
+pub const SMALL: Layout = Layout::SMALL;
 
 /// A layout with a 1 MiB kernel slot for the 512 KiB install benchmark.
 pub const BENCH: Layout = Layout {

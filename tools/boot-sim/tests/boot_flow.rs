@@ -523,14 +523,7 @@ fn arbitrary_journal_and_request_contents_never_panic() {
         let mut b = sc.start(round);
         // Records with valid CRCs but arbitrary fields, and raw garbage, in both areas.
         for slot in 0..rng.gen_range(0..6u32) {
-            let state = [
-                State::Installing,
-                State::Trial,
-                State::Confirmed,
-                State::Reverting,
-                State::Reverted,
-                State::Rejected,
-            ][rng.gen_range(0..6)];
+            let state = State::ALL[rng.gen_range(0..State::ALL.len())];
             let rec = JournalRecord {
                 sequence: rng.gen(),
                 state,
