@@ -257,37 +257,71 @@ pub fn run_delta_transfer(
     base: Option<[u8; BASE_ID_LEN]>,
     on_progress: &mut dyn FnMut(TransferProgress),
 ) -> anyhow::Result<TransferReport> {
-    let TransferJob {
-        config,
-        owner,
-        image,
-        session,
-        params,
-        seed,
-        cuts,
-    } = *job;
-    let max_len = config
+    let sender = new_sender(job, base)?;
+    let mut radio = Radio::new(job.params, sender, job.seed);
+    let ops_at_start = board.power.ops();
+    let t_begin = board.clock.now_us();
+    let mut show = throttled(on_progress, t_begin);
+    let boots = receive(board, job, &mut radio, &mut show)?;
+    let Some((finalized, end_us)) = boots.finalized else {
+        bail!(
+            "the transfer ended without a boot request: {}",
+            boots.app_log.join("; ")
+        );
+    };
+    let t0 = radio.started_us.unwrap_or(t_begin);
+    let sim_time_s = end_us.saturating_sub(t0) as f64 / 1e6;
+    Ok(TransferReport {
+        image_bytes: job.image.len(),
+        events: radio.events,
+        adv_data_bytes: radio.adv_data_bytes,
+        air_bytes: radio.air_bytes,
+        status_pdus: radio.status_pdus,
+        sim_time_s,
+        goodput_bytes_per_s: job.image.len() as f64 / sim_time_s,
+        bearer_limit_bytes_per_s: job.params.bearer_limit_bytes_per_s(),
+        receiver_reboots: boots.reboots,
+        tx: radio.sender.counters(),
+        rx: boots.rx,
+        finalized: Some(finalized),
+        hostile_pdus: radio.hostile_pdus,
+        flash_ops: board.power.ops() - ops_at_start,
+        app_log: boots.app_log,
+    })
+}
+
+/// The sender for `job.image` (a delta session against `base` if given), once the image is known
+/// to fit the staging slot and the app's limit.
+fn new_sender<'a>(
+    job: &TransferJob<'a>,
+    base: Option<[u8; BASE_ID_LEN]>,
+) -> anyhow::Result<Sender<'a>> {
+    let max_len = job
+        .config
         .max_image_len()
         .min(MAX_IMAGE_LEN)
         .min(dfu_app::MAX_IMAGE_LEN);
-    if image.len() as u64 > max_len as u64 {
+    if job.image.len() as u64 > max_len as u64 {
         bail!(
             "image of {} bytes does not fit the staging slot",
-            image.len()
+            job.image.len()
         );
     }
     let company = adv_transfer::DEFAULT_COMPANY_ID;
-    let sender = match base {
-        Some(base) => Sender::new_delta(company, image, session, base),
-        None => Sender::new(company, image, session, 0),
+    match base {
+        Some(base) => Sender::new_delta(company, job.image, job.session, base),
+        None => Sender::new(company, job.image, job.session, 0),
     }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut radio = Radio::new(params, sender, seed);
-    let mut plan = CutPlan::new(board, cuts.to_vec());
-    let ops_at_start = board.power.ops();
-    let t_begin = board.clock.now_us();
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `on_progress` for the app's reception, at most once per half second of simulated time.
+fn throttled<'f>(
+    on_progress: &'f mut dyn FnMut(TransferProgress),
+    t_begin: u64,
+) -> impl FnMut(&SimBoard, RxProgress) + 'f {
     let mut last_shown = 0u64;
-    let mut show = |b: &SimBoard, p: RxProgress| {
+    move |b: &SimBoard, p: RxProgress| {
         let now = b.clock.now_us();
         if now.saturating_sub(last_shown) > 500_000 {
             last_shown = now;
@@ -299,83 +333,99 @@ pub fn run_delta_transfer(
                 total_blocks: p.total_blocks,
             });
         }
-    };
-    let mut rx = RxCounters::default();
-    let mut reboots = 0;
-    let mut finalized: Option<(Completion, u64)> = None;
-    let mut app_log = Vec::new();
-    // One boot of the app per iteration; a power cut starts the next.
+    }
+}
+
+/// What the DFU app's boots of one transfer add up to.
+#[derive(Default)]
+struct Boots {
+    rx: RxCounters,
+    /// Reboots after power cuts.
+    reboots: u32,
+    /// The boot request and the simulated time (µs) it was written at.
+    finalized: Option<(Completion, u64)>,
+    app_log: Vec<String>,
+}
+
+/// Boots the DFU app until the image is staged and requested: one boot per iteration, each
+/// ended by the app (reboot into the bootloader, or halted once the sender is done) or by one of
+/// `job.cuts`, after which the board reboots and the app resumes.
+fn receive(
+    board: &mut SimBoard,
+    job: &TransferJob<'_>,
+    radio: &mut Radio<'_>,
+    show: &mut dyn FnMut(&SimBoard, RxProgress),
+) -> anyhow::Result<Boots> {
+    let mut plan = CutPlan::new(board, job.cuts.to_vec());
+    let mut boots = Boots::default();
     loop {
-        let (exit, record) = boot_app(board, config, owner, Some(&mut radio), &mut show)?;
-        add_counters(&mut rx, record.rx);
-        app_log.extend(record.log);
+        let (exit, record) = boot_app(board, job.config, job.owner, Some(&mut *radio), show)?;
+        add_counters(&mut boots.rx, record.rx);
+        boots.app_log.extend(record.log);
         if record.finalized.is_some() {
-            finalized = record.finalized;
+            boots.finalized = record.finalized;
         }
         if record.gave_up {
             bail!("transfer did not converge");
         }
-        if let Some(
+        if let Some(refused) = refusal(radio) {
+            return Err(refused.into());
+        }
+        match exit {
+            Exit::Rebooting => break,
+            Exit::Halted if !board.power.is_on() => {
+                boots.reboots += 1;
+                if let Some(request) = reboot_after_cut(board, radio, &mut plan, job)? {
+                    boots.finalized = Some(request);
+                    break;
+                }
+            }
+            Exit::Halted if radio.sender.is_complete() => break,
+            exit => bail!(
+                "the DFU app stopped ({exit:?}): {}",
+                boots.app_log.join("; ")
+            ),
+        }
+    }
+    board.power.restore();
+    Ok(boots)
+}
+
+/// The receiver's refusal, if its last status refused the session.
+fn refusal(radio: &Radio<'_>) -> Option<Refused> {
+    match radio.sender.receiver_state() {
+        Some(
             state @ (RxState::Unsupported
             | RxState::TooLarge
             | RxState::Rejected
             | RxState::VersionMismatch
             | RxState::WrongBase),
-        ) = radio.sender.receiver_state()
-        {
-            let running = radio.sender.receiver_running().flatten();
-            return Err(Refused { state, running }.into());
-        }
-        match exit {
-            Exit::Rebooting => break,
-            Exit::Halted if !board.power.is_on() => {
-                // Power cut: the board reboots.
-                reboots += 1;
-                let cut_us = board.clock.now_us();
-                radio.stop_scan(cut_us);
-                board.power_cycle().context("power cycle")?;
-                plan.fired();
-                plan.arm(board);
-                let up = board.clock.now_us() + (params.reboot_ms * 1000.0) as u64;
-                board.clock.advance_to(up);
-                // A boot request written before the cut (finalize was cut after it) sends the
-                // reset into the bootloader, which installs it: the transfer is over. Otherwise
-                // the app starts again and resumes.
-                if let Some(c) = pending_request(board, config)? {
-                    finalized = Some((c, cut_us));
-                    break;
-                }
-            }
-            Exit::Halted if radio.sender.is_complete() => break,
-            exit => bail!("the DFU app stopped ({exit:?}): {}", app_log.join("; ")),
-        }
+        ) => Some(Refused {
+            state,
+            running: radio.sender.receiver_running().flatten(),
+        }),
+        _ => None,
     }
-    board.power.restore();
-    let Some((finalized, end_us)) = finalized else {
-        bail!(
-            "the transfer ended without a boot request: {}",
-            app_log.join("; ")
-        );
-    };
-    let t0 = radio.started_us.unwrap_or(t_begin);
-    let sim_time_s = end_us.saturating_sub(t0) as f64 / 1e6;
-    Ok(TransferReport {
-        image_bytes: image.len(),
-        events: radio.events,
-        adv_data_bytes: radio.adv_data_bytes,
-        air_bytes: radio.air_bytes,
-        status_pdus: radio.status_pdus,
-        sim_time_s,
-        goodput_bytes_per_s: image.len() as f64 / sim_time_s,
-        bearer_limit_bytes_per_s: params.bearer_limit_bytes_per_s(),
-        receiver_reboots: reboots,
-        tx: radio.sender.counters(),
-        rx,
-        finalized: Some(finalized),
-        hostile_pdus: radio.hostile_pdus,
-        flash_ops: board.power.ops() - ops_at_start,
-        app_log,
-    })
+}
+
+/// After a power cut: the board reboots (the next cut armed) and comes up `reboot_ms` later.
+/// Returns the boot request and the time of the cut if one was written before it (finalize was
+/// cut after it): the reset then goes into the bootloader, which installs it, and the transfer
+/// is over. Otherwise (`None`) the app starts again and resumes.
+fn reboot_after_cut(
+    board: &mut SimBoard,
+    radio: &mut Radio<'_>,
+    plan: &mut CutPlan,
+    job: &TransferJob<'_>,
+) -> anyhow::Result<Option<(Completion, u64)>> {
+    let cut_us = board.clock.now_us();
+    radio.stop_scan(cut_us);
+    board.power_cycle().context("power cycle")?;
+    plan.fired();
+    plan.arm(board);
+    let up = board.clock.now_us() + (job.params.reboot_ms * 1000.0) as u64;
+    board.clock.advance_to(up);
+    Ok(pending_request(board, job.config)?.map(|c| (c, cut_us)))
 }
 
 /// The boot request the board's control area holds, if it is the newest record (not yet
