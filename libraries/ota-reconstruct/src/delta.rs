@@ -24,13 +24,16 @@
 //! Operations, each starting with a LEB128 `tag`:
 //!
 //! - `tag = 0`: end of patch.
-//! - `tag = len << 1 | 1`, `len ≥ 1`: insert; `len` literal bytes follow.
-//! - `tag = len << 1`, `len ≥ 1`: copy `len` bytes from the base; a zigzag LEB128 `seek` follows
+//! - `tag = len << 2 | 1`, `len ≥ 1`: insert; `len` literal bytes follow.
+//! - `tag = len << 2 | 2`, `len ≥ 1`: fill; one byte follows, written `len` times (the header's
+//!   padding, erased-looking tails).
+//! - `tag = len << 2`, `len ≥ 1`: copy `len` bytes from the base; a zigzag LEB128 `seek` follows
 //!   (added to the base cursor first; the cursor starts at 0 and each copy advances it by `len`),
 //!   then runs until their `skip + n` sum to `len`. A run is a LEB128 `head = skip << 2 | c`
 //!   (`skip` bytes copied unchanged; `n = c + 1` for `c` < 3, else a LEB128 `n` follows), then
 //!   `n` bytes added (mod 256) to the next `n` base bytes. Most runs are a few unchanged bytes
 //!   and one changed byte: one byte of head. A run with `skip = n = 0` is corrupt (no progress).
+//! - `tag & 3 = 3`: corrupt.
 use crate::{Area, BaseId, Decoder, Demand, Error, Plan, Progress};
 
 pub const MAGIC: [u8; 4] = *b"TOTD";
@@ -92,9 +95,17 @@ impl Header {
     }
 }
 
-/// An operation's tag: its length and whether it inserts (else copies).
-pub fn tag(len: u32, insert: bool) -> u64 {
-    (u64::from(len) << 1) | u64::from(insert)
+/// What an operation does (the low two bits of its tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Copy = 0,
+    Insert = 1,
+    Fill = 2,
+}
+
+/// An operation's tag: its length and kind.
+pub fn tag(len: u32, kind: OpKind) -> u64 {
+    (u64::from(len) << 2) | kind as u64
 }
 
 /// Appends `v` as LEB128.
@@ -135,6 +146,11 @@ enum St {
     },
     Insert {
         left: u32,
+    },
+    /// Writing `byte` (once read) `left` more times.
+    Fill {
+        left: u32,
+        byte: Option<u8>,
     },
     End,
 }
@@ -224,21 +240,26 @@ impl DeltaDecoder {
     fn field_done(&mut self, field: Field, v: u64) -> Result<(), Error> {
         match field {
             Field::Tag => {
-                let len = v >> 1;
                 if v == 0 {
                     self.st = St::End;
                     return Ok(());
                 }
-                let len = u32::try_from(len).map_err(|_| Error::Corrupt("operation length"))?;
+                let len = u32::try_from(v >> 2).map_err(|_| Error::Corrupt("operation length"))?;
                 if len == 0 {
-                    return Err(Error::Corrupt("empty insert"));
+                    return Err(Error::Corrupt("empty operation"));
                 }
-                if v & 1 == 1 {
-                    self.st = St::Insert { left: len };
-                } else {
-                    self.copy_left = len;
-                    self.st = St::Varint(Field::Seek);
-                }
+                self.st = match v & 3 {
+                    0 => {
+                        self.copy_left = len;
+                        St::Varint(Field::Seek)
+                    }
+                    1 => St::Insert { left: len },
+                    2 => St::Fill {
+                        left: len,
+                        byte: None,
+                    },
+                    _ => return Err(Error::Corrupt("operation kind")),
+                };
             }
             Field::Seek => {
                 let seek = ((v >> 1) as i64) ^ -((v & 1) as i64);
@@ -373,6 +394,36 @@ impl Decoder for DeltaDecoder {
                         St::Varint(Field::Tag)
                     } else {
                         St::Insert { left }
+                    };
+                }
+                St::Fill { left, byte: None } => {
+                    let Some(&b) = input.get(i) else {
+                        return stop(i, o, Demand::Input);
+                    };
+                    i += 1;
+                    self.st = St::Fill {
+                        left,
+                        byte: Some(b),
+                    };
+                }
+                St::Fill {
+                    left,
+                    byte: Some(b),
+                } => {
+                    if o == out.len() {
+                        return stop(i, o, Demand::OutputFull);
+                    }
+                    let n = (left as usize).min(out.len() - o);
+                    out[o..o + n].fill(b);
+                    o += n;
+                    let left = left - n as u32;
+                    self.st = if left == 0 {
+                        St::Varint(Field::Tag)
+                    } else {
+                        St::Fill {
+                            left,
+                            byte: Some(b),
+                        }
                     };
                 }
                 St::End => return stop(i, o, Demand::Finished),

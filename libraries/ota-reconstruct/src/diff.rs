@@ -10,8 +10,13 @@ use std::vec::Vec;
 
 use ota_image::{parse_image, Sha256, SliceSource};
 
-use crate::delta::{put_varint, tag, zigzag, Header};
-use crate::BaseId;
+use crate::blocking::{run, RunError, Storage};
+use crate::delta::{put_varint, tag, zigzag, DeltaDecoder, Header, OpKind};
+use crate::{Area, BaseId, Error, Limits, Rebuild};
+
+/// Repeats at least this long become a fill (tag and byte) instead of literal bytes (a fill
+/// between literals costs up to two tags).
+const MIN_FILL: usize = 6;
 
 /// Why a patch could not be made.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,10 +77,17 @@ impl<'a> SignedImage<'a> {
 /// `tock-ota delta`: the patch from the kernel a device runs after installing `old` (its
 /// payload, in the kernel slot) to the whole signed image `new` (header and TLVs travel in the
 /// patch). Both are checked to be signed images.
+/// The patch is applied once on the host before it is returned ([`apply_patch`]).
 pub fn make_image_patch(old: &[u8], new: &[u8]) -> Result<Vec<u8>, DiffError> {
     let base = SignedImage::parse(old, "base")?;
     SignedImage::parse(new, "new image")?;
-    make_patch(base.payload, new)
+    let patch = make_patch(base.payload, new)?;
+    if apply_patch(&patch, base.payload).as_deref() != Ok(new) {
+        return Err(DiffError::Matcher(
+            "the patch does not rebuild the new image",
+        ));
+    }
+    Ok(patch)
 }
 
 /// The patch that rebuilds `new` from `base`.
@@ -126,15 +138,12 @@ pub fn make_patch(base: &[u8], new: &[u8]) -> Result<Vec<u8>, DiffError> {
             .split_at_checked(insert_len)
             .ok_or(DiffError::Matcher("short insert"))?;
         if copy_len > 0 {
-            put_varint(&mut patch, tag(copy_len as u32, false));
+            put_varint(&mut patch, tag(copy_len as u32, OpKind::Copy));
             put_varint(&mut patch, zigzag(seek));
             put_runs(&mut patch, diff);
             seek = 0;
         }
-        if insert_len > 0 {
-            put_varint(&mut patch, tag(insert_len as u32, true));
-            patch.extend_from_slice(insert);
-        }
+        put_inserts(&mut patch, insert);
         seek += next_seek;
         produced += copy_len + insert_len;
         rest = tail;
@@ -144,6 +153,31 @@ pub fn make_patch(base: &[u8], new: &[u8]) -> Result<Vec<u8>, DiffError> {
     }
     put_varint(&mut patch, 0);
     Ok(patch)
+}
+
+/// Bytes the base has nothing for: repeated bytes (a header's padding) as fills, the rest as
+/// inserts.
+fn put_inserts(patch: &mut Vec<u8>, bytes: &[u8]) {
+    let mut at = 0;
+    let mut literal_from = 0;
+    while at < bytes.len() {
+        let same = bytes[at..].iter().take_while(|b| **b == bytes[at]).count();
+        if same >= MIN_FILL {
+            put_literal(patch, &bytes[literal_from..at]);
+            put_varint(patch, tag(same as u32, OpKind::Fill));
+            patch.push(bytes[at]);
+            literal_from = at + same;
+        }
+        at += same;
+    }
+    put_literal(patch, &bytes[literal_from..]);
+}
+
+fn put_literal(patch: &mut Vec<u8>, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_varint(patch, tag(bytes.len() as u32, OpKind::Insert));
+        patch.extend_from_slice(bytes);
+    }
 }
 
 /// A copy's differences as runs (`crate::delta`: head, then the changed bytes).
@@ -168,5 +202,55 @@ fn put_runs(patch: &mut Vec<u8>, diff: &[u8]) {
         }
         patch.extend_from_slice(&diff[changed_start..end]);
         at = end;
+    }
+}
+
+/// Applies `patch` to `base` in memory, as the device does (the same [`Rebuild`] and checks):
+/// the host's check of a patch before it is sent.
+pub fn apply_patch(patch: &[u8], base: &[u8]) -> Result<Vec<u8>, Error> {
+    struct Memory<'a> {
+        patch: &'a [u8],
+        base: &'a [u8],
+        out: Vec<u8>,
+    }
+    impl Storage for Memory<'_> {
+        type Error = Error;
+        fn read(&mut self, area: Area, offset: u32, buf: &mut [u8]) -> Result<(), Error> {
+            let src = match area {
+                Area::Stream => self.patch,
+                Area::Base => self.base,
+                Area::Output => &self.out,
+            };
+            let at = offset as usize;
+            let bytes = src.get(at..at + buf.len()).ok_or(Error::BadReference {
+                area,
+                offset,
+                len: buf.len() as u32,
+            })?;
+            buf.copy_from_slice(bytes);
+            Ok(())
+        }
+        fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), Error> {
+            if offset as usize != self.out.len() {
+                return Err(Error::Decoder);
+            }
+            self.out.extend_from_slice(data);
+            Ok(())
+        }
+    }
+    let limits = Limits {
+        stream_len: u32::try_from(patch.len()).map_err(|_| Error::Corrupt("patch length"))?,
+        base_max: u32::try_from(base.len()).map_err(|_| Error::WrongBase)?,
+        output_max: u32::MAX,
+    };
+    let mut memory = Memory {
+        patch,
+        base,
+        out: Vec::new(),
+    };
+    let mut rebuild = Rebuild::new(DeltaDecoder::new(), limits);
+    match run(&mut rebuild, &mut memory) {
+        Ok(_) => Ok(memory.out),
+        Err(RunError::Rebuild(e) | RunError::Storage(e)) => Err(e),
     }
 }

@@ -504,3 +504,25 @@ fn every_refusal_has_its_own_stream_detail_and_counts_as_refused() {
     }
     assert!(!detail::STREAM_REFUSED.contains(&Error::Decoder.abi_detail()));
 }
+
+#[test]
+fn repeated_new_bytes_travel_as_fills() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let base = random(&mut rng, 20_000);
+    let mut new = base.clone();
+    // An image header's padding, and an erased-looking tail.
+    new.splice(0..0, [0xFFu8; 480]);
+    new.extend_from_slice(&[0u8; 3000]);
+    let patch = make_patch(&base, &new).unwrap();
+    assert!(
+        patch.len() < HEADER_LEN + 40,
+        "patch of {} bytes",
+        patch.len()
+    );
+    let (result, mem) = apply(&patch, &base);
+    assert_eq!(result.unwrap().output_sha256, Sha256::digest(&new));
+    assert_eq!(&mem.out[..new.len()], &new[..]);
+    // A fill cut after its tag, before its byte: truncated.
+    let fill_byte_at = patch.iter().rposition(|b| *b == 0xFF).unwrap();
+    assert_eq!(refusal(&patch[..fill_byte_at], &base), Error::Truncated);
+}
