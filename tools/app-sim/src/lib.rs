@@ -117,7 +117,14 @@ pub struct Device {
     checker: Checker,
     journaled: bool,
     staged_len: usize,
+    /// The journal's record and data sectors as a device that has already done
+    /// [`USED_SLOTS`] page writes has them.
+    journal_sectors: Option<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Journal records in use before the scenario: the record sector fills up (and is erased)
+/// during the scenario's install, so the campaign cuts that erase too.
+pub const USED_SLOTS: usize = app_install::journal::SLOTS as usize - 4;
 
 pub type Flash<T> = Result<T, FlashError>;
 
@@ -133,8 +140,21 @@ impl Device {
             checker,
             journaled,
             staged_len: staged.len(),
+            journal_sectors: None,
         };
         device.provision();
+        if journaled {
+            // Rewrite the DFU app's page with its own content until the record sector is
+            // nearly full; keep the sectors for every provisioning.
+            let page = device.board.nvmc().raw()[REGION as usize..][..PAGE].to_vec();
+            for _ in 0..USED_SLOTS {
+                device.write_page(REGION, &page).expect("no cut armed");
+            }
+            let records = device.qspi_sector(LAYOUT.records).expect("no cut armed");
+            let data = device.qspi_sector(LAYOUT.data).expect("no cut armed");
+            device.journal_sectors = Some((records, data));
+            device.provision();
+        }
         device
     }
 
@@ -153,6 +173,10 @@ impl Device {
         self.board.nvmc().load(REGION, &region);
         for sector in [LAYOUT.data, LAYOUT.records, LAYOUT.trial] {
             self.board.chip().load(sector, &[0xFF; PAGE]);
+        }
+        if let Some((records, data)) = &self.journal_sectors {
+            self.board.chip().load(LAYOUT.records, records);
+            self.board.chip().load(LAYOUT.data, data);
         }
     }
 
@@ -494,24 +518,51 @@ impl Scenario {
     }
 }
 
-/// Run `scenario` on a fresh device with a cut before (or, `torn`, inside) operation `n` (0-based,
-/// counted from the start of the scenario); `None` if the scenario ended before it.
+/// One run of the campaign: a cut before (or, `torn`, inside) operation `n` of the scenario,
+/// then a boot, the invariant, the rest of the update and the end state. `None` if the
+/// scenario ended before operation `n`.
 pub fn one_cut(
     device: &mut Device,
     scenario: Scenario,
     n: u64,
     torn: bool,
 ) -> Option<Result<(), String>> {
-    device.provision();
+    cuts(device, scenario, n, torn, None)
+}
+
+/// Arm a cut before (or, `torn`, inside) the `n`-th operation from now.
+fn arm(device: &Device, n: u64, torn: bool) {
     if torn {
         device.board.power.cut_inside(n + 1);
     } else {
         device.board.power.cut_after(n);
     }
+}
+
+/// [`one_cut`], and with `second`, a second cut at that operation (before, or torn) of the
+/// boot that follows the first: the recovery itself is cut.
+pub fn cuts(
+    device: &mut Device,
+    scenario: Scenario,
+    n: u64,
+    torn: bool,
+    second: Option<(u64, bool)>,
+) -> Option<Result<(), String>> {
+    device.provision();
+    arm(device, n, torn);
     if scenario.run(device).is_ok() {
         return None;
     }
     device.board.power_cycle().expect("power comes back");
+    if let Some((m, torn)) = second {
+        arm(device, m, torn);
+        let cut = device.boot().is_err();
+        device.board.power_cycle().expect("power comes back");
+        if !cut {
+            // The boot ended before the second cut: it is not a double cut.
+            return None;
+        }
+    }
     let result = (|| {
         device.boot().map_err(|e| format!("boot: {e:?}"))?;
         device.check_boot()?;

@@ -2,7 +2,7 @@
 //! that confirms and one that reverts recover from every cut; without the page journal some
 //! cuts lose an app (the campaign can fail).
 
-use app_sim::{campaign, Checker, Device, Report, Scenario, MAX_BOOTS};
+use app_sim::{campaign, cuts, Checker, Device, Report, Scenario, MAX_BOOTS};
 
 #[test]
 fn a_clean_update_confirms_and_frees_the_old_binary() {
@@ -63,5 +63,34 @@ fn without_the_journal_some_cuts_lose_an_app() {
     assert!(
         !report.failures.is_empty(),
         "nothing found without the journal: {report:?}"
+    );
+}
+
+#[test]
+fn a_second_cut_during_the_recovery_boot_recovers_too() {
+    // First cut at every 41st operation of the update, second at every 23rd operation of the
+    // boot after it (the journal's replay, the trial decision, a revert), both kinds.
+    let mut device = Device::new(Checker::new(), true);
+    let (mut runs, mut failures) = (0, Vec::new());
+    for n in (0..3200).step_by(41) {
+        for m in (0..1200).step_by(23) {
+            for (torn, torn2) in [(false, true), (true, false)] {
+                if let Some(result) =
+                    cuts(&mut device, Scenario::Confirm, n, torn, Some((m, torn2)))
+                {
+                    runs += 1;
+                    if let Err(why) = result {
+                        failures.push(format!("cut {n} ({torn}) then {m} ({torn2}): {why}"));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("double cuts: {runs} runs, {} failed", failures.len());
+    assert!(runs > 100, "{runs} runs");
+    assert!(
+        failures.is_empty(),
+        "{:#?}",
+        &failures[..failures.len().min(5)]
     );
 }
