@@ -111,16 +111,37 @@ fn slot_at<F: NorFlash>(f: &mut F, page: Region, i: u32) -> Result<[u8; RECORD_L
     Ok(b)
 }
 
+/// Whether slot `i`'s first word is erased. A record's first word never is (format byte), and
+/// a record is programmed word by word from the first.
+fn starts_erased<F: NorFlash>(f: &mut F, page: Region, i: u32) -> Result<bool, F::Error> {
+    let mut w = [0u8; 4];
+    f.read(page.start + i * RECORD_LEN as u32, &mut w)?;
+    Ok(w == [0xFF; 4])
+}
+
 /// The newest state ([`SlotState::NEW`] when none) and the index of the slot the next record
 /// goes into (`None`: the page is full).
+///
+/// Records are appended in order, so slots `[0, used)` are written and the rest erased: their
+/// first words find `used` (4-byte reads: internal flash is read byte by byte, and the whole
+/// page would cost about 0.3 ms of every boot), and the newest record is the slot before. When that slot is not a whole record (a cut inside its write, or a torn page
+/// erase left garbage), every slot is read: the newest is the last whole record before the last
+/// written slot.
 pub fn read<F: NorFlash>(f: &mut F, page: Region) -> Result<(SlotState, Option<u32>), F::Error> {
     let slots = page.len / RECORD_LEN as u32;
-    // The last slot that is not erased: records are appended in order, so the newest valid one
-    // is at or before it (a torn erase can leave garbage anywhere; it fails its CRC).
     let mut used = 0;
-    for i in 0..slots {
-        if !is_erased(&slot_at(f, page, i)?) {
-            used = i + 1;
+    while used < slots && !starts_erased(f, page, used)? {
+        used += 1;
+    }
+    if used > 0 {
+        if let Some(s) = SlotState::decode(&slot_at(f, page, used - 1)?) {
+            return Ok((s, (used < slots).then_some(used)));
+        }
+        used = 0;
+        for i in 0..slots {
+            if !is_erased(&slot_at(f, page, i)?) {
+                used = i + 1;
+            }
         }
     }
     let free = (used < slots).then_some(used);
@@ -153,7 +174,9 @@ pub fn write<F: NorFlash>(f: &mut F, page: Region, st: &SlotState) -> Result<boo
         1
     };
     let at = match free {
-        Some(i) if i + room <= page.len / RECORD_LEN as u32 => i,
+        Some(i) if i + room <= page.len / RECORD_LEN as u32 && is_erased(&slot_at(f, page, i)?) => {
+            i
+        }
         _ => {
             f.erase(page.start, page.end())?;
             0
