@@ -768,37 +768,6 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                 ),
                 None => CommandReturn::failure(ErrorCode::BUSY),
             },
-            command::BEGIN => {
-                if !self.core.is_owner(processid.short_app_id()) {
-                    return CommandReturn::failure(ErrorCode::NODEVICE);
-                }
-                match self.read_tag(processid) {
-                    Ok(tag) => self.start(
-                        processid,
-                        command_num,
-                        Request::Begin {
-                            tag,
-                            image_len: offset,
-                        },
-                    ),
-                    Err(e) => CommandReturn::failure(e),
-                }
-            }
-            command::ERASE => self.start(processid, command_num, Request::Erase { offset }),
-            command::WRITE => self.start(processid, command_num, Request::Write { offset, len }),
-            command::READ => {
-                // The bytes must fit where they go: refuse now rather than cut them short later.
-                if !self.core.is_owner(processid.short_app_id()) {
-                    return CommandReturn::failure(ErrorCode::NODEVICE);
-                }
-                if arg2 <= BUF_LEN && self.read_room(processid) < arg2 {
-                    return CommandReturn::failure(ErrorCode::INVAL);
-                }
-                self.start(processid, command_num, Request::Read { offset, len })
-            }
-            command::FINALIZE => self.start(processid, command_num, Request::Finalize),
-            command::ABORT => self.start(processid, command_num, Request::Abort),
-            command::CONFIRM => self.start(processid, command_num, Request::Confirm),
             command::TAG => {
                 if !self.core.is_owner(processid.short_app_id()) {
                     return CommandReturn::failure(ErrorCode::NODEVICE);
@@ -836,7 +805,28 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                     None => CommandReturn::failure(ErrorCode::BUSY),
                 }
             }
-            _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
+            // The policy's requests, decoded as the simulated kernel decodes them.
+            _ => {
+                // BEGIN and READ touch the process's buffers: only the owner's.
+                if matches!(command_num, command::BEGIN | command::READ)
+                    && !self.core.is_owner(processid.short_app_id())
+                {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                // The bytes read must fit where they go: refuse now rather than cut them short.
+                if command_num == command::READ
+                    && arg2 <= BUF_LEN
+                    && self.read_room(processid) < arg2
+                {
+                    return CommandReturn::failure(ErrorCode::INVAL);
+                }
+                let number = u32::try_from(command_num).unwrap_or(u32::MAX);
+                match Request::from_command(number, offset, len, || self.read_tag(processid)) {
+                    Some(Ok(request)) => self.start(processid, command_num, request),
+                    Some(Err(e)) => CommandReturn::failure(e),
+                    None => CommandReturn::failure(ErrorCode::NOSUPPORT),
+                }
+            }
         }
     }
 

@@ -137,6 +137,44 @@ pub enum Request {
     Confirm,
 }
 
+impl Request {
+    /// The request a staged-update driver command stands for (`dfu_abi::update::command`, with
+    /// the command's two arguments), so the capsule and the simulated kernel decode commands
+    /// alike. BEGIN's tag is not in the arguments: `tag` is called for BEGIN alone, to read it
+    /// from the caller's buffer, and its error is returned. `None`: the command is not a policy
+    /// request (EXISTS, STATUS, TAG, REBOOT or an unknown number); the driver answers it itself.
+    pub fn from_command<E>(
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        tag: impl FnOnce() -> Result<[u8; TAG_LEN], E>,
+    ) -> Option<Result<Request, E>> {
+        use dfu_abi::update::command as c;
+        Some(Ok(match command {
+            c::BEGIN => match tag() {
+                Ok(tag) => Request::Begin {
+                    tag,
+                    image_len: arg1,
+                },
+                Err(e) => return Some(Err(e)),
+            },
+            c::ERASE => Request::Erase { offset: arg1 },
+            c::WRITE => Request::Write {
+                offset: arg1,
+                len: arg2,
+            },
+            c::READ => Request::Read {
+                offset: arg1,
+                len: arg2,
+            },
+            c::FINALIZE => Request::Finalize,
+            c::ABORT => Request::Abort,
+            c::CONFIRM => Request::Confirm,
+            _ => return None,
+        }))
+    }
+}
+
 /// One flash operation for the driver to perform. Addresses are absolute QSPI addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op<'a> {

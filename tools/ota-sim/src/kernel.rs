@@ -38,6 +38,8 @@ pub struct Record {
     pub progress: Option<RxProgress>,
     /// The run did not converge.
     pub gave_up: bool,
+    /// Simulated time (µs) the kernel spent rebuilding delta patches at finalize.
+    pub rebuild_us: u64,
 }
 
 /// One boot's kernel. Without a radio the app is halted as soon as it waits for a batch (it
@@ -126,6 +128,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         };
         let status = stream.status();
         let stream_config = *stream.config();
+        let started = self.board.clock.now_us();
         let result = rebuild_and_finalize(
             self.board,
             self.policy,
@@ -135,6 +138,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             status.image_len,
             status.tag,
         );
+        self.record.rebuild_us += self.board.clock.now_us() - started;
         let completion = result.map_err(|e| match e {
             RebuildError::Refused(e) => OpError::Failed {
                 code: error::FAIL,
@@ -294,30 +298,11 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
         use update::command as c;
         let len = arg2 as usize;
         let request = match command {
-            c::BEGIN => {
-                let tag = data
-                    .get(..update::TAG_LEN)
-                    .and_then(|t| t.try_into().ok())
-                    .ok_or(OpError::Refused(error::INVAL))?;
-                Request::Begin {
-                    tag,
-                    image_len: arg1,
-                }
-            }
-            c::ERASE => Request::Erase { offset: arg1 },
             c::WRITE | c::READ if len > update::BUF_LEN => {
                 return Err(OpError::Refused(error::SIZE))
             }
             c::WRITE if len > data.len() => return Err(OpError::Refused(error::INVAL)),
             c::READ if len > out.len() => return Err(OpError::Refused(error::INVAL)),
-            c::WRITE => Request::Write {
-                offset: arg1,
-                len: arg2,
-            },
-            c::READ => Request::Read {
-                offset: arg1,
-                len: arg2,
-            },
             c::FINALIZE if self.stream_active() => {
                 let result = self.finalize_stream();
                 self.check_done();
@@ -328,10 +313,18 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
                     _ => Ok(0),
                 };
             }
-            c::FINALIZE => Request::Finalize,
-            c::ABORT => Request::Abort,
-            c::CONFIRM => Request::Confirm,
-            _ => return Err(OpError::Refused(error::NOSUPPORT)),
+            // The rest as the capsule decodes them; BEGIN's tag is at the start of `data`.
+            _ => {
+                let tag = || {
+                    data.get(..update::TAG_LEN)
+                        .and_then(|t| t.try_into().ok())
+                        .ok_or(OpError::Refused(error::INVAL))
+                };
+                match Request::from_command(command, arg1, arg2, tag) {
+                    Some(request) => request?,
+                    None => return Err(OpError::Refused(error::NOSUPPORT)),
+                }
+            }
         };
         let (owner_data, owner_buf): (&[u8], &mut [u8]) = match command {
             c::WRITE => (&data[..len], &mut []),
