@@ -28,6 +28,11 @@ pub struct DemoArgs {
     /// The new kernel as a raw binary (signed by the demo); default: a generated 176 KiB one.
     #[arg(long)]
     pub image: Option<std::path::PathBuf>,
+    /// The kernel the board runs, as a raw binary: installed by an earlier update, and v2 is
+    /// sent as a delta patch against it (`tock-ota delta`), rebuilt by the kernel; if the board
+    /// refuses the patch, the full image is sent and the summary says why.
+    #[arg(long)]
+    pub base: Option<std::path::PathBuf>,
     /// Size of the generated kernel in bytes.
     #[arg(long, default_value_t = 176 * 1024)]
     pub size: usize,
@@ -63,10 +68,16 @@ impl DemoArgs {
         if self.interval_ms < 20.0 {
             anyhow::bail!("--interval-ms below 20 is not allowed for non-connectable advertising");
         }
-        let payload = match &self.image {
-            Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
-            None => None,
+        let read = |p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+            match p {
+                Some(p) => Ok(Some(
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+                )),
+                None => Ok(None),
+            }
         };
+        let payload = read(&self.image)?;
+        let base = read(&self.base)?;
         Ok(DemoParams {
             link: LinkParams {
                 loss: self.loss,
@@ -82,6 +93,7 @@ impl DemoArgs {
             seed: self.seed,
             cuts: self.cut.clone(),
             untrusted_key: self.untrusted_key,
+            base,
         })
     }
 }
@@ -143,6 +155,16 @@ fn print_summary(r: &DemoReport) {
         r.payload_bytes,
         r.signature_algorithm
     );
+    match (r.sent.as_str(), &r.delta_refused) {
+        ("delta", _) => cli_output::outln!(
+            "  sent           a {}-byte delta patch ({:.1} % of the image); the kernel rebuilt the image from it and the running kernel in {:.1} s (of the transfer's time below)",
+            r.bytes_on_air_image,
+            100.0 * r.bytes_on_air_image as f64 / r.image_bytes as f64,
+            r.rebuild_simulated_s
+        ),
+        (_, Some(why)) => cli_output::outln!("  sent           the full image: {why}"),
+        _ => {}
+    }
     cli_output::outln!(
         "  transfer       {} advertising events, {} B AdvData on air ({} B as PDUs on 3 channels), {} retransmitted, {} duplicates ignored, {} receiver reboots",
         r.advertising_events, r.adv_data_bytes_on_air, r.pdu_bytes_on_air_all_channels, r.retransmissions, r.duplicates_ignored, r.receiver_reboots

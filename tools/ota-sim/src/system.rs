@@ -3,16 +3,18 @@
 //! core as a trial, confirmed by the DFU app, and confirmed by the bootloader on the next boot.
 use crate::image::kernel_payload;
 use crate::transfer::{
-    boot_app, run_transfer, CutPlan, LinkParams, TransferCut, TransferJob, TransferProgress,
-    TransferReport,
+    boot_app, run_delta_transfer, CutPlan, LinkParams, Refused, TransferCut, TransferJob,
+    TransferProgress, TransferReport,
 };
 use anyhow::{bail, Context};
 use boot_core::{boot, provision, read_status, BootDecision, BootEnv, ResetReason, State};
 use boot_nrf::{BackgroundQspi, NRF52840_DK};
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
+use ota_reconstruct::diff::{make_image_patch, SignedImage};
 use serde::Serialize;
-use update_region::{Completion, Config};
+use update_region::blocking::BlockingDriver;
+use update_region::{Completion, Config, Request, UpdateRegion};
 
 /// The DFU app's identity as the kernel assigns it (its ShortId).
 pub const DFU_APP_ID: u32 = 0x0DF0_0001;
@@ -79,6 +81,10 @@ pub struct DemoParams {
     pub cuts: Vec<Cut>,
     /// Sign v2 with a key the bootloader does not trust (it must refuse the image).
     pub untrusted_key: bool,
+    /// The running kernel's raw binary (v1): the board runs it, installed by an earlier update
+    /// so the bootloader's journal names it, and v2 travels as a delta patch against it (or, if
+    /// the board refuses the patch, as the full image).
+    pub base: Option<Vec<u8>>,
 }
 
 impl Default for DemoParams {
@@ -90,6 +96,7 @@ impl Default for DemoParams {
             seed: 1,
             cuts: Vec::new(),
             untrusted_key: false,
+            base: None,
         }
     }
 }
@@ -113,6 +120,13 @@ pub struct DemoReport {
     pub signature_algorithm: String,
     pub image_bytes: usize,
     pub payload_bytes: usize,
+    /// What went over the air: "full" (the signed image) or "delta" (a patch the kernel
+    /// rebuilt the image from).
+    pub sent: String,
+    /// Bytes of what went over the air (the image, or the patch).
+    pub bytes_on_air_image: usize,
+    /// Why a delta was asked for but the full image sent (the receiver's refusal).
+    pub delta_refused: Option<String>,
     pub loss: f64,
     pub seed: u64,
     pub advertising_events: u64,
@@ -126,7 +140,11 @@ pub struct DemoReport {
     pub hostile_advertisements: u64,
     pub ignored_advertisements: u32,
     pub block_crc_failures: u32,
+    /// From the first advertisement until the boot request was written.
     pub transfer_simulated_s: f64,
+    /// Of `transfer_simulated_s`, the kernel's rebuild of the image from a delta patch (0 when
+    /// the full image was sent); the rest is receiving the patch.
+    pub rebuild_simulated_s: f64,
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
     pub bearer_limit_arithmetic: String,
@@ -178,13 +196,50 @@ pub fn run_demo(
 
     on_event(Event::Phase("provision v1"));
     let v1 = provision_v1(&mut board, &signer, params)?;
+    if params.base.is_some() {
+        on_event(Event::Phase("install v1"));
+        preinstall(&mut board, &signer, params, &v1)?;
+    }
 
     on_event(Event::Phase("sign v2"));
     let v2 = sign_v2(&signer, params)?;
 
     // Transfer: the DFU app receives and stages; finalize writes the boot request.
     on_event(Event::Phase("transfer"));
-    let (t, sequence) = transfer_v2(&mut board, params, &v2.image, on_event)?;
+    let mut sent = Sent {
+        kind: "full",
+        bytes: v2.image.len(),
+        delta_refused: None,
+    };
+    let (t, sequence) = match &params.base {
+        None => transfer_v2(&mut board, params, &v2.image, None, on_event)?,
+        Some(_) => {
+            let patch = make_image_patch(&v1.image, &v2.image)?;
+            let base = SignedImage::parse(&v1.image, "v1")?.id();
+            match transfer_v2(
+                &mut board,
+                params,
+                &v2.image,
+                Some((&patch, base)),
+                on_event,
+            ) {
+                Ok(done) => {
+                    sent.kind = "delta";
+                    sent.bytes = patch.len();
+                    done
+                }
+                Err(e) => match e.downcast_ref::<Refused>() {
+                    Some(refused) if refused.state == adv_transfer::RxState::WrongBase => {
+                        // The board runs something else: the full image, in a new session.
+                        sent.delta_refused = Some(refused.to_string());
+                        on_event(Event::Phase("full image"));
+                        transfer_v2(&mut board, params, &v2.image, None, on_event)?
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    };
     let mut tally = Tally {
         boots: 1,
         power_cuts: t.receiver_reboots,
@@ -214,6 +269,9 @@ pub fn run_demo(
         signature_algorithm: signer.algorithm().into(),
         image_bytes: v2.image.len(),
         payload_bytes: v2.payload.len(),
+        sent: sent.kind.into(),
+        bytes_on_air_image: sent.bytes,
+        delta_refused: sent.delta_refused,
         loss: p.loss,
         seed: params.seed,
         advertising_events: t.events,
@@ -227,6 +285,7 @@ pub fn run_demo(
         ignored_advertisements: t.rx.ignored + t.rx.foreign,
         block_crc_failures: t.rx.crc_failures,
         transfer_simulated_s: t.sim_time_s,
+        rebuild_simulated_s: t.rebuild_s,
         goodput_bytes_per_s: t.goodput_bytes_per_s,
         bearer_limit_bytes_per_s: t.bearer_limit_bytes_per_s,
         bearer_limit_arithmetic: bearer_limit_arithmetic(p),
@@ -243,6 +302,13 @@ pub fn run_demo(
 struct Kernel {
     payload: Vec<u8>,
     image: Vec<u8>,
+}
+
+/// What the transfer sent.
+struct Sent {
+    kind: &'static str,
+    bytes: usize,
+    delta_refused: Option<String>,
 }
 
 /// Boots of the bootloader and power cuts so far (the report's `boots` and `power_cuts`).
@@ -279,10 +345,18 @@ fn provision_v1(
     params: &DemoParams,
 ) -> anyhow::Result<Kernel> {
     let layout = NRF52840_DK;
-    let payload = kernel_payload(
-        params.payload_len.min(layout.kernel_slot.len as usize) * 9 / 10,
-        params.seed ^ 0x51,
-    );
+    let payload = match &params.base {
+        Some(base) if base.len() > layout.kernel_slot.len as usize => bail!(
+            "base of {} bytes does not fit the {} KiB kernel slot",
+            base.len(),
+            layout.kernel_slot.len / 1024
+        ),
+        Some(base) => base.clone(),
+        None => kernel_payload(
+            params.payload_len.min(layout.kernel_slot.len as usize) * 9 / 10,
+            params.seed ^ 0x51,
+        ),
+    };
     let image = signer.sign(&payload, (1, 0, 0, 0), 1)?;
     provision(&layout, &mut board.internal, &payload)
         .map_err(|e| anyhow::anyhow!("provision v1: {e:?}"))?;
@@ -317,25 +391,30 @@ fn sign_v2(signer: &Signer, params: &DemoParams) -> anyhow::Result<Kernel> {
 }
 
 /// The DFU app receives `image` over the link and stages it (cuts of the transfer phase reboot
-/// the board); returns the transfer's report and the boot request's sequence, once the staging
-/// slot holds exactly `image`.
+/// the board), or with `delta` (a patch and the id of the image it applies to) the patch, which
+/// the kernel rebuilds `image` from; returns the transfer's report and the boot request's
+/// sequence, once the staging slot holds exactly `image`.
 fn transfer_v2(
     board: &mut SimBoard,
     params: &DemoParams,
     image: &[u8],
+    delta: Option<(&[u8], [u8; 16])>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<(TransferReport, u32)> {
     let cuts = phase_cuts(params, Phase::Transfer);
+    // A fallback after a refused patch is a new session.
+    let session = 0x7000_0000 | ((params.seed as u32 & 0x0FFF_FFFF) ^ u32::from(delta.is_some()));
     let job = TransferJob {
         config: dk_config(),
         owner: DFU_APP_ID,
-        image,
-        session: 0x7000_0000 | (params.seed as u32 & 0x0FFF_FFFF),
+        image: delta.map_or(image, |(patch, _)| patch),
+        session,
         params: &params.link,
         seed: params.seed,
         cuts: &cuts,
     };
-    let t = run_transfer(board, &job, &mut |p| on_event(Event::Transfer(p)))?;
+    let base = delta.map(|(_, base)| base);
+    let t = run_delta_transfer(board, &job, base, &mut |p| on_event(Event::Transfer(p)))?;
     let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
         bail!("the transfer ended without a finalized image");
     };
@@ -348,6 +427,54 @@ fn transfer_v2(
         bail!("the staged image differs from the one sent");
     }
     Ok((t, sequence))
+}
+
+/// v1 as an earlier update left it: staged whole (untimed, no radio), installed as a trial and
+/// confirmed, so the bootloader's journal names it and the board can take a patch against it.
+fn preinstall(
+    board: &mut SimBoard,
+    signer: &Signer,
+    params: &DemoParams,
+    v1: &Kernel,
+) -> anyhow::Result<()> {
+    let mut policy = UpdateRegion::new(dk_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut driver = BlockingDriver::new(&mut policy, &mut board.qspi);
+    let fail = |e| anyhow::anyhow!("staging v1: {e}");
+    driver.start().map_err(fail)?;
+    let image_len = v1.image.len() as u32;
+    let tag = [0xFF; update_region::TAG_LEN];
+    driver
+        .run(DFU_APP_ID, Request::Begin { tag, image_len }, &[], &mut [])
+        .map_err(fail)?;
+    for (k, block) in v1
+        .image
+        .chunks(update_region::SECTOR_SIZE as usize)
+        .enumerate()
+    {
+        let offset = k as u32 * update_region::SECTOR_SIZE;
+        driver
+            .run(DFU_APP_ID, Request::Erase { offset }, &[], &mut [])
+            .map_err(fail)?;
+        driver.write(DFU_APP_ID, offset, block).map_err(fail)?;
+    }
+    driver
+        .run(DFU_APP_ID, Request::Finalize, &[], &mut [])
+        .map_err(fail)?;
+    // Installed and confirmed with no power cut: the demo's cuts are for v2.
+    let quiet = DemoParams {
+        cuts: Vec::new(),
+        ..params.clone()
+    };
+    let mut tally = Tally {
+        boots: 0,
+        power_cuts: 0,
+    };
+    board.power_cycle().context("reboot")?;
+    let (decision, _) = install(board, signer, &quiet, &mut tally)?;
+    if !decision.trial {
+        bail!("the bootloader did not install v1");
+    }
+    confirm(board, signer, &quiet, &mut tally)
 }
 
 /// Reset into the bootloader and boot until it decides (power cuts of the install phase

@@ -95,6 +95,9 @@ pub struct TransferReport {
     /// From the board's first scan until the boot request was written (or, if that happened
     /// before a power cut, until the sender heard the image complete).
     pub sim_time_s: f64,
+    /// Of `sim_time_s`, the kernel's rebuild of a delta patch into the staging slot (0 for a
+    /// full image); the rest is receiving.
+    pub rebuild_s: f64,
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
     pub receiver_reboots: u32,
@@ -278,6 +281,7 @@ pub fn run_delta_transfer(
         air_bytes: radio.air_bytes,
         status_pdus: radio.status_pdus,
         sim_time_s,
+        rebuild_s: boots.rebuild_us as f64 / 1e6,
         goodput_bytes_per_s: job.image.len() as f64 / sim_time_s,
         bearer_limit_bytes_per_s: job.params.bearer_limit_bytes_per_s(),
         receiver_reboots: boots.reboots,
@@ -345,6 +349,7 @@ struct Boots {
     /// The boot request and the simulated time (µs) it was written at.
     finalized: Option<(Completion, u64)>,
     app_log: Vec<String>,
+    rebuild_us: u64,
 }
 
 /// Boots the DFU app until the image is staged and requested: one boot per iteration, each
@@ -362,6 +367,7 @@ fn receive(
         let (exit, record) = boot_app(board, job.config, job.owner, Some(&mut *radio), show)?;
         add_counters(&mut boots.rx, record.rx);
         boots.app_log.extend(record.log);
+        boots.rebuild_us += record.rebuild_us;
         if record.finalized.is_some() {
             boots.finalized = record.finalized;
         }
