@@ -5,10 +5,12 @@
 //! `imgtool sign --key <p256>` up to the signature, whose nonce is RFC 6979's here (so a given
 //! key and image always give the same signature). [`ImageBuilder::unsigned`] leaves out the key
 //! (only the SHA256 TLV: what the update-region's finalize checks). The pieces, [`tlv_area`]
-//! and [`signature_tlvs`], are public for tests that build malformed images on purpose.
+//! and [`signature_tlvs`], are public for tests that build malformed images on purpose; so is
+//! [`WordFlash`], the tests' word-granular flash.
 use std::fmt;
 use std::vec::Vec;
 
+use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
@@ -220,5 +222,77 @@ impl ImageBuilder {
         let refs: Vec<(u16, &[u8])> = tlvs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         image.extend_from_slice(&tlv_area(TLV_INFO_MAGIC, &refs)?);
         Ok(())
+    }
+}
+
+/// A NOR flash in RAM that, like the nRF52840 QSPI's EasyDMA, reads only whole words at word
+/// addresses, for tests of [`crate::FlashSlot`] and of verifying from flash. It can be told to
+/// fail any read that covers the address `fail_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordFlash {
+    pub data: Vec<u8>,
+    pub fail_at: Option<u32>,
+}
+
+impl WordFlash {
+    /// A flash holding `data`, failing no read.
+    pub fn new(data: Vec<u8>) -> Self {
+        WordFlash {
+            data,
+            fail_at: None,
+        }
+    }
+}
+
+/// Why a [`WordFlash`] read failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordFlashError {
+    /// The address or the length is not a multiple of 4.
+    Misaligned,
+    /// The read reaches past the flash.
+    OutOfBounds,
+    /// The read covers `fail_at`.
+    Injected,
+}
+
+impl NorFlashError for WordFlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            WordFlashError::Misaligned => NorFlashErrorKind::NotAligned,
+            WordFlashError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            WordFlashError::Injected => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+impl ErrorType for WordFlash {
+    type Error = WordFlashError;
+}
+
+impl ReadNorFlash for WordFlash {
+    const READ_SIZE: usize = 4;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), WordFlashError> {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(WordFlashError::Misaligned);
+        }
+        let start = offset as usize;
+        let src = start
+            .checked_add(bytes.len())
+            .and_then(|end| self.data.get(start..end))
+            .ok_or(WordFlashError::OutOfBounds)?;
+        let end = u64::from(offset) + bytes.len() as u64;
+        if self
+            .fail_at
+            .is_some_and(|at| (u64::from(offset)..end).contains(&u64::from(at)))
+        {
+            return Err(WordFlashError::Injected);
+        }
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.data.len()
     }
 }

@@ -1,5 +1,5 @@
+use crate::build::WordFlash;
 use crate::*;
-use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
 #[test]
 fn der_round_trip_keeps_high_bits_and_leading_zeros() {
@@ -37,40 +37,13 @@ fn der_rejects_malformed() {
     assert!(der_to_raw_signature(&[]).is_none());
 }
 
-/// A word-granular flash that refuses unaligned reads, like the nRF52840 QSPI.
-struct WordFlash(Vec<u8>);
-#[derive(Debug)]
-struct Misaligned;
-impl NorFlashError for Misaligned {
-    fn kind(&self) -> NorFlashErrorKind {
-        NorFlashErrorKind::NotAligned
-    }
-}
-impl ErrorType for WordFlash {
-    type Error = Misaligned;
-}
-impl ReadNorFlash for WordFlash {
-    const READ_SIZE: usize = 4;
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Misaligned> {
-        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
-            return Err(Misaligned);
-        }
-        let o = offset as usize;
-        bytes.copy_from_slice(&self.0[o..o + bytes.len()]);
-        Ok(())
-    }
-    fn capacity(&self) -> usize {
-        self.0.len()
-    }
-}
-
 extern crate std;
 use std::vec::Vec;
 
 #[test]
 fn flash_slot_reads_any_offset_with_word_aligned_flash() {
     let data: Vec<u8> = (0..1024u32).map(|i| (i * 7 + 3) as u8).collect();
-    let mut flash = WordFlash(data.clone());
+    let mut flash = WordFlash::new(data.clone());
     let mut slot = FlashSlot::new(&mut flash, 256, 512);
     assert_eq!(slot.capacity(), 512);
     for off in [0u32, 1, 2, 3, 5, 63, 64, 65, 200, 509] {

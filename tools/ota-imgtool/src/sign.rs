@@ -6,10 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ota_image::{flags, tlv, ImageHeader, ImageVersion, IMAGE_HEADER_SIZE, IMAGE_MAGIC};
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey};
-use sha2::{Digest, Sha256};
+use ota_image::build::{BuildError, ImageBuilder};
+use ota_image::{ImageVersion, IMAGE_HEADER_SIZE};
+use p256::ecdsa::SigningKey;
 
 /// imgtool's defaults for the trailer it reserves at the end of a slot.
 const MAX_SECTORS: u32 = 128;
@@ -55,19 +54,14 @@ pub fn trailer_size(align: u32) -> u32 {
     MAX_SECTORS * 3 * align + max_align * 4 + magic_align_size
 }
 
-fn tlv_entry(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    out.extend_from_slice(&kind.to_le_bytes());
-    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    out.extend_from_slice(value);
-}
-
 /// Builds and signs an image from a raw `payload`.
 pub fn sign_image(payload: &[u8], opts: &SignOptions, key: &SigningKey) -> anyhow::Result<Vec<u8>> {
     sign_image_with(payload, opts, key, 0, &[])
 }
 
 /// [`sign_image`] with extra header flags and extra protected TLVs after SEC_CNT, in the order
-/// given (imgtool's order for the compression TLVs; see `compress.rs`).
+/// given (imgtool's order for the compression TLVs; see `compress.rs`). The image itself is
+/// ota-image's builder's; this adds imgtool's input rules and slot checks.
 pub fn sign_image_with(
     payload: &[u8],
     opts: &SignOptions,
@@ -76,79 +70,33 @@ pub fn sign_image_with(
     extra_protected: &[(u16, &[u8])],
 ) -> anyhow::Result<Vec<u8>> {
     if u32::from(opts.header_size) < IMAGE_HEADER_SIZE {
-        bail!(
-            "header size {:#x} is smaller than 32 bytes",
-            opts.header_size
-        );
+        return Err(BuildError::HeaderSizeTooSmall(opts.header_size).into());
     }
     if !matches!(opts.align, 1 | 2 | 4 | 8 | 16 | 32) {
         bail!("alignment {} is not one of 1, 2, 4, 8, 16, 32", opts.align);
     }
     let hs = usize::from(opts.header_size);
-    let mut image = if opts.pad_header {
-        let mut v = vec![0xffu8; hs];
-        v.extend_from_slice(payload);
-        v
+    let (payload, header_fill) = if opts.pad_header {
+        (payload, 0xff)
+    } else if payload.len() < hs || payload[..hs].iter().any(|&b| b != 0) {
+        bail!("input does not start with {hs:#x} zero bytes for the header (use --pad-header)");
     } else {
-        if payload.len() < hs || payload[..hs].iter().any(|&b| b != 0) {
-            bail!("input does not start with {hs:#x} zero bytes for the header (use --pad-header)");
-        }
-        payload.to_vec()
+        (payload.get(hs..).unwrap_or_default(), 0x00)
     };
-    let image_size = u32::try_from(image.len() - hs).context("payload larger than 4 GiB")?;
-
-    let mut protected = Vec::new();
-    if let Some(counter) = opts.security_counter {
-        tlv_entry(&mut protected, tlv::SEC_CNT, &counter.to_le_bytes());
-    }
-    for (kind, value) in extra_protected {
-        tlv_entry(&mut protected, *kind, value);
-    }
-    let protected_tlv_size = if protected.is_empty() {
-        0
-    } else {
-        protected.len() + 4
-    };
-    let protected_tlv_size =
-        u16::try_from(protected_tlv_size).context("protected TLVs too long")?;
-
-    let header = ImageHeader {
-        magic: IMAGE_MAGIC,
-        load_addr: opts.load_addr,
-        header_size: opts.header_size,
-        protected_tlv_size,
-        image_size,
-        flags: extra_flags
-            | if opts.load_addr != 0 {
-                flags::RAM_LOAD
-            } else {
-                0
-            },
+    let builder = ImageBuilder {
         version: opts.version,
+        header_size: opts.header_size,
+        header_fill,
+        load_addr: opts.load_addr,
+        flags: extra_flags,
+        security_counter: opts.security_counter,
+        protected: extra_protected
+            .iter()
+            .map(|(kind, value)| (*kind, value.to_vec()))
+            .collect(),
+        unprotected: Vec::new(),
     };
-    image[..32].copy_from_slice(&header.encode());
-    if protected_tlv_size != 0 {
-        image.extend_from_slice(&ota_image::TLV_PROT_INFO_MAGIC.to_le_bytes());
-        image.extend_from_slice(&protected_tlv_size.to_le_bytes());
-        image.extend_from_slice(&protected);
-    }
-
-    let digest: [u8; 32] = Sha256::digest(&image).into();
-    let signature: Signature = key
-        .sign_prehash(&digest)
-        .map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
-    let raw: [u8; 64] = signature.to_bytes().into();
-    let mut der = [0u8; ota_image::MAX_DER_SIGNATURE_LEN];
-    let der_len = ota_image::raw_to_der_signature(&raw, &mut der);
-    let key_hash = crate::keys::image_public_key(key.verifying_key()).key_hash();
-
-    let mut tlvs = Vec::new();
-    tlv_entry(&mut tlvs, tlv::SHA256, &digest);
-    tlv_entry(&mut tlvs, tlv::KEYHASH, &key_hash);
-    tlv_entry(&mut tlvs, tlv::ECDSA_SIG, &der[..der_len]);
-    image.extend_from_slice(&ota_image::TLV_INFO_MAGIC.to_le_bytes());
-    image.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
-    image.extend_from_slice(&tlvs);
+    let image = builder.sign(payload, key)?;
 
     if let Some(slot) = opts.slot_size {
         let need = image.len() as u64 + u64::from(trailer_size(opts.align));

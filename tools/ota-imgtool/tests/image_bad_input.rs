@@ -1,15 +1,14 @@
 //! Malformed and hostile images: each defect is its own typed error, and random mutations
 //! never panic and are never accepted.
+use ota_image::build::{self, WordFlash, WordFlashError};
 use ota_image::{
-    parse_image, tlv, verify_image, ImageError, PublicKey, RustCryptoVerifier, SliceSource,
-    SlotReadError, VerifyPolicy,
+    parse_image, tlv, verify_image, ImageError, PublicKey, RustCryptoVerifier, Sha256, SliceSource,
+    SlotReadError, VerifyPolicy, TLV_INFO_MAGIC,
 };
 use ota_imgtool::keys::image_public_key;
 use ota_imgtool::sign::{sign_image, SignOptions};
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use proptest::prelude::*;
-use sha2::{Digest, Sha256};
 
 type Result<T> = core::result::Result<T, ImageError<SlotReadError<()>>>;
 
@@ -46,44 +45,31 @@ fn verify(img: &[u8]) -> Result<ota_image::VerifiedImage> {
     )
 }
 
-fn der(sig: &Signature) -> Vec<u8> {
-    let raw: [u8; 64] = sig.to_bytes().into();
-    let mut out = [0u8; ota_image::MAX_DER_SIGNATURE_LEN];
-    let n = ota_image::raw_to_der_signature(&raw, &mut out);
-    out[..n].to_vec()
-}
-
 /// The hashed region of `img` followed by an unprotected TLV area holding `tlvs`.
 fn with_tlvs(img: &[u8], tlvs: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let t = parse_image(&mut SliceSource(img)).unwrap().tlv_offset as usize;
     let mut out = img[..t].to_vec();
-    let body: usize = tlvs.iter().map(|(_, v)| 4 + v.len()).sum();
-    out.extend_from_slice(&ota_image::TLV_INFO_MAGIC.to_le_bytes());
-    out.extend_from_slice(&((body + 4) as u16).to_le_bytes());
-    for (k, v) in tlvs {
-        out.extend_from_slice(&k.to_le_bytes());
-        out.extend_from_slice(&(v.len() as u16).to_le_bytes());
-        out.extend_from_slice(v);
-    }
+    let refs: Vec<(u16, &[u8])> = tlvs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    out.extend_from_slice(&build::tlv_area(TLV_INFO_MAGIC, &refs).unwrap());
     out
 }
 
 /// SHA256, KEYHASH and a signature over `signed_digest` by `signer`.
 fn tlvs_for(img: &[u8], signer: &SigningKey, signed_digest: [u8; 32]) -> Vec<(u16, Vec<u8>)> {
-    let t = parse_image(&mut SliceSource(img)).unwrap().tlv_offset as usize;
-    let digest: [u8; 32] = Sha256::digest(&img[..t]).into();
-    let sig: Signature = signer.sign_prehash(&signed_digest).unwrap();
     let trusted = image_public_key(key(1).verifying_key());
     vec![
-        (tlv::SHA256, digest.to_vec()),
+        (tlv::SHA256, hashed_digest(img).to_vec()),
         (tlv::KEYHASH, trusted.key_hash().to_vec()),
-        (tlv::ECDSA_SIG, der(&sig)),
+        (
+            tlv::ECDSA_SIG,
+            build::sign_digest(&signed_digest, signer).unwrap(),
+        ),
     ]
 }
 
 fn hashed_digest(img: &[u8]) -> [u8; 32] {
     let t = parse_image(&mut SliceSource(img)).unwrap().tlv_offset as usize;
-    Sha256::digest(&img[..t]).into()
+    Sha256::digest(&img[..t])
 }
 
 #[test]
@@ -458,58 +444,13 @@ proptest! {
     }
 }
 
-/// A word-granular NOR flash (like the nRF52840 QSPI's EasyDMA) that can be told to fail.
-struct WordFlash {
-    data: Vec<u8>,
-    fail_at: Option<u32>,
-}
-
-#[derive(Debug, PartialEq)]
-enum FlashFault {
-    Misaligned,
-    Injected,
-}
-
-impl embedded_storage::nor_flash::NorFlashError for FlashFault {
-    fn kind(&self) -> embedded_storage::nor_flash::NorFlashErrorKind {
-        embedded_storage::nor_flash::NorFlashErrorKind::Other
-    }
-}
-
-impl embedded_storage::nor_flash::ErrorType for WordFlash {
-    type Error = FlashFault;
-}
-
-impl embedded_storage::nor_flash::ReadNorFlash for WordFlash {
-    const READ_SIZE: usize = 4;
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> core::result::Result<(), FlashFault> {
-        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
-            return Err(FlashFault::Misaligned);
-        }
-        if let Some(at) = self.fail_at {
-            if (offset..offset + bytes.len() as u32).contains(&at) {
-                return Err(FlashFault::Injected);
-            }
-        }
-        let o = offset as usize;
-        bytes.copy_from_slice(&self.data[o..o + bytes.len()]);
-        Ok(())
-    }
-    fn capacity(&self) -> usize {
-        self.data.len()
-    }
-}
-
 #[test]
 fn verifies_from_a_word_aligned_flash_slot_and_reports_read_errors() {
     let img = image(3001, Some(2)); // odd length: TLVs at unaligned offsets
     let base = 0x1000;
     let mut data = vec![0xffu8; 0x4000];
     data[base..base + img.len()].copy_from_slice(&img);
-    let mut flash = WordFlash {
-        data,
-        fail_at: None,
-    };
+    let mut flash = WordFlash::new(data);
     let pk = image_public_key(key(1).verifying_key());
     let policy = VerifyPolicy::default();
     let mut slot = ota_image::FlashSlot::new(&mut flash, base as u32, 0x2000);
@@ -520,7 +461,7 @@ fn verifies_from_a_word_aligned_flash_slot_and_reports_read_errors() {
     let mut slot = ota_image::FlashSlot::new(&mut flash, base as u32, 0x2000);
     assert_eq!(
         verify_image(&mut slot, &pk, &RustCryptoVerifier, &policy).unwrap_err(),
-        ImageError::Read(SlotReadError::Flash(FlashFault::Injected))
+        ImageError::Read(SlotReadError::Flash(WordFlashError::Injected))
     );
     // A slot too small for the image it holds: bounds come from the slot, not the flash.
     flash.fail_at = None;
