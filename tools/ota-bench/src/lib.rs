@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod flash;
 pub mod install;
+pub mod kernel_update;
 pub mod power_cuts;
 pub mod transfer;
 pub mod verify;

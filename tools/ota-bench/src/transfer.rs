@@ -21,6 +21,13 @@ pub struct Args {
     pub hostile: Vec<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A real kernel (raw binary, e.g. the DK kernel `.ci/bench-delta` builds): also report one
+    /// update of it sent raw, compressed and, with `--kernel-changed`, as a delta.
+    #[arg(long)]
+    pub kernel: Option<std::path::PathBuf>,
+    /// A second build of `--kernel` with a small change: the delta row updates `--kernel` to it.
+    #[arg(long, requires = "kernel")]
+    pub kernel_changed: Option<std::path::PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -98,8 +105,28 @@ pub fn measure(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rows = measure(args.payload, &args.loss, &args.hostile, args.seed)?;
+    let kernel_rows = match &args.kernel {
+        None => Vec::new(),
+        Some(path) => {
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+            };
+            // The delta row updates --kernel to --kernel-changed; the raw and compressed rows
+            // send the newer build.
+            let (new, old) = match &args.kernel_changed {
+                Some(changed) => (read(changed)?, Some(read(path)?)),
+                None => (read(path)?, None),
+            };
+            crate::kernel_update::measure(&new, old.as_deref(), args.seed)?
+        }
+    };
     if args.json {
-        cli_output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        if args.kernel.is_some() {
+            let both = serde_json::json!({ "links": rows, "kernel": kernel_rows });
+            cli_output::outln!("{}", serde_json::to_string_pretty(&both)?);
+        } else {
+            cli_output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        }
         return Ok(());
     }
     let p = LinkParams::default();
@@ -142,6 +169,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.bearer_limit_bytes_per_s,
             r.fraction_of_limit * 100.0
         );
+    }
+    if !kernel_rows.is_empty() {
+        cli_output::outln!();
+        crate::kernel_update::print(&kernel_rows);
     }
     Ok(())
 }

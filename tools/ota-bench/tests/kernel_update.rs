@@ -1,0 +1,27 @@
+//! `bench transfer --kernel --kernel-changed`: the three ways of sending one kernel update, on a
+//! small generated kernel (the real DK kernel is `.ci/bench-delta`'s).
+use ota_bench::kernel_update::measure;
+use ota_sim::image::kernel_payload;
+
+#[test]
+fn raw_compressed_and_delta_rows_each_send_less_than_the_one_before() {
+    let old = kernel_payload(32 * 1024, 11);
+    let mut new = old.clone();
+    new[500] ^= 1;
+    new.splice(9_000..9_000, [0x3Cu8; 12]);
+    let rows = measure(&new, Some(&old), 11).unwrap();
+    let sent: Vec<&str> = rows.iter().map(|r| r.sent.as_str()).collect();
+    assert_eq!(sent, ["raw", "compressed (lzma2armthumb)", "delta"]);
+    let (raw, compressed, delta) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(raw.bytes_on_air_image, raw.image_bytes);
+    assert_eq!(raw.confirmed, Some(true));
+    assert_eq!(delta.confirmed, Some(true));
+    // The generated kernel is random bytes with a zero tail: compression gains the tail only.
+    assert!(compressed.bytes_on_air_image < raw.bytes_on_air_image);
+    assert!(delta.bytes_on_air_image * 20 < compressed.bytes_on_air_image);
+    assert!(delta.receiving_s * 5.0 < raw.receiving_s);
+    assert!(delta.rebuild_simulated_s > 0.0);
+    assert!(
+        (delta.receiving_s + delta.rebuild_simulated_s - delta.transfer_simulated_s).abs() < 1e-9
+    );
+}
