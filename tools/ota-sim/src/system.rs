@@ -206,40 +206,7 @@ pub fn run_demo(
 
     // Transfer: the DFU app receives and stages; finalize writes the boot request.
     on_event(Event::Phase("transfer"));
-    let mut sent = Sent {
-        kind: "full",
-        bytes: v2.image.len(),
-        delta_refused: None,
-    };
-    let (t, sequence) = match &params.base {
-        None => transfer_v2(&mut board, params, &v2.image, None, on_event)?,
-        Some(_) => {
-            let patch = make_image_patch(&v1.image, &v2.image)?;
-            let base = SignedImage::parse(&v1.image, "v1")?.id();
-            match transfer_v2(
-                &mut board,
-                params,
-                &v2.image,
-                Some((&patch, base)),
-                on_event,
-            ) {
-                Ok(done) => {
-                    sent.kind = "delta";
-                    sent.bytes = patch.len();
-                    done
-                }
-                Err(e) => match e.downcast_ref::<Refused>() {
-                    Some(refused) if refused.state == adv_transfer::RxState::WrongBase => {
-                        // The board runs something else: the full image, in a new session.
-                        sent.delta_refused = Some(refused.to_string());
-                        on_event(Event::Phase("full image"));
-                        transfer_v2(&mut board, params, &v2.image, None, on_event)?
-                    }
-                    _ => return Err(e),
-                },
-            }
-        }
-    };
+    let (t, sequence, sent) = send_v2(&mut board, params, &v1, &v2, on_event)?;
     let mut tally = Tally {
         boots: 1,
         power_cuts: t.receiver_reboots,
@@ -475,6 +442,47 @@ fn preinstall(
         bail!("the bootloader did not install v1");
     }
     confirm(board, signer, &quiet, &mut tally)
+}
+
+/// v2 over the air: the full image, or with `params.base` a delta patch against v1 that the
+/// kernel rebuilds; if the board refuses the patch (it runs another image) the full image
+/// follows in a new session. Returns the transfer, the boot request's sequence and what was sent.
+fn send_v2(
+    board: &mut SimBoard,
+    params: &DemoParams,
+    v1: &Kernel,
+    v2: &Kernel,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<(TransferReport, u32, Sent)> {
+    let mut sent = Sent {
+        kind: "full",
+        bytes: v2.image.len(),
+        delta_refused: None,
+    };
+    let (t, sequence) = match &params.base {
+        None => transfer_v2(board, params, &v2.image, None, on_event)?,
+        Some(_) => {
+            let patch = make_image_patch(&v1.image, &v2.image)?;
+            let base = SignedImage::parse(&v1.image, "v1")?.id();
+            match transfer_v2(board, params, &v2.image, Some((&patch, base)), on_event) {
+                Ok(done) => {
+                    sent.kind = "delta";
+                    sent.bytes = patch.len();
+                    done
+                }
+                Err(e) => match e.downcast_ref::<Refused>() {
+                    Some(refused) if refused.state == adv_transfer::RxState::WrongBase => {
+                        // The board runs something else: the full image, in a new session.
+                        sent.delta_refused = Some(refused.to_string());
+                        on_event(Event::Phase("full image"));
+                        transfer_v2(board, params, &v2.image, None, on_event)?
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    };
+    Ok((t, sequence, sent))
 }
 
 /// Reset into the bootloader and boot until it decides (power cuts of the install phase
