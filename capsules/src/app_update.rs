@@ -36,7 +36,7 @@ use kernel::{ErrorCode, Kernel, ProcessId};
 use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
-pub use app_install::journal::JournalLayout;
+pub use app_install::journal::{JournalLayout, PAGE as JOURNAL_PAGE};
 use app_install::trial::TrialRecord;
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,

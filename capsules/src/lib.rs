@@ -6,6 +6,7 @@
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
 //! - [`app_update`]: install a staged, signed TBF as a new app version through upstream's
 //!   dynamic process loading (see `docs/app-updates.md`).
+//! - [`journaled_flash`]: atomic app-region page writes through the app-update page journal.
 //! - [`nor_share`]: one QSPI flash shared by the staged-update and app-update cores.
 //! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
 #![cfg_attr(not(test), no_std)]
@@ -15,6 +16,7 @@ pub mod adv_radio;
 pub mod app_update;
 pub mod bulk_scan;
 pub mod identity;
+pub mod journaled_flash;
 pub mod kept_upcall;
 pub mod nor;
 pub mod nor_share;

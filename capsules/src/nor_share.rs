@@ -1,5 +1,5 @@
 //! Sharing one [`AsyncNor`] between kernel users: the staged-update core and the app-update
-//! core both use the QSPI flash, which has one client. [`NorShare`] is that client; each user
+//! core and the app-region page journal use the QSPI flash, which has one client. [`NorShare`] is that client; each user
 //! gets a [`NorUser`], an `AsyncNor` of its own. One operation runs at a time: a user's
 //! operation while another runs waits (one per user) and starts when the device is free, the
 //! other users' waiting operations first, so no user starves another.
@@ -15,7 +15,7 @@ use kernel::ErrorCode;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
 /// Most users of one device.
-pub const MAX_USERS: usize = 2;
+pub const MAX_USERS: usize = 3;
 
 enum Op {
     Read {
@@ -45,7 +45,11 @@ impl<'a> NorShare<'a> {
     pub fn new(nor: &'a dyn AsyncNor<'a>) -> NorShare<'a> {
         NorShare {
             nor,
-            users: [OptionalCell::empty(), OptionalCell::empty()],
+            users: [
+                OptionalCell::empty(),
+                OptionalCell::empty(),
+                OptionalCell::empty(),
+            ],
             current: OptionalCell::empty(),
         }
     }

@@ -87,8 +87,11 @@ fn rig() -> Rig {
     let b: &'static NorUser<'static> = Box::leak(Box::new(NorUser::new(share)));
     share.add_user(a).unwrap();
     share.add_user(b).unwrap();
+    // Room for MAX_USERS: one more fits, the next does not.
     let third: &'static NorUser<'static> = Box::leak(Box::new(NorUser::new(share)));
-    assert_eq!(share.add_user(third), Err(ErrorCode::NOMEM));
+    assert_eq!(share.add_user(third), Ok(()));
+    let fourth: &'static NorUser<'static> = Box::leak(Box::new(NorUser::new(share)));
+    assert_eq!(share.add_user(fourth), Err(ErrorCode::NOMEM));
     let (ca, cb) = (Client::new(), Client::new());
     a.set_nor_client(ca);
     b.set_nor_client(cb);

@@ -42,6 +42,7 @@ use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
 use tock_ota_capsules::app_update::{self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
+use tock_ota_capsules::journaled_flash::{self, JournaledFlash};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::nor_share::{NorShare, NorUser};
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
@@ -66,12 +67,14 @@ type Qspi = QspiFlash<'static, QspiAlarm>;
 type SharedNor = NorUser<'static>;
 type Nvmc = nrf52840::nvmc::Nvmc;
 type ProcessDebug = kernel::process::ProcessStandardDebugFull;
+/// App-region pages are written through the app-update page journal.
+type AppFlash = JournaledFlash<'static, Nvmc>;
 type AppStorage = kernel::dynamic_binary_storage::SequentialDynamicBinaryStorage<
     'static,
     'static,
     ChipHw,
     ProcessDebug,
-    components::dynamic_binary_storage::NVPages<Nvmc>,
+    components::dynamic_binary_storage::NVPages<AppFlash>,
 >;
 type ScanAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
 type Scan = BulkScan<'static, AdvRadio<'static>, ScanAlarm>;
@@ -326,7 +329,8 @@ pub unsafe fn main() {
     qspi.set_nor_client(nor_share);
     let update_nor = static_init!(SharedNor, NorUser::new(nor_share));
     let app_nor = static_init!(SharedNor, NorUser::new(nor_share));
-    for user in [&*update_nor, &*app_nor] {
+    let journal_nor = static_init!(SharedNor, NorUser::new(nor_share));
+    for user in [&*update_nor, &*app_nor, &*journal_nor] {
         if nor_share.add_user(user).is_err() {
             panic!("more QSPI users than NorShare holds");
         }
@@ -484,14 +488,36 @@ pub unsafe fn main() {
     // App updates: a TBF staged in QSPI is checked (credential against the app keys,
     // anti-rollback), then copied into the app region through upstream's dynamic binary
     // storage and loaded (docs/app-updates.md).
+    // Each app-region page write goes through the journal in QSPI; the journal is read (and
+    // an interrupted write finished, then the board reset) when the QSPI flash is ready.
+    let app_flash = static_init!(
+        AppFlash,
+        JournaledFlash::new(
+            &base.nvmc,
+            journal_nor,
+            board_config::APP_JOURNAL,
+            static_init!(ChipReset, ChipReset),
+            static_init!(
+                [u8; app_update::JOURNAL_PAGE],
+                [0xFF; app_update::JOURNAL_PAGE]
+            ),
+            static_init!(
+                [u8; journaled_flash::SMALL_LEN],
+                [0xFF; journaled_flash::SMALL_LEN]
+            ),
+            static_init!(nrf52840::nvmc::NrfPage, nrf52840::nvmc::NrfPage::default()),
+        )
+    );
+    kernel::hil::flash::HasClient::set_client(&base.nvmc, app_flash);
+    journal_nor.set_nor_client(app_flash);
     let app_storage: &'static AppStorage =
         components::dynamic_binary_storage::SequentialBinaryStorageComponent::new(
             board_kernel,
-            &base.nvmc,
+            app_flash,
             loader,
         )
         .finalize(components::sequential_binary_storage_component_static!(
-            Nvmc,
+            AppFlash,
             ChipHw,
             ProcessDebug,
         ));

@@ -53,6 +53,16 @@ impl JournalLayout {
     };
 }
 
+/// What a program operation writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Data<'a> {
+    /// The page content being written (the executor holds it: the journal does not borrow it,
+    /// so a split-phase executor can hand its buffer to a driver).
+    Page,
+    /// These bytes (a record or its done word).
+    Bytes(&'a [u8]),
+}
+
 /// One flash operation the journal asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashOp<'a> {
@@ -60,11 +70,11 @@ pub enum FlashOp<'a> {
     QspiErase { addr: u32 },
     /// Program `data` at external-flash `addr` (any length; the executor splits it into the
     /// chip's program pages).
-    QspiProgram { addr: u32, data: &'a [u8] },
+    QspiProgram { addr: u32, data: Data<'a> },
     /// Erase the internal-flash page at `addr`.
     InternalErase { addr: u32 },
-    /// Program `data` (a whole page) at internal-flash `addr`.
-    InternalProgram { addr: u32, data: &'a [u8] },
+    /// Program the page content at internal-flash `addr`.
+    InternalProgram { addr: u32 },
 }
 
 /// A page write the journal found pending at boot.
@@ -133,15 +143,15 @@ impl Journal {
     }
 
     /// Finish the pending write: `data` is the journal's data sector as read (the page
-    /// content). If it does not match the record (cannot happen after a completed record, but
-    /// a flash fault could), only the done word is written and the page is left as it is.
-    pub fn replay<'a>(&mut self, data: &'a [u8]) -> Option<PageWrite<'a>> {
+    /// content, which the executor programs for [`Data::Page`]). If it does not match the
+    /// record (cannot happen after a completed record, but a flash fault could), only the done
+    /// word is written and the page is left as it is.
+    pub fn replay(&mut self, data: &[u8]) -> Option<PageWrite> {
         let pending = self.pending.take()?;
         let content_ok = data.len() == PAGE && crc32(data) == pending.crc;
         Some(PageWrite {
             layout: self.layout,
             page: pending.page,
-            content: data,
             slot: pending.slot,
             record: [0xFF; RECORD_LEN],
             step: if content_ok {
@@ -152,9 +162,9 @@ impl Journal {
         })
     }
 
-    /// Write `content` (one [`PAGE`]) to the internal page at `page` atomically. Call only with
-    /// no write pending (replay first).
-    pub fn write<'a>(&mut self, page: u32, content: &'a [u8]) -> PageWrite<'a> {
+    /// Write `content` (one [`PAGE`]) to the internal page at `page` atomically: the executor
+    /// programs `content` for [`Data::Page`]. Call only with no write pending (replay first).
+    pub fn write(&mut self, page: u32, content: &[u8]) -> PageWrite {
         debug_assert!(self.pending.is_none());
         let erase_records = self.next_slot >= SLOTS;
         if erase_records {
@@ -175,7 +185,6 @@ impl Journal {
         PageWrite {
             layout: self.layout,
             page,
-            content,
             slot,
             record,
             step: if erase_records {
@@ -201,11 +210,10 @@ enum Step {
 
 /// The flash operations of one journaled page write (or of its replay), in order: run each
 /// [`PageWrite::next_op`] operation to completion before asking for the next.
-#[derive(Clone, Debug)]
-pub struct PageWrite<'a> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageWrite {
     layout: JournalLayout,
     page: u32,
-    content: &'a [u8],
     slot: u32,
     record: [u8; RECORD_LEN],
     step: Step,
@@ -213,7 +221,7 @@ pub struct PageWrite<'a> {
 
 const DONE_WORD: [u8; 4] = [0; 4];
 
-impl PageWrite<'_> {
+impl PageWrite {
     /// The next operation, or `None` when the page write is complete.
     pub fn next_op(&mut self) -> Option<FlashOp<'_>> {
         let record_at = self.layout.records + self.slot * RECORD_LEN as u32;
@@ -233,14 +241,14 @@ impl PageWrite<'_> {
             Step::ProgramData => (
                 FlashOp::QspiProgram {
                     addr: self.layout.data,
-                    data: self.content,
+                    data: Data::Page,
                 },
                 Step::ProgramRecord,
             ),
             Step::ProgramRecord => (
                 FlashOp::QspiProgram {
                     addr: record_at,
-                    data: &self.record[..DONE_AT as usize],
+                    data: Data::Bytes(&self.record[..DONE_AT as usize]),
                 },
                 Step::ErasePage,
             ),
@@ -248,17 +256,11 @@ impl PageWrite<'_> {
                 FlashOp::InternalErase { addr: self.page },
                 Step::ProgramPage,
             ),
-            Step::ProgramPage => (
-                FlashOp::InternalProgram {
-                    addr: self.page,
-                    data: self.content,
-                },
-                Step::MarkDone,
-            ),
+            Step::ProgramPage => (FlashOp::InternalProgram { addr: self.page }, Step::MarkDone),
             Step::MarkDone => (
                 FlashOp::QspiProgram {
                     addr: record_at + DONE_AT,
-                    data: &DONE_WORD,
+                    data: Data::Bytes(&DONE_WORD),
                 },
                 Step::Done,
             ),

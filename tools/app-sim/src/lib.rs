@@ -31,7 +31,7 @@ pub mod tbf;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use app_install::journal::{FlashOp, Journal, JournalLayout, PAGE};
+use app_install::journal::{Data, FlashOp, Journal, JournalLayout, PAGE};
 use app_install::region::{self, Entry};
 use app_install::trial::{self, Decision, Found, TrialRecord};
 use app_install::{
@@ -180,13 +180,25 @@ impl Device {
         }
     }
 
-    fn exec(&mut self, op: FlashOp) -> Flash<()> {
+    /// Run `op`; `page` is the page content for [`Data::Page`].
+    fn exec_with(&mut self, op: FlashOp, page: &[u8]) -> Flash<()> {
         match op {
             FlashOp::QspiErase { addr } => self.board.qspi.erase(addr, addr + PAGE as u32),
-            FlashOp::QspiProgram { addr, data } => self.board.qspi.write(addr, data),
+            FlashOp::QspiProgram {
+                addr,
+                data: Data::Page,
+            } => self.board.qspi.write(addr, page),
+            FlashOp::QspiProgram {
+                addr,
+                data: Data::Bytes(bytes),
+            } => self.board.qspi.write(addr, bytes),
             FlashOp::InternalErase { addr } => self.board.internal.erase(addr, addr + PAGE as u32),
-            FlashOp::InternalProgram { addr, data } => self.board.internal.write(addr, data),
+            FlashOp::InternalProgram { addr } => self.board.internal.write(addr, page),
         }
+    }
+
+    fn exec(&mut self, op: FlashOp) -> Flash<()> {
+        self.exec_with(op, &[])
     }
 
     fn qspi_sector(&mut self, addr: u32) -> Flash<Vec<u8>> {
@@ -199,17 +211,14 @@ impl Device {
     fn write_page(&mut self, page: u32, content: &[u8]) -> Flash<()> {
         if !self.journaled {
             self.exec(FlashOp::InternalErase { addr: page })?;
-            return self.exec(FlashOp::InternalProgram {
-                addr: page,
-                data: content,
-            });
+            return self.exec_with(FlashOp::InternalProgram { addr: page }, content);
         }
         let records = self.qspi_sector(LAYOUT.records)?;
         let mut journal = Journal::scan(LAYOUT, &records);
         assert_eq!(journal.pending(), None, "a page write while one is pending");
         let mut write = journal.write(page, content);
         while let Some(op) = write.next_op() {
-            self.exec(op)?;
+            self.exec_with(op, content)?;
         }
         Ok(())
     }
@@ -278,7 +287,7 @@ impl Device {
                 let data = self.qspi_sector(LAYOUT.data)?;
                 if let Some(mut replay) = journal.replay(&data) {
                     while let Some(op) = replay.next_op() {
-                        self.exec(op)?;
+                        self.exec_with(op, &data)?;
                     }
                 }
             }
@@ -306,7 +315,7 @@ impl Device {
                     let at = LAYOUT.trial + trial::mark_offset(boots).unwrap();
                     return self.exec(FlashOp::QspiProgram {
                         addr: at,
-                        data: &[0; 4],
+                        data: Data::Bytes(&[0; 4]),
                     });
                 }
                 Decision::Revert { new } => {
@@ -377,7 +386,7 @@ impl Device {
                     self.exec(FlashOp::QspiErase { addr: LAYOUT.trial })?;
                     self.exec(FlashOp::QspiProgram {
                         addr: LAYOUT.trial,
-                        data: &record.encode(),
+                        data: Data::Bytes(&record.encode()),
                     })?;
                     installer.on(Event::TrialRecorded(Ok(())), &cx)
                 }
