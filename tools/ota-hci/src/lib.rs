@@ -18,7 +18,7 @@ pub use adv_transfer::RxState;
 pub use hci::{Capabilities, Controller};
 pub use radio::{AdvParams, AdvType};
 pub use receive::{receive, ReceiveOptions, ReceiveProgress, ReceiveReport, Staging};
-pub use send::{send, SendOptions, SendProgress, SendReport};
+pub use send::{send, send_delta, SendOptions, SendProgress, SendReport};
 pub use transport::TransportSpec;
 
 /// Open the transport `spec` names and take over the controller behind it.
@@ -74,6 +74,9 @@ pub enum Error {
     Image(String),
     /// The receiver's status refused the image.
     ReceiverRefused { state: RxState },
+    /// The receiver refused a delta patch: it runs another image than the patch's base (its
+    /// id, `None` when it cannot tell).
+    WrongBase { running: Option<[u8; 16]> },
     /// No status advertisement from a receiver.
     NoReceiver { transport: String, waited: Duration },
     /// No advertisement of a transfer heard.
@@ -136,6 +139,18 @@ impl std::fmt::Display for Error {
                         "it speaks another version of the transfer protocol (update one side)",
                     _ => "unknown reason",
                 }
+            ),
+            Error::WrongBase { running: Some(id) } => write!(
+                f,
+                "the receiver runs image {}…, not the patch's base",
+                id[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            Error::WrongBase { running: None } => write!(
+                f,
+                "the receiver cannot tell which image it runs, so it takes no patch"
             ),
             Error::NoReceiver { transport, waited } => write!(
                 f,

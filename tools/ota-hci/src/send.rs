@@ -71,8 +71,35 @@ pub fn send(
     on_progress: &mut dyn FnMut(&SendProgress),
 ) -> Result<SendReport, Error> {
     let session = session_for(image);
-    let mut sender =
+    let sender =
         Sender::new(opts.company_id, image, session, 0).map_err(|e| Error::Image(e.to_string()))?;
+    send_with(hci, sender, image.len(), opts, on_progress)
+}
+
+/// Send a delta `patch` made against the image whose id (first 16 bytes of its hash TLV) is
+/// `base`; a receiver running another image refuses it before staging anything
+/// ([`Error::WrongBase`]).
+pub fn send_delta(
+    hci: &mut Controller,
+    patch: &[u8],
+    base: [u8; 16],
+    opts: &SendOptions,
+    on_progress: &mut dyn FnMut(&SendProgress),
+) -> Result<SendReport, Error> {
+    let session = session_for(patch);
+    let sender = Sender::new_delta(opts.company_id, patch, session, base)
+        .map_err(|e| Error::Image(e.to_string()))?;
+    send_with(hci, sender, patch.len(), opts, on_progress)
+}
+
+fn send_with(
+    hci: &mut Controller,
+    mut sender: Sender<'_>,
+    image_len: usize,
+    opts: &SendOptions,
+    on_progress: &mut dyn FnMut(&SendProgress),
+) -> Result<SendReport, Error> {
+    let session = sender.info().session;
     // Receivers take the session's data PDUs from the session's own address only.
     let mut adv = Advertiser::with_address(hci, opts.adv, true, sender.address())?;
     start_scan(hci)?;
@@ -92,6 +119,9 @@ pub fn send(
         ) = sender.receiver_state()
         {
             break Err(Error::ReceiverRefused { state });
+        }
+        if let Some(running) = sender.receiver_running() {
+            break Err(Error::WrongBase { running });
         }
         let now = Instant::now();
         if now - last_status > opts.status_timeout {
@@ -125,7 +155,7 @@ pub fn send(
         }
         if last_progress.elapsed() >= Duration::from_millis(100) || sender.is_complete() {
             last_progress = Instant::now();
-            on_progress(&progress(&sender, image.len(), t0));
+            on_progress(&progress(&sender, image_len, t0));
         }
     };
     // Leave the controller quiet whatever happened (best effort: the link may be gone).
@@ -137,11 +167,11 @@ pub fn send(
     })?;
     let seconds = t0.elapsed().as_secs_f64();
     let c = sender.counters();
-    on_progress(&progress(&sender, image.len(), t0));
+    on_progress(&progress(&sender, image_len, t0));
     Ok(SendReport {
-        image_bytes: image.len() as u64,
+        image_bytes: image_len as u64,
         seconds,
-        goodput_bytes_per_s: image.len() as f64 / seconds.max(1e-9),
+        goodput_bytes_per_s: image_len as f64 / seconds.max(1e-9),
         advertisements: c.pdus,
         resent_chunks: c.retransmissions,
         statuses_heard: c.statuses_heard,

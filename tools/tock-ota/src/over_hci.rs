@@ -13,6 +13,7 @@ use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use indicatif::{ProgressBar, ProgressStyle};
 use ota_hci::{AdvParams, AdvType, Staging, TransportSpec};
+use ota_reconstruct::diff::{make_image_patch, SignedImage};
 use serde::Serialize;
 use update_region::blocking::BlockingDriver;
 use update_region::{Config, UpdateRegion};
@@ -41,6 +42,13 @@ pub struct SendArgs {
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+    /// The signed image the receiver runs: send a delta patch from it to IMAGE (`tock-ota
+    /// delta`); if the receiver runs another image, say so and send IMAGE whole.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// With `--base`: stop with an error instead of sending the full image.
+    #[arg(long, requires = "base")]
+    pub no_fallback: bool,
     /// The signed image.
     pub image: PathBuf,
 }
@@ -89,6 +97,8 @@ struct SendSummary {
     resent_chunks: u64,
     statuses_heard: u64,
     receiver_complete: bool,
+    /// "full" or "delta".
+    sent: &'static str,
     session: String,
     extended_advertising: bool,
     interval_ms: f64,
@@ -128,25 +138,31 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         status_timeout: Duration::from_secs(args.status_timeout_s),
         company_id: adv_transfer::DEFAULT_COMPANY_ID,
     };
-    let pb = bar(
-        image.len() as u64,
-        "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-    );
-    let report = ota_hci::send(&mut hci, &image, &opts, &mut |p| {
-        if let Some(pb) = &pb {
-            pb.set_position(p.sent_bytes);
-            pb.set_message(format!(
-                "resent {} receiver {}",
-                p.resent_chunks,
-                p.receiver_state
-                    .map_or("not heard yet".to_string(), |s| format!("{s:?}")
-                        .to_lowercase())
-            ));
+    let patch = match &args.base {
+        Some(base) => {
+            let old =
+                std::fs::read(base).with_context(|| format!("cannot read {}", base.display()))?;
+            let patch = make_image_patch(&old, &image)?;
+            let id = SignedImage::parse(&old, "base")?.id();
+            Some((patch, id))
         }
-    });
-    if let Some(pb) = &pb {
-        pb.finish_and_clear();
-    }
+        None => None,
+    };
+    let mut sent = "full";
+    let report = match &patch {
+        Some((patch, id)) => match send_progress(&mut hci, patch, Some(*id), &opts) {
+            Err(ota_hci::Error::WrongBase { running }) if !args.no_fallback => {
+                let why = ota_hci::Error::WrongBase { running };
+                eprintln!("{why}: sending the full image");
+                send_progress(&mut hci, &image, None, &opts)
+            }
+            r => {
+                sent = "delta";
+                r
+            }
+        },
+        None => send_progress(&mut hci, &image, None, &opts),
+    };
     let report = report?;
     let summary = SendSummary {
         transport: args.hci.to_string(),
@@ -157,6 +173,7 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         resent_chunks: report.resent_chunks,
         statuses_heard: report.statuses_heard,
         receiver_complete: report.receiver_complete,
+        sent,
         session: format!("{:#010x}", report.session),
         extended_advertising: report.extended_advertising,
         interval_ms: report.interval_ms,
@@ -165,8 +182,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         cli_output::outln!(
-            "sent {} bytes in {:.1} s ({:.0} B/s) through {}: {} advertisements, {} chunks resent; the receiver reports the image complete",
+            "sent {} bytes{} in {:.1} s ({:.0} B/s) through {}: {} advertisements, {} chunks resent; the receiver reports the image complete",
             summary.image_bytes,
+            if sent == "delta" { " (a delta patch)" } else { "" },
             summary.seconds,
             summary.goodput_bytes_per_s,
             summary.transport,
@@ -175,6 +193,39 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One send of `bytes` (a delta patch against `base`, if given) with a progress bar.
+fn send_progress(
+    hci: &mut ota_hci::Controller,
+    bytes: &[u8],
+    base: Option<[u8; 16]>,
+    opts: &ota_hci::SendOptions,
+) -> Result<ota_hci::SendReport, ota_hci::Error> {
+    let pb = bar(
+        bytes.len() as u64,
+        "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+    );
+    let mut on_progress = |p: &ota_hci::SendProgress| {
+        if let Some(pb) = &pb {
+            pb.set_position(p.sent_bytes);
+            pb.set_message(format!(
+                "resent {} receiver {}",
+                p.resent_chunks,
+                p.receiver_state
+                    .map_or("not heard yet".to_string(), |s| format!("{s:?}")
+                        .to_lowercase())
+            ));
+        }
+    };
+    let report = match base {
+        Some(base) => ota_hci::send_delta(hci, bytes, base, opts, &mut on_progress),
+        None => ota_hci::send(hci, bytes, opts, &mut on_progress),
+    };
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    report
 }
 
 /// The DFU app's staging path on a simulated DK: each operation goes through the app's own step

@@ -523,3 +523,39 @@ fn a_link_that_closes_mid_transfer_is_reported_and_send_again_finishes() {
     assert!(r["duplicates"].as_u64().unwrap() > 100, "{r}");
     assert!(r["chunks"].as_u64().unwrap() <= total, "{r}");
 }
+
+#[test]
+fn send_with_a_base_falls_back_to_the_full_image_when_the_receiver_cannot_take_the_patch() {
+    // `tock-ota receive` cannot tell which image it runs, so it refuses every delta session.
+    let b = bumble();
+    let dir = tempfile::tempdir().unwrap();
+    let (img, pubkey) = signed_image(dir.path(), 9 * 1024);
+    let base_dir = dir.path().join("base");
+    std::fs::create_dir(&base_dir).unwrap();
+    let (base, _) = signed_image(&base_dir, 9 * 1024 - 100);
+    let base = base.to_str().unwrap().to_string();
+    let got = dir.path().join("got.img");
+    let (tx, rx) = transfer(&b, &img, &pubkey, &got, &["--base", &base], &[]);
+    let s = assert_complete(&tx, &rx, &img, &got);
+    assert_eq!(s["sent"], "full", "{s}");
+    let stderr = String::from_utf8_lossy(&tx.stderr);
+    assert!(
+        stderr.contains("cannot tell which image it runs")
+            && stderr.contains("sending the full image"),
+        "{stderr}"
+    );
+
+    // With --no-fallback the send stops with that reason.
+    let got = dir.path().join("got2.img");
+    let (tx, _) = transfer(
+        &b,
+        &img,
+        &pubkey,
+        &got,
+        &["--base", &base, "--no-fallback"],
+        &[],
+    );
+    assert!(!tx.status.success());
+    let stderr = String::from_utf8_lossy(&tx.stderr);
+    assert!(stderr.contains("takes no patch"), "{stderr}");
+}
