@@ -16,3 +16,9 @@ pub use ota_emulate::system as emulate_system;
 #[path = "emulate_system_off.rs"]
 pub mod emulate_system;
 pub mod over_hci;
+#[cfg(feature = "emulator")]
+pub use ota_emulate::power_cuts as power_cuts_emulated;
+/// `bench power-cuts --emulated` without the `emulator` feature: says how to get it.
+#[cfg(not(feature = "emulator"))]
+#[path = "power_cuts_emulated_off.rs"]
+pub mod power_cuts_emulated;

@@ -6,9 +6,9 @@ use ota_bench::{
     flash as bench_flash, install as bench_install, power_cuts as bench_power_cuts,
     transfer as bench_transfer, verify as bench_verify,
 };
-use ota_imgtool::{delta, inspect, keys, sign};
+use ota_imgtool::{inspect, keys, sign};
 use ota_sim::demo;
-use tock_ota::{bench_boot, emulate_system, over_hci};
+use tock_ota::{bench_boot, emulate_system, over_hci, power_cuts_emulated};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +31,6 @@ enum Command {
     Verify(inspect::VerifyArgs),
     /// Print an image's header and TLVs.
     Inspect(inspect::InspectArgs),
-    /// Make a delta patch from the signed image a device runs to a new one.
-    Delta(delta::DeltaArgs),
     /// Reports: simulated and measured performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,11 +74,11 @@ fn main() {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => inspect::run_verify(a),
         Command::Inspect(a) => inspect::run_inspect(a),
-        Command::Delta(a) => delta::run(a),
         Command::Bench(b) => match b {
             BenchCommand::Verify(a) => bench_verify::run(a),
             BenchCommand::Flash(a) => bench_flash::run(a),
             BenchCommand::Install(a) => bench_install::run(a),
+            BenchCommand::PowerCuts(a) if a.emulated => power_cuts_emulated::run(a),
             BenchCommand::PowerCuts(a) => bench_power_cuts::run(a),
             BenchCommand::Transfer(a) => bench_transfer::run(a),
             BenchCommand::Boot(a) => bench_boot::run(a),
