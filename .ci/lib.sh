@@ -25,3 +25,13 @@ step() {
 }
 
 tock_cargo() { bash "$root/.ci/tock-cargo" "$@"; }
+
+# An ELF's loaded bytes as a flat binary (what is flashed), with whichever objcopy is on PATH.
+objcopy_bin() {
+    local tool
+    for tool in llvm-objcopy arm-none-eabi-objcopy rust-objcopy; do
+        if command -v "$tool" >/dev/null; then "$tool" -O binary "$1" "$2"; return; fi
+    done
+    echo "no objcopy (llvm-objcopy, arm-none-eabi-objcopy or rust-objcopy) on PATH" >&2
+    return 1
+}
