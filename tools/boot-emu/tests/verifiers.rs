@@ -9,9 +9,10 @@ use boot_emu::images::{firmware_public_key, McuBoot};
 use boot_emu::rig::{kernel_image, Rig, NEW_KERNEL_SP};
 use boot_emu::{build, Exit, Firmware};
 use boot_sim::SimSign;
+use ota_image::build::tlv_area;
 use ota_image::{
-    der_to_raw_signature, raw_to_der_signature, PublicKey, RustCryptoVerifier, SignatureVerifier,
-    MAX_DER_SIGNATURE_LEN,
+    der_to_raw_signature, parse_image, raw_to_der_signature, tlv, PublicKey, RustCryptoVerifier,
+    SignatureVerifier, TlvArea, MAX_DER_SIGNATURE_LEN, TLV_INFO_MAGIC,
 };
 
 /// The P-256 group order n, big-endian.
@@ -53,24 +54,25 @@ fn raw(r: &[u8], s: &[u8]) -> [u8; 64] {
 
 /// The image's unprotected TLV area: (offset of the area, entries as (kind, value)).
 fn tlvs(image: &[u8]) -> (usize, Vec<(u16, Vec<u8>)>) {
-    let u16_at = |a: usize| u16::from_le_bytes([image[a], image[a + 1]]);
-    let payload = u32::from_le_bytes(image[12..16].try_into().unwrap()) as usize;
-    let start = usize::from(u16_at(8)) + payload + usize::from(u16_at(10));
-    assert_eq!(u16_at(start), 0x6907);
-    let end = start + usize::from(u16_at(start + 2));
-    let mut at = start + 4;
-    let mut out = Vec::new();
-    while at < end {
-        let (kind, len) = (u16_at(at), usize::from(u16_at(at + 2)));
-        out.push((kind, image[at + 4..at + 4 + len].to_vec()));
-        at += 4 + len;
-    }
-    (start, out)
+    let info = parse_image(&mut &image[..]).unwrap();
+    let entries = info
+        .tlvs()
+        .filter(|e| e.area == TlvArea::Unprotected)
+        .map(|e| {
+            let at = e.value_offset as usize;
+            (e.kind, image[at..at + usize::from(e.len)].to_vec())
+        })
+        .collect();
+    (info.tlv_offset as usize, entries)
 }
 
 fn signature_of(image: &[u8]) -> [u8; 64] {
     let (_, entries) = tlvs(image);
-    let der = &entries.iter().find(|(k, _)| *k == 0x22).unwrap().1;
+    let der = &entries
+        .iter()
+        .find(|(k, _)| *k == tlv::ECDSA_SIG)
+        .unwrap()
+        .1;
     der_to_raw_signature(der).unwrap()
 }
 
@@ -79,21 +81,18 @@ fn with_signature(image: &[u8], sig: &[u8; 64]) -> Vec<u8> {
     let (start, entries) = tlvs(image);
     let mut der = [0u8; MAX_DER_SIGNATURE_LEN];
     let n = raw_to_der_signature(sig, &mut der);
-    let mut area = Vec::new();
-    for (kind, value) in entries {
-        let value = if kind == 0x22 {
-            der[..n].to_vec()
-        } else {
-            value
-        };
-        area.extend_from_slice(&kind.to_le_bytes());
-        area.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        area.extend_from_slice(&value);
-    }
+    let entries: Vec<(u16, &[u8])> = entries
+        .iter()
+        .map(|(kind, value)| {
+            if *kind == tlv::ECDSA_SIG {
+                (*kind, &der[..n])
+            } else {
+                (*kind, value.as_slice())
+            }
+        })
+        .collect();
     let mut out = image[..start].to_vec();
-    out.extend_from_slice(&0x6907u16.to_le_bytes());
-    out.extend_from_slice(&((area.len() + 4) as u16).to_le_bytes());
-    out.extend_from_slice(&area);
+    out.extend_from_slice(&tlv_area(TLV_INFO_MAGIC, &entries).unwrap());
     out
 }
 

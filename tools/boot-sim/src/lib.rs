@@ -780,11 +780,11 @@ pub const SIM_SIGNING_KEY: [u8; 32] = [
 
 /// The raw x‖y public key of `secret`.
 pub fn sim_public_key(secret: &[u8; 32]) -> [u8; 64] {
-    let sk = p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar");
-    let point = p256::ecdsa::VerifyingKey::from(&sk).to_sec1_point(false);
-    let mut raw = [0u8; 64];
-    raw.copy_from_slice(&point.as_bytes()[1..65]);
-    raw
+    ota_image::build::raw_public_key(&sim_signing_key(secret))
+}
+
+fn sim_signing_key(secret: &[u8; 32]) -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar")
 }
 
 /// Options of [`sign_mcuboot`].
@@ -805,49 +805,23 @@ impl Default for SimSign {
     }
 }
 
-/// A minimal MCUboot/imgtool-format signer for the simulations (header, payload, protected
-/// SEC_CNT, then SHA256, KEYHASH and a DER ECDSA P-256 signature), deterministic (RFC 6979).
+/// An MCUboot/imgtool-format image for the simulations, built by ota-image's builder: version
+/// 1.0.0, zero header padding, protected SEC_CNT, then SHA256, KEYHASH and a DER ECDSA P-256
+/// signature, deterministic (RFC 6979).
 pub fn sign_mcuboot(payload: &[u8], secret: &[u8; 32], opts: &SimSign) -> Vec<u8> {
-    use p256::ecdsa::signature::hazmat::PrehashSigner;
-    let hdr = opts.header_size.max(32) as usize;
-    let mut protected = Vec::new();
-    if let Some(c) = opts.security_counter {
-        protected.extend_from_slice(&0x6908u16.to_le_bytes());
-        protected.extend_from_slice(&12u16.to_le_bytes());
-        protected.extend_from_slice(&0x50u16.to_le_bytes());
-        protected.extend_from_slice(&4u16.to_le_bytes());
-        protected.extend_from_slice(&c.to_le_bytes());
+    ota_image::build::ImageBuilder {
+        version: ota_image::ImageVersion {
+            major: 1,
+            ..ota_image::ImageVersion::default()
+        },
+        header_size: opts.header_size.max(32),
+        header_fill: 0,
+        load_addr: opts.load_addr,
+        security_counter: opts.security_counter,
+        ..ota_image::build::ImageBuilder::default()
     }
-    let mut img = vec![0u8; hdr];
-    img[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    img[4..8].copy_from_slice(&opts.load_addr.to_le_bytes());
-    img[8..10].copy_from_slice(&(hdr as u16).to_le_bytes());
-    img[10..12].copy_from_slice(&(protected.len() as u16).to_le_bytes());
-    img[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    img[20] = 1; // version 1.0.0+0
-    img.extend_from_slice(payload);
-    img.extend_from_slice(&protected);
-    let hash: [u8; 32] = Sha256::digest(&img).into();
-    let sk = p256::ecdsa::SigningKey::from_slice(secret).expect("a valid scalar");
-    let sig: p256::ecdsa::Signature = sk.sign_prehash(&hash).expect("signing a digest");
-    let mut raw_sig = [0u8; 64];
-    raw_sig.copy_from_slice(&sig.to_bytes());
-    let mut der_buf = [0u8; ota_image::MAX_DER_SIGNATURE_LEN];
-    let der_len = ota_image::raw_to_der_signature(&raw_sig, &mut der_buf);
-    let der = &der_buf[..der_len];
-    let keyhash = ota_image::PublicKey::from_raw(&sim_public_key(secret))
-        .expect("a valid key")
-        .key_hash();
-    let mut tlvs = Vec::new();
-    for (kind, value) in [(0x10u16, &hash[..]), (0x01, &keyhash[..]), (0x22, der)] {
-        tlvs.extend_from_slice(&kind.to_le_bytes());
-        tlvs.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        tlvs.extend_from_slice(value);
-    }
-    img.extend_from_slice(&ota_image::TLV_INFO_MAGIC.to_le_bytes());
-    img.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
-    img.extend_from_slice(&tlvs);
-    img
+    .sign(payload, &sim_signing_key(secret))
+    .expect("a simulated payload fits an image")
 }
 
 /// The SHA-256 TLV value of an image made by [`sign_mcuboot`] (for boot requests).
@@ -855,8 +829,13 @@ pub fn mcuboot_hash(img: &[u8]) -> [u8; 32] {
     if img.len() < 32 {
         return [0; 32];
     }
-    let hdr = u16::from_le_bytes([img[8], img[9]]) as usize;
-    let prot = u16::from_le_bytes([img[10], img[11]]) as usize;
-    let len = u32::from_le_bytes([img[12], img[13], img[14], img[15]]) as usize;
+    let mut head = [0u8; 32];
+    head.copy_from_slice(&img[..32]);
+    let h = ota_image::ImageHeader::decode(&head);
+    let (hdr, prot) = (
+        usize::from(h.header_size),
+        usize::from(h.protected_tlv_size),
+    );
+    let len = h.image_size as usize;
     Sha256::digest(&img[..(hdr + len + prot).min(img.len())]).into()
 }
