@@ -1,46 +1,19 @@
 //! Arbitrary bytes as a staged slot into the image parser and verifier. They must never panic,
 //! never read outside the slot (a read error from an in-memory slot would mean the parser let an
-//! offset past its bound checks), agree with each other and through a word-granular flash slot,
-//! and accept only what is signed by the key: whatever verifies hashes to its SHA256 TLV and
+//! offset past its bound checks), agree with each other (the streamed checker and the bootloader's
+//! in-place walk too) and through a word-granular flash slot, and accept only what is signed by
+//! the key: whatever verifies hashes to its SHA256 TLV and
 //! carries the protected-only TLVs in its protected area. The seeds are real images signed by
 //! `tock-ota sign` with the key in `image-key.pub.bin`.
 #![no_main]
-use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 use libfuzzer_sys::fuzz_target;
+use ota_image::build::WordFlash;
 use ota_image::{
-    hash_region, parse_image, tlv, verify_image, FlashSlot, ImageError, PublicKey,
+    hash_region, parse_image, tlv, verify_image, verify_in_place, FlashSlot, ImageError, PublicKey,
     RustCryptoVerifier, SliceSource, TlvArea, VerifyPolicy,
 };
 
 const KEY: &[u8; 64] = include_bytes!("image-key.pub.bin");
-
-/// A flash that, like the nRF52840 QSPI, reads only whole words at word addresses.
-struct WordFlash(Vec<u8>);
-#[derive(Debug)]
-struct Misaligned;
-impl NorFlashError for Misaligned {
-    fn kind(&self) -> NorFlashErrorKind {
-        NorFlashErrorKind::NotAligned
-    }
-}
-impl ErrorType for WordFlash {
-    type Error = Misaligned;
-}
-impl ReadNorFlash for WordFlash {
-    const READ_SIZE: usize = 4;
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Misaligned> {
-        let o = offset as usize;
-        if !o.is_multiple_of(4) || !bytes.len().is_multiple_of(4) || o + bytes.len() > self.0.len()
-        {
-            return Err(Misaligned);
-        }
-        bytes.copy_from_slice(&self.0[o..o + bytes.len()]);
-        Ok(())
-    }
-    fn capacity(&self) -> usize {
-        self.0.len()
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let key = PublicKey::from_raw(KEY).expect("the seeds' key");
@@ -61,11 +34,18 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
+    // The bootloader's in-place walk gives the streamed checker's verdict.
+    let in_place = verify_in_place(&mut SliceSource(data), &key, &RustCryptoVerifier, &policy);
+    assert_eq!(
+        in_place, verified,
+        "verify_in_place and verify_image disagree"
+    );
+
     // The same slot 8 bytes into a word-granular flash (which also has bytes after the slot).
     let mut padded = vec![0xA5; 8];
     padded.extend_from_slice(data);
     padded.resize(padded.len().next_multiple_of(4) + 64, 0xA5);
-    let mut flash = WordFlash(padded);
+    let mut flash = WordFlash::new(padded);
     let mut slot = FlashSlot::new(&mut flash, 8, data.len() as u32);
     let via_flash = parse_image(&mut slot).map_err(|e| e.map_read(|_| ()));
     assert_eq!(
