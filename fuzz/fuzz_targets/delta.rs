@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
     let mut turns = 0u64;
     loop {
         turns += 1;
-        assert!(turns < 8 * (patch.len() as u64 + u64::from(OUT_MAX)) + 1000, "no end");
+        assert!(
+            turns < 8 * (patch.len() as u64 + u64::from(OUT_MAX)) + 1000,
+            "no end"
+        );
         action = match action {
             Action::Read { area, offset, len } => {
                 let src = match area {
@@ -57,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
             Action::Write { offset, data } => {
                 assert_eq!(offset as usize, out.len(), "writes in order");
                 let header = Header::parse(patch[..HEADER_LEN].try_into().unwrap()).unwrap();
-                assert!(base_read >= header.base.len as usize, "write before the base check");
+                assert!(
+                    base_read >= header.base.len as usize,
+                    "write before the base check"
+                );
                 out.extend_from_slice(data);
                 assert!(out.len() <= OUT_MAX as usize);
                 r.write_done()
