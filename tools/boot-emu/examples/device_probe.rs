@@ -24,7 +24,22 @@ fn main() -> Result<(), String> {
         board.nvmc().load(*addr, bytes);
     }
     board.nvmc().load(0x8000, &read("kernel-v1.bin")?);
-    board.nvmc().load(0x4_0000, &read("tock-ota-dfu.tbf")?);
+    let dfu = read("tock-ota-dfu.tbf")?;
+    board.nvmc().load(0x4_0000, &dfu);
+    // Further apps after it, as tockloader would place them: every `extra-app-*.tbf`, by name.
+    let mut extra: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("extra-app-") && n.ends_with(".tbf"))
+        .collect();
+    extra.sort();
+    let mut at = 0x4_0000 + dfu.len() as u32;
+    for name in extra {
+        let tbf = read(&name)?;
+        println!("{name} at {at:#x}");
+        board.nvmc().load(at, &tbf);
+        at += tbf.len() as u32;
+    }
     // Profiles name kernel functions too.
     let mut symbols = bootloader.clone();
     symbols.symbols.extend(kernel.symbols);

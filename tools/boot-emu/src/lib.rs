@@ -218,6 +218,19 @@ pub struct BootConfig {
     /// End the run ([`Exit::Console`]) once this power-on's console output contains all of
     /// these (none: never).
     pub stop_on_console: Vec<String>,
+    /// Called once when the CPU first fetches from the kernel slot (for example to arm a power
+    /// cut counted from the kernel's first flash operation).
+    pub at_kernel_jump: Option<JumpHook>,
+}
+
+/// A callback run at the kernel jump ([`BootConfig::at_kernel_jump`]).
+#[derive(Clone)]
+pub struct JumpHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for JumpHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JumpHook")
+    }
 }
 
 impl Default for BootConfig {
@@ -235,6 +248,7 @@ impl Default for BootConfig {
             uicr: ficr::Uicr::erased(),
             budget_ends_run: false,
             stop_on_console: Vec::new(),
+            at_kernel_jump: None,
         }
     }
 }
@@ -427,6 +441,7 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     /// Instruction count at which pending interrupts are next checked (0: at once).
     next_irq_poll: u64,
     stop_on_console: Vec<String>,
+    at_kernel_jump: Option<JumpHook>,
     /// The CPU runs unprivileged (thread mode with CONTROL.nPRIV set).
     unprivileged: bool,
     /// Data accesses need the MPU/PPB check: unprivileged code, or an MPU that can refuse
@@ -933,6 +948,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         deepest_stack_words: Vec::new(),
         next_irq_poll: 0,
         stop_on_console: cfg.stop_on_console.clone(),
+        at_kernel_jump: cfg.at_kernel_jump.clone(),
         unprivileged: false,
         check_access: false,
         msr_control_at: None,
@@ -1287,6 +1303,9 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
             let st = uc.get_data_mut();
             st.jump = Some((pc, sp, insns));
             st.peak_stack = peak;
+            if let Some(hook) = &st.at_kernel_jump {
+                (hook.0)();
+            }
             if st.stop_at_kernel {
                 st.finish(Ok(Exit::KernelJump { pc, sp }));
                 let _ = uc.emu_stop();

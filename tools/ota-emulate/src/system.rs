@@ -6,12 +6,20 @@
 //! (UICR, RESETREAS and flash carried over) until the device stops resetting, a power-on spends
 //! its instruction budget, or the scenario is done: the trial kernel's app has confirmed and
 //! listens, a further reset keeps the kernel, and the app listens again.
+//!
+//! `--cut PHASE:N[:torn]` cuts the power as the N-th program/erase operation (of any flash) of a
+//! phase is about to start, or tears it inside with `:torn`, and powers the board up again
+//! (flash contents kept, RESETREAS 0): `transfer` counts from the start of the first power-on
+//! with the UICR programmed (the app receives and stages the image, then finalizes: the boot
+//! request is the phase's last writes), `install` from the start of the power-on after the
+//! finalize (the bootloader's install), `confirm` from that power-on's kernel jump (the trial
+//! kernel's app writes its confirm).
 
 use std::path::PathBuf;
 
 use adv_transfer::wire::ADV_DATA_MAX;
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
-use boot_emu::{run_with_air, BootConfig, Exit, Firmware};
+use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook};
 use hw_models::radio::{AirPacket, Radio};
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
@@ -37,9 +45,92 @@ pub struct Args {
     pub max_boots: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Power cut: `transfer:N`, `install:N` or `confirm:N`, `:torn` to tear the operation
+    /// (repeatable; install and confirm share a power-on, so only one of them).
+    #[arg(long = "cut", value_parser = parse_cut)]
+    pub cuts: Vec<Cut>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a power cut is counted from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Transfer,
+    Install,
+    Confirm,
+}
+
+/// A power cut of `--cut`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    pub phase: Phase,
+    /// The operation of the phase (1-based) the cut hits.
+    pub op: u64,
+    /// Torn inside that operation (otherwise power fails before it starts).
+    pub torn: bool,
+}
+
+impl Cut {
+    /// Arms the cut on `power`, counted from now.
+    fn arm(&self, power: &hw_models::power::Power) {
+        if self.torn {
+            power.cut_inside(self.op);
+        } else {
+            power.cut_after(self.op - 1);
+        }
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match self.phase {
+            Phase::Transfer => "transfer",
+            Phase::Install => "install",
+            Phase::Confirm => "confirm",
+        };
+        write!(
+            f,
+            "{phase}:{}{}",
+            self.op,
+            if self.torn { ":torn" } else { "" }
+        )
+    }
+}
+
+/// Parses `PHASE:N[:torn]`.
+pub fn parse_cut(s: &str) -> Result<Cut, String> {
+    let mut parts = s.split(':');
+    let phase = match parts.next() {
+        Some("transfer") => Phase::Transfer,
+        Some("install") => Phase::Install,
+        Some("confirm") => Phase::Confirm,
+        _ => return Err(format!("{s:?}: the phase is transfer, install or confirm")),
+    };
+    let op = parts
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("{s:?}: N is an operation number from 1"))?;
+    let torn = match parts.next() {
+        None => false,
+        Some("torn") => true,
+        Some(other) => return Err(format!("{s:?}: {other:?} is not `torn`")),
+    };
+    if parts.next().is_some() {
+        return Err(format!("{s:?}: PHASE:N[:torn]"));
+    }
+    Ok(Cut { phase, op, torn })
+}
+
+/// What became of a cut.
+#[derive(Debug, Serialize)]
+pub struct CutReport {
+    pub cut: String,
+    /// The power-on (1-based) it ended, if it was reached.
+    pub power_on: Option<usize>,
 }
 
 /// BLE advertising channels 37, 38, 39.
@@ -127,7 +218,7 @@ impl SenderLink<'_> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct PowerOn {
     pub exit: String,
     pub radio_received: u64,
@@ -136,6 +227,10 @@ pub struct PowerOn {
     pub radio_sent: u64,
     pub instructions: u64,
     pub emulated_seconds: f64,
+    /// Program/erase operations started (on any flash).
+    pub flash_ops: u64,
+    /// Faults the MPU raised (a process touching memory outside its regions).
+    pub faults: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +248,7 @@ pub struct Report {
     pub sender_complete: bool,
     pub receiver_state: Option<String>,
     pub power_ons: Vec<PowerOn>,
+    pub cuts: Vec<CutReport>,
     pub console: Vec<String>,
     pub error: Option<String>,
 }
@@ -182,6 +278,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.loss) || !(0.0..=1.0).contains(&args.junk_radio) {
         anyhow::bail!("--loss and --junk-radio are shares between 0 and 1");
     }
+    let cut_in = |phase| args.cuts.iter().filter(|c| c.phase == phase).count();
+    if cut_in(Phase::Transfer) > 1 || cut_in(Phase::Install) + cut_in(Phase::Confirm) > 1 {
+        anyhow::bail!(
+            "--cut: one transfer cut, and one install or confirm cut (they share a power-on)"
+        );
+    }
+    let mut cuts: Vec<CutReport> = args
+        .cuts
+        .iter()
+        .map(|c| CutReport {
+            cut: c.to_string(),
+            power_on: None,
+        })
+        .collect();
+    let cut_of = |phase| args.cuts.iter().position(|c| c.phase == phase);
     let dir = &args.device_dir;
     let bootloader = Firmware::from_elf(&read(dir, "bootloader.elf")?)
         .map_err(|e| anyhow::anyhow!("bootloader.elf: {e}"))?;
@@ -231,10 +342,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut power_ons, mut console, mut instructions, mut error) =
         (Vec::new(), String::new(), 0u64, None);
     let mut listening_after_update = false;
+    // The cuts armed for the power-on about to run, and whether the update was finalized.
+    let (mut transfer_armed, mut install_armed, mut finalized) = (false, false, false);
     for _ in 0..args.max_boots {
         let clock = board.clock.clone();
         // A new RADIO each power-on: the link's view of what it heard restarts.
         link.heard = 0;
+        let mut armed = None;
+        cfg.at_kernel_jump = None;
+        if !transfer_armed && cfg.uicr != boot_emu::ficr::Uicr::erased() {
+            transfer_armed = true;
+            armed = cut_of(Phase::Transfer);
+        } else if !install_armed && finalized {
+            install_armed = true;
+            armed = cut_of(Phase::Install).or(cut_of(Phase::Confirm));
+        }
+        if let Some(i) = armed {
+            let cut = args.cuts[i];
+            if cut.phase == Phase::Confirm {
+                let power = board.power.clone();
+                cfg.at_kernel_jump = Some(JumpHook(std::sync::Arc::new(move || cut.arm(&power))));
+            } else {
+                cut.arm(&board.power);
+            }
+        }
+        let ops_before = board.power.ops();
         let result = run_with_air(
             &bootloader,
             board.qspi.port(),
@@ -244,30 +376,69 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(&mut link),
         );
         let report = match result {
-            Ok(r) => r,
+            Ok(r) => Some(r),
+            // After a cut the CPU would have stopped: what the emulation did later (an error
+            // on a flash that no longer answers) is not the device's.
+            Err(_) if !board.power.is_on() => None,
             Err(e) => {
                 error = Some(e.to_string());
                 break;
             }
         };
-        instructions += report.instructions;
-        let text = String::from_utf8_lossy(&report.console).into_owned();
-        console.push_str(&text);
-        if !console.is_empty() && !console.ends_with('\n') {
-            console.push('\n');
+        // Likewise when the run ended otherwise (a kernel waiting for a flash event that the
+        // cut took away sleeps until the run ends): the power failed at the cut.
+        let exit = match &report {
+            Some(r) if board.power.is_on() => r.exit,
+            _ => Exit::PowerLost,
+        };
+        let mut on = PowerOn {
+            exit: format!("{exit:?}"),
+            flash_ops: board.power.ops() - ops_before,
+            ..PowerOn::default()
+        };
+        if let Some(report) = &report {
+            instructions += report.instructions;
+            let text = String::from_utf8_lossy(&report.console).into_owned();
+            finalized |= text.contains("boot request") && text.contains("rebooting");
+            console.push_str(&text);
+            if !console.is_empty() && !console.ends_with('\n') {
+                console.push('\n');
+            }
+            on.radio_received = report.radio_received;
+            on.radio_cut = report.radio_cut;
+            on.radio_missed = report.radio_missed;
+            on.radio_sent = report.radio_sent;
+            on.instructions = report.instructions;
+            on.emulated_seconds = report.simulated_us as f64 / 1e6;
+            on.faults = report
+                .faults
+                .iter()
+                .map(|f| {
+                    format!(
+                        "exception {} at pc {:#x}: {:?} of {:#x} (CFSR {:#x})",
+                        f.exception, f.pc, f.access, f.addr, f.cfsr
+                    )
+                })
+                .collect();
+            cfg.uicr = report.uicr.clone();
         }
-        power_ons.push(PowerOn {
-            exit: format!("{:?}", report.exit),
-            radio_received: report.radio_received,
-            radio_cut: report.radio_cut,
-            radio_missed: report.radio_missed,
-            radio_sent: report.radio_sent,
-            instructions: report.instructions,
-            emulated_seconds: report.simulated_us as f64 / 1e6,
-        });
-        cfg.uicr = report.uicr.clone();
-        match report.exit {
+        power_ons.push(on);
+        if let Some(i) = armed {
+            if exit == Exit::PowerLost {
+                cuts[i].power_on = Some(power_ons.len());
+            }
+        }
+        // A cut not reached in its power-on is disarmed (no-op if power is on and none armed).
+        board.power.restore();
+        match exit {
             Exit::SystemReset => cfg.resetreas = boot_emu::rig::RESETREAS_SREQ,
+            Exit::PowerLost => {
+                // Power comes back: flash kept, volatile state gone, a power-on reset.
+                board
+                    .power_cycle()
+                    .map_err(|e| anyhow::anyhow!("power-up: {e:?}"))?;
+                cfg.resetreas = 0;
+            }
             Exit::Console if !confirm_seen => {
                 // A further reboot (reset pin): the bootloader sees the confirm, the kernel
                 // must stay, and the app must listen again.
@@ -299,6 +470,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sender_complete: link.sender.is_complete(),
         receiver_state: link.sender.receiver_state().map(|s| format!("{s:?}")),
         power_ons,
+        cuts,
         console: console.lines().map(str::to_owned).collect(),
         error,
     };
@@ -307,11 +479,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         for (i, p) in report.power_ons.iter().enumerate() {
             cli_output::outln!(
-                "power-on {}: {} after {} instructions, {:.3} s emulated; RADIO received {}, cut {}, missed {}, sent {}",
+                "power-on {}: {} after {} instructions, {:.3} s emulated, {} flash operations; RADIO received {}, cut {}, missed {}, sent {}",
                 i + 1,
                 p.exit,
                 p.instructions,
                 p.emulated_seconds,
+                p.flash_ops,
                 p.radio_received,
                 p.radio_cut,
                 p.radio_missed,
@@ -320,6 +493,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         for line in &report.console {
             cli_output::outln!("console: {line}");
+        }
+        for c in &report.cuts {
+            match c.power_on {
+                Some(n) => cli_output::outln!("cut {}: power lost in power-on {n}", c.cut),
+                None => cli_output::outln!("cut {}: not reached", c.cut),
+            }
         }
         cli_output::outln!(
             "kernel before {}, after {}, confirmed {}, app listening after the update {}",
@@ -346,4 +525,65 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_parse_and_print_back_and_bad_ones_say_why() {
+        for s in ["transfer:40", "install:1000:torn", "confirm:1:torn"] {
+            assert_eq!(parse_cut(s).unwrap().to_string(), s);
+        }
+        assert_eq!(
+            parse_cut("install:3:torn").unwrap(),
+            Cut {
+                phase: Phase::Install,
+                op: 3,
+                torn: true
+            }
+        );
+        for (bad, why) in [
+            ("finalise:3", "phase"),
+            ("install:0", "from 1"),
+            ("install", "from 1"),
+            ("install:x", "from 1"),
+            ("install:3:half", "not `torn`"),
+            ("install:3:torn:1", "PHASE:N"),
+        ] {
+            let e = parse_cut(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_cut_arms_the_power_model_on_its_operation() {
+        let board = SimBoard::new(1);
+        let before = |op| Cut {
+            phase: Phase::Install,
+            op,
+            torn: false,
+        };
+        before(3).arm(&board.power);
+        for _ in 0..2 {
+            board.power.begin_op(hw_models::OpKind::NvmcWrite).unwrap();
+        }
+        assert!(board.power.begin_op(hw_models::OpKind::NvmcWrite).is_err());
+        board.power.restore();
+        Cut {
+            torn: true,
+            ..before(2)
+        }
+        .arm(&board.power);
+        assert_eq!(
+            board.power.begin_op(hw_models::OpKind::NvmcWrite),
+            Ok(hw_models::OpFate::Complete)
+        );
+        assert_eq!(
+            board.power.begin_op(hw_models::OpKind::NvmcWrite),
+            Ok(hw_models::OpFate::Torn)
+        );
+        assert!(!board.power.is_on());
+    }
 }
