@@ -2,7 +2,8 @@
 //! the new image exactly; a wrong base, an oversized output, truncated, corrupt and over-long
 //! patches are refused with a reason; a power cut during reconstruction costs only a retry; and a
 //! decoder that reads back its own output (as an LZ dictionary in flash) is served correctly.
-use ota_image::Sha256;
+use ota_image::build::ImageBuilder;
+use ota_image::{ImageVersion, Sha256};
 use ota_reconstruct::blocking::{run, RunError, Storage};
 use ota_reconstruct::delta::{DeltaDecoder, HEADER_LEN};
 use ota_reconstruct::diff::{make_image_patch, make_patch, DiffError, SignedImage};
@@ -439,24 +440,19 @@ fn a_decoder_reads_its_own_output_across_flushed_and_pending_pages() {
     }
 }
 
-/// A minimal MCUboot image: 32-byte header, payload, TLV area with the SHA-256 TLV.
+/// A minimal MCUboot image (ota-image's builder): 32-byte header, payload, TLV area with the
+/// SHA-256 TLV.
 fn signed(payload: &[u8], version: u8) -> Vec<u8> {
-    let mut img = Vec::new();
-    img.extend_from_slice(&0x96f3_b83du32.to_le_bytes());
-    img.extend_from_slice(&0u32.to_le_bytes()); // load address
-    img.extend_from_slice(&32u16.to_le_bytes()); // header size
-    img.extend_from_slice(&0u16.to_le_bytes()); // protected TLVs
-    img.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    img.extend_from_slice(&0u32.to_le_bytes()); // flags
-    img.extend_from_slice(&[version, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    img.extend_from_slice(payload);
-    let hash = Sha256::digest(&img);
-    img.extend_from_slice(&0x6907u16.to_le_bytes());
-    img.extend_from_slice(&(4u16 + 4 + 32).to_le_bytes());
-    img.extend_from_slice(&0x10u16.to_le_bytes());
-    img.extend_from_slice(&32u16.to_le_bytes());
-    img.extend_from_slice(&hash);
-    img
+    ImageBuilder {
+        version: ImageVersion {
+            major: version,
+            ..ImageVersion::default()
+        },
+        header_size: 32,
+        ..ImageBuilder::default()
+    }
+    .unsigned(payload)
+    .unwrap()
 }
 
 #[test]

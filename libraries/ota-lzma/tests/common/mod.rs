@@ -239,29 +239,20 @@ pub struct Image<'a> {
 }
 
 pub fn parse(img: &[u8]) -> Image<'_> {
-    let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(img[o..o + 4].try_into().unwrap());
-    assert_eq!(u32_at(0), 0x96f3_b83d, "not an MCUboot image");
-    let header_size = usize::from(u16_at(8));
-    let prot_len = usize::from(u16_at(10));
-    let size = u32_at(12) as usize;
-    let flags = u32_at(16);
-    let mut protected = Vec::new();
-    let mut o = header_size + size;
-    if prot_len > 0 {
-        assert_eq!(u16_at(o), 0x6908);
-        let end = o + prot_len;
-        o += 4;
-        while o < end {
-            let (k, l) = (u16_at(o), usize::from(u16_at(o + 2)));
-            protected.push((k, &img[o + 4..o + 4 + l]));
-            o += 4 + l;
-        }
-    }
+    let info = ota_image::parse_image(&mut &img[..]).expect("an MCUboot image");
+    let header_size = info.payload_offset as usize;
+    let protected = info
+        .tlvs()
+        .filter(|t| t.area == ota_image::TlvArea::Protected)
+        .map(|t| {
+            let at = t.value_offset as usize;
+            (t.kind, &img[at..at + usize::from(t.len)])
+        })
+        .collect();
     Image {
         header_size,
-        flags,
-        payload: &img[header_size..header_size + size],
+        flags: info.header.flags,
+        payload: &img[header_size..header_size + info.payload_len as usize],
         protected,
     }
 }
