@@ -2,6 +2,7 @@
 //! board with real MCUboot images checked by `ota-image`. Each test names the class it covers.
 use boot_core::{Reason, State, PAGE};
 use boot_sim::*;
+use ota_image::tlv;
 
 /// A board holding `old` in the kernel slot, `staged` in the staging slot, and a boot request
 /// for the image `img` (whose hash and length the request names).
@@ -22,10 +23,7 @@ fn kernel_slot(b: &Board) -> Vec<u8> {
 /// Appends TLV `kind` with `value` to the unprotected area of a `sign_mcuboot` image: the
 /// unprotected area is outside the signed hash, so the signature stays valid.
 fn with_unprotected(img: &[u8], kind: u16, value: &[u8]) -> Vec<u8> {
-    let hdr = u16::from_le_bytes([img[8], img[9]]) as usize;
-    let prot = u16::from_le_bytes([img[10], img[11]]) as usize;
-    let len = u32::from_le_bytes([img[12], img[13], img[14], img[15]]) as usize;
-    let t = hdr + len + prot;
+    let t = ota_image::parse_image(&mut &img[..]).unwrap().tlv_offset as usize;
     let mut out = img.to_vec();
     let area = u16::from_le_bytes([out[t + 2], out[t + 3]]) + 4 + value.len() as u16;
     out[t + 2..t + 4].copy_from_slice(&area.to_le_bytes());
@@ -103,10 +101,10 @@ fn unprotected_tlvs_that_must_be_protected_are_refused_at_boot() {
         &SimSign::default(),
     );
     let forged: [(u16, &[u8]); 4] = [
-        (0x50, &1000u32.to_le_bytes()),
-        (0x40, &[0; 12]),
-        (0x60, &[0xA0]),
-        (0x70, &5000u32.to_le_bytes()),
+        (tlv::SEC_CNT, &1000u32.to_le_bytes()),
+        (tlv::DEPENDENCY, &[0; 12]),
+        (tlv::BOOT_RECORD, &[0xA0]),
+        (tlv::DECOMP_SIZE, &5000u32.to_le_bytes()),
     ];
     for (kind, value) in forged {
         let img = with_unprotected(&good, kind, value);
