@@ -69,7 +69,9 @@ pub const NO_BLOCK: u16 = 0xFFFF;
 /// Capability bits in the announce. A receiver refuses any bit it does not implement, so a
 /// sender can add compressed or delta images later without an old receiver staging garbage.
 pub mod capability {
-    /// The chunks carry a compressed image (reserved; not implemented).
+    /// The chunks carry a compressed image (imgtool's format, MCUboot's compressed-image
+    /// flags). Carried like [`DELTA`]: the kernel stages it in its received-stream area and
+    /// decodes the plain image from it at finalize.
     pub const COMPRESSED: u8 = 1 << 0;
     /// The chunks carry a delta patch against the running kernel (`ota-reconstruct`'s format).
     /// The transfer carries it as any image; the session tag keeps the bit, so the kernel
@@ -77,8 +79,8 @@ pub mod capability {
     /// kernel that cannot refuses the session at begin or the patch at finalize: nothing of
     /// it is installed.
     pub const DELTA: u8 = 1 << 1;
-    /// What this version carries: plain images and delta patches.
-    pub const SUPPORTED: u8 = DELTA;
+    /// What this version carries: plain images, compressed images and delta patches.
+    pub const SUPPORTED: u8 = COMPRESSED | DELTA;
 }
 
 /// The receiver's state as reported in its status PDU.

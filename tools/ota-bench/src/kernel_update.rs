@@ -4,17 +4,12 @@
 //!
 //! - raw: the signed image, the whole update on the simulated board (`tock-ota demo`);
 //! - compressed: the same image signed with `--compression lzma2armthumb` (imgtool's format),
-//!   transferred and staged (the simulated kernel does not run the device's decoder yet, so
-//!   this row stops at the staged image);
+//!   the whole update with the kernel decoding it into the staging slot (`tock-ota demo
+//!   --compression`);
 //! - delta: a patch from OLD to NEW (`tock-ota delta`), the whole update with the board running
 //!   OLD and the kernel rebuilding NEW from the patch (`tock-ota demo --base`).
 use ota_image::compressed::Compression;
-use ota_image::ImageVersion;
-use ota_imgtool::compress::sign_compressed;
-use ota_imgtool::sign::SignOptions;
-use ota_sim::system::{run_demo, DemoParams};
-use ota_sim::transfer::{run_transfer, LinkParams, TransferJob};
-use p256::ecdsa::SigningKey;
+use ota_sim::system::{run_demo, DemoParams, DemoReport};
 use serde::Serialize;
 
 #[derive(Serialize, Debug, Clone)]
@@ -25,15 +20,26 @@ pub struct KernelRow {
     pub image_bytes: usize,
     /// What went over the air: the image, the compressed image or the patch.
     pub bytes_on_air_image: usize,
-    /// From the first advertisement until the boot request (or, compressed, the staged image's
-    /// check) was written.
+    /// From the first advertisement until the boot request was written.
     pub transfer_simulated_s: f64,
-    /// Of that, the kernel's rebuild of the image from a patch.
+    /// Of that, the kernel's decoding or rebuild of the image from what was sent.
     pub rebuild_simulated_s: f64,
     /// The rest: receiving.
     pub receiving_s: f64,
-    /// The whole update ended with the new kernel confirmed (`None`: not run that far).
-    pub confirmed: Option<bool>,
+    /// The whole update ended with the new kernel confirmed.
+    pub confirmed: bool,
+}
+
+fn row(sent: &str, r: &DemoReport) -> KernelRow {
+    KernelRow {
+        sent: sent.into(),
+        image_bytes: r.image_bytes,
+        bytes_on_air_image: r.bytes_on_air_image,
+        transfer_simulated_s: r.transfer_simulated_s,
+        rebuild_simulated_s: r.rebuild_simulated_s,
+        receiving_s: r.transfer_simulated_s - r.rebuild_simulated_s,
+        confirmed: r.confirmed,
+    }
 }
 
 /// The rows for `new` (a raw kernel binary), and the delta row when `old` is given.
@@ -45,46 +51,16 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
     };
     let mut rows = Vec::new();
     let raw = run_demo(&params, &mut |_| {})?;
-    rows.push(KernelRow {
-        sent: "raw".into(),
-        image_bytes: raw.image_bytes,
-        bytes_on_air_image: raw.bytes_on_air_image,
-        transfer_simulated_s: raw.transfer_simulated_s,
-        rebuild_simulated_s: 0.0,
-        receiving_s: raw.transfer_simulated_s,
-        confirmed: Some(raw.confirmed),
-    });
+    rows.push(row("raw", &raw));
 
-    let key = SigningKey::from_slice(&[0x42; 32])?;
-    let opts = SignOptions {
-        version: ImageVersion {
-            major: 2,
-            ..ImageVersion::default()
+    let compressed = run_demo(
+        &DemoParams {
+            compression: Some(Compression::Lzma2ArmThumb),
+            ..params.clone()
         },
-        security_counter: Some(2),
-        ..SignOptions::default()
-    };
-    let compressed = sign_compressed(new, &opts, &key, Compression::Lzma2ArmThumb)?;
-    let link = LinkParams::default();
-    let job = TransferJob {
-        config: update_region::Config::nrf52840dk(1),
-        owner: 1,
-        image: &compressed.image,
-        session: 0x5EED_C000 | seed as u32,
-        params: &link,
-        seed,
-        cuts: &[],
-    };
-    let t = run_transfer(&mut hw_models::SimBoard::new(seed), &job, &mut |_| {})?;
-    rows.push(KernelRow {
-        sent: "compressed (lzma2armthumb)".into(),
-        image_bytes: raw.image_bytes,
-        bytes_on_air_image: compressed.image.len(),
-        transfer_simulated_s: t.sim_time_s,
-        rebuild_simulated_s: 0.0,
-        receiving_s: t.sim_time_s,
-        confirmed: None,
-    });
+        &mut |_| {},
+    )?;
+    rows.push(row("compressed (lzma2armthumb)", &compressed));
 
     if let Some(old) = old {
         let delta = run_demo(
@@ -100,15 +76,7 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
                 delta.delta_refused.unwrap_or_default()
             );
         }
-        rows.push(KernelRow {
-            sent: "delta".into(),
-            image_bytes: delta.image_bytes,
-            bytes_on_air_image: delta.bytes_on_air_image,
-            transfer_simulated_s: delta.transfer_simulated_s,
-            rebuild_simulated_s: delta.rebuild_simulated_s,
-            receiving_s: delta.transfer_simulated_s - delta.rebuild_simulated_s,
-            confirmed: Some(delta.confirmed),
-        });
+        rows.push(row("delta", &delta));
     }
     Ok(rows)
 }
@@ -133,11 +101,7 @@ pub fn print(rows: &[KernelRow]) {
             r.transfer_simulated_s,
             r.rebuild_simulated_s,
             r.receiving_s,
-            match r.confirmed {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "(staged)",
-            }
+            if r.confirmed { "yes" } else { "NO" }
         );
     }
 }

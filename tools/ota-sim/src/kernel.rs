@@ -111,7 +111,8 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         if self.stream.is_none() {
             return Ok(false);
         }
-        if tag[12] & adv_transfer::wire::capability::DELTA != 0 {
+        use adv_transfer::wire::capability::{COMPRESSED, DELTA};
+        if tag[12] & (DELTA | COMPRESSED) != 0 {
             return Ok(true);
         }
         if self.stream_active() {

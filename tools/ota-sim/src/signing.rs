@@ -36,15 +36,22 @@ impl Signer {
         &self.public
     }
 
-    /// `tock-ota sign` with its defaults (0x200-byte header, load address 0) and this version
-    /// and security counter.
-    pub fn sign(
+    /// `tock-ota sign --compression` with the defaults of [`Signer::sign`]: the compressed
+    /// image (or the plain one when compression would not pay, as imgtool does); its plain image
+    /// is byte for byte [`Signer::sign`]'s (deterministic ECDSA).
+    pub fn sign_compressed(
         &self,
         payload: &[u8],
         version: (u8, u8, u16, u32),
         security_counter: u32,
+        compression: ota_image::compressed::Compression,
     ) -> anyhow::Result<Vec<u8>> {
-        let opts = SignOptions {
+        let opts = Self::options(version, security_counter);
+        Ok(ota_imgtool::compress::sign_compressed(payload, &opts, &self.key, compression)?.image)
+    }
+
+    fn options(version: (u8, u8, u16, u32), security_counter: u32) -> SignOptions {
+        SignOptions {
             version: ImageVersion {
                 major: version.0,
                 minor: version.1,
@@ -53,7 +60,21 @@ impl Signer {
             },
             security_counter: Some(security_counter),
             ..SignOptions::default()
-        };
-        sign_image(payload, &opts, &self.key)
+        }
+    }
+
+    /// `tock-ota sign` with its defaults (0x200-byte header, load address 0) and this version
+    /// and security counter.
+    pub fn sign(
+        &self,
+        payload: &[u8],
+        version: (u8, u8, u16, u32),
+        security_counter: u32,
+    ) -> anyhow::Result<Vec<u8>> {
+        sign_image(
+            payload,
+            &Self::options(version, security_counter),
+            &self.key,
+        )
     }
 }

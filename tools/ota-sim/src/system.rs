@@ -85,6 +85,8 @@ pub struct DemoParams {
     /// so the bootloader's journal names it, and v2 travels as a delta patch against it (or, if
     /// the board refuses the patch, as the full image).
     pub base: Option<Vec<u8>>,
+    /// Send v2 compressed (imgtool's format); the kernel decodes it into the staging slot.
+    pub compression: Option<ota_image::compressed::Compression>,
 }
 
 impl Default for DemoParams {
@@ -97,6 +99,7 @@ impl Default for DemoParams {
             cuts: Vec::new(),
             untrusted_key: false,
             base: None,
+            compression: None,
         }
     }
 }
@@ -120,8 +123,8 @@ pub struct DemoReport {
     pub signature_algorithm: String,
     pub image_bytes: usize,
     pub payload_bytes: usize,
-    /// What went over the air: "full" (the signed image) or "delta" (a patch the kernel
-    /// rebuilt the image from).
+    /// What went over the air: "full" (the signed image), "compressed" (the compressed image
+    /// the kernel decoded) or "delta" (a patch the kernel rebuilt the image from).
     pub sent: String,
     /// Bytes of what went over the air (the image, or the patch).
     pub bytes_on_air_image: usize,
@@ -142,8 +145,8 @@ pub struct DemoReport {
     pub block_crc_failures: u32,
     /// From the first advertisement until the boot request was written.
     pub transfer_simulated_s: f64,
-    /// Of `transfer_simulated_s`, the kernel's rebuild of the image from a delta patch (0 when
-    /// the full image was sent); the rest is receiving the patch.
+    /// Of `transfer_simulated_s`, the kernel's rebuild of the image from a delta patch or a
+    /// compressed image (0 when the full image was sent); the rest is receiving.
     pub rebuild_simulated_s: f64,
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
@@ -206,7 +209,7 @@ pub fn run_demo(
 
     // Transfer: the DFU app receives and stages; finalize writes the boot request.
     on_event(Event::Phase("transfer"));
-    let (t, sequence, sent) = send_v2(&mut board, params, &v1, &v2, on_event)?;
+    let (t, sequence, sent) = send_v2(&mut board, &signer, params, &v1, &v2, on_event)?;
     let mut tally = Tally {
         boots: 1,
         power_cuts: t.receiver_reboots,
@@ -357,30 +360,30 @@ fn sign_v2(signer: &Signer, params: &DemoParams) -> anyhow::Result<Kernel> {
     Ok(Kernel { payload, image })
 }
 
-/// The DFU app receives `image` over the link and stages it (cuts of the transfer phase reboot
-/// the board), or with `delta` (a patch and the id of the image it applies to) the patch, which
-/// the kernel rebuilds `image` from; returns the transfer's report and the boot request's
-/// sequence, once the staging slot holds exactly `image`.
+/// The DFU app receives `sent` over the link and stages it (cuts of the transfer phase reboot
+/// the board): `image` itself, its compressed image, or (with `base`, the id of the image it
+/// applies to) a patch, which the kernel rebuilds `image` from; returns the transfer's report
+/// and the boot request's sequence, once the staging slot holds exactly `image`.
 fn transfer_v2(
     board: &mut SimBoard,
     params: &DemoParams,
     image: &[u8],
-    delta: Option<(&[u8], [u8; 16])>,
+    sent: &[u8],
+    base: Option<[u8; 16]>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<(TransferReport, u32)> {
     let cuts = phase_cuts(params, Phase::Transfer);
     // A fallback after a refused patch is a new session.
-    let session = 0x7000_0000 | ((params.seed as u32 & 0x0FFF_FFFF) ^ u32::from(delta.is_some()));
+    let session = 0x7000_0000 | ((params.seed as u32 & 0x0FFF_FFFF) ^ u32::from(base.is_some()));
     let job = TransferJob {
         config: dk_config(),
         owner: DFU_APP_ID,
-        image: delta.map_or(image, |(patch, _)| patch),
+        image: sent,
         session,
         params: &params.link,
         seed: params.seed,
         cuts: &cuts,
     };
-    let base = delta.map(|(_, base)| base);
     let t = run_delta_transfer(board, &job, base, &mut |p| on_event(Event::Transfer(p)))?;
     let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
         bail!("the transfer ended without a finalized image");
@@ -444,11 +447,13 @@ fn preinstall(
     confirm(board, signer, &quiet, &mut tally)
 }
 
-/// v2 over the air: the full image, or with `params.base` a delta patch against v1 that the
-/// kernel rebuilds; if the board refuses the patch (it runs another image) the full image
-/// follows in a new session. Returns the transfer, the boot request's sequence and what was sent.
+/// v2 over the air: the full image, with `params.compression` its compressed image, or with
+/// `params.base` a delta patch against v1; the kernel decodes or rebuilds the image from
+/// either. If the board refuses the patch (it runs another image) the full image follows in a
+/// new session. Returns the transfer, the boot request's sequence and what was sent.
 fn send_v2(
     board: &mut SimBoard,
+    signer: &Signer,
     params: &DemoParams,
     v1: &Kernel,
     v2: &Kernel,
@@ -459,12 +464,29 @@ fn send_v2(
         bytes: v2.image.len(),
         delta_refused: None,
     };
-    let (t, sequence) = match &params.base {
-        None => transfer_v2(board, params, &v2.image, None, on_event)?,
-        Some(_) => {
+    let (t, sequence) = match (&params.base, params.compression) {
+        (Some(_), Some(_)) => {
+            bail!("--base and --compression are two ways of sending v2: pick one")
+        }
+        (None, Some(compression)) => {
+            // Signed as sign_v2 signed v2 (its plain image is v2's, byte for byte).
+            let untrusted;
+            let signer = if params.untrusted_key {
+                untrusted = Signer::new(params.seed ^ 0xBAD)?;
+                &untrusted
+            } else {
+                signer
+            };
+            let compressed = signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)?;
+            sent.kind = "compressed";
+            sent.bytes = compressed.len();
+            transfer_v2(board, params, &v2.image, &compressed, None, on_event)?
+        }
+        (None, None) => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
+        (Some(_), None) => {
             let patch = make_image_patch(&v1.image, &v2.image)?;
             let base = SignedImage::parse(&v1.image, "v1")?.id();
-            match transfer_v2(board, params, &v2.image, Some((&patch, base)), on_event) {
+            match transfer_v2(board, params, &v2.image, &patch, Some(base), on_event) {
                 Ok(done) => {
                     sent.kind = "delta";
                     sent.bytes = patch.len();
@@ -475,7 +497,7 @@ fn send_v2(
                         // The board runs something else: the full image, in a new session.
                         sent.delta_refused = Some(refused.to_string());
                         on_event(Event::Phase("full image"));
-                        transfer_v2(board, params, &v2.image, None, on_event)?
+                        transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
                     }
                     _ => return Err(e),
                 },

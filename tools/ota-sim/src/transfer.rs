@@ -312,9 +312,25 @@ fn new_sender<'a>(
         );
     }
     let company = adv_transfer::DEFAULT_COMPANY_ID;
+    // A compressed image (MCUboot's compressed flag) is announced as one: the kernel stages it
+    // in the received-stream area and decodes it at finalize.
+    let compressed = ota_image::ImageHeader::decode(
+        job.image
+            .get(..32)
+            .and_then(|h| h.try_into().ok())
+            .unwrap_or(&[0; 32]),
+    )
+    .flags
+        & ota_image::flags::COMPRESSED_LZMA2
+        != 0;
+    let capabilities = if compressed {
+        adv_transfer::wire::capability::COMPRESSED
+    } else {
+        0
+    };
     match base {
         Some(base) => Sender::new_delta(company, job.image, job.session, base),
-        None => Sender::new(company, job.image, job.session, 0),
+        None => Sender::new(company, job.image, job.session, capabilities),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -54,3 +54,35 @@ fn a_power_cut_during_the_rebuild_costs_a_retry() {
         assert_eq!(r.sent, "delta");
     }
 }
+
+#[test]
+fn a_compressed_update_is_decoded_installed_and_confirmed() {
+    use ota_image::compressed::Compression;
+    // Code-like bytes compress; the generated kernel's random bytes would not.
+    let payload: Vec<u8> = (0..40 * 1024u32)
+        .map(|i| [0x00, 0xBF, 0x70, 0x47, (i / 64) as u8][(i % 5) as usize])
+        .collect();
+    let p = DemoParams {
+        payload: Some(payload),
+        compression: Some(Compression::Lzma2ArmThumb),
+        seed: 8,
+        ..DemoParams::default()
+    };
+    let r = run_demo(&p, &mut |_| {}).unwrap();
+    assert_eq!(r.sent, "compressed");
+    assert!(r.confirmed, "{}", r.bootloader_outcome);
+    assert_eq!(r.final_version, "2.0.0+0");
+    assert!(
+        r.bytes_on_air_image * 4 < r.image_bytes,
+        "{} B",
+        r.bytes_on_air_image
+    );
+    assert!(r.rebuild_simulated_s > 0.0);
+    // Both at once is refused.
+    let both = DemoParams {
+        base: Some(vec![0; 1024]),
+        ..p
+    };
+    let e = run_demo(&both, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("pick one"), "{e}");
+}
