@@ -39,6 +39,9 @@
 //! - `board.qspi` / `board.internal`: the real drivers from `nrf52840-flash` over the models.
 //! - `board.chip()` / `board.nvmc()`: the raw models (bytes, wear counters, timing profile,
 //!   read bit flips, ACL).
+//! - [`qspi_regs::QspiRegisters`]: the QSPI peripheral at register level (tasks, READY, EasyDMA
+//!   through the owner's [`DmaMemory`]) over [`QspiPeripheral`], for whoever runs a driver that
+//!   writes registers: the CPU emulator and the QSPI capsule's host tests.
 //! - `board.power_cycle()`: contents persist, volatile state resets, drivers re-initialise;
 //!   an external-flash operation in flight is torn.
 //! - `board.reset()`: a soft reset with power on: the external flash finishes what it was doing
