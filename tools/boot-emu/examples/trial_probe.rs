@@ -5,6 +5,8 @@
 //! transfer, for looking at the install and the trial boot.
 //!
 //!     cargo run --release -p boot-emu --example trial_probe -- target/device [instructions]
+//!
+//! With `TRIAL_PROFILE` set in the environment it also prints instructions per function.
 
 use boot_emu::rig::{Rig, RESETREAS_SREQ};
 use boot_emu::{run, BootConfig, Exit, Firmware};
@@ -35,6 +37,7 @@ fn main() -> Result<(), String> {
         stop_at_kernel: false,
         max_instructions: budget,
         budget_ends_run: true,
+        profile: std::env::var_os("TRIAL_PROFILE").is_some(),
         ..BootConfig::default()
     };
     // A new chip's first kernel boot programs the UICR and resets; the update comes later.
@@ -70,10 +73,22 @@ fn main() -> Result<(), String> {
         for f in &report.faults {
             println!("fault: {f:?} in {}", symbols.function_at(f.pc));
         }
+        let mut profile: Vec<_> = report.profile.iter().collect();
+        profile.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+        for (function, n) in profile.iter().take(40) {
+            println!("{n:>12} {function}");
+        }
         if let Exit::Halted { pc } = report.exit {
             println!("halted in {}", symbols.function_at(pc));
         }
         println!("status: {:?}", rig.status());
+        // .ci/build-device signs kernel-v1.bin as v2: after the install the slot holds it (a
+        // stale kernel-v2.signed.bin from another build would not).
+        let k = read("kernel-v1.bin")?;
+        println!(
+            "kernel slot holds kernel-v1.bin (v2's payload): {}",
+            rig.kernel_is(&k)
+        );
         if report.exit != Exit::SystemReset {
             break;
         }
