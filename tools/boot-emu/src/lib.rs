@@ -890,6 +890,239 @@ fn wait_for_interrupt<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: 
     let _ = uc.reg_write(RegisterARM::PC, u64::from(pc + 2) | 1);
 }
 
+/// A read of the peripheral block at `base` (offset `off`): the fault registers or the models.
+fn mmio_read<Q: QspiPort, N: NvmcPort>(
+    uc: &mut Emu<'_, '_, Q, N>,
+    base: u32,
+    off: u64,
+    size: usize,
+) -> u64 {
+    let pc = pc_of(uc);
+    let st = uc.get_data_mut();
+    if st.outcome.is_some() || st.access_fault.is_some() {
+        // The run has ended, or the access is refused: it reaches no model.
+        return 0;
+    }
+    if base == periph::SCS_BASE && faults::owns(off as u32) {
+        return match st.faults.read(off as u32, size) {
+            Some(v) => u64::from(v),
+            None => {
+                let addr = base + off as u32;
+                st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
+                let _ = uc.emu_stop();
+                0
+            }
+        };
+    }
+    st.sync_clock();
+    let now = st.clock.now_us();
+    match st.hw.read(base + off as u32, size, now) {
+        Ok(v) => {
+            apply_memory_effects(uc);
+            u64::from(v)
+        }
+        Err(ev) => {
+            st.hw_event(ev, pc);
+            let _ = uc.emu_stop();
+            0
+        }
+    }
+}
+
+/// A write to the peripheral block at `base` (offset `off`): the fault registers or the models,
+/// with EasyDMA's source bytes handed over, the watchdog checked and the console watched.
+fn mmio_write<Q: QspiPort, N: NvmcPort>(
+    uc: &mut Emu<'_, '_, Q, N>,
+    base: u32,
+    off: u64,
+    size: usize,
+    value: u64,
+) {
+    if uc.get_data().outcome.is_some() || uc.get_data().access_fault.is_some() {
+        return;
+    }
+    let pc = pc_of(uc);
+    let addr = base + off as u32;
+    let value = value as u32;
+    if base == periph::SCS_BASE && faults::owns(off as u32) {
+        let st = uc.get_data_mut();
+        if st.faults.write(off as u32, size, value).is_none() {
+            st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
+            let _ = uc.emu_stop();
+        }
+        return;
+    }
+    // A UARTE STARTTX or QSPI WRITESTART reads its buffer by EasyDMA: hand the
+    // bytes over.
+    let hw = &uc.get_data().hw;
+    let dma_src = match addr & !0xFFF {
+        periph::UARTE0_BASE => hw.uarte0.dma_source(addr & 0xFFF, value),
+        periph::RADIO_BASE => hw.radio.dma_source(addr & 0xFFF, value),
+        periph::QSPI_BASE => hw.qspi.dma_source(addr & 0xFFF, value),
+        _ => None,
+    }
+    .and_then(|(src, cnt)| uc.mem_read_as_vec(u64::from(src), cnt as usize).ok());
+    let st = uc.get_data_mut();
+    st.next_irq_poll = 0;
+    st.hw.dma_source_bytes = dma_src;
+    st.sync_clock();
+    let now = st.clock.now_us();
+    let result = st.hw.write(addr, size, value, now);
+    let result = result.and_then(|()| {
+        st.sync_clock();
+        if st.hw.wdt_expired(st.clock.now_us()) {
+            Err(HwEvent::Stop(HwStop::WatchdogReset))
+        } else {
+            Ok(())
+        }
+    });
+    let console_done = addr & !0xFFF == periph::UARTE0_BASE && !st.stop_on_console.is_empty() && {
+        let log = String::from_utf8_lossy(&st.hw.uarte0.tx_log);
+        st.stop_on_console.iter().all(|p| log.contains(p.as_str()))
+    };
+    if console_done {
+        st.finish(Ok(Exit::Console));
+        let _ = uc.emu_stop();
+    }
+    if base == periph::SCS_BASE && (0xD90..=0xDB8).contains(&off) {
+        refresh_privilege(uc);
+    }
+    let st = uc.get_data_mut();
+    match result {
+        Ok(()) => apply_memory_effects(uc),
+        Err(ev) => {
+            st.hw_event(ev, pc);
+            apply_memory_effects(uc);
+            let _ = uc.emu_stop();
+        }
+    }
+}
+
+/// Before every instruction: pending memory effects, IT-state repair, a refused access's fault,
+/// the MPU's fetch check, the instruction budget, `b .` halts, interrupts, the profile, the
+/// kernel jump and watched addresses.
+fn on_instruction<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, addr: u64) {
+    let pc = addr as u32;
+    let st = uc.get_data_mut();
+    if !st.hw.fixups.is_empty() {
+        apply_memory_effects(uc);
+    }
+    let st = uc.get_data_mut();
+    if st.outcome.is_some() {
+        return;
+    }
+    if st.it_resync && !in_it_block(uc, pc) {
+        uc.get_data_mut().it_resync = false;
+        let cpsr = uc.reg_read(RegisterARM::CPSR).unwrap_or(0) as u32;
+        if cpsr & IT_BITS != 0 {
+            // Clear the stale IT state and restart here, so this instruction is translated
+            // and run unconditionally.
+            let xpsr = uc.reg_read(RegisterARM::XPSR).unwrap_or(0);
+            let _ = uc.reg_write(RegisterARM::XPSR, xpsr & !u64::from(IT_BITS));
+            let _ = uc.reg_write(RegisterARM::PC, u64::from(pc | 1));
+            return;
+        }
+    }
+    let st = uc.get_data_mut();
+    if st.access_fault.is_some() {
+        // The previous instruction made a refused access: take its fault now (after an IT
+        // block, which Unicorn runs as one unit).
+        if !may_be_in_it_block(uc, pc) {
+            take_access_fault(uc);
+            return;
+        }
+    } else if let Some(site) = st.msr_control_at {
+        if site != pc {
+            st.msr_control_at = None;
+            refresh_privilege(uc);
+        }
+    }
+    let st = uc.get_data_mut();
+    if st.unprivileged && st.fetch_ok != Some(pc >> 5) {
+        match st.hw.mpu.check(pc, mpu::Access::Fetch, false) {
+            Ok(()) => st.fetch_ok = Some(pc >> 5),
+            Err(denied) => {
+                st.access_fault = Some(AccessFault {
+                    pc,
+                    addr: pc,
+                    access: mpu::Access::Fetch,
+                    denied,
+                    regs: None,
+                    undo: None,
+                });
+                take_access_fault(uc);
+                return;
+            }
+        }
+    }
+    let st = uc.get_data_mut();
+    st.instructions += 1;
+    if st.instructions > st.max_instructions {
+        let limit = st.max_instructions;
+        st.finish(if st.budget_ends_run {
+            Ok(Exit::Budget { pc })
+        } else {
+            Err(EmuError::InstructionBudget { limit, pc })
+        });
+        let _ = uc.emu_stop();
+        return;
+    }
+    // A branch to itself (`b .`). Unicorn may report an instruction twice in a row (around
+    // IT blocks, which it runs as one unit), so the encoding is checked too.
+    if pc == st.last_pc && uc.mem_read_as_vec(u64::from(pc), 2).as_deref() == Ok(&[0xFE, 0xE7][..])
+    {
+        let st = uc.get_data_mut();
+        st.finish(Ok(Exit::Halted { pc }));
+        let _ = uc.emu_stop();
+        return;
+    }
+    let st = uc.get_data_mut();
+    st.last_pc = pc;
+    if st.instructions >= st.next_irq_poll && poll_interrupts(uc, pc) {
+        return;
+    }
+    let st = uc.get_data_mut();
+    if let Some(p) = st.profile.as_mut() {
+        *p.entry(pc).or_default() += 1;
+    }
+    if st.jump.is_none() && st.profile.is_some() {
+        let sp = uc.reg_read(RegisterARM::SP).unwrap_or(u64::MAX) as u32;
+        if sp < uc.get_data().lowest_sp.0 {
+            // Keep the stack contents at the deepest point for a heuristic backtrace.
+            let top = uc.get_data().stack_range.end;
+            let words = uc
+                .mem_read_as_vec(u64::from(sp), top.saturating_sub(sp) as usize)
+                .unwrap_or_default();
+            let st = uc.get_data_mut();
+            st.lowest_sp = (sp, pc);
+            st.deepest_stack_words = words;
+        }
+    }
+    let st = uc.get_data_mut();
+    if st.jump.is_none() && st.kernel_slot.contains(&pc) {
+        let insns = st.instructions - 1;
+        let range = st.stack_range.clone();
+        let sp = uc.reg_read(RegisterARM::SP).unwrap_or(0) as u32;
+        let peak = stack_peak(uc, &range);
+        let st = uc.get_data_mut();
+        st.jump = Some((pc, sp, insns));
+        st.peak_stack = peak;
+        if let Some(hook) = &st.at_kernel_jump {
+            (hook.0)();
+        }
+        if st.stop_at_kernel {
+            st.finish(Ok(Exit::KernelJump { pc, sp }));
+            let _ = uc.emu_stop();
+        }
+    }
+    let st = uc.get_data_mut();
+    if let Some(hits) = st.watch_hits.get_mut(&pc) {
+        let insns = st.instructions - 1;
+        let t = st.clock.now_us() - st.start_us;
+        hits.push((insns, t));
+    }
+}
+
 /// One power-on of the board: runs `fw`'s reset vector (the firmware must already be in the
 /// internal flash behind `nvmc`) until an [`Exit`] or an [`EmuError`].
 pub fn run<'a, Q: QspiPort, N: NvmcPort>(
@@ -1010,99 +1243,12 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
             0x1000,
             Some(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize| -> u64 {
-                    let pc = pc_of(uc);
-                    let st = uc.get_data_mut();
-                    if st.outcome.is_some() || st.access_fault.is_some() {
-                        // The run has ended, or the access is refused: it reaches no model.
-                        return 0;
-                    }
-                    if base == periph::SCS_BASE && faults::owns(off as u32) {
-                        return match st.faults.read(off as u32, size) {
-                            Some(v) => u64::from(v),
-                            None => {
-                                let addr = base + off as u32;
-                                st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
-                                let _ = uc.emu_stop();
-                                0
-                            }
-                        };
-                    }
-                    st.sync_clock();
-                    let now = st.clock.now_us();
-                    match st.hw.read(base + off as u32, size, now) {
-                        Ok(v) => {
-                            apply_memory_effects(uc);
-                            u64::from(v)
-                        }
-                        Err(ev) => {
-                            st.hw_event(ev, pc);
-                            let _ = uc.emu_stop();
-                            0
-                        }
-                    }
+                    mmio_read(uc, base, off, size)
                 },
             ),
             Some(
                 move |uc: &mut Emu<'_, 'a, Q, N>, off: u64, size: usize, value: u64| {
-                    if uc.get_data().outcome.is_some() || uc.get_data().access_fault.is_some() {
-                        return;
-                    }
-                    let pc = pc_of(uc);
-                    let addr = base + off as u32;
-                    let value = value as u32;
-                    if base == periph::SCS_BASE && faults::owns(off as u32) {
-                        let st = uc.get_data_mut();
-                        if st.faults.write(off as u32, size, value).is_none() {
-                            st.hw_event(HwError::BadAccessSize { addr, size }.into(), pc);
-                            let _ = uc.emu_stop();
-                        }
-                        return;
-                    }
-                    // A UARTE STARTTX or QSPI WRITESTART reads its buffer by EasyDMA: hand the
-                    // bytes over.
-                    let hw = &uc.get_data().hw;
-                    let dma_src = match addr & !0xFFF {
-                        periph::UARTE0_BASE => hw.uarte0.dma_source(addr & 0xFFF, value),
-                        periph::RADIO_BASE => hw.radio.dma_source(addr & 0xFFF, value),
-                        periph::QSPI_BASE => hw.qspi.dma_source(addr & 0xFFF, value),
-                        _ => None,
-                    }
-                    .and_then(|(src, cnt)| uc.mem_read_as_vec(u64::from(src), cnt as usize).ok());
-                    let st = uc.get_data_mut();
-                    st.next_irq_poll = 0;
-                    st.hw.dma_source_bytes = dma_src;
-                    st.sync_clock();
-                    let now = st.clock.now_us();
-                    let result = st.hw.write(addr, size, value, now);
-                    let result = result.and_then(|()| {
-                        st.sync_clock();
-                        if st.hw.wdt_expired(st.clock.now_us()) {
-                            Err(HwEvent::Stop(HwStop::WatchdogReset))
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    let console_done =
-                        addr & !0xFFF == periph::UARTE0_BASE && !st.stop_on_console.is_empty() && {
-                            let log = String::from_utf8_lossy(&st.hw.uarte0.tx_log);
-                            st.stop_on_console.iter().all(|p| log.contains(p.as_str()))
-                        };
-                    if console_done {
-                        st.finish(Ok(Exit::Console));
-                        let _ = uc.emu_stop();
-                    }
-                    if base == periph::SCS_BASE && (0xD90..=0xDB8).contains(&off) {
-                        refresh_privilege(uc);
-                    }
-                    let st = uc.get_data_mut();
-                    match result {
-                        Ok(()) => apply_memory_effects(uc),
-                        Err(ev) => {
-                            st.hw_event(ev, pc);
-                            apply_memory_effects(uc);
-                            let _ = uc.emu_stop();
-                        }
-                    }
+                    mmio_write(uc, base, off, size, value)
                 },
             ),
         )
@@ -1197,126 +1343,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
     .map_err(uc_err)?;
 
     uc.add_code_hook(1, 0, |uc: &mut Emu<'_, 'a, Q, N>, addr: u64, _size: u32| {
-        let pc = addr as u32;
-        let st = uc.get_data_mut();
-        if !st.hw.fixups.is_empty() {
-            apply_memory_effects(uc);
-        }
-        let st = uc.get_data_mut();
-        if st.outcome.is_some() {
-            return;
-        }
-        if st.it_resync && !in_it_block(uc, pc) {
-            uc.get_data_mut().it_resync = false;
-            let cpsr = uc.reg_read(RegisterARM::CPSR).unwrap_or(0) as u32;
-            if cpsr & IT_BITS != 0 {
-                // Clear the stale IT state and restart here, so this instruction is translated
-                // and run unconditionally.
-                let xpsr = uc.reg_read(RegisterARM::XPSR).unwrap_or(0);
-                let _ = uc.reg_write(RegisterARM::XPSR, xpsr & !u64::from(IT_BITS));
-                let _ = uc.reg_write(RegisterARM::PC, u64::from(pc | 1));
-                return;
-            }
-        }
-        let st = uc.get_data_mut();
-        if st.access_fault.is_some() {
-            // The previous instruction made a refused access: take its fault now (after an IT
-            // block, which Unicorn runs as one unit).
-            if !may_be_in_it_block(uc, pc) {
-                take_access_fault(uc);
-                return;
-            }
-        } else if let Some(site) = st.msr_control_at {
-            if site != pc {
-                st.msr_control_at = None;
-                refresh_privilege(uc);
-            }
-        }
-        let st = uc.get_data_mut();
-        if st.unprivileged && st.fetch_ok != Some(pc >> 5) {
-            match st.hw.mpu.check(pc, mpu::Access::Fetch, false) {
-                Ok(()) => st.fetch_ok = Some(pc >> 5),
-                Err(denied) => {
-                    st.access_fault = Some(AccessFault {
-                        pc,
-                        addr: pc,
-                        access: mpu::Access::Fetch,
-                        denied,
-                        regs: None,
-                        undo: None,
-                    });
-                    take_access_fault(uc);
-                    return;
-                }
-            }
-        }
-        let st = uc.get_data_mut();
-        st.instructions += 1;
-        if st.instructions > st.max_instructions {
-            let limit = st.max_instructions;
-            st.finish(if st.budget_ends_run {
-                Ok(Exit::Budget { pc })
-            } else {
-                Err(EmuError::InstructionBudget { limit, pc })
-            });
-            let _ = uc.emu_stop();
-            return;
-        }
-        // A branch to itself (`b .`). Unicorn may report an instruction twice in a row (around
-        // IT blocks, which it runs as one unit), so the encoding is checked too.
-        if pc == st.last_pc
-            && uc.mem_read_as_vec(u64::from(pc), 2).as_deref() == Ok(&[0xFE, 0xE7][..])
-        {
-            let st = uc.get_data_mut();
-            st.finish(Ok(Exit::Halted { pc }));
-            let _ = uc.emu_stop();
-            return;
-        }
-        let st = uc.get_data_mut();
-        st.last_pc = pc;
-        if st.instructions >= st.next_irq_poll && poll_interrupts(uc, pc) {
-            return;
-        }
-        let st = uc.get_data_mut();
-        if let Some(p) = st.profile.as_mut() {
-            *p.entry(pc).or_default() += 1;
-        }
-        if st.jump.is_none() && st.profile.is_some() {
-            let sp = uc.reg_read(RegisterARM::SP).unwrap_or(u64::MAX) as u32;
-            if sp < uc.get_data().lowest_sp.0 {
-                // Keep the stack contents at the deepest point for a heuristic backtrace.
-                let top = uc.get_data().stack_range.end;
-                let words = uc
-                    .mem_read_as_vec(u64::from(sp), top.saturating_sub(sp) as usize)
-                    .unwrap_or_default();
-                let st = uc.get_data_mut();
-                st.lowest_sp = (sp, pc);
-                st.deepest_stack_words = words;
-            }
-        }
-        let st = uc.get_data_mut();
-        if st.jump.is_none() && st.kernel_slot.contains(&pc) {
-            let insns = st.instructions - 1;
-            let range = st.stack_range.clone();
-            let sp = uc.reg_read(RegisterARM::SP).unwrap_or(0) as u32;
-            let peak = stack_peak(uc, &range);
-            let st = uc.get_data_mut();
-            st.jump = Some((pc, sp, insns));
-            st.peak_stack = peak;
-            if let Some(hook) = &st.at_kernel_jump {
-                (hook.0)();
-            }
-            if st.stop_at_kernel {
-                st.finish(Ok(Exit::KernelJump { pc, sp }));
-                let _ = uc.emu_stop();
-            }
-        }
-        let st = uc.get_data_mut();
-        if let Some(hits) = st.watch_hits.get_mut(&pc) {
-            let insns = st.instructions - 1;
-            let t = st.clock.now_us() - st.start_us;
-            hits.push((insns, t));
-        }
+        on_instruction(uc, addr)
     })
     .map_err(uc_err)?;
 
