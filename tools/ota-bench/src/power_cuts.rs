@@ -33,6 +33,10 @@ pub struct Args {
     /// With `--emulated`: worker threads (0: one per available core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Run the campaign over a userspace app update instead (`app_sim`): cuts before and
+    /// inside every flash operation of an install that confirms and one that reverts.
+    #[arg(long)]
+    pub app: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,15 +95,51 @@ fn merge(all: &mut CampaignReport, rep: CampaignReport, suffix: &str) {
     }
 }
 
+/// The app-update campaign (`--app`): every operation of each scenario, cut before and torn.
+pub fn app_campaign() -> Report {
+    let mut rep = Report {
+        cuts: 0,
+        recovered: 0,
+        random_runs: 0,
+        by_phase: Vec::new(),
+        failures: Vec::new(),
+    };
+    for (phase, scenario) in [
+        ("app: install + confirm", app_sim::Scenario::Confirm),
+        ("app: install + trial revert", app_sim::Scenario::Revert),
+    ] {
+        let found = app_sim::campaign(scenario, true, 1);
+        let recovered = found.cuts - found.failures.len() as u64;
+        rep.cuts += found.cuts;
+        rep.recovered += recovered;
+        rep.by_phase.push(PhaseRow {
+            phase: phase.into(),
+            cuts: found.cuts,
+            recovered,
+            operations: found.operations,
+        });
+        rep.failures.extend(found.failures);
+    }
+    rep
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rep = campaign(args.runs, args.max_cuts, args.seed);
+    let rep = if args.app {
+        app_campaign()
+    } else {
+        campaign(args.runs, args.max_cuts, args.seed)
+    };
     if args.json {
         cli_output::outln!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        cli_output::outln!(
-            "power-cut campaign (SimBoard, small images, seed {})",
-            args.seed
-        );
+        if args.app {
+            cli_output::outln!("power-cut campaign (SimBoard, app update: blink v3 -> v4)");
+        } else {
+            cli_output::outln!(
+                "power-cut campaign (SimBoard, small images, seed {})",
+                args.seed
+            );
+        }
         cli_output::outln!(
             "{:<34} {:>8} {:>10} {:>11}",
             "phase",

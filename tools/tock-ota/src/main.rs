@@ -6,7 +6,7 @@ use ota_bench::{
     flash as bench_flash, install as bench_install, power_cuts as bench_power_cuts,
     transfer as bench_transfer, verify as bench_verify,
 };
-use ota_imgtool::{inspect, keys, sign};
+use ota_imgtool::{delta, inspect, keys, sign};
 use ota_sim::demo;
 use tock_ota::{bench_boot, emulate_system, over_hci, power_cuts_emulated};
 
@@ -31,6 +31,8 @@ enum Command {
     Verify(inspect::VerifyArgs),
     /// Print an image's header and TLVs.
     Inspect(inspect::InspectArgs),
+    /// Make a delta patch from the signed image a device runs to a new one.
+    Delta(delta::DeltaArgs),
     /// Reports: simulated and measured performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -74,6 +76,7 @@ fn main() {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => inspect::run_verify(a),
         Command::Inspect(a) => inspect::run_inspect(a),
+        Command::Delta(a) => delta::run(a),
         Command::Bench(b) => match b {
             BenchCommand::Verify(a) => bench_verify::run(a),
             BenchCommand::Flash(a) => bench_flash::run(a),
