@@ -15,9 +15,9 @@ use core::convert::Infallible;
 use crate::parse::{ImageHeader, ImageInfo, TlvArea, TlvEntry};
 use crate::verify::{VerifiedImage, VerifyPolicy};
 use crate::{
-    der_to_raw_signature, flags, tlv, ImageError, PublicKey, Sha256, SignatureVerifier,
-    IMAGE_HEADER_SIZE, IMAGE_MAGIC, MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN, TLV_HEADER_SIZE,
-    TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC,
+    der_to_raw_signature, tlv, ImageError, PublicKey, Sha256, SignatureVerifier, IMAGE_HEADER_SIZE,
+    IMAGE_MAGIC, MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN, TLV_HEADER_SIZE, TLV_INFO_MAGIC,
+    TLV_PROT_INFO_MAGIC,
 };
 
 /// A refusal by the checker: an [`ImageError`] that cannot be a read error (the checker reads
@@ -520,32 +520,7 @@ impl CheckedImage {
     ) -> Result<VerifiedImage, CheckError> {
         let info = &self.info;
         let header = info.header;
-        let unsupported = header.flags & flags::UNSUPPORTED & !accept;
-        if unsupported != 0 {
-            return Err(ImageError::UnsupportedFlags(unsupported));
-        }
-        if let Some(max) = policy.max_payload_len {
-            if info.payload_len > max {
-                return Err(ImageError::PayloadTooLarge {
-                    len: info.payload_len,
-                    max,
-                });
-            }
-        }
-        if let Some(expected) = policy.expected_load_addr {
-            if header.load_addr != 0 && header.load_addr != expected {
-                return Err(ImageError::BadLoadAddress {
-                    found: header.load_addr,
-                    expected,
-                });
-            }
-        }
-        if let Some(floor) = policy.min_security_counter {
-            let counter = info.security_counter.unwrap_or(0);
-            if counter < floor {
-                return Err(ImageError::SecurityCounterBelowFloor { counter, floor });
-            }
-        }
+        info.check_policy(policy, accept)?;
 
         info.hash.ok_or(ImageError::MissingHash)?;
         let sig_tlv = info.signature.ok_or(ImageError::MissingSignature)?;

@@ -9,7 +9,7 @@
 //! the streamed checker.
 use crate::parse::{ImageInfo, TlvArea, TlvEntry};
 use crate::{
-    der_to_raw_signature, flags, hash_region, tlv, ImageError, ImageHeader, ImageSource, PublicKey,
+    der_to_raw_signature, hash_region, tlv, ImageError, ImageHeader, ImageSource, PublicKey,
     SignatureVerifier, VerifiedImage, VerifyPolicy, IMAGE_HEADER_SIZE, IMAGE_MAGIC,
     MAX_DER_SIGNATURE_LEN, SPKI_DER_LEN, TLV_HEADER_SIZE, TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC,
 };
@@ -25,32 +25,7 @@ pub fn verify_in_place<S: ImageSource, V: SignatureVerifier>(
     let info = walk(src)?;
     let header = info.header;
 
-    let unsupported = header.flags & flags::UNSUPPORTED;
-    if unsupported != 0 {
-        return Err(ImageError::UnsupportedFlags(unsupported));
-    }
-    if let Some(max) = policy.max_payload_len {
-        if info.payload_len > max {
-            return Err(ImageError::PayloadTooLarge {
-                len: info.payload_len,
-                max,
-            });
-        }
-    }
-    if let Some(expected) = policy.expected_load_addr {
-        if header.load_addr != 0 && header.load_addr != expected {
-            return Err(ImageError::BadLoadAddress {
-                found: header.load_addr,
-                expected,
-            });
-        }
-    }
-    if let Some(floor) = policy.min_security_counter {
-        let counter = info.security_counter.unwrap_or(0);
-        if counter < floor {
-            return Err(ImageError::SecurityCounterBelowFloor { counter, floor });
-        }
-    }
+    info.check_policy(policy, 0)?;
 
     let expected_hash = info.hash.ok_or(ImageError::MissingHash)?;
     let sig_tlv = info.signature.ok_or(ImageError::MissingSignature)?;

@@ -4,7 +4,7 @@ use core::fmt;
 
 use crate::check::StreamChecker;
 use crate::verify::drive;
-use crate::{ImageError, ImageSource};
+use crate::{flags, ImageError, ImageSource, VerifyPolicy};
 
 /// Image version: `major.minor.revision+build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -136,6 +136,44 @@ impl ImageInfo {
 }
 
 impl ImageInfo {
+    /// The policy's checks on a walked image, in the verifiers' order: header flags (besides
+    /// the supported ones, those in `accept`), payload size, load address, security counter.
+    /// Both verifiers (the streamed checker and the bootloader's in-place walk) call it.
+    pub(crate) fn check_policy<E>(
+        &self,
+        policy: &VerifyPolicy,
+        accept: u32,
+    ) -> Result<(), ImageError<E>> {
+        let header = &self.header;
+        let unsupported = header.flags & flags::UNSUPPORTED & !accept;
+        if unsupported != 0 {
+            return Err(ImageError::UnsupportedFlags(unsupported));
+        }
+        if let Some(max) = policy.max_payload_len {
+            if self.payload_len > max {
+                return Err(ImageError::PayloadTooLarge {
+                    len: self.payload_len,
+                    max,
+                });
+            }
+        }
+        if let Some(expected) = policy.expected_load_addr {
+            if header.load_addr != 0 && header.load_addr != expected {
+                return Err(ImageError::BadLoadAddress {
+                    found: header.load_addr,
+                    expected,
+                });
+            }
+        }
+        if let Some(floor) = policy.min_security_counter {
+            let counter = self.security_counter.unwrap_or(0);
+            if counter < floor {
+                return Err(ImageError::SecurityCounterBelowFloor { counter, floor });
+            }
+        }
+        Ok(())
+    }
+
     /// The layout of an image with `header`, before its TLV areas are read.
     pub(crate) fn new(header: ImageHeader) -> Self {
         ImageInfo {
