@@ -167,6 +167,12 @@ pub struct Receiver<'a> {
     running: Option<[u8; BASE_ID_LEN]>,
     /// A delta session announced and waiting for its base PDU before it is joined.
     pending_delta: Option<SessionInfo>,
+    /// Whether this device installs apps ([`Receiver::accept_apps`]).
+    apps: bool,
+    /// An app session announced and waiting for its target PDU before it is joined.
+    pending_app: Option<SessionInfo>,
+    /// The joined app session's package name (bytes, length; 0: not an app session).
+    target: ([u8; TARGET_NAME_MAX], u8),
 }
 
 impl<'a> Receiver<'a> {
@@ -212,7 +218,25 @@ impl<'a> Receiver<'a> {
             counters: RxCounters::default(),
             running: None,
             pending_delta: None,
+            apps: false,
+            pending_app: None,
+            target: ([0; TARGET_NAME_MAX], 0),
         }
+    }
+
+    /// Whether this receiver's device installs userspace apps (off by default). An app session
+    /// ([`capability::APP`]) is refused as [`RxState::Unsupported`] unless it does; with it,
+    /// the session is joined once its target PDU names the app.
+    pub fn accept_apps(&mut self, yes: bool) {
+        self.apps = yes;
+    }
+
+    /// The package name of the app the joined session carries; `None` for a kernel image. A
+    /// user finishes a completed app session by installing that app (its [`StageOp::Finalize`]
+    /// means "the TBF is staged and CRC-checked"), not by finalizing a kernel image.
+    pub fn target(&self) -> Option<&[u8]> {
+        let (name, len) = &self.target;
+        (self.session.is_some() && *len > 0).then(|| &name[..*len as usize])
     }
 
     /// The first [`BASE_ID_LEN`] bytes of the hash TLV of the image the device runs, if known.
@@ -381,6 +405,7 @@ impl<'a> Receiver<'a> {
             },
             KIND_MANIFEST => self.on_manifest(adv_a, pdu),
             KIND_BASE => self.on_base(adv_a, pdu),
+            KIND_TARGET => self.on_target(adv_a, pdu),
             KIND_STATUS => RxOutcome::NotOurs,
             _ => RxOutcome::Malformed,
         }
@@ -403,7 +428,10 @@ impl<'a> Receiver<'a> {
         }
         // A transfer this receiver cannot take is refused in the status, without joining it:
         // its geometry never reaches the tables sized for the images we accept.
-        let refusal = if info.capabilities & !capability::SUPPORTED != 0 {
+        let app = info.capabilities & capability::APP != 0;
+        let refusal = if info.capabilities & !capability::SUPPORTED != 0
+            || (app && (!self.apps || info.capabilities != capability::APP))
+        {
             Some(RxState::Unsupported)
         } else if info.image_len == 0 || info.image_len > self.max_image_len {
             Some(RxState::TooLarge)
@@ -423,7 +451,43 @@ impl<'a> Receiver<'a> {
             }
             return RxOutcome::Announce;
         }
+        if app {
+            // Joined once its target PDU names the app.
+            self.pending_app = Some(info);
+            return RxOutcome::Announce;
+        }
         self.join(info);
+        RxOutcome::Announce
+    }
+
+    /// An app session's target: join the announced session and remember the app's name.
+    fn on_target(&mut self, adv_a: [u8; 6], pdu: &[u8]) -> RxOutcome {
+        let Some((session, name)) = parse_target(pdu) else {
+            return RxOutcome::Malformed;
+        };
+        let Some(info) = self.pending_app else {
+            // The target repeated after each announce of the joined session.
+            return match self.session {
+                Some(s) if s.session == session => {
+                    if self.target() == Some(name) {
+                        RxOutcome::Announce
+                    } else {
+                        RxOutcome::Malformed
+                    }
+                }
+                _ => RxOutcome::NotOurs,
+            };
+        };
+        if session != info.session {
+            return RxOutcome::OtherSession;
+        }
+        if adv_a != session_address(info.session) {
+            return RxOutcome::Foreign;
+        }
+        self.pending_app = None;
+        self.join(info);
+        self.target.0[..name.len()].copy_from_slice(name);
+        self.target.1 = name.len() as u8;
         RxOutcome::Announce
     }
 
@@ -451,8 +515,12 @@ impl<'a> Receiver<'a> {
     }
 
     fn join(&mut self, info: SessionInfo) {
-        // Join (or switch to) this session.
+        // Join (or switch to) this session; one announced earlier and still waiting for its
+        // base or target PDU is dropped (it would otherwise join later, past the busy check).
         self.refused = None;
+        self.pending_delta = None;
+        self.pending_app = None;
+        self.target.1 = 0;
         self.session = Some(info);
         self.bitmap.fill(0);
         self.received = 0;

@@ -14,6 +14,10 @@ pub enum SenderError {
     BadImageLength(usize),
     /// The capability bits ask for something this implementation does not produce.
     UnsupportedCapabilities(u8),
+    /// An app session needs its target, the app's package name ([`Sender::new_app`]).
+    AppWithoutTarget,
+    /// The app's package name is empty or longer than a target PDU carries.
+    BadTargetName(usize),
 }
 
 impl core::fmt::Display for SenderError {
@@ -25,6 +29,13 @@ impl core::fmt::Display for SenderError {
             SenderError::UnsupportedCapabilities(c) => {
                 write!(f, "unsupported capabilities {c:#04x}")
             }
+            SenderError::AppWithoutTarget => {
+                write!(f, "an app session needs the app's package name")
+            }
+            SenderError::BadTargetName(n) => write!(
+                f,
+                "app package name of {n} bytes cannot be announced (1..={TARGET_NAME_MAX})"
+            ),
         }
     }
 }
@@ -74,6 +85,9 @@ pub struct Sender<'a> {
     base_due: bool,
     /// What the receiver said it runs when it refused the base (`None` inside: unknown).
     receiver_running: Option<Option<[u8; BASE_ID_LEN]>>,
+    /// An app session's package name (bytes, length), sent in a target PDU after each announce.
+    target: Option<([u8; TARGET_NAME_MAX], u8)>,
+    target_due: bool,
 }
 
 impl<'a> Sender<'a> {
@@ -88,8 +102,13 @@ impl<'a> Sender<'a> {
         if image.is_empty() || image.len() > MAX_IMAGE_LEN as usize {
             return Err(SenderError::BadImageLength(image.len()));
         }
-        if capabilities & !capability::SUPPORTED != 0 {
+        if capabilities & !capability::SUPPORTED != 0
+            || (capabilities & capability::APP != 0 && capabilities != capability::APP)
+        {
             return Err(SenderError::UnsupportedCapabilities(capabilities));
+        }
+        if capabilities & capability::APP != 0 {
+            return Err(SenderError::AppWithoutTarget);
         }
         let info = SessionInfo {
             session,
@@ -114,7 +133,29 @@ impl<'a> Sender<'a> {
             base: None,
             base_due: false,
             receiver_running: None,
+            target: None,
+            target_due: false,
         })
+    }
+
+    /// A sender for a userspace app: `tbf` is the app's TBF (with its credential footer),
+    /// `name` its package name, announced in a target PDU after each announce. A name that is
+    /// empty or longer than [`TARGET_NAME_MAX`] bytes is refused ([`SenderError::BadTargetName`]).
+    pub fn new_app(
+        company_id: u16,
+        tbf: &'a [u8],
+        session: u32,
+        name: &[u8],
+    ) -> Result<Self, SenderError> {
+        if name.is_empty() || name.len() > TARGET_NAME_MAX {
+            return Err(SenderError::BadTargetName(name.len()));
+        }
+        let mut sender = Sender::new(company_id, tbf, session, 0)?;
+        sender.info.capabilities = capability::APP;
+        let mut bytes = [0u8; TARGET_NAME_MAX];
+        bytes[..name.len()].copy_from_slice(name);
+        sender.target = Some((bytes, name.len() as u8));
+        Ok(sender)
     }
 
     /// A sender for a delta patch made against the signed image whose hash TLV starts with
@@ -188,6 +229,10 @@ impl<'a> Sender<'a> {
             pdu[5..BASE_LEN].copy_from_slice(&base);
             return BASE_LEN;
         }
+        if let (Some((name, len)), true) = (self.target, self.target_due) {
+            self.target_due = false;
+            return target(self.info.session, &name[..len as usize], pdu);
+        }
         self.since_announce += 1;
         if self.since_announce >= ANNOUNCE_EVERY {
             return self.announce(pdu);
@@ -222,6 +267,7 @@ impl<'a> Sender<'a> {
         self.since_announce = 0;
         self.counters.announces += 1;
         self.base_due = self.base.is_some();
+        self.target_due = self.target.is_some();
         announce(&self.info, pdu)
     }
 

@@ -53,6 +53,15 @@ pub const KIND_BASE: u8 = 0xF3;
 /// Bytes of an image hash that identify a base (in [`KIND_BASE`] and the `WrongBase` status).
 pub const BASE_ID_LEN: usize = 16;
 pub const BASE_LEN: usize = 5 + BASE_ID_LEN;
+/// Target of an app session (sender → receiver, right after each announce of the session):
+/// kind, session, the length of the app's TBF package name, then the name's bytes. A kernel
+/// session has none. The receiver's user installs a completed app session as that app instead
+/// of finalizing a kernel image.
+pub const KIND_TARGET: u8 = 0xF4;
+/// Bytes of a target PDU before the name.
+pub const TARGET_HEAD: usize = 6;
+/// Longest package name a target PDU carries (what is left of a PDU after its head).
+pub const TARGET_NAME_MAX: usize = PDU_MAX - TARGET_HEAD;
 
 pub const ANNOUNCE_LEN: usize = 17;
 /// Manifest: kind, session, first block, then up to this many CRC-32s.
@@ -79,8 +88,13 @@ pub mod capability {
     /// kernel that cannot refuses the session at begin or the patch at finalize: nothing of
     /// it is installed.
     pub const DELTA: u8 = 1 << 1;
-    /// What this version carries: plain images, compressed images and delta patches.
-    pub const SUPPORTED: u8 = COMPRESSED | DELTA;
+    /// The chunks carry a userspace app: one TBF with its credential footer, as elf2tab made
+    /// it. The session's target PDU ([`super::KIND_TARGET`]) names the app. Never combined
+    /// with [`COMPRESSED`] or [`DELTA`] (refused as unsupported); a receiver takes it only when
+    /// its device installs apps ([`crate::Receiver::accept_apps`]), else `Unsupported`.
+    pub const APP: u8 = 1 << 2;
+    /// What this version carries: plain images, compressed images, delta patches and apps.
+    pub const SUPPORTED: u8 = COMPRESSED | DELTA | APP;
 }
 
 /// The receiver's state as reported in its status PDU.
@@ -305,6 +319,28 @@ pub fn announce(info: &SessionInfo, out: &mut [u8; PDU_MAX]) -> usize {
     out[15] = CHUNK_LEN as u8;
     out[16] = BLOCK_LOG2;
     ANNOUNCE_LEN
+}
+
+/// Encode the target PDU of app session `session`: the app's TBF package name (1 to
+/// [`TARGET_NAME_MAX`] bytes; the caller checks, [`crate::Sender::new_app`] refuses others).
+pub fn target(session: u32, name: &[u8], out: &mut [u8; PDU_MAX]) -> usize {
+    let n = name.len().min(TARGET_NAME_MAX);
+    out[0] = KIND_TARGET;
+    out[1..5].copy_from_slice(&session.to_le_bytes());
+    out[5] = n as u8;
+    out[TARGET_HEAD..TARGET_HEAD + n].copy_from_slice(&name[..n]);
+    TARGET_HEAD + n
+}
+
+/// Decode a target PDU: its session and the app's name; `None` unless well formed (a name of
+/// 1 to [`TARGET_NAME_MAX`] bytes that fills the PDU exactly).
+pub fn parse_target(pdu: &[u8]) -> Option<(u32, &[u8])> {
+    if pdu.len() <= TARGET_HEAD || pdu[0] != KIND_TARGET {
+        return None;
+    }
+    let n = pdu[5] as usize;
+    (n > 0 && n <= TARGET_NAME_MAX && pdu.len() == TARGET_HEAD + n)
+        .then(|| (le32(pdu, 1), &pdu[TARGET_HEAD..]))
 }
 
 /// Why an announce PDU was not taken.

@@ -362,7 +362,7 @@ fn unsupported_capabilities_and_oversized_images_are_refused_in_the_status() {
         session: 1,
         image_len: 1000,
         image_crc: 0,
-        capabilities: 1 << 2,
+        capabilities: 1 << 7,
     };
     let mut pdu = [0u8; PDU_MAX];
     let n = announce(&info, &mut pdu);
@@ -391,8 +391,8 @@ fn unsupported_capabilities_and_oversized_images_are_refused_in_the_status() {
         Err(SenderError::BadImageLength(0))
     ));
     assert!(matches!(
-        Sender::new(CO, &big, 1, 1 << 2),
-        Err(SenderError::UnsupportedCapabilities(4))
+        Sender::new(CO, &big, 1, 1 << 7),
+        Err(SenderError::UnsupportedCapabilities(0x80))
     ));
 }
 
