@@ -15,6 +15,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod bearer;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
@@ -22,21 +23,6 @@ pub mod wire;
 pub use receiver::{Receiver, RxCounters, RxOutcome, RxProgress, StageError, StageOp};
 pub use sender::{Sender, SenderError, TxCounters, TxEvent};
 pub use wire::{session_address, RxState, SessionInfo, DEFAULT_COMPANY_ID};
-
-/// Advertising-bearer figures the protocol is designed around (Bluetooth Core, legacy 1M PHY).
-pub mod bearer {
-    use crate::wire::PDU_MAX;
-    /// Minimum advInterval for non-connectable advertising (since Bluetooth 5.0), in µs.
-    pub const ADV_INTERVAL_MIN_US: u64 = 20_000;
-    /// advDelay is drawn uniformly from 0–10 ms per event; its mean, in µs.
-    pub const ADV_DELAY_MEAN_US: u64 = 5_000;
-    /// Advertising events per second for one advertising set at the minimum interval.
-    pub const EVENTS_PER_S: f64 = 1e6 / (ADV_INTERVAL_MIN_US + ADV_DELAY_MEAN_US) as f64;
-    /// Bytes per event any protocol can use: the AdvData less one AD structure's framing.
-    pub const PAYLOAD_PER_EVENT: usize = PDU_MAX;
-    /// The bearer limit in bytes/s: payload bytes per event × events per second.
-    pub const LIMIT_BYTES_PER_S: f64 = PAYLOAD_PER_EVENT as f64 * EVENTS_PER_S;
-}
 
 /// Link parameters shared by both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
