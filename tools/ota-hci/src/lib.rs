@@ -6,6 +6,7 @@
 //! Unsafe code is confined to the Linux user-channel socket calls in [`transport`].
 #![deny(unsafe_code)]
 
+pub mod bearer;
 pub mod hci;
 pub mod radio;
 pub mod receive;
@@ -15,8 +16,9 @@ pub mod transport;
 use std::time::Duration;
 
 pub use adv_transfer::RxState;
+pub use bearer::{Bearer, BearerChoice, Phy};
 pub use hci::{Capabilities, Controller};
-pub use radio::{AdvParams, AdvType};
+pub use radio::{AdvParams, AdvType, BearerParams};
 pub use receive::{receive, ReceiveOptions, ReceiveProgress, ReceiveReport, Staging};
 pub use send::{send, send_delta, SendOptions, SendProgress, SendReport};
 pub use transport::TransportSpec;
@@ -59,6 +61,18 @@ pub enum Error {
     },
     /// The controller does not support Bluetooth LE.
     NoLe { transport: String },
+    /// The controller lacks what the requested bearer needs.
+    BearerUnsupported {
+        transport: String,
+        bearer: &'static str,
+        missing: &'static str,
+    },
+    /// AdvData longer than the bearer carries in one event.
+    AdvDataTooLong {
+        bearer: &'static str,
+        len: usize,
+        max: usize,
+    },
     /// The link closed.
     Closed { transport: String },
     /// The link closed while an image was being sent.
@@ -115,6 +129,20 @@ impl std::fmt::Display for Error {
             Error::NoLe { transport } => write!(
                 f,
                 "the controller on {transport} does not support Bluetooth LE"
+            ),
+            Error::BearerUnsupported {
+                transport,
+                bearer,
+                missing,
+            } => write!(
+                f,
+                "the controller on {transport} cannot send on the {bearer} bearer: it lacks \
+                 {missing} (try --bearer auto, which takes the best it has)"
+            ),
+            Error::AdvDataTooLong { bearer, len, max } => write!(
+                f,
+                "{len} bytes of advertising data do not fit the {bearer} bearer ({max} at most \
+                 on this controller)"
             ),
             Error::Closed { transport } => {
                 write!(f, "the link to the controller on {transport} closed")

@@ -1,19 +1,23 @@
 //! Advertising one AdvData for a number of events, and scanning, with whichever command set the
 //! controller has: an extended advertising set sending legacy PDUs (Max_Extended_Advertising_
-//! Events, then LE Advertising Set Terminated says they went out) or the legacy commands.
+//! Events, then LE Advertising Set Terminated says they went out) or the legacy commands; or,
+//! on the extended and periodic bearers ([`crate::bearer`]), an extended set sending extended
+//! PDUs (AdvData written in fragments) and a periodic train on top of one.
 use std::time::{Duration, Instant};
 
 use bt_hci::cmd::le::{
     LeSetAdvData, LeSetAdvEnable, LeSetAdvParams, LeSetAdvSetRandomAddr, LeSetExtAdvData,
-    LeSetExtAdvEnable, LeSetExtAdvParams, LeSetExtScanEnable, LeSetExtScanParams, LeSetRandomAddr,
+    LeSetExtAdvEnable, LeSetExtAdvParams, LeSetExtScanEnable, LeSetExtScanParams,
+    LeSetPeriodicAdvData, LeSetPeriodicAdvEnable, LeSetPeriodicAdvParams, LeSetRandomAddr,
     LeSetScanEnable, LeSetScanParams,
 };
 use bt_hci::param::{
     AddrKind, AdvChannelMap, AdvEventProps, AdvFilterPolicy, AdvHandle, AdvKind, AdvSet, BdAddr,
-    Duration as HciDuration, ExtDuration, FilterDuplicates, LeScanKind, Operation, PhyKind,
-    PhyParams, ScanningFilterPolicy, ScanningPhy,
+    Duration as HciDuration, ExtDuration, FilterDuplicates, LeScanKind, Operation,
+    PeriodicAdvProps, PhyKind, PhyParams, ScanningFilterPolicy, ScanningPhy,
 };
 
+use crate::bearer::{fragments, Bearer, Phy, EXT_FRAGMENT_MAX};
 use crate::hci::{Controller, Heard};
 use crate::Error;
 
@@ -53,6 +57,40 @@ pub struct AdvParams {
 
 /// The advertising handle the tool uses.
 const HANDLE: u8 = 0;
+/// The Advertising SID of the tool's extended set (a scanner synchronising to the periodic
+/// train names it with the advertiser's address).
+pub const ADV_SID: u8 = 0;
+/// Slack on top of one periodic interval before the train's AdvData is replaced again: the
+/// controller's events are exactly periodic, so holding each AdvData one interval plus this
+/// puts it in at least one event even when the host's commands take varying times.
+const PERIODIC_SLACK: Duration = Duration::from_millis(2);
+
+/// How the advertiser carries AdvData beyond [`AdvParams`].
+#[derive(Clone, Copy, Debug)]
+pub struct BearerParams {
+    pub bearer: Bearer,
+    /// The periodic advertising interval (periodic bearer; 7.5 ms at the least).
+    pub periodic_interval: Duration,
+    /// The most AdvData per LE Set Extended Advertising Data command (251 by the spec; smaller
+    /// only to exercise fragmentation in tests).
+    pub fragment: usize,
+}
+
+impl BearerParams {
+    /// The legacy bearer (what `send` and `receive` used before the bearers).
+    pub const LEGACY: BearerParams = BearerParams {
+        bearer: Bearer::Legacy,
+        periodic_interval: Duration::from_micros(7_500),
+        fragment: EXT_FRAGMENT_MAX,
+    };
+
+    pub fn new(bearer: Bearer) -> Self {
+        BearerParams {
+            bearer,
+            ..Self::LEGACY
+        }
+    }
+}
 /// advDelay adds up to 10 ms to every advertising event.
 const ADV_DELAY_MAX: Duration = Duration::from_millis(10);
 /// Slack on top of the longest time the set may take before it reports termination.
@@ -67,6 +105,10 @@ enum Mode {
         reports_end: Option<bool>,
     },
     Legacy,
+    /// A periodic train on an extended set; `started` once both are enabled.
+    Periodic {
+        started: bool,
+    },
 }
 
 /// A random static device address (the two top bits set), so controllers without a public
@@ -84,11 +126,25 @@ fn units_625(d: Duration) -> u32 {
     (d.as_micros() / 625).clamp(0x20, 0x4000) as u32
 }
 
+/// The 1.25 ms unit count for a periodic interval `d`, within the HCI range 0x0006..=0xFFFF
+/// (7.5 ms to 81.9 s).
+fn units_1250(d: Duration) -> u16 {
+    (d.as_micros() / 1250).clamp(0x0006, 0xFFFF) as u16
+}
+
+fn secondary_phy(phy: Phy) -> PhyKind {
+    match phy {
+        Phy::Le1M => PhyKind::Le1M,
+        Phy::Le2M => PhyKind::Le2M,
+    }
+}
+
 /// HCI status 0x01, Unknown HCI Command.
 fn is_unknown_command(e: &Error) -> bool {
     matches!(e, Error::Refused { status: 0x01, .. })
 }
 
+/// An extended set sending legacy PDUs of `adv_type`.
 fn setup_extended(
     hci: &mut Controller,
     adv_type: AdvType,
@@ -101,6 +157,27 @@ fn setup_extended(
         AdvType::Scan => props.set_scannable_adv(true),
         AdvType::Ind => props.set_connectable_adv(true).set_scannable_adv(true),
     };
+    setup_set(hci, props, PhyKind::Le1M, units, addr)
+}
+
+/// An extended set sending extended PDUs (non-connectable, non-scannable: the only kind whose
+/// AUX_ADV_IND carries AdvData of any length) with its AUX PDUs on `phy`.
+fn setup_extended_pdus(
+    hci: &mut Controller,
+    phy: Phy,
+    units: u32,
+    addr: BdAddr,
+) -> Result<(), Error> {
+    setup_set(hci, AdvEventProps::new(), secondary_phy(phy), units, addr)
+}
+
+fn setup_set(
+    hci: &mut Controller,
+    props: AdvEventProps,
+    secondary: PhyKind,
+    units: u32,
+    addr: BdAddr,
+) -> Result<(), Error> {
     // A set left enabled by an earlier run (a controller reset may not clear it).
     hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
     hci.command(&LeSetExtAdvParams::new(
@@ -116,8 +193,8 @@ fn setup_extended(
         0x7F, // no transmit-power preference
         PhyKind::Le1M,
         0,
-        PhyKind::Le1M,
-        0,
+        secondary,
+        ADV_SID,
         false,
     ))?;
     hci.command(&LeSetAdvSetRandomAddr::new(AdvHandle::new(HANDLE), addr))?;
@@ -162,6 +239,9 @@ pub struct Advertiser {
     /// After each transmission: stay on (the sender's back-to-back chunks) or stop (the
     /// receiver's one-off status).
     keep_on: bool,
+    bearer: BearerParams,
+    /// The most AdvData one transmission takes.
+    max_data: usize,
 }
 
 impl Advertiser {
@@ -178,10 +258,65 @@ impl Advertiser {
         keep_on: bool,
         addr: [u8; 6],
     ) -> Result<Self, Error> {
+        Self::for_bearer(hci, params, keep_on, addr, BearerParams::LEGACY)
+    }
+
+    /// Configure the controller's advertiser for `params` on `bearer` (from
+    /// [`crate::bearer::choose`], so the controller has it), advertising from `addr`. On the
+    /// extended and periodic bearers `params.adv_type` does not apply: the set is
+    /// non-connectable and non-scannable.
+    pub fn for_bearer(
+        hci: &mut Controller,
+        params: AdvParams,
+        keep_on: bool,
+        addr: [u8; 6],
+        bearer: BearerParams,
+    ) -> Result<Self, Error> {
         let units = units_625(params.interval);
         let interval = Duration::from_micros(units as u64 * 625);
         let addr = BdAddr::new(addr);
+        let max_data = bearer.bearer.max_adv_data(&hci.capabilities());
         let mut mode = None;
+        let new = |mode, interval| Advertiser {
+            mode,
+            interval,
+            enabled: false,
+            last_start: None,
+            last_span: Duration::ZERO,
+            keep_on,
+            bearer,
+            max_data,
+        };
+        match bearer.bearer {
+            Bearer::Legacy => {}
+            Bearer::Extended { phy } => {
+                setup_extended_pdus(hci, phy, units, addr)?;
+                return Ok(new(Mode::Extended { reports_end: None }, interval));
+            }
+            Bearer::Periodic { phy } => {
+                // A train left running by an earlier run; refused when there is none.
+                match hci.command(&LeSetPeriodicAdvEnable::new(false, AdvHandle::new(HANDLE))) {
+                    Ok(()) | Err(Error::Refused { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                setup_extended_pdus(hci, phy, units, addr)?;
+                hci.command(&LeSetExtAdvData::new(
+                    AdvHandle::new(HANDLE),
+                    Operation::Complete,
+                    true,
+                    &[],
+                ))?;
+                let p = units_1250(bearer.periodic_interval);
+                hci.command(&LeSetPeriodicAdvParams::new(
+                    AdvHandle::new(HANDLE),
+                    HciDuration::from_u16(p),
+                    HciDuration::from_u16(p),
+                    PeriodicAdvProps::new(),
+                ))?;
+                let periodic = Duration::from_micros(p as u64 * 1250);
+                return Ok(new(Mode::Periodic { started: false }, periodic));
+            }
+        }
         if hci.capabilities().extended_advertising {
             match setup_extended(hci, params.adv_type, units, addr) {
                 Ok(()) => mode = Some(Mode::Extended { reports_end: None }),
@@ -196,33 +331,41 @@ impl Advertiser {
                 Mode::Legacy
             }
         };
-        Ok(Advertiser {
-            mode,
-            interval,
-            enabled: false,
-            last_start: None,
-            last_span: Duration::ZERO,
-            keep_on,
-        })
+        Ok(new(mode, interval))
     }
 
-    /// True if the controller reports when an extended set has sent its events.
+    /// True if an extended advertising set carries the advertisements (with legacy or
+    /// extended PDUs, or under a periodic train).
     pub fn extended(&self) -> bool {
-        matches!(self.mode, Mode::Extended { .. })
+        matches!(self.mode, Mode::Extended { .. } | Mode::Periodic { .. })
     }
 
-    /// The advertising interval the controller was given.
+    /// The bearer the advertisements go on.
+    pub fn bearer(&self) -> Bearer {
+        self.bearer.bearer
+    }
+
+    /// The most AdvData one transmission takes on this bearer and controller.
+    pub fn max_adv_data(&self) -> usize {
+        self.max_data
+    }
+
+    /// The advertising interval the controller was given (the periodic interval on the
+    /// periodic bearer).
     pub fn interval(&self) -> Duration {
         self.interval
     }
 
-    /// Put `data` (≤ 31 bytes) on air for `events` advertising events, handing what the
-    /// controller reports meanwhile to `on_heard`.
+    /// Put `data` (at most [`Advertiser::max_adv_data`] bytes: 31 on the legacy bearer) on air
+    /// for `events` advertising events, handing what the controller reports meanwhile to
+    /// `on_heard`.
     ///
     /// Successive transmissions start at least `events` × advInterval plus a random 0–10 ms
     /// (the advDelay a controller adds between events) apart, so the air sees the event rate
     /// the protocol is designed for (`docs/transfer-protocol.md`); with legacy commands the
-    /// full 10 ms, so that every chunk meets at least one of the controller's own events.
+    /// full 10 ms, so that every chunk meets at least one of the controller's own events. A
+    /// periodic train has no advDelay: its AdvData is replaced every `events` periodic
+    /// intervals plus 2 ms.
     pub fn transmit(
         &mut self,
         hci: &mut Controller,
@@ -230,30 +373,66 @@ impl Advertiser {
         events: u8,
         on_heard: &mut dyn FnMut(Heard<'_>),
     ) -> Result<(), Error> {
+        if data.len() > self.max_data {
+            return Err(Error::AdvDataTooLong {
+                bearer: self.bearer.bearer.name(),
+                len: data.len(),
+                max: self.max_data,
+            });
+        }
         let events = events.max(1);
         let span = self.interval * events as u32;
         if let Some(last) = self.last_start {
             let delay = match self.mode {
                 Mode::Legacy => ADV_DELAY_MAX,
                 Mode::Extended { .. } => ADV_DELAY_MAX.mul_f64(rand::random::<f64>()),
+                Mode::Periodic { .. } => PERIODIC_SLACK,
             };
             hci.pump(last + self.last_span + delay, on_heard)?;
         }
         self.last_start = Some(Instant::now());
         self.last_span = span;
         match self.mode {
+            Mode::Periodic { started } => {
+                // While the train runs its AdvData can only be replaced whole (one command).
+                hci.command(&LeSetPeriodicAdvData::new(
+                    AdvHandle::new(HANDLE),
+                    Operation::Complete,
+                    data,
+                ))?;
+                if !started {
+                    hci.command(&LeSetPeriodicAdvEnable::new(true, AdvHandle::new(HANDLE)))?;
+                    let set = [AdvSet {
+                        adv_handle: AdvHandle::new(HANDLE),
+                        duration: HciDuration::from_u16(0),
+                        max_ext_adv_events: 0,
+                    }];
+                    hci.command(&LeSetExtAdvEnable::new(true, &set))?;
+                    self.enabled = true;
+                    self.mode = Mode::Periodic { started: true };
+                }
+                if !self.keep_on {
+                    hci.pump(Instant::now() + span + PERIODIC_SLACK, on_heard)?;
+                    self.stop(hci)?;
+                }
+                Ok(())
+            }
             Mode::Extended { reports_end } => {
                 if reports_end == Some(false) && self.enabled {
                     // The previous run is still going (this controller does not end it).
                     hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
                     self.enabled = false;
                 }
-                hci.command(&LeSetExtAdvData::new(
-                    AdvHandle::new(HANDLE),
-                    Operation::Complete,
-                    true,
-                    data,
-                ))?;
+                // The set is not enabled here (it ended, or was stopped above), so the data
+                // may go in fragments.
+                for (op, piece) in fragments(data, self.bearer.fragment.min(EXT_FRAGMENT_MAX)) {
+                    hci.command(&LeSetExtAdvData::new(
+                        AdvHandle::new(HANDLE),
+                        op,
+                        true,
+                        piece,
+                    ))?;
+                }
                 let set = [AdvSet {
                     adv_handle: AdvHandle::new(HANDLE),
                     duration: HciDuration::from_u16(0),
@@ -324,6 +503,13 @@ impl Advertiser {
         match self.mode {
             Mode::Extended { .. } => hci.command(&LeSetExtAdvEnable::new(false, &[]))?,
             Mode::Legacy => hci.command(&LeSetAdvEnable::new(false))?,
+            Mode::Periodic { started } => {
+                if started {
+                    hci.command(&LeSetPeriodicAdvEnable::new(false, AdvHandle::new(HANDLE)))?;
+                }
+                hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+                self.mode = Mode::Periodic { started: false };
+            }
         }
         self.enabled = false;
         Ok(())
