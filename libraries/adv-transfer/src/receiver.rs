@@ -1,5 +1,6 @@
 //! The receiving side: advertisements and timer ticks in; staging operations and status
 //! advertisements out. One staging operation is outstanding at a time.
+use crate::bearer::{Bearer, BearerSet, Geometry};
 use crate::wire::*;
 
 /// Chunks that may wait in RAM while a staging operation is in flight.
@@ -96,10 +97,10 @@ enum Block {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Queued {
+struct Queued<const N: usize> {
     index: u32,
     len: u8,
-    data: [u8; CHUNK_LEN],
+    data: [u8; N],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +111,18 @@ enum InFlight {
     Rebuild { at: u32, len: u32 },
     Verify { block: u32, at: u32, len: u32 },
     Finalize,
+}
+
+/// What became of one extended or periodic event's AdvData ([`Receiver::on_ext_adv`]); each
+/// PDU is also counted in [`RxCounters`] as [`Receiver::on_adv`] counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtOutcome {
+    /// Our PDUs (AD structures) in it.
+    pub pdus: u32,
+    /// New chunks queued.
+    pub chunks: u32,
+    /// The AdvData ended inside a structure (a lost PDU cut the chain).
+    pub truncated: bool,
 }
 
 /// Counters for reports and tests.
@@ -138,8 +151,11 @@ pub struct RxProgress {
 }
 
 /// The receiver state machine. `bitmap` is caller storage, one bit per chunk:
-/// [`Receiver::bitmap_len`] bytes for the largest image accepted.
-pub struct Receiver<'a> {
+/// [`Receiver::bitmap_len`] bytes for the largest image accepted. `CHUNK_MAX` is the longest
+/// chunk its RAM queue holds: legacy chunks by default ([`Receiver::new`]); a receiver that
+/// follows extended or periodic advertising holds that bearer's chunks
+/// ([`Receiver::with_bearers`], [`Geometry::for_bearer`]).
+pub struct Receiver<'a, const CHUNK_MAX: usize = CHUNK_LEN> {
     company_id: u16,
     max_image_len: u32,
     bitmap: &'a mut [u8],
@@ -153,7 +169,7 @@ pub struct Receiver<'a> {
     blocks: [Block; MAX_BLOCKS],
     crcs: [u32; MAX_BLOCKS],
     crc_known: [u8; MAX_BLOCKS / 8],
-    queue: [Option<Queued>; QUEUE_LEN],
+    queue: [Option<Queued<CHUNK_MAX>>; QUEUE_LEN],
     in_flight: Option<InFlight>,
     verify_crc: Crc32,
     /// The block being CRC-checked and the next offset in it.
@@ -173,12 +189,22 @@ pub struct Receiver<'a> {
     pending_app: Option<SessionInfo>,
     /// The joined app session's package name (bytes, length; 0: not an app session).
     target: ([u8; TARGET_NAME_MAX], u8),
+    /// The bearers this receiver can follow (legacy always).
+    bearers: BearerSet,
+    /// The joined session's bearer: `None` until the sender's offer or its first manifest or
+    /// chunk decides it (see `decide`).
+    bearer: Option<Bearer>,
+    /// Whether the joined session's sender offered bearers (the status then names the pick).
+    offer_heard: bool,
+    /// The joined session's chunk geometry (its bearer's; legacy until decided).
+    geom: Geometry,
 }
 
 impl<'a> Receiver<'a> {
-    /// Bytes of bitmap storage needed for images up to `max_image_len`.
+    /// Bytes of bitmap storage needed for images up to `max_image_len` (over any bearer: the
+    /// legacy geometry has the most chunks).
     pub const fn bitmap_len(max_image_len: u32) -> usize {
-        (total_chunks_const(max_image_len) as usize).div_ceil(8)
+        (Geometry::LEGACY.total_chunks(max_image_len) as usize).div_ceil(8)
     }
 
     /// A receiver for images up to `max_image_len` bytes (capped by `bitmap` and the protocol).
@@ -191,9 +217,37 @@ impl<'a> Receiver<'a> {
         resume: Option<[u8; 16]>,
         resume_finalized: bool,
     ) -> Self {
+        Self::with_bearers(
+            company_id,
+            max_image_len,
+            bitmap,
+            resume,
+            resume_finalized,
+            BearerSet::LEGACY,
+        )
+    }
+}
+
+impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
+    /// [`Receiver::new`] for a receiver that can also follow `bearers` (those whose chunks fit
+    /// its queue, `CHUNK_MAX`; legacy always). It picks the fastest a sender offers.
+    pub fn with_bearers(
+        company_id: u16,
+        max_image_len: u32,
+        bitmap: &'a mut [u8],
+        resume: Option<[u8; 16]>,
+        resume_finalized: bool,
+        bearers: BearerSet,
+    ) -> Self {
+        let mut followed = BearerSet::LEGACY;
+        for b in Bearer::ALL {
+            if bearers.contains(b) && Geometry::for_bearer(b).chunk_len as usize <= CHUNK_MAX {
+                followed = followed.with(b);
+            }
+        }
         // Whole blocks the bitmap has bits for; bits past the protocol's largest image are
         // never used (and would overflow the product).
-        let bits = bitmap.len().min(Self::bitmap_len(MAX_IMAGE_LEN)) as u32 * 8;
+        let bits = bitmap.len().min(Receiver::bitmap_len(MAX_IMAGE_LEN)) as u32 * 8;
         let by_bitmap = (bits / CHUNKS_PER_BLOCK) * BLOCK_LEN as u32;
         Receiver {
             company_id,
@@ -221,7 +275,21 @@ impl<'a> Receiver<'a> {
             apps: false,
             pending_app: None,
             target: ([0; TARGET_NAME_MAX], 0),
+            bearers: followed,
+            bearer: None,
+            offer_heard: false,
+            geom: Geometry::LEGACY,
         }
+    }
+
+    /// The bearers this receiver follows.
+    pub fn bearers(&self) -> BearerSet {
+        self.bearers
+    }
+
+    /// The joined session's bearer, once decided.
+    pub fn bearer(&self) -> Option<Bearer> {
+        self.session.and(self.bearer)
     }
 
     /// Whether this receiver's device installs userspace apps (off by default). An app session
@@ -270,7 +338,7 @@ impl<'a> Receiver<'a> {
     pub fn progress(&self) -> RxProgress {
         let (total_chunks, total_blocks) = self
             .session
-            .map(|s| (s.total_chunks(), s.blocks()))
+            .map(|s| (self.geom.total_chunks(s.image_len), s.blocks()))
             .unwrap_or((0, 0));
         RxProgress {
             state: self.state(),
@@ -319,9 +387,12 @@ impl<'a> Receiver<'a> {
     }
 
     fn block_chunks(&self, block: u32) -> core::ops::Range<u32> {
-        let total = self.session.map(|s| s.total_chunks()).unwrap_or(0);
-        let first = block * CHUNKS_PER_BLOCK;
-        first..(first + CHUNKS_PER_BLOCK).min(total)
+        let total = self
+            .session
+            .map(|s| self.geom.total_chunks(s.image_len))
+            .unwrap_or(0);
+        let first = block * self.geom.chunks_per_block;
+        first..(first + self.geom.chunks_per_block).min(total)
     }
 
     /// Forget a block's chunks: it will be erased and received again.
@@ -329,8 +400,9 @@ impl<'a> Receiver<'a> {
         for c in self.block_chunks(block) {
             self.set(c, false);
         }
+        let geom = self.geom;
         for q in self.queue.iter_mut() {
-            if q.is_some_and(|q| q.index / CHUNKS_PER_BLOCK == block) {
+            if q.is_some_and(|q| geom.block_of(q.index) == block) {
                 *q = None;
             }
         }
@@ -344,6 +416,11 @@ impl<'a> Receiver<'a> {
     /// least significant byte first) and its AdvData.
     pub fn on_adv(&mut self, adv_a: [u8; 6], adv_data: &[u8]) -> RxOutcome {
         let outcome = self.classify(adv_a, adv_data);
+        self.count(outcome);
+        outcome
+    }
+
+    fn count(&mut self, outcome: RxOutcome) {
         match outcome {
             RxOutcome::Chunk | RxOutcome::Announce | RxOutcome::Manifest => {
                 self.last_activity_ms = self.now_ms
@@ -357,16 +434,48 @@ impl<'a> Receiver<'a> {
             RxOutcome::Mismatch => self.counters.mismatches += 1,
             _ => self.counters.ignored += 1,
         }
-        outcome
     }
 
     fn classify(&mut self, adv_a: [u8; 6], adv_data: &[u8]) -> RxOutcome {
-        let pdu = match unframe(self.company_id, adv_data) {
-            Ok(p) => p,
-            Err(FrameError::Oversized) => return RxOutcome::Oversized,
-            Err(FrameError::Truncated) => return RxOutcome::Malformed,
-            Err(FrameError::NotOurs) => return RxOutcome::NotOurs,
-        };
+        match unframe(self.company_id, adv_data) {
+            Ok(pdu) => self.classify_pdu(adv_a, pdu),
+            Err(FrameError::Oversized) => RxOutcome::Oversized,
+            Err(FrameError::Truncated) => RxOutcome::Malformed,
+            Err(FrameError::NotOurs) => RxOutcome::NotOurs,
+        }
+    }
+
+    /// Hand the receiver the AdvData of one extended or periodic advertising event (the chain
+    /// reassembled, ≤ [`EXT_ADV_DATA_MAX`] bytes; cut short where a PDU of the chain was lost)
+    /// from advertiser `adv_a` (a periodic train's: the one it was synchronised to). Each of our
+    /// AD structures is taken as one PDU; a structure cut by the lost rest is dropped. The
+    /// caller keeps room in the queue for an event's chunks ([`Receiver::queue_free`]).
+    pub fn on_ext_adv(&mut self, adv_a: [u8; 6], adv_data: &[u8]) -> ExtOutcome {
+        let mut out = ExtOutcome::default();
+        for item in ext_pdus(self.company_id, adv_data) {
+            let outcome = match item {
+                Ok(pdu) => self.classify_pdu(adv_a, pdu),
+                Err(FrameError::Oversized) => RxOutcome::Oversized,
+                Err(_) => {
+                    out.truncated = true;
+                    RxOutcome::Malformed
+                }
+            };
+            out.pdus += 1;
+            if outcome == RxOutcome::Chunk {
+                out.chunks += 1;
+            }
+            self.count(outcome);
+        }
+        out
+    }
+
+    /// Free places in the RAM queue (an extended event brings up to 7 chunks).
+    pub fn queue_free(&self) -> usize {
+        self.queue.iter().filter(|q| q.is_none()).count()
+    }
+
+    fn classify_pdu(&mut self, adv_a: [u8; 6], pdu: &[u8]) -> RxOutcome {
         if pdu.len() < 2 {
             return RxOutcome::Malformed;
         }
@@ -404,6 +513,7 @@ impl<'a> Receiver<'a> {
                 Err(_) => RxOutcome::Malformed,
             },
             KIND_MANIFEST => self.on_manifest(adv_a, pdu),
+            KIND_BEARERS => self.on_bearers(adv_a, pdu),
             KIND_BASE => self.on_base(adv_a, pdu),
             KIND_TARGET => self.on_target(adv_a, pdu),
             KIND_STATUS => RxOutcome::NotOurs,
@@ -529,7 +639,19 @@ impl<'a> Receiver<'a> {
         self.queue = [None; QUEUE_LEN];
         self.verifying = None;
         self.status_cursor = 0;
-        if self.resume_tag == Some(info.tag()) {
+        self.offer_heard = false;
+        // Legacy-only receivers know their bearer at once; others wait for the sender's offer.
+        self.set_bearer((!self.bearers.beyond_legacy()).then_some(Bearer::Legacy));
+        let resumed = self.resume_tag.filter(|t| t[..14] == info.tag()[..14]);
+        if let Some(tag) = resumed {
+            // The staged session's bearer (and so its geometry) is in its tag.
+            let bearer = match tag[14] {
+                0xFF => Some(Bearer::Legacy),
+                code => Bearer::from_code(code).filter(|b| self.bearers.contains(*b)),
+            };
+            self.set_bearer(bearer);
+        }
+        if resumed.is_some() && self.bearer.is_some() {
             self.phase = if self.resumed_complete {
                 Phase::Done(RxState::Complete)
             } else {
@@ -539,6 +661,52 @@ impl<'a> Receiver<'a> {
             self.phase = Phase::Beginning;
         }
         self.resume_tag = None;
+    }
+
+    fn set_bearer(&mut self, bearer: Option<Bearer>) {
+        self.bearer = bearer;
+        self.geom = Geometry::for_bearer(bearer.unwrap_or(Bearer::Legacy));
+    }
+
+    /// The sender's bearer offer: pick the fastest bearer both sides have, once per session
+    /// (before the first manifest or chunk; a sender that offers sends neither before it
+    /// heard the pick).
+    fn on_bearers(&mut self, adv_a: [u8; 6], pdu: &[u8]) -> RxOutcome {
+        let Some((session, offered)) = parse_bearers(pdu) else {
+            return RxOutcome::Malformed;
+        };
+        let Some(info) = self.session else {
+            return RxOutcome::NotOurs;
+        };
+        if session != info.session {
+            return RxOutcome::OtherSession;
+        }
+        if adv_a != session_address(info.session) {
+            return RxOutcome::Foreign;
+        }
+        self.offer_heard = true;
+        if self.bearer.is_none() {
+            self.set_bearer(Some(self.bearers.best_common(offered)));
+        }
+        RxOutcome::Announce
+    }
+
+    /// A manifest or chunk of a session whose bearer is not decided: its sender offered none
+    /// (or the offer was never heard), so it is legacy.
+    fn decide_legacy(&mut self) {
+        if self.bearer.is_none() {
+            self.set_bearer(Some(Bearer::Legacy));
+        }
+    }
+
+    /// The staging tag: the session's, with its bearer in byte 14 when not legacy (a legacy
+    /// session's tag is as before).
+    fn stage_tag(&self, info: &SessionInfo) -> [u8; 16] {
+        let mut tag = info.tag();
+        if let Some(b) = self.bearer.filter(|b| b.chained()) {
+            tag[14] = b.code();
+        }
+        tag
     }
 
     /// Refuse an announced transfer in the status without joining it (a joined session goes on).
@@ -562,6 +730,7 @@ impl<'a> Receiver<'a> {
         if adv_a != session_address(info.session) {
             return RxOutcome::Foreign;
         }
+        self.decide_legacy();
         let first = le16(pdu, 5) as u32;
         let count = ((pdu.len() - MANIFEST_HEAD) / 4) as u32;
         if first + count > info.blocks() {
@@ -582,10 +751,11 @@ impl<'a> Receiver<'a> {
         let Some(info) = self.session else {
             return RxOutcome::Dropped;
         };
-        if index >= info.total_chunks() {
+        self.decide_legacy();
+        if index >= self.geom.total_chunks(info.image_len) {
             return RxOutcome::OutOfRange;
         }
-        let (_, len) = chunk_range(index, info.image_len);
+        let (_, len) = self.geom.chunk_range(index, info.image_len);
         if data.len() != len {
             return RxOutcome::Malformed;
         }
@@ -609,7 +779,7 @@ impl<'a> Receiver<'a> {
             self.queue[slot] = None;
             return RxOutcome::Mismatch;
         }
-        if self.has(index) || self.blocks[(index / CHUNKS_PER_BLOCK) as usize] == Block::Verified {
+        if self.has(index) || self.blocks[self.geom.block_of(index) as usize] == Block::Verified {
             return RxOutcome::Duplicate;
         }
         let Some(slot) = self.queue.iter().position(|q| q.is_none()) else {
@@ -618,7 +788,7 @@ impl<'a> Receiver<'a> {
         let mut q = Queued {
             index,
             len: len as u8,
-            data: [0; CHUNK_LEN],
+            data: [0; CHUNK_MAX],
         };
         q.data[..len].copy_from_slice(data);
         self.queue[slot] = Some(q);
@@ -634,10 +804,12 @@ impl<'a> Receiver<'a> {
         let info = self.session?;
         match self.phase {
             Phase::Listening | Phase::Done(_) | Phase::Finalizing => return None,
+            // Nothing is staged before the bearer (and so the geometry) is known.
+            Phase::Beginning if self.bearer.is_none() => return None,
             Phase::Beginning => {
                 self.in_flight = Some(InFlight::Begin);
                 return Some(StageOp::Begin {
-                    tag: info.tag(),
+                    tag: self.stage_tag(&info),
                     image_len: info.image_len,
                 });
             }
@@ -673,16 +845,16 @@ impl<'a> Receiver<'a> {
             let q = self.queue[slot].unwrap_or(Queued {
                 index: 0,
                 len: 0,
-                data: [0; 25],
+                data: [0; CHUNK_MAX],
             });
-            let block = q.index / CHUNKS_PER_BLOCK;
+            let block = self.geom.block_of(q.index);
             if self.blocks[block as usize] == Block::Unknown {
                 self.in_flight = Some(InFlight::Erase { block });
                 return Some(StageOp::Erase {
                     offset: block * BLOCK_LEN as u32,
                 });
             }
-            let (offset, _) = chunk_range(q.index, info.image_len);
+            let (offset, _) = self.geom.chunk_range(q.index, info.image_len);
             self.in_flight = Some(InFlight::Write { slot });
             let q = self.queue[slot].as_ref()?;
             return Some(StageOp::Write {
@@ -740,7 +912,7 @@ impl<'a> Receiver<'a> {
                 }
             }
             (InFlight::Write { slot }, Err(e)) => {
-                let block = self.queue[slot].map(|q| q.index / CHUNKS_PER_BLOCK);
+                let block = self.queue[slot].map(|q| self.geom.block_of(q.index));
                 // The store disagrees with what we believe: start the block over.
                 if let (StageError::NotErased | StageError::NotBlank, Some(block)) = (e, block) {
                     self.counters.conflicts += 1;
@@ -750,9 +922,9 @@ impl<'a> Receiver<'a> {
             (InFlight::Rebuild { at, len }, Ok(bytes)) => {
                 for (i, &b) in bytes.iter().take(len as usize).enumerate() {
                     if b != 0xFF {
-                        let c = chunk_of(at + i as u32);
+                        let c = self.geom.chunk_of(at + i as u32);
                         self.set(c, true);
-                        self.blocks[(c / CHUNKS_PER_BLOCK) as usize] = Block::Erased;
+                        self.blocks[self.geom.block_of(c) as usize] = Block::Erased;
                     }
                 }
                 let at = at + len;
@@ -794,6 +966,9 @@ impl<'a> Receiver<'a> {
         let mut pdu = [0u8; PDU_MAX];
         pdu[0] = KIND_STATUS;
         pdu[5] = self.state() as u8;
+        if let (true, Some(b), Some(_)) = (self.offer_heard, self.bearer, self.session) {
+            pdu[5] |= b.code() << STATUS_BEARER_SHIFT;
+        }
         let Some(info) = self.session else {
             // A refusal: the session id and the state, nothing missing.
             let Some(refused) = self.refused else {
@@ -815,10 +990,10 @@ impl<'a> Receiver<'a> {
             .map(|b| b as u16)
             .unwrap_or(NO_BLOCK);
         pdu[6..8].copy_from_slice(&need.to_le_bytes());
-        let total = info.total_chunks();
+        let total = self.geom.total_chunks(info.image_len);
         let missing = |r: &Self, c: u32| {
             !r.has(c)
-                && r.blocks[(c / CHUNKS_PER_BLOCK) as usize] != Block::Verified
+                && r.blocks[r.geom.block_of(c) as usize] != Block::Verified
                 && !r.queue.iter().flatten().any(|q| q.index == c)
         };
         // Report the window that starts at the first missing chunk from the cursor on
@@ -841,10 +1016,4 @@ impl<'a> Receiver<'a> {
         };
         frame(self.company_id, &pdu, out)
     }
-}
-
-const fn total_chunks_const(image_len: u32) -> u32 {
-    let full = image_len / BLOCK_LEN as u32;
-    let rest = image_len % BLOCK_LEN as u32;
-    full * CHUNKS_PER_BLOCK + rest.div_ceil(CHUNK_LEN as u32)
 }

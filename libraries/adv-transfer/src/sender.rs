@@ -1,11 +1,16 @@
 //! The sending side: one advertisement per advertising event out; the receiver's status
 //! advertisements in. It sends the image once in order, then whatever the receiver reports
 //! missing, until the receiver reports the image complete.
+use crate::bearer::{Bearer, BearerSet, Geometry};
 use crate::wire::*;
 
 /// Send an announce every this many PDUs, so a receiver that starts or reboots mid-transfer
 /// joins within a second or so (at 40 events/s) while costing under 1 % of the air.
 pub const ANNOUNCE_EVERY: u32 = 128;
+
+/// A sender that offers bearers beyond legacy falls back to legacy after this many statuses
+/// that name no pick (a receiver that does not know the offer, or never heard it).
+pub const STATUSES_WITHOUT_PICK: u8 = 3;
 
 /// Why a sender could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +93,17 @@ pub struct Sender<'a> {
     /// An app session's package name (bytes, length), sent in a target PDU after each announce.
     target: Option<([u8; TARGET_NAME_MAX], u8)>,
     target_due: bool,
+    /// The bearers this sender can send the data over ([`Sender::offer_bearers`]).
+    offered: BearerSet,
+    offer_due: bool,
+    /// The session's bearer: `None` while the offer waits for the receiver's pick.
+    bearer: Option<Bearer>,
+    geom: Geometry,
+    statuses_without_pick: u8,
+    /// A PDU that did not fit the last extended event; it opens the next one.
+    carry: Option<([u8; EXT_PDU_MAX], usize)>,
+    /// The last PDU was filler (an announce repeated for want of anything else).
+    idle: bool,
 }
 
 impl<'a> Sender<'a> {
@@ -135,7 +151,43 @@ impl<'a> Sender<'a> {
             receiver_running: None,
             target: None,
             target_due: false,
+            offered: BearerSet::LEGACY,
+            offer_due: false,
+            bearer: Some(Bearer::Legacy),
+            geom: Geometry::LEGACY,
+            statuses_without_pick: 0,
+            carry: None,
+            idle: false,
         })
+    }
+
+    /// Offer the receiver `bearers` for the data (legacy is always among them): a bearer PDU
+    /// follows each announce, and no manifest or chunk goes out until a status names the
+    /// receiver's pick, or [`STATUSES_WITHOUT_PICK`] statuses named none (then legacy).
+    pub fn offer_bearers(&mut self, bearers: BearerSet) {
+        let bearers = BearerSet::from_bits(bearers.bits());
+        self.offered = bearers;
+        if bearers.beyond_legacy() && self.pass_cursor == 0 {
+            self.bearer = None;
+        }
+    }
+
+    /// The session's bearer, once the receiver picked it (legacy from the start when nothing
+    /// else is offered). Data PDUs then go out in [`Sender::next_event`] for a chained bearer,
+    /// [`Sender::next_adv`] for legacy; before, [`Sender::next_adv`] sends announces and offers.
+    pub fn bearer(&self) -> Option<Bearer> {
+        self.bearer
+    }
+
+    /// The session's chunk geometry (legacy until a bearer is picked).
+    pub fn geometry(&self) -> Geometry {
+        self.geom
+    }
+
+    fn commit(&mut self, bearer: Bearer) {
+        self.bearer = Some(bearer);
+        self.geom = Geometry::for_bearer(bearer);
+        self.total_chunks = self.geom.total_chunks(self.info.image_len);
     }
 
     /// A sender for a userspace app: `tbf` is the app's TBF (with its credential footer),
@@ -213,7 +265,7 @@ impl<'a> Sender<'a> {
 
     /// Fill `out` with the AdvData for the next advertising event; returns its length.
     pub fn next_adv(&mut self, out: &mut [u8; ADV_DATA_MAX]) -> usize {
-        let mut pdu = [0u8; PDU_MAX];
+        let mut pdu = [0u8; EXT_PDU_MAX];
         let n = self.next_pdu(&mut pdu);
         let len = frame(self.company_id, &pdu[..n], out);
         self.counters.pdus += 1;
@@ -221,7 +273,46 @@ impl<'a> Sender<'a> {
         len
     }
 
-    fn next_pdu(&mut self, pdu: &mut [u8; PDU_MAX]) -> usize {
+    /// Fill `out` with the AdvData of the next extended or periodic event (the session's bearer
+    /// is chained): as many AD structures, each one PDU, as fit; returns its length. An event
+    /// ends early after a filler announce (nothing else to send).
+    pub fn next_event(&mut self, out: &mut [u8; EXT_ADV_DATA_MAX]) -> usize {
+        let mut at = 0;
+        loop {
+            let (pdu, n) = match self.carry.take() {
+                Some(c) => c,
+                None => {
+                    let mut pdu = [0u8; EXT_PDU_MAX];
+                    let n = self.next_pdu(&mut pdu);
+                    (pdu, n)
+                }
+            };
+            match frame_into(self.company_id, &pdu[..n], out, at) {
+                Some(end) => {
+                    self.counters.pdus += 1;
+                    self.counters.adv_bytes += (end - at) as u64;
+                    at = end;
+                }
+                None => {
+                    self.carry = Some((pdu, n));
+                    return at;
+                }
+            }
+            if self.idle {
+                return at;
+            }
+        }
+    }
+
+    /// The chunk index of the PDU carried to the next event, if it is a data PDU.
+    fn carried_chunk(&self) -> Option<u32> {
+        let (pdu, n) = self.carry.as_ref()?;
+        let head = u16::from_be_bytes([pdu[0], pdu[1]]);
+        (*n >= 2 && head < CONTROL_FLOOR).then_some(head as u32)
+    }
+
+    fn next_pdu(&mut self, pdu: &mut [u8; EXT_PDU_MAX]) -> usize {
+        self.idle = false;
         if let (Some(base), true) = (self.base, self.base_due) {
             self.base_due = false;
             pdu[0] = KIND_BASE;
@@ -231,7 +322,16 @@ impl<'a> Sender<'a> {
         }
         if let (Some((name, len)), true) = (self.target, self.target_due) {
             self.target_due = false;
-            return target(self.info.session, &name[..len as usize], pdu);
+            return legacy_pdu(pdu, |p| target(self.info.session, &name[..len as usize], p));
+        }
+        if self.offer_due {
+            self.offer_due = false;
+            return bearers(self.info.session, self.offered, pdu);
+        }
+        if self.bearer.is_none() {
+            // Waiting for the receiver's pick: announce (and offer) only.
+            self.idle = true;
+            return self.announce(pdu);
         }
         self.since_announce += 1;
         if self.since_announce >= ANNOUNCE_EVERY {
@@ -242,7 +342,7 @@ impl<'a> Sender<'a> {
         }
         // In the first pass, a block's CRC goes out just before its first chunk.
         if self.pass_cursor < self.total_chunks {
-            let group = (self.pass_cursor / CHUNKS_PER_BLOCK) / CRCS_PER_MANIFEST as u32;
+            let group = self.geom.block_of(self.pass_cursor) / CRCS_PER_MANIFEST as u32;
             if group >= self.manifests_sent {
                 self.manifests_sent = group + 1;
                 return self.manifest(group, pdu);
@@ -260,15 +360,18 @@ impl<'a> Sender<'a> {
             return self.chunk(c, pdu);
         }
         // Nothing known to be missing: repeat the announce until a status says more.
+        self.idle = true;
         self.announce(pdu)
     }
 
-    fn announce(&mut self, pdu: &mut [u8; PDU_MAX]) -> usize {
+    fn announce(&mut self, pdu: &mut [u8; EXT_PDU_MAX]) -> usize {
         self.since_announce = 0;
         self.counters.announces += 1;
         self.base_due = self.base.is_some();
         self.target_due = self.target.is_some();
-        announce(&self.info, pdu)
+        self.offer_due = self.offered.beyond_legacy();
+        let info = self.info;
+        legacy_pdu(pdu, |p| announce(&info, p))
     }
 
     fn take_requested(&mut self) -> Option<u32> {
@@ -283,15 +386,15 @@ impl<'a> Sender<'a> {
         Some(found)
     }
 
-    fn chunk(&mut self, index: u32, pdu: &mut [u8; PDU_MAX]) -> usize {
-        let (offset, len) = chunk_range(index, self.info.image_len);
+    fn chunk(&mut self, index: u32, pdu: &mut [u8; EXT_PDU_MAX]) -> usize {
+        let (offset, len) = self.geom.chunk_range(index, self.info.image_len);
         pdu[0..2].copy_from_slice(&(index as u16).to_be_bytes());
         pdu[2..2 + len].copy_from_slice(&self.image[offset as usize..offset as usize + len]);
         self.counters.data_pdus += 1;
         2 + len
     }
 
-    fn manifest(&mut self, group: u32, pdu: &mut [u8; PDU_MAX]) -> usize {
+    fn manifest(&mut self, group: u32, pdu: &mut [u8; EXT_PDU_MAX]) -> usize {
         let first = group * CRCS_PER_MANIFEST as u32;
         let count = (self.info.blocks() - first).min(CRCS_PER_MANIFEST as u32);
         pdu[0] = KIND_MANIFEST;
@@ -316,9 +419,21 @@ impl<'a> Sender<'a> {
         if pdu.len() < STATUS_HEAD || pdu[0] != KIND_STATUS || le32(pdu, 1) != self.info.session {
             return TxEvent::Ignored;
         }
-        let Some(state) = RxState::from_u8(pdu[5]) else {
+        let Some(state) = RxState::from_u8(pdu[5] & ((1 << STATUS_BEARER_SHIFT) - 1)) else {
             return TxEvent::Ignored;
         };
+        if self.bearer.is_none() {
+            // The pick, if the status names one this sender offered.
+            match Bearer::from_code(pdu[5] >> STATUS_BEARER_SHIFT) {
+                Some(b) if self.offered.contains(b) => self.commit(b),
+                _ => {
+                    self.statuses_without_pick += 1;
+                    if self.statuses_without_pick >= STATUSES_WITHOUT_PICK {
+                        self.commit(Bearer::Legacy);
+                    }
+                }
+            }
+        }
         self.counters.statuses_heard += 1;
         self.receiver_state = Some(state);
         if state == RxState::WrongBase {
@@ -342,7 +457,11 @@ impl<'a> Sender<'a> {
             for bit in 0..8 {
                 let c = base + (i * 8 + bit) as u32;
                 // Chunks of the first pass not sent yet are coming anyway.
-                if byte & (1 << bit) != 0 && c < self.pass_cursor.min(self.total_chunks) {
+                // Nor is one waiting for the next event (not on air yet).
+                if byte & (1 << bit) != 0
+                    && c < self.pass_cursor.min(self.total_chunks)
+                    && Some(c) != self.carried_chunk()
+                {
                     let (at, mask) = ((c / 8) as usize, 1u8 << (c % 8));
                     if self.requested[at] & mask == 0 {
                         self.requested[at] |= mask;
@@ -354,4 +473,12 @@ impl<'a> Sender<'a> {
         }
         TxEvent::Status { state, missing }
     }
+}
+
+/// Build a PDU of at most [`PDU_MAX`] bytes with an encoder of legacy size into `pdu`.
+fn legacy_pdu(pdu: &mut [u8; EXT_PDU_MAX], f: impl FnOnce(&mut [u8; PDU_MAX]) -> usize) -> usize {
+    let mut p = [0u8; PDU_MAX];
+    let n = f(&mut p).min(PDU_MAX);
+    pdu[..n].copy_from_slice(&p[..n]);
+    n
 }

@@ -374,3 +374,101 @@ pub fn parse_announce(pdu: &[u8]) -> Result<SessionInfo, AnnounceError> {
         capabilities: pdu[14],
     })
 }
+
+/// Bearer offer (sender → receiver, right after each announce of a sender that can send the
+/// data over more than legacy advertising): kind, session, the bearers offered
+/// ([`crate::bearer::BearerSet`] bits). The receiver picks the fastest it can follow and says
+/// so in its status ([`STATUS_BEARER_SHIFT`]); the data then travels over that bearer in chunks
+/// of its geometry ([`crate::bearer::Geometry::for_bearer`]).
+pub const KIND_BEARERS: u8 = 0xF5;
+pub const BEARERS_LEN: usize = 6;
+/// The status's state byte carries the bearer the receiver picked (its code, 0: no offer
+/// heard) in its high nibble; the state itself stays in the low nibble. A receiver that heard no
+/// offer sends the byte as before.
+pub const STATUS_BEARER_SHIFT: u8 = 4;
+/// Most AdvData of an event of an extended or periodic set.
+pub const EXT_ADV_DATA_MAX: usize = crate::bearer::CHAIN_ADV_DATA_MAX;
+/// Largest protocol PDU in one AD structure (length octet, type, company identifier).
+pub const EXT_PDU_MAX: usize = crate::bearer::AD_STRUCTURE_MAX - AD_OVERHEAD;
+
+/// Encode a bearer offer.
+pub fn bearers(session: u32, offered: crate::bearer::BearerSet, out: &mut [u8]) -> usize {
+    out[0] = KIND_BEARERS;
+    out[1..5].copy_from_slice(&session.to_le_bytes());
+    out[5] = offered.bits();
+    BEARERS_LEN
+}
+
+/// Decode a bearer offer: its session and the bearers offered.
+pub fn parse_bearers(pdu: &[u8]) -> Option<(u32, crate::bearer::BearerSet)> {
+    (pdu.len() == BEARERS_LEN && pdu[0] == KIND_BEARERS)
+        .then(|| (le32(pdu, 1), crate::bearer::BearerSet::from_bits(pdu[5])))
+}
+
+/// Append one AD structure holding `pdu` (≤ [`EXT_PDU_MAX`]) to `out` at `at`; returns the new
+/// end, or `None` if it does not fit.
+pub fn frame_into(company_id: u16, pdu: &[u8], out: &mut [u8], at: usize) -> Option<usize> {
+    let end = at + AD_OVERHEAD + pdu.len();
+    if pdu.len() > EXT_PDU_MAX || end > out.len() {
+        return None;
+    }
+    out[at] = (pdu.len() + 3) as u8;
+    out[at + 1] = AD_TYPE_MANUFACTURER_SPECIFIC;
+    out[at + 2..at + 4].copy_from_slice(&company_id.to_le_bytes());
+    out[at + 4..end].copy_from_slice(pdu);
+    Some(end)
+}
+
+/// Our PDUs among the AD structures of an extended or periodic event's AdvData, in order. A
+/// structure that runs past the end (the chain lost a PDU: the rest of the event is missing) ends
+/// the walk with `Err(Truncated)`; AdvData over [`EXT_ADV_DATA_MAX`] yields `Err(Oversized)`.
+pub fn ext_pdus(company_id: u16, adv_data: &[u8]) -> ExtPdus<'_> {
+    ExtPdus {
+        company_id,
+        adv_data,
+        at: if adv_data.len() > EXT_ADV_DATA_MAX {
+            usize::MAX
+        } else {
+            0
+        },
+    }
+}
+
+/// See [`ext_pdus`].
+pub struct ExtPdus<'a> {
+    company_id: u16,
+    adv_data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for ExtPdus<'a> {
+    type Item = Result<&'a [u8], FrameError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at == usize::MAX {
+            self.at = usize::MAX - 1;
+            return Some(Err(FrameError::Oversized));
+        }
+        while self.at < self.adv_data.len() {
+            let at = self.at;
+            let len = self.adv_data[at] as usize;
+            if len == 0 {
+                break;
+            }
+            let end = at + 1 + len;
+            if end > self.adv_data.len() {
+                self.at = self.adv_data.len();
+                return Some(Err(FrameError::Truncated));
+            }
+            self.at = end;
+            let body = &self.adv_data[at + 1..end];
+            if body[0] == AD_TYPE_MANUFACTURER_SPECIFIC
+                && body.len() >= 3
+                && u16::from_le_bytes([body[1], body[2]]) == self.company_id
+            {
+                return Some(Ok(&body[3..]));
+            }
+        }
+        self.at = self.adv_data.len().min(usize::MAX - 1);
+        None
+    }
+}

@@ -1,0 +1,330 @@
+//! Bearer negotiation and transfers over chained (extended or periodic) events: both sides
+//! pick the fastest common bearer, either side alone falls back to legacy, a lost PDU of a
+//! chain loses the rest of its event, a rebooted receiver resumes on its session's bearer.
+use adv_transfer::bearer::{Bearer, BearerSet, Geometry, Phy};
+use adv_transfer::wire::*;
+use adv_transfer::*;
+
+const CO: u16 = DEFAULT_COMPANY_ID;
+/// Queue capacity for chained bearers' chunks.
+const BIG: usize = 228;
+
+/// A staging store with the update-region's rules (erase before write, only erased bytes).
+struct Store {
+    bytes: Vec<u8>,
+    erased: Vec<bool>,
+    began: Option<[u8; 16]>,
+    finalized: bool,
+}
+
+impl Store {
+    fn new() -> Self {
+        Store {
+            bytes: vec![0x5A; MAX_IMAGE_LEN as usize],
+            erased: vec![false; 256],
+            began: None,
+            finalized: false,
+        }
+    }
+    fn apply(&mut self, op: StageOp<'_>) -> Result<Vec<u8>, StageError> {
+        match op {
+            StageOp::Begin { tag, .. } => {
+                self.began = Some(tag);
+                self.erased.iter_mut().for_each(|e| *e = false);
+                Ok(vec![])
+            }
+            StageOp::Erase { offset } => {
+                self.bytes[offset as usize..offset as usize + 4096].fill(0xFF);
+                self.erased[(offset / 4096) as usize] = true;
+                Ok(vec![])
+            }
+            StageOp::Write { offset, data } => {
+                let (a, b) = (offset as usize, offset as usize + data.len());
+                if !self.erased[a / 4096] || !self.erased[(b - 1) / 4096] {
+                    return Err(StageError::NotErased);
+                }
+                if self.bytes[a..b].iter().any(|&x| x != 0xFF) {
+                    return Err(StageError::NotBlank);
+                }
+                self.bytes[a..b].copy_from_slice(data);
+                Ok(vec![])
+            }
+            StageOp::Read { offset, len } => {
+                Ok(self.bytes[offset as usize..(offset + len) as usize].to_vec())
+            }
+            StageOp::Finalize => {
+                self.finalized = true;
+                Ok(vec![])
+            }
+        }
+    }
+}
+
+fn drive<const N: usize>(rx: &mut Receiver<'_, N>, store: &mut Store) {
+    while let Some(op) = rx.poll_op() {
+        match store.apply(op) {
+            Ok(v) => rx.op_done(Ok(&v)),
+            Err(e) => rx.op_done(Err(e)),
+        }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1e6 < p
+    }
+}
+
+fn image(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 257) as u8).collect()
+}
+
+#[derive(Clone, Copy, Default)]
+struct Link {
+    /// Loss per PDU (legacy PDU, or each PDU of a chain: the rest of the chain goes with it).
+    loss: f64,
+    /// Bearer offers never reach the receiver.
+    drop_offers: bool,
+    /// Reboot the receiver (resuming from the store) after this many sender events.
+    reboot_at: Option<u64>,
+}
+
+struct Outcome {
+    tx_bearer: Option<Bearer>,
+    rx_bearer: Option<Bearer>,
+    events: u64,
+    chained_events: u64,
+    truncated: u64,
+    counters: RxCounters,
+    tx: TxCounters,
+    status_bytes: Vec<u8>,
+}
+
+/// One transfer: the sender offers `offer`, the receiver follows `follow` with a queue of
+/// `N`-byte chunks; the receiver reports every 10 sender events.
+fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Link) -> Outcome {
+    let mut store = Store::new();
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut tx = Sender::new(CO, img, 0xB0A7_0001, 0).unwrap();
+    tx.offer_bearers(offer);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut events, mut chained, mut truncated) = (0u64, 0u64, 0u64);
+    let mut status_bytes = Vec::new();
+    let mut resume = None;
+    let mut counters = RxCounters::default();
+    let mut rx_bearer;
+    'boots: loop {
+        bitmap.fill(0);
+        let mut rx =
+            Receiver::<'_, N>::with_bearers(CO, MAX_IMAGE_LEN, &mut bitmap, resume, false, follow);
+        loop {
+            events += 1;
+            assert!(events < 100_000, "transfer did not converge");
+            match tx.bearer() {
+                Some(b) if b.chained() => {
+                    chained += 1;
+                    let mut ev = [0u8; EXT_ADV_DATA_MAX];
+                    let len = tx.next_event(&mut ev);
+                    // The chain up to the first lost PDU.
+                    let mut cut = len;
+                    for i in 0..b.pdus_for(len) {
+                        if rng.chance(link.loss) {
+                            cut = b.fragment(len, i).unwrap().start;
+                            break;
+                        }
+                    }
+                    if cut > 0 {
+                        drive(&mut rx, &mut store);
+                        assert!(rx.queue_free() >= 7, "an event's chunks fit the queue");
+                        let got = rx.on_ext_adv(tx.address(), &ev[..cut]);
+                        truncated += got.truncated as u64;
+                    }
+                }
+                _ => {
+                    let mut out = [0u8; ADV_DATA_MAX];
+                    let n = tx.next_adv(&mut out);
+                    let offer_pdu = unframe(CO, &out[..n]).is_ok_and(|p| p[0] == KIND_BEARERS);
+                    let lost = rng.chance(link.loss) || (link.drop_offers && offer_pdu);
+                    if !lost {
+                        rx.on_adv(tx.address(), &out[..n]);
+                    }
+                }
+            }
+            drive(&mut rx, &mut store);
+            if events % 10 == 0 {
+                let mut s = [0u8; ADV_DATA_MAX];
+                let n = rx.status_adv(&mut s);
+                if n > 0 {
+                    status_bytes.push(s[4 + 5]);
+                    if !rng.chance(link.loss) {
+                        tx.on_adv(&s[..n]);
+                    }
+                }
+            }
+            rx_bearer = rx.bearer();
+            if tx.is_complete() {
+                let c = rx.counters();
+                counters.chunks += c.chunks;
+                counters.dropped += c.dropped;
+                break 'boots;
+            }
+            if link.reboot_at == Some(events) {
+                counters.chunks += rx.counters().chunks;
+                resume = store.began;
+                continue 'boots;
+            }
+        }
+    }
+    assert!(store.finalized);
+    assert_eq!(
+        &store.bytes[..img.len()],
+        img,
+        "the staged image is the sent one"
+    );
+    Outcome {
+        tx_bearer: tx.bearer(),
+        rx_bearer,
+        events,
+        chained_events: chained,
+        truncated,
+        counters,
+        tx: tx.counters(),
+        status_bytes,
+    }
+}
+
+const EXT: [Bearer; 2] = [Bearer::Extended(Phy::Le1M), Bearer::Extended(Phy::Le2M)];
+
+#[test]
+fn both_sides_pick_the_fastest_common_bearer() {
+    let img = image(100_000);
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::of(&EXT), Link::default());
+    assert_eq!(o.tx_bearer, Some(Bearer::Extended(Phy::Le2M)));
+    assert_eq!(o.rx_bearer, Some(Bearer::Extended(Phy::Le2M)));
+    // 25 blocks of 18 chunks; an event carries 7 chunks (6 with a control PDU beside them).
+    let g = Geometry::for_bearer(Bearer::Extended(Phy::Le2M));
+    let chunks = g.total_chunks(img.len() as u32) as u64;
+    assert_eq!(
+        o.tx.data_pdus, chunks,
+        "no chunk sent twice on a clean link: {:?}",
+        o.counters
+    );
+    assert!(
+        o.chained_events <= chunks / 6 + 8,
+        "{} events",
+        o.chained_events
+    );
+    assert!(o.chained_events >= chunks / 7);
+    // The status names the pick (code 3) once the offer was heard.
+    assert!(o.status_bytes.iter().any(|b| b >> 4 == 3));
+}
+
+#[test]
+fn periodic_is_preferred_when_both_have_it() {
+    let img = image(20_000);
+    let follow = BearerSet::ALL;
+    let offer = BearerSet::of(&[Bearer::Periodic(Phy::Le1M), Bearer::Extended(Phy::Le2M)]);
+    let o = run::<BIG>(&img, offer, follow, Link::default());
+    assert_eq!(o.tx_bearer, Some(Bearer::Periodic(Phy::Le1M)));
+    assert_eq!(o.rx_bearer, o.tx_bearer);
+}
+
+#[test]
+fn a_legacy_only_sender_updates_a_ble5_receiver_unchanged() {
+    let img = image(30_000);
+    let plain = run::<25>(&img, BearerSet::LEGACY, BearerSet::LEGACY, Link::default());
+    let ble5 = run::<BIG>(&img, BearerSet::LEGACY, BearerSet::ALL, Link::default());
+    assert_eq!(ble5.rx_bearer, Some(Bearer::Legacy));
+    assert_eq!(ble5.chained_events, 0);
+    // The same PDUs on air, and statuses exactly as a legacy receiver's (no pick nibble).
+    assert_eq!(ble5.events, plain.events);
+    assert_eq!(ble5.tx, plain.tx);
+    assert!(ble5.status_bytes.iter().all(|b| b >> 4 == 0));
+    assert_eq!(ble5.status_bytes, plain.status_bytes);
+}
+
+#[test]
+fn a_ble5_sender_updates_a_legacy_only_receiver() {
+    let img = image(30_000);
+    let o = run::<25>(&img, BearerSet::ALL, BearerSet::LEGACY, Link::default());
+    assert_eq!(o.tx_bearer, Some(Bearer::Legacy));
+    assert_eq!(o.rx_bearer, Some(Bearer::Legacy));
+    // It answered the offer with legacy (code 1), so the sender did not wait for fallback.
+    assert!(o.status_bytes.iter().any(|b| b >> 4 == 1));
+    let plain = run::<25>(&img, BearerSet::LEGACY, BearerSet::LEGACY, Link::default());
+    assert!(
+        o.events <= plain.events + 20,
+        "{} vs {}",
+        o.events,
+        plain.events
+    );
+}
+
+#[test]
+fn without_a_pick_the_sender_falls_back_to_legacy() {
+    // The receiver never hears an offer (as a receiver that does not know the PDU): its
+    // statuses name no pick, and after three of them the sender sends legacy chunks.
+    let img = image(10_000);
+    let link = Link {
+        drop_offers: true,
+        ..Link::default()
+    };
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, link);
+    assert_eq!(o.tx_bearer, Some(Bearer::Legacy));
+    assert_eq!(o.rx_bearer, Some(Bearer::Legacy));
+    assert!(o.status_bytes.iter().all(|b| b >> 4 == 0));
+    assert_eq!(o.chained_events, 0);
+}
+
+#[test]
+fn a_lost_pdu_loses_the_rest_of_its_chain_and_the_transfer_still_completes() {
+    let img = image(60_000);
+    let link = Link {
+        loss: 0.1,
+        ..Link::default()
+    };
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, link);
+    assert_eq!(o.tx_bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    assert!(o.truncated > 10, "chains cut: {}", o.truncated);
+    assert!(o.tx.retransmissions > 0);
+    let clean = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, Link::default());
+    assert!(o.chained_events > clean.chained_events);
+}
+
+#[test]
+fn a_rebooted_receiver_resumes_on_its_sessions_bearer() {
+    let img = image(60_000);
+    let link = Link {
+        reboot_at: Some(120),
+        ..Link::default()
+    };
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, link);
+    assert_eq!(o.rx_bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    // What was staged before the reboot is not received again.
+    let g = Geometry::for_bearer(Bearer::Periodic(Phy::Le2M));
+    assert!(o.counters.chunks < g.total_chunks(img.len() as u32) + 20);
+}
+
+#[test]
+fn ext_advdata_is_walked_structure_by_structure() {
+    let mut ev = [0u8; EXT_ADV_DATA_MAX];
+    let a = frame_into(CO, &[0xF5, 1, 2, 3, 4, 1], &mut ev, 0).unwrap();
+    let b = frame_into(0x1234, &[9; 10], &mut ev, a).unwrap();
+    let c = frame_into(CO, &[7; 200], &mut ev, b).unwrap();
+    let all: Vec<_> = ext_pdus(CO, &ev[..c]).collect();
+    assert_eq!(all.len(), 2, "the other company's structure is skipped");
+    // Cut inside the last structure: the walk ends with Truncated.
+    let cut: Vec<_> = ext_pdus(CO, &ev[..c - 1]).collect();
+    assert_eq!(cut.last(), Some(&Err(FrameError::Truncated)));
+    assert!(frame_into(CO, &[0; EXT_PDU_MAX + 1], &mut ev, 0).is_none());
+    let long = vec![0u8; EXT_ADV_DATA_MAX + 1];
+    let over: Vec<_> = ext_pdus(CO, &long).collect();
+    assert_eq!(over, vec![Err(FrameError::Oversized)]);
+}
