@@ -3,6 +3,8 @@
 //! - [`qspi_flash`]: the nRF52840 QSPI driver for the external NOR flash (`hil::flash` and
 //!   [`nor::AsyncNor`]).
 //! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
+//! - [`stream_rebuild`]: compressed images and delta patches: staged in the received-stream
+//!   area, rebuilt into the staging slot at finalize.
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
 //! - [`app_update`]: install a staged, signed TBF as a new app version through upstream's
 //!   dynamic process loading (see `docs/app-updates.md`).
@@ -22,6 +24,7 @@ pub mod nor;
 pub mod nor_share;
 pub mod qspi_flash;
 pub mod staged_update;
+pub mod stream_rebuild;
 
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,14 @@
 //! - `8`: confirm the running image (after a trial boot).
 //! - `9`: copy the session tag into read-write allow 0 (to resume after a reboot).
 //! - `10`: reboot into the bootloader (only once finalized).
+//! - `11`: copy the running image's id (the first 16 bytes of its SHA-256 hash TLV) into
+//!   read-write allow 0; `RESERVE` when the kernel cannot tell or takes no received streams
+//!   ([`StagedUpdate::running_image`]). A receiver joins a delta session only against it.
+//!
+//! A session whose tag has the compressed or delta capability bit is a received stream, staged
+//! in the received-stream area and rebuilt into the staging slot at finalize
+//! ([`crate::stream_rebuild`]); a refused stream ends finalize with `FAIL` and a
+//! `STREAM_*` detail.
 //!
 //! Commands 2–8 return success when the operation started and finish with exactly one upcall 0;
 //! a synchronous failure means nothing was started and no upcall follows. The upcall may already
@@ -85,6 +93,10 @@ use update_region::{
 
 use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
+use crate::stream_rebuild::{self, Compressed, StreamArea, StreamRebuild};
+use ota_reconstruct::stream::{self as stream_kind, AnyStream, Kind};
+use ota_reconstruct::{Area, CHUNK};
+use update_region::SECTOR_SIZE;
 
 use dfu_abi::update as abi;
 
@@ -135,6 +147,7 @@ pub mod command {
     pub const CONFIRM: usize = abi::CONFIRM as usize;
     pub const TAG: usize = abi::TAG as usize;
     pub const REBOOT: usize = abi::REBOOT as usize;
+    pub const RUNNING: usize = abi::RUNNING as usize;
 }
 
 /// The number reported in an upcall's `value` for a failed check (`dfu_abi::update::detail`).
@@ -251,9 +264,54 @@ impl Action {
 /// Which buffer the flash holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum InFlight {
-    Scratch { len: usize },
-    Owner { len: usize },
+    Scratch {
+        len: usize,
+    },
+    Owner {
+        len: usize,
+    },
     Erase,
+    /// A read of the stream or output area for a rebuild (the stream read buffer).
+    Rebuild {
+        len: usize,
+    },
+}
+
+/// A request that takes more than one policy request (see [`crate::stream_rebuild`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Idle,
+    /// A plain begin waits for the stream session's abort.
+    PlainBegin(Request),
+    /// Finalize of a stream session: reading the stream's first four bytes (its kind).
+    Magic,
+    /// A rebuild read of the stream or output area is in flight.
+    Read,
+    /// The staging slot's begin, before the first page (`len` bytes in the data buffer).
+    Begin {
+        offset: u32,
+        len: u32,
+    },
+    /// Erasing the sector a page starts.
+    Erase {
+        offset: u32,
+        len: u32,
+    },
+    /// Writing the page in the data buffer.
+    Write,
+    /// The staging slot's finalize after the rebuild.
+    Finalize,
+    /// Forgetting the stream session; then `Completion` is reported.
+    Forget(Completion),
+}
+
+/// The received-stream side of the core (present when the board gives a [`StreamArea`]).
+struct Streams {
+    policy: MapCell<UpdateRegion>,
+    kernel_slot: &'static [u8],
+    read_buf: TakeCell<'static, [u8]>,
+    compressed: TakeCell<'static, Compressed>,
+    rebuild: MapCell<StreamRebuild>,
 }
 
 /// The kernel-side core: runs one request at a time through the policy and the flash.
@@ -274,6 +332,13 @@ pub struct StagedUpdate<'a, F: AsyncNor<'a>> {
     /// The command in progress (`None` while idle; start-up uses `usize::MAX`).
     active: Cell<Option<usize>>,
     client: OptionalCell<&'a dyn StagedUpdateClient>,
+    /// Received streams; `None`: every session is staged in the staging slot.
+    streams: Option<Streams>,
+    /// The policy the current step runs on is the stream area's.
+    on_stream: Cell<bool>,
+    job: Cell<Job>,
+    /// The stream session's tag, for the staging slot's begin of a rebuild.
+    job_tag: Cell<[u8; TAG_LEN]>,
 }
 
 const STARTUP: usize = usize::MAX;
@@ -300,7 +365,51 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             startup_failed: Cell::new(false),
             active: Cell::new(None),
             client: OptionalCell::empty(),
+            streams: None,
+            on_stream: Cell::new(false),
+            job: Cell::new(Job::Idle),
+            job_tag: Cell::new([0xFF; TAG_LEN]),
         })
+    }
+
+    /// Take compressed images and delta patches in `area` (see [`crate::stream_rebuild`]).
+    /// `BadConfig` if its owner is not the staging slot's, its read buffer is shorter than
+    /// [`stream_rebuild::READ_BUF_LEN`] or its policy configuration is unusable.
+    pub fn with_streams(mut self, area: StreamArea) -> Result<Self, Error> {
+        let owner = self.policy.map(|p| p.config().owner);
+        if owner != Some(area.config.owner) || area.read_buf.len() < stream_rebuild::READ_BUF_LEN {
+            return Err(Error::BadConfig);
+        }
+        let compressed = TakeCell::empty();
+        if let Some(c) = area.compressed {
+            compressed.replace(c);
+        }
+        self.streams = Some(Streams {
+            policy: MapCell::new(UpdateRegion::new(area.config)?),
+            kernel_slot: area.kernel_slot,
+            read_buf: TakeCell::new(area.read_buf),
+            compressed,
+            rebuild: MapCell::empty(),
+        });
+        Ok(self)
+    }
+
+    /// Whether a stream session exists (it stands in front of the staging slot's).
+    fn stream_active(&self) -> bool {
+        self.streams.as_ref().is_some_and(|s| {
+            s.policy
+                .map(|p| p.status().state != SessionState::Idle)
+                .unwrap_or(false)
+        })
+    }
+
+    /// Runs `f` on the stream area's policy when `on_stream`, else on the staging slot's.
+    fn with_policy<R>(&self, on_stream: bool, f: impl FnOnce(&mut UpdateRegion) -> R) -> Option<R> {
+        if on_stream {
+            self.streams.as_ref().and_then(|s| s.policy.map(f))
+        } else {
+            self.policy.map(f)
+        }
     }
 
     pub fn set_client(&self, client: &'a dyn StagedUpdateClient) {
@@ -316,6 +425,7 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             .policy
             .map(|p| Action::from_step(p.start()))
             .ok_or(ErrorCode::FAIL)?;
+        self.on_stream.set(false);
         self.active.set(Some(STARTUP));
         self.drive(action);
         Ok(())
@@ -335,7 +445,31 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 return None;
             }
         }
+        if self.stream_active() {
+            return self.with_policy(true, |p| p.status());
+        }
         self.policy.map(|p| p.status())
+    }
+
+    /// The running image's id, as far as the kernel can tell: the image of the newest confirm
+    /// record (the DFU app confirms a trial at its start, so in steady state that is the image
+    /// running). `None` before any confirm, while a boot request is newer than the last
+    /// confirm, or when this core takes no received streams (then no delta session should be
+    /// offered to it). A confirm of a trial the bootloader had reverted names the reverted
+    /// image: a patch against it is then refused at finalize (`STREAM_WRONG_BASE`, the rebuild
+    /// hashes the kernel slot itself), nothing installed.
+    pub fn running_image(&self) -> Option<[u8; abi::IMAGE_ID_LEN]> {
+        self.streams.as_ref()?;
+        if !self.started.get() {
+            return None;
+        }
+        let record = self.policy.map(|p| p.status().newest_record)??;
+        if record.kind != control_area::RecordKind::Confirm {
+            return None;
+        }
+        let mut id = [0u8; abi::IMAGE_ID_LEN];
+        id.copy_from_slice(&record.image_hash[..abi::IMAGE_ID_LEN]);
+        Some(id)
     }
 
     /// Whether `short_id` is the update owner.
@@ -374,22 +508,289 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 .map(|d| fill(&mut d[..len as usize]))
                 .ok_or(ErrorCode::BUSY)??;
         }
+        // Which policy: a stream session's begin goes to the stream area, a plain one forgets
+        // any stream session first; confirm is the staging slot's; the rest go to the session
+        // the owner sees.
+        let mut request = request;
+        let mut job = Job::Idle;
+        let on_stream = match request {
+            Request::Begin { tag, .. } if self.streams.is_some() => {
+                if stream_rebuild::is_stream_tag(&tag) {
+                    true
+                } else if self.stream_active() {
+                    job = Job::PlainBegin(request);
+                    request = Request::Abort;
+                    true
+                } else {
+                    false
+                }
+            }
+            Request::Confirm => false,
+            _ => self.stream_active(),
+        };
+        if on_stream && request == Request::Finalize {
+            return self.start_rebuild(command);
+        }
         let action = self
-            .policy
-            .map(|p| Action::from_step(p.request(caller, request)))
+            .with_policy(on_stream, |p| Action::from_step(p.request(caller, request)))
             .ok_or(ErrorCode::FAIL)?;
         if let Action::Done(Err(e)) = action {
             return Err(error_code(e));
         }
+        self.on_stream.set(on_stream);
+        self.job.set(job);
         self.active.set(Some(command));
         self.drive(action);
         Ok(())
     }
 
     fn op_done(&self, result: Result<&[u8], ()>) -> Action {
-        self.policy
-            .map(|p| Action::from_step(p.op_done(result)))
+        self.with_policy(self.on_stream.get(), |p| {
+            Action::from_step(p.op_done(result))
+        })
+        .unwrap_or(Action::Done(Err(Error::Flash)))
+    }
+
+    /// One policy request of a multi-step job, on the owner's behalf.
+    fn sub_request(&self, on_stream: bool, request: Request) -> Action {
+        self.on_stream.set(on_stream);
+        let owner = self.policy.map(|p| p.config().owner).unwrap_or(0);
+        self.with_policy(on_stream, |p| Action::from_step(p.request(owner, request)))
             .unwrap_or(Action::Done(Err(Error::Flash)))
+    }
+
+    /// Finalize of a stream session: read its kind, then rebuild (see [`crate::stream_rebuild`]).
+    fn start_rebuild(&self, command: usize) -> Result<(), ErrorCode> {
+        let Some(streams) = self.streams.as_ref() else {
+            return Err(ErrorCode::FAIL);
+        };
+        let status = streams.policy.map(|p| p.status()).ok_or(ErrorCode::FAIL)?;
+        if status.state != SessionState::Staging {
+            return Err(ErrorCode::RESERVE);
+        }
+        let Some(buf) = streams.read_buf.take() else {
+            return Err(ErrorCode::BUSY);
+        };
+        let base = streams.policy.map(|p| p.config().staging_base).unwrap_or(0);
+        self.job_tag.set(status.tag);
+        self.job.set(Job::Magic);
+        self.on_stream.set(true);
+        self.active.set(Some(command));
+        let action = self.lend_rebuild(buf, base, 4);
+        self.drive(action);
+        Ok(())
+    }
+
+    /// Lend the stream read buffer to the flash for a rebuild read of `len` bytes at `address`.
+    fn lend_rebuild(&self, buf: &'static mut [u8], address: u32, len: usize) -> Action {
+        // Marked in flight first: a completion may come back before the call returns.
+        self.in_flight.set(Some(InFlight::Rebuild { len }));
+        match self.flash.read(address, buf, len) {
+            Ok(()) => Action::InFlight,
+            Err((_, buf)) => {
+                self.in_flight.set(None);
+                if let Some(s) = self.streams.as_ref() {
+                    s.read_buf.replace(buf);
+                }
+                self.job_fail(Error::Flash)
+            }
+        }
+    }
+
+    /// A job ends in `error`: the rebuild state goes (its decoder storage back), and the
+    /// request reports `error`.
+    fn job_fail(&self, error: Error) -> Action {
+        self.end_rebuild();
+        self.job.set(Job::Idle);
+        self.on_stream.set(false);
+        Action::Done(Err(error))
+    }
+
+    fn end_rebuild(&self) {
+        if let Some(s) = self.streams.as_ref() {
+            if let Some(rebuild) = s.rebuild.take() {
+                if let AnyStream::Compressed(c) = rebuild.into_decoder() {
+                    s.compressed.replace(c);
+                }
+            }
+        }
+    }
+
+    /// The stream's first bytes are read: pick the decoder and start the rebuild.
+    fn begin_rebuild(&self, magic: [u8; 4]) -> Action {
+        let Some(s) = self.streams.as_ref() else {
+            return self.job_fail(Error::Flash);
+        };
+        let stream_len = s.policy.map(|p| p.status().image_len).unwrap_or(0);
+        let output_max = self.policy.map(|p| p.config().max_image_len()).unwrap_or(0);
+        let slot_len = s.kernel_slot.len() as u32;
+        let limits = stream_kind::limits(stream_len, slot_len, output_max);
+        let decoder = match Kind::detect(magic) {
+            Kind::Delta => AnyStream::Delta(ota_reconstruct::delta::DeltaDecoder::new()),
+            Kind::Compressed => match s.compressed.take() {
+                Some(c) => {
+                    c.restart(slot_len);
+                    AnyStream::Compressed(c)
+                }
+                None => {
+                    let detail = ota_reconstruct::Error::Unsupported.abi_detail();
+                    return self.job_fail(Error::StreamRefused { detail });
+                }
+            },
+        };
+        s.rebuild.replace(StreamRebuild::new(decoder, limits));
+        self.rebuild_step(|r| r.start())
+    }
+
+    /// Advance the rebuild with `f` and perform what it asks, until something is in flight or
+    /// the rebuild ended: base reads are memory reads, done here; stream and output reads go
+    /// to the flash; a page goes to the staging slot through its policy.
+    fn rebuild_step(
+        &self,
+        f: impl FnOnce(&mut StreamRebuild) -> ota_reconstruct::Action<'_>,
+    ) -> Action {
+        enum Next {
+            Read { area: Area, offset: u32, len: usize },
+            Write { offset: u32, len: u32 },
+            Done(Result<(), ota_reconstruct::Error>),
+            Missing,
+        }
+        let Some(s) = self.streams.as_ref() else {
+            return self.job_fail(Error::Flash);
+        };
+        let convert = |act: ota_reconstruct::Action<'_>| match act {
+            ota_reconstruct::Action::Read { area, offset, len } => Next::Read { area, offset, len },
+            ota_reconstruct::Action::Write { offset, data } => {
+                let copied = self.data.map(|d| match d.get_mut(..data.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(data);
+                        true
+                    }
+                    None => false,
+                });
+                match copied {
+                    Some(true) => Next::Write {
+                        offset,
+                        len: data.len() as u32,
+                    },
+                    _ => Next::Missing,
+                }
+            }
+            ota_reconstruct::Action::Done(result) => Next::Done(result.map(|_| ())),
+        };
+        let mut f = Some(f);
+        let mut base = [0u8; CHUNK];
+        let mut base_len = 0;
+        loop {
+            let next = s
+                .rebuild
+                .map(|r| match f.take() {
+                    Some(f) => convert(f(r)),
+                    None => convert(r.read_done(&base[..base_len])),
+                })
+                .unwrap_or(Next::Missing);
+            match next {
+                Next::Read {
+                    area: Area::Base,
+                    offset,
+                    len,
+                } => {
+                    let from = offset as usize;
+                    match s.kernel_slot.get(from..from + len) {
+                        Some(bytes) => {
+                            base[..len].copy_from_slice(bytes);
+                            base_len = len;
+                        }
+                        None => return self.job_fail(Error::Flash),
+                    }
+                }
+                Next::Read { area, offset, len } => {
+                    let config = match area {
+                        Area::Stream => s.policy.map(|p| *p.config()),
+                        _ => self.policy.map(|p| *p.config()),
+                    };
+                    let (Some(config), Some(buf)) = (config, s.read_buf.take()) else {
+                        return self.job_fail(Error::Flash);
+                    };
+                    self.job.set(Job::Read);
+                    return self.lend_rebuild(buf, config.staging_base + offset, len);
+                }
+                Next::Write { offset, len } => {
+                    if offset == 0 {
+                        let image_len = s
+                            .rebuild
+                            .map(|r| r.plan().map_or(0, |p| p.output_len))
+                            .unwrap_or(0);
+                        self.job.set(Job::Begin { offset, len });
+                        let tag = self.job_tag.get();
+                        return self.sub_request(false, Request::Begin { tag, image_len });
+                    }
+                    return self.page_erase_or_write(offset, len);
+                }
+                Next::Done(Ok(())) => {
+                    self.end_rebuild();
+                    self.job.set(Job::Finalize);
+                    return self.sub_request(false, Request::Finalize);
+                }
+                Next::Done(Err(e)) => {
+                    let detail = e.abi_detail();
+                    return self.job_fail(Error::StreamRefused { detail });
+                }
+                Next::Missing => return self.job_fail(Error::Flash),
+            }
+        }
+    }
+
+    /// The page in the data buffer goes to staging `offset`: erase its sector first when it
+    /// starts one.
+    fn page_erase_or_write(&self, offset: u32, len: u32) -> Action {
+        if offset.is_multiple_of(SECTOR_SIZE) {
+            self.job.set(Job::Erase { offset, len });
+            return self.sub_request(false, Request::Erase { offset });
+        }
+        self.job.set(Job::Write);
+        self.sub_request(false, Request::Write { offset, len })
+    }
+
+    /// A policy request of a job ended with `result`: the job's next step.
+    fn job_next(&self, result: Result<Completion, Error>) -> Action {
+        let result = match result {
+            Ok(c) => c,
+            Err(e) => return self.job_fail(e),
+        };
+        match self.job.get() {
+            Job::PlainBegin(request) => {
+                self.job.set(Job::Idle);
+                self.sub_request(false, request)
+            }
+            Job::Begin { offset, len } => self.page_erase_or_write(offset, len),
+            Job::Erase { offset, len } => {
+                self.job.set(Job::Write);
+                self.sub_request(false, Request::Write { offset, len })
+            }
+            Job::Write => self.rebuild_step(|r| r.write_done()),
+            Job::Finalize => {
+                self.job.set(Job::Forget(result));
+                self.sub_request(true, Request::Abort)
+            }
+            Job::Forget(finalized) => {
+                self.job.set(Job::Idle);
+                self.on_stream.set(false);
+                Action::Done(Ok(finalized))
+            }
+            Job::Idle | Job::Magic | Job::Read => self.job_fail(Error::Flash),
+        }
+    }
+
+    /// A rebuild read came back.
+    fn rebuild_read_done(&self, data: &[u8]) -> Action {
+        if self.job.get() == Job::Magic {
+            let mut magic = [0xFF; 4];
+            let n = data.len().min(4);
+            magic[..n].copy_from_slice(&data[..n]);
+            return self.begin_rebuild(magic);
+        }
+        self.rebuild_step(|r| r.read_done(data))
     }
 
     /// Perform actions until one is in flight or the request is done.
@@ -398,8 +799,22 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             action = match action {
                 Action::Done(result) => {
                     self.in_flight.set(None);
+                    if self.job.get() != Job::Idle && self.active.get() != Some(STARTUP) {
+                        action = self.job_next(result);
+                        continue;
+                    }
                     let command = self.active.take();
                     if command == Some(STARTUP) {
+                        if result.is_ok() && self.streams.is_some() && !self.on_stream.get() {
+                            // The staging slot is scanned; now the stream area.
+                            self.active.set(Some(STARTUP));
+                            self.on_stream.set(true);
+                            action = self
+                                .with_policy(true, |p| Action::from_step(p.start()))
+                                .unwrap_or(Action::Done(Err(Error::Flash)));
+                            continue;
+                        }
+                        self.on_stream.set(false);
                         self.started.set(result.is_ok());
                         self.startup_failed.set(result.is_err());
                     }
@@ -517,6 +932,23 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
 
     /// Hand a returned buffer back and feed the result to the policy.
     fn buffer_back(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>, read: bool) {
+        if let Some(InFlight::Rebuild { len }) = self.in_flight.get() {
+            self.in_flight.set(None);
+            // The bytes are copied out and the buffer put back first: the next step may lend
+            // it again at once.
+            let mut data = [0u8; CHUNK];
+            let len = len.min(CHUNK).min(buffer.len());
+            data[..len].copy_from_slice(&buffer[..len]);
+            if let Some(s) = self.streams.as_ref() {
+                s.read_buf.replace(buffer);
+            }
+            let next = match (result, read) {
+                (Ok(()), true) => self.rebuild_read_done(&data[..len]),
+                _ => self.job_fail(Error::Flash),
+            };
+            self.drive(next);
+            return;
+        }
         let next = match self.in_flight.get() {
             Some(InFlight::Scratch { len }) => {
                 let action = match (result, read) {
@@ -785,6 +1217,30 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                                         return CommandReturn::failure(ErrorCode::INVAL);
                                     }
                                     dst[..TAG_LEN].copy_from_slice(&status.tag);
+                                    CommandReturn::success()
+                                })
+                            })
+                            .unwrap_or(CommandReturn::failure(ErrorCode::INVAL))
+                    })
+                    .unwrap_or(CommandReturn::failure(ErrorCode::NOMEM))
+            }
+            command::RUNNING => {
+                if !self.core.is_owner(processid.short_app_id()) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                let Some(id) = self.core.running_image() else {
+                    return CommandReturn::failure(ErrorCode::RESERVE);
+                };
+                self.apps
+                    .enter(processid, |_, kernel_data| {
+                        kernel_data
+                            .get_readwrite_processbuffer(rw_allow::READ)
+                            .and_then(|b| {
+                                b.mut_enter(|dst| {
+                                    if dst.len() < id.len() {
+                                        return CommandReturn::failure(ErrorCode::INVAL);
+                                    }
+                                    dst[..id.len()].copy_from_slice(&id);
                                     CommandReturn::success()
                                 })
                             })

@@ -17,3 +17,4 @@ mod identity;
 mod image;
 mod scan_ring;
 mod staged_update;
+mod stream_rebuild;

@@ -36,6 +36,10 @@ pub mod update {
     /// Bytes of the session tag (read-only allow 0 at begin; read-write allow 0 for `TAG`).
     pub const TAG_LEN: usize = 16;
 
+    /// Bytes of the running image's id (`RUNNING` into read-write allow 0): the first bytes of
+    /// its SHA-256 hash TLV, what a delta sender's base PDU names.
+    pub const IMAGE_ID_LEN: usize = 16;
+
     pub mod command {
         pub const EXISTS: u32 = 0;
         pub const STATUS: u32 = 1;
@@ -48,6 +52,9 @@ pub mod update {
         pub const CONFIRM: u32 = 8;
         pub const TAG: u32 = 9;
         pub const REBOOT: u32 = 10;
+        /// The running image's id into read-write allow 0 (`RESERVE`: the kernel cannot tell,
+        /// or takes no delta patches).
+        pub const RUNNING: u32 = 11;
     }
 
     pub mod upcall {

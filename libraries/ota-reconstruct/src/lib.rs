@@ -31,6 +31,7 @@ pub mod blocking;
 pub mod delta;
 #[cfg(feature = "diff")]
 pub mod diff;
+pub mod stream;
 
 use ota_image::Sha256;
 
@@ -312,6 +313,11 @@ impl<D: Decoder> Rebuild<D> {
     /// Stream bytes read so far.
     pub fn stream_read(&self) -> u32 {
         self.stream_pos
+    }
+
+    /// The decoder back (e.g. a borrow of static storage, for the next stream).
+    pub fn into_decoder(self) -> D {
+        self.decoder
     }
 
     /// Begins (the first action is a read of the stream).

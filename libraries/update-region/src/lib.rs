@@ -258,6 +258,10 @@ pub enum Error {
     ImageHashMismatch,
     /// No boot request was made that a Confirm could apply to.
     NothingToConfirm,
+    /// A received stream (compressed image or delta patch) was refused while the kernel rebuilt
+    /// the image from it; `detail` says why (`dfu_abi::update::detail::STREAM_*`, from
+    /// `ota_reconstruct::Error::abi_detail`). Nothing was requested.
+    StreamRefused { detail: u32 },
 }
 
 impl Error {
@@ -283,6 +287,7 @@ impl Error {
             Error::ImageHashMissing => d::IMAGE_HASH_MISSING,
             Error::ImageHashMismatch => d::IMAGE_HASH_MISMATCH,
             Error::NothingToConfirm => d::NOTHING_TO_CONFIRM,
+            Error::StreamRefused { detail } => detail,
         }
     }
 
@@ -302,7 +307,8 @@ impl Error {
             | Error::ImageBadMagic
             | Error::ImageBadLayout
             | Error::ImageHashMissing
-            | Error::ImageHashMismatch => e::FAIL,
+            | Error::ImageHashMismatch
+            | Error::StreamRefused { .. } => e::FAIL,
         }
     }
 }
@@ -331,6 +337,12 @@ impl core::fmt::Display for Error {
             Error::ImageHashMissing => write!(f, "staged image has no SHA-256 TLV"),
             Error::ImageHashMismatch => write!(f, "staged image does not match its SHA-256 TLV"),
             Error::NothingToConfirm => write!(f, "no boot request to confirm"),
+            Error::StreamRefused { detail } => {
+                write!(
+                    f,
+                    "received stream refused while rebuilding (detail {detail})"
+                )
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The kernel's reconstruction step on the simulated board: what the staged-update driver does
 //! at finalize of a session staged in the received-stream area (a delta patch, or a compressed
-//! image, told apart by their first 4 bytes; `docs/layout.md`). `ota_reconstruct::Rebuild` reads
+//! image, told apart by their first 4 bytes: `ota_reconstruct::stream`, as the capsule does). `ota_reconstruct::Rebuild` reads
 //! the stream from the stream area (QSPI), a patch's base from the kernel slot (internal flash)
 //! and writes the rebuilt signed image into the staging slot through the update-region policy
 //! (begin, erase, write: its bounds and erase rules hold as for an image the app writes); then
@@ -12,7 +12,8 @@ use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use ota_lzma::image::CompressedImage;
 use ota_reconstruct::delta::DeltaDecoder;
-use ota_reconstruct::{Action, Area, Decoder, Limits, Progress, Rebuild, CHUNK};
+use ota_reconstruct::stream::{self, AnyStream, Kind};
+use ota_reconstruct::{Action, Area, Rebuild, CHUNK};
 use update_region::blocking::{BlockingDriver, BlockingError};
 use update_region::{CallerId, Completion, Config, Request, UpdateRegion, SECTOR_SIZE, TAG_LEN};
 
@@ -25,29 +26,6 @@ pub enum RebuildError {
     Staging(update_region::Error),
     /// A flash operation failed (a power cut): the next finalize starts the rebuild again.
     Flash,
-}
-
-/// The two kinds of received stream.
-enum Kind<'a> {
-    /// A delta patch against the running kernel (`ota_reconstruct::delta`).
-    Delta(Box<DeltaDecoder>),
-    /// A compressed image (imgtool `--compression`), decoded by `ota-lzma` into the plain image.
-    Compressed(&'a mut CompressedImage),
-}
-
-impl Decoder for Kind<'_> {
-    fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Progress, ota_reconstruct::Error> {
-        match self {
-            Kind::Delta(d) => d.decode(input, out),
-            Kind::Compressed(c) => c.decode(input, out),
-        }
-    }
-    fn provide(&mut self, data: &[u8]) -> Result<(), ota_reconstruct::Error> {
-        match self {
-            Kind::Delta(d) => d.provide(data),
-            Kind::Compressed(c) => c.provide(data),
-        }
-    }
 }
 
 fn staging_err<E>(e: BlockingError<E>) -> RebuildError {
@@ -69,23 +47,19 @@ pub fn rebuild_and_finalize(
     tag: [u8; TAG_LEN],
 ) -> Result<Completion, RebuildError> {
     let slot = NRF52840_DK.kernel_slot;
-    let limits = Limits {
-        stream_len,
-        base_max: slot.len,
-        output_max: staging_config.max_image_len(),
-    };
-    // A compressed image starts with the MCUboot magic, a patch with its own.
+    let limits = stream::limits(stream_len, slot.len, staging_config.max_image_len());
     let mut magic = [0u8; 4];
     board
         .qspi
         .read(stream.staging_base, &mut magic)
         .map_err(|_| RebuildError::Flash)?;
     let mut image: Box<CompressedImage>;
-    let kind = if u32::from_le_bytes(magic) == ota_image::IMAGE_MAGIC {
-        image = Box::new(CompressedImage::new(slot.len));
-        Kind::Compressed(&mut image)
-    } else {
-        Kind::Delta(Box::new(DeltaDecoder::new()))
+    let kind = match Kind::detect(magic) {
+        Kind::Compressed => {
+            image = Box::new(CompressedImage::new(slot.len));
+            AnyStream::Compressed(&mut *image)
+        }
+        Kind::Delta => AnyStream::Delta(DeltaDecoder::new()),
     };
     let mut rebuild = Rebuild::new(kind, limits);
     let mut buf = [0u8; CHUNK];
