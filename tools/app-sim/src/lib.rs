@@ -26,6 +26,7 @@
 //! (`tests/power_cuts.rs`). `tock-ota bench power-cuts --app` reports the campaign.
 #![forbid(unsafe_code)]
 
+pub mod tab;
 pub mod tbf;
 
 use std::cell::RefCell;
@@ -41,13 +42,14 @@ use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use hw_models::nrf52840_flash::FlashError;
 use hw_models::SimBoard;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use tbf::{key, public, tbf, Keys};
 
 const REGION: u32 = 0x4_0000;
 const REGION_LEN: usize = 0x4000;
-const STAGING: u32 = 0x10_0000;
+/// The staging slot in the QSPI flash (`update_region::Config::nrf52840dk`'s).
+pub const STAGING: u32 = 0x10_0000;
 const LAYOUT: JournalLayout = JournalLayout::NRF52840DK;
 /// Boots a trial may take before it reverts (the board constant of the model).
 pub const MAX_BOOTS: u32 = 3;
@@ -80,8 +82,15 @@ impl Default for Checker {
 
 impl Checker {
     pub fn new() -> Checker {
+        Checker::with_app_keys(vec![public(&app_key())])
+    }
+
+    /// The DFU key and these app keys.
+    pub fn with_app_keys(app_keys: Vec<VerifyingKey>) -> Checker {
+        let mut keys = vec![public(&dfu_key())];
+        keys.extend(app_keys);
         Checker {
-            keys: vec![public(&dfu_key()), public(&app_key())],
+            keys,
             cache: RefCell::new(HashMap::new()),
         }
     }
@@ -117,6 +126,13 @@ pub struct Device {
     checker: Checker,
     journaled: bool,
     staged_len: usize,
+    /// The app being updated: its installed TBF, package name, installed and staged versions.
+    installed: Vec<u8>,
+    app: String,
+    versions: (u32, u32),
+    /// The keys `INSTALL` checks a staged app's credential against.
+    app_keys: Vec<VerifyingKey>,
+    region_len: usize,
     /// The journal's record and data sectors as a device that has already done
     /// [`USED_SLOTS`] page writes has them.
     journal_sectors: Option<(Vec<u8>, Vec<u8>)>,
@@ -128,11 +144,42 @@ pub const USED_SLOTS: usize = app_install::journal::SLOTS as usize - 4;
 
 pub type Flash<T> = Result<T, FlashError>;
 
+/// What a device holds before an update besides the DFU app: one app installed (its TBF), one
+/// TBF of the same app staged, and the app keys the board trusts.
+pub struct Setup {
+    pub installed: Vec<u8>,
+    pub staged: Vec<u8>,
+    pub app_keys: Vec<VerifyingKey>,
+}
+
+impl Setup {
+    /// The campaign's: blink v3 installed, blink v4 staged, both signed with the app key.
+    pub fn campaign() -> Setup {
+        Setup {
+            installed: tbf("blink", 3, Some(&app_key()), BLINK_LEN),
+            staged: tbf("blink", 4, Some(&app_key()), BLINK_LEN),
+            app_keys: vec![public(&app_key())],
+        }
+    }
+}
+
 impl Device {
     /// A device with the apps installed and blink v4 staged; `journaled`: page writes go
     /// through the journal (else straight to the NVMC, as upstream writes them).
     pub fn new(checker: Checker, journaled: bool) -> Device {
-        let staged = tbf("blink", 4, Some(&app_key()), BLINK_LEN);
+        Device::with_setup(checker, journaled, Setup::campaign())
+    }
+
+    /// A device with the DFU app and `setup`'s app installed and its staged TBF in staging.
+    /// The app region is the campaign's 16 KiB, or more if the three binaries need it.
+    pub fn with_setup(checker: Checker, journaled: bool, setup: Setup) -> Device {
+        let staged = setup.staged;
+        let old = tab::parse_tbf(&setup.installed).expect("the installed TBF parses");
+        // The staged TBF may be one the installer refuses (that is what a run can show).
+        let new_version = tab::parse_tbf(&staged).map_or(0, |t| t.version);
+        let needed = (DFU_LEN as usize + setup.installed.len() + staged.len())
+            .next_multiple_of(PAGE)
+            + 2 * PAGE;
         let board = SimBoard::new(1);
         board.chip().load(STAGING, &staged);
         let mut device = Device {
@@ -140,6 +187,11 @@ impl Device {
             checker,
             journaled,
             staged_len: staged.len(),
+            installed: setup.installed,
+            app: old.name,
+            versions: (old.version, new_version),
+            app_keys: setup.app_keys,
+            region_len: needed.max(REGION_LEN),
             journal_sectors: None,
         };
         device.provision();
@@ -161,14 +213,9 @@ impl Device {
     /// The state before the update: the two apps installed, the journal and trial sectors
     /// erased (staging keeps the staged TBF). Power on, no cut armed.
     pub fn provision(&mut self) {
-        let mut region = vec![0xFF; REGION_LEN];
+        let mut region = vec![0xFF; self.region_len];
         region[..DFU_LEN as usize].copy_from_slice(&tbf("dfu", 1, Some(&dfu_key()), DFU_LEN));
-        region[DFU_LEN as usize..][..BLINK_LEN as usize].copy_from_slice(&tbf(
-            "blink",
-            3,
-            Some(&app_key()),
-            BLINK_LEN,
-        ));
+        region[DFU_LEN as usize..][..self.installed.len()].copy_from_slice(&self.installed);
         self.board.power_cycle().expect("power comes back");
         self.board.nvmc().load(REGION, &region);
         for sector in [LAYOUT.data, LAYOUT.records, LAYOUT.trial] {
@@ -240,7 +287,17 @@ impl Device {
     }
 
     fn region(&self) -> Vec<u8> {
-        self.board.nvmc().raw()[REGION as usize..][..REGION_LEN].to_vec()
+        self.board.nvmc().raw()[REGION as usize..][..self.region_len].to_vec()
+    }
+
+    /// The package name of the app the setup installed.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// Bytes `INSTALL` takes from staging (the transfer's image length).
+    pub fn set_staged_len(&mut self, len: usize) {
+        self.staged_len = len;
     }
 
     /// What the kernel loads at boot: parsed apps whose credential verifies.
@@ -359,7 +416,7 @@ impl Device {
     /// `INSTALL` from the DFU app, run by the library's install machine.
     pub fn install(&mut self) -> Flash<Result<u32, Refusal>> {
         let apps = Apps(self.loadable());
-        let keys = Keys(vec![public(&app_key())]);
+        let keys = Keys(self.app_keys.clone());
         let cx = Context {
             apps: &apps,
             credentials: &keys as &dyn Credentials,
@@ -402,7 +459,7 @@ impl Device {
                         })
                         .last()
                         .unwrap_or(REGION);
-                    assert!(slot as usize + len <= REGION as usize + REGION_LEN);
+                    assert!(slot as usize + len <= REGION as usize + self.region_len);
                     self.write_bytes(slot, &trial::padding_header(len as u32))?;
                     installer.on(Event::SetupDone(Ok(())), &cx)
                 }
@@ -426,23 +483,27 @@ impl Device {
         if !loadable.iter().any(|l| l.name == "dfu" && l.version == 1) {
             return Err(format!("the DFU app is not loadable: {loadable:?}"));
         }
-        match self.running("blink") {
-            Some(3 | 4) => Ok(()),
-            other => Err(format!("blink runs {other:?}: {loadable:?}")),
+        let (old, new) = self.versions;
+        match self.running(&self.app) {
+            Some(v) if v == old || v == new => Ok(()),
+            other => Err(format!("{} runs {other:?}: {loadable:?}", self.app)),
         }
     }
 
     /// The end state: `version` runs, one blink binary, no trial, no pending journal write.
     pub fn check_end(&mut self, version: u32) -> Result<(), String> {
         self.check_boot()?;
-        let blinks: Vec<u32> = self
+        let binaries: Vec<u32> = self
             .loadable()
             .iter()
-            .filter(|l| l.name == "blink")
+            .filter(|l| l.name == self.app)
             .map(|l| l.version)
             .collect();
-        if blinks != [version] {
-            return Err(format!("blink binaries {blinks:?}, expected [{version}]"));
+        if binaries != [version] {
+            return Err(format!(
+                "{} binaries {binaries:?}, expected [{version}]",
+                self.app
+            ));
         }
         let trial = self.trial().map_err(|e| format!("{e:?}"))?;
         if trial.is_some() {

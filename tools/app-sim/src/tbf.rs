@@ -10,6 +10,30 @@ pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_slice(&[seed; 32]).unwrap()
 }
 
+/// The development app key the DK board trusts (`apps/dfu/dev-keys/app-dev-key.pk8`, not
+/// secret): the simulated DK trusts it too, so a TAB elf2tab signed with it installs there.
+pub fn dev_app_key() -> SigningKey {
+    dev_key(include_bytes!("../../../apps/dfu/dev-keys/app-dev-key.pk8"))
+}
+
+/// The P-256 private key of a PKCS#8 file as openssl writes one (the SEC1 `ECPrivateKey` inside
+/// holds the 32-byte scalar after `02 01 01 04 20`); checked against the public key the file
+/// carries (after `03 42 00 04`).
+fn dev_key(pk8: &[u8]) -> SigningKey {
+    let find = |pattern: &[u8]| {
+        pk8.windows(pattern.len())
+            .position(|w| w == pattern)
+            .map(|at| at + pattern.len())
+            .expect("a P-256 PKCS#8 key as openssl writes it")
+    };
+    let scalar = find(&[0x02, 0x01, 0x01, 0x04, 0x20]);
+    let key = SigningKey::from_slice(&pk8[scalar..scalar + 32]).expect("a P-256 scalar");
+    let point = find(&[0x03, 0x42, 0x00, 0x04]);
+    let public = key.verifying_key().to_sec1_point(false);
+    assert_eq!(&public.as_bytes()[1..], &pk8[point..point + 64]);
+    key
+}
+
 pub fn public(key: &SigningKey) -> VerifyingKey {
     *key.verifying_key()
 }

@@ -53,6 +53,13 @@ pub struct DemoArgs {
     /// Print the summary as JSON (no progress bars).
     #[arg(long)]
     pub json: bool,
+    /// Update a userspace app instead of the kernel: the TAB's cortex-m4 TBF is sent as an app
+    /// session and installed by the board's app-update driver (`docs/app-updates.md`).
+    #[arg(long, conflicts_with_all = ["image", "base", "compression", "untrusted_key"])]
+    pub app: Option<std::path::PathBuf>,
+    /// With `--app`: the version of that app the board runs before the update.
+    #[arg(long, default_value_t = 1, requires = "app")]
+    pub installed_version: u32,
 }
 
 impl DemoArgs {
@@ -104,6 +111,9 @@ impl DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.app.is_some() {
+        return crate::demo_app::run(&args);
+    }
     let params = args.params()?;
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if args.json {

@@ -3,6 +3,7 @@
 //! board is `dfu-app`, the code the Tock app runs. [`demo`] is `tock-ota demo`'s command.
 #![forbid(unsafe_code)]
 pub mod demo;
+pub mod demo_app;
 pub mod image;
 pub mod kernel;
 pub mod radio;

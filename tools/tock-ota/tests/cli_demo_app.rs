@@ -1,0 +1,76 @@
+//! `tock-ota demo --app` on the command line: a TAB elf2tab signed with the development app key
+//! ends with `kind: "app"`, the TAB's version and `confirmed`; an unsigned one fails with the
+//! reason and says the old version keeps running. (The app path's own tests are ota-sim's
+//! `demo_app`; this one checks the flag reaches it.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use app_sim::tab::arm_elf;
+
+fn tab(dir: &Path, version: u32, signed: bool) -> std::path::PathBuf {
+    let elf = dir.join("app.elf");
+    let code: Vec<u8> = (0..900u32).map(|i| (i * 11 % 253) as u8).collect();
+    std::fs::write(&elf, arm_elf(&code)).unwrap();
+    let out = dir.join(format!("app-{version}-{signed}.tab"));
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/dfu/dev-keys/app-dev-key.pk8");
+    let mut cmd = Command::new("elf2tab");
+    cmd.args(["--kernel-major", "2", "--kernel-minor", "0", "-n", "sensor"])
+        .args(["--app-version", &version.to_string()])
+        .args(["--minimum-footer-size", "256", "-o"])
+        .arg(&out);
+    if signed {
+        cmd.arg("--ecdsa-nist-p256-private").arg(&key);
+    }
+    let made = cmd
+        .arg(format!("{},cortex-m4", elf.display()))
+        .output()
+        .expect("elf2tab runs (.ci/setup installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    out
+}
+
+fn demo(tab: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tock-ota"))
+        .args(["demo", "--json", "--app"])
+        .arg(tab)
+        .args(extra)
+        .output()
+        .expect("run tock-ota")
+}
+
+#[test]
+fn demo_app_reports_the_installed_app_and_refuses_an_unsigned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo(&tab(dir.path(), 7, true), &["--installed-version", "6"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "app");
+    assert_eq!(json["app"], "sensor");
+    assert_eq!(json["installed_version"], 6);
+    assert_eq!(json["final_version"], 7);
+    assert_eq!(json["confirmed"], true);
+    assert!(json["transfer_simulated_s"].as_f64().unwrap() > 0.0);
+
+    let out = demo(&tab(dir.path(), 7, false), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unsigned") && stderr.contains("sensor v1 keeps running"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["final_version"].as_u64(), json["confirmed"].as_bool()),
+        (Some(1), Some(false))
+    );
+
+    // A kernel-only flag with --app is refused by the command line.
+    let out = demo(&tab(dir.path(), 7, true), &["--base", "x.bin"]);
+    assert!(!out.status.success());
+}
