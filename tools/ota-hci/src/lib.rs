@@ -20,7 +20,7 @@ pub use bearer::{Bearer, BearerChoice, Phy};
 pub use hci::{Capabilities, Controller};
 pub use radio::{AdvParams, AdvType, BearerParams};
 pub use receive::{receive, ReceiveOptions, ReceiveProgress, ReceiveReport, Staging};
-pub use send::{send, send_delta, SendOptions, SendProgress, SendReport};
+pub use send::{app_sender, send, send_app, send_delta, SendOptions, SendProgress, SendReport};
 pub use transport::TransportSpec;
 
 /// Open the transport `spec` names and take over the controller behind it.

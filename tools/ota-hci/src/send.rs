@@ -92,6 +92,27 @@ pub fn send_delta(
     send_with(hci, sender, patch.len(), opts, on_progress)
 }
 
+/// The sender of an app update: `tbf` (one TBF with its credential footer, as elf2tab made it)
+/// announced as an app session whose target PDU names the app `name` (its TBF package name). A
+/// name that does not fit a target PDU is refused here, before anything is sent.
+pub fn app_sender<'a>(tbf: &'a [u8], name: &str, company_id: u16) -> Result<Sender<'a>, Error> {
+    Sender::new_app(company_id, tbf, session_for(tbf), name.as_bytes())
+        .map_err(|e| Error::Image(e.to_string()))
+}
+
+/// Send an app update ([`app_sender`]); a receiver whose device does not install apps refuses
+/// it ([`Error::ReceiverRefused`] with [`RxState::Unsupported`]).
+pub fn send_app(
+    hci: &mut Controller,
+    tbf: &[u8],
+    name: &str,
+    opts: &SendOptions,
+    on_progress: &mut dyn FnMut(&SendProgress),
+) -> Result<SendReport, Error> {
+    let sender = app_sender(tbf, name, opts.company_id)?;
+    send_with(hci, sender, tbf.len(), opts, on_progress)
+}
+
 fn send_with(
     hci: &mut Controller,
     mut sender: Sender<'_>,

@@ -49,6 +49,10 @@ pub struct SendArgs {
     /// With `--base`: stop with an error instead of sending the full image.
     #[arg(long, requires = "base")]
     pub no_fallback: bool,
+    /// IMAGE is a TAB (elf2tab's): send its cortex-m4 TBF as an app update, announced with the
+    /// app's package name (`docs/app-updates.md`).
+    #[arg(long, conflicts_with = "base")]
+    pub app: bool,
     /// The signed image.
     pub image: PathBuf,
 }
@@ -129,6 +133,11 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
     if args.interval_ms < 20 {
         bail!("--interval-ms must be at least 20 (the advertising minimum)");
     }
+    // An app's TAB is checked before the controller is touched.
+    let app = args
+        .app
+        .then(|| crate::send_app::tab_app(&image, &args.image))
+        .transpose()?;
     let mut hci = connect(&args.hci, args.force_legacy)?;
     let opts = ota_hci::SendOptions {
         adv: AdvParams {
@@ -138,6 +147,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         status_timeout: Duration::from_secs(args.status_timeout_s),
         company_id: adv_transfer::DEFAULT_COMPANY_ID,
     };
+    if let Some(app) = &app {
+        return crate::send_app::run(&args, app, &mut hci, &opts);
+    }
     let patch = match &args.base {
         Some(base) => {
             let old =
