@@ -29,6 +29,15 @@ pub const DFU_SHORT_ID: NonZeroU32 = match NonZeroU32::new(0x0D0F_0001) {
 pub const UPDATE_REGION: update_region::Config =
     update_region::Config::nrf52840dk(DFU_SHORT_ID.get());
 
+/// The received-stream area (QSPI 3 MiB, 256 KiB, `docs/layout.md`): compressed images and
+/// delta patches are staged here and rebuilt into the staging slot at finalize.
+pub const STREAM_AREA: update_region::Config =
+    update_region::Config::nrf52840dk_stream(DFU_SHORT_ID.get());
+
+/// Rebuild compressed images on the device (the LZMA decoder's 34 KiB of RAM); `false`: delta
+/// patches only (docs/delta-updates.md has the figures).
+pub const COMPRESSED_UPDATES: bool = true;
+
 /// Number of accepted signing keys.
 pub const NUM_KEYS: usize = 2;
 

@@ -49,11 +49,20 @@ use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
 use tock_ota_capsules::staged_update::{
     self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
 };
+use tock_ota_capsules::stream_rebuild::{self, Compressed, StreamArea};
 
 use board_config::NUM_PROCS;
 
 /// nRF52840 interrupt number of the QSPI peripheral (Product Specification, instantiation table).
 const QSPI_IRQ: u32 = 41;
+
+/// The kernel slot (internal flash) the bootloader installs into: a delta patch's base.
+const KERNEL_SLOT_START: u32 = boot_nrf::NRF52840_DK.kernel_slot.start;
+const KERNEL_SLOT_LEN: u32 = boot_nrf::NRF52840_DK.kernel_slot.len;
+
+/// The compressed-image decoder's storage (about 34 KiB), a constant initialiser so that it
+/// never passes through the kernel stack.
+static mut COMPRESSED: Compressed = Compressed::new(KERNEL_SLOT_LEN);
 
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
 const SCAN_RING_LEN: usize = 4096;
@@ -190,6 +199,23 @@ impl KernelResources<ChipHw> for Platform {
     }
     fn context_switch_callback(&self) -> &Self::ContextSwitchCallback {
         &()
+    }
+}
+
+/// The staged-update core with its received-stream side. Kept out of `main` so the core's
+/// temporaries (it holds the rebuild state, about 1 KiB) do not stay on the kernel stack.
+#[inline(never)]
+unsafe fn create_update_core(
+    nor: &'static SharedNor,
+    data: &'static mut [u8],
+    scratch: &'static mut [u8],
+    streams: StreamArea,
+) -> &'static StagedUpdate<'static, SharedNor> {
+    match StagedUpdate::new(nor, board_config::UPDATE_REGION, data, scratch)
+        .and_then(|core| core.with_streams(streams))
+    {
+        Ok(core) => static_init!(StagedUpdate<'static, SharedNor>, core),
+        Err(_) => panic!("board_config::UPDATE_REGION or STREAM_AREA is not a usable region"),
     }
 }
 
@@ -342,15 +368,25 @@ pub unsafe fn main() {
         [u8; update_region::MAX_POLICY_READ],
         [0xFF; update_region::MAX_POLICY_READ]
     );
-    let update_core = match StagedUpdate::new(
-        update_nor,
-        board_config::UPDATE_REGION,
-        update_data,
-        update_scratch,
-    ) {
-        Ok(core) => static_init!(StagedUpdate<'static, SharedNor>, core),
-        Err(_) => panic!("board_config::UPDATE_REGION is not a usable update region"),
+    // SAFETY: the kernel slot is internal flash, memory mapped and always readable; only the
+    // bootloader writes it, never while this kernel runs, so the bytes do not change under the
+    // shared slice.
+    let kernel_slot: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(KERNEL_SLOT_START as *const u8, KERNEL_SLOT_LEN as usize)
     };
+    // SAFETY: the only reference ever made to COMPRESSED, made once here before any use.
+    let compressed: Option<&'static mut Compressed> =
+        board_config::COMPRESSED_UPDATES.then(|| unsafe { &mut *addr_of_mut!(COMPRESSED) });
+    let streams = StreamArea {
+        config: board_config::STREAM_AREA,
+        kernel_slot,
+        read_buf: static_init!(
+            [u8; stream_rebuild::READ_BUF_LEN],
+            [0; stream_rebuild::READ_BUF_LEN]
+        ),
+        compressed,
+    };
+    let update_core = create_update_core(update_nor, update_data, update_scratch, streams);
     update_nor.set_nor_client(update_core);
     let update = static_init!(
         StagedUpdateDriver<'static, SharedNor>,
