@@ -694,3 +694,97 @@ fn a_refused_image_is_reported_and_the_app_does_not_reboot() {
     assert_eq!(rig.update.rebooted_at_ms.get(), None);
     assert_ne!(rig.update.state.get(), state::FINALIZED);
 }
+
+/// Follows `capsules/src/app_update.rs`'s `INSTALL`: one upcall `(INSTALL, 0, version)` or
+/// `(INSTALL, FAIL, detail)`.
+#[derive(Default)]
+struct FakeAppUpdate {
+    share: DriverShareRef,
+    /// The lengths `INSTALL` was called with.
+    installs: RefCell<Vec<u32>>,
+    /// Refuse with this detail (0: install).
+    refuse: Cell<u32>,
+}
+
+impl fake::SyscallDriver for FakeAppUpdate {
+    fn info(&self) -> DriverInfo {
+        DriverInfo::new(dfu_abi::app::DRIVER_NUM).upcall_count(dfu_abi::app::upcall::COUNT as u32)
+    }
+
+    fn register(&self, share_ref: DriverShareRef) {
+        self.share.replace(share_ref);
+    }
+
+    fn command(&self, command: u32, arg1: u32, _: u32) -> CommandReturn {
+        use dfu_abi::app::command as app;
+        match command {
+            app::EXISTS => command_return::success(),
+            app::INSTALL => {
+                self.installs.borrow_mut().push(arg1);
+                let args = match self.refuse.get() {
+                    0 => (command, 0, 7),
+                    detail => (command, dfu_abi::error::FAIL, detail),
+                };
+                self.share
+                    .schedule_upcall(dfu_abi::app::upcall::DONE, args)
+                    .expect("upcall");
+                command_return::success()
+            }
+            _ => command_return::failure(ErrorCode::NoSupport),
+        }
+    }
+}
+
+/// A rig whose sender sends `tbf` as an app session for "blink"; with `app_driver`, the kernel
+/// has the app-update driver.
+fn app_rig(tbf: &'static [u8], app_driver: bool) -> (Rig, Rc<FakeAppUpdate>) {
+    let air = Air {
+        sender: Some(Sender::new_app(DEFAULT_COMPANY_ID, tbf, 0x0A99_0001, b"blink").unwrap()),
+        stall_after: usize::MAX,
+        resume_ms: 0,
+        next: None,
+    };
+    let rig = rig_at(0, air, 0);
+    let app = Rc::new(FakeAppUpdate::default());
+    if app_driver {
+        rig._kernel.add_driver(&app);
+    }
+    rig.scan.max_waits.set(3_000);
+    (rig, app)
+}
+
+#[test]
+fn an_app_session_is_staged_and_installed_without_a_reboot() {
+    let tbf = test_image(5_000, 3);
+    let (rig, app) = app_rig(tbf, true);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Halted, "{console}");
+    assert_eq!(&rig.update.memory.borrow()[..], tbf, "staged bytes differ");
+    assert_eq!(&app.installs.borrow()[..], &[5_000], "{console}");
+    // INSTALL instead of the kernel finalize, and no reboot.
+    assert_eq!(rig.update.state.get(), state::STAGING);
+    assert_eq!(rig.update.rebooted_at_ms.get(), None);
+    assert!(console.contains("app installed"), "{console}");
+}
+
+#[test]
+fn a_refused_app_is_reported_and_a_kernel_without_the_driver_refuses_app_sessions() {
+    let tbf = test_image(3_000, 4);
+    let (rig, app) = app_rig(tbf, true);
+    app.refuse.set(dfu_abi::app::detail::NOT_NEWER);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Halted, "{console}");
+    // Refused once, not asked again and again.
+    assert_eq!(app.installs.borrow().len(), 1, "{console}");
+    assert!(console.contains("app install failed"), "{console}");
+    assert_eq!(rig.update.rebooted_at_ms.get(), None);
+    // One fake kernel at a time.
+    drop((rig, app));
+
+    let (rig, app) = app_rig(tbf, false);
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Halted, "{console}");
+    assert!(console.contains("needs a capability"), "{console}");
+    assert!(app.installs.borrow().is_empty());
+    assert_eq!(rig.update.state.get(), state::IDLE, "nothing staged");
+}

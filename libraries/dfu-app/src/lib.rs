@@ -177,6 +177,34 @@ pub trait Kernel {
 
     /// Sees the receiver after every batch (for displays and the simulator's counters).
     fn observe(&mut self, _receiver: &Receiver<'_>) {}
+
+    /// App-update `INSTALL` (`dfu_abi::app`) of the staged TBF of `len` bytes: subscribe to
+    /// upcall `DONE`, issue the command and wait for the upcall at most `timeout_ms`. The default
+    /// is a kernel without the driver (the app then refuses app sessions: [`run`] offers them
+    /// only when [`Kernel::exists`] says the driver is there).
+    fn app_install(&mut self, _len: u32, _timeout_ms: u32) -> Result<u32, OpError> {
+        Err(OpError::Refused(error::NODEVICE))
+    }
+}
+
+/// Deadline for `INSTALL`: the credential check hashes the staged TBF and the copy erases and
+/// programs its pages through the page journal (about 1 s for 2 KiB in the simulator).
+pub const INSTALL_TIMEOUT_MS: u32 = 60_000;
+
+/// The receiver's view of a failed `INSTALL`: a verdict on the TBF (or on the board's room for
+/// it) is [`StageError::Rejected`]; a busy driver, a staging read failure or no answer is
+/// tried again with the next batch.
+pub fn install_error(error: OpError) -> StageError {
+    use dfu_abi::app::detail;
+    match error {
+        OpError::Failed { detail, .. }
+            if !matches!(detail, detail::BUSY | detail::STAGING_FLASH | detail::NONE) =>
+        {
+            StageError::Rejected
+        }
+        OpError::Refused(code) if code != error::BUSY => StageError::Rejected,
+        _ => StageError::Failed,
+    }
 }
 
 /// Why [`run`] returned.
@@ -273,7 +301,32 @@ pub fn perform<K: Kernel>(
 /// number once finalize succeeded.
 fn pump<K: Kernel>(k: &mut K, rx: &mut Receiver<'_>, read_buf: &mut [u8; READ_LEN]) -> Option<u32> {
     let mut finalized = None;
+    // An app session (the receiver names its target) ends with the app-update driver's
+    // INSTALL instead of the kernel finalize, and without a reboot: the new version runs in
+    // trial at once.
+    let app_len = rx.target().and(rx.session()).map(|s| s.image_len);
     while let Some(op) = rx.poll_op() {
+        if let (StageOp::Finalize, Some(len)) = (&op, app_len) {
+            let result = k.app_install(len, INSTALL_TIMEOUT_MS);
+            if k.halted() {
+                break;
+            }
+            match result {
+                Ok(_) => {
+                    k.log(format_args!("dfu: app installed; it runs in trial"));
+                    rx.op_done(Ok(&[]));
+                }
+                Err(e) => {
+                    k.log(format_args!("dfu: app install failed: {e:?}"));
+                    let e = install_error(e);
+                    rx.op_done(Err(e));
+                    if e == StageError::Failed {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
         let result = perform(k, op, read_buf);
         if k.halted() {
             break;
@@ -467,6 +520,7 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
                                 finalized,
                             );
                             r.set_running_image(k.running_image());
+                            r.accept_apps(k.exists(dfu_abi::app::DRIVER_NUM));
                             r.tick(now);
                             rx = Some(r);
                         }

@@ -88,3 +88,40 @@ fn backoff_doubles_up_to_its_ceiling_and_resets_on_success() {
     assert!(b.due(0));
     assert_eq!(b.failed(0), RETRY_FIRST_MS);
 }
+
+#[test]
+fn install_refusals_are_verdicts_and_busy_is_retried() {
+    use crate::install_error;
+    use dfu_abi::app::detail as app;
+    let failed = |detail| OpError::Failed {
+        code: error::FAIL,
+        detail,
+    };
+    for d in [
+        app::NOT_DFU,
+        app::NOT_TBF,
+        app::BAD_HEADER,
+        app::NOT_APP,
+        app::UNSIGNED,
+        app::NOT_NEWER,
+        app::SELF_UPDATE,
+        app::STORE,
+        app::UNLOAD,
+        app::LOAD,
+        app::KEY_REJECTED,
+    ] {
+        assert_eq!(install_error(failed(d)), StageError::Rejected, "detail {d}");
+    }
+    for d in [app::BUSY, app::STAGING_FLASH, app::NONE] {
+        assert_eq!(install_error(failed(d)), StageError::Failed, "detail {d}");
+    }
+    assert_eq!(install_error(OpError::TimedOut), StageError::Failed);
+    assert_eq!(
+        install_error(OpError::Refused(error::BUSY)),
+        StageError::Failed
+    );
+    assert_eq!(
+        install_error(OpError::Refused(error::NODEVICE)),
+        StageError::Rejected
+    );
+}
