@@ -31,6 +31,150 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Loss rates (per PDU; a lost PDU loses the rest of its chain) for the extended and
+    /// periodic bearer rows, comma separated; empty: no bearer rows.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.1])]
+    pub bearer_loss: Vec<f64>,
+    /// The extended advInterval or periodic interval of the bearer rows, ms (0: the shortest
+    /// legal one).
+    #[arg(long, default_value_t = 0.0)]
+    pub interval_ms: f64,
+}
+
+/// One transfer over an extended or periodic bearer.
+#[derive(Serialize, Debug, Clone)]
+pub struct BearerRow {
+    pub bearer: String,
+    pub loss: f64,
+    pub image_bytes: usize,
+    pub simulated_s: f64,
+    pub goodput_bytes_per_s: f64,
+    pub bearer_limit_bytes_per_s: f64,
+    pub fraction_of_limit: f64,
+    /// The limit's arithmetic (`adv_transfer::bearer::Budget`).
+    pub limit_arithmetic: String,
+    pub chained_events: u64,
+    pub legacy_events: u64,
+    pub chains_cut: u64,
+    pub retransmissions: u64,
+    pub ring_drops: u64,
+    pub block_crc_failures: u32,
+    pub sync_losses: u64,
+    pub max_widening_us: f64,
+    pub flash_ops: u64,
+}
+
+/// Each extended and periodic bearer at each loss rate: the sender offers it, the receiver
+/// follows it, they agree on it over legacy advertising and the image crosses it.
+pub fn measure_bearers(
+    payload: usize,
+    losses: &[f64],
+    interval_ms: f64,
+    seed: u64,
+) -> anyhow::Result<Vec<BearerRow>> {
+    use adv_transfer::bearer::{Bearer, BearerSet};
+    use ota_sim::radio::BearerLink;
+    use ota_sim::transfer::{run_bearer_transfer, BearerJob};
+    let image = unsigned_image(&kernel_payload(payload, seed), (2, 0, 0, 0));
+    let mut rows = Vec::new();
+    for bearer in Bearer::ALL.into_iter().rev().filter(|b| b.chained()) {
+        for &loss in losses {
+            let mut board = SimBoard::new(seed);
+            let params = LinkParams {
+                loss,
+                ..LinkParams::default()
+            };
+            let job = TransferJob {
+                config: update_region::Config::nrf52840dk(1),
+                owner: 1,
+                image: &image,
+                session: 0x5EED_0000 | seed as u32,
+                params: &params,
+                seed,
+                cuts: &[],
+            };
+            let set = BearerSet::of(&[bearer]);
+            let bj = BearerJob {
+                offer: set,
+                follow: set,
+                link: BearerLink {
+                    interval_us: (interval_ms * 1000.0) as u32,
+                    ..BearerLink::default()
+                },
+            };
+            let r = run_bearer_transfer(&mut board, &job, &bj)?;
+            if r.bearer != bearer {
+                anyhow::bail!(
+                    "{} offered and followed, {} picked",
+                    bearer.name(),
+                    r.bearer.name()
+                );
+            }
+            rows.push(BearerRow {
+                bearer: bearer.name().into(),
+                loss,
+                image_bytes: r.image_bytes,
+                simulated_s: r.sim_time_s,
+                goodput_bytes_per_s: r.goodput_bytes_per_s,
+                bearer_limit_bytes_per_s: r.budget.limit_bytes_per_s,
+                fraction_of_limit: r.goodput_bytes_per_s / r.budget.limit_bytes_per_s,
+                limit_arithmetic: r.budget.to_string(),
+                chained_events: r.link.chained_events,
+                legacy_events: r.link.legacy_events,
+                chains_cut: r.link.chains_cut,
+                retransmissions: r.tx.retransmissions,
+                ring_drops: r.link.ring_drops,
+                block_crc_failures: r.rx.crc_failures,
+                sync_losses: r.link.sync_losses,
+                max_widening_us: r.link.max_widening_us,
+                flash_ops: r.flash_ops,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn print_bearers(rows: &[BearerRow]) {
+    let mut shown = std::collections::HashSet::new();
+    for r in rows {
+        if shown.insert(r.bearer.clone()) {
+            cli_output::outln!("bearer limit, {}", r.limit_arithmetic);
+        }
+    }
+    cli_output::outln!(
+        "{:>12} {:>6} {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8} {:>12} {:>10} {:>8}",
+        "bearer",
+        "loss",
+        "bytes",
+        "events",
+        "legacy",
+        "cut",
+        "retx",
+        "drops",
+        "crc×",
+        "sim s",
+        "goodput B/s",
+        "limit B/s",
+        "% limit"
+    );
+    for r in rows {
+        cli_output::outln!(
+            "{:>12} {:>5.0}% {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8.2} {:>12.0} {:>10.0} {:>7.1}%",
+            r.bearer,
+            r.loss * 100.0,
+            r.image_bytes,
+            r.chained_events,
+            r.legacy_events,
+            r.chains_cut,
+            r.retransmissions,
+            r.ring_drops,
+            r.block_crc_failures,
+            r.simulated_s,
+            r.goodput_bytes_per_s,
+            r.bearer_limit_bytes_per_s,
+            r.fraction_of_limit * 100.0
+        );
+    }
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -105,6 +249,8 @@ pub fn measure(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rows = measure(args.payload, &args.loss, &args.hostile, args.seed)?;
+    let bearer_rows =
+        measure_bearers(args.payload, &args.bearer_loss, args.interval_ms, args.seed)?;
     let kernel_rows = match &args.kernel {
         None => Vec::new(),
         Some(path) => {
@@ -122,7 +268,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.json {
         if args.kernel.is_some() {
-            let both = serde_json::json!({ "links": rows, "kernel": kernel_rows });
+            let both =
+                serde_json::json!({ "links": rows, "kernel": kernel_rows, "bearers": bearer_rows });
+            cli_output::outln!("{}", serde_json::to_string_pretty(&both)?);
+        } else if !bearer_rows.is_empty() {
+            let both = serde_json::json!({ "links": rows, "bearers": bearer_rows });
             cli_output::outln!("{}", serde_json::to_string_pretty(&both)?);
         } else {
             cli_output::outln!("{}", serde_json::to_string_pretty(&rows)?);
@@ -169,6 +319,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.bearer_limit_bytes_per_s,
             r.fraction_of_limit * 100.0
         );
+    }
+    if !bearer_rows.is_empty() {
+        cli_output::outln!();
+        print_bearers(&bearer_rows);
     }
     if !kernel_rows.is_empty() {
         cli_output::outln!();

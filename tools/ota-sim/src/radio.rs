@@ -9,7 +9,8 @@
 //! radio, so time the app spends staging is time the sender keeps advertising.
 use std::collections::VecDeque;
 
-use adv_transfer::wire::ADV_DATA_MAX;
+use adv_transfer::bearer::{self, Bearer, Phy};
+use adv_transfer::wire::{ADV_DATA_MAX, EXT_ADV_DATA_MAX};
 use adv_transfer::Sender;
 use dfu_abi::scan;
 use dfu_app::Batch;
@@ -223,5 +224,322 @@ impl<'a> Radio<'a> {
         if self.back_rng.gen::<f64>() >= self.params.loss {
             self.sender.on_adv(adv_data);
         }
+    }
+}
+
+/// The extended and periodic advertising link ([`ChainRadio`]): timing and drift parameters
+/// beside [`LinkParams`] (whose `loss` is then per PDU, `adv_delay_max_ms` the advDelay of
+/// extended events and `status_gap_ms` the board's deaf time per status).
+#[derive(Clone, Debug)]
+pub struct BearerLink {
+    /// The sender's interval, µs: an extended set's advInterval or the periodic interval
+    /// (0: the shortest legal one for a full chain, [`Bearer::budget`]).
+    pub interval_us: u32,
+    /// Sleep clock accuracy each side declares, ppm (the receiver widens its window by both).
+    pub sca_tx_ppm: f64,
+    pub sca_rx_ppm: f64,
+    /// Actual clock error of each side, ppm (inside the declared accuracy on a good board).
+    pub drift_tx_ppm: f64,
+    pub drift_rx_ppm: f64,
+    /// A periodic train not heard for this long is lost; the receiver syncs again, µs.
+    pub sync_timeout_us: f64,
+    /// The board's report ring for extended reports, bytes.
+    pub ring_bytes: usize,
+}
+
+impl Default for BearerLink {
+    fn default() -> Self {
+        BearerLink {
+            interval_us: 0,
+            sca_tx_ppm: bearer::SCA_PPM_DEFAULT as f64,
+            sca_rx_ppm: bearer::SCA_PPM_DEFAULT as f64,
+            drift_tx_ppm: 20.0,
+            drift_rx_ppm: -20.0,
+            sync_timeout_us: 100_000.0,
+            ring_bytes: CHAIN_RING_BYTES,
+        }
+    }
+}
+
+/// What the chained link did.
+#[derive(Clone, Debug, Default)]
+pub struct ChainStats {
+    /// Advertising events of the sender: legacy (before the pick, or a legacy session) and
+    /// chained (extended or periodic events that carried data).
+    pub legacy_events: u64,
+    pub chained_events: u64,
+    /// Chain PDUs put on air, lost (`loss`, a status gap, or outside the receive window), and
+    /// chains cut short by a loss (the rest of the chain lost with it).
+    pub chain_pdus: u64,
+    pub chain_pdus_lost: u64,
+    pub chains_cut: u64,
+    /// Periodic trains synchronised to, and syncs lost (nothing heard for the sync timeout).
+    pub syncs: u64,
+    pub sync_losses: u64,
+    /// Reports the ring had no room for.
+    pub ring_drops: u64,
+    /// Largest receive window widening used, µs, and the largest anchor error met, µs.
+    pub max_widening_us: f64,
+    pub max_anchor_error_us: f64,
+    /// Sum of the air time of the sender's events, µs.
+    pub air_us: f64,
+    pub status_pdus: u64,
+}
+
+/// One report the board's ring holds: a legacy advertisement's AdvData, or an extended or
+/// periodic event's AdvData as far as the chain was received.
+pub enum ChainReport {
+    Legacy(Vec<u8>),
+    Chain(Vec<u8>),
+}
+
+/// The sender on the host and the board's receiver over legacy advertising (until the
+/// receiver's pick) and then the picked bearer: extended events (three ADV_EXT_IND on the
+/// primary channels, the AuxPtr offset to the AUX_ADV_IND on a secondary channel, AUX_CHAIN_IND
+/// T_MAFS apart) or a periodic train (synchronised through the extended set's SyncInfo, anchors
+/// at the interval by the sender's clock, the receiver's window widened by both clocks'
+/// accuracy since the last anchor heard). Each PDU is lost with `loss`; a lost PDU loses the
+/// rest of its chain (the AuxPtr to the next was in it).
+pub struct ChainRadio<'a> {
+    params: &'a LinkParams,
+    link: BearerLink,
+    rng: ChaCha8Rng,
+    back_rng: ChaCha8Rng,
+    pub sender: Sender<'a>,
+    next_event_us: Option<f64>,
+    pub started_us: Option<u64>,
+    ring: VecDeque<ChainReport>,
+    ring_used: usize,
+    gap: (f64, f64),
+    /// Periodic: the sender's first anchor and anchor count; the receiver's last anchor heard
+    /// (true time) and the anchors since; whether it is synchronised, and when it may be.
+    train: Option<(f64, u64)>,
+    rx_anchor: Option<(f64, u64)>,
+    sync_at: Option<f64>,
+    pub stats: ChainStats,
+}
+
+/// Bytes of a report besides its AdvData in the ring (length, channel, PDU type, AdvA).
+const CHAIN_REPORT_HEAD: usize = 8;
+/// The ring the model gives the kernel receiver of chained events (not built yet): about ten
+/// full events, 0.25 s at the shortest extended interval, so a 41 ms sector erase and the
+/// block check after it pass without a drop.
+pub const CHAIN_RING_BYTES: usize = 16 * 1024;
+
+impl<'a> ChainRadio<'a> {
+    pub fn new(params: &'a LinkParams, link: BearerLink, sender: Sender<'a>, seed: u64) -> Self {
+        ChainRadio {
+            params,
+            link,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            back_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5A7A_7005),
+            sender,
+            next_event_us: None,
+            started_us: None,
+            ring: VecDeque::new(),
+            ring_used: 0,
+            gap: (0.0, 0.0),
+            train: None,
+            rx_anchor: None,
+            sync_at: None,
+            stats: ChainStats::default(),
+        }
+    }
+
+    /// The sender starts advertising and the board scanning.
+    pub fn start(&mut self, now_us: u64) {
+        self.started_us = Some(now_us);
+        self.next_event_us = Some(now_us as f64);
+    }
+
+    pub fn next_event_at(&self) -> Option<u64> {
+        self.next_event_us.map(|t| t.ceil() as u64)
+    }
+
+    pub fn catch_up(&mut self, now_us: u64) {
+        while let Some(t) = self.next_event_us {
+            if t > now_us as f64 {
+                break;
+            }
+            let next = self.event(t);
+            self.next_event_us = Some(next);
+        }
+    }
+
+    pub fn take(&mut self) -> Option<ChainReport> {
+        let r = self.ring.pop_front()?;
+        self.ring_used -= Self::size(&r);
+        Some(r)
+    }
+
+    fn size(r: &ChainReport) -> usize {
+        CHAIN_REPORT_HEAD
+            + match r {
+                ChainReport::Legacy(v) | ChainReport::Chain(v) => v.len(),
+            }
+    }
+
+    fn enqueue(&mut self, r: ChainReport) {
+        let size = Self::size(&r);
+        if self.ring_used + size > self.link.ring_bytes {
+            self.stats.ring_drops += 1;
+            return;
+        }
+        self.ring_used += size;
+        self.ring.push_back(r);
+    }
+
+    fn deaf(&self, start: f64, end: f64) -> bool {
+        start < self.gap.1 && end > self.gap.0
+    }
+
+    fn lost(&mut self) -> bool {
+        self.rng.gen::<f64>() < self.params.loss
+    }
+
+    /// The board advertises its status (legacy, 3 channels): deaf for `status_gap_ms`; the
+    /// sender hears it unless it is lost.
+    pub fn advertise(&mut self, now_us: u64, adv_data: &[u8]) {
+        self.catch_up(now_us);
+        self.stats.status_pdus += 1;
+        self.gap = (
+            now_us as f64,
+            now_us as f64 + self.params.status_gap_ms * 1000.0,
+        );
+        if self.back_rng.gen::<f64>() >= self.params.loss {
+            self.sender.on_adv(adv_data);
+        }
+    }
+
+    /// One event of the sender at `t` (µs); returns the time of its next event.
+    fn event(&mut self, t: f64) -> f64 {
+        let bearer = self.sender.bearer().filter(|b| b.chained());
+        match bearer {
+            None => self.legacy_event(t),
+            Some(b @ Bearer::Extended(_)) => self.extended_event(t, b),
+            Some(b) => self.periodic_event(t, b),
+        }
+    }
+
+    fn delay_us(&mut self) -> f64 {
+        self.rng.gen::<f64>() * self.params.adv_delay_max_ms * 1000.0
+    }
+
+    fn legacy_event(&mut self, t: f64) -> f64 {
+        self.stats.legacy_events += 1;
+        let mut adv = [0u8; ADV_DATA_MAX];
+        let n = self.sender.next_adv(&mut adv);
+        let air = Phy::Le1M.air_us(6 + n) as f64;
+        self.stats.air_us += 3.0 * air;
+        // Heard on the channel the board scans, unless lost or the board is advertising.
+        if !self.deaf(t, t + 3.0 * air) && !self.lost() {
+            self.enqueue(ChainReport::Legacy(adv[..n].to_vec()));
+        }
+        t + self.params.adv_interval_ms * 1000.0 + self.delay_us()
+    }
+
+    /// The chain of PDUs of one event starting at `start` (µs): which of it the board hears.
+    /// Returns the AdvData received and the chain's end.
+    fn chain(&mut self, b: Bearer, adv: &[u8], start: f64, heard: bool) -> (usize, f64) {
+        let n = b.pdus_for(adv.len());
+        let (mut at, mut got) = (start, if heard { adv.len() } else { 0 });
+        for i in 0..n {
+            let r = b.fragment(adv.len(), i).unwrap_or(0..0);
+            let air = b.phy().air_us(b.payload_of(i, i + 1 == n, r.len())) as f64;
+            self.stats.chain_pdus += 1;
+            self.stats.air_us += air;
+            if got == adv.len() && (self.deaf(at, at + air) || self.lost()) {
+                got = r.start;
+                self.stats.chain_pdus_lost += (n - i) as u64;
+                if heard && i > 0 {
+                    self.stats.chains_cut += 1;
+                }
+            }
+            at += air + bearer::T_MAFS_US as f64;
+        }
+        (got, at - bearer::T_MAFS_US as f64)
+    }
+
+    fn extended_event(&mut self, t: f64, b: Bearer) -> f64 {
+        self.stats.chained_events += 1;
+        let mut adv = [0u8; EXT_ADV_DATA_MAX];
+        let len = self.sender.next_event(&mut adv);
+        // ADV_EXT_IND on 37, 38, 39 (150 µs apart); the board hears the one on its channel.
+        let ind = Bearer::adv_ext_ind_us() as f64;
+        let ch = self.rng.gen_range(0..3) as f64;
+        let heard_at = t + ch * (ind + 150.0);
+        let heard = !self.deaf(heard_at, heard_at + ind) && !self.lost();
+        self.stats.air_us += 3.0 * ind;
+        // The AuxPtr offset, from the start of each ADV_EXT_IND, in 30 µs units: at least
+        // T_MAFS after the end of the last one.
+        let last_end = t + 2.0 * (ind + 150.0) + ind;
+        let unit = bearer::AUX_OFFSET_UNIT_US as f64;
+        let aux =
+            heard_at + ((last_end + bearer::T_MAFS_US as f64 - heard_at) / unit).ceil() * unit;
+        let (got, end) = self.chain(b, &adv[..len], aux, heard);
+        if got > 0 {
+            self.enqueue(ChainReport::Chain(adv[..got].to_vec()));
+        }
+        let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
+        t + interval.max(end - t) + self.delay_us()
+    }
+
+    fn periodic_event(&mut self, t: f64, b: Bearer) -> f64 {
+        let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
+        // The sender's clock runs drift_tx fast: its interval in true time.
+        let true_interval = interval / (1.0 + self.link.drift_tx_ppm * 1e-6);
+        let (first, k) = *self.train.get_or_insert((t, 0));
+        let anchor = first + k as f64 * true_interval;
+        self.train = Some((first, k + 1));
+        self.stats.chained_events += 1;
+        let mut adv = [0u8; EXT_ADV_DATA_MAX];
+        let len = self.sender.next_event(&mut adv);
+        // Sync: the board finds the extended set's SyncInfo (an extended event, every advInterval
+        // + advDelay, both its ADV_EXT_IND and AUX_ADV_IND heard) and then the train's anchor.
+        if self.rx_anchor.is_none() {
+            let sync_at = match self.sync_at {
+                Some(s) => s,
+                None => {
+                    let mut s = anchor;
+                    loop {
+                        s += self.params.adv_interval_ms * 1000.0 + self.delay_us();
+                        if !self.lost() && !self.lost() {
+                            break s;
+                        }
+                    }
+                }
+            };
+            self.sync_at = Some(sync_at);
+            if anchor < sync_at {
+                self.chain(b, &adv[..len], anchor, false);
+                return anchor + true_interval;
+            }
+            self.sync_at = None;
+            self.stats.syncs += 1;
+            self.rx_anchor = Some((anchor, k));
+        }
+        let (last, last_k) = self.rx_anchor.unwrap_or((anchor, k));
+        // The receiver expects the anchor by its own clock; it widens its window by both
+        // sides' declared accuracy over the time since the last anchor it heard, plus 32 µs.
+        let since = (k - last_k) as f64 * interval;
+        let expected = last + since / (1.0 + self.link.drift_rx_ppm * 1e-6);
+        let widening = (self.link.sca_tx_ppm + self.link.sca_rx_ppm) * 1e-6 * since + 32.0;
+        let error = (anchor - expected).abs();
+        self.stats.max_widening_us = self.stats.max_widening_us.max(widening);
+        self.stats.max_anchor_error_us = self.stats.max_anchor_error_us.max(error);
+        let in_window = error <= widening;
+        let (got, _) = self.chain(b, &adv[..len], anchor, in_window);
+        if got > 0 {
+            self.enqueue(ChainReport::Chain(adv[..got].to_vec()));
+        }
+        // The first PDU heard re-anchors the receiver.
+        let first_heard = got > 0 || (in_window && len == 0);
+        if first_heard {
+            self.rx_anchor = Some((anchor, k));
+        } else if anchor - last > self.link.sync_timeout_us {
+            self.stats.sync_losses += 1;
+            self.rx_anchor = None;
+        }
+        anchor + true_interval
     }
 }

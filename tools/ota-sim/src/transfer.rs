@@ -6,18 +6,19 @@
 //! Time is simulated: staging operations take the QSPI model's time, waits move the clock to the
 //! next advertising event. A power cut during the transfer reboots the board: the app starts
 //! again and resumes from what the update-region kept.
+use adv_transfer::bearer::{Bearer, BearerSet, Budget};
 use adv_transfer::wire::{ADV_DATA_MAX, BASE_ID_LEN, MAX_IMAGE_LEN};
-use adv_transfer::{RxCounters, RxProgress, RxState, Sender, TxCounters};
+use adv_transfer::{RxCounters, RxProgress, RxState, Sender, StageError, StageOp, TxCounters};
 use anyhow::{bail, Context};
 use dfu_app::Exit;
 use hw_models::SimBoard;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use update_region::blocking::BlockingDriver;
-use update_region::{CallerId, Completion, Config, UpdateRegion};
+use update_region::{CallerId, Completion, Config, Request, UpdateRegion};
 
 use crate::kernel::{Record, SimKernel};
-use crate::radio::Radio;
+use crate::radio::{BearerLink, ChainRadio, ChainReport, ChainStats, Radio};
 
 /// Link and scheduling parameters.
 #[derive(Clone, Debug)]
@@ -560,5 +561,226 @@ pub(crate) fn hostile_adv(
             v.resize(ADV_DATA_MAX + rng.gen_range(1..8), 0xAA);
             (address, v)
         }
+    }
+}
+
+/// A transfer over a bearer beyond legacy advertising: what the sender offers, what the board's
+/// receiver follows, and the chained link's timing.
+#[derive(Clone, Debug)]
+pub struct BearerJob {
+    pub offer: BearerSet,
+    pub follow: BearerSet,
+    pub link: BearerLink,
+}
+
+/// What a transfer over a picked bearer did.
+#[derive(Clone, Debug)]
+pub struct BearerReport {
+    /// The bearer the two sides agreed on.
+    pub bearer: Bearer,
+    /// Its figures and limit at the link's interval ([`Bearer::budget_with_interval`]).
+    pub budget: Budget,
+    pub image_bytes: usize,
+    /// From the board's first scan until the boot request was written.
+    pub sim_time_s: f64,
+    pub goodput_bytes_per_s: f64,
+    pub link: ChainStats,
+    pub tx: TxCounters,
+    pub rx: RxCounters,
+    /// Program and erase operations on the receiving board's flash.
+    pub flash_ops: u64,
+}
+
+/// The longest chunk a chained bearer carries: the board's receiver queues chunks this long.
+const CHAINED_CHUNK: usize = 228;
+
+/// Run one transfer of a plain image over the bearer the sender and the board's receiver
+/// agree on (legacy advertising until then): the sender ([`Sender::offer_bearers`]) on
+/// [`ChainRadio`], the same `adv_transfer::Receiver` the DFU app runs (with a queue for chained
+/// chunks), staging through the update-region policy on the board's QSPI flash model, whose
+/// operations take their simulated time. The receiver's loop is the DFU app's: take the ring's
+/// reports, stage when the queue has no room for the next, send a status at most every 250 ms
+/// once the ring is empty.
+pub fn run_bearer_transfer(
+    board: &mut SimBoard,
+    job: &TransferJob<'_>,
+    bearers: &BearerJob,
+) -> anyhow::Result<BearerReport> {
+    let mut sender = new_sender(job, None)?;
+    if sender.info().capabilities != 0 {
+        bail!("the chained-bearer model carries plain images only");
+    }
+    sender.offer_bearers(bearers.offer);
+    let address = sender.address();
+    let mut radio = ChainRadio::new(job.params, bearers.link.clone(), sender, job.seed);
+    let mut policy = UpdateRegion::new(job.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    BlockingDriver::new(&mut policy, &mut board.qspi)
+        .start()
+        .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
+    let mut bitmap = vec![0u8; adv_transfer::Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut rx = adv_transfer::Receiver::<'_, CHAINED_CHUNK>::with_bearers(
+        adv_transfer::DEFAULT_COMPANY_ID,
+        job.config.max_image_len().min(MAX_IMAGE_LEN),
+        &mut bitmap,
+        None,
+        false,
+        bearers.follow,
+    );
+    let ops_at_start = board.power.ops();
+    let t0 = board.clock.now_us();
+    radio.start(t0);
+    let status_every_us = 250_000;
+    let mut next_status = t0;
+    let mut stage = Stage {
+        policy: &mut policy,
+        owner: job.owner,
+        finalized: None,
+    };
+    let events = |r: &ChainRadio<'_>| r.stats.legacy_events + r.stats.chained_events;
+    loop {
+        if events(&radio) > 5_000_000 {
+            bail!("transfer did not converge");
+        }
+        let now = board.clock.now_us();
+        radio.catch_up(now);
+        rx.tick(now / 1000);
+        let mut got = false;
+        while let Some(report) = radio.take() {
+            got = true;
+            match report {
+                ChainReport::Legacy(adv) => {
+                    if rx.queue_full() {
+                        stage.pump(board, &mut rx);
+                    }
+                    rx.on_adv(address, &adv);
+                }
+                ChainReport::Chain(adv) => {
+                    // Room for the event's chunks (an AD structure holds at most one).
+                    if rx.queue_free() < adv.len().div_ceil(6 + CHAINED_CHUNK) + 1 {
+                        stage.pump(board, &mut rx);
+                    }
+                    rx.on_ext_adv(address, &adv);
+                }
+            }
+        }
+        stage.pump(board, &mut rx);
+        let now = board.clock.now_us();
+        if let Some(Completion::Finalized { .. }) = stage.finalized {
+            let mut status = [0u8; ADV_DATA_MAX];
+            let n = rx.status_adv(&mut status);
+            radio.advertise(now, &status[..n]);
+            let Some(bearer) = rx.bearer() else {
+                bail!("finalized without a bearer");
+            };
+            let sim_time_s = (now - t0) as f64 / 1e6;
+            return Ok(BearerReport {
+                bearer,
+                budget: bearer.budget_with_interval(bearers.link.interval_us),
+                image_bytes: job.image.len(),
+                sim_time_s,
+                goodput_bytes_per_s: job.image.len() as f64 / sim_time_s,
+                link: radio.stats.clone(),
+                tx: radio.sender.counters(),
+                rx: rx.counters(),
+                flash_ops: board.power.ops() - ops_at_start,
+            });
+        }
+        if let Some(refused) = refusal_of(&radio.sender) {
+            return Err(refused.into());
+        }
+        if rx.session().is_some() && now >= next_status && (!got || now >= next_status + 250_000) {
+            next_status = now + status_every_us;
+            let mut status = [0u8; ADV_DATA_MAX];
+            let n = rx.status_adv(&mut status);
+            radio.advertise(now, &status[..n]);
+        }
+        if !got {
+            // Nothing to do until the next event (or the status due).
+            let next = radio.next_event_at().unwrap_or(now + 1000);
+            let wake = if rx.session().is_some() {
+                next.min(next_status.max(now + 1))
+            } else {
+                next
+            };
+            board.clock.advance_to(wake.max(now + 1));
+        }
+    }
+}
+
+/// The receiver's staging operations on the update-region policy over the board's flash.
+struct Stage<'p> {
+    policy: &'p mut UpdateRegion,
+    owner: CallerId,
+    finalized: Option<Completion>,
+}
+
+impl Stage<'_> {
+    fn pump<const N: usize>(
+        &mut self,
+        board: &mut SimBoard,
+        rx: &mut adv_transfer::Receiver<'_, N>,
+    ) {
+        let mut buf = [0u8; adv_transfer::receiver::READ_LEN];
+        while let Some(op) = rx.poll_op() {
+            let finalize = matches!(op, StageOp::Finalize);
+            let erase = matches!(op, StageOp::Erase { .. });
+            let mut driver = BlockingDriver::new(self.policy, &mut board.qspi);
+            let (result, read) = match op {
+                StageOp::Begin { tag, image_len } => (
+                    driver.run(self.owner, Request::Begin { tag, image_len }, &[], &mut []),
+                    0,
+                ),
+                StageOp::Erase { offset } => (
+                    driver.run(self.owner, Request::Erase { offset }, &[], &mut []),
+                    0,
+                ),
+                StageOp::Write { offset, data } => (driver.write(self.owner, offset, data), 0),
+                StageOp::Read { offset, len } => {
+                    let n = (len as usize).min(buf.len());
+                    (driver.read(self.owner, offset, &mut buf[..n]), n)
+                }
+                StageOp::Finalize => (driver.run(self.owner, Request::Finalize, &[], &mut []), 0),
+            };
+            match result {
+                Ok(c) => {
+                    if let c @ Completion::Finalized { .. } = c {
+                        self.finalized = Some(c);
+                    }
+                    rx.op_done(Ok(&buf[..read]));
+                    // An erase ahead (nothing queued) is one per turn: the ring's reports
+                    // are taken between them, as the app takes batches while the kernel erases.
+                    let ahead = erase && rx.queue_free() == adv_transfer::receiver::QUEUE_LEN;
+                    if ahead {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    // Finalize refusing the staged image is final; anything else is retried.
+                    rx.op_done(Err(if finalize {
+                        StageError::Rejected
+                    } else {
+                        StageError::Failed
+                    }));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The receiver's refusal, if its last status refused the session.
+fn refusal_of(sender: &Sender<'_>) -> Option<Refused> {
+    match sender.receiver_state() {
+        Some(
+            state @ (RxState::Unsupported
+            | RxState::TooLarge
+            | RxState::Rejected
+            | RxState::VersionMismatch
+            | RxState::WrongBase),
+        ) => Some(Refused {
+            state,
+            running: sender.receiver_running().flatten(),
+        }),
+        _ => None,
     }
 }
