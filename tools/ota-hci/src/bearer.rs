@@ -8,23 +8,12 @@
 //!   controller's maximum AdvData per event;
 //! - **periodic**: a periodic advertising train on top of such a set (the set's SyncInfo lets a
 //!   scanner synchronise), its AdvData replaced while the train runs.
+use adv_transfer::bearer::BearerSet;
+
 use crate::hci::{Capabilities, Controller, LEGACY_ADV_DATA_MAX};
 use crate::Error;
 
-/// The secondary advertising PHY of an extended set (the primary channels are always 1M).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phy {
-    Le1M,
-    Le2M,
-}
-
-/// A bearer the controller will be driven with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bearer {
-    Legacy,
-    Extended { phy: Phy },
-    Periodic { phy: Phy },
-}
+pub use adv_transfer::bearer::{Bearer, Phy};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -61,34 +50,27 @@ pub const EXT_FRAGMENT_MAX: usize = 251;
 /// so this is also the periodic bearer's AdvData limit: a longer one would need the train
 /// stopped between updates, which drops every receiver's sync.
 pub const PERIODIC_UPDATE_MAX: usize = 252;
-/// The Core spec's maximum AdvData of one extended advertising event (a chain).
-pub const EXT_ADV_DATA_SPEC_MAX: usize = 1650;
 
-impl Bearer {
-    /// The most AdvData one advertising event of this bearer carries on this controller.
-    pub fn max_adv_data(self, caps: &Capabilities) -> usize {
-        let controller = caps.max_adv_data_len as usize;
-        match self {
-            Bearer::Legacy => LEGACY_ADV_DATA_MAX as usize,
-            Bearer::Extended { .. } => controller.min(EXT_ADV_DATA_SPEC_MAX),
-            Bearer::Periodic { .. } => controller.min(PERIODIC_UPDATE_MAX),
-        }
+/// The most AdvData one advertising event of `bearer` carries on a controller with `caps`
+/// (the protocol's per-event figure, [`Bearer::adv_data_per_event`], within what the controller
+/// takes and, for a running periodic train, one whole update).
+pub fn max_adv_data(bearer: Bearer, caps: &Capabilities) -> usize {
+    let controller = caps.max_adv_data_len as usize;
+    match bearer {
+        Bearer::Legacy => LEGACY_ADV_DATA_MAX as usize,
+        Bearer::Extended(_) => controller.min(bearer.adv_data_per_event()),
+        Bearer::Periodic(_) => controller
+            .min(bearer.adv_data_per_event())
+            .min(PERIODIC_UPDATE_MAX),
     }
+}
 
-    /// The bearer's name as `--bearer` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bearer::Legacy => "legacy",
-            Bearer::Extended { .. } => "extended",
-            Bearer::Periodic { .. } => "periodic",
-        }
-    }
-
-    pub fn phy(self) -> Option<Phy> {
-        match self {
-            Bearer::Legacy => None,
-            Bearer::Extended { phy } | Bearer::Periodic { phy } => Some(phy),
-        }
+/// The bearer's kind as `--bearer` spells it.
+pub fn kind(bearer: Bearer) -> &'static str {
+    match bearer {
+        Bearer::Legacy => "legacy",
+        Bearer::Extended(_) => "extended",
+        Bearer::Periodic(_) => "periodic",
     }
 }
 
@@ -101,6 +83,10 @@ pub struct Unsupported {
 
 const NO_EXT: &str = "LE Extended Advertising (LE feature bit 12)";
 const NO_PERIODIC: &str = "LE Periodic Advertising (LE feature bit 13)";
+/// AdvData one transfer PDU of a chained bearer needs: the largest data PDU in its AD structure.
+pub const PDU_ROOM: usize = adv_transfer::wire::AD_OVERHEAD + adv_transfer::bearer::DATA_PDU_MAX;
+const NO_ROOM: &str = "room for one transfer PDU in its advertising data (LE Read Maximum \
+                       Advertising Data Length under 234 bytes)";
 
 /// The bearer for `choice` on a controller with `caps`; extended and periodic go on the 2M
 /// PHY when the controller has it (`phy` forces one; 2M on a controller without it is refused).
@@ -118,34 +104,85 @@ pub fn choose(
         None if caps.le_2m_phy => Ok(Phy::Le2M),
         None => Ok(Phy::Le1M),
     };
+    let room = caps.max_adv_data_len as usize >= PDU_ROOM;
+    let kind_of = |c| match c {
+        BearerChoice::Periodic => "periodic",
+        _ => "extended",
+    };
     match choice {
         BearerChoice::Legacy => Ok(Bearer::Legacy),
-        BearerChoice::Extended if !caps.extended_advertising => Err(Unsupported {
-            bearer: "extended",
-            missing: NO_EXT,
-        }),
-        BearerChoice::Extended => Ok(Bearer::Extended {
-            phy: pick_phy("extended")?,
-        }),
-        BearerChoice::Periodic if !caps.extended_advertising => Err(Unsupported {
-            bearer: "periodic",
-            missing: NO_EXT,
-        }),
+        BearerChoice::Extended | BearerChoice::Periodic if !caps.extended_advertising => {
+            Err(Unsupported {
+                bearer: kind_of(choice),
+                missing: NO_EXT,
+            })
+        }
         BearerChoice::Periodic if !caps.periodic_advertising => Err(Unsupported {
             bearer: "periodic",
             missing: NO_PERIODIC,
         }),
-        BearerChoice::Periodic => Ok(Bearer::Periodic {
-            phy: pick_phy("periodic")?,
+        BearerChoice::Extended | BearerChoice::Periodic if !room => Err(Unsupported {
+            bearer: kind_of(choice),
+            missing: NO_ROOM,
         }),
-        BearerChoice::Auto if caps.periodic_advertising => Ok(Bearer::Periodic {
-            phy: pick_phy("periodic")?,
-        }),
-        BearerChoice::Auto if caps.extended_advertising => Ok(Bearer::Extended {
-            phy: pick_phy("extended")?,
-        }),
+        BearerChoice::Extended => Ok(Bearer::Extended(pick_phy("extended")?)),
+        BearerChoice::Periodic => Ok(Bearer::Periodic(pick_phy("periodic")?)),
+        BearerChoice::Auto if !room => Ok(Bearer::Legacy),
+        BearerChoice::Auto if caps.periodic_advertising => {
+            Ok(Bearer::Periodic(pick_phy("periodic")?))
+        }
+        BearerChoice::Auto if caps.extended_advertising => {
+            Ok(Bearer::Extended(pick_phy("extended")?))
+        }
         BearerChoice::Auto => Ok(Bearer::Legacy),
     }
+}
+
+/// The bearers a sender offers the receiver for `choice` on a controller with `caps` (legacy
+/// is always among them): `auto` offers every bearer the controller has, so the receiver picks
+/// the fastest both follow; a named bearer offers that one ([`choose`] checked it).
+pub fn offers(caps: &Capabilities, choice: BearerChoice, chosen: Bearer) -> BearerSet {
+    if choice != BearerChoice::Auto {
+        return BearerSet::of(&[chosen]);
+    }
+    let mut set = BearerSet::LEGACY;
+    for b in Bearer::ALL {
+        let phy_ok = b.phy() == Phy::Le1M || caps.le_2m_phy;
+        let ok = match b {
+            Bearer::Legacy => true,
+            Bearer::Extended(_) => caps.extended_advertising && phy_ok,
+            Bearer::Periodic(_) => caps.periodic_advertising && phy_ok,
+        };
+        if ok {
+            set = set.with(b);
+        }
+    }
+    set
+}
+
+/// An event's AdvData cut at AD-structure boundaries into pieces of at most `max` bytes, each
+/// carried by one advertising event (a controller that takes less than the protocol's event,
+/// or a running periodic train, which takes one whole update of at most 252 bytes). `None`
+/// if a structure is longer than `max` or runs past the end.
+pub fn ad_groups(data: &[u8], max: usize) -> Option<Vec<&[u8]>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < data.len() {
+        let end = at + 1 + data[at] as usize;
+        if end > data.len() || end - at > max {
+            return None;
+        }
+        if end - start > max {
+            groups.push(&data[start..at]);
+            start = at;
+        }
+        at = end;
+    }
+    if start < data.len() || groups.is_empty() {
+        groups.push(&data[start..]);
+    }
+    Some(groups)
 }
 
 /// [`choose`] for the controller `hci`, its refusal as an [`Error`] naming the transport.
@@ -208,11 +245,11 @@ mod tests {
         let everything = caps(true, true, true, 1650);
         assert_eq!(
             choose(&everything, BearerChoice::Auto, None),
-            Ok(Bearer::Periodic { phy: Phy::Le2M })
+            Ok(Bearer::Periodic(Phy::Le2M))
         );
         assert_eq!(
             choose(&caps(true, false, false, 1650), BearerChoice::Auto, None),
-            Ok(Bearer::Extended { phy: Phy::Le1M })
+            Ok(Bearer::Extended(Phy::Le1M))
         );
         assert_eq!(
             choose(&caps(false, false, true, 31), BearerChoice::Auto, None),
@@ -220,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             choose(&everything, BearerChoice::Extended, Some(Phy::Le1M)),
-            Ok(Bearer::Extended { phy: Phy::Le1M })
+            Ok(Bearer::Extended(Phy::Le1M))
         );
         assert_eq!(
             choose(&everything, BearerChoice::Legacy, None),
@@ -251,18 +288,12 @@ mod tests {
     #[test]
     fn each_bearer_carries_what_the_controller_and_the_spec_allow() {
         let c = caps(true, true, true, 1650);
-        assert_eq!(Bearer::Legacy.max_adv_data(&c), 31);
-        assert_eq!(Bearer::Extended { phy: Phy::Le2M }.max_adv_data(&c), 1650);
-        assert_eq!(Bearer::Periodic { phy: Phy::Le2M }.max_adv_data(&c), 252);
-        let small = caps(true, true, true, 191);
-        assert_eq!(
-            Bearer::Extended { phy: Phy::Le1M }.max_adv_data(&small),
-            191
-        );
-        assert_eq!(
-            Bearer::Periodic { phy: Phy::Le1M }.max_adv_data(&small),
-            191
-        );
+        assert_eq!(max_adv_data(Bearer::Legacy, &c), 31);
+        assert_eq!(max_adv_data(Bearer::Extended(Phy::Le2M), &c), 1650);
+        assert_eq!(max_adv_data(Bearer::Periodic(Phy::Le2M), &c), 252);
+        let small = caps(true, true, true, 240);
+        assert_eq!(max_adv_data(Bearer::Extended(Phy::Le1M), &small), 240);
+        assert_eq!(max_adv_data(Bearer::Periodic(Phy::Le1M), &small), 240);
     }
 
     #[test]
@@ -293,6 +324,64 @@ mod tests {
             vec![(Op::Complete, &data[..251])]
         );
         assert_eq!(fragments(&[], 251), vec![(Op::Complete, &[][..])]);
+    }
+
+    #[test]
+    fn a_controller_without_room_for_a_pdu_gets_legacy() {
+        assert!(
+            NO_ROOM.contains(&format!("under {PDU_ROOM} bytes")),
+            "{NO_ROOM}"
+        );
+        let small = caps(true, true, true, PDU_ROOM as u16 - 1);
+        assert_eq!(choose(&small, BearerChoice::Auto, None), Ok(Bearer::Legacy));
+        let e = choose(&small, BearerChoice::Periodic, None).unwrap_err();
+        assert_eq!((e.bearer, e.missing), ("periodic", NO_ROOM));
+        let enough = caps(true, false, false, PDU_ROOM as u16);
+        assert_eq!(
+            choose(&enough, BearerChoice::Auto, None),
+            Ok(Bearer::Extended(Phy::Le1M))
+        );
+    }
+
+    #[test]
+    fn auto_offers_every_bearer_the_controller_has() {
+        let all = offers(
+            &caps(true, true, true, 1650),
+            BearerChoice::Auto,
+            Bearer::Periodic(Phy::Le2M),
+        );
+        assert_eq!(all, BearerSet::ALL);
+        let ext_1m = offers(
+            &caps(true, false, false, 1650),
+            BearerChoice::Auto,
+            Bearer::Extended(Phy::Le1M),
+        );
+        assert_eq!(ext_1m, BearerSet::of(&[Bearer::Extended(Phy::Le1M)]));
+        let named = offers(
+            &caps(true, true, true, 1650),
+            BearerChoice::Extended,
+            Bearer::Extended(Phy::Le2M),
+        );
+        assert_eq!(named, BearerSet::of(&[Bearer::Extended(Phy::Le2M)]));
+    }
+
+    #[test]
+    fn ad_groups_keep_structures_whole() {
+        // Structures of 3, 101, 201 and 51 bytes.
+        let mut data = vec![2, 0xFF, 1];
+        for (len, fill) in [(100u8, 7u8), (200, 8), (50, 9)] {
+            data.push(len);
+            data.extend(std::iter::repeat_n(fill, len as usize));
+        }
+        let g = ad_groups(&data, 252).unwrap();
+        assert_eq!(g.iter().map(|p| p.len()).collect::<Vec<_>>(), [104, 252]);
+        assert_eq!(g.concat(), data);
+        let g = ad_groups(&data, 1650).unwrap();
+        assert_eq!(g, vec![&data[..]]);
+        // A structure longer than a piece, or cut short: refused.
+        assert_eq!(ad_groups(&data, 200), None);
+        assert_eq!(ad_groups(&data[..50], 252), None);
+        assert_eq!(ad_groups(&[], 252), Some(vec![&[][..]]));
     }
 
     trait Concat {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use bt_hci::cmd::le::{
-    LeSetAdvData, LeSetAdvEnable, LeSetAdvParams, LeSetAdvSetRandomAddr, LeSetExtAdvData,
-    LeSetExtAdvEnable, LeSetExtAdvParams, LeSetExtScanEnable, LeSetExtScanParams,
+    LeRemoveAdvSet, LeSetAdvData, LeSetAdvEnable, LeSetAdvParams, LeSetAdvSetRandomAddr,
+    LeSetExtAdvData, LeSetExtAdvEnable, LeSetExtAdvParams, LeSetExtScanEnable, LeSetExtScanParams,
     LeSetPeriodicAdvData, LeSetPeriodicAdvEnable, LeSetPeriodicAdvParams, LeSetRandomAddr,
     LeSetScanEnable, LeSetScanParams,
 };
@@ -161,13 +161,21 @@ fn setup_extended(
 }
 
 /// An extended set sending extended PDUs (non-connectable, non-scannable: the only kind whose
-/// AUX_ADV_IND carries AdvData of any length) with its AUX PDUs on `phy`.
+/// AUX_ADV_IND carries AdvData of any length) with its AUX PDUs on `phy`. The set is removed
+/// first (it may have sent legacy PDUs for the sender's announces, and a controller need not
+/// let a set change between legacy and extended PDUs; some have a single set).
 fn setup_extended_pdus(
     hci: &mut Controller,
     phy: Phy,
     units: u32,
     addr: BdAddr,
 ) -> Result<(), Error> {
+    hci.command(&LeSetExtAdvEnable::new(false, &[]))?;
+    // Refused when there is no such set yet.
+    match hci.command(&LeRemoveAdvSet::new(AdvHandle::new(HANDLE))) {
+        Ok(()) | Err(Error::Refused { .. }) => {}
+        Err(e) => return Err(e),
+    }
     setup_set(hci, AdvEventProps::new(), secondary_phy(phy), units, addr)
 }
 
@@ -275,7 +283,7 @@ impl Advertiser {
         let units = units_625(params.interval);
         let interval = Duration::from_micros(units as u64 * 625);
         let addr = BdAddr::new(addr);
-        let max_data = bearer.bearer.max_adv_data(&hci.capabilities());
+        let max_data = crate::bearer::max_adv_data(bearer.bearer, &hci.capabilities());
         let mut mode = None;
         let new = |mode, interval| Advertiser {
             mode,
@@ -289,11 +297,11 @@ impl Advertiser {
         };
         match bearer.bearer {
             Bearer::Legacy => {}
-            Bearer::Extended { phy } => {
+            Bearer::Extended(phy) => {
                 setup_extended_pdus(hci, phy, units, addr)?;
                 return Ok(new(Mode::Extended { reports_end: None }, interval));
             }
-            Bearer::Periodic { phy } => {
+            Bearer::Periodic(phy) => {
                 // A train left running by an earlier run; refused when there is none.
                 match hci.command(&LeSetPeriodicAdvEnable::new(false, AdvHandle::new(HANDLE))) {
                     Ok(()) | Err(Error::Refused { .. }) => {}
@@ -375,7 +383,7 @@ impl Advertiser {
     ) -> Result<(), Error> {
         if data.len() > self.max_data {
             return Err(Error::AdvDataTooLong {
-                bearer: self.bearer.bearer.name(),
+                bearer: crate::bearer::kind(self.bearer.bearer),
                 len: data.len(),
                 max: self.max_data,
             });

@@ -3,13 +3,57 @@
 //! advertising event, as the DFU app does.
 use std::time::{Duration, Instant};
 
+use adv_transfer::bearer::{Bearer, BearerSet, Phy, DATA_HEAD, DATA_PDU_MAX};
 use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Receiver, RxCounters, RxState, SessionInfo, StageError, StageOp};
+use adv_transfer::{
+    session_address, Receiver, RxCounters, RxState, SessionInfo, StageError, StageOp,
+};
 use rand::{Rng, SeedableRng};
 
-use crate::hci::{Controller, Heard};
-use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser};
+use crate::bearer::{BearerChoice, PDU_ROOM};
+use crate::hci::{Capabilities, Controller, Heard};
+use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser, ADV_SID};
 use crate::Error;
+
+/// The largest chunk of any bearer: the receiver's queue holds chunks this long.
+const CHUNK_MAX: usize = DATA_PDU_MAX - DATA_HEAD;
+/// How long a periodic sync may go without an event before the controller drops it.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for a requested sync before asking again.
+const SYNC_RETRY: Duration = Duration::from_secs(3);
+
+/// The bearers a receiver follows for `choice` with a controller that has `caps`: legacy
+/// always; extended when it scans extended advertising, periodic when it can also synchronise
+/// to a train (`auto`: all of those; a named bearer: that one, if the controller has it).
+pub fn followed(caps: &Capabilities, choice: BearerChoice) -> BearerSet {
+    let room = caps.max_adv_data_len as usize >= PDU_ROOM || caps.extended_scanning;
+    let mut set = BearerSet::LEGACY;
+    for b in Bearer::ALL {
+        let phy_ok = b.phy() == Phy::Le1M || caps.le_2m_phy;
+        let ok = match (b, choice) {
+            (Bearer::Legacy, _) | (_, BearerChoice::Legacy) => false,
+            (Bearer::Extended(_), BearerChoice::Extended | BearerChoice::Auto) => {
+                caps.extended_scanning
+            }
+            (Bearer::Periodic(_), BearerChoice::Periodic | BearerChoice::Auto) => {
+                caps.extended_scanning && caps.periodic_advertising
+            }
+            _ => false,
+        };
+        if ok && phy_ok && room {
+            set = set.with(b);
+        }
+    }
+    set
+}
+
+/// Where the scanner is with a periodic train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sync {
+    None,
+    Requested(Instant),
+    Synced(u16),
+}
 
 /// Where the receiver's staging operations go (the update-region policy on a simulated flash in
 /// `tock-ota receive`, through the DFU app's own staging step).
@@ -34,6 +78,8 @@ pub struct ReceiveOptions {
     /// Test option: drop this share of the advertisements heard, as if lost on air.
     pub drop: f64,
     pub seed: u64,
+    /// The bearers to follow besides legacy ([`followed`]).
+    pub bearer: BearerChoice,
 }
 
 /// Where a receive is, for a display.
@@ -56,6 +102,67 @@ pub struct ReceiveReport {
     pub statuses_sent: u64,
 }
 
+/// What the scanner's reports go to.
+struct Listening<'r, 'b> {
+    rx: &'r mut Receiver<'b, CHUNK_MAX>,
+    sync: &'r mut Sync,
+    heard: &'r mut u64,
+    dropped: &'r mut u64,
+    rng: &'r mut rand::rngs::StdRng,
+    drop: f64,
+    t0: Instant,
+}
+
+impl Listening<'_, '_> {
+    /// Hand one report to the receiver (less the test's drops); true if it was part of a
+    /// transfer.
+    fn hear(&mut self, h: Heard<'_>) -> bool {
+        let (addr, d, event) = match h {
+            Heard::Adv { addr, data } => (addr, data, data.len() > ADV_DATA_MAX),
+            // A periodic train's PDUs carry no address: it is the one synchronised to.
+            Heard::Periodic { sync_handle, data } if *self.sync == Sync::Synced(sync_handle) => {
+                match self.rx.session() {
+                    Some(s) => (session_address(s.session), data, true),
+                    None => return false,
+                }
+            }
+            Heard::SyncEstablished {
+                status,
+                sync_handle,
+                ..
+            } => {
+                *self.sync = if status == 0 {
+                    Sync::Synced(sync_handle)
+                } else {
+                    Sync::None
+                };
+                return false;
+            }
+            Heard::SyncLost { .. } => {
+                *self.sync = Sync::None;
+                return false;
+            }
+            _ => return false,
+        };
+        *self.heard += 1;
+        if self.drop > 0.0 && self.rng.gen::<f64>() < self.drop {
+            *self.dropped += 1;
+            return false;
+        }
+        self.rx.tick(self.t0.elapsed().as_millis() as u64);
+        use adv_transfer::RxOutcome as O;
+        if event {
+            // An extended or periodic event: several PDUs, one per AD structure.
+            self.rx.on_ext_adv(addr, d).pdus > 0
+        } else {
+            matches!(
+                self.rx.on_adv(addr, d),
+                O::Chunk | O::Duplicate | O::Announce | O::Manifest
+            )
+        }
+    }
+}
+
 /// Receive one image into `staging`; returns when the receiver's state is final (complete or
 /// rejected by finalize) and has been reported for `opts.linger`.
 pub fn receive(
@@ -65,13 +172,16 @@ pub fn receive(
     on_progress: &mut dyn FnMut(&ReceiveProgress),
 ) -> Result<ReceiveReport, Error> {
     let mut bitmap = vec![0u8; Receiver::bitmap_len(opts.max_image_len)];
-    let mut rx = Receiver::new(
+    let bearers = followed(&hci.capabilities(), opts.bearer);
+    let mut rx = Receiver::<'_, CHUNK_MAX>::with_bearers(
         opts.company_id,
         opts.max_image_len,
         &mut bitmap,
         None,
         false,
+        bearers,
     );
+    let mut sync = Sync::None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let mut adv = Advertiser::new(hci, opts.adv, false)?;
     start_scan(hci)?;
@@ -88,20 +198,17 @@ pub fn receive(
         // Listen a little; every advertisement goes to the receiver (less the test's drops).
         let mut active = false;
         let mut on_heard = |h: Heard<'_>| {
-            if let Heard::Adv { addr, data: d } = h {
-                heard += 1;
-                if opts.drop > 0.0 && rng.gen::<f64>() < opts.drop {
-                    dropped += 1;
-                    return;
-                }
-                rx.tick(t0.elapsed().as_millis() as u64);
-                use adv_transfer::RxOutcome as O;
-                if matches!(
-                    rx.on_adv(addr, d),
-                    O::Chunk | O::Duplicate | O::Announce | O::Manifest
-                ) {
-                    active = true;
-                }
+            let mut ctx = Listening {
+                rx: &mut rx,
+                sync: &mut sync,
+                heard: &mut heard,
+                dropped: &mut dropped,
+                rng: &mut rng,
+                drop: opts.drop,
+                t0,
+            };
+            if ctx.hear(h) {
+                active = true;
             }
         };
         if let Err(e) = hci.pump(Instant::now() + Duration::from_millis(5), &mut on_heard) {
@@ -109,6 +216,23 @@ pub fn receive(
         }
         if active {
             last_activity = Instant::now();
+        }
+        // A session on the periodic bearer: synchronise to its sender's train.
+        if let (Some(Bearer::Periodic(_)), Some(s)) = (rx.bearer(), rx.session()) {
+            let due = match sync {
+                Sync::None => true,
+                Sync::Requested(at) => at.elapsed() > SYNC_RETRY,
+                Sync::Synced(_) => false,
+            };
+            if due {
+                if let Sync::Requested(_) = sync {
+                    let _ = hci.command(&bt_hci::cmd::le::LePeriodicAdvCreateSyncCancel::new());
+                }
+                if let Err(e) = hci.create_sync(session_address(s.session), ADV_SID, SYNC_TIMEOUT) {
+                    break 'run Err(e);
+                }
+                sync = Sync::Requested(Instant::now());
+            }
         }
         // Stage what the receiver asks for.
         while let Some(op) = rx.poll_op() {
@@ -132,14 +256,16 @@ pub fn receive(
             if n > 0 {
                 statuses += 1;
                 let mut more = |h: Heard<'_>| {
-                    if let Heard::Adv { addr, data: d } = h {
-                        heard += 1;
-                        if opts.drop > 0.0 && rng.gen::<f64>() < opts.drop {
-                            dropped += 1;
-                            return;
-                        }
-                        rx.on_adv(addr, d);
+                    Listening {
+                        rx: &mut rx,
+                        sync: &mut sync,
+                        heard: &mut heard,
+                        dropped: &mut dropped,
+                        rng: &mut rng,
+                        drop: opts.drop,
+                        t0,
                     }
+                    .hear(h);
                 };
                 if let Err(e) = adv.transmit(hci, &s[..n], 1, &mut more) {
                     break 'run Err(e);

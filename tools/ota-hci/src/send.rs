@@ -2,11 +2,13 @@
 //! the receiver's status advertisements in, until the receiver reports the image complete.
 use std::time::{Duration, Instant};
 
-use adv_transfer::wire::{Crc32, ADV_DATA_MAX};
+use adv_transfer::bearer::Bearer;
+use adv_transfer::wire::{Crc32, ADV_DATA_MAX, EXT_ADV_DATA_MAX};
 use adv_transfer::{RxState, Sender, TxEvent};
 
+use crate::bearer::{ad_groups, choose_for, offers, BearerChoice};
 use crate::hci::{Controller, Heard};
-use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser};
+use crate::radio::{start_scan, stop_scan, AdvParams, Advertiser, BearerParams};
 use crate::Error;
 
 /// Options of one send.
@@ -17,6 +19,15 @@ pub struct SendOptions {
     pub status_timeout: Duration,
     /// The company identifier in the AD structures.
     pub company_id: u16,
+    /// The bearers to offer the receiver for the data ([`crate::bearer::choose`] checks the
+    /// controller has it; legacy needs nothing).
+    pub bearer: BearerChoice,
+    /// The periodic advertising interval on the periodic bearer.
+    pub periodic_interval: Duration,
+    /// Put at most this much AdvData in one event, if less than the controller takes (tests:
+    /// Bumble's controller cannot report more than 229 bytes of an extended event, 247 of a
+    /// periodic one).
+    pub max_event_data: Option<usize>,
 }
 
 /// Where a send is, for a display.
@@ -46,6 +57,8 @@ pub struct SendReport {
     pub extended_advertising: bool,
     /// The advertising interval the controller was given.
     pub interval_ms: f64,
+    /// The bearer the data went on (the receiver's pick among those offered).
+    pub bearer: Bearer,
 }
 
 /// The session id of `image`: the same image gets the same id, so running `send` again after
@@ -121,8 +134,15 @@ fn send_with(
     on_progress: &mut dyn FnMut(&SendProgress),
 ) -> Result<SendReport, Error> {
     let session = sender.info().session;
+    let chosen = choose_for(hci, opts.bearer, None)?;
+    if chosen != Bearer::Legacy {
+        // Announces and the offer go out as legacy advertisements until the receiver picks.
+        sender.offer_bearers(offers(&hci.capabilities(), opts.bearer, chosen));
+    }
     // Receivers take the session's data PDUs from the session's own address only.
     let mut adv = Advertiser::with_address(hci, opts.adv, true, sender.address())?;
+    // The set for the picked chained bearer, once picked.
+    let mut chained: Option<Advertiser> = None;
     start_scan(hci)?;
     let t0 = Instant::now();
     let mut last_status = t0;
@@ -151,10 +171,46 @@ fn send_with(
                 waited: opts.status_timeout,
             });
         }
-        let mut data = [0u8; ADV_DATA_MAX];
-        let n = sender.next_adv(&mut data);
+        let picked = sender.bearer().filter(|b| b.chained());
+        if let Some(b) = picked {
+            if chained.as_ref().map(|a| a.bearer()) != Some(b) {
+                if let Err(e) = adv.stop(hci) {
+                    break Err(e);
+                }
+                let params = BearerParams {
+                    periodic_interval: opts.periodic_interval,
+                    ..BearerParams::new(b)
+                };
+                match Advertiser::for_bearer(hci, opts.adv, true, sender.address(), params) {
+                    Ok(a) => chained = Some(a),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        let mut event = [0u8; EXT_ADV_DATA_MAX];
+        let (n, on) = match (picked, chained.as_mut()) {
+            (Some(_), Some(a)) => (sender.next_event(&mut event), a),
+            _ => {
+                let mut data = [0u8; ADV_DATA_MAX];
+                let n = sender.next_adv(&mut data);
+                event[..n].copy_from_slice(&data[..n]);
+                (n, &mut adv)
+            }
+        };
+        // An event longer than the controller (or a running periodic train) takes goes out
+        // as several, cut between AD structures.
+        let max = on
+            .max_adv_data()
+            .min(opts.max_event_data.unwrap_or(usize::MAX));
+        let Some(pieces) = ad_groups(&event[..n], max) else {
+            break Err(Error::AdvDataTooLong {
+                bearer: crate::bearer::kind(on.bearer()),
+                len: n,
+                max,
+            });
+        };
         let mut heard_status = false;
-        let r = adv.transmit(hci, &data[..n], 1, &mut |h| {
+        let mut on_heard = |h: Heard<'_>| {
             if let Heard::Adv { data: d, .. } = h {
                 let now = Instant::now();
                 if let Some((prev, at)) = &last_seen {
@@ -167,7 +223,14 @@ fn send_with(
                     last_seen = Some((d.to_vec(), now));
                 }
             }
-        });
+        };
+        let mut r = Ok(());
+        for piece in pieces {
+            r = on.transmit(hci, piece, 1, &mut on_heard);
+            if r.is_err() {
+                break;
+            }
+        }
         if let Err(e) = r {
             break Err(e);
         }
@@ -181,6 +244,9 @@ fn send_with(
     };
     // Leave the controller quiet whatever happened (best effort: the link may be gone).
     let _ = adv.stop(hci);
+    if let Some(a) = chained.as_mut() {
+        let _ = a.stop(hci);
+    }
     let _ = stop_scan(hci);
     result.map_err(|e| match e {
         Error::Closed { transport } => Error::ClosedMidSend { transport },
@@ -198,8 +264,9 @@ fn send_with(
         statuses_heard: c.statuses_heard,
         receiver_complete: sender.is_complete(),
         session,
-        extended_advertising: adv.extended(),
-        interval_ms: adv.interval().as_secs_f64() * 1e3,
+        extended_advertising: adv.extended() || chained.is_some(),
+        interval_ms: chained.as_ref().unwrap_or(&adv).interval().as_secs_f64() * 1e3,
+        bearer: sender.bearer().unwrap_or(Bearer::Legacy),
     })
 }
 
@@ -208,7 +275,7 @@ fn progress(sender: &Sender<'_>, image_len: usize, t0: Instant) -> SendProgress 
     let sent_bytes = if sent >= sender.total_chunks() {
         image_len as u64
     } else {
-        adv_transfer::wire::chunk_range(sent, image_len as u32).0 as u64
+        sender.geometry().chunk_range(sent, image_len as u32).0 as u64
     };
     let c = sender.counters();
     SendProgress {

@@ -171,7 +171,7 @@ fn extended_advdata_in_fragments_reaches_a_bumble_scanner_intact() {
         "Bumble's LE Read Maximum Advertising Data Length"
     );
     let bearer = ota_hci::bearer::choose_for(&hci, BearerChoice::Extended, None).unwrap();
-    assert_eq!(bearer, Bearer::Extended { phy: Phy::Le2M });
+    assert_eq!(bearer, Bearer::Extended(Phy::Le2M));
     // 100-byte fragments, so every payload over 100 bytes goes as first/intermediate/last.
     let mut params = BearerParams::new(bearer);
     params.fragment = 100;
@@ -216,7 +216,7 @@ fn a_bumble_scanner_syncs_to_the_periodic_train_and_gets_its_advdata() {
     let mut hci = controller(ports[0]);
     assert!(hci.capabilities().periodic_advertising);
     let bearer = ota_hci::bearer::choose_for(&hci, BearerChoice::Auto, None).unwrap();
-    assert_eq!(bearer, Bearer::Periodic { phy: Phy::Le2M });
+    assert_eq!(bearer, Bearer::Periodic(Phy::Le2M));
     let mut params = BearerParams::new(bearer);
     params.periodic_interval = Duration::from_millis(20);
     let mut adv = Advertiser::for_bearer(&mut hci, PARAMS, true, ADDR, params).unwrap();

@@ -210,7 +210,7 @@ fn capabilities_come_from_the_le_feature_bits_and_the_maximum_data_length() {
     assert_eq!(caps.max_adv_data_len, 1650);
     assert_eq!(
         ota_hci::bearer::choose_for(&hci, BearerChoice::Auto, None).unwrap(),
-        Bearer::Periodic { phy: Phy::Le2M }
+        Bearer::Periodic(Phy::Le2M)
     );
 
     // Extended advertising without periodic or 2M: auto is extended on 1M, periodic refused
@@ -221,7 +221,7 @@ fn capabilities_come_from_the_le_feature_bits_and_the_maximum_data_length() {
     assert!(!hci.capabilities().le_2m_phy);
     assert_eq!(
         ota_hci::bearer::choose_for(&hci, BearerChoice::Auto, None).unwrap(),
-        Bearer::Extended { phy: Phy::Le1M }
+        Bearer::Extended(Phy::Le1M)
     );
     let e = ota_hci::bearer::choose_for(&hci, BearerChoice::Periodic, None)
         .unwrap_err()
@@ -249,7 +249,7 @@ fn capabilities_come_from_the_le_feature_bits_and_the_maximum_data_length() {
 fn the_extended_bearer_writes_long_advdata_in_fragments_to_a_set_of_extended_pdus() {
     let (port, seen) = fake_with(EVERYTHING, true, vec![]);
     let mut hci = connect(port);
-    let bearer = BearerParams::new(Bearer::Extended { phy: Phy::Le2M });
+    let bearer = BearerParams::new(Bearer::Extended(Phy::Le2M));
     let mut adv =
         Advertiser::for_bearer(&mut hci, PARAMS, true, [1, 2, 3, 4, 5, 0xC6], bearer).unwrap();
     assert_eq!(adv.max_adv_data(), 1650);
@@ -283,17 +283,22 @@ fn the_extended_bearer_writes_long_advdata_in_fragments_to_a_set_of_extended_pdu
     let joined: Vec<u8> = data[..3].iter().flat_map(|p| p[4..].to_vec()).collect();
     assert_eq!(joined, long);
     // Each chunk is one enable of one event, and the set ended by itself (no disable after
-    // the setup's).
+    // the setup's two: before removing the set and before configuring it).
     let enables = commands(&seen, 0x2039);
-    assert_eq!(enables.len(), 3, "{enables:?}");
-    assert_eq!(enables[1], [1, 1, 0, 0, 0, 1]);
+    assert_eq!(enables.len(), 4, "{enables:?}");
+    assert_eq!(enables[2..], [[1, 1, 0, 0, 0, 1], [1, 1, 0, 0, 0, 1]]);
+    // The set was removed (it may have sent legacy PDUs) before its new parameters.
+    let log = seen.lock().unwrap();
+    let remove = log.iter().position(|(op, _)| *op == 0x203C);
+    let params = log.iter().position(|(op, _)| *op == 0x2036);
+    assert!(remove.is_some() && remove < params, "{remove:?} {params:?}");
 }
 
 #[test]
 fn the_periodic_bearer_starts_a_train_once_and_then_only_replaces_its_data() {
     let (port, seen) = fake_with(EVERYTHING, true, vec![]);
     let mut hci = connect(port);
-    let mut bearer = BearerParams::new(Bearer::Periodic { phy: Phy::Le1M });
+    let mut bearer = BearerParams::new(Bearer::Periodic(Phy::Le1M));
     bearer.periodic_interval = Duration::from_millis(10);
     let mut adv =
         Advertiser::for_bearer(&mut hci, PARAMS, true, [1, 2, 3, 4, 5, 0xC6], bearer).unwrap();

@@ -12,7 +12,7 @@ use dfu_app::Performed;
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use indicatif::{ProgressBar, ProgressStyle};
-use ota_hci::{AdvParams, AdvType, Staging, TransportSpec};
+use ota_hci::{AdvParams, AdvType, BearerChoice, Staging, TransportSpec};
 use ota_reconstruct::diff::{make_image_patch, SignedImage};
 use serde::Serialize;
 use update_region::blocking::BlockingDriver;
@@ -36,6 +36,17 @@ pub struct SendArgs {
     /// Give up after this many seconds without a status from the receiver.
     #[arg(long, default_value_t = 60)]
     pub status_timeout_s: u64,
+    /// The bearers to offer for the data: legacy, extended, periodic, or auto (every one the
+    /// controller has; the receiver picks the fastest it follows). Announces and the offer go
+    /// as legacy advertisements; a named bearer the controller lacks is refused.
+    #[arg(long, default_value = "legacy")]
+    pub bearer: BearerChoice,
+    /// Periodic advertising interval in ms on the periodic bearer (7.5 at the least).
+    #[arg(long, default_value_t = 7.5)]
+    pub periodic_interval_ms: f64,
+    /// Test option: at most this many bytes of AdvData per advertising event.
+    #[arg(long, hide = true)]
+    pub max_event_data: Option<usize>,
     /// Use the legacy advertising and scanning commands even if the controller has extended ones.
     #[arg(long, hide = true)]
     pub force_legacy: bool,
@@ -77,6 +88,10 @@ pub struct ReceiveArgs {
     /// Give up after this many seconds without hearing a transfer.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout_s: u64,
+    /// The bearers to follow besides legacy: auto (every one the controller can scan or
+    /// synchronise to), extended, periodic, or legacy only.
+    #[arg(long, default_value = "auto")]
+    pub bearer: BearerChoice,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -106,6 +121,8 @@ struct SendSummary {
     session: String,
     extended_advertising: bool,
     interval_ms: f64,
+    /// The bearer the data went on: "legacy", "extended 2M", "periodic 1M", ...
+    bearer: &'static str,
 }
 
 fn connect(spec: &TransportSpec, force_legacy: bool) -> anyhow::Result<ota_hci::Controller> {
@@ -133,6 +150,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
     if args.interval_ms < 20 {
         bail!("--interval-ms must be at least 20 (the advertising minimum)");
     }
+    if !(7.5..=81_918.75).contains(&args.periodic_interval_ms) {
+        bail!("--periodic-interval-ms must be 7.5 to 81918.75 (the periodic advertising range)");
+    }
     // An app's TAB is checked before the controller is touched.
     let app = args
         .app
@@ -146,6 +166,9 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         },
         status_timeout: Duration::from_secs(args.status_timeout_s),
         company_id: adv_transfer::DEFAULT_COMPANY_ID,
+        bearer: args.bearer,
+        periodic_interval: Duration::from_secs_f64(args.periodic_interval_ms / 1e3),
+        max_event_data: args.max_event_data,
     };
     if let Some(app) = &app {
         return crate::send_app::run(&args, app, &mut hci, &opts);
@@ -189,17 +212,19 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         session: format!("{:#010x}", report.session),
         extended_advertising: report.extended_advertising,
         interval_ms: report.interval_ms,
+        bearer: report.bearer.name(),
     };
     if args.json {
         cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         cli_output::outln!(
-            "sent {} bytes{} in {:.1} s ({:.0} B/s) through {}: {} advertisements, {} chunks resent; the receiver reports the image complete",
+            "sent {} bytes{} in {:.1} s ({:.0} B/s) through {} on the {} bearer: {} advertisements, {} chunks resent; the receiver reports the image complete",
             summary.image_bytes,
             if sent == "delta" { " (a delta patch)" } else { "" },
             summary.seconds,
             summary.goodput_bytes_per_s,
             summary.transport,
+            summary.bearer,
             summary.advertisements,
             summary.resent_chunks
         );
@@ -317,6 +342,7 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         linger: Duration::from_secs(2),
         drop: args.drop,
         seed: args.seed,
+        bearer: args.bearer,
     };
     let pb = bar(0, "{bar:30} {pos}/{len} chunks {msg}");
     let report = ota_hci::receive(&mut hci, &mut staging, &opts, &mut |p| {
