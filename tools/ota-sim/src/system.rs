@@ -89,6 +89,18 @@ pub struct DemoParams {
     pub compression: Option<ota_image::compressed::Compression>,
 }
 
+/// How the board came to run [`DemoParams::base`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BaseOrigin {
+    /// Installed by an earlier update: the bootloader's journal names it, the receiver says it
+    /// runs it and takes a patch against it.
+    #[default]
+    Updated,
+    /// Flashed (by a debugger, or a kernel that cannot read the journal): the receiver cannot
+    /// tell what it runs and refuses a patch (`RxState::WrongBase`); the full image follows.
+    Flashed,
+}
+
 impl Default for DemoParams {
     fn default() -> Self {
         DemoParams {
@@ -128,7 +140,8 @@ pub struct DemoReport {
     pub sent: String,
     /// Bytes of what went over the air (the image, or the patch).
     pub bytes_on_air_image: usize,
-    /// Why a delta was asked for but the full image sent (the receiver's refusal).
+    /// Why a delta patch (or a compressed image) was asked for but the full image sent: the
+    /// receiver's refusal.
     pub delta_refused: Option<String>,
     pub loss: f64,
     pub seed: u64,
@@ -194,12 +207,21 @@ pub fn run_demo(
     params: &DemoParams,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<DemoReport> {
+    run_demo_on(params, BaseOrigin::Updated, on_event)
+}
+
+/// [`run_demo`] on a board that came to run `params.base` as `origin` says.
+pub fn run_demo_on(
+    params: &DemoParams,
+    origin: BaseOrigin,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<DemoReport> {
     let mut board = SimBoard::new(params.seed);
     let signer = Signer::new(params.seed)?;
 
     on_event(Event::Phase("provision v1"));
     let v1 = provision_v1(&mut board, &signer, params)?;
-    if params.base.is_some() {
+    if params.base.is_some() && origin == BaseOrigin::Updated {
         on_event(Event::Phase("install v1"));
         preinstall(&mut board, &signer, params, &v1)?;
     }
@@ -478,9 +500,19 @@ fn send_v2(
                 signer
             };
             let compressed = signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)?;
-            sent.kind = "compressed";
-            sent.bytes = compressed.len();
-            transfer_v2(board, params, &v2.image, &compressed, None, on_event)?
+            match transfer_v2(board, params, &v2.image, &compressed, None, on_event) {
+                Ok(done) => {
+                    sent.kind = "compressed";
+                    sent.bytes = compressed.len();
+                    done
+                }
+                Err(e) => {
+                    let refused = full_image_instead(e)?;
+                    sent.delta_refused = Some(refused.to_string());
+                    on_event(Event::Phase("full image"));
+                    transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
+                }
+            }
         }
         (None, None) => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
         (Some(_), None) => {
@@ -492,19 +524,40 @@ fn send_v2(
                     sent.bytes = patch.len();
                     done
                 }
-                Err(e) => match e.downcast_ref::<Refused>() {
-                    Some(refused) if refused.state == adv_transfer::RxState::WrongBase => {
-                        // The board runs something else: the full image, in a new session.
-                        sent.delta_refused = Some(refused.to_string());
-                        on_event(Event::Phase("full image"));
-                        transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
-                    }
-                    _ => return Err(e),
-                },
+                Err(e) => {
+                    let refused = full_image_instead(e)?;
+                    sent.delta_refused = Some(refused.to_string());
+                    on_event(Event::Phase("full image"));
+                    transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
+                }
             }
         }
     };
     Ok((t, sequence, sent))
+}
+
+/// Whether a receiver's refusal of a patch or a compressed image is answered with the full
+/// image (in a new session): it runs another image than the patch's base or cannot tell
+/// ([`RxState::WrongBase`]), or it does not take that kind of transfer
+/// ([`RxState::Unsupported`], a receiver older than the capability). Other refusals (too
+/// large, rejected, version) would refuse the full image as well.
+///
+/// [`RxState::WrongBase`]: adv_transfer::RxState::WrongBase
+/// [`RxState::Unsupported`]: adv_transfer::RxState::Unsupported
+pub fn falls_back_to_full_image(state: adv_transfer::RxState) -> bool {
+    matches!(
+        state,
+        adv_transfer::RxState::WrongBase | adv_transfer::RxState::Unsupported
+    )
+}
+
+/// The refusal in `e` if the full image is to follow it, else `e` itself.
+fn full_image_instead(e: anyhow::Error) -> anyhow::Result<Refused> {
+    match e.downcast::<Refused>() {
+        Ok(refused) if falls_back_to_full_image(refused.state) => Ok(refused),
+        Ok(refused) => Err(refused.into()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reset into the bootloader and boot until it decides (power cuts of the install phase
