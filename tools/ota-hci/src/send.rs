@@ -83,9 +83,23 @@ pub fn send(
     opts: &SendOptions,
     on_progress: &mut dyn FnMut(&SendProgress),
 ) -> Result<SendReport, Error> {
+    send_announced(hci, image, 0, opts, on_progress)
+}
+
+/// [`send`] with the announce's `capabilities` (`adv_transfer::wire::capability`): COMPRESSED
+/// for a compressed image (MCUboot's compressed flags), which the receiver stages for its kernel
+/// to decode; a receiver without the capability refuses ([`Error::ReceiverRefused`] with
+/// [`RxState::Unsupported`]).
+pub fn send_announced(
+    hci: &mut Controller,
+    image: &[u8],
+    capabilities: u8,
+    opts: &SendOptions,
+    on_progress: &mut dyn FnMut(&SendProgress),
+) -> Result<SendReport, Error> {
     let session = session_for(image);
-    let sender =
-        Sender::new(opts.company_id, image, session, 0).map_err(|e| Error::Image(e.to_string()))?;
+    let sender = Sender::new(opts.company_id, image, session, capabilities)
+        .map_err(|e| Error::Image(e.to_string()))?;
     send_with(hci, sender, image.len(), opts, on_progress)
 }
 

@@ -18,8 +18,10 @@ use serde::Serialize;
 use update_region::blocking::BlockingDriver;
 use update_region::{Config, UpdateRegion};
 
+use adv_transfer::wire::capability::COMPRESSED;
+use ota_image::compressed::Compression;
 use ota_sim::kernel::SimKernel;
-use ota_sim::system::DFU_APP_ID;
+use ota_sim::system::{falls_back_to_full_image, DFU_APP_ID};
 
 #[derive(clap::Args, Debug)]
 pub struct SendArgs {
@@ -116,7 +118,7 @@ struct SendSummary {
     resent_chunks: u64,
     statuses_heard: u64,
     receiver_complete: bool,
-    /// "full" or "delta".
+    /// "full", "compressed" or "delta".
     sent: &'static str,
     session: String,
     extended_advertising: bool,
@@ -183,22 +185,33 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut sent = "full";
+    let capabilities = capabilities_of(&image);
+    let mut sent = if capabilities & COMPRESSED != 0 {
+        "compressed"
+    } else {
+        "full"
+    };
     let report = match &patch {
-        Some((patch, id)) => match send_progress(&mut hci, patch, Some(*id), &opts) {
-            Err(ota_hci::Error::WrongBase { running }) if !args.no_fallback => {
-                let why = ota_hci::Error::WrongBase { running };
+        Some((patch, id)) => match send_progress(&mut hci, patch, Some(*id), 0, &opts) {
+            Err(why) if !args.no_fallback && full_image_follows(&why) => {
                 eprintln!("{why}: sending the full image");
-                send_progress(&mut hci, &image, None, &opts)
+                send_progress(&mut hci, &image, None, capabilities, &opts)
             }
             r => {
                 sent = "delta";
                 r
             }
         },
-        None => send_progress(&mut hci, &image, None, &opts),
+        None => send_progress(&mut hci, &image, None, capabilities, &opts),
     };
-    let report = report?;
+    let report = report.map_err(|e| match e {
+        ota_hci::Error::ReceiverRefused {
+            state: RxState::Unsupported,
+        } if capabilities & COMPRESSED != 0 => anyhow::anyhow!(
+            "{e}: it does not take compressed images; send the image signed without --compression"
+        ),
+        e => e.into(),
+    })?;
     let summary = SendSummary {
         transport: args.hci.to_string(),
         image_bytes: report.image_bytes,
@@ -220,7 +233,11 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
         cli_output::outln!(
             "sent {} bytes{} in {:.1} s ({:.0} B/s) through {} on the {} bearer: {} advertisements, {} chunks resent; the receiver reports the image complete",
             summary.image_bytes,
-            if sent == "delta" { " (a delta patch)" } else { "" },
+            match sent {
+                "delta" => " (a delta patch)",
+                "compressed" => " (a compressed image)",
+                _ => "",
+            },
             summary.seconds,
             summary.goodput_bytes_per_s,
             summary.transport,
@@ -232,11 +249,34 @@ pub fn run_send(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One send of `bytes` (a delta patch against `base`, if given) with a progress bar.
+/// The announce's capabilities for the signed `image`: COMPRESSED when its header's flags say
+/// it is compressed (MCUboot's `COMPRESSED_LZMA2`), so that the receiver stages it for its kernel
+/// to decode; nothing for a plain image (or bytes that are no image: the send refuses those).
+fn capabilities_of(image: &[u8]) -> u8 {
+    match ota_image::parse_image(&mut &image[..]) {
+        Ok(info) if matches!(Compression::from_flags(info.header.flags), Ok(Some(_))) => COMPRESSED,
+        _ => 0,
+    }
+}
+
+/// Whether the full image follows a refused patch, as in `tock-ota demo`
+/// (`ota_sim::system::falls_back_to_full_image`): the receiver runs another image or cannot tell,
+/// or it does not take patches.
+fn full_image_follows(e: &ota_hci::Error) -> bool {
+    match e {
+        ota_hci::Error::WrongBase { .. } => true,
+        ota_hci::Error::ReceiverRefused { state } => falls_back_to_full_image(*state),
+        _ => false,
+    }
+}
+
+/// One send of `bytes` (a delta patch against `base`, if given; else announced with
+/// `capabilities`) with a progress bar.
 fn send_progress(
     hci: &mut ota_hci::Controller,
     bytes: &[u8],
     base: Option<[u8; 16]>,
+    capabilities: u8,
     opts: &ota_hci::SendOptions,
 ) -> Result<ota_hci::SendReport, ota_hci::Error> {
     let pb = bar(
@@ -257,7 +297,7 @@ fn send_progress(
     };
     let report = match base {
         Some(base) => ota_hci::send_delta(hci, bytes, base, opts, &mut on_progress),
-        None => ota_hci::send(hci, bytes, opts, &mut on_progress),
+        None => ota_hci::send::send_announced(hci, bytes, capabilities, opts, &mut on_progress),
     };
     if let Some(pb) = &pb {
         pb.finish_and_clear();
@@ -412,4 +452,50 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_sim::signing::Signer;
+
+    #[test]
+    fn a_compressed_image_is_announced_as_one() {
+        let signer = Signer::new(5).unwrap();
+        // Code-like bytes, so that compression pays and the image is written compressed.
+        let payload: Vec<u8> = (0..8 * 1024u32)
+            .map(|i| [0x00, 0xBF, 0x70, 0x47, (i / 64) as u8][(i % 5) as usize])
+            .collect();
+        let plain = signer.sign(&payload, (2, 0, 0, 0), 2).unwrap();
+        let compressed = signer
+            .sign_compressed(&payload, (2, 0, 0, 0), 2, Compression::Lzma2ArmThumb)
+            .unwrap();
+        assert!(compressed.len() * 4 < plain.len());
+        assert_eq!(capabilities_of(&compressed), COMPRESSED);
+        assert_eq!(capabilities_of(&plain), 0);
+        assert_eq!(capabilities_of(b"not an image"), 0);
+    }
+
+    #[test]
+    fn a_refused_patch_is_followed_by_the_full_image() {
+        use ota_hci::Error;
+        assert!(full_image_follows(&Error::WrongBase { running: None }));
+        assert!(full_image_follows(&Error::WrongBase {
+            running: Some([7; 16])
+        }));
+        assert!(full_image_follows(&Error::ReceiverRefused {
+            state: RxState::Unsupported
+        }));
+        for state in [
+            RxState::TooLarge,
+            RxState::Rejected,
+            RxState::VersionMismatch,
+        ] {
+            assert!(
+                !full_image_follows(&Error::ReceiverRefused { state }),
+                "{state:?}"
+            );
+        }
+        assert!(!full_image_follows(&Error::Image("bad".into())));
+    }
 }
