@@ -390,27 +390,29 @@ fn pump(
             StageOp::Read { offset, len } => driver
                 .read(OWNER, offset, &mut read[..len as usize])
                 .map(|_| len as usize),
-            StageOp::Finalize if is_app => {
-                match install(device, app, image_len, run)? {
-                    None => return Ok(true),
-                    Some(verdict) => {
-                        let ok = matches!(verdict, Installed::Yes);
-                        run.installed = Some(verdict);
-                        rx.op_done(if ok {
-                            Ok(&[])
-                        } else {
-                            Err(StageError::Rejected)
-                        });
-                        continue;
-                    }
+            StageOp::Finalize if is_app => match install(device, app, image_len, run)? {
+                None => return Ok(true),
+                Some(verdict) => {
+                    let ok = matches!(verdict, Installed::Yes);
+                    run.installed = Some(verdict);
+                    rx.op_done(if ok {
+                        Ok(&[])
+                    } else {
+                        Err(StageError::Rejected)
+                    });
+                    continue;
                 }
-            }
+            },
             StageOp::Finalize => bail!("the receiver finalized a session that is not the app's"),
         };
         match result {
             Ok(n) => rx.op_done(Ok(&read[..n])),
             Err(BlockingError::Flash(_)) => return Ok(true),
-            Err(BlockingError::Policy(_)) => rx.op_done(Err(StageError::Failed)),
+            Err(BlockingError::Policy(_)) => {
+                // Tried again at the next advertising event, not in a tight loop.
+                rx.op_done(Err(StageError::Failed));
+                return Ok(false);
+            }
         }
     }
     Ok(false)
