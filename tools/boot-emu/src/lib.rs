@@ -221,6 +221,19 @@ pub struct BootConfig {
     /// Called once when the CPU first fetches from the kernel slot (for example to arm a power
     /// cut counted from the kernel's first flash operation).
     pub at_kernel_jump: Option<JumpHook>,
+    /// Called at every SVC with its immediate and R0–R3 as the caller left them (for a Tock
+    /// process: the syscall class, then the driver and command numbers and arguments).
+    pub at_svc: Option<SvcHook>,
+}
+
+/// A callback run at every SVC ([`BootConfig::at_svc`]): (immediate, R0–R3).
+#[derive(Clone)]
+pub struct SvcHook(pub std::sync::Arc<dyn Fn(u8, [u32; 4]) + Send + Sync>);
+
+impl fmt::Debug for SvcHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SvcHook")
+    }
 }
 
 /// A callback run at the kernel jump ([`BootConfig::at_kernel_jump`]).
@@ -249,6 +262,7 @@ impl Default for BootConfig {
             budget_ends_run: false,
             stop_on_console: Vec::new(),
             at_kernel_jump: None,
+            at_svc: None,
         }
     }
 }
@@ -442,6 +456,7 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     next_irq_poll: u64,
     stop_on_console: Vec<String>,
     at_kernel_jump: Option<JumpHook>,
+    at_svc: Option<SvcHook>,
     /// The CPU runs unprivileged (thread mode with CONTROL.nPRIV set).
     unprivileged: bool,
     /// Data accesses need the MPU/PPB check: unprivileged code, or an MPU that can refuse
@@ -1182,6 +1197,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         next_irq_poll: 0,
         stop_on_console: cfg.stop_on_console.clone(),
         at_kernel_jump: cfg.at_kernel_jump.clone(),
+        at_svc: cfg.at_svc.clone(),
         unprivileged: false,
         check_access: false,
         msr_control_at: None,
@@ -1399,7 +1415,22 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         let pc = pc_of(uc);
         match intno {
             // SVC: PC is already past the instruction.
-            EXCP_SWI => take_exception(uc, nvic::SVCALL, pc),
+            EXCP_SWI => {
+                if let Some(hook) = uc.get_data().at_svc.clone() {
+                    let imm = uc
+                        .mem_read_as_vec(u64::from(pc.wrapping_sub(2)), 1)
+                        .map_or(0, |b| b[0]);
+                    let r = [
+                        RegisterARM::R0,
+                        RegisterARM::R1,
+                        RegisterARM::R2,
+                        RegisterARM::R3,
+                    ]
+                    .map(|reg| uc.reg_read(reg).unwrap_or(0) as u32);
+                    (hook.0)(imm, r);
+                }
+                take_exception(uc, nvic::SVCALL, pc)
+            }
             // A branch to an EXC_RETURN value in handler mode.
             EXCP_EXCEPTION_EXIT => return_from_exception(uc, pc | 1),
             _ => {

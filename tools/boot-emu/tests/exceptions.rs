@@ -17,6 +17,10 @@ fn firmware() -> Firmware {
 }
 
 fn run_program() -> (Firmware, RunReport) {
+    run_program_with(None)
+}
+
+fn run_program_with(at_svc: Option<boot_emu::SvcHook>) -> (Firmware, RunReport) {
     let fw = firmware();
     let mut board = SimBoard::new(3);
     for (addr, bytes) in &fw.flash_segments {
@@ -28,6 +32,7 @@ fn run_program() -> (Firmware, RunReport) {
         kernel_slot: 0..0x8000,
         stop_at_kernel: false,
         max_instructions: 5_000_000,
+        at_svc,
         ..BootConfig::default()
     };
     let report = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg)
@@ -127,4 +132,25 @@ fn unprivileged_accesses_outside_the_mpu_regions_fault_as_on_silicon() {
         trace.contains("svc2/fd;H:82,40000000,20000f00,r0=9;svc3/fd;"),
         "{trace:?}"
     );
+}
+
+#[test]
+fn the_svc_hook_sees_every_svc_with_its_immediate() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = boot_emu::SvcHook(std::sync::Arc::new(move |imm, r| {
+        log.lock().unwrap().push((imm, r));
+    }));
+    let (_, report) = run_program_with(Some(hook));
+    let trace = console(&report);
+    // The program's SVC handler traces `svc<immediate>/...` for each SVC it takes.
+    let traced: Vec<u8> = trace
+        .match_indices("svc")
+        .filter_map(|(i, _)| trace[i + 3..].chars().next()?.to_digit(10))
+        .map(|d| d as u8)
+        .collect();
+    let seen = seen.lock().unwrap();
+    let immediates: Vec<u8> = seen.iter().map(|(imm, _)| *imm).collect();
+    assert!(traced.len() >= 3, "{trace}");
+    assert_eq!(immediates, traced, "{trace}");
 }

@@ -11,15 +11,23 @@
 //! phase is about to start, or tears it inside with `:torn`, and powers the board up again
 //! (flash contents kept, RESETREAS 0): `transfer` counts from the start of the first power-on
 //! with the UICR programmed (the app receives and stages the image, then finalizes: the boot
-//! request is the phase's last writes), `install` from the start of the power-on after the
-//! finalize (the bootloader's install), `confirm` from that power-on's kernel jump (the trial
-//! kernel's app writes its confirm).
+//! request is the phase's last writes), `finalize` from the DFU app's first FINALIZE command to
+//! the staged-update driver (its SVC, seen through `BootConfig::at_svc`: the kernel's verify
+//! and the boot request), `install` from the start of the power-on after the finalize (the
+//! bootloader's install), `confirm` from that power-on's kernel jump (the trial kernel's app
+//! writes its confirm).
+//!
+//! `--foreign-sender RATE` adds a second sender on air (`Foreign`), `--app` chooses the apps
+//! in the app region, and `--boot-only` boots them with nothing on air (a refused credential,
+//! a process the MPU stops).
 
 use std::path::PathBuf;
 
 use adv_transfer::wire::ADV_DATA_MAX;
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
-use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook};
+use std::sync::atomic::Ordering::Relaxed;
+
+use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook, SvcHook};
 use hw_models::radio::{AirPacket, Radio};
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
@@ -37,6 +45,12 @@ pub struct Args {
     /// Share of received packets replaced by junk: over-length (LENGTH 38–255) or malformed.
     #[arg(long, default_value_t = 0.0)]
     pub junk_radio: f64,
+    /// A second sender on air from the moment the device has joined the update's session to the
+    /// end of the run: RATE advertising events per second (each on the three channels), half of
+    /// them another session's transfer of a different image from another address, half
+    /// malformed PDUs (bad AD framing, wrong lengths, control PDUs with garbage).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub foreign_sender: f64,
     /// Instructions per power-on before the run gives up.
     #[arg(long, default_value_t = 3_000_000_000)]
     pub budget: u64,
@@ -45,13 +59,91 @@ pub struct Args {
     pub max_boots: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Power cut: `transfer:N`, `install:N` or `confirm:N`, `:torn` to tear the operation
-    /// (repeatable; install and confirm share a power-on, so only one of them).
+    /// Power cut: `transfer:N`, `finalize:N`, `install:N` or `confirm:N`, `:torn` to tear the
+    /// operation (repeatable; transfer and finalize share a power-on, as do install and
+    /// confirm, so only one of each pair).
     #[arg(long = "cut", value_parser = parse_cut)]
     pub cuts: Vec<Cut>,
+    /// The apps in the app region, TBF files of the device directory placed one after the
+    /// other from its start, as tockloader places them (repeatable; default: the DFU app,
+    /// `tock-ota-dfu.tbf`).
+    #[arg(long = "app", value_name = "TBF")]
+    pub apps: Vec<String>,
+    /// Boot only: power-ons from reset with nothing on air until one ends other than in a
+    /// system reset (the budget spent, or the kernel asleep for good); the report says which
+    /// apps started (their first instruction ran), what the console printed and the faults.
+    /// Takes `--budget` per power-on; the update's options do not apply.
+    #[arg(long)]
+    pub boot_only: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Start of the DK kernel's app region (`boards/nrf52840dk-ota/layout.ld`, `_sapps`).
+const APP_REGION: u32 = 0x4_0000;
+/// End of the nRF52840's 1 MiB internal flash.
+const INTERNAL_FLASH_END: u64 = 0x10_0000;
+
+/// An app placed in the app region.
+#[derive(Debug, Serialize)]
+pub struct AppReport {
+    pub file: String,
+    /// Where its TBF starts, and its first instruction.
+    pub address: u32,
+    pub entry: u32,
+    /// Whether its first instruction ran: the kernel loaded and started it (a process whose
+    /// credential the kernel refuses never runs).
+    pub started: bool,
+}
+
+/// The first instruction of the TBF `tbf` placed at `address`: the header size plus the
+/// `init_fn_offset` of its Program TLV (type 9), else of its Main TLV (type 1), as Tock's
+/// `TbfHeader::get_init_function_offset` computes it (TBF v2 only), without the Thumb bit.
+pub fn tbf_entry(tbf: &[u8], address: u32) -> Result<u32, String> {
+    let u16_at = |at: usize| {
+        tbf.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        tbf.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if u16_at(0) != Some(2) {
+        return Err(format!(
+            "not a TBF version 2 header (version {:?})",
+            u16_at(0)
+        ));
+    }
+    let header_size = u16_at(2).ok_or("truncated header")? as usize;
+    if header_size < 16 || header_size > tbf.len() {
+        return Err(format!(
+            "header size {header_size} outside 16..={}",
+            tbf.len()
+        ));
+    }
+    let (mut at, mut main, mut program) = (16, None, None);
+    while at + 4 <= header_size {
+        let (kind, len) = (
+            u16_at(at).unwrap_or(0),
+            u16_at(at + 2).unwrap_or(0) as usize,
+        );
+        let value = at + 4;
+        if value + len > header_size {
+            return Err(format!("TLV {kind} at {at} runs past the header"));
+        }
+        match kind {
+            1 if len >= 4 => main = u32_at(value),
+            9 if len >= 4 => program = u32_at(value),
+            _ => {}
+        }
+        at = value + len.div_ceil(4) * 4;
+    }
+    let offset = program
+        .or(main)
+        .ok_or("no Program or Main TLV (no entry point)")?;
+    // The offset carries the Thumb bit (as the process's first PC does).
+    Ok((address + header_size as u32 + offset) & !1)
 }
 
 /// Where a power cut is counted from.
@@ -59,6 +151,7 @@ pub struct Args {
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Transfer,
+    Finalize,
     Install,
     Confirm,
 }
@@ -88,6 +181,7 @@ impl std::fmt::Display for Cut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let phase = match self.phase {
             Phase::Transfer => "transfer",
+            Phase::Finalize => "finalize",
             Phase::Install => "install",
             Phase::Confirm => "confirm",
         };
@@ -105,9 +199,14 @@ pub fn parse_cut(s: &str) -> Result<Cut, String> {
     let mut parts = s.split(':');
     let phase = match parts.next() {
         Some("transfer") => Phase::Transfer,
+        Some("finalize") => Phase::Finalize,
         Some("install") => Phase::Install,
         Some("confirm") => Phase::Confirm,
-        _ => return Err(format!("{s:?}: the phase is transfer, install or confirm")),
+        _ => {
+            return Err(format!(
+                "{s:?}: the phase is transfer, finalize, install or confirm"
+            ))
+        }
     };
     let op = parts
         .next()
@@ -133,6 +232,10 @@ pub struct CutReport {
     pub power_on: Option<usize>,
 }
 
+/// The SVC immediate of a Tock command syscall (TRD104, "Command": R0 the driver number, R1 the
+/// command number).
+const TOCK_COMMAND_SVC: u8 = 2;
+
 /// BLE advertising channels 37, 38, 39.
 const CHANNELS_MHZ: [u32; 3] = [2402, 2426, 2480];
 /// ADV_NONCONN_IND with a random (TxAdd) advertiser address.
@@ -148,6 +251,152 @@ struct SenderLink<'a> {
     heard: usize,
     events: u64,
     junk_sent: u64,
+    /// `--foreign-sender`'s second sender, if any.
+    foreign: Option<Foreign<'a>>,
+}
+
+/// A second sender on air (`--foreign-sender`): another session's transfer of a different
+/// image from that session's address, and malformed PDUs from that address or random ones. It
+/// starts once the device has joined the update's session (the update's sender has heard a
+/// status naming it: before that, whichever announce the receiver hears first is the session
+/// it joins) and goes on to the end of the run, every power-on.
+struct Foreign<'a> {
+    sender: Sender<'a>,
+    /// Mean time between its advertising events.
+    interval_us: u64,
+    /// Its next advertising event, once started.
+    next_event_us: Option<u64>,
+    rng: ChaCha8Rng,
+    /// When it started.
+    started_us: Option<u64>,
+    events: u64,
+    /// Its packets put on air (three per event), and those of them malformed.
+    packets: u64,
+    malformed: u64,
+    /// Its packets the RADIO received (whole, or cut at MAXLEN) into the device's RAM.
+    received: u64,
+    /// The random addresses its malformed PDUs came from (to tell its packets apart).
+    random_addresses: std::collections::HashSet<[u8; 6]>,
+}
+
+/// Most foreign advertising events per second: an event's three packets take 1.2 ms.
+const FOREIGN_RATE_MAX: f64 = 500.0;
+
+impl Foreign<'_> {
+    /// Queues its events up to `until_us`.
+    fn queue(&mut self, until_us: u64, radio: &mut Radio) {
+        while let Some(at) = self.next_event_us.filter(|&t| t <= until_us) {
+            let (adv_a, adv) = if self.rng.gen::<bool>() {
+                self.malformed += 3;
+                self.malformed_adv()
+            } else {
+                let mut adv = [0u8; ADV_DATA_MAX];
+                let n = self.sender.next_adv(&mut adv);
+                (self.sender.address(), adv[..n].to_vec())
+            };
+            let mut payload = adv_a.to_vec();
+            payload.extend_from_slice(&adv);
+            for (i, &mhz) in CHANNELS_MHZ.iter().enumerate() {
+                radio.air(AirPacket {
+                    at_us: at + 400 * i as u64,
+                    mhz,
+                    s0: ADV_NONCONN_IND_RANDOM,
+                    length: payload.len() as u8,
+                    payload: payload.clone(),
+                    crc_ok: true,
+                });
+            }
+            self.packets += 3;
+            self.events += 1;
+            let half = self.interval_us / 2;
+            self.next_event_us = Some(at + half + self.rng.gen_range(0..=2 * half));
+        }
+    }
+
+    /// A malformed advertisement (AdvA, AdvData of at most 31 bytes) from this sender's address
+    /// or a random one: every way `adv_transfer::wire::unframe` and the receiver's PDU parsers
+    /// refuse, and control PDUs of every kind filled with garbage.
+    fn malformed_adv(&mut self) -> ([u8; 6], Vec<u8>) {
+        let rng = &mut self.rng;
+        let adv_a = if rng.gen::<bool>() {
+            self.sender.address()
+        } else {
+            let mut a: [u8; 6] = rng.gen();
+            a[5] |= 0xC0; // a random static address
+            self.random_addresses.insert(a);
+            a
+        };
+        let garbage =
+            |rng: &mut ChaCha8Rng, n: usize| (0..n).map(|_| rng.gen()).collect::<Vec<u8>>();
+        // Our company's manufacturer-specific AD structure around `pdu` (at most 27 bytes).
+        let ours = |pdu: &[u8]| {
+            let mut adv = vec![pdu.len() as u8 + 3, 0xFF];
+            adv.extend_from_slice(&DEFAULT_COMPANY_ID.to_le_bytes());
+            adv.extend_from_slice(pdu);
+            adv
+        };
+        let adv = match rng.gen_range(0..8) {
+            // An AD structure whose length runs past the end.
+            0 => {
+                let n = rng.gen_range(1..ADV_DATA_MAX);
+                let mut adv = garbage(rng, n);
+                adv[0] = rng.gen_range(n as u8..=255);
+                adv
+            }
+            // Another company's manufacturer data.
+            1 => {
+                let mut adv = ours(&garbage(rng, 20));
+                adv[2] ^= 0x5A;
+                adv
+            }
+            // Our company with a PDU too short for a head (0 or 1 byte).
+            2 => {
+                let n = rng.gen_range(0..2);
+                ours(&garbage(rng, n))
+            }
+            // An announce of the wrong length, or of the right length with garbage fields.
+            3 => {
+                let len = rng.gen_range(2..=27);
+                let mut pdu = garbage(rng, len);
+                pdu[0] = adv_transfer::wire::KIND_ANNOUNCE;
+                ours(&pdu)
+            }
+            // A manifest of garbage (length not head + 4n, or garbage CRCs for a random
+            // session).
+            4 => {
+                let len = rng.gen_range(1..=27);
+                let mut pdu = garbage(rng, len);
+                pdu[0] = adv_transfer::wire::KIND_MANIFEST;
+                ours(&pdu)
+            }
+            // A status, a base or a target of garbage.
+            5 => {
+                let len = rng.gen_range(1..=27);
+                let mut pdu = garbage(rng, len);
+                pdu[0] = [
+                    adv_transfer::wire::KIND_STATUS,
+                    adv_transfer::wire::KIND_BASE,
+                    adv_transfer::wire::KIND_TARGET,
+                ][rng.gen_range(0..3)];
+                ours(&pdu)
+            }
+            // An undefined control kind.
+            6 => {
+                let len = rng.gen_range(1..=27);
+                let mut pdu = garbage(rng, len);
+                pdu[0] = rng.gen_range(0xF9..=0xFF);
+                ours(&pdu)
+            }
+            // A chunk head alone, or a chunk beyond any image.
+            _ => {
+                let len = if rng.gen::<bool>() { 2 } else { 27 };
+                let mut pdu = garbage(rng, len);
+                pdu[..2].copy_from_slice(&rng.gen_range(0xE000u16..0xF000).to_be_bytes());
+                ours(&pdu)
+            }
+        };
+        (adv_a, adv)
+    }
 }
 
 impl hw_models::radio::Air for SenderLink<'_> {
@@ -156,6 +405,9 @@ impl hw_models::radio::Air for SenderLink<'_> {
             // AdvA (6 bytes), then the AdvData.
             if sent.payload.len() > 6 {
                 self.sender.on_adv(&sent.payload[6..]);
+                if let Some(f) = &mut self.foreign {
+                    f.sender.on_adv(&sent.payload[6..]);
+                }
             }
         }
         self.heard = radio.transmitted.len();
@@ -185,10 +437,29 @@ impl hw_models::radio::Air for SenderLink<'_> {
             self.events += 1;
             self.next_event_us += 20_000 + self.rng.gen_range(0..=10_000);
         }
+        if let Some(f) = &mut self.foreign {
+            if f.next_event_us.is_none() && self.sender.receiver_state().is_some() {
+                f.next_event_us = Some(now_us);
+                f.started_us = Some(now_us);
+            }
+            f.queue(now_us + 1_000, radio);
+            // Which packets the RADIO takes by now: the peripheral model advances it to the
+            // same time right after this call, so advancing here changes nothing; its EasyDMA
+            // writes (S0, LENGTH, AdvA, ...) are drained only after that.
+            let before = radio.dma_writes.len();
+            radio.advance(now_us);
+            let theirs = f.sender.address();
+            f.received += radio.dma_writes[before..]
+                .iter()
+                .filter_map(|(_, bytes)| <[u8; 6]>::try_from(bytes.get(2..8)?).ok())
+                .filter(|a| *a == theirs || f.random_addresses.contains(a))
+                .count() as u64;
+        }
     }
 
     fn next_at(&self) -> Option<u64> {
-        Some(self.next_event_us)
+        let foreign = self.foreign.as_ref().and_then(|f| f.next_event_us);
+        Some(foreign.map_or(self.next_event_us, |f| f.min(self.next_event_us)))
     }
 }
 
@@ -234,17 +505,35 @@ pub struct PowerOn {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ForeignReport {
+    pub session: u32,
+    pub image_len: usize,
+    /// When it started (emulated seconds since the first power-on), if it did.
+    pub started_at_seconds: Option<f64>,
+    pub events: u64,
+    pub packets: u64,
+    pub malformed_packets: u64,
+    pub packets_received: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Report {
     pub kernel_before: String,
     pub kernel_after: String,
     pub confirmed: bool,
     pub app_listening_after_update: bool,
+    /// The last power-on's console has the DFU app's "dfu: listening".
+    pub listening: bool,
+    pub apps: Vec<AppReport>,
     pub emulated_seconds: f64,
     pub instructions: u64,
     pub wall_seconds: f64,
     pub emulated_seconds_per_wall_second: f64,
     pub advertising_events: u64,
     pub junk_packets: u64,
+    /// `--foreign-sender`: its advertising events and packets on air, those of them malformed,
+    /// and those the device's RADIO received (whole or cut at MAXLEN).
+    pub foreign: Option<ForeignReport>,
     pub sender_complete: bool,
     pub receiver_state: Option<String>,
     pub power_ons: Vec<PowerOn>,
@@ -278,10 +567,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.loss) || !(0.0..=1.0).contains(&args.junk_radio) {
         anyhow::bail!("--loss and --junk-radio are shares between 0 and 1");
     }
-    let cut_in = |phase| args.cuts.iter().filter(|c| c.phase == phase).count();
-    if cut_in(Phase::Transfer) > 1 || cut_in(Phase::Install) + cut_in(Phase::Confirm) > 1 {
+    if args.boot_only
+        && (!args.cuts.is_empty()
+            || args.loss > 0.0
+            || args.junk_radio > 0.0
+            || args.foreign_sender > 0.0)
+    {
         anyhow::bail!(
-            "--cut: one transfer cut, and one install or confirm cut (they share a power-on)"
+            "--boot-only puts nothing on air: --cut, --loss, --junk-radio and --foreign-sender do not apply"
+        );
+    }
+    if !(0.0..=FOREIGN_RATE_MAX).contains(&args.foreign_sender) {
+        anyhow::bail!(
+            "--foreign-sender {}: advertising events per second, 0 (none) to {FOREIGN_RATE_MAX}",
+            args.foreign_sender
+        );
+    }
+    let cut_in = |phase| args.cuts.iter().filter(|c| c.phase == phase).count();
+    if cut_in(Phase::Transfer) + cut_in(Phase::Finalize) > 1
+        || cut_in(Phase::Install) + cut_in(Phase::Confirm) > 1
+    {
+        anyhow::bail!(
+            "--cut: one transfer or finalize cut, and one install or confirm cut (each pair shares a power-on)"
         );
     }
     let mut cuts: Vec<CutReport> = args
@@ -297,7 +604,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bootloader = Firmware::from_elf(&read(dir, "bootloader.elf")?)
         .map_err(|e| anyhow::anyhow!("bootloader.elf: {e}"))?;
     let kernel = read(dir, "kernel-v1.bin")?;
-    let app = read(dir, "tock-ota-dfu.tbf")?;
     let v2 = read(dir, "kernel-v2.signed.bin")?;
     let v2_hash = ota_image::parse_image(&mut &v2[..])
         .map_err(|e| anyhow::anyhow!("kernel-v2.signed.bin: {e:?}"))?
@@ -310,11 +616,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let layout = boot_nrf::NRF52840_DK;
     board.nvmc().load(layout.kernel_slot.start, &kernel);
-    board.nvmc().load(0x4_0000, &app);
+    let app_files = if args.apps.is_empty() {
+        vec!["tock-ota-dfu.tbf".to_string()]
+    } else {
+        args.apps.clone()
+    };
+    let mut apps = Vec::new();
+    let mut at = APP_REGION;
+    for file in app_files {
+        let tbf = read(dir, &file)?;
+        let entry = tbf_entry(&tbf, at).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        if u64::from(at) + tbf.len() as u64 > INTERNAL_FLASH_END {
+            anyhow::bail!("{file} at {at:#x} does not fit in the internal flash");
+        }
+        board.nvmc().load(at, &tbf);
+        apps.push(AppReport {
+            file,
+            address: at,
+            entry,
+            started: false,
+        });
+        at += tbf.len() as u32;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let session = rng.gen_range(1..u32::MAX);
     let sender = Sender::new(DEFAULT_COMPANY_ID, &v2, session, 0)
         .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+    // The foreign sender's image: as long as v2, other bytes (its own generator, so the
+    // update's link draws the same numbers with or without it).
+    let mut foreign_rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xF0_5E1D);
+    let foreign_image: Vec<u8> = (0..v2.len()).map(|_| foreign_rng.gen()).collect();
+    let foreign_session = loop {
+        let s = foreign_rng.gen_range(1..u32::MAX);
+        if s != session {
+            break s;
+        }
+    };
+    let foreign = (args.foreign_sender > 0.0)
+        .then(|| -> anyhow::Result<Foreign> {
+            Ok(Foreign {
+                sender: Sender::new(DEFAULT_COMPANY_ID, &foreign_image, foreign_session, 0)
+                    .map_err(|e| anyhow::anyhow!("foreign sender: {e}"))?,
+                interval_us: (1e6 / args.foreign_sender) as u64,
+                next_event_us: None,
+                rng: foreign_rng,
+                started_us: None,
+                events: 0,
+                packets: 0,
+                malformed: 0,
+                received: 0,
+                random_addresses: Default::default(),
+            })
+        })
+        .transpose()?;
     let mut link = SenderLink {
         sender,
         next_event_us: 0,
@@ -324,6 +678,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         heard: 0,
         events: 0,
         junk_sent: 0,
+        foreign,
     };
 
     let wall = std::time::Instant::now();
@@ -335,21 +690,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_instructions: args.budget,
         budget_ends_run: true,
         // The trial kernel's app confirms and listens: then a further reboot follows.
-        stop_on_console: vec!["confirmed this kernel".into(), "listening".into()],
+        stop_on_console: if args.boot_only {
+            Vec::new()
+        } else {
+            vec!["confirmed this kernel".into(), "listening".into()]
+        },
+        watch: apps.iter().map(|a| a.entry).collect(),
         ..BootConfig::default()
     };
     let mut confirm_seen = false;
     let (mut power_ons, mut console, mut instructions, mut error) =
         (Vec::new(), String::new(), 0u64, None);
     let mut listening_after_update = false;
+    // The console of the latest power-on that ran.
+    let mut last_console = String::new();
     // The cuts armed for the power-on about to run, and whether the update was finalized.
     let (mut transfer_armed, mut install_armed, mut finalized) = (false, false, false);
+    let finalize_armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for _ in 0..args.max_boots {
         let clock = board.clock.clone();
         // A new RADIO each power-on: the link's view of what it heard restarts.
         link.heard = 0;
         let mut armed = None;
+        let mut finalize_watch = None;
         cfg.at_kernel_jump = None;
+        cfg.at_svc = None;
+        if let (Some(i), false) = (cut_of(Phase::Finalize), finalize_armed.load(Relaxed)) {
+            // Counted from the DFU app's FINALIZE command to the staged-update driver, in
+            // whichever power-on it comes (the first).
+            let (cut, power, flag) = (args.cuts[i], board.power.clone(), finalize_armed.clone());
+            cfg.at_svc = Some(SvcHook(std::sync::Arc::new(move |imm, r| {
+                if imm == TOCK_COMMAND_SVC
+                    && r[0] == dfu_abi::update::DRIVER_NUM
+                    && r[1] == dfu_abi::update::command::FINALIZE
+                    && !flag.swap(true, Relaxed)
+                {
+                    cut.arm(&power);
+                }
+            })));
+            finalize_watch = Some(i);
+        }
         if !transfer_armed && cfg.uicr != boot_emu::ficr::Uicr::erased() {
             transfer_armed = true;
             armed = cut_of(Phase::Transfer);
@@ -373,7 +753,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             board.internal.port(),
             &clock,
             &cfg,
-            Some(&mut link),
+            if args.boot_only {
+                None
+            } else {
+                Some(&mut link)
+            },
         );
         let report = match result {
             Ok(r) => Some(r),
@@ -421,10 +805,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .collect();
             cfg.uicr = report.uicr.clone();
+            for app in &mut apps {
+                app.started |= report
+                    .watch_hits
+                    .get(&app.entry)
+                    .is_some_and(|hits| !hits.is_empty());
+            }
+            last_console = text;
         }
         power_ons.push(on);
-        if let Some(i) = armed {
-            if exit == Exit::PowerLost {
+        if let Some(i) = armed.or(finalize_watch.filter(|_| finalize_armed.load(Relaxed))) {
+            if exit == Exit::PowerLost && cuts[i].power_on.is_none() {
                 cuts[i].power_on = Some(power_ons.len());
             }
         }
@@ -461,12 +852,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         kernel_after,
         confirmed,
         app_listening_after_update: listening_after_update,
+        listening: last_console.contains("dfu: listening"),
+        apps,
         emulated_seconds: emulated,
         instructions,
         wall_seconds: wall_s,
         emulated_seconds_per_wall_second: emulated / wall_s.max(1e-9),
         advertising_events: link.events,
         junk_packets: link.junk_sent,
+        foreign: link.foreign.as_ref().map(|f| ForeignReport {
+            session: foreign_session,
+            image_len: foreign_image.len(),
+            started_at_seconds: f.started_us.map(|t| (t - start_us) as f64 / 1e6),
+            events: f.events,
+            packets: f.packets,
+            malformed_packets: f.malformed,
+            packets_received: f.received,
+        }),
         sender_complete: link.sender.is_complete(),
         receiver_state: link.sender.receiver_state().map(|s| format!("{s:?}")),
         power_ons,
@@ -494,6 +896,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for line in &report.console {
             cli_output::outln!("console: {line}");
         }
+        for (i, p) in report.power_ons.iter().enumerate() {
+            for f in &p.faults {
+                cli_output::outln!("power-on {}: fault: {f}", i + 1);
+            }
+        }
+        for a in &report.apps {
+            cli_output::outln!(
+                "app {} at {:#x}, entry {:#x}: {}",
+                a.file,
+                a.address,
+                a.entry,
+                if a.started { "started" } else { "never ran" }
+            );
+        }
         for c in &report.cuts {
             match c.power_on {
                 Some(n) => cli_output::outln!("cut {}: power lost in power-on {n}", c.cut),
@@ -520,6 +936,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "receiver state as the sender last heard it: {:?}",
             report.receiver_state
         );
+        if let Some(f) = &report.foreign {
+            cli_output::outln!(
+                "foreign sender (session {:#010x}, {} B image): from {:?} s, {} events, {} packets on air ({} malformed), {} received by the RADIO",
+                f.session,
+                f.image_len,
+                f.started_at_seconds,
+                f.events,
+                f.packets,
+                f.malformed_packets,
+                f.packets_received
+            );
+        }
         if let Some(e) = &report.error {
             cli_output::outln!("stopped: {e}");
         }
@@ -531,9 +959,114 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// A foreign sender for the tests, started.
+    fn foreign(image: &[u8], session: u32) -> Foreign<'_> {
+        Foreign {
+            sender: Sender::new(DEFAULT_COMPANY_ID, image, session, 0).unwrap(),
+            interval_us: 10_000,
+            next_event_us: Some(0),
+            rng: ChaCha8Rng::seed_from_u64(7),
+            started_us: Some(0),
+            events: 0,
+            packets: 0,
+            malformed: 0,
+            received: 0,
+            random_addresses: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_foreign_sender_never_reaches_a_joined_session() {
+        use adv_transfer::{Receiver, RxOutcome};
+        let image = vec![0x5A; 3 * adv_transfer::wire::BLOCK_LEN];
+        let mut sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x1234_5678, 0).unwrap();
+        let mut bitmap = [0u8; 64];
+        let mut rx = Receiver::new(DEFAULT_COMPANY_ID, 16 * 4096, &mut bitmap, None, false);
+        let mut adv = [0u8; ADV_DATA_MAX];
+        let n = sender.next_adv(&mut adv);
+        assert_eq!(rx.on_adv(sender.address(), &adv[..n]), RxOutcome::Announce);
+        // The staging session begins (the store answers at once).
+        let begun = (0..4).take_while(|_| rx.poll_op().is_some()).count();
+        assert_eq!(begun, 1);
+        rx.op_done(Ok(&[]));
+        assert!(rx.poll_op().is_none());
+        let (session, progress, state) = (rx.session(), rx.progress(), rx.state());
+
+        let other = vec![0xA5; 2 * adv_transfer::wire::BLOCK_LEN];
+        let mut f = foreign(&other, 0x0BAD_CAFE);
+        let mut outcomes = std::collections::BTreeMap::new();
+        for i in 0..4_000 {
+            let (adv_a, adv) = if i % 2 == 0 {
+                f.malformed_adv()
+            } else {
+                let mut adv = [0u8; ADV_DATA_MAX];
+                let n = f.sender.next_adv(&mut adv);
+                (f.sender.address(), adv[..n].to_vec())
+            };
+            assert!(adv.len() <= ADV_DATA_MAX, "{adv:02x?}");
+            assert_ne!(adv_a, sender.address());
+            let out = rx.on_adv(adv_a, &adv);
+            assert!(
+                !matches!(
+                    out,
+                    RxOutcome::Chunk
+                        | RxOutcome::Duplicate
+                        | RxOutcome::Manifest
+                        | RxOutcome::Mismatch
+                ),
+                "{out:?} for {adv_a:02x?} {adv:02x?}"
+            );
+            *outcomes.entry(format!("{out:?}")).or_insert(0) += 1;
+        }
+        // Nothing of the joined session moved.
+        assert_eq!(
+            (rx.session(), rx.progress(), rx.state()),
+            (session, progress, state)
+        );
+        // Every way of being turned away occurred.
+        for want in ["Malformed", "NotOurs", "OtherSession", "Foreign"] {
+            assert!(
+                outcomes.get(want).is_some_and(|&n| n > 20),
+                "{want}: {outcomes:?}"
+            );
+        }
+        // And the update's own session goes on (its manifest, then chunks).
+        let outs: Vec<_> = (0..4)
+            .map(|_| {
+                let n = sender.next_adv(&mut adv);
+                rx.on_adv(sender.address(), &adv[..n])
+            })
+            .collect();
+        assert!(
+            outs.contains(&RxOutcome::Chunk)
+                && outs
+                    .iter()
+                    .all(|o| matches!(o, RxOutcome::Chunk | RxOutcome::Manifest)),
+            "{outs:?}"
+        );
+    }
+
+    #[test]
+    fn the_foreign_sender_puts_three_packets_per_event_on_air_at_its_rate() {
+        let other = vec![0xA5; 4096];
+        let mut f = foreign(&other, 0x0BAD_CAFE);
+        let mut radio = Radio::new(0x2000_0000..0x2004_0000);
+        f.queue(1_000_000, &mut radio);
+        // Mean 10 ms between events, each within 5–15 ms of the last.
+        assert!((67..=200).contains(&f.events), "{} events in 1 s", f.events);
+        assert_eq!(f.packets, 3 * f.events);
+        assert!(f.malformed > 0 && f.malformed < f.packets);
+        assert!(f.next_event_us.unwrap() > 1_000_000);
+    }
+
     #[test]
     fn cuts_parse_and_print_back_and_bad_ones_say_why() {
-        for s in ["transfer:40", "install:1000:torn", "confirm:1:torn"] {
+        for s in [
+            "transfer:40",
+            "finalize:2:torn",
+            "install:1000:torn",
+            "confirm:1:torn",
+        ] {
             assert_eq!(parse_cut(s).unwrap().to_string(), s);
         }
         assert_eq!(
