@@ -1,6 +1,7 @@
 //! The DFU app's binding to Tock: [`TockKernel`] implements `dfu_app::Kernel` with libtock-rs
-//! syscalls (allow, subscribe, command, yield) against the kernel's staged-update (0xA0000) and
-//! bulk-scan (0xA0001) drivers and Tock's alarm; the logic is `dfu-app`'s [`run`]. The driver
+//! syscalls (allow, subscribe, command, yield) against the kernel's staged-update (0xA0000),
+//! bulk-scan (0xA0001) and app-update (0xA0002, `INSTALL` of an app session's staged TBF)
+//! drivers and Tock's alarm; the logic is `dfu-app`'s [`run`]. The driver
 //! interfaces are documented in the capsules (`capsules/src/staged_update.rs`,
 //! `capsules/src/bulk_scan.rs`); their numbers are `dfu-abi`'s.
 //!
@@ -15,7 +16,7 @@ use core::cell::Cell;
 use core::fmt::{self, Write};
 use core::marker::PhantomData;
 
-use dfu_abi::{scan, update};
+use dfu_abi::{app, scan, update};
 use dfu_app::{Batch, OpError};
 use libtock_platform::allow_ro::AllowRo;
 use libtock_platform::allow_rw::AllowRw;
@@ -45,6 +46,8 @@ const SCAN_ADV: u32 = scan::ro_allow::ADV_DATA;
 const SCAN_BUFFER: u32 = scan::rw_allow::BATCH;
 const SCAN_BATCH: u32 = scan::upcall::BATCH;
 const ALARM: u32 = alarm::DRIVER_NUM;
+const APP: u32 = app::DRIVER_NUM;
+const APP_DONE: u32 = app::upcall::DONE;
 const ALARM_UPCALL: u32 = alarm::UPCALL;
 
 /// `dfu_app::Kernel` over libtock-rs syscalls `S`, logging to `console`.
@@ -267,6 +270,39 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
 
     fn halted(&mut self) -> bool {
         (self.halt)()
+    }
+
+    /// `INSTALL` on the app-update driver: no buffer, one upcall `(INSTALL, status, value)`:
+    /// status 0 and the installed version, or `FAIL` and the refusal's detail.
+    fn app_install(&mut self, len: u32, timeout_ms: u32) -> Result<u32, OpError> {
+        let done: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
+        let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        share::scope::<
+            (
+                Subscribe<_, APP, APP_DONE>,
+                Subscribe<_, ALARM, ALARM_UPCALL>,
+            ),
+            _,
+            _,
+        >(|handle| {
+            let (subscribe, alarm) = handle.split();
+            let refused = |e: ErrorCode| OpError::Refused(code(e));
+            S::subscribe::<_, _, DefaultConfig, APP, APP_DONE>(subscribe, &done)
+                .map_err(refused)?;
+            S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)
+                .map_err(refused)?;
+            S::command(APP, app::command::INSTALL, len, 0)
+                .to_result::<(), ErrorCode>()
+                .map_err(refused)?;
+            match wait_for::<S, _>(&done, &fired, timeout_ms) {
+                None => Err(OpError::TimedOut),
+                Some((_, 0, version)) => Ok(version),
+                Some((_, status, detail)) => Err(OpError::Failed {
+                    code: status,
+                    detail,
+                }),
+            }
+        })
     }
 }
 
