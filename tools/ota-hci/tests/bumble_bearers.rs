@@ -185,6 +185,8 @@ fn extended_advdata_in_fragments_reaches_a_bumble_scanner_intact() {
     for p in &payloads {
         adv.transmit(&mut hci, p, 3, &mut |_| {}).unwrap();
     }
+    hci.pump(Instant::now() + adv.interval() * 3, &mut |_| {})
+        .unwrap();
     adv.stop(&mut hci).unwrap();
 
     let heard: Vec<Vec<String>> = lines(&rx, Duration::from_millis(500))
@@ -227,11 +229,12 @@ fn a_bumble_scanner_syncs_to_the_periodic_train_and_gets_its_advdata() {
         .enumerate()
         .map(|(i, n)| adv_data(*n, i as u8 + 40))
         .collect();
-    // Each held for three of Bumble's 20 ms events (the last one too, before the stop).
+    // Each held for five of Bumble's 20 ms events (the last one too, before the stop), so a
+    // late Python timer on a loaded machine still leaves it some.
     for p in &payloads {
-        adv.transmit(&mut hci, p, 3, &mut |_| {}).unwrap();
+        adv.transmit(&mut hci, p, 5, &mut |_| {}).unwrap();
     }
-    hci.pump(Instant::now() + adv.interval() * 3, &mut |_| {})
+    hci.pump(Instant::now() + adv.interval() * 5, &mut |_| {})
         .unwrap();
     adv.stop(&mut hci).unwrap();
 
