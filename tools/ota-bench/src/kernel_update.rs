@@ -12,6 +12,11 @@ use ota_image::compressed::Compression;
 use ota_sim::system::{run_demo, DemoParams, DemoReport};
 use serde::Serialize;
 
+/// Issue #14's targets for receiving the update, in seconds at 0 % loss: a full update of the
+/// DK kernel (sent compressed) and a small change (sent as a patch).
+pub const TARGET_FULL_S: f64 = 55.0;
+pub const TARGET_SMALL_CHANGE_S: f64 = 8.0;
+
 #[derive(Serialize, Debug, Clone)]
 pub struct KernelRow {
     /// raw, compressed or delta.
@@ -28,9 +33,11 @@ pub struct KernelRow {
     pub receiving_s: f64,
     /// The whole update ended with the new kernel confirmed.
     pub confirmed: bool,
+    /// The issue's target for `receiving_s`, if this row has one.
+    pub target_s: Option<f64>,
 }
 
-fn row(sent: &str, r: &DemoReport) -> KernelRow {
+fn row(sent: &str, r: &DemoReport, target_s: Option<f64>) -> KernelRow {
     KernelRow {
         sent: sent.into(),
         image_bytes: r.image_bytes,
@@ -39,6 +46,7 @@ fn row(sent: &str, r: &DemoReport) -> KernelRow {
         rebuild_simulated_s: r.rebuild_simulated_s,
         receiving_s: r.transfer_simulated_s - r.rebuild_simulated_s,
         confirmed: r.confirmed,
+        target_s,
     }
 }
 
@@ -51,7 +59,7 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
     };
     let mut rows = Vec::new();
     let raw = run_demo(&params, &mut |_| {})?;
-    rows.push(row("raw", &raw));
+    rows.push(row("raw", &raw, None));
 
     let compressed = run_demo(
         &DemoParams {
@@ -60,7 +68,11 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
         },
         &mut |_| {},
     )?;
-    rows.push(row("compressed (lzma2armthumb)", &compressed));
+    rows.push(row(
+        "compressed (lzma2armthumb)",
+        &compressed,
+        Some(TARGET_FULL_S),
+    ));
 
     if let Some(old) = old {
         let delta = run_demo(
@@ -76,32 +88,39 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
                 delta.delta_refused.unwrap_or_default()
             );
         }
-        rows.push(row("delta", &delta));
+        rows.push(row("delta", &delta, Some(TARGET_SMALL_CHANGE_S)));
     }
     Ok(rows)
 }
 
 pub fn print(rows: &[KernelRow]) {
     cli_output::outln!(
-        "{:<28} {:>9} {:>9} {:>11} {:>10} {:>9} {:>10}",
+        "{:<28} {:>9} {:>9} {:>11} {:>10} {:>9} {:>10}  {}",
         "kernel update sent as",
         "image B",
         "on air B",
         "transfer s",
         "rebuild s",
         "receive s",
-        "confirmed"
+        "confirmed",
+        "target (receiving)"
     );
     for r in rows {
+        let target = match r.target_s {
+            Some(t) if r.receiving_s <= t => format!("<= {t:.0} s: met"),
+            Some(t) => format!("<= {t:.0} s: MISSED by {:.1} s", r.receiving_s - t),
+            None => String::new(),
+        };
         cli_output::outln!(
-            "{:<28} {:>9} {:>9} {:>11.1} {:>10.1} {:>9.1} {:>10}",
+            "{:<28} {:>9} {:>9} {:>11.1} {:>10.1} {:>9.1} {:>10}  {}",
             r.sent,
             r.image_bytes,
             r.bytes_on_air_image,
             r.transfer_simulated_s,
             r.rebuild_simulated_s,
             r.receiving_s,
-            if r.confirmed { "yes" } else { "NO" }
+            if r.confirmed { "yes" } else { "NO" },
+            target
         );
     }
 }

@@ -23,4 +23,7 @@ fn raw_compressed_and_delta_rows_each_send_less_than_the_one_before() {
     assert!(
         (delta.receiving_s + delta.rebuild_simulated_s - delta.transfer_simulated_s).abs() < 1e-9
     );
+    // Each row is held to the target for its kind (none for the raw image).
+    let targets: Vec<Option<f64>> = rows.iter().map(|r| r.target_s).collect();
+    assert_eq!(targets, [None, Some(55.0), Some(8.0)]);
 }
