@@ -1046,6 +1046,50 @@ mod tests {
         );
     }
 
+    /// A TBF v2 header: the base header, then (type, value words) TLVs.
+    fn tbf_header(tlvs: &[(u16, &[u32])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, words) in tlvs {
+            body.extend_from_slice(&kind.to_le_bytes());
+            body.extend_from_slice(&(4 * words.len() as u16).to_le_bytes());
+            for w in *words {
+                body.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let header_size = 16 + body.len() as u16;
+        let mut tbf = 2u16.to_le_bytes().to_vec();
+        tbf.extend_from_slice(&header_size.to_le_bytes());
+        tbf.extend_from_slice(&[0; 12]); // total size, flags, checksum: not read
+        tbf.extend_from_slice(&body);
+        tbf
+    }
+
+    #[test]
+    fn tbf_entry_is_the_header_size_plus_the_init_offset() {
+        // Main TLV (type 1): init_fn_offset 0x41 (Thumb), protected size, minimum RAM.
+        let main = tbf_header(&[(1, &[0x41, 0, 4096])]);
+        assert_eq!(tbf_entry(&main, 0x4_0000), Ok(0x4_0000 + 16 + 16 + 0x40));
+        // A Program TLV (type 9) wins over Main; other TLVs are skipped.
+        let program = tbf_header(&[(3, &[7, 7]), (1, &[0x41, 0, 0]), (9, &[0x81, 0, 0, 0, 0])]);
+        assert_eq!(
+            tbf_entry(&program, 0x4_8000),
+            Ok(0x4_8000 + program.len() as u32 + 0x80)
+        );
+        // Refused, saying why.
+        let mut v1 = main.clone();
+        v1[0] = 1;
+        assert!(tbf_entry(&v1, 0).unwrap_err().contains("version"));
+        assert!(tbf_entry(&tbf_header(&[(3, &[1])]), 0)
+            .unwrap_err()
+            .contains("no Program or Main"));
+        let mut long = main.clone();
+        long[18..20].copy_from_slice(&200u16.to_le_bytes());
+        assert!(tbf_entry(&long, 0).unwrap_err().contains("runs past"));
+        assert!(tbf_entry(&main[..20], 0)
+            .unwrap_err()
+            .contains("header size"));
+    }
+
     #[test]
     fn the_foreign_sender_puts_three_packets_per_event_on_air_at_its_rate() {
         let other = vec![0xA5; 4096];
