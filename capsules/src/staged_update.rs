@@ -395,12 +395,22 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
     }
 
     /// Whether a stream session exists (it stands in front of the staging slot's).
+    ///
+    /// A stream session whose image the staging slot holds finalized (the same tag) is over: a
+    /// power cut after a rebuild's boot request and before the stream session was forgotten
+    /// leaves it behind, and it must not stand in front of the finalized session.
     fn stream_active(&self) -> bool {
-        self.streams.as_ref().is_some_and(|s| {
-            s.policy
-                .map(|p| p.status().state != SessionState::Idle)
-                .unwrap_or(false)
-        })
+        let Some(s) = self.streams.as_ref() else {
+            return false;
+        };
+        let Some(stream) = s.policy.map(|p| p.status()) else {
+            return false;
+        };
+        if stream.state == SessionState::Idle {
+            return false;
+        }
+        let staged = self.policy.map(|p| p.status());
+        !staged.is_some_and(|m| m.state == SessionState::Finalized && m.tag == stream.tag)
     }
 
     /// Runs `f` on the stream area's policy when `on_stream`, else on the staging slot's.

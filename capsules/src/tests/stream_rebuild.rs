@@ -126,7 +126,10 @@ impl Rig {
 
     /// Begin a session with `capabilities` in its tag, erase and write `bytes`.
     fn stage(&self, bytes: &[u8], capabilities: u8) {
+        // Each session its own tag (as the sender's session number makes it).
         let mut tag = [0x11; TAG_LEN];
+        tag[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        tag[4] = bytes[bytes.len() / 2];
         tag[crate::stream_rebuild::TAG_CAPABILITIES] = capabilities;
         let begin = Request::Begin {
             tag,
@@ -383,6 +386,20 @@ fn a_power_cut_during_the_rebuild_costs_a_finalize() {
         );
         assert_finalized(&cut_rig, cut_rig.finalize(), &new);
     }
+    // A cut after the boot request, before the stream session is forgotten: the rebuilt image
+    // is requested and the finalized session is what the app sees after the reboot.
+    let rig2 = rig.reboot(slot, false);
+    rig2.core
+        .request(dfu(), command::FINALIZE, Request::Finalize, None)
+        .unwrap();
+    for _ in 0..total - 1 {
+        assert!(rig2.flash.complete(), "the rebuild ended early");
+    }
+    let cut_rig = rig2.reboot(slot, false);
+    assert!(!cut_rig.no_request(), "the boot request was written");
+    let status = cut_rig.core.status().unwrap();
+    assert_eq!(status.state, SessionState::Finalized);
+    assert_eq!(status.image_len, new.len() as u32);
     // A failed flash operation (not a reboot) ends finalize with a flash error; the next
     // finalize rebuilds from the start.
     let rig = rig.reboot(slot, false);
