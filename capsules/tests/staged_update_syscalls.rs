@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::vec::Vec;
 
 use fake_nor::FakeNor;
-use image::image;
+use image::{image, image_hash};
 use kernel::process::ShortId;
 use kernel::syscall::SyscallDriver;
 use kernel::ErrorCode;
@@ -62,13 +62,26 @@ type Outcome = Result<(usize, usize), ErrorCode>;
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_streams(false)
+    }
+
+    /// With `streams`: the core takes received streams (delta patches only).
+    fn with_streams(streams: bool) -> Rig {
         let harness = Harness::new();
         let flash = FakeNor::new(CAPACITY);
         let data: &'static mut [u8] = Box::leak(vec![0u8; BUF_LEN].into_boxed_slice());
         let scratch: &'static mut [u8] = Box::leak(vec![0u8; MAX_POLICY_READ].into_boxed_slice());
-        let core: &'static StagedUpdate<'static, FakeNor> = Box::leak(Box::new(
-            StagedUpdate::new(flash, Config::nrf52840dk(DFU), data, scratch).unwrap(),
-        ));
+        let mut core = StagedUpdate::new(flash, Config::nrf52840dk(DFU), data, scratch).unwrap();
+        if streams {
+            let area = tock_ota_capsules::stream_rebuild::StreamArea {
+                config: Config::nrf52840dk_stream(DFU),
+                kernel_slot: Box::leak(vec![0xFF; 4096].into_boxed_slice()),
+                read_buf: Box::leak(vec![0u8; 256].into_boxed_slice()),
+                compressed: None,
+            };
+            core = core.with_streams(area).unwrap();
+        }
+        let core: &'static StagedUpdate<'static, FakeNor> = Box::leak(Box::new(core));
         let driver: &'static Driver = Box::leak(Box::new(StagedUpdateDriver::new(
             core,
             harness.grant(DRIVER_NUM),
@@ -132,7 +145,10 @@ impl Rig {
 
     /// Begin a session for `img`, erase its sectors and write it in `BUF_LEN` pieces.
     fn stage(&self, img: &[u8]) {
-        self.allow_data(&[0x5A; TAG_LEN]);
+        // No capability bits (byte 12, `adv_transfer::wire::SessionInfo::tag`): a plain image.
+        let mut tag = [0x5A; TAG_LEN];
+        tag[12] = 0;
+        self.allow_data(&tag);
         assert_eq!(self.command(command::BEGIN, img.len(), 0), Ok((0, 0)));
         for offset in (0..img.len()).step_by(SECTOR_SIZE as usize) {
             assert_eq!(self.command(command::ERASE, offset, 0), Ok((0, 0)));
@@ -345,4 +361,46 @@ fn a_completion_whose_upcall_cannot_be_queued_goes_out_at_the_next_command() {
     assert!(rig.dfu.take_upcalls().is_empty(), "delivered twice");
     // And the driver is free: the next request runs and ends with its own upcall.
     assert_eq!(rig.command(command::ABORT, 0, 0), Ok((OK, 0)));
+}
+
+#[test]
+fn running_answers_the_confirmed_image_into_the_read_write_allow_and_queues_no_upcall() {
+    let rig = Rig::with_streams(true);
+    let running = |process: &FakeProcess| {
+        let ret = rig.driver.command(command::RUNNING, 0, 0, process.id());
+        assert!(
+            process.take_upcalls().is_empty(),
+            "RUNNING queued an upcall"
+        );
+        ret.get_failure().map_or(Ok(()), Err)
+    };
+    // Nothing confirmed yet: the kernel cannot tell.
+    assert_eq!(running(rig.dfu), Err(ErrorCode::RESERVE));
+    let img = image(3000);
+    rig.stage(&img);
+    assert_eq!(rig.command(command::FINALIZE, 0, 0).map(|r| r.0), Ok(OK));
+    assert_eq!(
+        running(rig.dfu),
+        Err(ErrorCode::RESERVE),
+        "requested, not confirmed"
+    );
+    assert_eq!(rig.command(command::CONFIRM, 0, 0).map(|r| r.0), Ok(OK));
+    assert_eq!(running(rig.dfu), Ok(()));
+    assert_eq!(rig.read_back(16), image_hash(&img)[..16]);
+    // Only the DFU process; a read-write allow too short for the id is refused.
+    let other = rig
+        .harness
+        .add_process(1, 8, ShortId::Fixed(NonZeroU32::new(DFU + 1).unwrap()));
+    rig.driver.allocate_grant(other.id()).unwrap();
+    assert_eq!(running(other), Err(ErrorCode::NODEVICE));
+    let small: &'static [Cell<u8>] = Box::leak((0..15).map(|_| Cell::new(0)).collect::<Box<[_]>>());
+    rig.dfu.allow_rw(DRIVER_NUM, rw_allow::READ, small);
+    assert_eq!(running(rig.dfu), Err(ErrorCode::INVAL));
+    // A kernel without the received-stream area takes no patches and names no image.
+    let plain = Rig::new();
+    plain.stage(&img);
+    assert_eq!(plain.command(command::FINALIZE, 0, 0).map(|r| r.0), Ok(OK));
+    assert_eq!(plain.command(command::CONFIRM, 0, 0).map(|r| r.0), Ok(OK));
+    let ret = plain.driver.command(command::RUNNING, 0, 0, plain.dfu.id());
+    assert_eq!(ret.get_failure(), Some(ErrorCode::RESERVE));
 }
