@@ -2,39 +2,38 @@
 //!
 //! The TAB's position-independent `cortex-m4` TBF goes over the simulated advertising link
 //! ([`crate::radio`]) as an app session (`adv_transfer` capability `APP`, the target PDU naming
-//! the app) to a receiver that stages it in the QSPI staging slot through the update-region
-//! policy, as the DFU app does through the staged-update driver. When every block is staged and
-//! checked, the receiver's finalize is the app-update driver's `INSTALL` instead of the kernel
-//! finalize: `app-sim`'s device runs the installer (`app_install`: TBF checks, credential
-//! against the board's app keys, anti-rollback, the journaled copy into the app region, the
-//! trial record) on the flash models. The new version then confirms itself and the board
-//! reboots once more. The board trusts the development app key (`apps/dfu/dev-keys/`), and the
-//! version it runs before the update is signed with it too.
+//! the app) to the DFU app (`dfu-app`, the code the Tock app runs) on the simulated kernel
+//! ([`crate::kernel::SimKernel`]), which stages it in the QSPI staging slot through the
+//! update-region policy. The simulated kernel has the app-update driver
+//! ([`SimKernel::with_app`]): when every block is staged and checked the DFU app asks for
+//! `INSTALL` instead of the kernel finalize, and `app-sim`'s device runs the installer
+//! (`app_install`: TBF checks, credential against the board's app keys, anti-rollback, the
+//! journaled copy into the app region, the trial record) on the flash models. The new version
+//! then confirms itself and the board reboots once more. The board trusts the development app
+//! key (`apps/dfu/dev-keys/`), and the version it runs before the update is signed with it too.
 //!
 //! A power cut (`--cut transfer|install|confirm:N[:torn]`) reboots the board: the journal is
-//! replayed and the trial decided at boot, the receiver resumes the staged session from what
+//! replayed and the trial decided at boot, the DFU app resumes the staged session from what
 //! the update-region kept, and an install that did not commit is asked for again once the
 //! staged TBF is checked again.
-use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Receiver, RxState, Sender, StageError, StageOp, DEFAULT_COMPANY_ID};
+use adv_transfer::{RxState, Sender, DEFAULT_COMPANY_ID};
 use anyhow::{anyhow, bail, Context};
 use app_sim::tab::{app_from_tab, TabApp, CORTEX_M4};
 use app_sim::tbf::{dev_app_key, public, tbf};
 use app_sim::{Checker, Device, Setup, STAGING};
+use dfu_app::OpError;
+use hw_models::SimBoard;
 use serde::Serialize;
 use update_region::blocking::{BlockingDriver, BlockingError};
-use update_region::{Config, Request, SessionState, UpdateRegion};
+use update_region::{Config, UpdateRegion};
 
+use crate::kernel::SimKernel;
 use crate::radio::Radio;
 use crate::system::{Cut, Phase};
 use crate::transfer::{CutPlan, LinkParams, TransferCut};
 
 /// The DFU app's caller id for the update-region policy.
 const OWNER: u32 = crate::system::DFU_APP_ID;
-/// The receiver's status advertisements: one every this many µs while a session runs.
-const STATUS_EVERY_US: u64 = 100_000;
-/// Advertising events a transfer may take before the demo gives up (bounded, never hangs).
-const MAX_EVENTS: u64 = 2_000_000;
 /// Boots the demo allows (power cuts included) before it gives up.
 const MAX_BOOTS: u32 = 64;
 
@@ -83,6 +82,9 @@ pub struct AppDemoReport {
     pub power_cuts: u32,
     pub loss: f64,
     pub seed: u64,
+    /// The DFU app's console, all boots.
+    #[serde(skip)]
+    pub dfu_log: Vec<String>,
 }
 
 /// The board's answer to `INSTALL`.
@@ -154,6 +156,7 @@ pub fn run_app_demo(p: &AppDemoParams) -> anyhow::Result<AppDemoReport> {
         reboots: 0,
         power_cuts: 0,
         installed: None,
+        log: Vec::new(),
         end_us: None,
     };
     receive(&mut device, &app, &mut radio, &p.link, &mut run)?;
@@ -236,6 +239,7 @@ pub fn run_app_demo(p: &AppDemoParams) -> anyhow::Result<AppDemoReport> {
         power_cuts,
         loss: p.link.loss,
         seed: p.seed,
+        dfu_log: run.log,
     })
 }
 
@@ -254,11 +258,16 @@ struct Run {
     reboots: u32,
     power_cuts: u32,
     installed: Option<Installed>,
+    /// The DFU app's console.
+    log: Vec<String>,
     /// When the sender heard the end (install done or refused).
     end_us: Option<u64>,
 }
 
-/// Boots of the receiving board until the sender hears the app installed or refused.
+/// Boots of the receiving board until the sender hears the app installed or refused: each
+/// boot runs the DFU app (`dfu-app`, the code the Tock app runs) on the simulated kernel, whose
+/// app-update driver's `INSTALL` is the installer on `device`. The kernel borrows the board;
+/// the installer's device gets it back for `INSTALL` and for boots.
 fn receive(
     device: &mut Device,
     app: &TabApp,
@@ -266,156 +275,116 @@ fn receive(
     link: &LinkParams,
     run: &mut Run,
 ) -> anyhow::Result<()> {
-    let config = Config::nrf52840dk(OWNER);
-    let mut need_boot = false;
-    for _ in 0..MAX_BOOTS {
-        // After a cut the board boots (journal replay, trial decision) and receives again.
-        let cut = (need_boot && device.boot().is_err())
-            || receive_one_boot(device, app, radio, config, run)?;
-        if !cut {
-            return Ok(());
-        }
-        run.reboots += 1;
-        run.power_cuts += 1;
-        radio.stop_scan(device.board.clock.now_us());
-        device.board.power_cycle().context("power cycle")?;
-        if !std::mem::take(&mut run.install_cut) {
-            run.transfer_plan.fired();
-        }
-        run.transfer_plan.arm(&device.board);
-        let up = device.board.clock.now_us() + (link.reboot_ms * 1000.0) as u64;
-        device.board.clock.advance_to(up);
-        need_boot = true;
-    }
-    bail!("more than {MAX_BOOTS} boots")
+    let mut board = std::mem::replace(&mut device.board, SimBoard::new(0));
+    let result = receive_on(&mut board, device, app, radio, link, run);
+    std::mem::swap(&mut board, &mut device.board);
+    result
 }
 
-/// One boot's reception; `Ok(true)` if it ended in a power cut.
-fn receive_one_boot(
+fn receive_on(
+    board: &mut SimBoard,
     device: &mut Device,
     app: &TabApp,
     radio: &mut Radio<'_>,
-    config: Config,
+    link: &LinkParams,
     run: &mut Run,
-) -> anyhow::Result<bool> {
-    let mut policy = UpdateRegion::new(config).map_err(|e| anyhow!("{e}"))?;
-    let status = match BlockingDriver::new(&mut policy, &mut device.board.qspi).start() {
-        Ok(s) => s,
-        Err(BlockingError::Flash(_)) => return Ok(true),
-        Err(e) => bail!("update-region start: {e}"),
-    };
-    let resume = (status.state != SessionState::Idle).then_some(status.tag);
-    let finalized = status.state == SessionState::Finalized;
-    let mut bitmap = vec![0u8; Receiver::bitmap_len(config.max_image_len())];
-    let mut rx = Receiver::new(
-        DEFAULT_COMPANY_ID,
-        config.max_image_len(),
-        &mut bitmap,
-        resume,
-        finalized,
-    );
-    rx.accept_apps(true);
-    let mut batch = vec![0u8; 4096];
-    let mut next_status = 0u64;
-    radio.start_scan(device.board.clock.now_us());
-    loop {
-        if radio.events > MAX_EVENTS {
-            bail!("the transfer did not converge in {MAX_EVENTS} advertising events");
-        }
-        let Some(t) = radio.next_event_at() else {
-            bail!("the radio stopped");
-        };
-        if device.board.clock.now_us() < t {
-            device.board.clock.advance_to(t);
-        }
-        radio.catch_up(t);
-        let now = device.board.clock.now_us();
-        rx.tick(now / 1000);
-        while let Some(got) = radio.take_batch(&mut batch) {
-            let bytes = (got.bytes as usize).min(batch.len());
-            for (adv_a, adv) in dfu_app::reports_in(&batch[..bytes]) {
-                if rx.queue_full() && pump(device, app, &mut rx, &mut policy, run)? {
-                    return Ok(true);
+) -> anyhow::Result<()> {
+    let config = Config::nrf52840dk(OWNER);
+    let mut bitmap = vec![0u8; dfu_app::BITMAP_LEN];
+    let mut batch = vec![0u8; dfu_app::BATCH_LEN];
+    let mut failure: Option<anyhow::Error> = None;
+    for _ in 0..MAX_BOOTS {
+        let mut policy = UpdateRegion::new(config).map_err(|e| anyhow!("{e}"))?;
+        let exit = match BlockingDriver::new(&mut policy, &mut board.qspi).start() {
+            Err(BlockingError::Flash(_)) => None,
+            Err(e) => bail!("update-region start: {e}"),
+            Ok(_) => {
+                let mut install = |b: &mut SimBoard, len: u32| -> Result<u32, OpError> {
+                    std::mem::swap(b, &mut device.board);
+                    let verdict = install(device, app, len, run);
+                    std::mem::swap(b, &mut device.board);
+                    match verdict {
+                        Ok(Some((Installed::Yes, _))) => Ok(app.version),
+                        Ok(Some((refused, detail))) => {
+                            run.installed = Some(refused);
+                            Err(OpError::Failed {
+                                code: dfu_abi::error::FAIL,
+                                detail,
+                            })
+                        }
+                        // A power cut: the kernel halts the app.
+                        Ok(None) => Err(OpError::TimedOut),
+                        Err(e) => {
+                            failure = Some(e);
+                            b.power.cut_now();
+                            Err(OpError::TimedOut)
+                        }
+                    }
+                };
+                let mut show = |_: &SimBoard, _| {};
+                let mut kernel =
+                    SimKernel::new(board, &mut policy, OWNER, Some(&mut *radio), &mut show)
+                        .with_app(&mut install);
+                let exit = dfu_app::run(&mut kernel, &mut bitmap, &mut batch);
+                let (mut log, gave_up) = (
+                    std::mem::take(&mut kernel.record.log),
+                    kernel.record.gave_up,
+                );
+                run.log.append(&mut log);
+                if gave_up {
+                    bail!("the transfer did not converge");
                 }
-                rx.on_adv(adv_a, adv);
+                Some(exit)
             }
+        };
+        if let Some(e) = failure.take() {
+            return Err(e);
         }
-        if pump(device, app, &mut rx, &mut policy, run)? {
-            return Ok(true);
-        }
-        let now = device.board.clock.now_us();
-        let ended = matches!(rx.state(), RxState::Complete | RxState::Rejected)
-            || (rx.session().is_none() && rx.state() != RxState::Listening);
-        if (rx.session().is_some() || ended) && now >= next_status {
-            next_status = now + STATUS_EVERY_US;
-            let mut out = [0u8; ADV_DATA_MAX];
-            let n = rx.status_adv(&mut out);
-            if n > 0 {
-                radio.advertise(now, &out[..n]);
+        if board.power.is_on() {
+            let heard = radio.sender.receiver_state();
+            if radio.sender.is_complete() || heard == Some(RxState::Rejected) {
+                run.end_us.get_or_insert(board.clock.now_us());
+                if run.installed.is_none() && radio.sender.is_complete() {
+                    run.installed = Some(Installed::Yes);
+                }
+                return Ok(());
             }
+            if let Some(state) =
+                heard.filter(|s| !matches!(s, RxState::Receiving | RxState::Listening))
+            {
+                bail!("the receiver refused the app session: {state:?}");
+            }
+            bail!("the DFU app stopped: {exit:?}");
         }
-        let heard = radio.sender.receiver_state();
-        if radio.sender.is_complete() || heard == Some(RxState::Rejected) {
-            run.end_us.get_or_insert(now);
-            return Ok(false);
+        // A power cut: the board reboots (journal replay, trial decision) and the DFU app
+        // resumes the staged session.
+        run.reboots += 1;
+        run.power_cuts += 1;
+        radio.stop_scan(board.clock.now_us());
+        board.power_cycle().context("power cycle")?;
+        if !std::mem::take(&mut run.install_cut) {
+            run.transfer_plan.fired();
         }
-        if let Some(state) = heard.filter(|s| !matches!(s, RxState::Receiving | RxState::Listening))
-        {
-            bail!("the receiver refused the app session: {state:?}");
+        run.transfer_plan.arm(board);
+        let up = board.clock.now_us() + (link.reboot_ms * 1000.0) as u64;
+        board.clock.advance_to(up);
+        std::mem::swap(board, &mut device.board);
+        let booted = device.boot();
+        std::mem::swap(board, &mut device.board);
+        if booted.is_err() {
+            // Cut again while booting: the next iteration finds the power off.
+            board.power_cycle().context("power cycle")?;
+            run.power_cuts += 1;
+            run.transfer_plan.fired();
+            run.transfer_plan.arm(board);
+            std::mem::swap(board, &mut device.board);
+            device
+                .boot()
+                .map_err(|e| anyhow!("boot after two cuts: {e:?}"))?;
+            std::mem::swap(board, &mut device.board);
         }
     }
-}
-
-/// Perform the receiver's staging operations; `Ok(true)` on a power cut.
-fn pump(
-    device: &mut Device,
-    app: &TabApp,
-    rx: &mut Receiver<'_>,
-    policy: &mut UpdateRegion,
-    run: &mut Run,
-) -> anyhow::Result<bool> {
-    let image_len = rx.session().map_or(0, |s| s.image_len);
-    let is_app = rx.target() == Some(app.name.as_bytes());
-    let mut read = vec![0u8; adv_transfer::receiver::READ_LEN];
-    while let Some(op) = rx.poll_op() {
-        let mut driver = BlockingDriver::new(policy, &mut device.board.qspi);
-        let result = match op {
-            StageOp::Begin { tag, image_len } => driver
-                .run(OWNER, Request::Begin { tag, image_len }, &[], &mut [])
-                .map(|_| 0),
-            StageOp::Erase { offset } => driver
-                .run(OWNER, Request::Erase { offset }, &[], &mut [])
-                .map(|_| 0),
-            StageOp::Write { offset, data } => driver.write(OWNER, offset, data).map(|_| 0),
-            StageOp::Read { offset, len } => driver
-                .read(OWNER, offset, &mut read[..len as usize])
-                .map(|_| len as usize),
-            StageOp::Finalize if is_app => match install(device, app, image_len, run)? {
-                None => return Ok(true),
-                Some(verdict) => {
-                    let ok = matches!(verdict, Installed::Yes);
-                    run.installed = Some(verdict);
-                    rx.op_done(if ok {
-                        Ok(&[])
-                    } else {
-                        Err(StageError::Rejected)
-                    });
-                    continue;
-                }
-            },
-            StageOp::Finalize => bail!("the receiver finalized a session that is not the app's"),
-        };
-        match result {
-            Ok(n) => rx.op_done(Ok(&read[..n])),
-            Err(BlockingError::Flash(_)) => return Ok(true),
-            Err(BlockingError::Policy(_)) => {
-                // Tried again at the next advertising event, not in a tight loop.
-                rx.op_done(Err(StageError::Failed));
-                return Ok(false);
-            }
-        }
-    }
-    Ok(false)
+    bail!("more than {MAX_BOOTS} boots")
 }
 
 /// `INSTALL` of the staged TBF; `None` on a power cut. An install that committed before a cut
@@ -426,11 +395,11 @@ fn install(
     app: &TabApp,
     image_len: u32,
     run: &mut Run,
-) -> anyhow::Result<Option<Installed>> {
+) -> anyhow::Result<Option<(Installed, u32)>> {
     let trial = device.trial().map_err(|e| anyhow!("{e:?}"))?;
     let in_trial = trial.is_some_and(|(r, _)| r.name() == app.name && r.new_version == app.version);
     if in_trial && device.running(&app.name) == Some(app.version) {
-        return Ok(Some(Installed::Yes));
+        return Ok(Some((Installed::Yes, 0)));
     }
     // The install's own cuts replace the transfer's while it runs.
     device.board.power.restore();
@@ -452,12 +421,15 @@ fn install(
         Ok(Ok(_)) => {
             device.board.power.restore();
             run.transfer_plan.arm(&device.board);
-            Ok(Some(Installed::Yes))
+            Ok(Some((Installed::Yes, 0)))
         }
         Ok(Err(refusal)) => {
             device.board.power.restore();
             run.transfer_plan.arm(&device.board);
-            Ok(Some(Installed::Refused(refusal_reason(refusal, app))))
+            Ok(Some((
+                Installed::Refused(refusal_reason(refusal, app)),
+                refusal.detail(),
+            )))
         }
     }
 }

@@ -55,7 +55,14 @@ pub struct SimKernel<'k, 'r> {
     /// The received-stream area's policy (where a delta patch is staged) and the staging
     /// slot's configuration; `None`: this kernel takes plain images only.
     stream: Option<(&'k mut UpdateRegion, Config)>,
+    /// The app-update driver's `INSTALL` ([`SimKernel::with_app`]).
+    app: Option<&'k mut AppInstall<'k>>,
 }
+
+/// The app-update driver's `INSTALL` of the staged TBF of `len` bytes on the board: `Ok` with
+/// the installed version, or the driver's error (`tools/ota-sim/src/demo_app.rs` runs
+/// `app-sim`'s installer behind it).
+pub type AppInstall<'a> = dyn FnMut(&mut SimBoard, u32) -> Result<u32, OpError> + 'a;
 
 impl<'k, 'r> SimKernel<'k, 'r> {
     /// `policy` has run its start-up scan on `board`.
@@ -75,6 +82,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             record: Record::default(),
             halted: false,
             stream: None,
+            app: None,
         }
     }
 
@@ -86,6 +94,12 @@ impl<'k, 'r> SimKernel<'k, 'r> {
     /// its; a plain session forgets it.
     pub fn with_stream(mut self, stream: &'k mut UpdateRegion, staging: Config) -> Self {
         self.stream = Some((stream, staging));
+        self
+    }
+
+    /// A kernel with the app-update driver (`dfu_abi::app`): its `INSTALL` runs `install`.
+    pub fn with_app(mut self, install: &'k mut AppInstall<'k>) -> Self {
+        self.app = Some(install);
         self
     }
 
@@ -259,7 +273,18 @@ fn failed(e: Error) -> OpError {
 
 impl dfu_app::Kernel for SimKernel<'_, '_> {
     fn exists(&mut self, driver: u32) -> bool {
-        driver == update::DRIVER_NUM || driver == scan::DRIVER_NUM
+        driver == update::DRIVER_NUM
+            || driver == scan::DRIVER_NUM
+            || (driver == dfu_abi::app::DRIVER_NUM && self.app.is_some())
+    }
+
+    fn app_install(&mut self, len: u32, _timeout_ms: u32) -> Result<u32, OpError> {
+        let Some(install) = self.app.as_mut() else {
+            return Err(OpError::Refused(error::NODEVICE));
+        };
+        let result = install(self.board, len);
+        self.check_done();
+        result
     }
 
     fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {

@@ -80,6 +80,10 @@ fn a_signed_tab_is_sent_installed_and_confirmed() {
         r.transfer_simulated_s
     );
     assert!(r.install_flash_ops > 0);
+    // The DFU app's own code received it and asked the app-update driver to install it.
+    let log = r.dfu_log.join("\n");
+    assert!(log.contains("dfu: app installed"), "{log}");
+    assert!(!log.contains("rebooting"), "{log}");
 }
 
 #[test]
@@ -87,6 +91,7 @@ fn an_unsigned_tab_and_a_lower_version_are_refused_and_the_old_app_keeps_running
     let r = run_app_demo(&params(tab("blink", 2, false), 1, vec![])).unwrap();
     let why = r.refused.clone().expect("refused");
     assert!(why.contains("unsigned"), "{why}");
+    assert!(r.dfu_log.iter().any(|l| l.contains("app install failed")));
     assert!(!r.signed);
     assert_eq!((r.final_version, r.confirmed), (1, false));
 
