@@ -103,11 +103,16 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         self
     }
 
-    /// Whether the session the app sees is the stream area's.
+    /// Whether the session the app sees is the stream area's. A stream session whose image the
+    /// staging slot holds finalized (the same tag) is over, as in the capsule: a power cut
+    /// after the rebuild's boot request and before the stream session was forgotten leaves it.
     fn stream_active(&self) -> bool {
-        self.stream
-            .as_ref()
-            .is_some_and(|(p, _)| p.status().state != SessionState::Idle)
+        self.stream.as_ref().is_some_and(|(p, _)| {
+            let stream = p.status();
+            let staged = self.policy.status();
+            stream.state != SessionState::Idle
+                && !(staged.state == SessionState::Finalized && staged.tag == stream.tag)
+        })
     }
 
     /// The status of the session the app sees.
