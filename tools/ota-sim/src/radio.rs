@@ -316,6 +316,8 @@ pub struct ChainRadio<'a> {
     train: Option<(f64, u64)>,
     rx_anchor: Option<(f64, u64)>,
     sync_at: Option<f64>,
+    /// The board's status waiting for its advDelay: when it goes out, and its AdvData.
+    status: Option<(f64, Vec<u8>)>,
     pub stats: ChainStats,
 }
 
@@ -342,6 +344,7 @@ impl<'a> ChainRadio<'a> {
             train: None,
             rx_anchor: None,
             sync_at: None,
+            status: None,
             stats: ChainStats::default(),
         }
     }
@@ -361,8 +364,21 @@ impl<'a> ChainRadio<'a> {
             if t > now_us as f64 {
                 break;
             }
+            self.status_until(t);
             let next = self.event(t);
             self.next_event_us = Some(next);
+        }
+        self.status_until(now_us as f64);
+    }
+
+    /// The board's status goes out once its advDelay has passed: deaf meanwhile, and the
+    /// sender hears it unless it is lost.
+    fn status_until(&mut self, t: f64) {
+        if let Some((at, status)) = self.status.take_if(|(at, _)| *at <= t) {
+            self.gap = (at, at + self.params.status_gap_ms * 1000.0);
+            if self.back_rng.gen::<f64>() >= self.params.loss {
+                self.sender.on_adv(&status);
+            }
         }
     }
 
@@ -397,18 +413,16 @@ impl<'a> ChainRadio<'a> {
         self.rng.gen::<f64>() < self.params.loss
     }
 
-    /// The board advertises its status (legacy, 3 channels): deaf for `status_gap_ms`; the
-    /// sender hears it unless it is lost.
+    /// The board advertises its status (legacy, 3 channels) after the advDelay of its
+    /// advertising event (0–10 ms, as every advertising event has; it also keeps the status
+    /// from falling on the same phase of a periodic train each time, where its deaf time would
+    /// hide the train carrying the sender's answer to the previous status); deaf for
+    /// `status_gap_ms` from then.
     pub fn advertise(&mut self, now_us: u64, adv_data: &[u8]) {
         self.catch_up(now_us);
         self.stats.status_pdus += 1;
-        self.gap = (
-            now_us as f64,
-            now_us as f64 + self.params.status_gap_ms * 1000.0,
-        );
-        if self.back_rng.gen::<f64>() >= self.params.loss {
-            self.sender.on_adv(adv_data);
-        }
+        let delay = self.back_rng.gen::<f64>() * self.params.adv_delay_max_ms * 1000.0;
+        self.status = Some((now_us as f64 + delay, adv_data.to_vec()));
     }
 
     /// One event of the sender at `t` (µs); returns the time of its next event.

@@ -754,12 +754,20 @@ impl Stage<'_> {
                         break;
                     }
                 }
-                Err(_) => {
-                    // Finalize refusing the staged image is final; anything else is retried.
-                    rx.op_done(Err(if finalize {
-                        StageError::Rejected
-                    } else {
-                        StageError::Failed
+                Err(e) => {
+                    // As the DFU app maps the driver's errors: the store disagreeing about a
+                    // sector starts the block over, finalize refusing the image is final,
+                    // anything else is retried with the next report.
+                    use update_region::blocking::BlockingError;
+                    rx.op_done(Err(match e {
+                        BlockingError::Policy(update_region::Error::NotErased { .. }) => {
+                            StageError::NotErased
+                        }
+                        BlockingError::Policy(update_region::Error::NotBlank { .. }) => {
+                            StageError::NotBlank
+                        }
+                        BlockingError::Policy(_) if finalize => StageError::Rejected,
+                        _ => StageError::Failed,
                     }));
                     break;
                 }

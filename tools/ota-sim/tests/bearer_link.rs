@@ -91,3 +91,28 @@ fn a_legacy_only_receiver_gets_the_image_over_legacy() {
     assert_eq!(r.link.chained_events, 0);
     assert!(r.goodput_bytes_per_s < Bearer::Legacy.budget().limit_bytes_per_s);
 }
+
+#[test]
+fn statuses_do_not_lock_onto_the_periodic_trains_phase() {
+    // With statuses sent at once every 250 ms (25 intervals of 10 ms), the board's deaf time
+    // fell on the train right after each status, the one carrying the sender's answer: this
+    // transfer took 154 s. The status's advDelay spreads it over the train's phase.
+    let seed = 4;
+    let image = unsigned_image(&kernel_payload(100_000, seed), (2, 0, 0, 0));
+    let mut board = SimBoard::new(seed);
+    let params = LinkParams {
+        loss: 0.1,
+        ..LinkParams::default()
+    };
+    let tj = TransferJob {
+        config: update_region::Config::nrf52840dk(1),
+        owner: 1,
+        image: &image,
+        session: 0x5EED_0004,
+        params: &params,
+        seed,
+        cuts: &[],
+    };
+    let r = run_bearer_transfer(&mut board, &tj, &job(&[P2], &[P2])).unwrap();
+    assert!(r.sim_time_s < 15.0, "{} s", r.sim_time_s);
+}
