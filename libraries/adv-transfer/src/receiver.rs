@@ -239,6 +239,8 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         resume_finalized: bool,
         bearers: BearerSet,
     ) -> Self {
+        // Every receiver takes legacy chunks (a legacy sender, an old staging session).
+        const { assert!(CHUNK_MAX >= CHUNK_LEN) };
         let mut followed = BearerSet::LEGACY;
         for b in Bearer::ALL {
             if bearers.contains(b) && Geometry::for_bearer(b).chunk_len as usize <= CHUNK_MAX {
