@@ -642,6 +642,31 @@ fn take_exception<Q: QspiPort, N: NvmcPort>(
     return_address: u32,
 ) {
     let vtor = uc.get_data().hw.vtor;
+    // Unprivileged code stacks with its own (unprivileged) rights: a frame the MPU refuses is a
+    // MemManage fault in the stacking (MSTKERR, ARMv7-M ARM B1.5.6) with a derived exception,
+    // which is not modelled. The run ends rather than write the frame into memory the process
+    // may not touch (a neighbour's kernel-owned memory, as a process stacking below its own
+    // memory would).
+    let st = uc.get_data();
+    if st.unprivileged {
+        let sp = uc.reg_read(RegisterARM::SP).unwrap_or(0) as u32;
+        let frame = sp.wrapping_sub(32) & !4;
+        if let Some(word) = (0..8)
+            .map(|i| frame.wrapping_add(4 * i))
+            .find(|&a| !st.hw.mpu.allows(a, mpu::Access::Write, false))
+        {
+            uc.get_data_mut().finish(Err(EmuError::Fault {
+                what: format!(
+                    "entry of exception {exception}: the MPU refuses the unprivileged stacking \
+                     at {word:#x} (frame {frame:#x}; MSTKERR and its derived exception are not \
+                     modelled)"
+                ),
+                pc: return_address,
+            }));
+            let _ = uc.emu_stop();
+            return;
+        }
+    }
     match exceptions::enter(uc, exception, return_address, vtor) {
         Ok(()) => {
             let st = uc.get_data_mut();
