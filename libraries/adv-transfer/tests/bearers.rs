@@ -328,3 +328,44 @@ fn ext_advdata_is_walked_structure_by_structure() {
     let over: Vec<_> = ext_pdus(CO, &long).collect();
     assert_eq!(over, vec![Err(FrameError::Oversized)]);
 }
+
+#[test]
+fn foreign_chained_events_never_reach_the_queue() {
+    // Join a periodic 2M session, then hear another transfer's event (its own session's
+    // address, valid chunk indices and lengths for our geometry): every PDU is refused.
+    let img = image(20_000);
+    let mut tx = Sender::new(CO, &img, 0x0BAD_F00D, 0).unwrap();
+    tx.offer_bearers(BearerSet::ALL);
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut rx = Receiver::<'_, BIG>::with_bearers(
+        CO,
+        MAX_IMAGE_LEN,
+        &mut bitmap,
+        None,
+        false,
+        BearerSet::ALL,
+    );
+    let mut store = Store::new();
+    for _ in 0..4 {
+        let mut out = [0u8; ADV_DATA_MAX];
+        let n = tx.next_adv(&mut out);
+        rx.on_adv(tx.address(), &out[..n]);
+    }
+    drive(&mut rx, &mut store);
+    assert_eq!(rx.bearer(), Some(Bearer::Periodic(Phy::Le2M)));
+    let g = Geometry::for_bearer(Bearer::Periodic(Phy::Le2M));
+    let mut ev = [0u8; EXT_ADV_DATA_MAX];
+    let mut at = 0;
+    for index in 0..7u16 {
+        let mut pdu = vec![0u8; 2 + g.chunk_len as usize];
+        pdu[..2].copy_from_slice(&index.to_be_bytes());
+        at = frame_into(CO, &pdu, &mut ev, at).unwrap();
+    }
+    let got = rx.on_ext_adv(session_address(0x1234_5678), &ev[..at]);
+    assert_eq!((got.pdus, got.chunks), (7, 0));
+    assert_eq!(rx.counters().foreign, 7);
+    assert_eq!(rx.queue_free(), 8);
+    // From our sender's address the same event is taken.
+    let got = rx.on_ext_adv(tx.address(), &ev[..at]);
+    assert_eq!(got.chunks, 7);
+}
