@@ -8,8 +8,9 @@
 //! Common Extended Advertising Payload Format: a 1-octet extended header length and AdvMode, an
 //! extended header of a flags octet and its fields — AdvA 6, ADI 2, AuxPtr 3, SyncInfo 18 —,
 //! then AdvData; the payload is at most 255 octets), §4.4.2 (advInterval ≥ 20 ms for
-//! non-connectable advertising, advDelay 0–10 ms, chained AUX PDUs at least T_MAFS = 300 µs
-//! apart; periodic events without advDelay); Vol 4 Part E §7.8.57 (at most 1,650 octets of
+//! non-connectable advertising, advDelay 0–10 ms; periodic events without advDelay), the
+//! Minimum AUX Frame Space T_MAFS = 300 µs between chained AUX PDUs, and window widening
+//! ((both sleep clock accuracies) × time since the last anchor + 32 µs); Vol 4 Part E §7.8.57 (at most 1,650 octets of
 //! advertising data per set, the chain limit) and §7.8.61 (periodic advertising interval
 //! ≥ 7.5 ms, in units of 1.25 ms).
 use crate::wire::{AD_OVERHEAD, BLOCK_LEN, CHUNK_LEN, PDU_MAX};
