@@ -154,3 +154,78 @@ fn the_svc_hook_sees_every_svc_with_its_immediate() {
     assert!(traced.len() >= 3, "{trace}");
     assert_eq!(immediates, traced, "{trace}");
 }
+
+/// `fixtures/stacking`, assembled and linked at 0 (binutils for arm-none-eabi, as `.ci/setup`
+/// installs), with its process stack pointer set to `psp`.
+fn stacking_program(psp: u32) -> Firmware {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/stacking/stacking.S");
+    let dir = std::env::temp_dir().join(format!("boot-emu-stacking-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (obj, elf) = (dir.join("stacking.o"), dir.join("stacking.elf"));
+    for (tool, args) in [
+        ("arm-none-eabi-as", vec!["-mcpu=cortex-m4", "-mthumb", "-o"]),
+        ("arm-none-eabi-ld", vec!["-Ttext=0", "-e", "reset", "-o"]),
+    ] {
+        let (out, input) = if tool.ends_with("as") {
+            (&obj, &src)
+        } else {
+            (&elf, &obj)
+        };
+        let status = std::process::Command::new(tool)
+            .args(args)
+            .arg(out)
+            .arg(input)
+            .status()
+            .unwrap_or_else(|e| panic!("{tool}: {e} (install binutils-arm-none-eabi)"));
+        assert!(status.success(), "{tool} failed");
+    }
+    let mut fw = Firmware::from_path(&elf).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let at = fw.symbol("psp_value").expect("psp_value");
+    let (base, bytes) = fw
+        .flash_segments
+        .iter_mut()
+        .find(|(base, b)| (*base..*base + b.len() as u32).contains(&at))
+        .unwrap();
+    let off = (at - *base) as usize;
+    bytes[off..off + 4].copy_from_slice(&psp.to_le_bytes());
+    fw
+}
+
+fn run_stacking(psp: u32) -> (Firmware, Result<RunReport, boot_emu::EmuError>) {
+    let fw = stacking_program(psp);
+    let mut board = SimBoard::new(4);
+    for (addr, bytes) in &fw.flash_segments {
+        board.nvmc().load(*addr, bytes);
+    }
+    let clock = board.clock.clone();
+    let cfg = BootConfig {
+        kernel_slot: 0..0x8000,
+        stop_at_kernel: false,
+        max_instructions: 10_000,
+        ..BootConfig::default()
+    };
+    let result = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg);
+    (fw, result)
+}
+
+#[test]
+fn unprivileged_stacking_the_mpu_refuses_ends_the_run() {
+    // The frame (0x2000_03E0..0x2000_0400) lies in the region: the SVC handler runs.
+    let (fw, result) = run_stacking(0x2000_0400);
+    let handler = fw.symbol("svc_handler").unwrap();
+    match result {
+        Ok(r) => assert_eq!(r.exit, Exit::Halted { pc: handler }),
+        Err(e) => panic!("{e}"),
+    }
+    // With PSP 0x2000_0410 the frame is 0x2000_03F0..0x2000_0410: its last four words lie
+    // past the region, so the run ends naming the first refused word, nothing is taken.
+    let (_, result) = run_stacking(0x2000_0410);
+    let e = result
+        .expect_err("stacking outside the region was taken")
+        .to_string();
+    assert!(
+        e.contains("refuses the unprivileged stacking at 0x20000400"),
+        "{e}"
+    );
+}
