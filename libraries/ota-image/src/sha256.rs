@@ -9,6 +9,11 @@
 //! in place between groups of sixteen rounds. That costs about 2 KB and runs at about 36
 //! instructions per byte on the Cortex-M4 (`tock-ota bench boot`, `docs/emulation.md`).
 //!
+//! Built with `--cfg ota_image_sha256_rolled` (the DK kernel's build flags), the compression
+//! function is one round in a loop instead: about 1.9 KB less code, for a kernel whose hashing is
+//! not on the boot path and whose image is sent over the air (`docs/delta-updates.md`). The
+//! bootloader keeps the unrolled one.
+//!
 //! The rotations are written in the folded forms `ROTR(x ^ ROTR(x, a) ^ ROTR(x, b), c)` so that the
 //! outer rotation merges into the Thumb-2 shifted-operand addition.
 
@@ -138,6 +143,7 @@ fn sum1_ch(e: u32, f: u32, g: u32) -> u32 {
 }
 
 /// One round; the caller rotates the names of the working variables instead of their values.
+#[cfg(not(ota_image_sha256_rolled))]
 macro_rules! round {
     ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $kw:expr) => {
         let t1 = $h.wrapping_add(sum1_ch($e, $f, $g)).wrapping_add($kw);
@@ -147,6 +153,7 @@ macro_rules! round {
 }
 
 /// Sixteen rounds over the schedule `w` with the constants `k`.
+#[cfg(not(ota_image_sha256_rolled))]
 macro_rules! sixteen_rounds {
     ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $k:ident, $w:ident) => {
         round!($a, $b, $c, $d, $e, $f, $g, $h, $k[0].wrapping_add($w[0]));
@@ -170,6 +177,7 @@ macro_rules! sixteen_rounds {
 
 /// The next sixteen schedule words, in place: `W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]`.
 /// Spelled out per index so that every index is a constant even in a size-optimised build.
+#[cfg(not(ota_image_sha256_rolled))]
 macro_rules! next_schedule {
     ($w:ident; $($t:literal)*) => {
         $(
@@ -186,6 +194,7 @@ macro_rules! next_schedule {
 }
 
 /// The message block as big-endian words.
+#[cfg(not(ota_image_sha256_rolled))]
 macro_rules! load_words {
     ($block:ident; $($t:literal)*) => {
         [$(u32::from_be_bytes([
@@ -197,6 +206,7 @@ macro_rules! load_words {
     };
 }
 
+#[cfg(not(ota_image_sha256_rolled))]
 fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     let mut w: [u32; 16] = load_words!(block; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
@@ -207,6 +217,50 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
         sixteen_rounds!(a, b, c, d, e, f, g, h, k, w);
     }
     for (s, x) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+        *s = s.wrapping_add(x);
+    }
+}
+
+#[cfg(ota_image_sha256_rolled)]
+use compress_rolled as compress;
+
+/// The same compression function, one round per loop iteration: the working variables move
+/// instead of being renamed, and the schedule word of round `t` is computed in round `t`.
+#[cfg(any(ota_image_sha256_rolled, test))]
+fn compress_rolled(state: &mut [u32; 8], block: &[u8; 64]) {
+    let mut w = [0u32; 16];
+    for (w, bytes) in w.iter_mut().zip(block.as_chunks::<4>().0) {
+        *w = u32::from_be_bytes(*bytes);
+    }
+    let mut v = *state;
+    for (t, k) in K.as_flattened().iter().enumerate() {
+        let i = t % 16;
+        if t >= 16 {
+            let w15 = w[(i + 1) % 16];
+            let w2 = w[(i + 14) % 16];
+            let sigma0 = (w15 ^ w15.rotate_right(11)).rotate_right(7) ^ (w15 >> 3);
+            let sigma1 = (w2 ^ w2.rotate_right(2)).rotate_right(17) ^ (w2 >> 10);
+            w[i] = w[i]
+                .wrapping_add(sigma0)
+                .wrapping_add(w[(i + 9) % 16])
+                .wrapping_add(sigma1);
+        }
+        let [a, b, c, d, e, f, g, h] = v;
+        let t1 = h
+            .wrapping_add(sum1_ch(e, f, g))
+            .wrapping_add(k.wrapping_add(w[i]));
+        v = [
+            t1.wrapping_add(sum0_maj(a, b, c)),
+            a,
+            b,
+            c,
+            d.wrapping_add(t1),
+            e,
+            f,
+            g,
+        ];
+    }
+    for (s, x) in state.iter_mut().zip(v) {
         *s = s.wrapping_add(x);
     }
 }
@@ -246,6 +300,30 @@ mod tests {
             hex(h.finalize()),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
+    }
+
+    /// The rolled compression function (kernel builds) gives the unrolled one's state for
+    /// every block and chaining state drawn here.
+    #[cfg(not(ota_image_sha256_rolled))]
+    #[test]
+    fn rolled_compression_agrees_with_unrolled() {
+        let mut x = 0x2545_f491_u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..500 {
+            let mut state = [0u32; 8];
+            state.iter_mut().for_each(|s| *s = next());
+            let mut block = [0u8; 64];
+            block.iter_mut().for_each(|b| *b = next() as u8);
+            let (mut unrolled, mut rolled) = (state, state);
+            super::compress(&mut unrolled, &block);
+            super::compress_rolled(&mut rolled, &block);
+            assert_eq!(rolled, unrolled, "state {state:08x?} block {block:02x?}");
+        }
     }
 
     /// Every length around the padding boundaries, fed whole and in uneven pieces, against sha2.
