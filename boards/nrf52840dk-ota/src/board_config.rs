@@ -84,7 +84,8 @@ pub const UART_TXD: Pin = Pin::P0_06;
 pub const UART_CTS: Option<Pin> = Some(Pin::P0_07);
 pub const UART_RXD: Pin = Pin::P0_08;
 
-/// LED 1–4 (active low); LED 1 blinks on a kernel panic.
+/// LED 1–4 (active low). LED 1 would blink on a kernel panic, but this board's build traps at
+/// once instead (`.cargo/config.toml`, `panic=immediate-abort`).
 pub const LED_PINS: [Pin; 4] = [Pin::P0_13, Pin::P0_14, Pin::P0_15, Pin::P0_16];
 
 /// The reset button (pin reset is enabled on it at start-up).
