@@ -198,6 +198,9 @@ pub struct Receiver<'a, const CHUNK_MAX: usize = CHUNK_LEN> {
     offer_heard: bool,
     /// The joined session's chunk geometry (its bearer's; legacy until decided).
     geom: Geometry,
+    /// A chained session's pre-erase is under way: every sector the image needs is erased
+    /// before the status names the pick ([`Receiver::preparing`]).
+    pre_erase: bool,
 }
 
 impl<'a> Receiver<'a> {
@@ -281,6 +284,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             bearer: None,
             offer_heard: false,
             geom: Geometry::LEGACY,
+            pre_erase: false,
         }
     }
 
@@ -292,6 +296,29 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
     /// The joined session's bearer, once decided.
     pub fn bearer(&self) -> Option<Bearer> {
         self.session.and(self.bearer)
+    }
+
+    /// Whether the receiver is still preparing a chained bearer it picked: its staging session
+    /// is not begun (or not rebuilt after a reboot) or some sector the announced image needs is
+    /// not erased yet. Its status then says so ([`STATUS_BEARER_PREPARING`]) instead of naming
+    /// the pick, so the data flows only into erased flash: at a chained bearer's rate an erase
+    /// per block while chunks arrive is more than the staging flash keeps up with. Legacy
+    /// sessions are never prepared (their erases run ahead of the chunks, as always).
+    pub fn preparing(&self) -> bool {
+        let Some(info) = self.session else {
+            return false;
+        };
+        if !self.bearer.is_some_and(|b| b.chained()) {
+            return false;
+        }
+        match self.phase {
+            Phase::Beginning | Phase::Rebuilding { .. } => true,
+            Phase::Receiving => {
+                self.pre_erase
+                    && (0..info.blocks()).any(|b| self.blocks[b as usize] == Block::Unknown)
+            }
+            _ => false,
+        }
     }
 
     /// Whether this receiver's device installs userspace apps (off by default). An app session
@@ -642,6 +669,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         self.verifying = None;
         self.status_cursor = 0;
         self.offer_heard = false;
+        self.pre_erase = false;
         // Legacy-only receivers know their bearer at once; others wait for the sender's offer.
         self.set_bearer((!self.bearers.beyond_legacy()).then_some(Bearer::Legacy));
         let resumed = self.resume_tag.filter(|t| t[..14] == info.tag()[..14]);
@@ -870,7 +898,20 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             self.in_flight = Some(InFlight::Finalize);
             return Some(StageOp::Finalize);
         }
-        // 4. Erase ahead: the first unknown block after one that holds chunks, so the erase
+        // 4. A chained session's pre-erase: every block not erased yet, in order, before the
+        // status names the pick (see `preparing`).
+        if self.pre_erase {
+            if let Some(block) =
+                (0..info.blocks()).find(|&b| self.blocks[b as usize] == Block::Unknown)
+            {
+                self.in_flight = Some(InFlight::Erase { block });
+                return Some(StageOp::Erase {
+                    offset: block * BLOCK_LEN as u32,
+                });
+            }
+            self.pre_erase = false;
+        }
+        // 5. Erase ahead: the first unknown block after one that holds chunks, so the erase
         // (up to 240 ms on the MX25R6435F) is done before its chunks arrive.
         if let Some(block) = (1..info.blocks()).find(|&b| {
             self.blocks[b as usize] == Block::Unknown
@@ -899,7 +940,10 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             return;
         };
         match (op, result) {
-            (InFlight::Begin, Ok(_)) => self.phase = Phase::Receiving,
+            (InFlight::Begin, Ok(_)) => {
+                self.phase = Phase::Receiving;
+                self.pre_erase = self.bearer.is_some_and(|b| b.chained());
+            }
             (InFlight::Begin, Err(_)) => {}
             (InFlight::Erase { block }, Ok(_)) => {
                 for c in self.block_chunks(block) {
@@ -931,6 +975,9 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
                 }
                 let at = at + len;
                 self.phase = if at >= info.image_len {
+                    // A reboot during the pre-erase (or after it) goes on erasing what is
+                    // left; sectors holding chunks are kept, erased ones are erased again.
+                    self.pre_erase = self.bearer.is_some_and(|b| b.chained());
                     Phase::Receiving
                 } else {
                     Phase::Rebuilding { at }
@@ -969,7 +1016,12 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         pdu[0] = KIND_STATUS;
         pdu[5] = self.state() as u8;
         if let (true, Some(b), Some(_)) = (self.offer_heard, self.bearer, self.session) {
-            pdu[5] |= b.code() << STATUS_BEARER_SHIFT;
+            let nibble = if self.preparing() {
+                STATUS_BEARER_PREPARING
+            } else {
+                b.code()
+            };
+            pdu[5] |= nibble << STATUS_BEARER_SHIFT;
         }
         let Some(info) = self.session else {
             // A refusal: the session id and the state, nothing missing.

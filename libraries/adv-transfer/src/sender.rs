@@ -9,7 +9,8 @@ use crate::wire::*;
 pub const ANNOUNCE_EVERY: u32 = 128;
 
 /// A sender that offers bearers beyond legacy falls back to legacy after this many statuses
-/// that name no pick (a receiver that does not know the offer, or never heard it).
+/// that name no pick (a receiver that does not know the offer, or never heard it). A status
+/// that says the receiver is preparing its pick ([`STATUS_BEARER_PREPARING`]) does not count.
 pub const STATUSES_WITHOUT_PICK: u8 = 3;
 
 /// Why a sender could not be made.
@@ -423,9 +424,12 @@ impl<'a> Sender<'a> {
             return TxEvent::Ignored;
         };
         if self.bearer.is_none() {
-            // The pick, if the status names one this sender offered.
-            match Bearer::from_code(pdu[5] >> STATUS_BEARER_SHIFT) {
+            // The pick, if the status names one this sender offered. A receiver still erasing
+            // for its pick is waited for: its status is no reason to fall back.
+            let code = pdu[5] >> STATUS_BEARER_SHIFT;
+            match Bearer::from_code(code) {
                 Some(b) if self.offered.contains(b) => self.commit(b),
+                _ if code == STATUS_BEARER_PREPARING => {}
                 _ => {
                     self.statuses_without_pick += 1;
                     if self.statuses_without_pick >= STATUSES_WITHOUT_PICK {

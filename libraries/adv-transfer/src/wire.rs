@@ -386,6 +386,10 @@ pub const BEARERS_LEN: usize = 6;
 /// heard) in its high nibble; the state itself stays in the low nibble. A receiver that heard no
 /// offer sends the byte as before.
 pub const STATUS_BEARER_SHIFT: u8 = 4;
+/// The status's high nibble while a receiver that picked a chained bearer erases the sectors
+/// the announced image needs, before it names its pick: the sender keeps holding the data and
+/// does not count the status towards its legacy fallback.
+pub const STATUS_BEARER_PREPARING: u8 = 0xF;
 /// Most AdvData of an event of an extended or periodic set.
 pub const EXT_ADV_DATA_MAX: usize = crate::bearer::CHAIN_ADV_DATA_MAX;
 /// Largest protocol PDU in one AD structure (length octet, type, company identifier).

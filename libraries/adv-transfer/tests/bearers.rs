@@ -15,6 +15,12 @@ struct Store {
     erased: Vec<bool>,
     began: Option<[u8; 16]>,
     finalized: bool,
+    /// Cut the power during the erase after this many more erases.
+    cut_after_erases: Option<u32>,
+    /// The power was cut: every operation fails until the receiver reboots.
+    cut: bool,
+    /// Each operation in order: (kind, offset).
+    log: Vec<(char, u32)>,
 }
 
 impl Store {
@@ -24,9 +30,15 @@ impl Store {
             erased: vec![false; 256],
             began: None,
             finalized: false,
+            cut_after_erases: None,
+            cut: false,
+            log: Vec::new(),
         }
     }
     fn apply(&mut self, op: StageOp<'_>) -> Result<Vec<u8>, StageError> {
+        if self.cut {
+            return Err(StageError::Failed);
+        }
         match op {
             StageOp::Begin { tag, .. } => {
                 self.began = Some(tag);
@@ -34,11 +46,23 @@ impl Store {
                 Ok(vec![])
             }
             StageOp::Erase { offset } => {
+                self.log.push(('e', offset));
+                if let Some(n) = self.cut_after_erases.as_mut() {
+                    if *n == 0 {
+                        // Cut mid-erase: half the sector erased, not recorded as erased.
+                        self.bytes[offset as usize..offset as usize + 2048].fill(0xFF);
+                        self.cut_after_erases = None;
+                        self.cut = true;
+                        return Err(StageError::Failed);
+                    }
+                    *n -= 1;
+                }
                 self.bytes[offset as usize..offset as usize + 4096].fill(0xFF);
                 self.erased[(offset / 4096) as usize] = true;
                 Ok(vec![])
             }
             StageOp::Write { offset, data } => {
+                self.log.push(('w', offset));
                 let (a, b) = (offset as usize, offset as usize + data.len());
                 if !self.erased[a / 4096] || !self.erased[(b - 1) / 4096] {
                     return Err(StageError::NotErased);
@@ -61,7 +85,10 @@ impl Store {
 }
 
 fn drive<const N: usize>(rx: &mut Receiver<'_, N>, store: &mut Store) {
-    while let Some(op) = rx.poll_op() {
+    while !store.cut {
+        let Some(op) = rx.poll_op() else {
+            break;
+        };
         match store.apply(op) {
             Ok(v) => rx.op_done(Ok(&v)),
             Err(e) => rx.op_done(Err(e)),
@@ -94,6 +121,9 @@ struct Link {
     drop_offers: bool,
     /// Reboot the receiver (resuming from the store) after this many sender events.
     reboot_at: Option<u64>,
+    /// Cut the receiver's power during its pre-erase, after this many erases (it reboots and
+    /// resumes from the store).
+    cut_pre_erase_after: Option<u32>,
 }
 
 struct Outcome {
@@ -105,12 +135,16 @@ struct Outcome {
     counters: RxCounters,
     tx: TxCounters,
     status_bytes: Vec<u8>,
+    reboots: u32,
+    store_log: Vec<(char, u32)>,
 }
 
 /// One transfer: the sender offers `offer`, the receiver follows `follow` with a queue of
 /// `N`-byte chunks; the receiver reports every 10 sender events.
 fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Link) -> Outcome {
     let mut store = Store::new();
+    store.cut_after_erases = link.cut_pre_erase_after;
+    let mut reboots = 0;
     let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
     let mut tx = Sender::new(CO, img, 0xB0A7_0001, 0).unwrap();
     tx.offer_bearers(offer);
@@ -175,6 +209,13 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
                 counters.dropped += c.dropped;
                 break 'boots;
             }
+            if store.cut {
+                store.cut = false;
+                reboots += 1;
+                counters.chunks += rx.counters().chunks;
+                resume = store.began;
+                continue 'boots;
+            }
             if link.reboot_at == Some(events) {
                 counters.chunks += rx.counters().chunks;
                 resume = store.began;
@@ -197,6 +238,8 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
         counters,
         tx: tx.counters(),
         status_bytes,
+        reboots,
+        store_log: store.log,
     }
 }
 
@@ -368,4 +411,107 @@ fn foreign_chained_events_never_reach_the_queue() {
     // From our sender's address the same event is taken.
     let got = rx.on_ext_adv(tx.address(), &ev[..at]);
     assert_eq!(got.chunks, 7);
+}
+
+#[test]
+fn the_pick_is_named_only_after_the_pre_erase() {
+    // A receiver that picks a chained bearer erases every sector of the announced image
+    // before its status names the pick; until then its statuses say "preparing", and the
+    // sender neither sends data nor counts them towards its legacy fallback.
+    let img = image(40_000);
+    let blocks = img.len().div_ceil(4096);
+    let mut tx = Sender::new(CO, &img, 0x0E2A_5E00, 0).unwrap();
+    tx.offer_bearers(BearerSet::ALL);
+    let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut rx = Receiver::<'_, BIG>::with_bearers(
+        CO,
+        MAX_IMAGE_LEN,
+        &mut bitmap,
+        None,
+        false,
+        BearerSet::ALL,
+    );
+    let mut store = Store::new();
+    for _ in 0..4 {
+        let mut out = [0u8; ADV_DATA_MAX];
+        let n = tx.next_adv(&mut out);
+        rx.on_adv(tx.address(), &out[..n]);
+    }
+    assert_eq!(rx.bearer(), Some(Bearer::Periodic(Phy::Le2M)));
+    let mut preparing = 0;
+    let mut ops = 0;
+    loop {
+        // A status after every staging operation.
+        let mut s = [0u8; ADV_DATA_MAX];
+        let n = rx.status_adv(&mut s);
+        let nibble = s[4 + 5] >> STATUS_BEARER_SHIFT;
+        let all_erased = store.erased[..blocks].iter().all(|e| *e);
+        if nibble == STATUS_BEARER_PREPARING {
+            preparing += 1;
+            assert!(rx.preparing());
+        } else {
+            assert!(
+                all_erased,
+                "the pick named before the erase ({ops} operations)"
+            );
+            assert_eq!(nibble, Bearer::Periodic(Phy::Le2M).code());
+        }
+        tx.on_adv(&s[..n]);
+        if !all_erased {
+            assert_eq!(tx.bearer(), None, "the sender waits for the pick");
+        }
+        let Some(op) = rx.poll_op() else {
+            break;
+        };
+        ops += 1;
+        assert!(ops <= 2 * blocks + 4, "the pre-erase did not end");
+        match store.apply(op) {
+            Ok(v) => rx.op_done(Ok(&v)),
+            Err(e) => rx.op_done(Err(e)),
+        }
+    }
+    // Begin, then one erase per block, each followed by a status the sender heard.
+    assert_eq!(ops, 1 + blocks);
+    assert!(preparing as u8 > adv_transfer::sender::STATUSES_WITHOUT_PICK);
+    assert_eq!(tx.bearer(), Some(Bearer::Periodic(Phy::Le2M)));
+    assert!(!rx.preparing());
+    let offsets: Vec<u32> = store.log.iter().map(|(_, o)| *o).collect();
+    let want: Vec<u32> = (0..blocks as u32).map(|b| b * 4096).collect();
+    assert_eq!(offsets, want, "every block erased once, in order");
+}
+
+#[test]
+fn the_whole_transfer_writes_only_after_the_pre_erase() {
+    let img = image(60_000);
+    let blocks = img.len().div_ceil(4096);
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, Link::default());
+    assert_eq!(o.tx_bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    let first_write = o.store_log.iter().position(|(k, _)| *k == 'w').unwrap();
+    assert_eq!(first_write, blocks, "{:?}", &o.store_log[..first_write]);
+    assert!(o.store_log[first_write..].iter().all(|(k, _)| *k == 'w'));
+    // A legacy session is not pre-erased: its first write follows its block's erase.
+    let o = run::<BIG>(&img, BearerSet::LEGACY, BearerSet::ALL, Link::default());
+    assert_eq!(o.store_log[..2], [('e', 0), ('w', 0)]);
+}
+
+#[test]
+fn a_cut_during_the_pre_erase_costs_a_retry() {
+    let img = image(60_000);
+    let link = Link {
+        cut_pre_erase_after: Some(6),
+        ..Link::default()
+    };
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, link);
+    assert_eq!(o.reboots, 1);
+    // The sender waited through the cut: no fallback, the picked bearer on both sides.
+    assert_eq!(o.tx_bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    assert_eq!(o.rx_bearer, o.tx_bearer);
+    assert!(o.chained_events > 0);
+    // The cut fell on the seventh erase. After the reboot the rebuild takes what the unerased
+    // sectors still hold for chunks (the resume rules as ever): their blocks fail their CRC
+    // and are erased and received again, the interrupted one included.
+    let cut_at = 6 * 4096;
+    assert_eq!(o.store_log[6], ('e', cut_at));
+    assert!(o.store_log[7..].contains(&('e', cut_at)));
+    assert!(o.tx.retransmissions > 0);
 }

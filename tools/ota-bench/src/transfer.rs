@@ -51,6 +51,12 @@ pub struct BearerRow {
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
     pub fraction_of_limit: f64,
+    /// From the first scan until the sender had the receiver's pick (the receiver's pre-erase
+    /// on a chained bearer), s.
+    pub pick_s: f64,
+    /// The image over the time after the pick, while the data flows.
+    pub data_goodput_bytes_per_s: f64,
+    pub data_fraction_of_limit: f64,
     /// The limit's arithmetic (`adv_transfer::bearer::Budget`).
     pub limit_arithmetic: String,
     pub chained_events: u64,
@@ -118,6 +124,9 @@ pub fn measure_bearers(
                 goodput_bytes_per_s: r.goodput_bytes_per_s,
                 bearer_limit_bytes_per_s: r.budget.limit_bytes_per_s,
                 fraction_of_limit: r.goodput_bytes_per_s / r.budget.limit_bytes_per_s,
+                pick_s: r.pick_s,
+                data_goodput_bytes_per_s: r.data_goodput_bytes_per_s,
+                data_fraction_of_limit: r.data_goodput_bytes_per_s / r.budget.limit_bytes_per_s,
                 limit_arithmetic: r.budget.to_string(),
                 chained_events: r.link.chained_events,
                 legacy_events: r.link.legacy_events,
@@ -142,7 +151,7 @@ fn print_bearers(rows: &[BearerRow]) {
         }
     }
     cli_output::outln!(
-        "{:>12} {:>6} {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8} {:>12} {:>10} {:>8}",
+        "{:>12} {:>6} {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>7}",
         "bearer",
         "loss",
         "bytes",
@@ -155,11 +164,14 @@ fn print_bearers(rows: &[BearerRow]) {
         "sim s",
         "goodput B/s",
         "limit B/s",
-        "% limit"
+        "% limit",
+        "pick s",
+        "data B/s",
+        "% data"
     );
     for r in rows {
         cli_output::outln!(
-            "{:>12} {:>5.0}% {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8.2} {:>12.0} {:>10.0} {:>7.1}%",
+            "{:>12} {:>5.0}% {:>9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8.2} {:>12.0} {:>10.0} {:>7.1}% {:>7.2} {:>10.0} {:>6.1}%",
             r.bearer,
             r.loss * 100.0,
             r.image_bytes,
@@ -172,7 +184,10 @@ fn print_bearers(rows: &[BearerRow]) {
             r.simulated_s,
             r.goodput_bytes_per_s,
             r.bearer_limit_bytes_per_s,
-            r.fraction_of_limit * 100.0
+            r.fraction_of_limit * 100.0,
+            r.pick_s,
+            r.data_goodput_bytes_per_s,
+            r.data_fraction_of_limit * 100.0
         );
     }
 }

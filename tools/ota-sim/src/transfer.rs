@@ -584,6 +584,11 @@ pub struct BearerReport {
     /// From the board's first scan until the boot request was written.
     pub sim_time_s: f64,
     pub goodput_bytes_per_s: f64,
+    /// From the board's first scan until the sender took the receiver's pick: the negotiation
+    /// and, on a chained bearer, the receiver's pre-erase ([`adv_transfer::Receiver::preparing`]).
+    pub pick_s: f64,
+    /// The image over the time after the pick, while the data flows.
+    pub data_goodput_bytes_per_s: f64,
     pub link: ChainStats,
     pub tx: TxCounters,
     pub rx: RxCounters,
@@ -637,6 +642,7 @@ pub fn run_bearer_transfer(
         finalized: None,
     };
     let events = |r: &ChainRadio<'_>| r.stats.legacy_events + r.stats.chained_events;
+    let mut picked_at = None;
     loop {
         if events(&radio) > 5_000_000 {
             bail!("transfer did not converge");
@@ -665,6 +671,9 @@ pub fn run_bearer_transfer(
         }
         stage.pump(board, &mut rx);
         let now = board.clock.now_us();
+        if picked_at.is_none() && radio.sender.bearer().is_some() {
+            picked_at = Some(now);
+        }
         if let Some(Completion::Finalized { .. }) = stage.finalized {
             let mut status = [0u8; ADV_DATA_MAX];
             let n = rx.status_adv(&mut status);
@@ -673,7 +682,10 @@ pub fn run_bearer_transfer(
                 bail!("finalized without a bearer");
             };
             let sim_time_s = (now - t0) as f64 / 1e6;
+            let pick_s = (picked_at.unwrap_or(now) - t0) as f64 / 1e6;
             return Ok(BearerReport {
+                pick_s,
+                data_goodput_bytes_per_s: job.image.len() as f64 / (sim_time_s - pick_s),
                 bearer,
                 budget: bearer.budget_with_interval(bearers.link.interval_us),
                 image_bytes: job.image.len(),

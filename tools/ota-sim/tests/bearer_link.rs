@@ -60,6 +60,19 @@ fn extended_2m_clean_link() {
 }
 
 #[test]
+fn the_flash_is_erased_before_the_data_flows_and_the_ring_never_overflows() {
+    // The receiver names its pick only once the image's sectors are erased, so while chunks
+    // arrive the staging flash only programs: on a clean link no report is dropped from the
+    // ring and no chunk is dropped from the queue, at either bearer's shortest interval.
+    for b in [E2, P2] {
+        let r = transfer(64 * 1024, 0.0, job(&[b], &[b]));
+        assert_eq!(r.bearer, b);
+        assert_eq!(r.link.ring_drops, 0, "{}: {:?}", b.name(), r.link);
+        assert_eq!(r.rx.dropped, 0, "{}: {:?}", b.name(), r.rx);
+    }
+}
+
+#[test]
 fn lost_pdus_cut_chains_and_the_transfer_completes() {
     let r = transfer(32 * 1024, 0.1, job(&[P2], &[P2]));
     assert_eq!(r.bearer, P2);
