@@ -20,7 +20,7 @@ pub mod receiver;
 pub mod sender;
 pub mod wire;
 
-pub use receiver::{Receiver, RxCounters, RxOutcome, RxProgress, StageError, StageOp};
+pub use receiver::{FlashTiming, Receiver, RxCounters, RxOutcome, RxProgress, StageError, StageOp};
 pub use sender::{Sender, SenderError, TxCounters, TxEvent};
 pub use wire::{session_address, RxState, SessionInfo, DEFAULT_COMPANY_ID};
 

@@ -10,6 +10,18 @@ pub const READ_LEN: usize = 256;
 /// A joined session with no PDU for this long may be replaced by a new announce.
 pub const SESSION_TIMEOUT_MS: u64 = 30_000;
 
+/// How long the staging flash takes, for a receiver that erases only part of the image before
+/// it names a chained bearer ([`Receiver::set_flash_timing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashTiming {
+    /// One 4 KiB sector erase, µs.
+    pub erase_sector_us: u32,
+    /// One page program, µs.
+    pub program_page_us: u32,
+    /// The program page, bytes (a write is programmed page by page).
+    pub page_len: u32,
+}
+
 /// What the receiver asks the staging store (the update-region) to do. Offsets are relative to
 /// the start of the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +213,9 @@ pub struct Receiver<'a, const CHUNK_MAX: usize = CHUNK_LEN> {
     /// A chained session's pre-erase is under way: every sector the image needs is erased
     /// before the status names the pick ([`Receiver::preparing`]).
     pre_erase: bool,
+    /// The staging flash's timing, if known: the pre-erase then stops where the erases left
+    /// fit between the chunks ([`Receiver::set_flash_timing`]).
+    flash: Option<FlashTiming>,
 }
 
 impl<'a> Receiver<'a> {
@@ -285,6 +300,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             offer_heard: false,
             geom: Geometry::LEGACY,
             pre_erase: false,
+            flash: None,
         }
     }
 
@@ -296,6 +312,52 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
     /// The joined session's bearer, once decided.
     pub fn bearer(&self) -> Option<Bearer> {
         self.session.and(self.bearer)
+    }
+
+    /// The staging flash's timing. Without it a chained session's pre-erase covers the whole
+    /// image. With it, it covers the first blocks only, as many as the erases of the rest do
+    /// not fit in the bearer's time per block ([`Receiver::pre_erase_blocks`]): the rest are
+    /// erased ahead while the data flows, as on legacy.
+    pub fn set_flash_timing(&mut self, timing: Option<FlashTiming>) {
+        self.flash = timing;
+    }
+
+    /// How many blocks of the joined session a chained bearer's pre-erase covers: all of them
+    /// without a flash timing; with one, the fewest `k` for which staging the session after
+    /// the pick takes no longer than the bearer carries it at its limit ([`Bearer::budget`]):
+    /// `(n − k) × erase + n × programs per block ≤ n × air time per block`, so
+    /// `k = ⌈n × (erase + programs − air) / erase⌉`, between 0 and `n`.
+    pub fn pre_erase_blocks(&self) -> u32 {
+        let Some(info) = self.session else {
+            return 0;
+        };
+        let n = info.blocks();
+        let (Some(timing), Some(bearer)) = (self.flash, self.bearer) else {
+            return n;
+        };
+        let limit = bearer.budget().limit_bytes_per_s;
+        if timing.erase_sector_us == 0 || timing.page_len == 0 || limit <= 0.0 {
+            return n;
+        }
+        // Page programs of a whole block's chunks (a chunk crossing a page takes two).
+        let pages: u32 = (0..self.geom.chunks_per_block)
+            .map(|c| {
+                let first = c * self.geom.chunk_len;
+                let last = (first + self.geom.chunk_len).min(BLOCK_LEN as u32) - 1;
+                last / timing.page_len - first / timing.page_len + 1
+            })
+            .sum();
+        let air_us = BLOCK_LEN as f64 * 1e6 / limit;
+        let flash_us = timing.erase_sector_us as f64 + (pages * timing.program_page_us) as f64;
+        let deficit = flash_us - air_us;
+        if deficit <= 0.0 {
+            return 0;
+        }
+        let k = n as f64 * deficit / timing.erase_sector_us as f64;
+        // ⌈k⌉ without std's float functions.
+        let whole = k as u32;
+        let k = if (whole as f64) < k { whole + 1 } else { whole };
+        k.min(n)
     }
 
     /// Whether the receiver is still preparing a chained bearer it picked: its staging session
@@ -315,7 +377,8 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             Phase::Beginning | Phase::Rebuilding { .. } => true,
             Phase::Receiving => {
                 self.pre_erase
-                    && (0..info.blocks()).any(|b| self.blocks[b as usize] == Block::Unknown)
+                    && (0..self.pre_erase_blocks().min(info.blocks()))
+                        .any(|b| self.blocks[b as usize] == Block::Unknown)
             }
             _ => false,
         }
@@ -901,8 +964,8 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         // 4. A chained session's pre-erase: every block not erased yet, in order, before the
         // status names the pick (see `preparing`).
         if self.pre_erase {
-            if let Some(block) =
-                (0..info.blocks()).find(|&b| self.blocks[b as usize] == Block::Unknown)
+            if let Some(block) = (0..self.pre_erase_blocks().min(info.blocks()))
+                .find(|&b| self.blocks[b as usize] == Block::Unknown)
             {
                 self.in_flight = Some(InFlight::Erase { block });
                 return Some(StageOp::Erase {

@@ -515,3 +515,52 @@ fn a_cut_during_the_pre_erase_costs_a_retry() {
     assert!(o.store_log[7..].contains(&('e', cut_at)));
     assert!(o.tx.retransmissions > 0);
 }
+
+#[test]
+fn the_head_start_follows_from_the_flash_and_the_bearer() {
+    // 176 KiB: 44 blocks. Joined over periodic 2M or extended 2M, with three flash timings.
+    let img = image(176 * 1024);
+    let blocks = img.len().div_ceil(4096) as u32;
+    let head = |offer: Bearer, timing: Option<FlashTiming>| {
+        let mut tx = Sender::new(CO, &img, 0x0E2A_5E01, 0).unwrap();
+        tx.offer_bearers(BearerSet::of(&[offer]));
+        let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+        let mut rx = Receiver::<'_, BIG>::with_bearers(
+            CO,
+            MAX_IMAGE_LEN,
+            &mut bitmap,
+            None,
+            false,
+            BearerSet::ALL,
+        );
+        rx.set_flash_timing(timing);
+        for _ in 0..4 {
+            let mut out = [0u8; ADV_DATA_MAX];
+            let n = tx.next_adv(&mut out);
+            rx.on_adv(tx.address(), &out[..n]);
+        }
+        assert_eq!(rx.bearer(), Some(offer));
+        rx.pre_erase_blocks()
+    };
+    let mx25r = FlashTiming {
+        erase_sector_us: 40_000,
+        program_page_us: 850,
+        page_len: 256,
+    };
+    let e2 = Bearer::Extended(Phy::Le2M);
+    let p2 = Bearer::Periodic(Phy::Le2M);
+    // Without a timing: the whole image.
+    assert_eq!(head(e2, None), blocks);
+    // Extended: 63.1 ms of air per block against a 40 ms erase and 33 page programs
+    // (28.1 ms): 4.9 ms over per block, × 44 blocks / 40 ms = 5.4, so 6 blocks first.
+    assert_eq!(head(e2, Some(mx25r)), 6);
+    // Periodic 2M: 25.3 ms of air per block, less than the programs alone: all of them.
+    assert_eq!(head(p2, Some(mx25r)), blocks);
+    // A flash ten times as fast needs no head start.
+    let fast = FlashTiming {
+        erase_sector_us: 4_000,
+        program_page_us: 85,
+        page_len: 256,
+    };
+    assert_eq!(head(e2, Some(fast)), 0);
+}

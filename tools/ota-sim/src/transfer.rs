@@ -571,6 +571,21 @@ pub struct BearerJob {
     pub offer: BearerSet,
     pub follow: BearerSet,
     pub link: BearerLink,
+    /// The staging flash's timing handed to the receiver ([`board_flash_timing`]): it then
+    /// pre-erases only the head start its bearer needs. `None`: the whole image is erased
+    /// before the pick.
+    pub flash: Option<adv_transfer::FlashTiming>,
+}
+
+/// The board's QSPI flash (MX25R6435F, high-performance mode, typical datasheet figures) as
+/// the receiver's [`adv_transfer::FlashTiming`].
+pub fn board_flash_timing() -> adv_transfer::FlashTiming {
+    use nrf52840_flash::mx25r::{typical_us, Operation, PowerMode, PAGE_SIZE};
+    adv_transfer::FlashTiming {
+        erase_sector_us: typical_us(Operation::EraseSector, PowerMode::HighPerformance) as u32,
+        program_page_us: typical_us(Operation::PageProgram, PowerMode::HighPerformance) as u32,
+        page_len: PAGE_SIZE,
+    }
 }
 
 /// What a transfer over a picked bearer did.
@@ -631,6 +646,7 @@ pub fn run_bearer_transfer(
         false,
         bearers.follow,
     );
+    rx.set_flash_timing(bearers.flash);
     let ops_at_start = board.power.ops();
     let t0 = board.clock.now_us();
     radio.start(t0);

@@ -37,6 +37,7 @@ fn job(offer: &[Bearer], follow: &[Bearer]) -> BearerJob {
         offer: BearerSet::of(offer),
         follow: BearerSet::of(follow),
         link: BearerLink::default(),
+        flash: None,
     }
 }
 
@@ -128,4 +129,17 @@ fn statuses_do_not_lock_onto_the_periodic_trains_phase() {
     };
     let r = run_bearer_transfer(&mut board, &tj, &job(&[P2], &[P2])).unwrap();
     assert!(r.sim_time_s < 15.0, "{} s", r.sim_time_s);
+}
+
+#[test]
+fn with_the_flash_timing_only_the_head_start_is_erased_before_the_pick() {
+    // The receiver knows the board's flash: over extended 2M it pre-erases the few blocks its
+    // erases would fall behind by and erases the rest ahead while the data flows. The image
+    // still arrives whole (checked in `transfer`), and the sender took the pick sooner.
+    let mut j = job(&[E2], &[E2]);
+    j.flash = Some(ota_sim::transfer::board_flash_timing());
+    let head = transfer(64 * 1024, 0.0, j);
+    let whole = transfer(64 * 1024, 0.0, job(&[E2], &[E2]));
+    assert_eq!(head.bearer, E2);
+    assert!(head.link.legacy_events < whole.link.legacy_events);
 }
