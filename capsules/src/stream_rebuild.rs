@@ -30,7 +30,39 @@ use ota_reconstruct::Rebuild;
 use update_region::{Config, TAG_LEN};
 
 /// The compressed-image decoder (static storage on a device: it is about 34 KiB).
+#[cfg(feature = "compressed-updates")]
 pub type Compressed = ota_lzma::image::CompressedImage;
+/// Without the `compressed-updates` feature there is no compressed-image decoder: a type with
+/// no values, so the compressed paths are dead code and no LZMA code is linked.
+#[cfg(not(feature = "compressed-updates"))]
+pub type Compressed = NoCompressedDecoder;
+
+/// The compressed-image decoder of a kernel built without one; it cannot be made.
+#[cfg(not(feature = "compressed-updates"))]
+pub enum NoCompressedDecoder {}
+
+#[cfg(not(feature = "compressed-updates"))]
+impl NoCompressedDecoder {
+    /// Never called: there is no value to call it on.
+    pub fn restart(&mut self, _max_payload: u32) {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "compressed-updates"))]
+impl ota_reconstruct::Decoder for &mut NoCompressedDecoder {
+    fn decode(
+        &mut self,
+        _input: &[u8],
+        _out: &mut [u8],
+    ) -> Result<ota_reconstruct::Progress, ota_reconstruct::Error> {
+        match **self {}
+    }
+
+    fn provide(&mut self, _data: &[u8]) -> Result<(), ota_reconstruct::Error> {
+        match **self {}
+    }
+}
 
 /// The rebuild the core drives.
 pub type StreamRebuild = Rebuild<AnyStream<&'static mut Compressed>>;

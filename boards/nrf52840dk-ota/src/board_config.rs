@@ -37,8 +37,9 @@ pub const STREAM_AREA: update_region::Config =
 /// Rebuild compressed images on the device. Off: the LZMA decoder's 34,896 B of RAM would take
 /// the kernel's RAM past 0x2001_0000, where libtock-rs links the DFU app's RAM on this platform,
 /// so the app would no longer load (docs/delta-updates.md has the figures). Off, the device
-/// rebuilds delta patches only and refuses compressed streams at finalize.
-pub const COMPRESSED_UPDATES: bool = false;
+/// rebuilds delta patches only, refuses compressed streams at finalize and links no LZMA code.
+/// On: build with `--features compressed-updates` (and link the app's RAM higher).
+pub const COMPRESSED_UPDATES: bool = cfg!(feature = "compressed-updates");
 
 /// Number of accepted signing keys.
 pub const NUM_KEYS: usize = 2;

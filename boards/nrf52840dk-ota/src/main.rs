@@ -62,6 +62,7 @@ const KERNEL_SLOT_LEN: u32 = boot_nrf::NRF52840_DK.kernel_slot.len;
 
 /// The compressed-image decoder's storage (about 34 KiB), a constant initialiser so that it
 /// never passes through the kernel stack.
+#[cfg(feature = "compressed-updates")]
 static mut COMPRESSED: Compressed = Compressed::new(KERNEL_SLOT_LEN);
 
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
@@ -374,9 +375,15 @@ pub unsafe fn main() {
     let kernel_slot: &'static [u8] = unsafe {
         core::slice::from_raw_parts(KERNEL_SLOT_START as *const u8, KERNEL_SLOT_LEN as usize)
     };
+    // The decoder's storage exists only in a build with compressed updates
+    // (board_config::COMPRESSED_UPDATES).
+    #[cfg(feature = "compressed-updates")]
     // SAFETY: the only reference ever made to COMPRESSED, made once here before any use.
     let compressed: Option<&'static mut Compressed> =
-        board_config::COMPRESSED_UPDATES.then(|| unsafe { &mut *addr_of_mut!(COMPRESSED) });
+        Some(unsafe { &mut *addr_of_mut!(COMPRESSED) });
+    #[cfg(not(feature = "compressed-updates"))]
+    let compressed: Option<&'static mut Compressed> = None;
+    debug_assert_eq!(compressed.is_some(), board_config::COMPRESSED_UPDATES);
     let streams = StreamArea {
         config: board_config::STREAM_AREA,
         kernel_slot,
