@@ -118,10 +118,25 @@ struct Queued<const N: usize> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum InFlight {
     Begin,
-    Erase { block: u32 },
-    Write { slot: usize },
-    Rebuild { at: u32, len: u32 },
-    Verify { block: u32, at: u32, len: u32 },
+    Erase {
+        block: u32,
+    },
+    Write {
+        slot: usize,
+    },
+    /// Consecutive queued chunks written as one run (a bit per queue slot).
+    WriteRun {
+        slots: u8,
+    },
+    Rebuild {
+        at: u32,
+        len: u32,
+    },
+    Verify {
+        block: u32,
+        at: u32,
+        len: u32,
+    },
     Finalize,
 }
 
@@ -216,6 +231,9 @@ pub struct Receiver<'a, const CHUNK_MAX: usize = CHUNK_LEN> {
     /// The staging flash's timing, if known: the pre-erase then stops where the erases left
     /// fit between the chunks ([`Receiver::set_flash_timing`]).
     flash: Option<FlashTiming>,
+    /// Caller storage where consecutive chunks of a chained session are joined into one write
+    /// ([`Receiver::set_write_buffer`]); empty: each chunk is written alone.
+    write_buf: &'a mut [u8],
 }
 
 impl<'a> Receiver<'a> {
@@ -301,6 +319,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             geom: Geometry::LEGACY,
             pre_erase: false,
             flash: None,
+            write_buf: &mut [],
         }
     }
 
@@ -312,6 +331,14 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
     /// The joined session's bearer, once decided.
     pub fn bearer(&self) -> Option<Bearer> {
         self.session.and(self.bearer)
+    }
+
+    /// Storage for joining consecutive chunks of a chained session into one write: a chunk
+    /// of 228 bytes crosses a 256-byte page and takes two page programs alone; seven in a row
+    /// take seven instead of thirteen. Up to `buf.len()` bytes are written at a time (two
+    /// chained chunks or more to matter). Legacy sessions write chunk by chunk as always.
+    pub fn set_write_buffer(&mut self, buf: &'a mut [u8]) {
+        self.write_buf = buf;
     }
 
     /// The staging flash's timing. Without it a chained session's pre-erase covers the whole
@@ -864,7 +891,11 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             .iter()
             .position(|q| q.is_some_and(|q| q.index == index))
         {
-            let writing = self.in_flight == Some(InFlight::Write { slot });
+            let writing = match self.in_flight {
+                Some(InFlight::Write { slot: s }) => s == slot,
+                Some(InFlight::WriteRun { slots }) => slots & (1 << slot) != 0,
+                _ => false,
+            };
             let same = self.queue[slot].is_some_and(|q| q.data[..len] == *data);
             if same || writing {
                 return RxOutcome::Duplicate;
@@ -933,8 +964,17 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
                 len,
             });
         }
-        // 2. Stage a queued chunk (erasing its block first if needed).
-        if let Some(slot) = self.queue.iter().position(|q| q.is_some()) {
+        // 2. Stage a queued chunk (erasing its block first if needed). Joining runs of chunks,
+        // the lowest index first, so a run starts at its beginning.
+        let joining = self.bearer.is_some_and(|b| b.chained()) && !self.write_buf.is_empty();
+        let first = if joining {
+            (0..QUEUE_LEN)
+                .filter(|&s| self.queue[s].is_some())
+                .min_by_key(|&s| self.queue[s].map(|q| q.index))
+        } else {
+            self.queue.iter().position(|q| q.is_some())
+        };
+        if let Some(slot) = first {
             let q = self.queue[slot].unwrap_or(Queued {
                 index: 0,
                 len: 0,
@@ -948,6 +988,13 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
                 });
             }
             let (offset, _) = self.geom.chunk_range(q.index, info.image_len);
+            if let Some((slots, len)) = self.run_from(q.index, block) {
+                self.in_flight = Some(InFlight::WriteRun { slots });
+                return Some(StageOp::Write {
+                    offset,
+                    data: &self.write_buf[..len],
+                });
+            }
             self.in_flight = Some(InFlight::Write { slot });
             let q = self.queue[slot].as_ref()?;
             return Some(StageOp::Write {
@@ -988,6 +1035,36 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         None
     }
 
+    /// Join the queued chunks `first`, `first + 1`, … of `block` into the write buffer, as many
+    /// as fit: their slots and length, if a chained session has a buffer and two or more join.
+    fn run_from(&mut self, first: u32, block: u32) -> Option<(u8, usize)> {
+        if !self.bearer.is_some_and(|b| b.chained()) || self.write_buf.is_empty() {
+            return None;
+        }
+        let (mut slots, mut len, mut count) = (0u8, 0usize, 0);
+        let mut index = first;
+        while self.geom.block_of(index) == block {
+            let Some(slot) = self
+                .queue
+                .iter()
+                .position(|q| q.is_some_and(|q| q.index == index))
+            else {
+                break;
+            };
+            let q = self.queue[slot].as_ref()?;
+            let n = q.len as usize;
+            if len + n > self.write_buf.len() {
+                break;
+            }
+            self.write_buf[len..len + n].copy_from_slice(&q.data[..n]);
+            slots |= 1 << slot;
+            len += n;
+            count += 1;
+            index += 1;
+        }
+        (count >= 2).then_some((slots, len))
+    }
+
     fn block_len(&self, block: u32) -> u32 {
         let image_len = self.session.map(|s| s.image_len).unwrap_or(0);
         (image_len - block * BLOCK_LEN as u32).min(BLOCK_LEN as u32)
@@ -1018,6 +1095,23 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             (InFlight::Write { slot }, Ok(_)) => {
                 if let Some(q) = self.queue[slot].take() {
                     self.set(q.index, true);
+                }
+            }
+            (InFlight::WriteRun { slots }, Ok(_)) => {
+                for slot in (0..QUEUE_LEN).filter(|s| slots & (1 << s) != 0) {
+                    if let Some(q) = self.queue[slot].take() {
+                        self.set(q.index, true);
+                    }
+                }
+            }
+            (InFlight::WriteRun { slots }, Err(e)) => {
+                let slot = (0..QUEUE_LEN).find(|s| slots & (1 << s) != 0);
+                let block = slot
+                    .and_then(|s| self.queue[s])
+                    .map(|q| self.geom.block_of(q.index));
+                if let (StageError::NotErased | StageError::NotBlank, Some(block)) = (e, block) {
+                    self.counters.conflicts += 1;
+                    self.reset_block(block);
                 }
             }
             (InFlight::Write { slot }, Err(e)) => {

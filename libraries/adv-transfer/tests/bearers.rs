@@ -21,6 +21,8 @@ struct Store {
     cut: bool,
     /// Each operation in order: (kind, offset).
     log: Vec<(char, u32)>,
+    /// The length of each write.
+    write_lens: Vec<usize>,
 }
 
 impl Store {
@@ -33,6 +35,7 @@ impl Store {
             cut_after_erases: None,
             cut: false,
             log: Vec::new(),
+            write_lens: Vec::new(),
         }
     }
     fn apply(&mut self, op: StageOp<'_>) -> Result<Vec<u8>, StageError> {
@@ -63,6 +66,7 @@ impl Store {
             }
             StageOp::Write { offset, data } => {
                 self.log.push(('w', offset));
+                self.write_lens.push(data.len());
                 let (a, b) = (offset as usize, offset as usize + data.len());
                 if !self.erased[a / 4096] || !self.erased[(b - 1) / 4096] {
                     return Err(StageError::NotErased);
@@ -137,6 +141,7 @@ struct Outcome {
     status_bytes: Vec<u8>,
     reboots: u32,
     store_log: Vec<(char, u32)>,
+    write_lens: Vec<usize>,
 }
 
 /// One transfer: the sender offers `offer`, the receiver follows `follow` with a queue of
@@ -146,6 +151,8 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
     store.cut_after_erases = link.cut_pre_erase_after;
     let mut reboots = 0;
     let mut bitmap = vec![0u8; Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    // Chained sessions join consecutive chunks into one write.
+    let mut write_buf = vec![0u8; 8 * N];
     let mut tx = Sender::new(CO, img, 0xB0A7_0001, 0).unwrap();
     tx.offer_bearers(offer);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -158,6 +165,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
         bitmap.fill(0);
         let mut rx =
             Receiver::<'_, N>::with_bearers(CO, MAX_IMAGE_LEN, &mut bitmap, resume, false, follow);
+        rx.set_write_buffer(&mut write_buf);
         loop {
             events += 1;
             assert!(events < 100_000, "transfer did not converge");
@@ -240,6 +248,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
         status_bytes,
         reboots,
         store_log: store.log,
+        write_lens: store.write_lens,
     }
 }
 
@@ -489,9 +498,21 @@ fn the_whole_transfer_writes_only_after_the_pre_erase() {
     let first_write = o.store_log.iter().position(|(k, _)| *k == 'w').unwrap();
     assert_eq!(first_write, blocks, "{:?}", &o.store_log[..first_write]);
     assert!(o.store_log[first_write..].iter().all(|(k, _)| *k == 'w'));
+    // Consecutive chunks went out as runs: fewer writes than chunks, each one whole chunks.
+    let g = Geometry::for_bearer(Bearer::Periodic(Phy::Le2M));
+    let chunks = g.total_chunks(img.len() as u32) as usize;
+    assert_eq!(o.write_lens.iter().sum::<usize>(), img.len());
+    assert!(
+        o.write_lens.len() * 3 < chunks,
+        "{} writes",
+        o.write_lens.len()
+    );
+    assert!(o.write_lens.iter().any(|&n| n > g.chunk_len as usize));
     // A legacy session is not pre-erased: its first write follows its block's erase.
     let o = run::<BIG>(&img, BearerSet::LEGACY, BearerSet::ALL, Link::default());
     assert_eq!(o.store_log[..2], [('e', 0), ('w', 0)]);
+    // And writes chunk by chunk, as always.
+    assert!(o.write_lens.iter().all(|&n| n <= CHUNK_LEN));
 }
 
 #[test]

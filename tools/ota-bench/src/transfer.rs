@@ -114,6 +114,7 @@ pub fn measure_bearers(
                     ..BearerLink::default()
                 },
                 flash: head_start.then(ota_sim::transfer::board_flash_timing),
+                join_writes: true,
             };
             let r = run_bearer_transfer(&mut board, &job, &bj)?;
             if r.bearer != bearer {

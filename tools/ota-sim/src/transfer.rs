@@ -575,6 +575,8 @@ pub struct BearerJob {
     /// pre-erases only the head start its bearer needs. `None`: the whole image is erased
     /// before the pick.
     pub flash: Option<adv_transfer::FlashTiming>,
+    /// The receiver joins consecutive chunks into one write ([`adv_transfer::Receiver::set_write_buffer`]).
+    pub join_writes: bool,
 }
 
 /// The board's QSPI flash (MX25R6435F, high-performance mode, typical datasheet figures) as
@@ -638,6 +640,7 @@ pub fn run_bearer_transfer(
         .start()
         .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
     let mut bitmap = vec![0u8; adv_transfer::Receiver::bitmap_len(MAX_IMAGE_LEN)];
+    let mut write_buf = vec![0u8; adv_transfer::receiver::QUEUE_LEN * CHAINED_CHUNK];
     let mut rx = adv_transfer::Receiver::<'_, CHAINED_CHUNK>::with_bearers(
         adv_transfer::DEFAULT_COMPANY_ID,
         job.config.max_image_len().min(MAX_IMAGE_LEN),
@@ -647,6 +650,9 @@ pub fn run_bearer_transfer(
         bearers.follow,
     );
     rx.set_flash_timing(bearers.flash);
+    if bearers.join_writes {
+        rx.set_write_buffer(&mut write_buf);
+    }
     let ops_at_start = board.power.ops();
     let t0 = board.clock.now_us();
     radio.start(t0);
