@@ -37,7 +37,7 @@ use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
 
 pub use app_install::journal::{JournalLayout, PAGE as JOURNAL_PAGE};
-use app_install::trial::TrialRecord;
+use app_install::trial::{TrialRecord, MARKS_AT, MAX_MARKS};
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,
 };
@@ -144,6 +144,8 @@ pub struct AppUpdate<'a> {
     read_len: Cell<usize>,
     /// The trial record to program once its sector is erased.
     trial_record: OptionalCell<TrialRecord>,
+    /// The trial sector is being read (once, when the QSPI flash is ready).
+    reading_trial: Cell<bool>,
     client: OptionalCell<&'a dyn AppUpdateClient>,
 }
 
@@ -177,6 +179,7 @@ impl<'a> AppUpdate<'a> {
             buffer: TakeCell::new(buffer),
             read_len: Cell::new(0),
             trial_record: OptionalCell::empty(),
+            reading_trial: Cell::new(false),
             client: OptionalCell::empty(),
         }
     }
@@ -188,6 +191,30 @@ impl<'a> AppUpdate<'a> {
     /// The install state machine (for status).
     pub fn installer(&self) -> Installer {
         self.installer.map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// The version in trial: the trial record's, while that version is the one that runs.
+    pub fn trial_version(&self) -> Option<u32> {
+        self.installer
+            .map(|i| i.running_trial(self.apps).map(|r| r.new_version))
+            .flatten()
+    }
+
+    /// Read the trial record a previous boot left (the QSPI flash is ready): an `INSTALL` of
+    /// the version in trial then answers it as installed, and `STATUS` reports the trial.
+    fn read_trial(&self) {
+        if self.reading_trial.get() || !self.installer().is_idle() {
+            return;
+        }
+        let Some(buffer) = self.buffer.take() else {
+            return;
+        };
+        self.reading_trial.set(true);
+        let len = (MARKS_AT + 4 * MAX_MARKS) as usize;
+        if let Err((_, buffer)) = self.staging.read(self.trial_sector, buffer, len) {
+            self.reading_trial.set(false);
+            self.buffer.replace(buffer);
+        }
     }
 
     /// Step the machine on `event` (the machine is put back before the action runs, so a
@@ -209,7 +236,7 @@ impl<'a> AppUpdate<'a> {
         if caller != self.dfu {
             return Err(Refusal::NotDfu);
         }
-        if !self.installer().is_idle() {
+        if !self.installer().is_idle() || self.reading_trial.get() {
             return Err(Refusal::Busy);
         }
         if u32::try_from(len).map_or(true, |len| len > self.staging_len) {
@@ -290,6 +317,14 @@ impl<'a> AppUpdate<'a> {
 
 impl AsyncNorClient for AppUpdate<'_> {
     fn read_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
+        if self.reading_trial.take() {
+            let record = result.ok().and_then(|()| TrialRecord::decode(buffer));
+            self.buffer.replace(buffer);
+            if let Some((record, _boots)) = record {
+                self.installer.map(|i| i.resume(record));
+            }
+            return;
+        }
         let len = self.read_len.get().min(buffer.len());
         let action = self.step(Event::ReadDone(
             result.map(|()| &buffer[..len]).map_err(|_| Failed),
@@ -302,6 +337,11 @@ impl AsyncNorClient for AppUpdate<'_> {
     fn program_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
         self.buffer.replace(buffer);
         self.advance(Event::TrialRecorded(result.map_err(|_| Failed)));
+    }
+
+    /// The QSPI flash is up: read the trial record.
+    fn ready(&self) {
+        self.read_trial();
     }
 
     /// Only the trial sector is erased.
@@ -390,9 +430,13 @@ pub type AppUpdateGrant =
 /// The syscall driver over [`AppUpdate`] (`dfu_abi::app`).
 ///
 /// - `EXISTS` and `STATUS` (`(state, version in trial or 0)`) for anyone;
-/// - `INSTALL(len)`: the DFU app only (`NODEVICE` otherwise); `BUSY` while an install runs, a
-///   version is in trial or a completion waits for room in the task queue; `SIZE` if `len`
-///   exceeds the staging slot. Success means exactly one upcall `(INSTALL, status, detail)`
+/// - `INSTALL(len)`: the DFU app only (`NODEVICE` otherwise); `BUSY` while an install runs, the
+///   trial record is being read or a completion waits for room in the task queue; `SIZE` if
+///   `len` exceeds the staging slot. While a version runs in trial (the record an install
+///   wrote, or one a previous boot left, read when the QSPI flash is ready), an `INSTALL` of
+///   that same version ends after the staged header and footer checks with status 0 and the
+///   version (a DFU app restarted mid-session asks again; nothing is copied), and one of
+///   anything else ends with `FAIL` and the `BUSY` detail. Success means exactly one upcall `(INSTALL, status, detail)`
 ///   follows (possibly queued before the command returns): status 0 and the installed
 ///   version, or `FAIL` and the [`Refusal::detail`];
 /// - `CONFIRM`, `REVERT`: `NOSUPPORT` until confirm and revert exist (`docs/app-updates.md`).
@@ -453,7 +497,7 @@ impl SyscallDriver for AppUpdateDriver<'_> {
             command::EXISTS => CommandReturn::success(),
             command::STATUS => {
                 let installer = self.core.installer();
-                let (state, version) = match installer.trial_version() {
+                let (state, version) = match self.core.trial_version() {
                     Some(version) => (dfu_abi::app::state::TRIAL, version),
                     None if installer.is_idle() => (dfu_abi::app::state::IDLE, 0),
                     None => (dfu_abi::app::state::INSTALLING, 0),

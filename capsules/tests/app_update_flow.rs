@@ -37,7 +37,7 @@ use tock_ota_capsules::app_update::{
     command, upcall, AppKeys, AppUpdate, AppUpdateClient, AppUpdateDriver, AppUpdateGrant,
     InstalledApps, ProcessTable, Refusal, Sid, CHUNK, DRIVER_NUM,
 };
-use tock_ota_capsules::nor::AsyncNor;
+use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
 
 const DFU: ShortId = ShortId::Fixed(NonZeroU32::new(0x1D4).unwrap());
 const OLD: ShortId = ShortId::Fixed(NonZeroU32::new(0x8000_0042).unwrap());
@@ -451,9 +451,116 @@ fn old_app_is_unloaded_then_newer_signed_app_stored_then_loaded() {
             (record.name(), record.new_version, record.had_old, boots),
             ("blink", 4, true, 0)
         );
-        // A second install while the first is in trial is refused synchronously.
-        assert_eq!(rig.update.install(DFU, staged.len()), Err(Refusal::Busy));
+        // The kernel now runs v4 (the fake store does not touch the process table).
+        rig.kernel.blink.set_binary("blink", 4);
+        // The DFU app, restarted mid-session, asks again: installed, nothing copied, no
+        // second record.
+        rig.store.log.borrow_mut().clear();
+        rig.results.0.borrow_mut().clear();
+        let erases = rig.nor.operations.get();
+        assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Ok(4))));
+        assert!(rig.log().is_empty(), "{:?}", rig.log());
+        assert_eq!(rig.update.trial_version(), Some(4));
+        let sector = rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
+        assert_eq!(
+            TrialRecord::decode(&sector).map(|(r, _)| r.new_version),
+            Some(4)
+        );
+        assert!(rig.nor.operations.get() > erases, "the staged TBF was read");
+        // Another version while v4 is in trial: the trial sector holds one record.
+        rig.nor.memory.borrow_mut()[STAGING_BASE as usize..][..staged.len()]
+            .copy_from_slice(&tbf("blink", 5, true, TOTAL));
+        rig.results.0.borrow_mut().clear();
+        assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Err(Refusal::Busy))));
+        assert!(rig.log().is_empty(), "{:?}", rig.log());
     }
+}
+
+/// A trial record in the NOR fake's trial sector, as an install left it before a reboot.
+fn leave_trial_record(rig: &Rig, name: &str, version: u32) {
+    let record = TrialRecord::new(name, version, true).unwrap().encode();
+    let mut memory = rig.nor.memory.borrow_mut();
+    memory[TRIAL_SECTOR as usize..][..4096].fill(0xFF);
+    memory[TRIAL_SECTOR as usize..][..record.len()].copy_from_slice(&record);
+    // One boot mark.
+    memory[TRIAL_SECTOR as usize + 64..][..4].fill(0);
+}
+
+#[test]
+fn after_a_reboot_the_version_in_trial_is_answered_as_installed() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig_with(immediate, &staged, true);
+        let dfu = rig.kernel.dfu;
+        // The previous boot installed v4; it runs in trial.
+        rig.kernel.blink.set_binary("blink", 4);
+        leave_trial_record(&rig, "blink", 4);
+        let status = |rig: &Rig| {
+            rig.driver
+                .command(command::STATUS, 0, 0, dfu.id())
+                .get_success_2_u32()
+        };
+        assert_eq!(status(&rig), Some((dfu_abi::app::state::IDLE, 0)));
+        // The QSPI flash comes up: the capsule reads the trial sector.
+        AsyncNorClient::ready(rig.update);
+        if !immediate {
+            // An install while the record is being read is busy, without flash access.
+            assert_eq!(
+                rig.driver
+                    .command(command::INSTALL, staged.len(), 0, dfu.id())
+                    .get_failure(),
+                Some(ErrorCode::BUSY)
+            );
+            rig.run();
+        }
+        assert_eq!(status(&rig), Some((dfu_abi::app::state::TRIAL, 4)));
+        assert_eq!(
+            rig.command_as(dfu, command::INSTALL, staged.len()),
+            Ok(done((command::INSTALL, 0, 4))),
+            "immediate={immediate}"
+        );
+        assert!(rig.log().is_empty(), "nothing copied: {:?}", rig.log());
+    }
+}
+
+#[test]
+fn a_trial_record_whose_version_does_not_run_blocks_nothing() {
+    for immediate in [false, true] {
+        let staged = tbf("blink", 4, true, TOTAL);
+        let rig = rig(immediate, &staged);
+        // A cut before the copy committed: the record names v4, v3 still runs.
+        leave_trial_record(&rig, "blink", 4);
+        AsyncNorClient::ready(rig.update);
+        rig.run();
+        assert_eq!(rig.update.installer().trial_version(), Some(4));
+        assert_eq!(rig.update.trial_version(), None, "v4 does not run");
+        assert_eq!(rig.install(DFU, staged.len()), Ok(Some(Ok(4))));
+        assert_eq!(rig.log().first(), Some(&Op::Unload(Sid(OLD))));
+        assert_eq!(rig.log().last(), Some(&Op::Load));
+        // The install wrote its own record (no boot marks).
+        let sector = rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
+        let (record, boots) = TrialRecord::decode(&sector).expect("a trial record");
+        assert_eq!((record.name(), record.new_version, boots), ("blink", 4, 0));
+    }
+}
+
+#[test]
+fn a_torn_or_absent_trial_record_is_no_trial() {
+    let staged = tbf("blink", 4, true, TOTAL);
+    let rig = rig(false, &staged);
+    leave_trial_record(&rig, "blink", 4);
+    // Torn: the CRC no longer matches.
+    rig.nor.memory.borrow_mut()[TRIAL_SECTOR as usize + 20] ^= 1;
+    rig.kernel.blink.set_binary("blink", 4);
+    AsyncNorClient::ready(rig.update);
+    rig.run();
+    assert_eq!(rig.update.installer().trial_version(), None);
+    assert_eq!(rig.update.trial_version(), None);
+    // v4 already runs: an install of v4 is not newer (no trial says it was this install).
+    assert_eq!(
+        rig.install(DFU, staged.len()),
+        Ok(Some(Err(Refusal::NotNewer { staged: 4 })))
+    );
 }
 
 #[test]
@@ -706,10 +813,17 @@ fn install_over_the_syscall_driver_ends_with_exactly_one_upcall() {
             None,
             "status is answered while a version is in trial"
         );
-        // In trial: a second install is refused at once, with no upcall.
+        // In trial (the kernel runs v4): the same install again is answered as installed.
+        rig.kernel.blink.set_binary("blink", 4);
+        assert_eq!(
+            rig.driver
+                .command(command::STATUS, 0, 0, dfu.id())
+                .get_success_2_u32(),
+            Some((dfu_abi::app::state::TRIAL, 4))
+        );
         assert_eq!(
             rig.command_as(dfu, command::INSTALL, staged.len()),
-            Err(ErrorCode::BUSY)
+            Ok(done((command::INSTALL, 0, 4)))
         );
     }
 }

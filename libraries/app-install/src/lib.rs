@@ -159,7 +159,6 @@ enum Phase<Id> {
     Finalize(Job<Id>),
     Load(Job<Id>),
     Abort(Refusal),
-    Trial(Job<Id>),
 }
 
 /// A completion (or the start) the installer reacts to.
@@ -223,15 +222,34 @@ pub fn chunk_offset(i: u32, total_len: u32) -> Option<u32> {
     }
 }
 
+/// Whether the process that runs `name` has exactly `version` (the question form of
+/// [`InstalledApps`]: `version` is not newer than it, `version + 1` is).
+fn runs_exactly<Id>(apps: &dyn InstalledApps<Id>, name: &str, version: u32) -> bool {
+    let not_older = apps
+        .installed(name, version)
+        .is_some_and(|i| !i.staged_is_newer);
+    let not_newer = version.checked_add(1).is_none_or(|next| {
+        apps.installed(name, next)
+            .is_some_and(|i| i.staged_is_newer)
+    });
+    not_older && not_newer
+}
+
 /// Length of the chunk at `offset` of a region ending at `end`.
 fn chunk_len(offset: u32, end: u32) -> usize {
     (end - offset).min(CHUNK as u32) as usize
 }
 
 /// The sans-IO install state machine. See the crate docs.
+///
+/// Besides the install in progress it knows the trial that runs (the record it wrote, or one a
+/// boot found and handed to [`Installer::resume`]): an `INSTALL` of the version in trial, by a
+/// DFU app that restarted mid-session, answers it as installed; an install of anything else
+/// while a trial runs is [`Refusal::Busy`] (the trial sector holds one record).
 #[derive(Clone, Debug)]
 pub struct Installer<Id> {
     phase: Phase<Id>,
+    trial: Option<trial::TrialRecord>,
 }
 
 impl<Id: Copy + Eq + Debug> Default for Installer<Id> {
@@ -242,7 +260,24 @@ impl<Id: Copy + Eq + Debug> Default for Installer<Id> {
 
 impl<Id: Copy + Eq + Debug> Installer<Id> {
     pub const fn new() -> Installer<Id> {
-        Installer { phase: Phase::Idle }
+        Installer {
+            phase: Phase::Idle,
+            trial: None,
+        }
+    }
+
+    /// A boot found `record` in the trial sector. It counts as a running trial only while the
+    /// record's version is the one that runs (a record whose copy never committed does not
+    /// block the next install, which writes its own record). Ignored while an install runs.
+    pub fn resume(&mut self, record: trial::TrialRecord) {
+        if self.is_idle() {
+            self.trial = Some(record);
+        }
+    }
+
+    /// The trial that runs, if any.
+    pub fn trial(&self) -> Option<&trial::TrialRecord> {
+        self.trial.as_ref()
     }
 
     /// Idle: a new install may start.
@@ -250,12 +285,16 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
         matches!(self.phase, Phase::Idle)
     }
 
-    /// The version in trial, if any.
+    /// The version of the trial record this machine knows, if any.
     pub fn trial_version(&self) -> Option<u32> {
-        match &self.phase {
-            Phase::Trial(job) => Some(job.app.version),
-            _ => None,
-        }
+        self.trial.map(|record| record.new_version)
+    }
+
+    /// The trial that runs: the known record, if its version is the one running.
+    pub fn running_trial(&self, apps: &dyn InstalledApps<Id>) -> Option<&trial::TrialRecord> {
+        self.trial
+            .as_ref()
+            .filter(|r| runs_exactly(apps, r.name(), r.new_version))
     }
 
     /// Whether the app region or the process table may have changed: from the unload on.
@@ -337,6 +376,14 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
                 let Some(signature) = tbf::ecdsa_p256_credential(footers) else {
                     return self.refuse(Refusal::Unsigned);
                 };
+                if let Some(record) = self.running_trial(cx.apps).copied() {
+                    // The install that recorded this trial already ran: the version in trial
+                    // runs (its binary passed the kernel's credential check when it loaded).
+                    if record.name() == app.name() && record.new_version == app.version {
+                        return Action::Done(Ok(app.version));
+                    }
+                    return self.refuse(Refusal::Busy);
+                }
                 let installed = cx.apps.installed(app.name(), app.version);
                 if let Some(installed) = installed {
                     if installed.id == cx.dfu {
@@ -419,7 +466,8 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
             // `load_done`: the first report is the verdict, later ones find another phase.
             (Phase::Load(_), Event::LoadDone(Err(Failed))) => self.refuse(Refusal::Load),
             (Phase::Load(job), Event::LoadDone(Ok(()))) => {
-                self.phase = Phase::Trial(job);
+                self.trial =
+                    trial::TrialRecord::new(job.app.name(), job.app.version, job.old.is_some());
                 Action::Done(Ok(job.app.version))
             }
             (Phase::Abort(refusal), Event::AbortDone) => self.refuse(refusal),

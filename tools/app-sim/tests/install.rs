@@ -307,3 +307,58 @@ fn header_and_footer_parsing_never_panic_on_truncation() {
         Ok((4, TOTAL - 72))
     );
 }
+
+/// Answer an install's staging reads from `staged` until it asks for anything else.
+fn first_change(installer: &mut Installer<u32>, staged: &[u8]) -> Action<u32> {
+    let keys = Keys(vec![public(&key(7))]);
+    let cx = Context {
+        apps: &Apps,
+        credentials: &keys,
+        dfu: DFU,
+    };
+    let mut action = installer.on(Event::Install { len: staged.len() }, &cx);
+    for _ in 0..100 {
+        match action {
+            Action::Read { offset, len } => {
+                action = installer.on(Event::ReadDone(Ok(&staged[offset as usize..][..len])), &cx)
+            }
+            other => return other,
+        }
+    }
+    panic!("the install only reads");
+}
+
+#[test]
+fn the_version_in_trial_is_answered_as_installed_and_blocks_any_other_install() {
+    use app_install::trial::TrialRecord;
+    // A boot found the record of blink v3's trial, and v3 runs.
+    let mut installer = Installer::new();
+    installer.resume(TrialRecord::new("blink", 3, true).unwrap());
+    assert_eq!(
+        installer.running_trial(&Apps).map(|r| r.new_version),
+        Some(3)
+    );
+    let again = tbf("blink", 3, Some(&key(7)), TOTAL);
+    assert_eq!(first_change(&mut installer, &again), Action::Done(Ok(3)));
+    assert!(installer.is_idle());
+    assert_eq!(installer.trial_version(), Some(3));
+    // Another version (or app) while the trial runs: busy, nothing changes.
+    let newer = tbf("blink", 4, Some(&key(7)), TOTAL);
+    assert_eq!(
+        first_change(&mut installer, &newer),
+        Action::Done(Err(Refusal::Busy))
+    );
+    let other = tbf("other", 1, Some(&key(7)), TOTAL);
+    assert_eq!(
+        first_change(&mut installer, &other),
+        Action::Done(Err(Refusal::Busy))
+    );
+    // A record of a version that does not run exactly (v2 or v4 while v3 runs) is no trial:
+    // the install goes on to unload the old version.
+    for stale in [2, 4] {
+        let mut installer = Installer::new();
+        installer.resume(TrialRecord::new("blink", stale, true).unwrap());
+        assert_eq!(installer.running_trial(&Apps), None);
+        assert_eq!(first_change(&mut installer, &newer), Action::Unload(BLINK));
+    }
+}
