@@ -21,7 +21,9 @@
 //!
 //! RAM: the rebuild state (`Rebuild`, about 0.9 KiB with the delta decoder) lives in the core;
 //! the compressed-image decoder (`ota_lzma::image::CompressedImage`, about 34 KiB: LZMA
-//! probabilities, a 4 KiB window, TLV buffers) is optional static storage the board gives.
+//! probabilities, a 4 KiB window, TLV buffers) is optional static storage the board gives
+//! (`CompressedImage::EMPTY`: all zero bytes, so the static lies in `.bss` and costs no flash;
+//! the core restarts it for each stream).
 //! Without it the device rebuilds delta patches only and refuses compressed streams at finalize
 //! (`STREAM_BAD_FORMAT`).
 

@@ -60,10 +60,11 @@ const QSPI_IRQ: u32 = 41;
 const KERNEL_SLOT_START: u32 = boot_nrf::NRF52840_DK.kernel_slot.start;
 const KERNEL_SLOT_LEN: u32 = boot_nrf::NRF52840_DK.kernel_slot.len;
 
-/// The compressed-image decoder's storage (about 34 KiB), a constant initialiser so that it
-/// never passes through the kernel stack.
+/// The compressed-image decoder's storage (about 34 KiB): a constant initialiser, so that it
+/// never passes through the kernel stack, and all zero bytes, so that it lies in `.bss` and
+/// costs no flash (the staged-update core restarts it with the slot's length for each stream).
 #[cfg(feature = "compressed-updates")]
-static mut COMPRESSED: Compressed = Compressed::new(KERNEL_SLOT_LEN);
+static mut COMPRESSED: Compressed = Compressed::EMPTY;
 
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
 const SCAN_RING_LEN: usize = 4096;

@@ -63,14 +63,15 @@ fn kernel_slot(payload: &[u8]) -> &'static [u8] {
 
 impl Rig {
     /// A booted core over `memory` (a fresh flash, or the one a cut left) with the stream area;
-    /// `compressed`: with the compressed-image decoder.
+    /// `compressed`: with the compressed-image decoder, made as the board makes it (`EMPTY`: the
+    /// core restarts it with the slot's length for each stream).
     fn boot(memory: Option<Vec<u8>>, slot: &'static [u8], compressed: bool) -> Rig {
         let flash = FakeNor::new(CAPACITY);
         if let Some(memory) = memory {
             *flash.memory.borrow_mut() = memory;
         }
         let decoder: Option<&'static mut Compressed> =
-            compressed.then(|| Box::leak(Box::new(Compressed::new(SLOT_LEN as u32))));
+            compressed.then(|| Box::leak(Box::new(Compressed::EMPTY)));
         let core = StagedUpdate::new(flash, STAGING, leak(BUF_LEN), leak(MAX_POLICY_READ))
             .unwrap()
             .with_streams(StreamArea {

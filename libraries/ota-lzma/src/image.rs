@@ -31,7 +31,10 @@ pub const TAIL_MAX: usize = 512;
 /// reconstruction's page), about 33 KiB of RAM in all with the model.
 pub type ImageLzma = Decoder<4096, 256>;
 
+// `repr(u8)` here and on `Asked`: the first variant's tag is 0, as `CompressedImage::EMPTY`
+// (all zero) needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Phase {
     /// Taking the 32-byte outer header from the input.
     Head,
@@ -56,7 +59,17 @@ enum Phase {
     Finished,
 }
 
-/// A compressed image as a reconstruction kind. About 34 KiB; give it static storage on a device.
+/// What the last `Demand::Read` asked, if it is outstanding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Asked {
+    Nothing,
+    /// Area, offset, length.
+    Read(Area, u32, usize),
+}
+
+/// A compressed image as a reconstruction kind. About 34 KiB; give it static storage on a device
+/// ([`EMPTY`](Self::EMPTY), all zero bytes: a `static` of it lies in `.bss`).
 pub struct CompressedImage {
     phase: Phase,
     max_payload: u32,
@@ -88,46 +101,55 @@ pub struct CompressedImage {
     /// A read-back for the LZMA decoder being gathered.
     read_buf: [u8; READ_MAX],
     read_got: usize,
-    /// What the last `Demand::Read` asked: area, offset, length.
-    asked: Option<(Area, u32, usize)>,
-    hash: Sha256,
+    /// What the last `Demand::Read` asked.
+    asked: Asked,
+    /// The plain image's hash so far; `None` (the zero state) until the first hashed byte.
+    hash: Option<Sha256>,
 }
 
 impl CompressedImage {
     /// A decoder that refuses a DECOMP_SIZE over `max_payload` before producing anything. A
-    /// constant expression: on a device, keep one in a `static`, hand `&mut` of it to
-    /// `Rebuild::new` (so the 34 KiB never pass through the stack) and
-    /// [`restart`](Self::restart) it for the next stream.
+    /// constant expression.
     pub const fn new(max_payload: u32) -> Self {
         CompressedImage {
-            phase: Phase::Head,
             max_payload,
-            head: [0; 32],
-            head_len: 0,
-            lz: [0; 2],
-            lz_head: 0,
-            header_size: 0,
-            image_size: 0,
-            protected_tlv_size: 0,
-            filter: Filter::None,
-            tail: [0; TAIL_MAX],
-            tail_len: 0,
-            trailer: [0; TAIL_MAX],
-            trailer_len: 0,
-            hashed_tlvs: 0,
-            decomp_size: 0,
-            decomp_sha: [0; 32],
-            plain_header: [0; 32],
-            payload_left: 0,
-            lzma: ImageLzma::IDLE,
-            lz_started: false,
-            block_at: 0,
-            read_buf: [0; READ_MAX],
-            read_got: 0,
-            asked: None,
-            hash: Sha256::new(),
+            ..Self::EMPTY
         }
     }
+
+    /// A decoder whose every byte is zero: on a device, keep one in a `static` (it lands in
+    /// `.bss`, so its 34 KiB cost RAM but no flash for an initial image, and never pass through
+    /// the stack), [`restart`](Self::restart) it with the room for the output before each
+    /// stream and hand `&mut` of it to `Rebuild::new`. Not restarted, it refuses any payload
+    /// (its room is 0 bytes).
+    pub const EMPTY: Self = CompressedImage {
+        phase: Phase::Head,
+        max_payload: 0,
+        head: [0; 32],
+        head_len: 0,
+        lz: [0; 2],
+        lz_head: 0,
+        header_size: 0,
+        image_size: 0,
+        protected_tlv_size: 0,
+        filter: Filter::None,
+        tail: [0; TAIL_MAX],
+        tail_len: 0,
+        trailer: [0; TAIL_MAX],
+        trailer_len: 0,
+        hashed_tlvs: 0,
+        decomp_size: 0,
+        decomp_sha: [0; 32],
+        plain_header: [0; 32],
+        payload_left: 0,
+        lzma: ImageLzma::IDLE,
+        lz_started: false,
+        block_at: 0,
+        read_buf: [0; READ_MAX],
+        read_got: 0,
+        asked: Asked::Nothing,
+        hash: None,
+    };
 
     /// Ready for a new stream, in place.
     pub fn restart(&mut self, max_payload: u32) {
@@ -141,8 +163,8 @@ impl CompressedImage {
         self.lz_started = false;
         self.block_at = 0;
         self.read_got = 0;
-        self.asked = None;
-        self.hash = Sha256::new();
+        self.asked = Asked::Nothing;
+        self.hash = None;
     }
 
     fn tail_start(&self) -> u32 {
@@ -151,7 +173,7 @@ impl CompressedImage {
 
     fn ask(&mut self, area: Area, offset: u32, len: usize) -> Demand {
         let len = len.min(CHUNK);
-        self.asked = Some((area, offset, len));
+        self.asked = Asked::Read(area, offset, len);
         Demand::Read { area, offset, len }
     }
 
@@ -295,7 +317,7 @@ impl CompressedImage {
     fn emit(&mut self, bytes: &[u8], out: &mut [u8], produced: &mut usize, hashed: bool) {
         out[*produced..*produced + bytes.len()].copy_from_slice(bytes);
         if hashed {
-            self.hash.update(bytes);
+            self.hash.get_or_insert_with(Sha256::new).update(bytes);
         }
         *produced += bytes.len();
     }
@@ -346,7 +368,7 @@ impl CompressedImage {
                     }
                     let bytes = &input[*consumed..*consumed + n];
                     out[*produced..*produced + n].copy_from_slice(bytes);
-                    self.hash.update(bytes);
+                    self.hash.get_or_insert_with(Sha256::new).update(bytes);
                     *produced += n;
                     *consumed += n;
                     self.phase = Phase::Prefix { at: at + n as u32 };
@@ -398,7 +420,7 @@ impl CompressedImage {
     }
 
     fn check_hash(&mut self) -> Result<(), Error> {
-        let digest = core::mem::take(&mut self.hash).finalize();
+        let digest = self.hash.take().unwrap_or_default().finalize();
         if digest != self.decomp_sha {
             return Err(Error::OutputHash);
         }
@@ -453,7 +475,7 @@ impl CompressedImage {
                 }
                 let bytes = &data[self.block_at..self.block_at + n];
                 out[*produced..*produced + n].copy_from_slice(bytes);
-                self.hash.update(bytes);
+                self.hash.get_or_insert_with(Sha256::new).update(bytes);
                 *produced += n;
                 self.block_at += n;
                 if self.block_at == data.len() {
@@ -509,7 +531,7 @@ fn lzma_error(e: crate::Error) -> Error {
 
 impl StreamDecoder for CompressedImage {
     fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Progress, Error> {
-        if let Some((area, offset, len)) = self.asked {
+        if let Asked::Read(area, offset, len) = self.asked {
             // Asked again by `provide` (the rest of a read); nothing else happens meanwhile.
             return Ok(Progress {
                 consumed: 0,
@@ -527,7 +549,7 @@ impl StreamDecoder for CompressedImage {
     }
 
     fn provide(&mut self, data: &[u8]) -> Result<(), Error> {
-        let Some((area, _, len)) = self.asked.take() else {
+        let Asked::Read(area, _, len) = core::mem::replace(&mut self.asked, Asked::Nothing) else {
             return Err(Error::Decoder);
         };
         if data.is_empty() || data.len() > len {

@@ -220,7 +220,9 @@ pub struct Stats {
     pub bytes_written: u32,
 }
 
+// `repr(u8)`: the first variant's tag is 0, as `Decoder::IDLE` (all zero) needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Outstanding {
     None,
     Read { offset: u32, len: u32 },
@@ -228,6 +230,7 @@ enum Outstanding {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Chunk {
     /// Expecting a control byte (and the chunk header after it).
     Control,
@@ -274,8 +277,19 @@ pub struct Decoder<const W: usize = 4096, const B: usize = 2048> {
     /// A match still to be copied: length and distance (1-based).
     copy: Option<(u32, u32)>,
     outstanding: Outstanding,
-    failed: Option<Error>,
+    health: Health,
     stats: Stats,
+}
+
+/// Whether the decoder can go on. `NotStarted` is first (tag 0, `repr(u8)`) so that
+/// [`Decoder::IDLE`] is all zero bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Health {
+    NotStarted,
+    Running,
+    /// Stopped for good: [`Decoder::poll`] keeps returning this.
+    Failed(Error),
 }
 
 impl<const W: usize, const B: usize> Decoder<W, B> {
@@ -296,7 +310,9 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
     }
 
     /// A decoder that decodes nothing until [`start`](Self::start)ed: a constant, so that it can
-    /// live in a `static` without passing through the stack.
+    /// live in a `static` without passing through the stack. Every byte of it is zero (`start`
+    /// sets the model, the flags and the properties), so such a static lies in `.bss` and costs
+    /// no flash for an initial image.
     pub const IDLE: Self = {
         let () = Self::SIZES_OK;
         Decoder {
@@ -305,11 +321,11 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
             rc: RangeDecoder::new(),
             input_done: false,
             chunk: Chunk::Control,
-            need_dict_reset: true,
-            need_props: true,
+            need_dict_reset: false,
+            need_props: false,
             dict_start: 0,
             lzma: LzmaState::new(),
-            probs: Probs::new(),
+            probs: Probs::unset(),
             pos: 0,
             written: 0,
             window: [0; W],
@@ -320,7 +336,7 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
             read_hi: 0,
             copy: None,
             outstanding: Outstanding::None,
-            failed: Some(Error::NotStarted),
+            health: Health::NotStarted,
             stats: Stats {
                 reads: 0,
                 bytes_read: 0,
@@ -349,7 +365,7 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
         let h = match checked {
             Ok(h) => h,
             Err(e) => {
-                self.failed = Some(e);
+                self.health = Health::Failed(e);
                 return Err(e);
             }
         };
@@ -371,7 +387,7 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
         self.read_hi = 0;
         self.copy = None;
         self.outstanding = Outstanding::None;
-        self.failed = None;
+        self.health = Health::Running;
         self.stats = Stats::default();
         Ok(())
     }
@@ -379,8 +395,8 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
     /// Takes as much of `data` as fits in the input buffer; returns how many bytes it took.
     /// Input after the stream's end byte is an error ([`Error::TrailingData`]).
     pub fn push_input(&mut self, data: &[u8]) -> usize {
-        if self.chunk == Chunk::End && !data.is_empty() && self.failed.is_none() {
-            self.failed = Some(Error::TrailingData);
+        if self.chunk == Chunk::End && !data.is_empty() && self.health == Health::Running {
+            self.health = Health::Failed(Error::TrailingData);
         }
         self.rc.push(data)
     }
@@ -442,8 +458,10 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
 
     /// Runs until the decoder needs something: input, a write, a read-back; or it is done.
     pub fn poll(&mut self) -> Result<Op<'_>, Error> {
-        if let Some(e) = self.failed {
-            return Err(e);
+        match self.health {
+            Health::NotStarted => return Err(Error::NotStarted),
+            Health::Failed(e) => return Err(e),
+            Health::Running => {}
         }
         let step = match self.step() {
             Ok(s) => s,
@@ -464,7 +482,14 @@ impl<const W: usize, const B: usize> Decoder<W, B> {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        *self.failed.get_or_insert(e)
+        match self.health {
+            Health::NotStarted => Error::NotStarted,
+            Health::Failed(first) => first,
+            Health::Running => {
+                self.health = Health::Failed(e);
+                e
+            }
+        }
     }
 
     fn lag(&self) -> u32 {

@@ -194,13 +194,13 @@ struct LenProbs {
 }
 
 impl LenProbs {
-    const fn new() -> Self {
+    const fn unset() -> Self {
         LenProbs {
-            choice: PROB_INIT,
-            choice2: PROB_INIT,
-            low: [[PROB_INIT; 8]; POS_STATES_MAX],
-            mid: [[PROB_INIT; 8]; POS_STATES_MAX],
-            high: [PROB_INIT; 256],
+            choice: 0,
+            choice2: 0,
+            low: [[0; 8]; POS_STATES_MAX],
+            mid: [[0; 8]; POS_STATES_MAX],
+            high: [0; 256],
         }
     }
 
@@ -242,20 +242,22 @@ pub(crate) struct Probs {
 }
 
 impl Probs {
-    pub(crate) const fn new() -> Self {
+    /// All zero, which is no model: [`reset`](Self::reset) before decoding. Zero so that an idle
+    /// decoder in a `static` is all zero bytes (`.bss`, no flash for an initial image).
+    pub(crate) const fn unset() -> Self {
         Probs {
-            is_match: [[PROB_INIT; POS_STATES_MAX]; STATES],
-            is_rep: [PROB_INIT; STATES],
-            is_rep0: [PROB_INIT; STATES],
-            is_rep1: [PROB_INIT; STATES],
-            is_rep2: [PROB_INIT; STATES],
-            is_rep0_long: [[PROB_INIT; POS_STATES_MAX]; STATES],
-            dist_slot: [[PROB_INIT; 1 << DIST_SLOT_BITS]; DIST_STATES],
-            dist_special: [PROB_INIT; DIST_SPECIAL],
-            dist_align: [PROB_INIT; 1 << ALIGN_BITS],
-            match_len: LenProbs::new(),
-            rep_len: LenProbs::new(),
-            literal: [PROB_INIT; LITERAL_PROBS],
+            is_match: [[0; POS_STATES_MAX]; STATES],
+            is_rep: [0; STATES],
+            is_rep0: [0; STATES],
+            is_rep1: [0; STATES],
+            is_rep2: [0; STATES],
+            is_rep0_long: [[0; POS_STATES_MAX]; STATES],
+            dist_slot: [[0; 1 << DIST_SLOT_BITS]; DIST_STATES],
+            dist_special: [0; DIST_SPECIAL],
+            dist_align: [0; 1 << ALIGN_BITS],
+            match_len: LenProbs::unset(),
+            rep_len: LenProbs::unset(),
+            literal: [0; LITERAL_PROBS],
         }
     }
 

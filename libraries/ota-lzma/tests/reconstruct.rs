@@ -229,7 +229,8 @@ fn bad_streams_are_refused_with_a_reason() {
 }
 
 /// One decoder in one place, borrowed by each `Rebuild` and restarted (as a device keeps it in
-/// a `static`): a second image after a first, and after a refused one, rebuild as with a new one.
+/// a `static`, made as `EMPTY`): not restarted it refuses the payload (its room is 0 bytes); a
+/// second image after a first, and after a refused one, rebuild as with a new one.
 #[test]
 fn a_borrowed_restarted_decoder_rebuilds_like_a_new_one() {
     let dir = tmpdir("rebuild-restart");
@@ -239,7 +240,22 @@ fn a_borrowed_restarted_decoder_rebuilds_like_a_new_one() {
     corrupt[700] ^= 0x40;
     let want_a = rebuild(&mut mem(&a)).unwrap();
     let want_b = rebuild(&mut mem(&b)).unwrap();
-    let mut d = Box::new(CompressedImage::new(SLOT));
+    let mut d = Box::new(CompressedImage::EMPTY);
+    let limits = Limits {
+        stream_len: a.len() as u32,
+        base_max: 0,
+        output_max: STAGING,
+    };
+    let mut m = mem(&a);
+    let got = run(&mut Rebuild::new(&mut *d, limits), &mut m);
+    assert!(
+        matches!(
+            got,
+            Err(RunError::Rebuild(Error::OutputTooLong { max: 0, .. }))
+        ),
+        "an EMPTY decoder not restarted: {got:?}"
+    );
+    assert_eq!(m.writes, 0, "it wrote before refusing");
     for (img, want) in [(&a, Some(&want_a)), (&corrupt, None), (&b, Some(&want_b))] {
         d.restart(SLOT);
         let mut m = mem(img);
