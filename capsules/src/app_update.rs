@@ -15,8 +15,12 @@
 //!
 //! Only the DFU app may install (the caller's `ShortId` must be the board's DFU id, the same
 //! rule as the staged-update driver). A TBF that names the DFU app itself is refused
-//! ([`Refusal::SelfUpdate`]). Confirm, revert, the page journal and the trial record follow;
-//! see the document.
+//! ([`Refusal::SelfUpdate`]).
+//!
+//! The trial ([`AppUpdate::end_trial`]): the app in trial confirms itself (or the DFU app does
+//! on its behalf), the DFU app may revert. Both pad binaries the `app_install::trial` helpers
+//! name, through the page journal's [`RegionPatch`], then erase the trial record; a revert
+//! resets. The record is read when the QSPI flash is ready, so a trial survives reboots.
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
@@ -33,11 +37,14 @@ use kernel::utilities::cells::{MapCell, OptionalCell, TakeCell};
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::{ErrorCode, Kernel, ProcessId};
 
+use crate::journaled_flash::{RegionPatch, RegionPatchClient};
 use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
+use crate::staged_update::SystemReset;
 
 pub use app_install::journal::{JournalLayout, PAGE as JOURNAL_PAGE};
-use app_install::trial::{TrialRecord, MARKS_AT, MAX_MARKS};
+use app_install::region;
+use app_install::trial::{self, TrialRecord, MARKS_AT, MAX_MARKS};
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,
 };
@@ -118,10 +125,25 @@ impl Credentials for AppKeys {
     }
 }
 
-/// Receives the end of an install.
+/// How a trial ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrialEnd {
+    /// The new version stays: every older binary of the app becomes padding.
+    Confirm,
+    /// The new binary becomes padding and the board resets: the kept old version runs.
+    Revert,
+}
+
+/// Receives the end of an install, and of a confirm (a revert ends in a reset; its report
+/// comes only if it failed).
 pub trait AppUpdateClient {
     fn install_done(&self, result: Result<u32, Refusal>);
+    /// `Ok`: the version that was in trial.
+    fn trial_ended(&self, how: TrialEnd, result: Result<u32, ErrorCode>);
 }
+
+/// Bytes of a padding header (`trial::padding_header`).
+const PADDING_LEN: usize = 16;
 
 /// The split-phase glue: staging reads over [`AsyncNor`], the app region and processes over
 /// upstream's dynamic-loading traits. Completions may arrive before the call that started
@@ -146,6 +168,15 @@ pub struct AppUpdate<'a> {
     trial_record: OptionalCell<TrialRecord>,
     /// The trial sector is being read (once, when the QSPI flash is ready).
     reading_trial: Cell<bool>,
+    /// The app region writer and the board reset a confirm or revert needs (`set_trial_end`).
+    patcher: OptionalCell<&'a dyn RegionPatch<'a>>,
+    reset: OptionalCell<&'a dyn SystemReset>,
+    /// A confirm or revert that runs, and the trial it ends.
+    ending: OptionalCell<(TrialEnd, TrialRecord)>,
+    /// The padding header being written: its address, the binary's length, bytes written.
+    padding: Cell<Option<(u32, u32, usize)>>,
+    /// The trial sector is being erased to end the trial.
+    erasing_trial: Cell<bool>,
     client: OptionalCell<&'a dyn AppUpdateClient>,
 }
 
@@ -180,12 +211,143 @@ impl<'a> AppUpdate<'a> {
             read_len: Cell::new(0),
             trial_record: OptionalCell::empty(),
             reading_trial: Cell::new(false),
+            patcher: OptionalCell::empty(),
+            reset: OptionalCell::empty(),
+            ending: OptionalCell::empty(),
+            padding: Cell::new(None),
+            erasing_trial: Cell::new(false),
             client: OptionalCell::empty(),
         }
     }
 
     pub fn set_client(&self, client: &'a dyn AppUpdateClient) {
         self.client.set(client);
+    }
+
+    /// What ending a trial needs: a writer of the app region at an address of its own (the
+    /// page journal's [`RegionPatch`]) and the board reset (after a revert). Without them
+    /// `CONFIRM` and `REVERT` answer `NOSUPPORT`.
+    pub fn set_trial_end(&self, patcher: &'a dyn RegionPatch<'a>, reset: &'a dyn SystemReset) {
+        self.patcher.set(patcher);
+        self.reset.set(reset);
+    }
+
+    /// Whether an install, a confirm or revert, or the boot's trial read runs.
+    fn busy(&self) -> bool {
+        !self.installer().is_idle() || self.reading_trial.get() || self.ending.is_some()
+    }
+
+    /// May `caller` end the trial `how`? The DFU app may do both; the app in trial may
+    /// confirm itself: its `ShortId` is the one of the process that runs the record's package
+    /// name at the record's version (`identity`: a fixed id from the name for every app key,
+    /// `LocallyUnique`, which equals nothing, for no credential).
+    pub fn may_end(&self, caller: ShortId, how: TrialEnd) -> bool {
+        if caller == self.dfu {
+            return true;
+        }
+        let Some(record) = self
+            .installer
+            .map(|i| i.running_trial(self.apps).copied())
+            .flatten()
+        else {
+            return false;
+        };
+        how == TrialEnd::Confirm
+            && self
+                .apps
+                .installed(record.name(), record.new_version)
+                .is_some_and(|running| running.id == Sid(caller))
+    }
+
+    /// Confirm or revert the version in trial (the caller check is [`Self::may_end`]'s).
+    /// `Ok`: exactly one `trial_ended` follows (possibly before this returns), except after a
+    /// revert that succeeded: the board resets. `ALREADY`: no trial runs; `NOSUPPORT`: the
+    /// board gave no region writer.
+    ///
+    /// Both follow `app_install::trial` as the models do: pad what `trial::older_binary`
+    /// (confirm) or `trial::new_binary` (revert) names in the app region, walk again, until
+    /// nothing is named; then erase the trial sector (a revert then resets). A cut anywhere
+    /// leaves the record, and the next boot's decision (or the same command again) finishes.
+    pub fn end_trial(&self, how: TrialEnd) -> Result<(), ErrorCode> {
+        if self.patcher.is_none() || self.reset.is_none() {
+            return Err(ErrorCode::NOSUPPORT);
+        }
+        if self.busy() {
+            return Err(ErrorCode::BUSY);
+        }
+        let Some(record) = self
+            .installer
+            .map(|i| i.running_trial(self.apps).copied())
+            .flatten()
+        else {
+            return Err(ErrorCode::ALREADY);
+        };
+        self.ending.set((how, record));
+        self.end_step();
+        Ok(())
+    }
+
+    /// The next operation of a confirm or revert.
+    fn end_step(&self) {
+        let (Some((how, record)), Some(patcher)) = (self.ending.get(), self.patcher.get()) else {
+            return;
+        };
+        // Bounded: each pass writes a piece of a header or names a binary to pad.
+        for _ in 0..2 * PADDING_LEN {
+            if let Some((address, len, written)) = self.padding.get() {
+                if written >= PADDING_LEN {
+                    self.padding.set(None);
+                    continue;
+                }
+                // One page at a time: the part of the header up to the page's end.
+                let at = address + written as u32;
+                let page_left = JOURNAL_PAGE - at as usize % JOURNAL_PAGE;
+                let end = PADDING_LEN.min(written + page_left);
+                let header = trial::padding_header(len);
+                self.padding.set(Some((address, len, end)));
+                if let Err(error) = patcher.patch(at, &header[written..end]) {
+                    self.padding.set(None);
+                    self.end_done(Err(error));
+                }
+                return;
+            }
+            let mut next = None;
+            patcher.with_region(&mut |bytes, base| {
+                let entries = region::walk(bytes, base);
+                next = match how {
+                    TrialEnd::Confirm => trial::older_binary(&record, entries),
+                    TrialEnd::Revert => trial::new_binary(&record, entries),
+                };
+            });
+            match next {
+                Some((address, len)) => self.padding.set(Some((address, len, 0))),
+                None => {
+                    self.erasing_trial.set(true);
+                    if let Err(error) = self.staging.erase_sector(self.trial_sector) {
+                        self.erasing_trial.set(false);
+                        self.end_done(Err(error));
+                    }
+                    return;
+                }
+            }
+        }
+        self.end_done(Err(ErrorCode::FAIL));
+    }
+
+    fn end_done(&self, result: Result<(), ErrorCode>) {
+        let Some((how, record)) = self.ending.take() else {
+            return;
+        };
+        if result.is_ok() {
+            self.installer.map(|i| i.end_trial());
+            if how == TrialEnd::Revert {
+                // The new version's process still runs from its (now padding) slot, and the
+                // kernel cannot load the kept one at its address: boot again.
+                self.reset.map(|r| r.reset());
+            }
+        }
+        let result = result.map(|()| record.new_version);
+        self.client.map(|c| c.trial_ended(how, result));
     }
 
     /// The install state machine (for status).
@@ -236,7 +398,7 @@ impl<'a> AppUpdate<'a> {
         if caller != self.dfu {
             return Err(Refusal::NotDfu);
         }
-        if !self.installer().is_idle() || self.reading_trial.get() {
+        if self.busy() {
             return Err(Refusal::Busy);
         }
         if u32::try_from(len).map_or(true, |len| len > self.staging_len) {
@@ -344,8 +506,11 @@ impl AsyncNorClient for AppUpdate<'_> {
         self.read_trial();
     }
 
-    /// Only the trial sector is erased.
+    /// Only the trial sector is erased: before an install records its trial, or to end one.
     fn erase_done(&self, result: Result<(), ErrorCode>) {
+        if self.erasing_trial.take() {
+            return self.end_done(result);
+        }
         let Some(record) = self.trial_record.take() else {
             return;
         };
@@ -357,6 +522,18 @@ impl AsyncNorClient for AppUpdate<'_> {
         if let Err((_, buffer)) = self.staging.program(self.trial_sector, buffer, bytes.len()) {
             self.buffer.replace(buffer);
             self.advance(Event::TrialRecorded(Err(Failed)));
+        }
+    }
+}
+
+impl RegionPatchClient for AppUpdate<'_> {
+    fn patched(&self, result: Result<(), ErrorCode>) {
+        match result {
+            Ok(()) => self.end_step(),
+            Err(error) => {
+                self.padding.set(None);
+                self.end_done(Err(error));
+            }
         }
     }
 }
@@ -439,7 +616,12 @@ pub type AppUpdateGrant =
 ///   anything else ends with `FAIL` and the `BUSY` detail. Success means exactly one upcall `(INSTALL, status, detail)`
 ///   follows (possibly queued before the command returns): status 0 and the installed
 ///   version, or `FAIL` and the [`Refusal::detail`];
-/// - `CONFIRM`, `REVERT`: `NOSUPPORT` until confirm and revert exist (`docs/app-updates.md`).
+/// - `CONFIRM`: the app in trial itself, or the DFU app on its behalf (`NODEVICE` for anyone
+///   else, and for everyone but the DFU app when no trial runs); `REVERT`: the DFU app only.
+///   `ALREADY` when no trial runs, `BUSY` while an install, a confirm or revert runs,
+///   `NOSUPPORT` on a board without a region writer. Success means one upcall
+///   `(CONFIRM or REVERT, status, version)` follows (possibly queued before the command
+///   returns) — except after a revert that succeeded, which resets the board.
 pub struct AppUpdateDriver<'a> {
     core: &'a AppUpdate<'a>,
     apps: AppUpdateGrant,
@@ -482,6 +664,24 @@ impl AppUpdateClient for AppUpdateDriver<'_> {
                 self.schedule(p, args)
             });
     }
+
+    fn trial_ended(&self, how: TrialEnd, result: Result<u32, ErrorCode>) {
+        let Some(processid) = self.current.take() else {
+            return;
+        };
+        let command = match how {
+            TrialEnd::Confirm => command::CONFIRM,
+            TrialEnd::Revert => command::REVERT,
+        };
+        let (status, value) = match result {
+            Ok(version) => (0, version as usize),
+            Err(error) => (usize::from(error), 0),
+        };
+        self.undelivered
+            .deliver(processid, (command, status, value), |p, args| {
+                self.schedule(p, args)
+            });
+    }
 }
 
 impl SyscallDriver for AppUpdateDriver<'_> {
@@ -521,7 +721,28 @@ impl SyscallDriver for AppUpdateDriver<'_> {
                     }
                 }
             }
-            command::CONFIRM | command::REVERT => CommandReturn::failure(ErrorCode::NOSUPPORT),
+            command::CONFIRM | command::REVERT => {
+                let how = if command_num == command::CONFIRM {
+                    TrialEnd::Confirm
+                } else {
+                    TrialEnd::Revert
+                };
+                if !self.core.may_end(processid.short_app_id(), how) {
+                    return CommandReturn::failure(ErrorCode::NODEVICE);
+                }
+                if self.current.is_some() || !self.undelivered.flush(|p, a| self.schedule(p, a)) {
+                    return CommandReturn::failure(ErrorCode::BUSY);
+                }
+                // Set before starting: the completion may arrive before `end_trial` returns.
+                self.current.set(processid);
+                match self.core.end_trial(how) {
+                    Ok(()) => CommandReturn::success(),
+                    Err(error) => {
+                        self.current.clear();
+                        CommandReturn::failure(error)
+                    }
+                }
+            }
             _ => CommandReturn::failure(ErrorCode::NOSUPPORT),
         }
     }

@@ -11,6 +11,11 @@
 //!
 //! Until `init` has read the journal, and after a failed operation (until the next boot's
 //! replay), `write_page` answers `BUSY`. `read_page` and `erase_page` pass through.
+//!
+//! Beside upstream's storage, the app-update core writes a few bytes at an address of its own
+//! (a padding header over a binary a confirm or revert retires) through [`RegionPatch`]: the
+//! page's content is taken from the memory-mapped app region ([`JournaledFlash::set_region`]),
+//! patched, and written by the same journaled page write.
 
 use core::cell::Cell;
 
@@ -24,6 +29,21 @@ use crate::staged_update::SystemReset;
 
 /// Bytes of the buffer for records and done words.
 pub const SMALL_LEN: usize = 32;
+
+/// A few bytes written into the app region at an address of the caller's, by a journaled page
+/// write (read-modify-write of the one page they fall in).
+pub trait RegionPatch<'a> {
+    /// Call `f` with the app region's bytes (memory-mapped flash) and the address of the first.
+    fn with_region(&self, f: &mut dyn FnMut(&[u8], u32));
+    /// Write `bytes` at `address`; they must lie within one page of the app region (`INVAL`
+    /// otherwise). `Ok`: exactly one `patched` follows (possibly before this returns).
+    fn patch(&self, address: u32, bytes: &[u8]) -> Result<(), ErrorCode>;
+    fn set_patch_client(&self, client: &'a dyn RegionPatchClient);
+}
+
+pub trait RegionPatchClient {
+    fn patched(&self, result: Result<(), ErrorCode>);
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -57,6 +77,11 @@ pub struct JournaledFlash<'a, F: Flash + 'static> {
     copy: TakeCell<'static, [u8]>,
     small: TakeCell<'static, [u8]>,
     client: OptionalCell<&'a dyn flash::Client<Self>>,
+    /// The app region (memory-mapped) and its address, for [`RegionPatch`].
+    region: Cell<(&'a [u8], u32)>,
+    /// The running write is a [`RegionPatch::patch`] (its page buffer is `spare`).
+    patching: Cell<bool>,
+    patch_client: OptionalCell<&'a dyn RegionPatchClient>,
 }
 
 impl<'a, F: Flash + 'static> JournaledFlash<'a, F> {
@@ -85,7 +110,16 @@ impl<'a, F: Flash + 'static> JournaledFlash<'a, F> {
             copy: TakeCell::new(copy),
             small: TakeCell::new(small),
             client: OptionalCell::empty(),
+            region: Cell::new((&[], 0)),
+            patching: Cell::new(false),
+            patch_client: OptionalCell::empty(),
         }
+    }
+
+    /// The app region as the CPU reads it (`region` starts at address `base`), for
+    /// [`RegionPatch`].
+    pub fn set_region(&self, region: &'a [u8], base: u32) {
+        self.region.set((region, base));
     }
 
     /// Read the journal (and finish an interrupted write, then reset). Runs by itself when the
@@ -202,6 +236,14 @@ impl<'a, F: Flash + 'static> JournaledFlash<'a, F> {
             }
             return;
         }
+        if self.patching.take() {
+            if let Some(page) = self.page.take() {
+                self.spare.replace(page);
+            }
+            let result = result.map_err(|()| ErrorCode::FAIL);
+            self.patch_client.map(|c| c.patched(result));
+            return;
+        }
         if let Some(page) = self.page.take() {
             let result = result.map_err(|()| flash::Error::FlashError);
             self.client.map(|c| c.write_complete(page, result));
@@ -261,6 +303,54 @@ impl<F: Flash + 'static> Flash for JournaledFlash<'_, F> {
 
     fn erase_page(&self, page_number: usize) -> Result<(), ErrorCode> {
         self.flash.erase_page(page_number)
+    }
+}
+
+impl<'a, F: Flash + 'static> RegionPatch<'a> for JournaledFlash<'a, F> {
+    fn with_region(&self, f: &mut dyn FnMut(&[u8], u32)) {
+        let (region, base) = self.region.get();
+        f(region, base);
+    }
+
+    fn patch(&self, address: u32, bytes: &[u8]) -> Result<(), ErrorCode> {
+        let (region, base) = self.region.get();
+        let page_address = address & !(PAGE as u32 - 1);
+        let at = (address - page_address) as usize;
+        let page = page_address
+            .checked_sub(base)
+            .and_then(|offset| region.get(offset as usize..)?.get(..PAGE));
+        let (Some(page), false) = (page, bytes.is_empty() || at + bytes.len() > PAGE) else {
+            return Err(ErrorCode::INVAL);
+        };
+        if self.state.get() != State::Ready
+            || self.journal.is_none()
+            || self.copy.is_none()
+            || self.spare.is_none()
+        {
+            return Err(ErrorCode::BUSY);
+        }
+        let (Some(mut journal), Some(copy), Some(spare)) =
+            (self.journal.take(), self.copy.take(), self.spare.take())
+        else {
+            return Err(ErrorCode::BUSY);
+        };
+        copy.copy_from_slice(page);
+        copy[at..at + bytes.len()].copy_from_slice(bytes);
+        spare.as_mut().copy_from_slice(copy);
+        let write = journal.write(page_address, copy);
+        self.journal.set(journal);
+        self.copy.replace(copy);
+        self.page.replace(spare);
+        self.page_number.set(page_address as usize / PAGE);
+        self.write.set(write);
+        self.patching.set(true);
+        self.state.set(State::Writing);
+        self.step();
+        Ok(())
+    }
+
+    fn set_patch_client(&self, client: &'a dyn RegionPatchClient) {
+        self.patch_client.set(client);
     }
 }
 

@@ -35,9 +35,11 @@ use process::{Cap, FakeProcess, Harness, Queued};
 use sha2::{Digest, Sha256};
 use tock_ota_capsules::app_update::{
     command, upcall, AppKeys, AppUpdate, AppUpdateClient, AppUpdateDriver, AppUpdateGrant,
-    InstalledApps, ProcessTable, Refusal, Sid, CHUNK, DRIVER_NUM,
+    InstalledApps, ProcessTable, Refusal, Sid, TrialEnd, CHUNK, DRIVER_NUM,
 };
+use tock_ota_capsules::journaled_flash::{RegionPatch, RegionPatchClient};
 use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
+use tock_ota_capsules::staged_update::SystemReset;
 
 const DFU: ShortId = ShortId::Fixed(NonZeroU32::new(0x1D4).unwrap());
 const OLD: ShortId = ShortId::Fixed(NonZeroU32::new(0x8000_0042).unwrap());
@@ -315,6 +317,10 @@ struct Results(RefCell<Vec<Result<u32, Refusal>>>);
 impl AppUpdateClient for Results {
     fn install_done(&self, result: Result<u32, Refusal>) {
         self.0.borrow_mut().push(result);
+    }
+
+    fn trial_ended(&self, _how: TrialEnd, _result: Result<u32, ErrorCode>) {
+        panic!("these tests end no trial through the recording client");
     }
 }
 
@@ -843,7 +849,7 @@ fn a_refused_install_is_one_failure_upcall_with_its_reason() {
 }
 
 #[test]
-fn only_the_dfu_app_may_install_and_confirm_is_not_there_yet() {
+fn only_the_dfu_app_may_install() {
     let staged = tbf("blink", 4, true, TOTAL);
     let rig = rig_with(true, &staged, true);
     let blink = rig.kernel.blink;
@@ -853,9 +859,10 @@ fn only_the_dfu_app_may_install_and_confirm_is_not_there_yet() {
     );
     assert_eq!(rig.command_as(blink, command::EXISTS, 0), Ok(vec![]));
     assert_eq!(rig.command_as(blink, command::STATUS, 0), Ok(vec![]));
+    // No trial runs: blink is not an app in trial.
     assert_eq!(
         rig.command_as(blink, command::CONFIRM, 0),
-        Err(ErrorCode::NOSUPPORT)
+        Err(ErrorCode::NODEVICE)
     );
     assert_eq!(
         rig.command_as(rig.kernel.dfu, command::INSTALL, 0x10_0000),
@@ -889,4 +896,258 @@ fn a_completion_that_finds_the_task_queue_full_goes_out_at_the_next_command() {
             dfu_abi::app::detail::UNSIGNED as usize
         )))
     );
+}
+
+const REGION_BASE: u32 = 0x4_0000;
+const PAGE: usize = 4096;
+
+/// The app region as the CPU reads it, written by patches the test completes (or at once).
+struct FakeRegion {
+    memory: RefCell<Vec<u8>>,
+    immediate: bool,
+    pending: Cell<bool>,
+    fail_next: Cell<bool>,
+    patches: RefCell<Vec<(u32, usize)>>,
+    client: OptionalCell<&'static dyn RegionPatchClient>,
+}
+
+impl RegionPatch<'static> for FakeRegion {
+    fn with_region(&self, f: &mut dyn FnMut(&[u8], u32)) {
+        f(&self.memory.borrow(), REGION_BASE);
+    }
+
+    fn patch(&self, address: u32, bytes: &[u8]) -> Result<(), ErrorCode> {
+        let offset = (address - REGION_BASE) as usize;
+        assert!(!self.pending.get(), "a patch while one is pending");
+        assert!(
+            !bytes.is_empty() && offset % PAGE + bytes.len() <= PAGE,
+            "a patch across a page: {address:#x} + {}",
+            bytes.len()
+        );
+        self.patches.borrow_mut().push((address, bytes.len()));
+        if self.fail_next.take() {
+            return Err(ErrorCode::FAIL);
+        }
+        self.memory.borrow_mut()[offset..][..bytes.len()].copy_from_slice(bytes);
+        if self.immediate {
+            self.client.map(|c| c.patched(Ok(())));
+        } else {
+            self.pending.set(true);
+        }
+        Ok(())
+    }
+
+    fn set_patch_client(&self, client: &'static dyn RegionPatchClient) {
+        self.client.set(client);
+    }
+}
+
+impl FakeRegion {
+    fn complete(&self) -> bool {
+        if !self.pending.take() {
+            return false;
+        }
+        self.client.map(|c| c.patched(Ok(())));
+        true
+    }
+
+    /// What the kernel walks over: (package name, version), ("", 0) for padding.
+    fn entries(&self) -> Vec<(String, u32)> {
+        app_install::region::walk(&self.memory.borrow(), REGION_BASE)
+            .map(|e| match e {
+                app_install::region::Entry::App { app, .. } => {
+                    (app.name().to_string(), app.version)
+                }
+                _ => (String::new(), 0),
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct CountReset(Cell<usize>);
+
+impl SystemReset for CountReset {
+    fn reset(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+struct TrialRig {
+    rig: Rig,
+    region: &'static FakeRegion,
+    reset: &'static CountReset,
+}
+
+impl TrialRig {
+    fn run(&self) {
+        for _ in 0..10_000 {
+            if !(self.rig.nor.complete() || self.rig.store.complete() || self.region.complete()) {
+                return;
+            }
+        }
+        panic!("the trial's end did not settle");
+    }
+
+    /// `cmd` from `process`: the command's error, or the upcalls it queued.
+    fn command_as(&self, process: &FakeProcess, cmd: usize) -> Result<Vec<Queued>, ErrorCode> {
+        let ret = self.rig.driver.command(cmd, 0, 0, process.id());
+        self.run();
+        let upcalls = process.take_upcalls();
+        if let Some(error) = ret.get_failure() {
+            assert!(
+                upcalls.is_empty(),
+                "command {cmd} failed but queued {upcalls:?}"
+            );
+            return Err(error);
+        }
+        Ok(upcalls)
+    }
+
+    fn trial(&self) -> Option<(String, u32)> {
+        let sector = self.rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
+        TrialRecord::decode(&sector).map(|(r, _)| (r.name().to_string(), r.new_version))
+    }
+}
+
+/// After an update of blink from v3 to v4 and a reboot: the app region holds blink v3 (its
+/// `old_len` bytes, so v4's header may straddle a page) then v4, the trial record names v4,
+/// the kernel runs v4, and the capsule read the record when the QSPI flash came up.
+fn trial_rig(immediate: bool, old_len: u32) -> TrialRig {
+    let rig = rig_with(immediate, &tbf("blink", 4, true, TOTAL), true);
+    let mut memory = vec![0xFF; 4 * PAGE];
+    memory[..old_len as usize].copy_from_slice(&tbf("blink", 3, true, old_len));
+    memory[old_len as usize..][..TOTAL as usize].copy_from_slice(&tbf("blink", 4, true, TOTAL));
+    let region: &'static FakeRegion = Box::leak(Box::new(FakeRegion {
+        memory: RefCell::new(memory),
+        immediate,
+        pending: Cell::new(false),
+        fail_next: Cell::new(false),
+        patches: RefCell::new(Vec::new()),
+        client: OptionalCell::empty(),
+    }));
+    let reset: &'static CountReset = Box::leak(Box::default());
+    region.set_patch_client(rig.update);
+    rig.update.set_trial_end(region, reset);
+    rig.kernel.blink.set_binary("blink", 4);
+    leave_trial_record(&rig, "blink", 4);
+    AsyncNorClient::ready(rig.update);
+    rig.run();
+    assert_eq!(rig.update.trial_version(), Some(4));
+    TrialRig { rig, region, reset }
+}
+
+#[test]
+fn the_app_in_trial_confirms_itself_the_old_binary_becomes_padding_and_the_trial_ends() {
+    for immediate in [false, true] {
+        let t = trial_rig(immediate, TOTAL);
+        let blink = t.rig.kernel.blink;
+        assert_eq!(
+            t.command_as(blink, command::CONFIRM),
+            Ok(done((command::CONFIRM, 0, 4))),
+            "immediate={immediate}"
+        );
+        assert_eq!(
+            t.region.entries(),
+            [(String::new(), 0), ("blink".to_string(), 4)]
+        );
+        assert_eq!(*t.region.patches.borrow(), [(REGION_BASE, 16)]);
+        assert_eq!(t.trial(), None, "the trial sector is erased");
+        assert_eq!(t.reset.0.get(), 0);
+        assert_eq!(
+            t.rig
+                .driver
+                .command(command::STATUS, 0, 0, blink.id())
+                .get_success_2_u32(),
+            Some((dfu_abi::app::state::IDLE, 0))
+        );
+        // Nothing left to confirm.
+        assert_eq!(
+            t.command_as(blink, command::CONFIRM),
+            Err(ErrorCode::NODEVICE)
+        );
+        assert_eq!(
+            t.command_as(t.rig.kernel.dfu, command::CONFIRM),
+            Err(ErrorCode::ALREADY)
+        );
+    }
+}
+
+#[test]
+fn the_dfu_app_reverts_the_new_binary_becomes_padding_across_a_page_and_the_board_resets() {
+    for immediate in [false, true] {
+        // v4's header starts 4 bytes before a page boundary.
+        let t = trial_rig(immediate, PAGE as u32 - 4);
+        let dfu = t.rig.kernel.dfu;
+        assert_eq!(
+            t.command_as(t.rig.kernel.blink, command::REVERT),
+            Err(ErrorCode::NODEVICE),
+            "only the DFU app reverts"
+        );
+        assert_eq!(
+            t.command_as(dfu, command::REVERT),
+            Ok(done((command::REVERT, 0, 4))),
+            "immediate={immediate}"
+        );
+        let v4 = REGION_BASE + PAGE as u32 - 4;
+        assert_eq!(
+            *t.region.patches.borrow(),
+            [(v4, 4), (v4 + 4, 12)],
+            "one journaled page write per page"
+        );
+        assert_eq!(
+            t.region.entries(),
+            [("blink".to_string(), 3), (String::new(), 0)]
+        );
+        assert_eq!(t.trial(), None);
+        assert_eq!(t.reset.0.get(), 1, "the board boots the kept version");
+    }
+}
+
+#[test]
+fn a_failed_padding_write_keeps_the_trial_and_reports_the_error() {
+    for immediate in [false, true] {
+        let t = trial_rig(immediate, TOTAL);
+        t.region.fail_next.set(true);
+        let dfu = t.rig.kernel.dfu;
+        assert_eq!(
+            t.command_as(dfu, command::CONFIRM),
+            Ok(done((command::CONFIRM, usize::from(ErrorCode::FAIL), 0)))
+        );
+        assert_eq!(t.trial(), Some(("blink".to_string(), 4)));
+        assert_eq!(t.rig.update.trial_version(), Some(4));
+        // The same command again finishes it.
+        assert_eq!(
+            t.command_as(dfu, command::CONFIRM),
+            Ok(done((command::CONFIRM, 0, 4)))
+        );
+        assert_eq!(t.trial(), None);
+    }
+}
+
+#[test]
+fn install_and_revert_during_a_confirm_are_busy() {
+    let t = trial_rig(false, TOTAL);
+    let (blink, dfu) = (t.rig.kernel.blink, t.rig.kernel.dfu);
+    assert!(t
+        .rig
+        .driver
+        .command(command::CONFIRM, 0, 0, blink.id())
+        .is_success());
+    assert_eq!(
+        t.rig
+            .driver
+            .command(command::INSTALL, TOTAL as usize, 0, dfu.id())
+            .get_failure(),
+        Some(ErrorCode::BUSY)
+    );
+    assert_eq!(
+        t.rig
+            .driver
+            .command(command::REVERT, 0, 0, dfu.id())
+            .get_failure(),
+        Some(ErrorCode::BUSY)
+    );
+    t.run();
+    assert_eq!(blink.take_upcalls(), done((command::CONFIRM, 0, 4)));
 }

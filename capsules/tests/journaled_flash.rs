@@ -16,7 +16,9 @@ use fake_nor::FakeNor;
 use kernel::hil::flash::{self, Flash, HasClient};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::ErrorCode;
-use tock_ota_capsules::journaled_flash::{JournaledFlash, SMALL_LEN};
+use tock_ota_capsules::journaled_flash::{
+    JournaledFlash, RegionPatch, RegionPatchClient, SMALL_LEN,
+};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::staged_update::SystemReset;
 
@@ -269,4 +271,73 @@ fn a_qspi_failure_fails_the_write_and_stops_further_writes() {
         rig.journaled.write_page(2, page_of(1)),
         Err((ErrorCode::BUSY, _))
     ));
+}
+
+#[derive(Default)]
+struct Patched(RefCell<Vec<Result<(), ErrorCode>>>);
+
+impl RegionPatchClient for Patched {
+    fn patched(&self, result: Result<(), ErrorCode>) {
+        self.0.borrow_mut().push(result);
+    }
+}
+
+#[test]
+fn a_region_patch_writes_its_page_through_the_journal_from_the_mapped_content() {
+    for immediate in [false, true] {
+        let nor = FakeNor::new(0x4000);
+        nor.immediate.set(immediate);
+        let rig = boot(nor, None);
+        // The app region as the CPU reads it: pages 2 and 3, each byte its page's number.
+        let mut mapped = vec![2u8; PAGE];
+        mapped.extend_from_slice(&[3u8; PAGE]);
+        let mapped: &'static [u8] = Box::leak(mapped.into_boxed_slice());
+        rig.journaled.set_region(mapped, 2 * PAGE as u32);
+        let patched: &'static Patched = Box::leak(Box::default());
+        rig.journaled.set_patch_client(patched);
+        let mut seen = None;
+        rig.journaled
+            .with_region(&mut |bytes, base| seen = Some((bytes.len(), base)));
+        assert_eq!(seen, Some((2 * PAGE, 2 * PAGE as u32)));
+        let at = 3 * PAGE as u32 + 100;
+        assert_eq!(rig.journaled.patch(at, &[0xAB; 16]), Err(ErrorCode::BUSY));
+        rig.journaled.init().unwrap();
+        run(nor);
+        // Across a page, outside the region, or nothing: refused.
+        assert_eq!(
+            rig.journaled.patch(3 * PAGE as u32 - 8, &[0; 16]),
+            Err(ErrorCode::INVAL)
+        );
+        assert_eq!(
+            rig.journaled.patch(PAGE as u32, &[0; 4]),
+            Err(ErrorCode::INVAL)
+        );
+        assert_eq!(
+            rig.journaled.patch(4 * PAGE as u32, &[0; 4]),
+            Err(ErrorCode::INVAL)
+        );
+        assert_eq!(rig.journaled.patch(at, &[]), Err(ErrorCode::INVAL));
+        assert_eq!(rig.journaled.patch(at, &[0xAB; 16]), Ok(()));
+        run(nor);
+        assert_eq!(*patched.0.borrow(), [Ok(())], "immediate={immediate}");
+        assert!(
+            rig.client.written.borrow().is_empty(),
+            "upstream's client hears nothing"
+        );
+        let mut expected = [3u8; PAGE];
+        expected[100..116].fill(0xAB);
+        assert_eq!(rig.flash.memory.borrow()[3 * PAGE..4 * PAGE], expected);
+        assert_eq!(rig.flash.writes.get(), 1);
+        let memory = nor.memory.borrow();
+        assert_eq!(memory[0x1000..0x2000], expected, "the journal's copy");
+        assert_eq!(
+            Journal::scan(LAYOUT, &memory[0x2000..0x3000]).pending(),
+            None
+        );
+        drop(memory);
+        // The page buffer came back: upstream's writes go on.
+        assert!(rig.journaled.write_page(5, page_of(0x11)).is_ok());
+        run(nor);
+        assert_eq!(*rig.client.written.borrow(), [Ok(())]);
+    }
 }

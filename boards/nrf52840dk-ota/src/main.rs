@@ -42,7 +42,7 @@ use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
 use tock_ota_capsules::app_update::{self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
-use tock_ota_capsules::journaled_flash::{self, JournaledFlash};
+use tock_ota_capsules::journaled_flash::{self, JournaledFlash, RegionPatch};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::nor_share::{NorShare, NorUser};
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
@@ -508,6 +508,8 @@ pub unsafe fn main() {
         addr_of!(_sapps),
         addr_of!(_eapps) as usize - addr_of!(_sapps) as usize,
     );
+    // The app region as the CPU reads it: confirm and revert find binaries there.
+    let app_region: &'static [u8] = app_flash;
     let app_memory = core::slice::from_raw_parts_mut(
         addr_of_mut!(_sappmem),
         addr_of!(_eappmem) as usize - addr_of!(_sappmem) as usize,
@@ -604,6 +606,11 @@ pub unsafe fn main() {
         )
     );
     app_core.set_client(app_update);
+    // Confirm and revert pad a binary at an address of their own through the page journal
+    // (upstream's storage is idle then), and a revert resets the board.
+    app_flash.set_region(app_region, app_region.as_ptr() as u32);
+    app_flash.set_patch_client(app_core);
+    app_core.set_trial_end(app_flash, static_init!(ChipReset, ChipReset));
 
     let platform = static_init!(
         Platform,

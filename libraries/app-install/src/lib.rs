@@ -275,6 +275,11 @@ impl<Id: Copy + Eq + Debug> Installer<Id> {
         }
     }
 
+    /// The trial sector was erased (a confirm or revert finished): no trial runs.
+    pub fn end_trial(&mut self) {
+        self.trial = None;
+    }
+
     /// The trial that runs, if any.
     pub fn trial(&self) -> Option<&trial::TrialRecord> {
         self.trial.as_ref()

@@ -26,6 +26,7 @@
 
 use control_area::crc32;
 
+use crate::region::Entry;
 use crate::tbf::MAX_NAME;
 
 /// Bytes of the trial record.
@@ -168,4 +169,38 @@ pub fn padding_header(total_len: u32) -> [u8; 16] {
     let checksum = le32(&out, 0) ^ le32(&out, 4) ^ le32(&out, 8);
     out[12..16].copy_from_slice(&checksum.to_le_bytes());
     out
+}
+
+/// The next binary a confirm turns into padding (address, total length): one of the record's
+/// app with a lower version than the record's, among the app region's `entries`
+/// ([`crate::region::walk`]). A confirm pads until there is none left, then erases the trial
+/// sector; walking again after each padding makes a confirm a cut interrupted simply resume.
+pub fn older_binary(
+    record: &TrialRecord,
+    entries: impl IntoIterator<Item = Entry>,
+) -> Option<(u32, u32)> {
+    entries.into_iter().find_map(|entry| match entry {
+        Entry::App { addr, app }
+            if app.name() == record.name() && app.version < record.new_version =>
+        {
+            Some((addr, app.total_len))
+        }
+        _ => None,
+    })
+}
+
+/// The new version's binary (address, total length), which a revert turns into padding before
+/// it erases the trial sector and resets; `None` once it is padding.
+pub fn new_binary(
+    record: &TrialRecord,
+    entries: impl IntoIterator<Item = Entry>,
+) -> Option<(u32, u32)> {
+    entries.into_iter().find_map(|entry| match entry {
+        Entry::App { addr, app }
+            if app.name() == record.name() && app.version == record.new_version =>
+        {
+            Some((addr, app.total_len))
+        }
+        _ => None,
+    })
 }

@@ -401,16 +401,16 @@ impl Device {
         let Some((record, _)) = self.trial()? else {
             return Ok(());
         };
-        let old: Vec<u32> = self
-            .loadable()
-            .iter()
-            .filter(|l| l.name == record.name() && l.version < record.new_version)
-            .map(|l| l.addr)
-            .collect();
-        for addr in old {
-            self.pad(addr)?;
+        // The capsule's order: pad what `older_binary` names, walk again, until none is left.
+        for _ in 0..64 {
+            let region = self.region();
+            let Some((addr, len)) = trial::older_binary(&record, region::walk(&region, REGION))
+            else {
+                return self.exec(FlashOp::QspiErase { addr: LAYOUT.trial });
+            };
+            self.write_bytes(addr, &trial::padding_header(len))?;
         }
-        self.exec(FlashOp::QspiErase { addr: LAYOUT.trial })
+        panic!("confirm did not settle");
     }
 
     /// `INSTALL` from the DFU app, run by the library's install machine.
