@@ -44,7 +44,9 @@ use crate::staged_update::SystemReset;
 
 pub use app_install::journal::{JournalLayout, PAGE as JOURNAL_PAGE};
 use app_install::region;
-use app_install::trial::{self, TrialRecord, MARKS_AT, MAX_MARKS};
+/// Boots a trial may take on the DK before a boot reverts it.
+pub use app_install::trial::BOOTS as TRIAL_BOOTS;
+use app_install::trial::{self, Decision, TrialRecord, MARKS_AT, MAX_MARKS};
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,
 };
@@ -177,6 +179,14 @@ pub struct AppUpdate<'a> {
     padding: Cell<Option<(u32, u32, usize)>>,
     /// The trial sector is being erased to end the trial.
     erasing_trial: Cell<bool>,
+    /// The boot decision (`trial::decide`): the record and boot count read at start-up, the
+    /// app region whole (the journal read), made, and its flash operation running.
+    boot_record: OptionalCell<(TrialRecord, u32)>,
+    trial_read: Cell<bool>,
+    region_ready: Cell<bool>,
+    decided: Cell<bool>,
+    boot_op: Cell<bool>,
+    max_boots: Cell<u32>,
     client: OptionalCell<&'a dyn AppUpdateClient>,
 }
 
@@ -216,6 +226,12 @@ impl<'a> AppUpdate<'a> {
             ending: OptionalCell::empty(),
             padding: Cell::new(None),
             erasing_trial: Cell::new(false),
+            boot_record: OptionalCell::empty(),
+            trial_read: Cell::new(false),
+            region_ready: Cell::new(false),
+            decided: Cell::new(false),
+            boot_op: Cell::new(false),
+            max_boots: Cell::new(trial::BOOTS),
             client: OptionalCell::empty(),
         }
     }
@@ -225,16 +241,82 @@ impl<'a> AppUpdate<'a> {
     }
 
     /// What ending a trial needs: a writer of the app region at an address of its own (the
-    /// page journal's [`RegionPatch`]) and the board reset (after a revert). Without them
-    /// `CONFIRM` and `REVERT` answer `NOSUPPORT`.
-    pub fn set_trial_end(&self, patcher: &'a dyn RegionPatch<'a>, reset: &'a dyn SystemReset) {
+    /// page journal's [`RegionPatch`]), the board reset (after a revert), and the boots a trial
+    /// may take (`trial::BOOTS` on the DK). Without them `CONFIRM` and `REVERT` answer
+    /// `NOSUPPORT` and no boot decision is made. With them, installs wait (`BUSY`) for the
+    /// boot decision.
+    pub fn set_trial_end(
+        &self,
+        patcher: &'a dyn RegionPatch<'a>,
+        reset: &'a dyn SystemReset,
+        max_boots: u32,
+    ) {
         self.patcher.set(patcher);
         self.reset.set(reset);
+        self.max_boots.set(max_boots);
     }
 
-    /// Whether an install, a confirm or revert, or the boot's trial read runs.
+    /// Whether an install, a confirm or revert, the boot's trial read or its decision runs.
     fn busy(&self) -> bool {
-        !self.installer().is_idle() || self.reading_trial.get() || self.ending.is_some()
+        !self.installer().is_idle()
+            || self.reading_trial.get()
+            || self.ending.is_some()
+            || self.boot_op.get()
+            || (self.patcher.is_some() && !self.decided.get())
+    }
+
+    /// The boot decision, once the trial record was read and the app region is whole: what
+    /// `trial::decide` says about the record and what the region holds as the kernel loads it
+    /// (`trial::found`: parsed headers, credentials the app keys accept). `Continue`: program
+    /// this boot's mark; `End`: erase the record; `Revert`: the revert path of `end_trial`
+    /// (pad the new binary, erase, reset).
+    fn decide_boot(&self) {
+        let Some(patcher) = self.patcher.get() else {
+            return;
+        };
+        if self.decided.get() || !self.region_ready.get() || !self.trial_read.get() {
+            return;
+        }
+        self.decided.set(true);
+        let record = self.boot_record.take();
+        let mut found = trial::Found {
+            new: None,
+            old: false,
+        };
+        if let Some((record, _)) = record {
+            patcher.with_region(&mut |bytes, base| {
+                found = trial::found(&record, bytes, base, self.credentials);
+            });
+        }
+        match trial::decide(record, found, self.max_boots.get()) {
+            Decision::None => {}
+            Decision::End => {
+                self.installer.map(|i| i.end_trial());
+                self.boot_op.set(true);
+                if self.staging.erase_sector(self.trial_sector).is_err() {
+                    self.boot_op.set(false);
+                }
+            }
+            Decision::Continue { boots } => {
+                let (Some(offset), Some(buffer)) = (trial::mark_offset(boots), self.buffer.take())
+                else {
+                    return;
+                };
+                buffer[..4].fill(0);
+                self.boot_op.set(true);
+                let address = self.trial_sector + offset;
+                if let Err((_, buffer)) = self.staging.program(address, buffer, 4) {
+                    self.boot_op.set(false);
+                    self.buffer.replace(buffer);
+                }
+            }
+            Decision::Revert { .. } => {
+                if let Some((record, _)) = record {
+                    self.ending.set((TrialEnd::Revert, record));
+                    self.end_step();
+                }
+            }
+        }
     }
 
     /// May `caller` end the trial `how`? The DFU app may do both; the app in trial may
@@ -374,8 +456,11 @@ impl<'a> AppUpdate<'a> {
         self.reading_trial.set(true);
         let len = (MARKS_AT + 4 * MAX_MARKS) as usize;
         if let Err((_, buffer)) = self.staging.read(self.trial_sector, buffer, len) {
+            // No record known this boot: no decision either.
             self.reading_trial.set(false);
             self.buffer.replace(buffer);
+            self.trial_read.set(true);
+            self.decide_boot();
         }
     }
 
@@ -482,10 +567,12 @@ impl AsyncNorClient for AppUpdate<'_> {
         if self.reading_trial.take() {
             let record = result.ok().and_then(|()| TrialRecord::decode(buffer));
             self.buffer.replace(buffer);
-            if let Some((record, _boots)) = record {
-                self.installer.map(|i| i.resume(record));
+            if let Some((found, boots)) = record {
+                self.installer.map(|i| i.resume(found));
+                self.boot_record.set((found, boots));
             }
-            return;
+            self.trial_read.set(true);
+            return self.decide_boot();
         }
         let len = self.read_len.get().min(buffer.len());
         let action = self.step(Event::ReadDone(
@@ -495,9 +582,12 @@ impl AsyncNorClient for AppUpdate<'_> {
         self.perform(action);
     }
 
-    /// Only the trial record is programmed.
+    /// Only the trial record, and a boot mark, are programmed.
     fn program_done(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>) {
         self.buffer.replace(buffer);
+        if self.boot_op.take() {
+            return;
+        }
         self.advance(Event::TrialRecorded(result.map_err(|_| Failed)));
     }
 
@@ -510,6 +600,9 @@ impl AsyncNorClient for AppUpdate<'_> {
     fn erase_done(&self, result: Result<(), ErrorCode>) {
         if self.erasing_trial.take() {
             return self.end_done(result);
+        }
+        if self.boot_op.take() {
+            return;
         }
         let Some(record) = self.trial_record.take() else {
             return;
@@ -527,6 +620,11 @@ impl AsyncNorClient for AppUpdate<'_> {
 }
 
 impl RegionPatchClient for AppUpdate<'_> {
+    fn region_ready(&self) {
+        self.region_ready.set(true);
+        self.decide_boot();
+    }
+
     fn patched(&self, result: Result<(), ErrorCode>) {
         match result {
             Ok(()) => self.end_step(),

@@ -43,6 +43,9 @@ pub trait RegionPatch<'a> {
 
 pub trait RegionPatchClient {
     fn patched(&self, result: Result<(), ErrorCode>);
+    /// The journal was read at start-up and nothing was pending: the app region is whole
+    /// (after a replay the board resets instead).
+    fn region_ready(&self);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,6 +391,7 @@ impl<F: Flash + 'static> AsyncNorClient for JournaledFlash<'_, F> {
                     self.journal.set(journal);
                     self.copy.replace(buffer);
                     self.state.set(State::Ready);
+                    self.patch_client.map(|c| c.region_ready());
                     return;
                 }
                 self.journal.set(journal);

@@ -35,7 +35,7 @@ use process::{Cap, FakeProcess, Harness, Queued};
 use sha2::{Digest, Sha256};
 use tock_ota_capsules::app_update::{
     command, upcall, AppKeys, AppUpdate, AppUpdateClient, AppUpdateDriver, AppUpdateGrant,
-    InstalledApps, ProcessTable, Refusal, Sid, TrialEnd, CHUNK, DRIVER_NUM,
+    InstalledApps, ProcessTable, Refusal, Sid, TrialEnd, CHUNK, DRIVER_NUM, TRIAL_BOOTS,
 };
 use tock_ota_capsules::journaled_flash::{RegionPatch, RegionPatchClient};
 use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
@@ -484,12 +484,16 @@ fn old_app_is_unloaded_then_newer_signed_app_stored_then_loaded() {
 
 /// A trial record in the NOR fake's trial sector, as an install left it before a reboot.
 fn leave_trial_record(rig: &Rig, name: &str, version: u32) {
+    leave_trial_record_marked(rig, name, version, 1);
+}
+
+/// ... with `marks` boots counted.
+fn leave_trial_record_marked(rig: &Rig, name: &str, version: u32, marks: usize) {
     let record = TrialRecord::new(name, version, true).unwrap().encode();
     let mut memory = rig.nor.memory.borrow_mut();
     memory[TRIAL_SECTOR as usize..][..4096].fill(0xFF);
     memory[TRIAL_SECTOR as usize..][..record.len()].copy_from_slice(&record);
-    // One boot mark.
-    memory[TRIAL_SECTOR as usize + 64..][..4].fill(0);
+    memory[TRIAL_SECTOR as usize + 64..][..4 * marks].fill(0);
 }
 
 #[test]
@@ -1004,6 +1008,12 @@ impl TrialRig {
         Ok(upcalls)
     }
 
+    /// Boots counted in the trial sector.
+    fn marks(&self) -> u32 {
+        let sector = self.rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
+        TrialRecord::decode(&sector).map_or(0, |(_, boots)| boots)
+    }
+
     fn trial(&self) -> Option<(String, u32)> {
         let sector = self.rig.nor.memory.borrow()[TRIAL_SECTOR as usize..][..4096].to_vec();
         TrialRecord::decode(&sector).map(|(r, _)| (r.name().to_string(), r.new_version))
@@ -1014,10 +1024,29 @@ impl TrialRig {
 /// `old_len` bytes, so v4's header may straddle a page) then v4, the trial record names v4,
 /// the kernel runs v4, and the capsule read the record when the QSPI flash came up.
 fn trial_rig(immediate: bool, old_len: u32) -> TrialRig {
+    let t = boot_rig(immediate, old_len, 1, Some(&app_key()));
+    AsyncNorClient::ready(t.rig.update);
+    t.run();
+    RegionPatchClient::region_ready(t.rig.update);
+    t.run();
+    assert_eq!(t.rig.update.trial_version(), Some(4));
+    assert_eq!(t.marks(), 2, "this boot is counted");
+    t
+}
+
+/// The same start-up, before the QSPI flash and the journal report ready: `marks` boots
+/// counted so far, v4 signed by `new_signer` (not loadable without an accepted credential).
+fn boot_rig(
+    immediate: bool,
+    old_len: u32,
+    marks: usize,
+    new_signer: Option<&SigningKey>,
+) -> TrialRig {
     let rig = rig_with(immediate, &tbf("blink", 4, true, TOTAL), true);
     let mut memory = vec![0xFF; 4 * PAGE];
     memory[..old_len as usize].copy_from_slice(&tbf("blink", 3, true, old_len));
-    memory[old_len as usize..][..TOTAL as usize].copy_from_slice(&tbf("blink", 4, true, TOTAL));
+    memory[old_len as usize..][..TOTAL as usize]
+        .copy_from_slice(&tbf_signed_by("blink", 4, new_signer, TOTAL));
     let region: &'static FakeRegion = Box::leak(Box::new(FakeRegion {
         memory: RefCell::new(memory),
         immediate,
@@ -1028,12 +1057,9 @@ fn trial_rig(immediate: bool, old_len: u32) -> TrialRig {
     }));
     let reset: &'static CountReset = Box::leak(Box::default());
     region.set_patch_client(rig.update);
-    rig.update.set_trial_end(region, reset);
+    rig.update.set_trial_end(region, reset, TRIAL_BOOTS);
     rig.kernel.blink.set_binary("blink", 4);
-    leave_trial_record(&rig, "blink", 4);
-    AsyncNorClient::ready(rig.update);
-    rig.run();
-    assert_eq!(rig.update.trial_version(), Some(4));
+    leave_trial_record_marked(&rig, "blink", 4, marks);
     TrialRig { rig, region, reset }
 }
 
@@ -1150,4 +1176,96 @@ fn install_and_revert_during_a_confirm_are_busy() {
     );
     t.run();
     assert_eq!(blink.take_upcalls(), done((command::CONFIRM, 0, 4)));
+}
+
+/// Start-up: the QSPI flash reports ready (the trial record is read), then the journal (the
+/// region is whole); the decision is made once both happened, in either order.
+fn start(t: &TrialRig, journal_first: bool) {
+    if journal_first {
+        RegionPatchClient::region_ready(t.rig.update);
+        t.run();
+    }
+    AsyncNorClient::ready(t.rig.update);
+    t.run();
+    if !journal_first {
+        RegionPatchClient::region_ready(t.rig.update);
+        t.run();
+    }
+}
+
+#[test]
+fn a_boot_during_the_trial_is_counted_and_installs_wait_for_the_decision() {
+    for (immediate, journal_first) in [(false, false), (true, false), (false, true), (true, true)] {
+        let t = boot_rig(immediate, TOTAL, 1, Some(&app_key()));
+        let dfu = t.rig.kernel.dfu;
+        // Before the decision an install waits, and nothing is written.
+        assert_eq!(
+            t.rig
+                .driver
+                .command(command::INSTALL, TOTAL as usize, 0, dfu.id())
+                .get_failure(),
+            Some(ErrorCode::BUSY)
+        );
+        start(&t, journal_first);
+        assert_eq!(
+            t.marks(),
+            2,
+            "immediate={immediate} journal_first={journal_first}"
+        );
+        assert_eq!(t.trial(), Some(("blink".to_string(), 4)));
+        assert_eq!(t.reset.0.get(), 0);
+        assert_eq!(
+            t.region.entries(),
+            [("blink".to_string(), 3), ("blink".to_string(), 4)]
+        );
+        // Decided once: another report changes nothing.
+        RegionPatchClient::region_ready(t.rig.update);
+        t.run();
+        assert_eq!(t.marks(), 2);
+    }
+}
+
+#[test]
+fn a_boot_past_the_trial_boots_reverts_to_the_kept_binary_and_resets() {
+    for immediate in [false, true] {
+        let t = boot_rig(
+            immediate,
+            PAGE as u32 - 4,
+            TRIAL_BOOTS as usize,
+            Some(&app_key()),
+        );
+        start(&t, false);
+        assert_eq!(
+            t.region.entries(),
+            [("blink".to_string(), 3), (String::new(), 0)],
+            "immediate={immediate}"
+        );
+        assert_eq!(t.trial(), None);
+        assert_eq!(t.reset.0.get(), 1);
+    }
+}
+
+#[test]
+fn a_boot_ends_a_trial_whose_new_binary_does_not_load_or_whose_confirm_was_cut() {
+    for immediate in [false, true] {
+        // The copy never committed a binary the kernel loads (its credential fails).
+        let t = boot_rig(immediate, TOTAL, 1, Some(&foreign_key()));
+        start(&t, false);
+        assert_eq!(t.trial(), None, "immediate={immediate}");
+        assert_eq!(t.rig.update.installer().trial_version(), None);
+        assert_eq!(t.reset.0.get(), 0);
+        assert!(t.region.patches.borrow().is_empty(), "no binary is touched");
+
+        // A confirm cut after it padded the old binary, before it erased the record.
+        let t = boot_rig(immediate, TOTAL, 1, Some(&app_key()));
+        let padding = app_install::trial::padding_header(TOTAL);
+        t.region.memory.borrow_mut()[..16].copy_from_slice(&padding);
+        start(&t, false);
+        assert_eq!(t.trial(), None);
+        assert_eq!(
+            t.region.entries(),
+            [(String::new(), 0), ("blink".to_string(), 4)]
+        );
+        assert_eq!(t.reset.0.get(), 0);
+    }
 }

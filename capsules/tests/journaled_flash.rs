@@ -274,11 +274,15 @@ fn a_qspi_failure_fails_the_write_and_stops_further_writes() {
 }
 
 #[derive(Default)]
-struct Patched(RefCell<Vec<Result<(), ErrorCode>>>);
+struct Patched(RefCell<Vec<Result<(), ErrorCode>>>, Cell<usize>);
 
 impl RegionPatchClient for Patched {
     fn patched(&self, result: Result<(), ErrorCode>) {
         self.0.borrow_mut().push(result);
+    }
+
+    fn region_ready(&self) {
+        self.1.set(self.1.get() + 1);
     }
 }
 
@@ -301,8 +305,10 @@ fn a_region_patch_writes_its_page_through_the_journal_from_the_mapped_content() 
         assert_eq!(seen, Some((2 * PAGE, 2 * PAGE as u32)));
         let at = 3 * PAGE as u32 + 100;
         assert_eq!(rig.journaled.patch(at, &[0xAB; 16]), Err(ErrorCode::BUSY));
+        assert_eq!(patched.1.get(), 0);
         rig.journaled.init().unwrap();
         run(nor);
+        assert_eq!(patched.1.get(), 1, "the region is reported whole once");
         // Across a page, outside the region, or nothing: refused.
         assert_eq!(
             rig.journaled.patch(3 * PAGE as u32 - 8, &[0; 16]),

@@ -607,10 +607,15 @@ pub unsafe fn main() {
     );
     app_core.set_client(app_update);
     // Confirm and revert pad a binary at an address of their own through the page journal
-    // (upstream's storage is idle then), and a revert resets the board.
+    // (upstream's storage is idle then), and a revert resets the board. Once the journal is
+    // read and the trial record too, the boot decision counts this boot or reverts.
     app_flash.set_region(app_region, app_region.as_ptr() as u32);
     app_flash.set_patch_client(app_core);
-    app_core.set_trial_end(app_flash, static_init!(ChipReset, ChipReset));
+    app_core.set_trial_end(
+        app_flash,
+        static_init!(ChipReset, ChipReset),
+        app_update::TRIAL_BOOTS,
+    );
 
     let platform = static_init!(
         Platform,

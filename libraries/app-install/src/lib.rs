@@ -108,6 +108,24 @@ pub trait Credentials {
     fn accepts(&self, digest: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool;
 }
 
+/// Whether the kernel's credential check would accept the app at the start of `binary` (its
+/// `app.total_len` bytes, as the app region holds them): an ECDSA P-256 credential in its
+/// footers that verifies over `0..binary_end` against `credentials`.
+pub fn verifies(binary: &[u8], app: &StagedApp, credentials: &dyn Credentials) -> bool {
+    let (Some(signed), Some(footers)) = (
+        binary.get(..app.binary_end as usize),
+        binary.get(app.binary_end as usize..app.total_len as usize),
+    ) else {
+        return false;
+    };
+    let Some(signature) = tbf::ecdsa_p256_credential(footers) else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(signed);
+    credentials.accepts(&hasher.finalize(), &signature)
+}
+
 /// A failed flash or kernel operation (the glue logs nothing more specific).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Failed;

@@ -29,6 +29,9 @@ use control_area::crc32;
 use crate::region::Entry;
 use crate::tbf::MAX_NAME;
 
+/// Boots a trial may take before a boot reverts it (the DK's, and the models').
+pub const BOOTS: u32 = 3;
+
 /// Bytes of the trial record.
 pub const RECORD_LEN: usize = 64;
 /// Offset of the first boot mark.
@@ -203,4 +206,37 @@ pub fn new_binary(
         }
         _ => None,
     })
+}
+
+/// [`Found`] for `record` from the app region's bytes (`region`, starting at address `base`)
+/// as the kernel loads them: a parsed header and a credential `credentials` accepts
+/// ([`crate::verifies`]).
+pub fn found(
+    record: &TrialRecord,
+    region: &[u8],
+    base: u32,
+    credentials: &dyn crate::Credentials,
+) -> Found {
+    let mut found = Found {
+        new: None,
+        old: false,
+    };
+    for entry in crate::region::walk(region, base) {
+        let Entry::App { addr, app } = entry else {
+            continue;
+        };
+        if app.name() != record.name() || app.version > record.new_version {
+            continue;
+        }
+        let binary = &region[(addr - base) as usize..];
+        if !crate::verifies(binary, &app, credentials) {
+            continue;
+        }
+        if app.version == record.new_version {
+            found.new = found.new.or(Some(addr));
+        } else {
+            found.old = true;
+        }
+    }
+    found
 }

@@ -52,7 +52,7 @@ const REGION_LEN: usize = 0x4000;
 pub const STAGING: u32 = 0x10_0000;
 const LAYOUT: JournalLayout = JournalLayout::NRF52840DK;
 /// Boots a trial may take before it reverts (the board constant of the model).
-pub const MAX_BOOTS: u32 = 3;
+pub const MAX_BOOTS: u32 = trial::BOOTS;
 const DFU_ID: u32 = 1;
 /// The DFU app's binary and blink's: blink's header shares the DFU app's only page, blink's
 /// tail the new slot's page.
