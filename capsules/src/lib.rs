@@ -23,6 +23,7 @@ pub mod kept_upcall;
 pub mod nor;
 pub mod nor_share;
 pub mod qspi_flash;
+pub mod sha256_digest;
 pub mod staged_update;
 pub mod stream_rebuild;
 
