@@ -46,6 +46,7 @@ use tock_ota_capsules::journaled_flash::{self, JournaledFlash, RegionPatch};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::nor_share::{NorShare, NorUser};
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
+use tock_ota_capsules::sha256_digest::Sha256Digest;
 use tock_ota_capsules::staged_update::{
     self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
 };
@@ -77,7 +78,7 @@ type Qspi = QspiFlash<'static, QspiAlarm>;
 /// A user of the shared QSPI flash.
 type SharedNor = NorUser<'static>;
 type Nvmc = nrf52840::nvmc::Nvmc;
-type ProcessDebug = kernel::process::ProcessStandardDebugFull;
+type ProcessDebug = ();
 /// App-region pages are written through the app-update page journal.
 type AppFlash = JournaledFlash<'static, Nvmc>;
 type AppStorage = kernel::dynamic_binary_storage::SequentialDynamicBinaryStorage<
@@ -441,8 +442,10 @@ pub unsafe fn main() {
     scan_radio.set_sink(scan);
 
     // Credential checking: SHA-256 over the TBF integrity region, ECDSA P-256 against the keys.
-    let sha = components::sha::ShaSoftware256Component::new()
-        .finalize(components::sha_software_256_component_static!());
+    // The hash is the one the update path links (`ota_image`'s, behind `hil::digest`), not a
+    // second SHA-256 (upstream's `Sha256Software`).
+    let sha = static_init!(Sha256Digest<'static>, Sha256Digest::new());
+    sha.register();
     let keys = static_init!(
         [&'static mut [u8; 64]; board_config::NUM_KEYS],
         [
@@ -476,7 +479,7 @@ pub unsafe fn main() {
     )
     .finalize(components::app_checker_signature_component_static!(
         Keys,
-        capsules_extra::sha256::Sha256Software<'static>,
+        Sha256Digest<'static>,
         32,
         64,
     ));
@@ -488,10 +491,7 @@ pub unsafe fn main() {
         .finalize(components::process_checker_machine_component_static!());
     let storage_permissions =
         components::storage_permissions::null::StoragePermissionsNullComponent::new().finalize(
-            components::storage_permissions_null_component_static!(
-                ChipHw,
-                kernel::process::ProcessStandardDebugFull,
-            ),
+            components::storage_permissions_null_component_static!(ChipHw, ProcessDebug,),
         );
 
     let scheduler = components::sched::round_robin::RoundRobinComponent::new(processes)
