@@ -1159,6 +1159,27 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
             }
         }
     }
+
+    /// Copies `bytes` to the start of the caller's READ buffer (`INVAL` when it is missing or
+    /// shorter than `bytes`; `NOMEM` when the process has no grant).
+    fn copy_to_read_allow(&self, processid: ProcessId, bytes: &[u8]) -> CommandReturn {
+        self.apps
+            .enter(processid, |_, kernel_data| {
+                kernel_data
+                    .get_readwrite_processbuffer(rw_allow::READ)
+                    .and_then(|b| {
+                        b.mut_enter(|dst| {
+                            if dst.len() < bytes.len() {
+                                return CommandReturn::failure(ErrorCode::INVAL);
+                            }
+                            dst[..bytes.len()].copy_from_slice(bytes);
+                            CommandReturn::success()
+                        })
+                    })
+                    .unwrap_or(CommandReturn::failure(ErrorCode::INVAL))
+            })
+            .unwrap_or(CommandReturn::failure(ErrorCode::NOMEM))
+    }
 }
 
 impl<'a, F: AsyncNor<'a>> StagedUpdateClient for StagedUpdateDriver<'a, F> {
@@ -1217,22 +1238,7 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                 let Some(status) = self.core.status() else {
                     return CommandReturn::failure(ErrorCode::BUSY);
                 };
-                self.apps
-                    .enter(processid, |_, kernel_data| {
-                        kernel_data
-                            .get_readwrite_processbuffer(rw_allow::READ)
-                            .and_then(|b| {
-                                b.mut_enter(|dst| {
-                                    if dst.len() < TAG_LEN {
-                                        return CommandReturn::failure(ErrorCode::INVAL);
-                                    }
-                                    dst[..TAG_LEN].copy_from_slice(&status.tag);
-                                    CommandReturn::success()
-                                })
-                            })
-                            .unwrap_or(CommandReturn::failure(ErrorCode::INVAL))
-                    })
-                    .unwrap_or(CommandReturn::failure(ErrorCode::NOMEM))
+                self.copy_to_read_allow(processid, &status.tag)
             }
             command::RUNNING => {
                 if !self.core.is_owner(processid.short_app_id()) {
@@ -1241,22 +1247,7 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                 let Some(id) = self.core.running_image() else {
                     return CommandReturn::failure(ErrorCode::RESERVE);
                 };
-                self.apps
-                    .enter(processid, |_, kernel_data| {
-                        kernel_data
-                            .get_readwrite_processbuffer(rw_allow::READ)
-                            .and_then(|b| {
-                                b.mut_enter(|dst| {
-                                    if dst.len() < id.len() {
-                                        return CommandReturn::failure(ErrorCode::INVAL);
-                                    }
-                                    dst[..id.len()].copy_from_slice(&id);
-                                    CommandReturn::success()
-                                })
-                            })
-                            .unwrap_or(CommandReturn::failure(ErrorCode::INVAL))
-                    })
-                    .unwrap_or(CommandReturn::failure(ErrorCode::NOMEM))
+                self.copy_to_read_allow(processid, &id)
             }
             command::REBOOT => {
                 if !self.core.is_owner(processid.short_app_id()) {
