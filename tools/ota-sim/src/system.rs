@@ -486,10 +486,12 @@ fn send_v2(
         bytes: v2.image.len(),
         delta_refused: None,
     };
-    let (t, sequence) = match (&params.base, params.compression) {
+    // What goes instead of the full image, if anything: its kind, its bytes, a patch's base.
+    let smaller = match (&params.base, params.compression) {
         (Some(_), Some(_)) => {
             bail!("--base and --compression are two ways of sending v2: pick one")
         }
+        (None, None) => None,
         (None, Some(compression)) => {
             // Signed as sign_v2 signed v2 (its plain image is v2's, byte for byte).
             let untrusted;
@@ -500,28 +502,21 @@ fn send_v2(
                 signer
             };
             let compressed = signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)?;
-            match transfer_v2(board, params, &v2.image, &compressed, None, on_event) {
-                Ok(done) => {
-                    sent.kind = "compressed";
-                    sent.bytes = compressed.len();
-                    done
-                }
-                Err(e) => {
-                    let refused = full_image_instead(e)?;
-                    sent.delta_refused = Some(refused.to_string());
-                    on_event(Event::Phase("full image"));
-                    transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
-                }
-            }
+            Some(("compressed", compressed, None))
         }
-        (None, None) => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
         (Some(_), None) => {
             let patch = make_image_patch(&v1.image, &v2.image)?;
             let base = SignedImage::parse(&v1.image, "v1")?.id();
-            match transfer_v2(board, params, &v2.image, &patch, Some(base), on_event) {
+            Some(("delta", patch, Some(base)))
+        }
+    };
+    let (t, sequence) = match smaller {
+        None => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
+        Some((kind, bytes, base)) => {
+            match transfer_v2(board, params, &v2.image, &bytes, base, on_event) {
                 Ok(done) => {
-                    sent.kind = "delta";
-                    sent.bytes = patch.len();
+                    sent.kind = kind;
+                    sent.bytes = bytes.len();
                     done
                 }
                 Err(e) => {
