@@ -402,34 +402,29 @@ impl Controller {
                     waited: COMMAND_TIMEOUT,
                 });
             };
-            match ev.parse() {
+            let status = match ev.parse() {
                 Ok(Event::CommandStatus(cs)) if cs.cmd_opcode == C::OPCODE => {
-                    let status = cs.status.into_inner();
-                    if status != 0 {
-                        return Err(Error::Refused {
-                            transport: self.transport.clone(),
-                            command: command_name::<C>(),
-                            status,
-                        });
-                    }
-                    return Ok(());
+                    cs.status.into_inner()
                 }
                 // Command Complete for it means an error (a controller answering so).
                 Ok(Event::CommandComplete(cc)) if cc.cmd_opcode == C::OPCODE => {
-                    let status = CommandCompleteWithStatus::try_from(cc)
+                    CommandCompleteWithStatus::try_from(cc)
                         .map(|w| w.status.into_inner())
-                        .unwrap_or(0xFF);
-                    if status != 0 {
-                        return Err(Error::Refused {
-                            transport: self.transport.clone(),
-                            command: command_name::<C>(),
-                            status,
-                        });
-                    }
-                    return Ok(());
+                        .unwrap_or(0xFF)
                 }
-                _ => self.queued.push_back(ev),
+                _ => {
+                    self.queued.push_back(ev);
+                    continue;
+                }
+            };
+            if status != 0 {
+                return Err(Error::Refused {
+                    transport: self.transport.clone(),
+                    command: command_name::<C>(),
+                    status,
+                });
             }
+            return Ok(());
         }
     }
 
