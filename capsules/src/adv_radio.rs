@@ -59,7 +59,7 @@ pub const RX_BUF_LEN: usize = HEADER_LEN + MAX_PAYLOAD;
 const ADV_BASE: u32 = 0x89BE_D600;
 const ADV_PREFIX: u32 = 0x8E;
 /// BLE CRC: 24 bits, polynomial x^24 + x^10 + x^9 + x^6 + x^4 + x^3 + x + 1, preset 0x555555.
-const CRC_POLY: u32 = 0x0000_065B;
+pub(crate) const CRC_POLY: u32 = 0x0000_065B;
 const CRC_INIT: u32 = 0x0055_5555;
 
 register_bitfields![u32,
@@ -95,7 +95,25 @@ register_bitfields![u32,
     ],
     /// MODE.
     pub Mode [
-        MODE OFFSET(0) NUMBITS(4) [Ble1Mbit = 3]
+        MODE OFFSET(0) NUMBITS(4) [Ble1Mbit = 3, Ble2Mbit = 4]
+    ],
+    /// MODECNF0: ramp-up time (RU: tRXEN 140 µs by default, tRXEN,FAST 40 µs fast).
+    pub ModeCnf0 [
+        RU OFFSET(0) NUMBITS(1) [Default = 0, Fast = 1]
+    ],
+    /// STATE: what the RADIO is doing.
+    pub State [
+        STATE OFFSET(0) NUMBITS(4) [
+            Disabled = 0,
+            RxRu = 1,
+            RxIdle = 2,
+            Rx = 3,
+            RxDisable = 4,
+            TxRu = 9,
+            TxIdle = 10,
+            Tx = 11,
+            TxDisable = 12
+        ]
     ],
     /// PCNF0: sizes of the fields in RAM before the payload.
     pub Pcnf0 [
@@ -141,7 +159,8 @@ register_bitfields![u32,
 ];
 
 register_structs! {
-    /// The RADIO registers this driver uses; the gaps are reserved or unused.
+    /// The RADIO registers this driver and [`crate::aux_radio`] use; the gaps are reserved or
+    /// unused.
     pub RadioRegisters {
         (0x000 => pub tasks_txen: ReadWrite<u32, Task::Register>),
         (0x004 => pub tasks_rxen: ReadWrite<u32, Task::Register>),
@@ -177,8 +196,11 @@ register_structs! {
         (0x538 => pub crcpoly: ReadWrite<u32>),
         (0x53C => pub crcinit: ReadWrite<u32>),
         (0x540 => _reserved6),
+        (0x550 => pub state: ReadOnly<u32, State::Register>),
         (0x554 => pub datawhiteiv: ReadWrite<u32, DataWhiteIv::Register>),
-        (0x558 => @END),
+        (0x558 => _reserved7),
+        (0x650 => pub modecnf0: ReadWrite<u32, ModeCnf0::Register>),
+        (0x654 => @END),
     }
 }
 

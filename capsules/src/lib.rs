@@ -11,11 +11,15 @@
 //! - [`journaled_flash`]: atomic app-region page writes through the app-update page journal.
 //! - [`nor_share`]: one QSPI flash shared by the staged-update and app-update cores.
 //! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
+//! - [`aux_radio`]: the nRF52840 RADIO receiving one PDU of up to 255 bytes on any BLE channel
+//!   at 1M or 2M, switched on at an exact time by TIMER0 and PPI (following extended and
+//!   periodic advertising).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod adv_radio;
 pub mod app_update;
+pub mod aux_radio;
 pub mod bulk_scan;
 pub mod identity;
 pub mod journaled_flash;

@@ -45,7 +45,7 @@ mod reg {
     pub const FREQUENCY: usize = at(0x508);
     pub const PCNF0: usize = at(0x514);
     pub const PCNF1: usize = at(0x518);
-    pub const WORDS: usize = at(0x558);
+    pub const WORDS: usize = at(0x654);
 }
 
 const SHORTS_END_DISABLE: u32 = 1 << 1;
