@@ -72,7 +72,8 @@
 //! [`AuxRadio::cancel`] before handing the RADIO back. Every RADIO register a listen uses is
 //! written by each listen, and the legacy driver writes all of its own at each start, so
 //! neither inherits the other's set-up; [`AuxRadio::handle_interrupt`] touches nothing when no
-//! listen of its own is outstanding. TIMER0 and PPI channels 21, 22 and 26 are this driver's:
+//! listen of its own is outstanding, so the RADIO interrupt can go to both drivers, this one
+//! first (the legacy driver clears a DISABLED event even when idle). TIMER0 and PPI channels 21, 22 and 26 are this driver's:
 //! a board that wires it gives them to nothing else (docs/tock-integration.md).
 //!
 //! Register offsets, fields and the pre-programmed PPI channels: nRF52840 Product
