@@ -10,6 +10,8 @@
 //!   dynamic process loading (see `docs/app-updates.md`).
 //! - [`journaled_flash`]: atomic app-region page writes through the app-update page journal.
 //! - [`nor_share`]: one QSPI flash shared by the staged-update and app-update cores.
+//! - [`p256_verifier`]: ECDSA P-256 behind `hil::public_key_crypto` for the app credential
+//!   checker, the one P-256 verifier of the kernel (and of the bootloader).
 //! - [`adv_radio`]: the nRF52840 RADIO for BLE advertising, its receive bounded by `MAXLEN`.
 //! - [`aux_radio`]: the nRF52840 RADIO receiving one PDU of up to 255 bytes on any BLE channel
 //!   at 1M or 2M, switched on at an exact time by TIMER0 and PPI (following extended and
@@ -26,6 +28,7 @@ pub mod journaled_flash;
 pub mod kept_upcall;
 pub mod nor;
 pub mod nor_share;
+pub mod p256_verifier;
 pub mod qspi_flash;
 pub mod sha256_digest;
 pub mod staged_update;
