@@ -97,9 +97,11 @@ register_bitfields![u32,
     pub Mode [
         MODE OFFSET(0) NUMBITS(4) [Ble1Mbit = 3, Ble2Mbit = 4]
     ],
-    /// MODECNF0: ramp-up time (RU: tRXEN 140 µs by default, tRXEN,FAST 40 µs fast).
+    /// MODECNF0: ramp-up time (RU: tRXEN 140 µs by default, tRXEN,FAST 40 µs fast) and what
+    /// is sent while not started (DTX). Reset value: RU Default, DTX Center.
     pub ModeCnf0 [
-        RU OFFSET(0) NUMBITS(1) [Default = 0, Fast = 1]
+        RU OFFSET(0) NUMBITS(1) [Default = 0, Fast = 1],
+        DTX OFFSET(8) NUMBITS(2) [B1 = 0, B0 = 1, Center = 2]
     ],
     /// STATE: what the RADIO is doing.
     pub State [

@@ -70,8 +70,9 @@
 //! ([`crate::adv_radio`]) and this one take turns, and whoever joins them (a later capsule)
 //! makes sure a listen starts only when the legacy receive has ended, and calls
 //! [`AuxRadio::cancel`] before handing the RADIO back. Every RADIO register a listen uses is
-//! written by each listen, and the legacy driver writes all of its own at each start, so
-//! neither inherits the other's set-up; [`AuxRadio::handle_interrupt`] touches nothing when no
+//! written by each listen, and the legacy driver writes all of its own at each start (the one
+//! it does not write, MODECNF0, goes back to its reset value when a listen ends), so neither
+//! inherits the other's set-up; [`AuxRadio::handle_interrupt`] touches nothing when no
 //! listen of its own is outstanding, so the RADIO interrupt can go to both drivers, this one
 //! first (the legacy driver clears a DISABLED event even when idle). TIMER0 and PPI channels 21, 22 and 26 are this driver's:
 //! a board that wires it gives them to nothing else (docs/tock-integration.md).
@@ -441,8 +442,7 @@ impl<'a> AuxRadio<'a> {
             // No PPI can switch the RADIO on from here.
             self.ppi.chenclr.set(PPI_CHANNELS);
             if self.radio.state.matches_all(State::STATE::Disabled) {
-                self.radio.intenclr.set(u32::MAX);
-                self.radio.events_disabled.set(0);
+                self.disarm();
                 self.active.set(Active::Idle);
             } else {
                 self.active.set(Active::Cancelling);
@@ -492,11 +492,15 @@ impl<'a> AuxRadio<'a> {
     }
 
     /// The channels off, the RADIO's interrupt and events cleared: nothing of the listen can
-    /// act any more.
+    /// act any more. The ramp-up goes back to its reset value (the RADIO is disabled here), so
+    /// the legacy driver, which does not write MODECNF0, finds the RADIO as it always has.
     fn disarm(&self) {
         self.ppi.chenclr.set(PPI_CHANNELS);
         let radio = &self.radio;
         radio.intenclr.set(u32::MAX);
+        radio
+            .modecnf0
+            .write(ModeCnf0::RU::Default + ModeCnf0::DTX::Center);
         radio.shorts.set(0);
         radio.events_disabled.set(0);
         radio.events_end.set(0);
@@ -528,7 +532,8 @@ impl<'a> AuxRadio<'a> {
             Phy::Le2M => (Mode::MODE::Ble2Mbit, Pcnf0::PLEN::Bit16),
         };
         regs.mode.write(mode);
-        regs.modecnf0.write(ModeCnf0::RU::Fast);
+        regs.modecnf0
+            .write(ModeCnf0::RU::Fast + ModeCnf0::DTX::Center);
         regs.frequency
             .write(Frequency::FREQUENCY.val(frequency) + Frequency::MAP::Default);
         regs.datawhiteiv

@@ -383,7 +383,11 @@ fn a_listen_programs_the_channel_phy_address_and_crc() {
                 8 | (1 << 8),
                 "LFLEN 8 bits, S0 1 byte, no S1"
             );
-            assert_eq!(model.radio(radio::MODECNF0) & 1, 1, "fast ramp-up");
+            assert_eq!(
+                model.radio(radio::MODECNF0),
+                1 | (2 << 8),
+                "fast ramp-up, DTX at its reset value"
+            );
             let pcnf1 = model.radio(radio::PCNF1);
             assert_eq!(pcnf1 & 0xFF, 255, "MAXLEN");
             assert_eq!((pcnf1 >> 16) & 7, 3, "BALEN");
@@ -898,6 +902,11 @@ fn the_legacy_driver_and_this_one_take_turns_on_one_radio() {
         model.enabled.get(),
         0,
         "no PPI channel left to fire into the legacy receive"
+    );
+    assert_eq!(
+        model.radio(radio::MODECNF0),
+        0x200,
+        "MODECNF0 back at its reset value for the legacy driver"
     );
 
     // The legacy receive on 37 programs everything back for itself.
