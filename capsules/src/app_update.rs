@@ -8,8 +8,8 @@
 //! - [`AppUpdate`], split-phase over [`AsyncNor`] (staging) and upstream's
 //!   `DynamicBinaryStore`, `DynamicProcessUnload` and `DynamicProcessLoad`;
 //! - [`ProcessTable`], the anti-rollback question asked of the kernel's processes;
-//! - [`AppKeys`], the credential check: ECDSA P-256 (the verifier the board's app credential
-//!   checker uses too, [`crate::p256_verifier`]) against the keys an updated app may be signed
+//! - [`AppKeys`], the credential check: ECDSA P-256 (the `p256` version upstream's software
+//!   verifier uses, so a board links it once) against the keys an updated app may be signed
 //!   with, run on the staged bytes before the installed version is stopped;
 //! - [`AppUpdateDriver`], the syscall layer (`dfu_abi::app`).
 //!
@@ -21,6 +21,8 @@
 //! on its behalf), the DFU app may revert. Both pad binaries the `app_install::trial` helpers
 //! name, through the page journal's [`RegionPatch`], then erase the trial record; a revert
 //! resets. The record is read when the QSPI flash is ready, so a trial survives reboots.
+//! A trial that is not confirmed within the board's window (an alarm, [`TrialTimer`]), or whose
+//! app faults `trial::FAULTS` times in a boot ([`TrialFaultPolicy`]), is reverted the same way.
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
@@ -31,7 +33,10 @@ use kernel::dynamic_binary_storage::{
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
-use kernel::process::{BinaryVersion, ProcessLoadError, ShortId};
+use kernel::hil::time::{Alarm, AlarmClient, ConvertTicks};
+use kernel::process::{
+    BinaryVersion, FaultAction, Process, ProcessFaultPolicy, ProcessLoadError, ShortId,
+};
 use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{MapCell, OptionalCell, TakeCell};
 use kernel::utilities::leasable_buffer::SubSliceMut;
@@ -46,6 +51,10 @@ pub use app_install::journal::{JournalLayout, PAGE as JOURNAL_PAGE};
 use app_install::region;
 /// Boots a trial may take on the DK before a boot reverts it.
 pub use app_install::trial::BOOTS as TRIAL_BOOTS;
+/// Faults of the app in trial, in one boot, that revert it on the DK.
+pub use app_install::trial::FAULTS as TRIAL_FAULTS;
+/// Seconds the app in trial has to confirm itself on the DK, from each boot (or its install).
+pub use app_install::trial::WINDOW_S as TRIAL_WINDOW_S;
 use app_install::trial::{self, Decision, TrialRecord, MARKS_AT, MAX_MARKS};
 pub use app_install::{
     chunk_offset, Credentials, Installed, InstalledApps, Refusal, StagedApp, CHUNK, SIGNATURE_LEN,
@@ -115,9 +124,15 @@ impl AppKeys {
 
 impl Credentials for AppKeys {
     fn accepts(&self, digest: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
-        self.keys
-            .iter()
-            .any(|key| crate::p256_verifier::verify(key, digest, signature))
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let Ok(signature) = p256::ecdsa::Signature::from_slice(signature) else {
+            return false;
+        };
+        self.keys.iter().any(|key| {
+            let point = p256::EncodedPoint::from_untagged_bytes(key.into());
+            p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .is_ok_and(|key| key.verify_prehash(digest, &signature).is_ok())
+        })
     }
 }
 
@@ -140,6 +155,31 @@ pub trait AppUpdateClient {
 
 /// Bytes of a padding header (`trial::padding_header`).
 const PADDING_LEN: usize = 16;
+
+/// Seconds before a revert the trial's alarm asked for is tried again, when an install, a
+/// confirm or a revert ran when it fired (or the revert failed).
+const RETRY_S: u32 = 1;
+
+/// The trial's alarm, whatever the board's alarm type: its client is the [`AppUpdate`]
+/// (`AlarmClient`), set by the board.
+pub trait TrialTimer {
+    /// Fire in `seconds` (0: as soon as the alarm can), replacing any earlier request.
+    fn start(&self, seconds: u32);
+    fn stop(&self);
+    fn armed(&self) -> bool;
+}
+
+impl<'a, A: Alarm<'a>> TrialTimer for A {
+    fn start(&self, seconds: u32) {
+        self.set_alarm(self.now(), self.ticks_from_seconds(seconds));
+    }
+    fn stop(&self) {
+        let _ = self.disarm();
+    }
+    fn armed(&self) -> bool {
+        self.is_armed()
+    }
+}
 
 /// The split-phase glue: staging reads over [`AsyncNor`], the app region and processes over
 /// upstream's dynamic-loading traits. Completions may arrive before the call that started
@@ -181,6 +221,10 @@ pub struct AppUpdate<'a> {
     decided: Cell<bool>,
     boot_op: Cell<bool>,
     max_boots: Cell<u32>,
+    /// The trial window (`set_trial_window`): its alarm, its length, the faults that revert.
+    timer: OptionalCell<&'a dyn TrialTimer>,
+    window_s: Cell<u32>,
+    max_faults: Cell<u32>,
     client: OptionalCell<&'a dyn AppUpdateClient>,
 }
 
@@ -226,6 +270,9 @@ impl<'a> AppUpdate<'a> {
             decided: Cell::new(false),
             boot_op: Cell::new(false),
             max_boots: Cell::new(trial::BOOTS),
+            timer: OptionalCell::empty(),
+            window_s: Cell::new(trial::WINDOW_S),
+            max_faults: Cell::new(trial::FAULTS),
             client: OptionalCell::empty(),
         }
     }
@@ -248,6 +295,49 @@ impl<'a> AppUpdate<'a> {
         self.patcher.set(patcher);
         self.reset.set(reset);
         self.max_boots.set(max_boots);
+    }
+
+    /// The trial's time limit and fault limit (`trial::WINDOW_S` and `trial::FAULTS` on the
+    /// DK): `timer` is armed for `window_s` when a boot's decision lets the trial go on and
+    /// when an install has loaded the new version; when it fires before a confirm, the trial
+    /// is reverted (as `REVERT` does: pad the new binary, erase the record, reset). The window
+    /// restarts at each boot (the boot count bounds the boots). The fault policy
+    /// ([`TrialFaultPolicy`]) restarts the app in trial below `max_faults` faults in a boot, and
+    /// at the limit fires the alarm at once. Needs `set_trial_end`; without a timer there is
+    /// no window and the app in trial is stopped at its first fault, as every other app.
+    pub fn set_trial_window(&self, timer: &'a dyn TrialTimer, window_s: u32, max_faults: u32) {
+        self.timer.set(timer);
+        self.window_s.set(window_s);
+        self.max_faults.set(max_faults);
+    }
+
+    /// A fault of `process` (the fault policy's question, from the kernel's fault path):
+    /// whether to restart it. The app in trial (the record's name and version; the record is
+    /// known once the install wrote it or the trial sector was read) is restarted below the
+    /// fault limit; at the limit it is not, and the trial's alarm is set to fire at once: the
+    /// revert runs from the alarm, not from the fault path.
+    pub fn restart_after_fault(&self, process: &dyn Process) -> bool {
+        let Some(timer) = self.timer.get() else {
+            return false;
+        };
+        let version = process.binary_version();
+        let in_trial = self
+            .installer
+            .map(|i| {
+                i.trial().is_some_and(|r| {
+                    r.name() == process.get_process_name()
+                        && version == NonZeroU32::new(r.new_version).map(BinaryVersion::new)
+                })
+            })
+            .unwrap_or(false);
+        if !in_trial {
+            return false;
+        }
+        if trial::restart_after_fault(process.get_restart_count(), self.max_faults.get()) {
+            return true;
+        }
+        timer.start(0);
+        false
     }
 
     /// Whether an install, a confirm or revert, the boot's trial read or its decision runs.
@@ -292,6 +382,7 @@ impl<'a> AppUpdate<'a> {
                 }
             }
             Decision::Continue { boots } => {
+                self.timer.map(|t| t.start(self.window_s.get()));
                 let (Some(offset), Some(buffer)) = (trial::mark_offset(boots), self.buffer.take())
                 else {
                     return;
@@ -416,6 +507,7 @@ impl<'a> AppUpdate<'a> {
         };
         if result.is_ok() {
             self.installer.map(|i| i.end_trial());
+            self.timer.map(|t| t.stop());
             if how == TrialEnd::Revert {
                 // The new version's process still runs from its (now padding) slot, and the
                 // kernel cannot load the kept one at its address: boot again.
@@ -496,7 +588,13 @@ impl<'a> AppUpdate<'a> {
     fn perform(&self, action: Action<Sid>) {
         match action {
             Action::None => {}
-            Action::Done(result) => self.client.map(|c| c.install_done(result)).unwrap_or(()),
+            Action::Done(result) => {
+                // The new version was loaded (or is the one in trial): its window runs.
+                if let Some(timer) = self.timer.get().filter(|t| result.is_ok() && !t.armed()) {
+                    timer.start(self.window_s.get());
+                }
+                self.client.map(|c| c.install_done(result));
+            }
             Action::Read { offset, len } => {
                 let Some(buffer) = self.buffer.take() else {
                     return self.advance(Event::ReadDone(Err(Failed)));
@@ -609,6 +707,47 @@ impl AsyncNorClient for AppUpdate<'_> {
         if let Err((_, buffer)) = self.staging.program(self.trial_sector, buffer, bytes.len()) {
             self.buffer.replace(buffer);
             self.advance(Event::TrialRecorded(Err(Failed)));
+        }
+    }
+}
+
+/// The trial window ran out, or the fault policy asked: revert, as `REVERT` does. An install, a
+/// confirm or a revert that runs then is waited for (the alarm is armed again first; a
+/// confirm's end disarms it, so a confirm and a revert never both happen); no trial: nothing.
+impl AlarmClient for AppUpdate<'_> {
+    fn alarm(&self) {
+        self.timer.map(|t| t.start(RETRY_S));
+        if let Err(ErrorCode::ALREADY | ErrorCode::NOSUPPORT) = self.end_trial(TrialEnd::Revert) {
+            self.timer.map(|t| t.stop());
+        }
+    }
+}
+
+/// The board's process fault policy with app updates: the app in trial is restarted after a
+/// fault until its `trial::FAULTS`-th in a boot, which stops it and reverts the trial
+/// ([`AppUpdate::restart_after_fault`]); every other process is stopped, not restarted (a
+/// crashing updater must not loop on the flash). Handed to the process loader before the
+/// [`AppUpdate`] exists: `set_update` connects it.
+#[derive(Default)]
+pub struct TrialFaultPolicy<'a> {
+    update: OptionalCell<&'a AppUpdate<'a>>,
+}
+
+impl<'a> TrialFaultPolicy<'a> {
+    pub fn set_update(&self, update: &'a AppUpdate<'a>) {
+        self.update.set(update);
+    }
+}
+
+impl ProcessFaultPolicy for TrialFaultPolicy<'_> {
+    fn action(&self, process: &dyn Process) -> FaultAction {
+        if self
+            .update
+            .map_or(false, |u| u.restart_after_fault(process))
+        {
+            FaultAction::Restart
+        } else {
+            FaultAction::Stop
         }
     }
 }

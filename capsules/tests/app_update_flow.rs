@@ -5,6 +5,8 @@
 //! Every flow runs twice: completions deferred (the test delivers them) and completions that
 //! arrive before the call that started them returns.
 
+#[path = "support/fake_alarm.rs"]
+mod fake_alarm;
 #[path = "support/fake_nor.rs"]
 #[allow(dead_code)]
 mod fake_nor;
@@ -19,23 +21,26 @@ use std::vec;
 use std::vec::Vec;
 
 use app_install::trial::TrialRecord;
+use fake_alarm::{FakeAlarm, SYNC_TICKS};
 use fake_nor::FakeNor;
 use kernel::dynamic_binary_storage::{
     DynamicBinaryStore, DynamicBinaryStoreClient, DynamicProcessLoad, DynamicProcessLoadClient,
     DynamicProcessUnload, DynamicProcessUnloadClient,
 };
-use kernel::process::{ProcessLoadError, ShortId};
+use kernel::hil::time::Alarm;
+use kernel::process::{FaultAction, ProcessFaultPolicy, ProcessLoadError, ShortId};
 use kernel::syscall::SyscallDriver;
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::ErrorCode;
-use p256_host::ecdsa::signature::hazmat::PrehashSigner;
-use p256_host::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::ecdsa::{Signature, SigningKey};
 use process::{Cap, FakeProcess, Harness, Queued};
 use sha2::{Digest, Sha256};
 use tock_ota_capsules::app_update::{
     command, upcall, AppKeys, AppUpdate, AppUpdateClient, AppUpdateDriver, AppUpdateGrant,
-    InstalledApps, ProcessTable, Refusal, Sid, TrialEnd, CHUNK, DRIVER_NUM, TRIAL_BOOTS,
+    InstalledApps, ProcessTable, Refusal, Sid, TrialEnd, TrialFaultPolicy, CHUNK, DRIVER_NUM,
+    TRIAL_BOOTS, TRIAL_FAULTS, TRIAL_WINDOW_S,
 };
 use tock_ota_capsules::journaled_flash::{RegionPatch, RegionPatchClient};
 use tock_ota_capsules::nor::{AsyncNor, AsyncNorClient};
@@ -57,7 +62,7 @@ fn foreign_key() -> SigningKey {
 
 /// The board's app keys (`x || y`).
 fn board_keys() -> &'static AppKeys {
-    let point = app_key().verifying_key().to_sec1_point(false);
+    let point = app_key().verifying_key().to_encoded_point(false);
     let key: [u8; 64] = point.as_bytes()[1..].try_into().unwrap();
     let keys: &'static [[u8; 64]] = Box::leak(Box::new([key]));
     Box::leak(Box::new(AppKeys::new(keys)))
@@ -981,6 +986,8 @@ struct TrialRig {
     rig: Rig,
     region: &'static FakeRegion,
     reset: &'static CountReset,
+    /// The trial window's alarm (32768 Hz, like the DK's RTC).
+    alarm: &'static FakeAlarm,
 }
 
 impl TrialRig {
@@ -1058,9 +1065,18 @@ fn boot_rig(
     let reset: &'static CountReset = Box::leak(Box::default());
     region.set_patch_client(rig.update);
     rig.update.set_trial_end(region, reset, TRIAL_BOOTS);
+    let alarm: &'static FakeAlarm = Box::leak(Box::default());
+    alarm.set_alarm_client(rig.update);
+    rig.update
+        .set_trial_window(alarm, TRIAL_WINDOW_S, TRIAL_FAULTS);
     rig.kernel.blink.set_binary("blink", 4);
     leave_trial_record_marked(&rig, "blink", 4, marks);
-    TrialRig { rig, region, reset }
+    TrialRig {
+        rig,
+        region,
+        reset,
+        alarm,
+    }
 }
 
 #[test]
@@ -1268,4 +1284,210 @@ fn a_boot_ends_a_trial_whose_new_binary_does_not_load_or_whose_confirm_was_cut()
         );
         assert_eq!(t.reset.0.get(), 0);
     }
+}
+
+/// The trial window in the fake alarm's ticks.
+const WINDOW_TICKS: u32 = TRIAL_WINDOW_S * 32768;
+
+/// What the app region holds after a revert: the kept v3, then padding where v4 was.
+fn reverted() -> Vec<(String, u32)> {
+    vec![("blink".to_string(), 3), (String::new(), 0)]
+}
+
+#[test]
+fn a_trial_not_confirmed_within_the_window_is_reverted_and_the_board_resets() {
+    for immediate in [false, true] {
+        let t = trial_rig(immediate, PAGE as u32 - 4);
+        assert_eq!(
+            t.alarm.due_in(),
+            Some(WINDOW_TICKS),
+            "the boot's decision arms the window"
+        );
+        t.alarm.advance(WINDOW_TICKS - 1);
+        t.run();
+        assert_eq!(t.reset.0.get(), 0);
+        assert_eq!(t.trial(), Some(("blink".to_string(), 4)));
+        assert!(t.region.patches.borrow().is_empty());
+        t.alarm.advance(1);
+        t.run();
+        assert_eq!(t.region.entries(), reverted(), "immediate={immediate}");
+        assert_eq!(t.trial(), None);
+        assert_eq!(t.reset.0.get(), 1, "the board boots the kept version");
+        assert_eq!(t.alarm.due_in(), None);
+        // Nobody asked for it: no upcall.
+        assert!(t.rig.kernel.dfu.take_upcalls().is_empty());
+        assert!(t.rig.kernel.blink.take_upcalls().is_empty());
+    }
+}
+
+#[test]
+fn a_confirm_within_the_window_disarms_it() {
+    for immediate in [false, true] {
+        let t = trial_rig(immediate, TOTAL);
+        let blink = t.rig.kernel.blink;
+        t.alarm.advance(WINDOW_TICKS / 2);
+        assert_eq!(
+            t.command_as(blink, command::CONFIRM),
+            Ok(done((command::CONFIRM, 0, 4)))
+        );
+        assert_eq!(t.alarm.due_in(), None, "immediate={immediate}");
+        t.alarm.advance(WINDOW_TICKS);
+        t.run();
+        assert_eq!(t.alarm.fired.get(), 0);
+        assert_eq!(t.reset.0.get(), 0);
+        assert_eq!(
+            t.region.entries(),
+            [(String::new(), 0), ("blink".to_string(), 4)]
+        );
+    }
+}
+
+#[test]
+fn a_failed_confirm_leaves_the_window_running() {
+    let t = trial_rig(true, TOTAL);
+    t.region.fail_next.set(true);
+    assert_eq!(
+        t.command_as(t.rig.kernel.blink, command::CONFIRM),
+        Ok(done((command::CONFIRM, usize::from(ErrorCode::FAIL), 0)))
+    );
+    assert_eq!(t.alarm.due_in(), Some(WINDOW_TICKS));
+    assert!(t.alarm.fire());
+    t.run();
+    assert_eq!(t.region.entries(), reverted());
+    assert_eq!(t.reset.0.get(), 1);
+}
+
+#[test]
+fn the_window_running_out_while_a_confirm_runs_ends_the_trial_once_as_confirmed() {
+    let t = trial_rig(false, TOTAL);
+    let blink = t.rig.kernel.blink;
+    // The confirm's padding write is pending when the window runs out.
+    assert!(t
+        .rig
+        .driver
+        .command(command::CONFIRM, 0, 0, blink.id())
+        .is_success());
+    assert!(t.alarm.fire());
+    assert!(t.alarm.due_in().is_some(), "the revert waits");
+    t.run();
+    assert_eq!(blink.take_upcalls(), done((command::CONFIRM, 0, 4)));
+    assert_eq!(t.alarm.due_in(), None, "the confirm's end disarms it");
+    assert_eq!(
+        t.region.entries(),
+        [(String::new(), 0), ("blink".to_string(), 4)]
+    );
+    assert_eq!(*t.region.patches.borrow(), [(REGION_BASE, 16)]);
+    assert_eq!(t.trial(), None);
+    assert_eq!(t.reset.0.get(), 0);
+}
+
+#[test]
+fn a_confirm_while_the_windows_revert_runs_is_busy_and_the_revert_ends_the_trial() {
+    let t = trial_rig(false, TOTAL);
+    let blink = t.rig.kernel.blink;
+    assert!(t.alarm.fire());
+    // The revert's padding write is pending.
+    assert_eq!(t.command_as(blink, command::CONFIRM), Err(ErrorCode::BUSY));
+    assert_eq!(t.region.entries(), reverted());
+    assert_eq!(*t.region.patches.borrow(), [(REGION_BASE + TOTAL, 16)]);
+    assert_eq!(t.trial(), None);
+    assert_eq!(t.reset.0.get(), 1);
+}
+
+#[test]
+fn an_install_arms_the_window_and_it_reverts_the_unconfirmed_version() {
+    for immediate in [false, true] {
+        // The region already holds v4 after v3 (as the copy leaves it); no trial yet, v3 runs.
+        let t = boot_rig(immediate, TOTAL, 0, Some(&app_key()));
+        t.rig.nor.memory.borrow_mut()[TRIAL_SECTOR as usize..][..4096].fill(0xFF);
+        let (dfu, blink) = (t.rig.kernel.dfu, t.rig.kernel.blink);
+        blink.set_binary("blink", 3);
+        start(&t, false);
+        assert_eq!(t.alarm.due_in(), None, "no trial, no window");
+        assert_eq!(
+            t.rig.command_as(dfu, command::INSTALL, TOTAL as usize),
+            Ok(done((command::INSTALL, 0, 4))),
+            "immediate={immediate}"
+        );
+        assert_eq!(t.alarm.due_in(), Some(WINDOW_TICKS));
+        // The kernel runs the new version; the window runs out.
+        blink.set_binary("blink", 4);
+        t.alarm.advance(WINDOW_TICKS / 2);
+        // The DFU app asks again (restarted mid-session): installed, the window goes on.
+        assert_eq!(
+            t.rig.command_as(dfu, command::INSTALL, TOTAL as usize),
+            Ok(done((command::INSTALL, 0, 4)))
+        );
+        assert_eq!(t.alarm.due_in(), Some(WINDOW_TICKS / 2));
+        assert!(t.alarm.fire());
+        t.run();
+        assert_eq!(t.region.entries(), reverted());
+        assert_eq!(t.trial(), None);
+        assert_eq!(t.reset.0.get(), 1);
+    }
+}
+
+/// The board's fault policy over the rig's capsule.
+fn fault_policy(t: &TrialRig) -> &'static TrialFaultPolicy<'static> {
+    let policy: &'static TrialFaultPolicy<'static> = Box::leak(Box::default());
+    policy.set_update(t.rig.update);
+    policy
+}
+
+fn restarts(policy: &TrialFaultPolicy, process: &FakeProcess) -> bool {
+    match policy.action(process) {
+        FaultAction::Restart => true,
+        FaultAction::Stop => false,
+        FaultAction::Panic => panic!("the policy never panics the board"),
+    }
+}
+
+#[test]
+fn the_app_in_trial_is_restarted_below_the_fault_limit_and_reverted_at_it() {
+    for immediate in [false, true] {
+        let t = trial_rig(immediate, TOTAL);
+        let policy = fault_policy(&t);
+        let blink = t.rig.kernel.blink;
+        let operations = t.rig.nor.operations.get();
+        for restarted in 0..TRIAL_FAULTS as usize - 1 {
+            blink.restarts.set(restarted);
+            assert!(restarts(policy, blink), "fault {}", restarted + 1);
+            assert_eq!(t.alarm.due_in(), Some(WINDOW_TICKS));
+        }
+        blink.restarts.set(TRIAL_FAULTS as usize - 1);
+        assert!(!restarts(policy, blink), "the last fault stops it");
+        // Nothing was written from the fault path: the alarm runs the revert, at once.
+        assert!(t.region.patches.borrow().is_empty());
+        assert_eq!(t.rig.nor.operations.get(), operations);
+        assert!(t.alarm.due_in().is_some_and(|ticks| ticks <= SYNC_TICKS));
+        assert!(t.alarm.fire());
+        t.run();
+        assert_eq!(t.region.entries(), reverted(), "immediate={immediate}");
+        assert_eq!(t.trial(), None);
+        assert_eq!(t.reset.0.get(), 1);
+    }
+}
+
+#[test]
+fn a_fault_of_another_process_stops_it_without_a_revert() {
+    let t = trial_rig(true, TOTAL);
+    let policy = fault_policy(&t);
+    let (dfu, blink) = (t.rig.kernel.dfu, t.rig.kernel.blink);
+    assert!(!restarts(policy, dfu));
+    // The same app at another version than the one in trial.
+    blink.set_binary("blink", 3);
+    assert!(!restarts(policy, blink));
+    blink.set_binary("blink", 4);
+    assert_eq!(t.alarm.due_in(), Some(WINDOW_TICKS), "the window only");
+    assert_eq!(t.trial(), Some(("blink".to_string(), 4)));
+    // A policy without the capsule, and the app once confirmed: stopped too.
+    let unconnected: &'static TrialFaultPolicy<'static> = Box::leak(Box::default());
+    assert!(!restarts(unconnected, blink));
+    assert_eq!(
+        t.command_as(blink, command::CONFIRM),
+        Ok(done((command::CONFIRM, 0, 4)))
+    );
+    assert!(!restarts(policy, blink));
+    assert_eq!(t.alarm.due_in(), None);
+    assert_eq!(t.reset.0.get(), 0);
 }

@@ -39,13 +39,14 @@ use kernel::{create_capability, static_init};
 use nrf52840::interrupt_service::Nrf52840DefaultPeripherals;
 use nrf52_components::{UartChannel, UartPins};
 use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
-use tock_ota_capsules::app_update::{self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable};
+use tock_ota_capsules::app_update::{
+    self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable, TrialFaultPolicy,
+};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::journaled_flash::{self, JournaledFlash, RegionPatch};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::nor_share::{NorShare, NorUser};
-use tock_ota_capsules::p256_verifier::P256Verifier;
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
 use tock_ota_capsules::sha256_digest::Sha256Digest;
 use tock_ota_capsules::staged_update::{
@@ -96,7 +97,7 @@ type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rt
 type Led = LedLow<'static, nrf52840::gpio::GPIOPin<'static>>;
 type LedDriver = components::led::LedsComponentType<Led, 4>;
 type Scheduler = components::sched::round_robin::RoundRobinComponentType;
-type Verifier = P256Verifier<'static>;
+type Verifier = ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier<'static>;
 type Keys = components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponentType<
     Verifier,
     { board_config::NUM_KEYS },
@@ -104,10 +105,6 @@ type Keys = components::signature_verify_in_memory_keys::SignatureVerifyInMemory
     32,
     64,
 >;
-
-/// Faulting apps are stopped, not restarted: a crashing updater must not loop on the flash.
-static FAULT_RESPONSE: capsules_system::process_policies::StopFaultPolicy =
-    capsules_system::process_policies::StopFaultPolicy {};
 
 /// The chip's interrupts plus the QSPI peripheral, which upstream's nRF52840 chip does not
 /// dispatch, and the RADIO, which goes to this board's advertising driver instead of upstream's.
@@ -454,9 +451,11 @@ pub unsafe fn main() {
             static_init!([u8; 64], board_config::VERIFYING_KEYS[1]),
         ]
     );
-    // ECDSA P-256 by the bootloader's verifier (p256-cm4), also the app-update credential
-    // check's (`AppKeys`): upstream's `ecdsa_sw` (RustCrypto's p256) is not linked.
-    let verifier = static_init!(Verifier, P256Verifier::new());
+    let active_key = static_init!([u8; 64], [0; 64]);
+    let verifier = static_init!(
+        Verifier,
+        ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier::new(active_key)
+    );
     verifier.register();
     let verifier_keys =
         components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponent::new(
@@ -513,11 +512,14 @@ pub unsafe fn main() {
         addr_of_mut!(_sappmem),
         addr_of!(_eappmem) as usize - addr_of!(_sappmem) as usize,
     );
+    // Faulting apps are stopped, not restarted (a crashing updater must not loop on the
+    // flash), except the app in trial: restarted below `trial::FAULTS`, then reverted.
+    let fault_policy = static_init!(TrialFaultPolicy<'static>, TrialFaultPolicy::default());
     let loader = components::loader::sequential::ProcessLoaderSequentialComponent::new(
         checker,
         board_kernel,
         chip,
-        &FAULT_RESPONSE,
+        fault_policy,
         assigner,
         storage_permissions,
         app_flash,
@@ -615,6 +617,22 @@ pub unsafe fn main() {
         static_init!(ChipReset, ChipReset),
         app_update::TRIAL_BOOTS,
     );
+    // The trial window: an app in trial that has not confirmed itself this long after the
+    // boot (or its install), or faulted `TRIAL_FAULTS` times, is reverted from this alarm.
+    // The RTC counts 24 bits at 32,768 Hz: a window must stay below 512 s.
+    const _: () = assert!(app_update::TRIAL_WINDOW_S < 512);
+    let trial_alarm = static_init!(
+        VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>,
+        VirtualMuxAlarm::new(mux_alarm)
+    );
+    trial_alarm.setup();
+    trial_alarm.set_alarm_client(app_core);
+    app_core.set_trial_window(
+        trial_alarm,
+        app_update::TRIAL_WINDOW_S,
+        app_update::TRIAL_FAULTS,
+    );
+    fault_policy.set_update(app_core);
 
     let platform = static_init!(
         Platform,

@@ -92,6 +92,7 @@ impl Harness {
             name: Cell::new("fake"),
             version: Cell::new(0),
             queue_full: Cell::new(false),
+            restarts: Cell::new(0),
             grants: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
         }));
@@ -125,6 +126,8 @@ pub struct FakeProcess {
     version: Cell<u32>,
     /// `enqueue_task` answers `NOMEM` (the process's task queue is full).
     pub queue_full: Cell<bool>,
+    /// What `get_restart_count` answers (the kernel's restarts of the process this boot).
+    pub restarts: Cell<usize>,
     grants: RefCell<Vec<Option<GrantMemory>>>,
     tasks: RefCell<Vec<Task>>,
 }
@@ -241,7 +244,7 @@ impl Process for FakeProcess {
     }
 
     fn get_restart_count(&self) -> usize {
-        0
+        self.restarts.get()
     }
 
     fn get_process_name(&self) -> &'static str {

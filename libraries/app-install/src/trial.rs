@@ -32,6 +32,24 @@ use crate::tbf::MAX_NAME;
 /// Boots a trial may take before a boot reverts it (the DK's, and the models').
 pub const BOOTS: u32 = 3;
 
+/// Seconds the app in trial has, from each boot's decision (and from an install's load), to
+/// confirm itself before the kernel reverts it (the DK's). A start-up that passes its own
+/// checks takes milliseconds to a few seconds (a first sensor reading, a first connection);
+/// a minute leaves room for that and bounds how long an unconfirmed version runs. The window
+/// restarts at each boot; [`BOOTS`] bounds the boots.
+pub const WINDOW_S: u32 = 60;
+
+/// Faults of the app in trial, in one boot, at which the kernel stops it and reverts (the
+/// DK's): the faults before are restarted ([`restart_after_fault`]).
+pub const FAULTS: u32 = 3;
+
+/// Whether a fault of the app in trial restarts it (else it is stopped and the trial
+/// reverted): `restarts` is how often the kernel restarted the process this boot, so this is
+/// fault number `restarts + 1`; faults below `max_faults` restart.
+pub fn restart_after_fault(restarts: usize, max_faults: u32) -> bool {
+    restarts.saturating_add(1) < max_faults as usize
+}
+
 /// Bytes of the trial record.
 pub const RECORD_LEN: usize = 64;
 /// Offset of the first boot mark.
@@ -239,4 +257,24 @@ pub fn found(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_below_the_limit_restart_and_the_limit_reverts() {
+        let verdicts: [bool; 4] = core::array::from_fn(|r| restart_after_fault(r, 3));
+        assert_eq!(
+            verdicts,
+            [true, true, false, false],
+            "faults 1 and 2 restart, 3 reverts"
+        );
+        assert!(!restart_after_fault(usize::MAX, FAULTS));
+        assert!(
+            !restart_after_fault(0, 1),
+            "a limit of one reverts at the first fault"
+        );
+    }
 }
