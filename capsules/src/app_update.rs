@@ -8,8 +8,8 @@
 //! - [`AppUpdate`], split-phase over [`AsyncNor`] (staging) and upstream's
 //!   `DynamicBinaryStore`, `DynamicProcessUnload` and `DynamicProcessLoad`;
 //! - [`ProcessTable`], the anti-rollback question asked of the kernel's processes;
-//! - [`AppKeys`], the credential check: ECDSA P-256 (the `p256` version upstream's software
-//!   verifier uses, so a board links it once) against the keys an updated app may be signed
+//! - [`AppKeys`], the credential check: ECDSA P-256 (the verifier the board's app credential
+//!   checker uses too, [`crate::p256_verifier`]) against the keys an updated app may be signed
 //!   with, run on the staged bytes before the installed version is stopped;
 //! - [`AppUpdateDriver`], the syscall layer (`dfu_abi::app`).
 //!
@@ -124,15 +124,9 @@ impl AppKeys {
 
 impl Credentials for AppKeys {
     fn accepts(&self, digest: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
-        use p256::ecdsa::signature::hazmat::PrehashVerifier;
-        let Ok(signature) = p256::ecdsa::Signature::from_slice(signature) else {
-            return false;
-        };
-        self.keys.iter().any(|key| {
-            let point = p256::EncodedPoint::from_untagged_bytes(key.into());
-            p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .is_ok_and(|key| key.verify_prehash(digest, &signature).is_ok())
-        })
+        self.keys
+            .iter()
+            .any(|key| crate::p256_verifier::verify(key, digest, signature))
     }
 }
 

@@ -33,8 +33,8 @@ use kernel::syscall::SyscallDriver;
 use kernel::utilities::cells::OptionalCell;
 use kernel::utilities::leasable_buffer::SubSliceMut;
 use kernel::ErrorCode;
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey};
+use p256_host::ecdsa::signature::hazmat::PrehashSigner;
+use p256_host::ecdsa::{Signature, SigningKey};
 use process::{Cap, FakeProcess, Harness, Queued};
 use sha2::{Digest, Sha256};
 use tock_ota_capsules::app_update::{
@@ -62,7 +62,7 @@ fn foreign_key() -> SigningKey {
 
 /// The board's app keys (`x || y`).
 fn board_keys() -> &'static AppKeys {
-    let point = app_key().verifying_key().to_encoded_point(false);
+    let point = app_key().verifying_key().to_sec1_point(false);
     let key: [u8; 64] = point.as_bytes()[1..].try_into().unwrap();
     let keys: &'static [[u8; 64]] = Box::leak(Box::new([key]));
     Box::leak(Box::new(AppKeys::new(keys)))

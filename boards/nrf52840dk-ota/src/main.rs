@@ -47,6 +47,7 @@ use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::journaled_flash::{self, JournaledFlash, RegionPatch};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::nor_share::{NorShare, NorUser};
+use tock_ota_capsules::p256_verifier::P256Verifier;
 use tock_ota_capsules::qspi_flash::{Bounce, QspiFlash, Registers, QSPI_BASE};
 use tock_ota_capsules::sha256_digest::Sha256Digest;
 use tock_ota_capsules::staged_update::{
@@ -97,7 +98,7 @@ type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rt
 type Led = LedLow<'static, nrf52840::gpio::GPIOPin<'static>>;
 type LedDriver = components::led::LedsComponentType<Led, 4>;
 type Scheduler = components::sched::round_robin::RoundRobinComponentType;
-type Verifier = ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier<'static>;
+type Verifier = P256Verifier<'static>;
 type Keys = components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponentType<
     Verifier,
     { board_config::NUM_KEYS },
@@ -451,11 +452,9 @@ pub unsafe fn main() {
             static_init!([u8; 64], board_config::VERIFYING_KEYS[1]),
         ]
     );
-    let active_key = static_init!([u8; 64], [0; 64]);
-    let verifier = static_init!(
-        Verifier,
-        ecdsa_sw::p256_verifier::EcdsaP256SignatureVerifier::new(active_key)
-    );
+    // ECDSA P-256 by the bootloader's verifier (p256-cm4), also the app-update credential
+    // check's (`AppKeys`): upstream's `ecdsa_sw` (RustCrypto's p256) is not linked.
+    let verifier = static_init!(Verifier, P256Verifier::new());
     verifier.register();
     let verifier_keys =
         components::signature_verify_in_memory_keys::SignatureVerifyInMemoryKeysComponent::new(
