@@ -119,6 +119,8 @@ const ACCESS_ADDRESS_OCTETS: usize = 4;
 /// `CC[0]`, so the timeout never wraps past the start.
 pub const MAX_WINDOW_US: u32 =
     (i32::MAX as u32) - RAMP_UP_US - RX_GUARD_US - address_late_us(Phy::Le1M);
+// The bound above takes the PHY whose timeout comes latest.
+const _: () = assert!(address_late_us(Phy::Le1M) >= address_late_us(Phy::Le2M));
 
 /// The pre-programmed PPI channel TIMER0 COMPARE\[0\] → RADIO RXEN.
 pub const PPI_RXEN: FixedPpi = FixedPpi {
