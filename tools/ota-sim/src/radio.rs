@@ -534,10 +534,15 @@ impl<'a> ChainRadio<'a> {
         }
         let (last, last_k) = self.rx_anchor.unwrap_or((anchor, k));
         // The receiver expects the anchor by its own clock; it widens its window by both
-        // sides' declared accuracy over the time since the last anchor it heard, plus 32 µs.
+        // sides' declared accuracy over the time since the last anchor it heard, plus 32 µs:
+        // the formula the device's follower uses (`ble_ext::window_widening_us`).
         let since = (k - last_k) as f64 * interval;
         let expected = last + since / (1.0 + self.link.drift_rx_ppm * 1e-6);
-        let widening = (self.link.sca_tx_ppm + self.link.sca_rx_ppm) * 1e-6 * since + 32.0;
+        let widening = ble_ext::window_widening_us(
+            self.link.sca_tx_ppm.round() as u32,
+            self.link.sca_rx_ppm.round() as u32,
+            since.min(u32::MAX as f64) as u32,
+        ) as f64;
         let error = (anchor - expected).abs();
         self.stats.max_widening_us = self.stats.max_widening_us.max(widening);
         self.stats.max_anchor_error_us = self.stats.max_anchor_error_us.max(error);
