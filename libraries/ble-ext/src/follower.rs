@@ -14,7 +14,7 @@
 //! Times are a free-running 1 MHz 32-bit timer that wraps; every computation wraps. The caller
 //! gives the timer value captured at the RADIO's ADDRESS event (the end of the access address);
 //! the follower takes the packet's start as that less the preamble and access address's air
-//! time ([`sync_word_us`]).
+//! time ([`address_air_us`]).
 //!
 //! Schedule (Bluetooth Core Specification 5.x, Vol 6 Part B):
 //!
@@ -37,7 +37,7 @@
 //! whole, or cut short with the reason when a chain PDU was lost, not sent, or did not fit.
 use crate::csa2;
 use crate::pdu::{Adi, AuxPtr, ExtPdu, SyncInfo};
-use crate::{is_after, sync_word_us, window_widening_us, ADV_ACCESS_ADDRESS, ADV_CRC_INIT};
+use crate::{address_air_us, is_after, window_widening_us, ADV_ACCESS_ADDRESS, ADV_CRC_INIT};
 use crate::{Phy, PRIMARY_CHANNELS};
 use adv_transfer::bearer::{CHAIN_ADV_DATA_MAX, SCA_PPM_DEFAULT};
 
@@ -288,7 +288,7 @@ impl<'b> Follower<'b> {
         phy: Phy,
         pdu: &[u8],
     ) -> Option<Report<'_>> {
-        let start = address_us.wrapping_sub(sync_word_us(phy));
+        let start = address_us.wrapping_sub(address_air_us(phy));
         let parsed = ExtPdu::parse(pdu);
         if let Err(crate::PduError::NotExtended { .. } | crate::PduError::NoHeader { .. }) = parsed
         {

@@ -12,7 +12,7 @@
 //!
 //! The on-air facts (PHYs, T_MAFS, offset and interval units, the default clock accuracy) are
 //! defined once, in `adv_transfer::bearer`; the timing formulas the follower and the simulator
-//! share are here ([`sync_word_us`], [`window_widening_us`]).
+//! share are here ([`address_air_us`], [`window_widening_us`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -40,7 +40,7 @@ pub const WINDOW_JITTER_US: u32 = 32;
 
 /// From the first bit of a packet's preamble to the end of its access address, µs: what lies
 /// between a packet's start and the RADIO's ADDRESS event (40 µs at LE 1M, 24 µs at LE 2M).
-pub const fn sync_word_us(phy: Phy) -> u32 {
+pub const fn address_air_us(phy: Phy) -> u32 {
     (phy.preamble() as u32 + 4) * phy.ns_per_octet() / 1000
 }
 

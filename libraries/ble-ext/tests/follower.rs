@@ -6,7 +6,7 @@
 use adv_transfer::bearer::{Phy, CHAIN_ADV_DATA_MAX, T_MAFS_US};
 use ble_ext::pdu::Builder;
 use ble_ext::{
-    csa2, sync_word_us, Adi, AuxPhy, AuxPtr, Config, Cut, Filter, Follower, Op, SyncInfo,
+    address_air_us, csa2, Adi, AuxPhy, AuxPtr, Config, Cut, Filter, Follower, Op, SyncInfo,
     ADV_ACCESS_ADDRESS,
 };
 
@@ -93,7 +93,7 @@ fn run(f: &mut Follower<'_>, air: &mut Air, base: u64, until: u64) -> Vec<Got> {
         let report = match heard {
             Ok(p) => {
                 now = p.end();
-                let address = rx32(p.start + u64::from(sync_word_us(p.phy)), base);
+                let address = rx32(p.start + u64::from(address_air_us(p.phy)), base);
                 f.received(address, p.channel, p.phy, &p.bytes)
                     .map(|r| (r.adv_a, r.periodic_counter, r.adv_data.to_vec(), r.cut))
             }
@@ -675,4 +675,199 @@ fn the_timer_wraps_across_an_event_and_a_train() {
     assert!(per.len() >= 190, "{}", per.len());
     let c = f.counters();
     assert_eq!((c.sync_losses, c.anchors_missed), (0, 0), "{c:?}");
+}
+
+/// Feed an ADV_EXT_IND heard on 37 at `t` (timer µs) pointing `offset_us` ahead, then the PDU
+/// `aux` at the window's earliest start. Returns the follower's op after the ADV_EXT_IND.
+fn feed_aux(f: &mut Follower<'_>, t: u32, aux_ptr: AuxPtr, aux: &Builder<'_>) -> (Op, Option<Got>) {
+    let ind = build(Builder {
+        adi: aux.adi,
+        aux_ptr: Some(aux_ptr),
+        ..Builder::default()
+    });
+    assert!(f.received(t + 40, 37, Phy::Le1M, &ind).is_none());
+    let op = f.op();
+    let Op::Listen {
+        start_us,
+        window_us,
+        phy,
+        channel,
+        ..
+    } = op
+    else {
+        return (op, None);
+    };
+    let at = start_us + window_us / 2;
+    let got = f
+        .received(at + address_air_us(phy), channel, phy, &build(*aux))
+        .map(|r| Got {
+            adv_a: r.adv_a,
+            counter: r.periodic_counter,
+            data: r.adv_data.to_vec(),
+            cut: r.cut,
+        });
+    (op, got)
+}
+
+#[test]
+fn an_aux_ptr_the_follower_cannot_follow_ends_the_event_marked() {
+    let adi = Some(Adi { did: 1, sid: 1 });
+    let to_aux = aux_ptr(5, Phy::Le2M, 600);
+    for (next, why) in [
+        (
+            AuxPtr {
+                offset: 0,
+                ..aux_ptr(6, Phy::Le2M, 0)
+            },
+            "offset 0: not sent",
+        ),
+        (
+            AuxPtr {
+                phy: AuxPhy::Coded,
+                ..aux_ptr(6, Phy::Le2M, 3_000)
+            },
+            "LE Coded",
+        ),
+        (
+            aux_ptr(6, Phy::Le2M, 30),
+            "an offset inside the packet itself",
+        ),
+    ] {
+        let mut buf = [0u8; 300];
+        let mut f = follower(&mut buf, extended_only(), US);
+        let aux = Builder {
+            adv_a: Some(US),
+            adi,
+            aux_ptr: Some(next),
+            adv_data: b"first part",
+            ..Builder::default()
+        };
+        let (_, got) = feed_aux(&mut f, 1_000, to_aux, &aux);
+        let got = got.unwrap_or_else(|| panic!("{why}: no report"));
+        assert_eq!(got.cut, Some(Cut::NotFollowed), "{why}");
+        assert_eq!(got.data, b"first part", "{why}");
+        assert!(
+            matches!(f.op(), Op::ScanPrimary { .. }),
+            "{why}: back to scanning"
+        );
+    }
+    // An ADV_EXT_IND pointing to LE Coded is not followed at all.
+    let mut buf = [0u8; 300];
+    let mut f = follower(&mut buf, extended_only(), US);
+    let coded = AuxPtr {
+        phy: AuxPhy::Coded,
+        ..to_aux
+    };
+    let (op, _) = feed_aux(&mut f, 1_000, coded, &Builder::default());
+    assert_eq!(op, Op::ScanPrimary { channel: 37 });
+}
+
+fn sync_info(offset: u16) -> SyncInfo {
+    SyncInfo {
+        offset,
+        units_300us: false,
+        offset_adjust: false,
+        interval: 8,
+        channel_map: (1 << 37) - 1,
+        sca: 5,
+        access_address: 0x5A3C_96E1,
+        crc_init: 0x12_3456,
+        event_counter: 40,
+    }
+}
+
+#[test]
+fn a_sync_info_offset_of_zero_is_not_synced_to() {
+    let mut buf = [0u8; 300];
+    let mut f = follower(&mut buf, Config::default(), US);
+    let aux = Builder {
+        adv_a: Some(US),
+        adi: Some(Adi { did: 1, sid: 1 }),
+        sync_info: Some(sync_info(0)),
+        ..Builder::default()
+    };
+    let (_, got) = feed_aux(&mut f, 1_000, aux_ptr(5, Phy::Le2M, 600), &aux);
+    assert_eq!(got.map(|g| g.cut), Some(None), "the extended event itself");
+    assert!(matches!(f.op(), Op::ScanPrimary { .. }));
+    assert!(!f.synced());
+}
+
+#[test]
+fn anchor_windows_widen_with_the_time_since_the_train_was_heard() {
+    let mut buf = [0u8; 300];
+    let mut f = follower(&mut buf, Config::default(), US);
+    // SyncInfo: the AUX_SYNC_IND of event 40 lies 100 × 30 µs after the AUX_ADV_IND.
+    let aux = Builder {
+        adv_a: Some(US),
+        adi: Some(Adi { did: 1, sid: 1 }),
+        sync_info: Some(sync_info(100)),
+        ..Builder::default()
+    };
+    let (first, _) = feed_aux(&mut f, 1_000, aux_ptr(5, Phy::Le2M, 600), &aux);
+    let Op::Listen {
+        start_us: aux_window,
+        ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    // The AUX_ADV_IND was taken at the middle of its 30 + 2 × 33 µs window.
+    let aux_start = aux_window + 48;
+    let id = csa2::channel_identifier(0x5A3C_96E1);
+    // The first anchor: 3,000 µs on, widened by 50 + 50 ppm over 3 ms (1 µs) + 32, plus the
+    // 30 µs offset unit.
+    let Op::Listen {
+        start_us,
+        window_us,
+        channel,
+        phy,
+        access_address,
+        crc_init,
+    } = f.op()
+    else {
+        panic!("{:?}", f.op())
+    };
+    assert_eq!((start_us, window_us), (aux_start + 3_000 - 33, 2 * 33 + 30));
+    assert_eq!(channel, csa2::channel(40, id, (1 << 37) - 1).unwrap());
+    assert_eq!(
+        (phy, access_address, crc_init),
+        (Phy::Le2M, 0x5A3C_96E1, 0x12_3456)
+    );
+    // Heard 10 µs into the unit: the anchor of event 40.
+    let anchor = aux_start + 3_010;
+    let sync_pdu = build(Builder {
+        adv_data: b"periodic",
+        ..Builder::default()
+    });
+    let got = f
+        .received(anchor + 24, channel, Phy::Le2M, &sync_pdu)
+        .map(|r| (r.periodic_counter, r.adv_data.to_vec()));
+    assert_eq!(got, Some((Some(40), b"periodic".to_vec())));
+    assert!(f.synced());
+    // Then each missed anchor widens the next window: k intervals of 10 ms since the last
+    // anchor heard, ⌈100 ppm × k × 10 ms⌉ + 32 µs each side, on CSA#2's channel for its counter.
+    for k in 1..=5u32 {
+        let Op::Listen {
+            start_us,
+            window_us,
+            channel,
+            ..
+        } = f.op()
+        else {
+            panic!("{:?}", f.op())
+        };
+        let w = k + 32;
+        assert_eq!(start_us, anchor + k * 10_000 - w, "event {}", 40 + k);
+        assert_eq!(window_us, 2 * w, "event {}", 40 + k);
+        assert_eq!(
+            channel,
+            csa2::channel(40 + k as u16, id, (1 << 37) - 1).unwrap()
+        );
+        assert!(f.missed().is_none());
+    }
+    // The sixth miss loses the sync.
+    assert!(f.missed().is_none());
+    assert!(!f.synced());
+    assert_eq!(f.op(), Op::ScanPrimary { channel: 37 });
+    assert_eq!(f.counters().sync_losses, 1);
 }
