@@ -162,7 +162,7 @@ impl std::fmt::Display for Error {
                     RxState::Unsupported => "it lacks a capability the image needs",
                     RxState::TooLarge => "the image does not fit its staging slot",
                     RxState::Rejected =>
-                        "the staged image failed its final check (finalize refused it)",
+                        "the staged image failed its final check (finalize or app install)",
                     RxState::VersionMismatch =>
                         "it speaks another version of the transfer protocol (update one side)",
                     _ => "unknown reason",

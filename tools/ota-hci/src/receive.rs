@@ -1,6 +1,6 @@
 //! The receiving loop: what the scanner hears goes to the adv-transfer receiver, its staging
-//! operations to a [`Staging`] store, and every status interval its status goes out as one
-//! advertising event, as the DFU app does.
+//! operations to a [`Staging`] store (an app session's end to its install), and every status
+//! interval its status goes out as one advertising event, as the DFU app does.
 use std::time::{Duration, Instant};
 
 use adv_transfer::bearer::{Bearer, BearerSet, Phy, DATA_HEAD, DATA_PDU_MAX};
@@ -60,6 +60,15 @@ enum Sync {
 pub trait Staging {
     /// Perform `op`; a `Read` fills `read_back` with the bytes read.
     fn stage(&mut self, op: StageOp<'_>, read_back: &mut Vec<u8>) -> Result<(), StageError>;
+
+    /// End a completed app session whose TBF of `len` bytes is staged, as the DFU app does
+    /// (`dfu_app`: the app-update driver's `INSTALL` in place of the kernel finalize). A
+    /// verdict on the TBF is [`StageError::Rejected`] (the sender hears `Rejected`);
+    /// [`StageError::Failed`] is tried again. The default is a store whose device does not
+    /// install apps: [`ReceiveOptions::accept_apps`] is then left off.
+    fn install(&mut self, _len: u32) -> Result<(), StageError> {
+        Err(StageError::Rejected)
+    }
 }
 
 /// Options of one receive.
@@ -80,6 +89,10 @@ pub struct ReceiveOptions {
     pub seed: u64,
     /// The bearers to follow besides legacy ([`followed`]).
     pub bearer: BearerChoice,
+    /// Join app sessions (capability `APP`) and end them with [`Staging::install`], as the
+    /// DFU app does on a kernel with the app-update driver; without it they are refused as
+    /// `Unsupported`.
+    pub accept_apps: bool,
 }
 
 /// Where a receive is, for a display.
@@ -94,6 +107,8 @@ pub struct ReceiveProgress {
 #[derive(Clone, Debug)]
 pub struct ReceiveReport {
     pub session: Option<SessionInfo>,
+    /// The package name an app session's target PDU named; `None` for a kernel image.
+    pub target: Option<String>,
     pub state: RxState,
     pub seconds: f64,
     pub counters: RxCounters,
@@ -163,8 +178,9 @@ impl Listening<'_, '_> {
     }
 }
 
-/// Receive one image into `staging`; returns when the receiver's state is final (complete or
-/// rejected by finalize) and has been reported for `opts.linger`.
+/// Receive one image (or, with [`ReceiveOptions::accept_apps`], one app's TBF) into `staging`;
+/// returns when the receiver's state is final (complete, or rejected by finalize or by
+/// [`Staging::install`]) and has been reported for `opts.linger`.
 pub fn receive(
     hci: &mut Controller,
     staging: &mut dyn Staging,
@@ -181,6 +197,7 @@ pub fn receive(
         false,
         bearers,
     );
+    rx.accept_apps(opts.accept_apps);
     let mut sync = Sync::None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let mut adv = Advertiser::new(hci, opts.adv, false)?;
@@ -234,14 +251,23 @@ pub fn receive(
                 sync = Sync::Requested(Instant::now());
             }
         }
-        // Stage what the receiver asks for.
+        // Stage what the receiver asks for. An app session (the receiver names its target)
+        // ends with the install instead of the kernel finalize, as in the DFU app's loop.
+        let app_len = rx.target().and(rx.session()).map(|s| s.image_len);
         while let Some(op) = rx.poll_op() {
             read_back.clear();
-            let r = staging.stage(op, &mut read_back);
+            let r = match (&op, app_len) {
+                (StageOp::Finalize, Some(len)) => staging.install(len),
+                _ => staging.stage(op, &mut read_back),
+            };
             rx.op_done(match &r {
                 Ok(()) => Ok(&read_back),
                 Err(e) => Err(*e),
             });
+            // A transient failure is tried again on a later pass, not in a tight loop.
+            if r == Err(StageError::Failed) {
+                break;
+            }
         }
         let state = rx.state();
         let done = matches!(state, RxState::Complete | RxState::Rejected);
@@ -297,6 +323,9 @@ pub fn receive(
     result?;
     Ok(ReceiveReport {
         session: rx.session(),
+        target: rx
+            .target()
+            .map(|name| String::from_utf8_lossy(name).into_owned()),
         state: rx.state(),
         seconds: t0.elapsed().as_secs_f64(),
         counters: rx.counters(),

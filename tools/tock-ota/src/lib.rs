@@ -16,6 +16,7 @@ pub use ota_emulate::system as emulate_system;
 #[path = "emulate_system_off.rs"]
 pub mod emulate_system;
 pub mod over_hci;
+pub mod receive_app;
 pub mod send_app;
 #[cfg(feature = "emulator")]
 pub use ota_emulate::power_cuts as power_cuts_emulated;

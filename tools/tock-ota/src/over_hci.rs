@@ -8,7 +8,7 @@ use adv_transfer::receiver::READ_LEN;
 use adv_transfer::{RxState, StageError, StageOp};
 use anyhow::{bail, Context};
 use boot_nrf::NRF52840_DK;
-use dfu_app::Performed;
+use dfu_app::{OpError, Performed};
 use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -81,6 +81,15 @@ pub struct ReceiveArgs {
     /// Check the image's signature with this key (public or private PEM) before writing it.
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// An app session: check the TBF's ECDSA P-256 credential against this app key (public
+    /// or private PEM; may be given more than once, as a board has several app keys). Without
+    /// it the credential must be there but is not checked.
+    #[arg(long, value_name = "PUB.pem")]
+    pub app_key: Vec<PathBuf>,
+    /// An app session: the version of the app the device runs; only a higher one is taken
+    /// (anti-rollback). Without it no version of the app is installed.
+    #[arg(long, value_name = "N")]
+    pub installed_version: Option<u32>,
     /// Advertising interval for the status advertisements, ms.
     #[arg(long, default_value_t = 20)]
     pub interval_ms: u32,
@@ -311,6 +320,9 @@ fn send_progress(
 struct SimStaging {
     board: SimBoard,
     policy: UpdateRegion,
+    /// The app-update driver's checks (`INSTALL`) and where its staged TBF is.
+    app: crate::receive_app::AppCheck,
+    staging_base: u32,
 }
 
 impl Staging for SimStaging {
@@ -329,10 +341,40 @@ impl Staging for SimStaging {
         }
         Ok(())
     }
+
+    /// The DFU app's end of an app session (`INSTALL` through `dfu_app::Kernel::app_install`,
+    /// its failure mapped by `dfu_app::install_error`) on the simulated kernel, whose
+    /// app-update driver runs the install machine's checks ([`crate::receive_app`]).
+    fn install(&mut self, len: u32) -> Result<(), StageError> {
+        let (check, base) = (&mut self.app, self.staging_base);
+        let mut driver = |board: &mut SimBoard, len: u32| {
+            check
+                .check(&mut board.qspi, base, len)
+                .map(|()| 0)
+                .map_err(|refusal| OpError::Failed {
+                    code: dfu_abi::error::FAIL,
+                    detail: refusal.detail(),
+                })
+        };
+        let mut no_display = |_: &SimBoard, _| {};
+        let mut kernel = SimKernel::new(
+            &mut self.board,
+            &mut self.policy,
+            DFU_APP_ID,
+            None,
+            &mut no_display,
+        )
+        .with_app(&mut driver);
+        dfu_app::Kernel::app_install(&mut kernel, len, dfu_app::INSTALL_TIMEOUT_MS)
+            .map(|_| ())
+            .map_err(dfu_app::install_error)
+    }
 }
 
 #[derive(Serialize)]
 struct ReceiveSummary {
+    /// Always "kernel" (an app session's summary is `receive_app`'s).
+    kind: &'static str,
     transport: String,
     out: String,
     image_bytes: u32,
@@ -356,6 +398,15 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         Some(k) => Some(ota_imgtool::keys::load_verifying_key(k)?),
         None => None,
     };
+    let app_keys = args
+        .app_key
+        .iter()
+        .map(|k| ota_imgtool::keys::load_verifying_key(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let app = crate::receive_app::AppCheck::new(
+        (!app_keys.is_empty()).then_some(app_sim::tbf::Keys(app_keys)),
+        args.installed_version,
+    );
     let layout = NRF52840_DK;
     let config = Config {
         owner: DFU_APP_ID,
@@ -368,7 +419,12 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
     BlockingDriver::new(&mut policy, &mut board.qspi)
         .start()
         .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
-    let mut staging = SimStaging { board, policy };
+    let mut staging = SimStaging {
+        board,
+        policy,
+        app,
+        staging_base: layout.staging.start,
+    };
     let mut hci = connect(&args.hci, args.force_legacy)?;
     let opts = ota_hci::ReceiveOptions {
         adv: AdvParams {
@@ -383,6 +439,8 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         drop: args.drop,
         seed: args.seed,
         bearer: args.bearer,
+        // The DK's kernel has the app-update driver, so its DFU app takes app sessions.
+        accept_apps: true,
     };
     let pb = bar(0, "{bar:30} {pos}/{len} chunks {msg}");
     let report = ota_hci::receive(&mut hci, &mut staging, &opts, &mut |p| {
@@ -398,6 +456,15 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
     let Some(info) = report.session else {
         bail!("no transfer was received");
     };
+    if let Some(name) = &report.target {
+        let mut tbf = vec![0u8; info.image_len as usize];
+        staging
+            .board
+            .qspi
+            .read(layout.staging.start, &mut tbf)
+            .context("reading the staged TBF back")?;
+        return finish_app(&args, &report, info, name, &tbf, &staging.app);
+    }
     if report.state != RxState::Complete {
         bail!(
             "the staged image was refused by the update-region's final check ({:?}); nothing written",
@@ -421,6 +488,7 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
     std::fs::write(&args.out, &image)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let summary = ReceiveSummary {
+        kind: "kernel",
         transport: args.hci.to_string(),
         out: args.out.display().to_string(),
         image_bytes: info.image_len,
@@ -449,6 +517,116 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
                 " (no --key: signature not checked)"
             },
             summary.out
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct AppReceiveSummary {
+    /// Always "app".
+    kind: &'static str,
+    /// The package name in the staged TBF's header (the target PDU's if the header does not
+    /// parse).
+    app: String,
+    /// The staged TBF's `binary_version`, if its header parses.
+    version: Option<u32>,
+    /// "installable" (the checks before the kernel's INSTALL passed) or "refused".
+    verdict: &'static str,
+    reason: Option<String>,
+    /// The credential was checked against `--app-key` (else only its presence).
+    credential_checked: bool,
+    installed_version: Option<u32>,
+    transport: String,
+    /// Where the TBF was written (only when it passed).
+    out: Option<String>,
+    image_bytes: u32,
+    seconds: f64,
+    session: String,
+    chunks: u32,
+    duplicates: u32,
+    crc_failures: u32,
+    advertisements_heard: u64,
+    dropped_on_purpose: u64,
+    statuses_sent: u64,
+}
+
+/// An app session's end: the checks' verdict reported, the TBF written to `--out` if it passed,
+/// an error naming the reason if not (the sender has heard `Rejected`).
+fn finish_app(
+    args: &ReceiveArgs,
+    report: &ota_hci::ReceiveReport,
+    info: adv_transfer::SessionInfo,
+    target: &str,
+    tbf: &[u8],
+    check: &crate::receive_app::AppCheck,
+) -> anyhow::Result<()> {
+    let staged = crate::receive_app::staged_app(tbf);
+    let name = staged.as_ref().map_or(target, |a| a.name()).to_string();
+    let version = staged.as_ref().map(|a| a.version);
+    let refusal = match (report.state, check.verdict) {
+        (RxState::Complete, Some(Ok(()))) => None,
+        (_, Some(Err(refusal))) => Some(crate::receive_app::refusal_reason(
+            refusal,
+            args.installed_version,
+        )),
+        (state, _) => Some(format!("the session ended {state:?}")),
+    };
+    if refusal.is_none() {
+        std::fs::write(&args.out, tbf)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+    }
+    let summary = AppReceiveSummary {
+        kind: "app",
+        app: name.clone(),
+        version,
+        verdict: if refusal.is_none() {
+            "installable"
+        } else {
+            "refused"
+        },
+        reason: refusal.clone(),
+        credential_checked: check.checks_credential(),
+        installed_version: args.installed_version,
+        transport: args.hci.to_string(),
+        out: refusal.is_none().then(|| args.out.display().to_string()),
+        image_bytes: info.image_len,
+        seconds: report.seconds,
+        session: format!("{:#010x}", info.session),
+        chunks: report.counters.chunks,
+        duplicates: report.counters.duplicates,
+        crc_failures: report.counters.crc_failures,
+        advertisements_heard: report.heard,
+        dropped_on_purpose: report.dropped_on_purpose,
+        statuses_sent: report.statuses_sent,
+    };
+    if args.json {
+        cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    let shown = version.map_or(String::new(), |v| format!(" v{v}"));
+    if let Some(reason) = refusal {
+        let told = if report.state == RxState::Rejected {
+            "; the sender was told (Rejected)"
+        } else {
+            ""
+        };
+        bail!("refused app {name}{shown}: {reason}{told}; nothing written");
+    }
+    if !args.json {
+        cli_output::outln!(
+            "received app {name}{shown} ({} bytes) in {:.1} s through {}; staged, checked{}{}; \
+             written to {}",
+            summary.image_bytes,
+            summary.seconds,
+            summary.transport,
+            if summary.credential_checked {
+                ", credential verified"
+            } else {
+                " (no --app-key: credential not checked)"
+            },
+            args.installed_version
+                .map_or(String::new(), |v| format!(", newer than v{v}")),
+            args.out.display()
         );
     }
     Ok(())
