@@ -20,8 +20,19 @@
 //! `--foreign-sender RATE` adds a second sender on air (`Foreign`), `--app` chooses the apps
 //! in the app region, and `--boot-only` boots them with nothing on air (a refused credential,
 //! a process the MPU stops).
+//!
+//! `--compression` sends v2 as a compressed image and `--base` as a delta patch against v1,
+//! chosen and sent by the simulator's code (`ota_sim::system::smaller_form`,
+//! `ota_sim::transfer::sender_for`); the kernel rebuilds v2 into the staging slot at finalize.
+//! For `--base` the device first comes to run v1 as an earlier update leaves it (staged whole
+//! once the UICR is programmed, installed by the bootloader as a trial, confirmed by the DFU
+//! app, nothing on air until then), so that the kernel can name the image it runs. A receiver
+//! that refuses the form is not answered with the full image: the run reports the refusal as
+//! its error.
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 
 use adv_transfer::wire::ADV_DATA_MAX;
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
@@ -75,6 +86,21 @@ pub struct Args {
     /// Takes `--budget` per power-on; the update's options do not apply.
     #[arg(long)]
     pub boot_only: bool,
+    /// Send v2 compressed (imgtool's format; signed with the device directory's update key as
+    /// `.ci/build-device` signed `kernel-v2.signed.bin`, whose bytes its plain image must be):
+    /// the kernel decodes it into the staging slot at finalize.
+    #[arg(long, value_enum, conflicts_with = "base")]
+    pub compression: Option<ota_imgtool::compress::CompressionArg>,
+    /// Send v2 as a delta patch against v1 (`kernel-v1.signed.bin`), which the device first
+    /// comes to run through an earlier update (an extra install and confirm before anything
+    /// goes on air): the kernel rebuilds v2 from the kernel slot and the patch at finalize.
+    #[arg(long)]
+    pub base: bool,
+    /// Send this signed image for v2 as it is, compressed or not (for example one `imgtool sign
+    /// --compression` made of `kernel-v1.bin` with the update key): its image, decompressed if
+    /// compressed, must hash as `kernel-v2.signed.bin` does.
+    #[arg(long, value_name = "SIGNED", conflicts_with_all = ["base", "compression"])]
+    pub image: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -502,6 +528,10 @@ pub struct PowerOn {
     pub flash_ops: u64,
     /// Faults the MPU raised (a process touching memory outside its regions).
     pub faults: Vec<String>,
+    /// Emulated seconds from the DFU app's first FINALIZE command in this power-on to its end:
+    /// the kernel's rebuild of a compressed image or a patch and its verify of the staged image,
+    /// the boot request, and the app's `REBOOT_DELAY_MS` (0.1 s) before its reboot.
+    pub finalize_to_end_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -518,6 +548,10 @@ pub struct ForeignReport {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// What went on air for v2: `"full"` (its signed image), `"compressed"` or `"delta"`.
+    pub sent: &'static str,
+    /// The bytes of what went on air for v2 (the image, the compressed image or the patch).
+    pub bytes_on_air_image: usize,
     pub kernel_before: String,
     pub kernel_after: String,
     pub confirmed: bool,
@@ -540,6 +574,69 @@ pub struct Report {
     pub cuts: Vec<CutReport>,
     pub console: Vec<String>,
     pub error: Option<String>,
+}
+
+/// The compressed image of `v2` (`kernel-v2.signed.bin`), signed as `.ci/build-device` signed
+/// it (`key`, `--pad-header`, v2's header size, version, load address and security counter):
+/// refused unless its plain image is `v2` byte for byte, so the update ends with v2 either way.
+fn compressed_v2(
+    key: &p256::ecdsa::SigningKey,
+    v2: &[u8],
+    compression: ota_image::compressed::Compression,
+) -> anyhow::Result<Vec<u8>> {
+    use ota_imgtool::sign::{sign_image, SignOptions};
+    let info = ota_image::parse_image(&mut &v2[..])
+        .map_err(|e| anyhow::anyhow!("kernel-v2.signed.bin: {e:?}"))?;
+    let opts = SignOptions {
+        version: info.header.version,
+        security_counter: info.security_counter,
+        header_size: info.header.header_size,
+        pad_header: true,
+        load_addr: info.header.load_addr,
+        ..SignOptions::default()
+    };
+    let start = info.payload_offset as usize;
+    let payload = &v2[start..start + info.payload_len as usize];
+    if sign_image(payload, &opts, key)? != v2 {
+        anyhow::bail!(
+            "kernel-v2.signed.bin is not its payload signed with update-key.pem as .ci/build-device signs it: rebuild the artifacts"
+        );
+    }
+    Ok(ota_imgtool::compress::sign_compressed(payload, &opts, key, compression)?.image)
+}
+
+/// Whether the signed `image` is `"compressed"` or `"full"`, and the SHA-256 of the image it
+/// installs (its DECOMP_SHA if compressed, else its own).
+fn image_hash(image: &[u8]) -> anyhow::Result<(&'static str, [u8; 32])> {
+    let info = ota_image::parse_image(&mut &image[..]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let compressed = ota_image::compressed::Compression::from_flags(info.header.flags)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .is_some();
+    let hash = if compressed {
+        let tlv = info
+            .tlvs()
+            .find(|t| t.kind == ota_image::tlv::DECOMP_SHA && t.len == 32)
+            .ok_or_else(|| anyhow::anyhow!("a compressed image without a DECOMP_SHA TLV"))?;
+        image[tlv.value_offset as usize..][..32].try_into()?
+    } else {
+        info.hash.ok_or_else(|| anyhow::anyhow!("no SHA-256 TLV"))?
+    };
+    Ok((if compressed { "compressed" } else { "full" }, hash))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the device of `--base` comes to run v1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Preinstall {
+    /// v1 is staged once the UICR is programmed (the first power-on ends in that reset).
+    Stage,
+    /// Staged: the bootloader installs it as a trial, the DFU app confirms it.
+    Trial,
+    /// Done (or not asked for): the update goes on air.
+    Done,
 }
 
 fn read(dir: &std::path::Path, name: &str) -> anyhow::Result<Vec<u8>> {
@@ -571,10 +668,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         && (!args.cuts.is_empty()
             || args.loss > 0.0
             || args.junk_radio > 0.0
-            || args.foreign_sender > 0.0)
+            || args.foreign_sender > 0.0
+            || args.compression.is_some()
+            || args.base
+            || args.image.is_some())
     {
         anyhow::bail!(
-            "--boot-only puts nothing on air: --cut, --loss, --junk-radio and --foreign-sender do not apply"
+            "--boot-only puts nothing on air: --cut, --loss, --junk-radio, --foreign-sender, --compression, --base and --image do not apply"
         );
     }
     if !(0.0..=FOREIGN_RATE_MAX).contains(&args.foreign_sender) {
@@ -638,9 +738,66 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         at += tbf.len() as u32;
     }
+    // What goes on air for v2, and with --base the image v1 the device first comes to run.
+    let v1_signed = if args.base {
+        let v1 = read(dir, "kernel-v1.signed.bin")?;
+        let info = ota_image::parse_image(&mut &v1[..])
+            .map_err(|e| anyhow::anyhow!("kernel-v1.signed.bin: {e:?}"))?;
+        let start = info.payload_offset as usize;
+        if v1.get(start..start + info.payload_len as usize) != Some(&kernel[..]) {
+            anyhow::bail!(
+                "kernel-v1.signed.bin is not kernel-v1.bin signed: rebuild the artifacts"
+            );
+        }
+        Some(v1)
+    } else {
+        None
+    };
+    let v1_hash = match &v1_signed {
+        Some(v1) => {
+            ota_image::parse_image(&mut &v1[..])
+                .map_err(|e| anyhow::anyhow!("kernel-v1.signed.bin: {e:?}"))?
+                .hash
+        }
+        None => None,
+    };
+    let smaller = ota_sim::system::smaller_form(
+        &v2,
+        v1_signed.as_deref(),
+        args.compression.map(Into::into),
+        |c| {
+            let key = ota_imgtool::keys::load_signing_key(&dir.join("update-key.pem"))?;
+            compressed_v2(&key, &v2, c)
+        },
+    )?;
+    let (sent, sent_bytes, base) = match (smaller, &args.image) {
+        (_, Some(path)) => {
+            let image = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            let (kind, hash) = image_hash(&image).with_context(|| format!("{}", path.display()))?;
+            if hash != v2_hash {
+                anyhow::bail!(
+                    "{}: its {kind} image is not kernel-v2.signed.bin's (SHA-256 {} against {})",
+                    path.display(),
+                    hex(&hash),
+                    hex(&v2_hash)
+                );
+            }
+            (kind, image, None)
+        }
+        (Some(s), None) => (s.kind, s.bytes, s.base),
+        (None, None) if args.compression.is_some() => {
+            anyhow::bail!("--compression: compressing v2 would not make it smaller; nothing to send compressed")
+        }
+        (None, None) => ("full", v2.clone(), None),
+    };
+    let mut preinstall = if args.base {
+        Preinstall::Stage
+    } else {
+        Preinstall::Done
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let session = rng.gen_range(1..u32::MAX);
-    let sender = Sender::new(DEFAULT_COMPANY_ID, &v2, session, 0)
+    let sender = ota_sim::transfer::sender_for(&sent_bytes, session, base)
         .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
     // The foreign sender's image: as long as v2, other bytes (its own generator, so the
     // update's link draws the same numbers with or without it).
@@ -707,30 +864,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The cuts armed for the power-on about to run, and whether the update was finalized.
     let (mut transfer_armed, mut install_armed, mut finalized) = (false, false, false);
     let finalize_armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finalize_at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
     for _ in 0..args.max_boots {
+        if preinstall == Preinstall::Stage && cfg.uicr != boot_emu::ficr::Uicr::erased() {
+            if let Some(v1) = &v1_signed {
+                ota_sim::system::stage_whole(&mut board, v1).context("--base: staging v1")?;
+            }
+            preinstall = Preinstall::Trial;
+        }
+        let on_air = !args.boot_only && preinstall == Preinstall::Done;
         let clock = board.clock.clone();
         // A new RADIO each power-on: the link's view of what it heard restarts.
         link.heard = 0;
         let mut armed = None;
         let mut finalize_watch = None;
         cfg.at_kernel_jump = None;
-        cfg.at_svc = None;
+        // The DFU app's first FINALIZE command to the staged-update driver in this power-on:
+        // when it came, and a finalize cut counted from it, in whichever power-on it comes
+        // (the first).
+        finalize_at.store(u64::MAX, Relaxed);
+        let mut finalize_cut = None;
         if let (Some(i), false) = (cut_of(Phase::Finalize), finalize_armed.load(Relaxed)) {
-            // Counted from the DFU app's FINALIZE command to the staged-update driver, in
-            // whichever power-on it comes (the first).
-            let (cut, power, flag) = (args.cuts[i], board.power.clone(), finalize_armed.clone());
-            cfg.at_svc = Some(SvcHook(std::sync::Arc::new(move |imm, r| {
-                if imm == TOCK_COMMAND_SVC
-                    && r[0] == dfu_abi::update::DRIVER_NUM
-                    && r[1] == dfu_abi::update::command::FINALIZE
-                    && !flag.swap(true, Relaxed)
-                {
-                    cut.arm(&power);
-                }
-            })));
+            finalize_cut = Some((args.cuts[i], board.power.clone(), finalize_armed.clone()));
             finalize_watch = Some(i);
         }
-        if !transfer_armed && cfg.uicr != boot_emu::ficr::Uicr::erased() {
+        let (at, svc_clock) = (finalize_at.clone(), board.clock.clone());
+        cfg.at_svc = Some(SvcHook(std::sync::Arc::new(move |imm, r| {
+            if imm == TOCK_COMMAND_SVC
+                && r[0] == dfu_abi::update::DRIVER_NUM
+                && r[1] == dfu_abi::update::command::FINALIZE
+            {
+                let _ = at.compare_exchange(u64::MAX, svc_clock.now_us(), Relaxed, Relaxed);
+                if let Some((cut, power, flag)) = &finalize_cut {
+                    if !flag.swap(true, Relaxed) {
+                        cut.arm(power);
+                    }
+                }
+            }
+        })));
+        if !transfer_armed && on_air && cfg.uicr != boot_emu::ficr::Uicr::erased() {
             transfer_armed = true;
             armed = cut_of(Phase::Transfer);
         } else if !install_armed && finalized {
@@ -753,11 +925,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             board.internal.port(),
             &clock,
             &cfg,
-            if args.boot_only {
-                None
-            } else {
-                Some(&mut link)
-            },
+            if on_air { Some(&mut link) } else { None },
         );
         let report = match result {
             Ok(r) => Some(r),
@@ -778,12 +946,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut on = PowerOn {
             exit: format!("{exit:?}"),
             flash_ops: board.power.ops() - ops_before,
+            finalize_to_end_seconds: match finalize_at.load(Relaxed) {
+                u64::MAX => None,
+                t => Some(board.clock.now_us().saturating_sub(t) as f64 / 1e6),
+            },
             ..PowerOn::default()
         };
         if let Some(report) = &report {
             instructions += report.instructions;
             let text = String::from_utf8_lossy(&report.console).into_owned();
             finalized |= text.contains("boot request") && text.contains("rebooting");
+            // With --base the app confirms v1 again at every boot: only once v2 is requested
+            // does a confirm end a power-on (the trial's; the report then says which kernel).
+            if finalized && cfg.stop_on_console.is_empty() && !args.boot_only {
+                cfg.stop_on_console = vec!["confirmed this kernel".into(), "listening".into()];
+            }
             console.push_str(&text);
             if !console.is_empty() && !console.ends_with('\n') {
                 console.push('\n');
@@ -830,6 +1007,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("power-up: {e:?}"))?;
                 cfg.resetreas = 0;
             }
+            Exit::Console if preinstall == Preinstall::Trial => {
+                // The DFU app confirmed v1's trial and listens: a reset (as after any update's
+                // confirm), then the update goes on air.
+                let layout = boot_nrf::NRF52840_DK;
+                let status = boot_core::read_status(&mut board.qspi, layout.journal)
+                    .map_err(|e| anyhow::anyhow!("--base: the bootloader's status: {e:?}"))?;
+                if status.map(|r| r.image_hash) != v1_hash {
+                    error = Some(format!(
+                        "--base: the app confirmed a kernel, but the bootloader's status does not name v1 ({status:?})"
+                    ));
+                    break;
+                }
+                preinstall = Preinstall::Done;
+                cfg.resetreas = boot_emu::rig::RESETREAS_RESETPIN;
+                // Until a finalize names v2's boot request, no console line ends a power-on.
+                cfg.stop_on_console = Vec::new();
+                link.next_event_us = board.clock.now_us();
+            }
             Exit::Console if !confirm_seen => {
                 // A further reboot (reset pin): the bootloader sees the confirm, the kernel
                 // must stay, and the app must listen again.
@@ -844,10 +1039,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ => break,
         }
     }
+    // A receiver that refused the form sent (it does not take compressed images, or cannot
+    // name the patch's base) is the run's error: nothing falls back to the full image here.
+    if error.is_none() {
+        if let Some(refused) = ota_sim::transfer::refusal_of(&link.sender) {
+            error = Some(format!("{sent}: {refused}"));
+        }
+    }
     let (kernel_after, confirmed) = kernel_named(&mut board, &v2_hash);
     let emulated = (board.clock.now_us() - start_us) as f64 / 1e6;
     let wall_s = wall.elapsed().as_secs_f64();
     let report = Report {
+        sent,
+        bytes_on_air_image: sent_bytes.len(),
         kernel_before,
         kernel_after,
         confirmed,
@@ -879,6 +1083,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         cli_output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        cli_output::outln!(
+            "v2 sent as {}: {} bytes on air",
+            report.sent,
+            report.bytes_on_air_image
+        );
         for (i, p) in report.power_ons.iter().enumerate() {
             cli_output::outln!(
                 "power-on {}: {} after {} instructions, {:.3} s emulated, {} flash operations; RADIO received {}, cut {}, missed {}, sent {}",
@@ -892,6 +1101,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 p.radio_missed,
                 p.radio_sent
             );
+            if let Some(f) = p.finalize_to_end_seconds {
+                cli_output::outln!(
+                    "power-on {}: {f:.3} s emulated from the app's FINALIZE to the end",
+                    i + 1
+                );
+            }
         }
         for line in &report.console {
             cli_output::outln!("console: {line}");
@@ -1062,6 +1277,65 @@ mod tests {
         tbf.extend_from_slice(&[0; 12]); // total size, flags, checksum: not read
         tbf.extend_from_slice(&body);
         tbf
+    }
+
+    #[test]
+    fn the_compressed_v2_holds_v2_itself_and_another_signing_is_refused() {
+        use ota_image::compressed::Compression;
+        use ota_imgtool::sign::{sign_image, SignOptions};
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        // Code-like bytes (they compress), signed as .ci/build-device signs v2.
+        let payload: Vec<u8> = (0..24_000u32)
+            .map(|i| (i % 251 * (i / 97 % 5)) as u8)
+            .collect();
+        let opts = SignOptions {
+            version: ota_imgtool::sign::parse_version("2.0.0").unwrap(),
+            security_counter: Some(2 << 24),
+            ..SignOptions::default()
+        };
+        let v2 = sign_image(&payload, &opts, &key).unwrap();
+        let v2_hash = ota_image::parse_image(&mut &v2[..]).unwrap().hash.unwrap();
+        for c in [Compression::Lzma2ArmThumb, Compression::Lzma2] {
+            let image = compressed_v2(&key, &v2, c).unwrap();
+            let info = ota_image::parse_image(&mut &image[..]).unwrap();
+            assert_eq!(Compression::from_flags(info.header.flags).unwrap(), Some(c));
+            assert!(
+                image.len() < v2.len() / 2,
+                "{} of {}",
+                image.len(),
+                v2.len()
+            );
+            // Its plain image is v2: the decompressed hash is v2's, and so is the signature.
+            let value = |kind| {
+                let t = info.tlvs().find(|t| t.kind == kind).unwrap();
+                image[t.value_offset as usize..][..usize::from(t.len)].to_vec()
+            };
+            assert_eq!(value(ota_image::tlv::DECOMP_SHA), v2_hash);
+            // `--image` takes it as v2 (and v2 itself as the full image).
+            assert_eq!(image_hash(&image).unwrap(), ("compressed", v2_hash));
+            assert_eq!(image_hash(&v2).unwrap(), ("full", v2_hash));
+            let v2_info = ota_image::parse_image(&mut &v2[..]).unwrap();
+            let sig = v2_info.signature.unwrap();
+            assert_eq!(
+                value(ota_image::tlv::DECOMP_SIGNATURE),
+                v2[sig.value_offset as usize..][..usize::from(sig.len)]
+            );
+        }
+        // v2 signed otherwise (another key, or without --pad-header) is refused, naming why.
+        let other = p256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+        let mut unpadded = vec![0; usize::from(opts.header_size)];
+        unpadded.extend_from_slice(&payload);
+        let unpadded_opts = SignOptions {
+            pad_header: false,
+            ..opts.clone()
+        };
+        for signed_otherwise in [
+            sign_image(&payload, &opts, &other).unwrap(),
+            sign_image(&unpadded, &unpadded_opts, &key).unwrap(),
+        ] {
+            let e = compressed_v2(&key, &signed_otherwise, Compression::Lzma2ArmThumb).unwrap_err();
+            assert!(e.to_string().contains("rebuild the artifacts"), "{e}");
+        }
     }
 
     #[test]

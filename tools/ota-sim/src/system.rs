@@ -429,29 +429,7 @@ fn preinstall(
     params: &DemoParams,
     v1: &Kernel,
 ) -> anyhow::Result<()> {
-    let mut policy = UpdateRegion::new(dk_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut driver = BlockingDriver::new(&mut policy, &mut board.qspi);
-    let fail = |e| anyhow::anyhow!("staging v1: {e}");
-    driver.start().map_err(fail)?;
-    let image_len = v1.image.len() as u32;
-    let tag = [0xFF; update_region::TAG_LEN];
-    driver
-        .run(DFU_APP_ID, Request::Begin { tag, image_len }, &[], &mut [])
-        .map_err(fail)?;
-    for (k, block) in v1
-        .image
-        .chunks(update_region::SECTOR_SIZE as usize)
-        .enumerate()
-    {
-        let offset = k as u32 * update_region::SECTOR_SIZE;
-        driver
-            .run(DFU_APP_ID, Request::Erase { offset }, &[], &mut [])
-            .map_err(fail)?;
-        driver.write(DFU_APP_ID, offset, block).map_err(fail)?;
-    }
-    driver
-        .run(DFU_APP_ID, Request::Finalize, &[], &mut [])
-        .map_err(fail)?;
+    stage_whole(board, &v1.image).context("staging v1")?;
     // Installed and confirmed with no power cut: the demo's cuts are for v2.
     let quiet = DemoParams {
         cuts: Vec::new(),
@@ -486,33 +464,21 @@ fn send_v2(
         bytes: v2.image.len(),
         delta_refused: None,
     };
-    // What goes instead of the full image, if anything: its kind, its bytes, a patch's base.
-    let smaller = match (&params.base, params.compression) {
-        (Some(_), Some(_)) => {
-            bail!("--base and --compression are two ways of sending v2: pick one")
-        }
-        (None, None) => None,
-        (None, Some(compression)) => {
-            // Signed as sign_v2 signed v2 (its plain image is v2's, byte for byte).
-            let untrusted;
-            let signer = if params.untrusted_key {
-                untrusted = Signer::new(params.seed ^ 0xBAD)?;
-                &untrusted
-            } else {
-                signer
-            };
-            let compressed = signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)?;
-            Some(("compressed", compressed, None))
-        }
-        (Some(_), None) => {
-            let patch = make_image_patch(&v1.image, &v2.image)?;
-            let base = SignedImage::parse(&v1.image, "v1")?.id();
-            Some(("delta", patch, Some(base)))
-        }
-    };
+    let base = params.base.as_ref().map(|_| &v1.image[..]);
+    let smaller = smaller_form(&v2.image, base, params.compression, |compression| {
+        // Signed as sign_v2 signed v2 (its plain image is v2's, byte for byte).
+        let untrusted;
+        let signer = if params.untrusted_key {
+            untrusted = Signer::new(params.seed ^ 0xBAD)?;
+            &untrusted
+        } else {
+            signer
+        };
+        signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)
+    })?;
     let (t, sequence) = match smaller {
         None => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
-        Some((kind, bytes, base)) => {
+        Some(Smaller { kind, bytes, base }) => {
             match transfer_v2(board, params, &v2.image, &bytes, base, on_event) {
                 Ok(done) => {
                     sent.kind = kind;
@@ -529,6 +495,57 @@ fn send_v2(
         }
     };
     Ok((t, sequence, sent))
+}
+
+/// What goes on air instead of a full signed image ([`smaller_form`]).
+#[derive(Debug)]
+pub struct Smaller {
+    /// `"compressed"` or `"delta"`.
+    pub kind: &'static str,
+    /// The compressed image, or the patch.
+    pub bytes: Vec<u8>,
+    /// A patch's base: the id of the signed image it was made against.
+    pub base: Option<[u8; 16]>,
+}
+
+/// What goes on air instead of the full signed image `new`, if anything (`None`: the full
+/// image): with `base` (the signed image the device runs) a delta patch from it to `new`; with
+/// `compression` the compressed image `sign_compressed` signs of `new`'s payload, which must be
+/// signed as `new` is (its plain image is then `new`, byte for byte). A compressed image that
+/// compression would not make smaller is written plain (imgtool's rule): then `None`. The
+/// simulator's choice (`demo --base`, `--compression`) and the whole-device emulation's
+/// (`tock-ota emulate system`).
+pub fn smaller_form(
+    new: &[u8],
+    base: Option<&[u8]>,
+    compression: Option<ota_image::compressed::Compression>,
+    sign_compressed: impl FnOnce(ota_image::compressed::Compression) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Option<Smaller>> {
+    match (base, compression) {
+        (Some(_), Some(_)) => {
+            bail!("--base and --compression are two ways of sending v2: pick one")
+        }
+        (None, None) => Ok(None),
+        (None, Some(compression)) => {
+            let bytes = sign_compressed(compression)?;
+            let flags = ota_image::parse_image(&mut &bytes[..])
+                .map_err(|e| anyhow::anyhow!("the compressed image does not parse: {e:?}"))?
+                .header
+                .flags;
+            Ok(
+                (flags & ota_image::flags::COMPRESSED_LZMA2 != 0).then_some(Smaller {
+                    kind: "compressed",
+                    bytes,
+                    base: None,
+                }),
+            )
+        }
+        (Some(base), None) => Ok(Some(Smaller {
+            kind: "delta",
+            bytes: make_image_patch(base, new)?,
+            base: Some(SignedImage::parse(base, "the base")?.id()),
+        })),
+    }
 }
 
 /// Whether a receiver's refusal of a patch or a compressed image is answered with the full
@@ -553,6 +570,36 @@ fn full_image_instead(e: anyhow::Error) -> anyhow::Result<Refused> {
         Ok(refused) => Err(refused.into()),
         Err(e) => Err(e),
     }
+}
+
+/// The signed `image` staged whole in the DK's staging slot through the update-region policy
+/// (untimed, no radio) and finalized: the boot request names it, and the next boot installs it
+/// as a trial. Also how the whole-device emulation's device comes to run its base
+/// (`tock-ota emulate system --base`).
+pub fn stage_whole(board: &mut SimBoard, image: &[u8]) -> anyhow::Result<()> {
+    let mut policy = UpdateRegion::new(dk_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut driver = BlockingDriver::new(&mut policy, &mut board.qspi);
+    let fail = |e| anyhow::anyhow!("{e}");
+    driver.start().map_err(fail)?;
+    let image_len = image.len() as u32;
+    let tag = [0xFF; update_region::TAG_LEN];
+    driver
+        .run(DFU_APP_ID, Request::Begin { tag, image_len }, &[], &mut [])
+        .map_err(fail)?;
+    for (k, block) in image
+        .chunks(update_region::SECTOR_SIZE as usize)
+        .enumerate()
+    {
+        let offset = k as u32 * update_region::SECTOR_SIZE;
+        driver
+            .run(DFU_APP_ID, Request::Erase { offset }, &[], &mut [])
+            .map_err(fail)?;
+        driver.write(DFU_APP_ID, offset, block).map_err(fail)?;
+    }
+    driver
+        .run(DFU_APP_ID, Request::Finalize, &[], &mut [])
+        .map_err(fail)?;
+    Ok(())
 }
 
 /// Reset into the bootloader and boot until it decides (power cuts of the install phase

@@ -312,11 +312,22 @@ fn new_sender<'a>(
             job.image.len()
         );
     }
+    sender_for(job.image, job.session, base)
+}
+
+/// The sender of `image` in `session`: a delta session if `base` (the id of the signed image
+/// the patch `image` was made against) is given, else announced as compressed when its header
+/// has MCUboot's compressed flag, so the kernel stages it in the received-stream area and
+/// decodes it at finalize. The simulator's and the whole-device emulation's sender
+/// (`tock-ota emulate system`).
+pub fn sender_for(
+    image: &[u8],
+    session: u32,
+    base: Option<[u8; BASE_ID_LEN]>,
+) -> anyhow::Result<Sender<'_>> {
     let company = adv_transfer::DEFAULT_COMPANY_ID;
-    // A compressed image (MCUboot's compressed flag) is announced as one: the kernel stages it
-    // in the received-stream area and decodes it at finalize.
     let compressed = ota_image::ImageHeader::decode(
-        job.image
+        image
             .get(..32)
             .and_then(|h| h.try_into().ok())
             .unwrap_or(&[0; 32]),
@@ -330,8 +341,8 @@ fn new_sender<'a>(
         0
     };
     match base {
-        Some(base) => Sender::new_delta(company, job.image, job.session, base),
-        None => Sender::new(company, job.image, job.session, capabilities),
+        Some(base) => Sender::new_delta(company, image, session, base),
+        None => Sender::new(company, image, session, capabilities),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -416,19 +427,7 @@ fn receive(
 
 /// The receiver's refusal, if its last status refused the session.
 fn refusal(radio: &Radio<'_>) -> Option<Refused> {
-    match radio.sender.receiver_state() {
-        Some(
-            state @ (RxState::Unsupported
-            | RxState::TooLarge
-            | RxState::Rejected
-            | RxState::VersionMismatch
-            | RxState::WrongBase),
-        ) => Some(Refused {
-            state,
-            running: radio.sender.receiver_running().flatten(),
-        }),
-        _ => None,
-    }
+    refusal_of(&radio.sender)
 }
 
 /// After a power cut: the board reboots (the next cut armed) and comes up `reboot_ms` later.
@@ -810,8 +809,8 @@ impl Stage<'_> {
     }
 }
 
-/// The receiver's refusal, if its last status refused the session.
-fn refusal_of(sender: &Sender<'_>) -> Option<Refused> {
+/// The receiver's refusal as `sender` last heard it, if its status refused the session.
+pub fn refusal_of(sender: &Sender<'_>) -> Option<Refused> {
     match sender.receiver_state() {
         Some(
             state @ (RxState::Unsupported
