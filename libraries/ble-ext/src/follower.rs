@@ -203,8 +203,9 @@ struct Gather {
     len: usize,
 }
 
-/// The extended and periodic advertising follower (see the module docs).
-pub struct Follower<'b> {
+/// The extended and periodic advertising follower (see the module docs), gathering AdvData
+/// into `B` (`&mut [u8]` on the device; any owned buffer in a model).
+pub struct Follower<B> {
     config: Config,
     filter: Filter,
     /// The SID learnt from the filtered advertiser's AUX_ADV_IND.
@@ -212,15 +213,17 @@ pub struct Follower<'b> {
     state: State,
     sync: Option<Sync>,
     gather: Gather,
-    buf: &'b mut [u8],
+    buf: B,
+    /// Octets of `buf` used: at most [`CHAIN_ADV_DATA_MAX`].
+    cap: usize,
     counters: Counters,
 }
 
-impl<'b> Follower<'b> {
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
     /// A follower gathering AdvData into `buf` (at most [`CHAIN_ADV_DATA_MAX`] octets of it are
     /// used). Idle until [`Follower::follow`].
-    pub fn new(config: Config, buf: &'b mut [u8]) -> Self {
-        let cap = buf.len().min(CHAIN_ADV_DATA_MAX);
+    pub fn new(config: Config, buf: B) -> Self {
+        let cap = buf.as_ref().len().min(CHAIN_ADV_DATA_MAX);
         Follower {
             config,
             filter: Filter::default(),
@@ -233,7 +236,8 @@ impl<'b> Follower<'b> {
                 periodic_counter: None,
                 len: 0,
             },
-            buf: &mut buf[..cap],
+            buf,
+            cap,
             counters: Counters::default(),
         }
     }
@@ -480,9 +484,10 @@ impl<'b> Follower<'b> {
         crc_init: u32,
     ) -> Option<Report<'_>> {
         let end = start.wrapping_add(phy.air_us(usize::from(pdu[1])));
-        let room = self.buf.len() - self.gather.len;
+        let room = self.cap - self.gather.len;
         let take = p.adv_data.len().min(room);
-        self.buf[self.gather.len..self.gather.len + take].copy_from_slice(&p.adv_data[..take]);
+        self.buf.as_mut()[self.gather.len..self.gather.len + take]
+            .copy_from_slice(&p.adv_data[..take]);
         self.gather.len += take;
         if take < p.adv_data.len() {
             return self.finish(Some(Cut::Overflow), end);
@@ -490,7 +495,7 @@ impl<'b> Follower<'b> {
         let Some(aux) = p.aux_ptr else {
             return self.finish(None, end);
         };
-        if self.gather.len == self.buf.len() {
+        if self.gather.len == self.cap {
             return self.finish(Some(Cut::Overflow), end);
         }
         let sca = self.sync.filter(|_| self.gather.periodic_counter.is_some());
@@ -577,7 +582,7 @@ impl<'b> Follower<'b> {
             adv_a: g.adv_a,
             adi: g.adi,
             periodic_counter: g.periodic_counter,
-            adv_data: &self.buf[..g.len],
+            adv_data: &self.buf.as_ref()[..g.len],
             cut,
         })
     }

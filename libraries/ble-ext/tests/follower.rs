@@ -48,7 +48,7 @@ fn rx32(t: u64, base: u64) -> u32 {
 const SCAN_WINDOW_US: u64 = 100_000;
 
 /// Run the follower over the air until `until` (true µs). Every loop is bounded.
-fn run(f: &mut Follower<'_>, air: &mut Air, base: u64, until: u64) -> Vec<Got> {
+fn run(f: &mut Follower<&mut [u8]>, air: &mut Air, base: u64, until: u64) -> Vec<Got> {
     air.pkts.sort_by_key(|p| p.start);
     let mut got = Vec::new();
     let mut now: u64 = 0;
@@ -313,7 +313,7 @@ fn event_data(seed: u64, len: usize) -> Vec<u8> {
 const US: [u8; 6] = [0xC0, 1, 2, 3, 4, 5];
 const THEM: [u8; 6] = [0xC0, 9, 9, 9, 9, 9];
 
-fn follower(buf: &mut [u8], config: Config, adv_a: [u8; 6]) -> Follower<'_> {
+fn follower(buf: &mut [u8], config: Config, adv_a: [u8; 6]) -> Follower<&mut [u8]> {
     let mut f = Follower::new(config, buf);
     f.follow(Filter {
         adv_a: Some(adv_a),
@@ -679,7 +679,12 @@ fn the_timer_wraps_across_an_event_and_a_train() {
 
 /// Feed an ADV_EXT_IND heard on 37 at `t` (timer µs) pointing `offset_us` ahead, then the PDU
 /// `aux` at the window's earliest start. Returns the follower's op after the ADV_EXT_IND.
-fn feed_aux(f: &mut Follower<'_>, t: u32, aux_ptr: AuxPtr, aux: &Builder<'_>) -> (Op, Option<Got>) {
+fn feed_aux(
+    f: &mut Follower<&mut [u8]>,
+    t: u32,
+    aux_ptr: AuxPtr,
+    aux: &Builder<'_>,
+) -> (Op, Option<Got>) {
     let ind = build(Builder {
         adi: aux.adi,
         aux_ptr: Some(aux_ptr),

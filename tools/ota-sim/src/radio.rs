@@ -12,6 +12,8 @@ use std::collections::VecDeque;
 use adv_transfer::bearer::{self, Bearer, Phy};
 use adv_transfer::wire::{ADV_DATA_MAX, EXT_ADV_DATA_MAX};
 use adv_transfer::Sender;
+use ble_ext::pdu::{self, Adi, AuxPtr, SyncInfo};
+use ble_ext::{csa2, Config, Filter, Follower, Op};
 use dfu_abi::scan;
 use dfu_app::Batch;
 use rand::{Rng, SeedableRng};
@@ -278,7 +280,9 @@ pub struct ChainStats {
     pub sync_losses: u64,
     /// Reports the ring had no room for.
     pub ring_drops: u64,
-    /// Largest receive window widening used, µs, and the largest anchor error met, µs.
+    /// Half the widest anchor window the follower opened (its widening, and half the SyncInfo
+    /// offset unit on the first anchor), µs, and the largest distance of an anchor from its
+    /// window's middle, µs.
     pub max_widening_us: f64,
     pub max_anchor_error_us: f64,
     /// Sum of the air time of the sender's events, µs.
@@ -294,12 +298,16 @@ pub enum ChainReport {
 }
 
 /// The sender on the host and the board's receiver over legacy advertising (until the
-/// receiver's pick) and then the picked bearer: extended events (three ADV_EXT_IND on the
-/// primary channels, the AuxPtr offset to the AUX_ADV_IND on a secondary channel, AUX_CHAIN_IND
-/// T_MAFS apart) or a periodic train (synchronised through the extended set's SyncInfo, anchors
-/// at the interval by the sender's clock, the receiver's window widened by both clocks'
-/// accuracy since the last anchor heard). Each PDU is lost with `loss`; a lost PDU loses the
-/// rest of its chain (the AuxPtr to the next was in it).
+/// receiver's pick) and then the picked bearer. The sender's chained events are real PDUs
+/// (written by `ble_ext::pdu::Builder`): extended events (three ADV_EXT_IND on the primary
+/// channels, their AuxPtrs to the AUX_ADV_IND on a secondary channel, AUX_CHAIN_IND T_MAFS
+/// apart) or a periodic train (AUX_SYNC_IND on the CSA#2 channel of its event counter and its
+/// chain, anchors at the interval by the sender's clock) with its extended set (SyncInfo) every
+/// advInterval + advDelay. What the board hears is decided by the follower the kernel will run
+/// (`ble_ext::Follower`), on the board's clock: a PDU is heard when the follower listens on its
+/// channel, PHY and access address with its start inside the window, and it is not lost
+/// (`loss`, or the board's status gap). A lost PDU loses the rest of its chain (the AuxPtr to
+/// the next was in it).
 pub struct ChainRadio<'a> {
     params: &'a LinkParams,
     link: BearerLink,
@@ -311,11 +319,15 @@ pub struct ChainRadio<'a> {
     ring: VecDeque<ChainReport>,
     ring_used: usize,
     gap: (f64, f64),
-    /// Periodic: the sender's first anchor and anchor count; the receiver's last anchor heard
-    /// (true time) and the anchors since; whether it is synchronised, and when it may be.
+    /// Periodic: the sender's first anchor and the next event's count.
     train: Option<(f64, u64)>,
-    rx_anchor: Option<(f64, u64)>,
-    sync_at: Option<f64>,
+    /// Periodic: the extended set's next event (its SyncInfo points to the train).
+    sync_set_us: Option<f64>,
+    /// The board's receiver of chained events, and whether it is following.
+    follower: Follower<Box<[u8]>>,
+    following: Option<Bearer>,
+    /// PDUs on the air the board has not met yet, in time order.
+    pending: VecDeque<AirPdu>,
     /// The board's status waiting for its advDelay: when it goes out, and its AdvData.
     status: Option<(f64, Vec<u8>)>,
     pub stats: ChainStats,
@@ -327,9 +339,57 @@ const CHAIN_REPORT_HEAD: usize = 8;
 /// full events, 0.25 s at the shortest extended interval, so a 41 ms sector erase and the
 /// block check after it pass without a drop.
 pub const CHAIN_RING_BYTES: usize = 16 * 1024;
+/// The model sender's extended set: its address and set id.
+const MODEL_ADV_A: [u8; 6] = [0x01, 0x00, 0x00, 0xA0, 0x07, 0xC0];
+const MODEL_SID: u8 = 1;
+/// The model train's access address and CRC init (any valid pair: the follower takes them from
+/// the SyncInfo).
+const TRAIN_AA: u32 = 0x5A3C_96E1;
+const TRAIN_CRC_INIT: u32 = 0x12_3456;
+/// Every data channel: the model has no per-channel interference.
+const ALL_CHANNELS: u64 = (1 << 37) - 1;
+
+/// One PDU on the air: its start (true time, µs), channel, PHY, access address and bytes;
+/// `chain`: a PDU of an event's chain (not an ADV_EXT_IND, not the periodic set's
+/// AUX_ADV_IND); `anchor`: a periodic event's AUX_SYNC_IND.
+struct AirPdu {
+    start: f64,
+    channel: u8,
+    phy: Phy,
+    aa: u32,
+    bytes: Vec<u8>,
+    chain: bool,
+    anchor: bool,
+}
+
+fn write_pdu(b: pdu::Builder<'_>) -> Vec<u8> {
+    let mut buf = [0u8; 2 + bearer::AUX_PAYLOAD_MAX];
+    let n = b.write(&mut buf).expect("the model's PDUs fit 255 octets");
+    buf[..n].to_vec()
+}
+
+/// An AuxPtr `offset_us` ahead (rounded down to its unit: the packet starts within it).
+fn aux_ptr(channel: u8, phy: Phy, offset_us: f64, ca_50ppm: bool) -> AuxPtr {
+    let units_300us = offset_us >= 245_700.0;
+    let unit = if units_300us { 300.0 } else { 30.0 };
+    AuxPtr {
+        channel,
+        ca_50ppm,
+        units_300us,
+        offset: (offset_us / unit).floor() as u16,
+        phy: phy.into(),
+    }
+}
 
 impl<'a> ChainRadio<'a> {
     pub fn new(params: &'a LinkParams, link: BearerLink, sender: Sender<'a>, seed: u64) -> Self {
+        let config = Config {
+            sca_ppm: link.sca_rx_ppm.round() as u32,
+            periodic: true,
+            // The model's rule: the sync is lost when nothing was heard for the timeout.
+            max_missed_anchors: u16::MAX,
+            sync_timeout_us: link.sync_timeout_us as u32,
+        };
         ChainRadio {
             params,
             link,
@@ -342,8 +402,10 @@ impl<'a> ChainRadio<'a> {
             ring_used: 0,
             gap: (0.0, 0.0),
             train: None,
-            rx_anchor: None,
-            sync_at: None,
+            sync_set_us: None,
+            follower: Follower::new(config, vec![0u8; EXT_ADV_DATA_MAX].into_boxed_slice()),
+            following: None,
+            pending: VecDeque::new(),
             status: None,
             stats: ChainStats::default(),
         }
@@ -355,19 +417,32 @@ impl<'a> ChainRadio<'a> {
         self.next_event_us = Some(now_us as f64);
     }
 
+    fn next_any(&self) -> Option<f64> {
+        match (self.next_event_us, self.sync_set_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn next_event_at(&self) -> Option<u64> {
-        self.next_event_us.map(|t| t.ceil() as u64)
+        self.next_any().map(|t| t.ceil() as u64)
     }
 
     pub fn catch_up(&mut self, now_us: u64) {
-        while let Some(t) = self.next_event_us {
+        while let Some(t) = self.next_any() {
             if t > now_us as f64 {
                 break;
             }
+            self.air_until(t);
             self.status_until(t);
-            let next = self.event(t);
-            self.next_event_us = Some(next);
+            if self.sync_set_us == Some(t) {
+                self.sync_set_event(t);
+            } else {
+                let next = self.event(t);
+                self.next_event_us = Some(next);
+            }
         }
+        self.air_until(now_us as f64);
         self.status_until(now_us as f64);
     }
 
@@ -428,9 +503,26 @@ impl<'a> ChainRadio<'a> {
     /// One event of the sender at `t` (µs); returns the time of its next event.
     fn event(&mut self, t: f64) -> f64 {
         let bearer = self.sender.bearer().filter(|b| b.chained());
+        if bearer != self.following {
+            // The board starts (or stops) following the picked bearer.
+            match bearer {
+                Some(_) => self.follower.follow(Filter {
+                    adv_a: Some(MODEL_ADV_A),
+                    sid: None,
+                }),
+                None => self.follower.stop(),
+            }
+            self.following = bearer;
+        }
         match bearer {
-            None => self.legacy_event(t),
-            Some(b @ Bearer::Extended(_)) => self.extended_event(t, b),
+            None => {
+                self.sync_set_us = None;
+                self.legacy_event(t)
+            }
+            Some(b @ Bearer::Extended(_)) => {
+                self.sync_set_us = None;
+                self.extended_event(t, b)
+            }
             Some(b) => self.periodic_event(t, b),
         }
     }
@@ -452,48 +544,230 @@ impl<'a> ChainRadio<'a> {
         t + self.params.adv_interval_ms * 1000.0 + self.delay_us()
     }
 
-    /// The chain of PDUs of one event starting at `start` (µs): which of it the board hears.
-    /// Returns the AdvData received and the chain's end.
-    fn chain(&mut self, b: Bearer, adv: &[u8], start: f64, heard: bool) -> (usize, f64) {
+    /// The board's timer (1 MHz, 32 bits, wrapping) at true time `t`, by its own clock.
+    fn rx_us(&self, t: f64) -> u32 {
+        (t * (1.0 + self.link.drift_rx_ppm * 1e-6)).round() as i64 as u32
+    }
+
+    /// A secondary channel for chain PDU `i` of the sender's `e`-th chained event.
+    fn aux_channel(e: u64, i: usize) -> u8 {
+        ((e * 11 + i as u64 * 7 + 3) % 37) as u8
+    }
+
+    /// The chain PDUs of an event carrying `adv` from true time `start`: the first from
+    /// `first` (given its AuxPtr), the rest AUX_CHAIN_IND with `adi`, each T_MAFS after the
+    /// last, cut as `bearer.rs` cuts the AdvData; on the advertising access address, the
+    /// first on the `aux_channel` of its index (a periodic train sets both its own).
+    fn chain_pdus(
+        &self,
+        b: Bearer,
+        adv: &[u8],
+        start: f64,
+        first: &dyn Fn(Option<AuxPtr>) -> pdu::Builder<'static>,
+        adi: Option<Adi>,
+    ) -> Vec<AirPdu> {
         let n = b.pdus_for(adv.len());
-        let (mut at, mut got) = (start, if heard { adv.len() } else { 0 });
+        let e = self.stats.chained_events;
+        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
+        let mut at = start;
+        let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let r = b.fragment(adv.len(), i).unwrap_or(0..0);
-            let air = b.phy().air_us(b.payload_of(i, i + 1 == n, r.len())) as f64;
-            self.stats.chain_pdus += 1;
-            self.stats.air_us += air;
-            if got == adv.len() && (self.deaf(at, at + air) || self.lost()) {
-                got = r.start;
-                self.stats.chain_pdus_lost += (n - i) as u64;
-                if heard && i > 0 {
-                    self.stats.chains_cut += 1;
+            let last = i + 1 == n;
+            let payload = b.payload_of(i, last, r.len());
+            let air = b.phy().air_us(payload) as f64;
+            let next = at + air + bearer::T_MAFS_US as f64;
+            let ptr =
+                (!last).then(|| aux_ptr(Self::aux_channel(e, i + 1), b.phy(), next - at, ca_50ppm));
+            let head = if i == 0 {
+                first(ptr)
+            } else {
+                pdu::Builder {
+                    adi,
+                    aux_ptr: ptr,
+                    ..pdu::Builder::default()
                 }
-            }
-            at += air + bearer::T_MAFS_US as f64;
+            };
+            let bytes = write_pdu(pdu::Builder {
+                adv_data: &adv[r],
+                ..head
+            });
+            debug_assert_eq!(bytes.len() - 2, payload, "bearer.rs and the PDU agree");
+            out.push(AirPdu {
+                start: at,
+                channel: Self::aux_channel(e, i),
+                phy: b.phy(),
+                aa: ble_ext::ADV_ACCESS_ADDRESS,
+                bytes,
+                chain: true,
+                anchor: false,
+            });
+            at = next;
         }
-        (got, at - bearer::T_MAFS_US as f64)
+        out
+    }
+
+    /// The three ADV_EXT_INDs at `t` (150 µs apart) pointing to an AUX_ADV_IND at `aux_at` on
+    /// `channel`, and the AUX_ADV_IND's start: the ADV_EXT_INDs' AuxPtrs in 30 µs units, at
+    /// least T_MAFS after the last one.
+    fn adv_ext_inds(&self, t: f64, did: u16, channel: u8, phy: Phy) -> (Vec<AirPdu>, f64) {
+        let ind = Bearer::adv_ext_ind_us() as f64;
+        let last_end = t + 2.0 * (ind + 150.0) + ind;
+        let unit = bearer::AUX_OFFSET_UNIT_US as f64;
+        let aux_at = t + ((last_end + bearer::T_MAFS_US as f64 - t) / unit).ceil() * unit;
+        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
+        let pdus = (0..3)
+            .map(|k| {
+                let start = t + k as f64 * (ind + 150.0);
+                AirPdu {
+                    start,
+                    channel: 37 + k as u8,
+                    phy: Phy::Le1M,
+                    aa: ble_ext::ADV_ACCESS_ADDRESS,
+                    bytes: write_pdu(pdu::Builder {
+                        adi: Some(Adi {
+                            did,
+                            sid: MODEL_SID,
+                        }),
+                        aux_ptr: Some(aux_ptr(channel, phy, aux_at - start, ca_50ppm)),
+                        ..pdu::Builder::default()
+                    }),
+                    chain: false,
+                    anchor: false,
+                }
+            })
+            .collect();
+        (pdus, aux_at)
+    }
+
+    /// The sender's PDUs go on the air: the board meets them in time order, once every PDU
+    /// before them has been met ([`Self::air_until`]).
+    fn air(&mut self, pdus: Vec<AirPdu>) {
+        self.pending.extend(pdus);
+        self.pending
+            .make_contiguous()
+            .sort_by(|a, b| a.start.total_cmp(&b.start));
+    }
+
+    /// The board meets the PDUs that start by `t`, in time order. A status takes the board's
+    /// ears from the next sender event on (as this model always has): applied PDU by PDU, its
+    /// 3 ms also fall inside chains, which costs periodic 2M a fifth of its goodput
+    /// (docs/ble5.md, "Receiver: the follower").
+    fn air_until(&mut self, t: f64) {
+        while self.pending.front().is_some_and(|p| p.start <= t) {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.hear(&p);
+        }
+    }
+
+    /// The board's follower meets one PDU.
+    fn hear(&mut self, p: &AirPdu) {
+        let cut_before = self.follower.counters().events_cut;
+        self.stats.chain_pdus += u64::from(p.chain);
+        let rx = self.rx_us(p.start);
+        let end = p.start + p.phy.air_us(usize::from(p.bytes[1])) as f64;
+        let lost = self.deaf(p.start, end) || self.lost();
+        // A window that closed before this PDU began has missed (at most a few in a row: each
+        // miss moves the follower to a later window or to scanning).
+        for _ in 0..8 {
+            match self.follower.op() {
+                Op::Listen {
+                    start_us,
+                    window_us,
+                    ..
+                } if ble_ext::is_after(rx, start_us.wrapping_add(window_us)) => {
+                    let r = self.follower.missed().map(|r| r.adv_data.to_vec());
+                    self.report(r);
+                }
+                _ => break,
+            }
+        }
+        let hit = match self.follower.op() {
+            Op::Idle => false,
+            Op::ScanPrimary { channel } => p.channel == channel,
+            Op::Listen {
+                start_us,
+                window_us,
+                channel,
+                phy,
+                access_address,
+                ..
+            } => {
+                if access_address == TRAIN_AA && p.anchor {
+                    // An anchor: how far from the window's middle, against its half width
+                    // (when the window is for this anchor, not a later one).
+                    let half = window_us as f64 / 2.0;
+                    let mid = start_us.wrapping_add(window_us / 2);
+                    let error = (rx.wrapping_sub(mid) as i32).unsigned_abs() as f64;
+                    if error < bearer::PERIODIC_INTERVAL_MIN_US as f64 / 2.0 {
+                        self.stats.max_widening_us = self.stats.max_widening_us.max(half);
+                        self.stats.max_anchor_error_us = self.stats.max_anchor_error_us.max(error);
+                    }
+                }
+                p.channel == channel
+                    && p.phy == phy
+                    && p.aa == access_address
+                    && rx.wrapping_sub(start_us) <= window_us
+            }
+        };
+        let heard = hit && !lost;
+        if p.chain && !heard {
+            self.stats.chain_pdus_lost += 1;
+        }
+        if hit {
+            let r = if lost {
+                self.follower.missed().map(|r| r.adv_data.to_vec())
+            } else {
+                let address = rx.wrapping_add(ble_ext::address_air_us(p.phy));
+                self.follower
+                    .received(address, p.channel, p.phy, &p.bytes)
+                    .map(|r| r.adv_data.to_vec())
+            };
+            self.report(r);
+        }
+        let c = self.follower.counters();
+        self.stats.chains_cut += u64::from(c.events_cut - cut_before);
+        self.stats.syncs = u64::from(c.syncs);
+        self.stats.sync_losses = u64::from(c.sync_losses);
+    }
+
+    fn report(&mut self, adv_data: Option<Vec<u8>>) {
+        if let Some(v) = adv_data.filter(|v| !v.is_empty()) {
+            self.enqueue(ChainReport::Chain(v));
+        }
     }
 
     fn extended_event(&mut self, t: f64, b: Bearer) -> f64 {
-        self.stats.chained_events += 1;
         let mut adv = [0u8; EXT_ADV_DATA_MAX];
         let len = self.sender.next_event(&mut adv);
-        // ADV_EXT_IND on 37, 38, 39 (150 µs apart); the board hears the one on its channel.
-        let ind = Bearer::adv_ext_ind_us() as f64;
-        let ch = self.rng.gen_range(0..3) as f64;
-        let heard_at = t + ch * (ind + 150.0);
-        let heard = !self.deaf(heard_at, heard_at + ind) && !self.lost();
-        self.stats.air_us += 3.0 * ind;
-        // The AuxPtr offset, from the start of each ADV_EXT_IND, in 30 µs units: at least
-        // T_MAFS after the end of the last one.
-        let last_end = t + 2.0 * (ind + 150.0) + ind;
-        let unit = bearer::AUX_OFFSET_UNIT_US as f64;
-        let aux =
-            heard_at + ((last_end + bearer::T_MAFS_US as f64 - heard_at) / unit).ceil() * unit;
-        let (got, end) = self.chain(b, &adv[..len], aux, heard);
-        if got > 0 {
-            self.enqueue(ChainReport::Chain(adv[..got].to_vec()));
-        }
+        // The AUX_ADV_IND's channel: `chain_pdus` puts it on `aux_channel(e, 0)` too.
+        let e = self.stats.chained_events;
+        let (mut pdus, aux_at) =
+            self.adv_ext_inds(t, e as u16 & 0x0FFF, Self::aux_channel(e, 0), b.phy());
+        self.stats.air_us += 3.0 * Bearer::adv_ext_ind_us() as f64;
+        let adi = Some(Adi {
+            did: e as u16 & 0x0FFF,
+            sid: MODEL_SID,
+        });
+        let first = move |p: Option<AuxPtr>| pdu::Builder {
+            adv_a: Some(MODEL_ADV_A),
+            adi,
+            aux_ptr: p,
+            ..pdu::Builder::default()
+        };
+        let chain = self.chain_pdus(b, &adv[..len], aux_at, &first, adi);
+        let end = chain.last().map_or(aux_at, |p| {
+            p.start + p.phy.air_us(usize::from(p.bytes[1])) as f64
+        });
+        self.stats.air_us += chain
+            .iter()
+            .map(|p| p.phy.air_us(usize::from(p.bytes[1])) as f64)
+            .sum::<f64>();
+        pdus.extend(chain);
+        self.stats.chained_events += 1;
+        self.air(pdus);
         let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
         t + interval.max(end - t) + self.delay_us()
     }
@@ -503,62 +777,94 @@ impl<'a> ChainRadio<'a> {
         // The sender's clock runs drift_tx fast: its interval in true time.
         let true_interval = interval / (1.0 + self.link.drift_tx_ppm * 1e-6);
         let (first, k) = *self.train.get_or_insert((t, 0));
+        if self.sync_set_us.is_none() {
+            // The extended set advertises beside the train from its start.
+            self.sync_set_us = Some(t + 1_000.0);
+        }
         let anchor = first + k as f64 * true_interval;
         self.train = Some((first, k + 1));
         self.stats.chained_events += 1;
         let mut adv = [0u8; EXT_ADV_DATA_MAX];
         let len = self.sender.next_event(&mut adv);
-        // Sync: the board finds the extended set's SyncInfo (an extended event, every advInterval
-        // + advDelay, both its ADV_EXT_IND and AUX_ADV_IND heard) and then the train's anchor.
-        if self.rx_anchor.is_none() {
-            let sync_at = match self.sync_at {
-                Some(s) => s,
-                None => {
-                    let mut s = anchor;
-                    loop {
-                        s += self.params.adv_interval_ms * 1000.0 + self.delay_us();
-                        if !self.lost() && !self.lost() {
-                            break s;
-                        }
-                    }
-                }
-            };
-            self.sync_at = Some(sync_at);
-            if anchor < sync_at {
-                self.chain(b, &adv[..len], anchor, false);
-                return anchor + true_interval;
-            }
-            self.sync_at = None;
-            self.stats.syncs += 1;
-            self.rx_anchor = Some((anchor, k));
+        let id = csa2::channel_identifier(TRAIN_AA);
+        let channel = csa2::channel(k as u16, id, ALL_CHANNELS).expect("every channel is used");
+        let first_pdu = |p: Option<AuxPtr>| pdu::Builder {
+            aux_ptr: p,
+            ..pdu::Builder::default()
+        };
+        let mut pdus = self.chain_pdus(b, &adv[..len], anchor, &first_pdu, None);
+        for p in &mut pdus {
+            p.aa = TRAIN_AA;
         }
-        let (last, last_k) = self.rx_anchor.unwrap_or((anchor, k));
-        // The receiver expects the anchor by its own clock; it widens its window by both
-        // sides' declared accuracy over the time since the last anchor it heard, plus 32 µs:
-        // the formula the device's follower uses (`ble_ext::window_widening_us`).
-        let since = (k - last_k) as f64 * interval;
-        let expected = last + since / (1.0 + self.link.drift_rx_ppm * 1e-6);
-        let widening = ble_ext::window_widening_us(
-            self.link.sca_tx_ppm.round() as u32,
-            self.link.sca_rx_ppm.round() as u32,
-            since.min(u32::MAX as f64) as u32,
-        ) as f64;
-        let error = (anchor - expected).abs();
-        self.stats.max_widening_us = self.stats.max_widening_us.max(widening);
-        self.stats.max_anchor_error_us = self.stats.max_anchor_error_us.max(error);
-        let in_window = error <= widening;
-        let (got, _) = self.chain(b, &adv[..len], anchor, in_window);
-        if got > 0 {
-            self.enqueue(ChainReport::Chain(adv[..got].to_vec()));
+        if let Some(p) = pdus.first_mut() {
+            p.channel = channel;
+            p.anchor = true;
         }
-        // The first PDU heard re-anchors the receiver.
-        let first_heard = got > 0 || (in_window && len == 0);
-        if first_heard {
-            self.rx_anchor = Some((anchor, k));
-        } else if anchor - last > self.link.sync_timeout_us {
-            self.stats.sync_losses += 1;
-            self.rx_anchor = None;
-        }
+        self.stats.air_us += pdus
+            .iter()
+            .map(|p| p.phy.air_us(usize::from(p.bytes[1])) as f64)
+            .sum::<f64>();
+        self.air(pdus);
         anchor + true_interval
+    }
+
+    /// The periodic train's extended set at `t`: ADV_EXT_INDs and an AUX_ADV_IND whose SyncInfo
+    /// points to the next anchor.
+    fn sync_set_event(&mut self, t: f64) {
+        let (Some(Bearer::Periodic(phy)), Some((first, _))) = (self.following, self.train) else {
+            self.sync_set_us = None;
+            return;
+        };
+        let next = t + self.params.adv_interval_ms * 1000.0 + self.delay_us();
+        self.sync_set_us = Some(next);
+        let b = Bearer::Periodic(phy);
+        let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
+        let true_interval = interval / (1.0 + self.link.drift_tx_ppm * 1e-6);
+        let e = self.stats.chained_events;
+        let (mut pdus, aux_at) = self.adv_ext_inds(t, 0, Self::aux_channel(e, 0), phy);
+        // The first anchor after the AUX_ADV_IND has ended.
+        let aux_air = phy.air_us(1 + 1 + 6 + 2 + pdu::SYNC_INFO_LEN) as f64;
+        let k = ((aux_at + aux_air + bearer::T_MAFS_US as f64 - first) / true_interval)
+            .ceil()
+            .max(0.0);
+        // The offset by the sender's clock, in 30 µs units below 245.7 ms.
+        let offset = (first + k * true_interval - aux_at) * (1.0 + self.link.drift_tx_ppm * 1e-6);
+        let units_300us = offset >= 245_700.0;
+        let unit = if units_300us { 300.0 } else { 30.0 };
+        let sca = pdu::SCA_PPM
+            .iter()
+            .rposition(|&ppm| ppm as f64 >= self.link.sca_tx_ppm)
+            .unwrap_or(0) as u8;
+        let sync_info = SyncInfo {
+            offset: (offset / unit).floor() as u16,
+            units_300us,
+            offset_adjust: false,
+            interval: (interval / bearer::PERIODIC_INTERVAL_UNIT_US as f64).round() as u16,
+            channel_map: ALL_CHANNELS,
+            sca,
+            access_address: TRAIN_AA,
+            crc_init: TRAIN_CRC_INIT,
+            event_counter: k as u16,
+        };
+        let aux = AirPdu {
+            start: aux_at,
+            channel: Self::aux_channel(e, 0),
+            phy,
+            aa: ble_ext::ADV_ACCESS_ADDRESS,
+            bytes: write_pdu(pdu::Builder {
+                adv_a: Some(MODEL_ADV_A),
+                adi: Some(Adi {
+                    did: 0,
+                    sid: MODEL_SID,
+                }),
+                sync_info: Some(sync_info),
+                ..pdu::Builder::default()
+            }),
+            chain: false,
+            anchor: false,
+        };
+        self.stats.air_us += 3.0 * Bearer::adv_ext_ind_us() as f64 + aux_air;
+        pdus.push(aux);
+        self.air(pdus);
     }
 }
