@@ -51,8 +51,11 @@
 //!   bytes of the buffer; `dropped` reports were lost to a full ring since the previous batch.
 
 use core::cell::Cell;
+use core::marker::PhantomData;
 
-use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
+use kernel::grant::{
+    AllowRoCount, AllowRoSize, AllowRwCount, AllowRwSize, Grant, UpcallCount, UpcallSize,
+};
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
 use kernel::hil::time::{Alarm, AlarmClient, ConvertTicks};
 use kernel::processbuffer::{ReadableProcessBuffer, WriteableProcessBuffer};
@@ -112,21 +115,50 @@ const ADV_NONCONN_IND_RANDOM: u8 = 0x02 | 0x40;
 /// Bytes the transmit buffer needs: header, AdvA, AdvData.
 pub const TX_BUF_LEN: usize = 2 + 6 + MAX_ADV_DATA;
 
-/// A ring of encoded reports (`[len, channel, pdu..]`), oldest first.
-pub struct ReportRing {
+/// How a [`ReportRing`] finds the length of a stored report from its first bytes.
+pub trait ReportFormat {
+    /// The length of the report whose first byte is `storage[at]`; the ring wraps at
+    /// `storage.len()`, so a report's bytes after the first are at `(at + i) % storage.len()`.
+    fn report_len(storage: &[u8], at: usize) -> usize;
+}
+
+/// This driver's reports: `[len, channel, pdu[len]]`.
+pub struct Legacy;
+
+impl ReportFormat for Legacy {
+    fn report_len(storage: &[u8], at: usize) -> usize {
+        REPORT_HEADER + storage[at] as usize
+    }
+}
+
+/// A ring of encoded reports, oldest first, each as the consumer reads it (`F` says how long
+/// one is). Shared with [`crate::ext_scan`], whose reports are longer.
+pub struct ReportRing<F: ReportFormat = Legacy> {
     storage: &'static mut [u8],
     head: usize,
     used: usize,
     reports: usize,
+    format: PhantomData<F>,
 }
 
-impl ReportRing {
-    pub fn new(storage: &'static mut [u8]) -> ReportRing {
+impl ReportRing<Legacy> {
+    /// Append one report; `false` (and nothing stored) if it does not fit or is malformed.
+    pub fn push(&mut self, channel: u8, pdu: &[u8]) -> bool {
+        if pdu.is_empty() || pdu.len() > MAX_PDU {
+            return false;
+        }
+        self.push_parts([pdu.len() as u8, channel], pdu)
+    }
+}
+
+impl<F: ReportFormat> ReportRing<F> {
+    pub fn new(storage: &'static mut [u8]) -> ReportRing<F> {
         ReportRing {
             storage,
             head: 0,
             used: 0,
             reports: 0,
+            format: PhantomData,
         }
     }
 
@@ -140,15 +172,17 @@ impl ReportRing {
         self.reports = 0;
     }
 
-    /// Append one report; `false` (and nothing stored) if it does not fit or is malformed.
-    pub fn push(&mut self, channel: u8, pdu: &[u8]) -> bool {
-        let need = REPORT_HEADER + pdu.len();
-        if pdu.is_empty() || pdu.len() > MAX_PDU || self.storage.len() - self.used < need {
+    /// Append one report, `header` then `body`, which must encode its length as `F` reads it;
+    /// `false` (and nothing stored) if it does not fit.
+    pub fn push_parts<const H: usize>(&mut self, header: [u8; H], body: &[u8]) -> bool {
+        const { assert!(H > 0, "a report's header holds its length") };
+        let need = H + body.len();
+        if self.storage.len() - self.used < need {
             return false;
         }
         let cap = self.storage.len();
         let mut at = (self.head + self.used) % cap;
-        for &b in [pdu.len() as u8, channel].iter().chain(pdu) {
+        for &b in header.iter().chain(body) {
             self.storage[at] = b;
             at = (at + 1) % cap;
         }
@@ -176,7 +210,7 @@ impl ReportRing {
         let (mut reports, mut bytes) = (0, 0);
         let mut at = self.head;
         while reports < self.reports {
-            let len = REPORT_HEADER + self.storage[at] as usize;
+            let len = F::report_len(self.storage, at);
             if bytes + len > limit {
                 break;
             }
@@ -194,7 +228,7 @@ impl ReportRing {
     pub fn discard(&mut self, reports: usize) {
         let cap = self.storage.len();
         for _ in 0..reports.min(self.reports) {
-            let len = REPORT_HEADER + self.storage[self.head] as usize;
+            let len = F::report_len(self.storage, self.head);
             self.head = (self.head + len) % cap;
             self.used -= len;
             self.reports -= 1;
@@ -247,10 +281,10 @@ pub enum Delivery {
 }
 
 /// Where batches go: the syscall driver copies them into the owner's buffer.
-pub trait BatchSink {
+pub trait BatchSink<F: ReportFormat = Legacy> {
     /// Hand whole reports from `ring` (oldest first) to the consumer with `dropped`, taking from
     /// the ring only what the consumer was told about.
-    fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery;
+    fn deliver(&self, ring: &mut ReportRing<F>, dropped: usize) -> Delivery;
 
     /// Whether the consumer still exists (asked while it holds a batch).
     fn present(&self) -> bool;
@@ -567,58 +601,85 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> 
     for BulkScan<'a, B, A>
 {
     fn deliver(&self, ring: &mut ReportRing, dropped: usize) -> Delivery {
-        let Some(owner) = self.owner.get() else {
-            return Delivery::NotNow;
-        };
-        let delivered = self.apps.enter(owner, |_, kernel_data| {
-            let Ok(buffer) = kernel_data.get_readwrite_processbuffer(rw_allow::BATCH) else {
-                return Delivery::NotNow;
-            };
-            let (reports, bytes) = buffer
-                .mut_enter(|dst| {
-                    ring.copy_up_to(dst.len(), &mut |i, b| {
-                        if let Some(cell) = dst.get(i) {
-                            cell.set(b);
-                        }
-                    })
-                })
-                .unwrap_or((0, 0));
-            if reports == 0 {
-                return Delivery::NotNow;
-            }
-            // The reports leave the ring only once the process has been told: if the upcall
-            // cannot be queued (its task queue is full) they stay for the next attempt, and the
-            // batch is not marked out (else no batch would ever be delivered again).
-            match kernel_data.schedule_upcall(upcall::BATCH, (reports, bytes, dropped)) {
-                Ok(()) => {
-                    ring.discard(reports);
-                    Delivery::Delivered
-                }
-                Err(_) => Delivery::NotNow,
-            }
-        });
-        match delivered {
-            Ok(delivery) => delivery,
-            Err(e) if gone(e) => {
-                self.owner.clear();
-                Delivery::ConsumerGone
-            }
-            Err(_) => Delivery::NotNow,
-        }
+        deliver_batch(
+            &self.apps,
+            &self.owner,
+            ring,
+            dropped,
+            (rw_allow::BATCH, upcall::BATCH),
+        )
     }
 
     fn present(&self) -> bool {
-        match self.owner.get() {
-            Some(owner) => match self.apps.enter(owner, |_, _| ()) {
-                Ok(()) => true,
-                Err(e) if gone(e) => {
-                    self.owner.clear();
-                    false
-                }
-                Err(_) => true,
-            },
-            None => false,
+        owner_present(&self.apps, &self.owner)
+    }
+}
+
+/// Copy whole reports from `ring` (oldest first) into the `owner`'s read-write allow
+/// `to.0` and announce them with upcall `to.1` as `(reports, bytes, dropped)`. The reports
+/// leave the ring only once the process has been told: if the upcall cannot be queued (its task
+/// queue is full) they stay for the next attempt. A process gone for good clears `owner`.
+/// [`BulkScan`]'s and [`crate::ext_scan`]'s delivery.
+pub fn deliver_batch<F: ReportFormat, T: Default, U: UpcallSize, R: AllowRoSize, W: AllowRwSize>(
+    apps: &Grant<T, U, R, W>,
+    owner: &OptionalCell<ProcessId>,
+    ring: &mut ReportRing<F>,
+    dropped: usize,
+    to: (usize, usize),
+) -> Delivery {
+    let Some(process) = owner.get() else {
+        return Delivery::NotNow;
+    };
+    let delivered = apps.enter(process, |_, kernel_data| {
+        let Ok(buffer) = kernel_data.get_readwrite_processbuffer(to.0) else {
+            return Delivery::NotNow;
+        };
+        let (reports, bytes) = buffer
+            .mut_enter(|dst| {
+                ring.copy_up_to(dst.len(), &mut |i, b| {
+                    if let Some(cell) = dst.get(i) {
+                        cell.set(b);
+                    }
+                })
+            })
+            .unwrap_or((0, 0));
+        if reports == 0 {
+            return Delivery::NotNow;
         }
+        // Else no batch would ever be delivered again: the batch is not marked out.
+        match kernel_data.schedule_upcall(to.1, (reports, bytes, dropped)) {
+            Ok(()) => {
+                ring.discard(reports);
+                Delivery::Delivered
+            }
+            Err(_) => Delivery::NotNow,
+        }
+    });
+    match delivered {
+        Ok(delivery) => delivery,
+        Err(e) if gone(e) => {
+            owner.clear();
+            Delivery::ConsumerGone
+        }
+        Err(_) => Delivery::NotNow,
+    }
+}
+
+/// Whether the `owner` still exists; one gone for good clears it.
+pub fn owner_present<T: Default, U: UpcallSize, R: AllowRoSize, W: AllowRwSize>(
+    apps: &Grant<T, U, R, W>,
+    owner: &OptionalCell<ProcessId>,
+) -> bool {
+    match owner.get() {
+        Some(process) => match apps.enter(process, |_, _| ()) {
+            Ok(()) => true,
+            Err(e) if gone(e) => {
+                owner.clear();
+                false
+            }
+            Err(_) => true,
+        },
+        None => false,
     }
 }
 

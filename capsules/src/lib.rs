@@ -16,6 +16,8 @@
 //! - [`aux_radio`]: the nRF52840 RADIO receiving one PDU of up to 255 bytes on any BLE channel
 //!   at 1M or 2M, switched on at an exact time by TIMER0 and PPI (following extended and
 //!   periodic advertising).
+//! - [`ext_scan`]: follows one advertiser's extended and periodic advertising (`ble_ext`'s
+//!   follower on [`aux_radio`]), each event's AdvData delivered in batches to one process.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod adv_radio;
 pub mod app_update;
 pub mod aux_radio;
 pub mod bulk_scan;
+pub mod ext_scan;
 pub mod identity;
 pub mod journaled_flash;
 pub mod kept_upcall;

@@ -234,3 +234,145 @@ pub mod scan {
     /// Longest AdvData of a legacy advertisement (what `ADVERTISE` accepts).
     pub const MAX_ADV_DATA: usize = 31;
 }
+
+/// The extended and periodic advertising follower driver (`capsules/src/ext_scan.rs`): follows
+/// one advertiser's extended advertising chains and periodic train and delivers each event's
+/// AdvData to the DFU app in batches, as the bulk-scan driver delivers legacy advertisements.
+pub mod ext_scan {
+    /// Driver number (next to the app-update driver).
+    pub const DRIVER_NUM: u32 = 0xA0003;
+
+    pub mod command {
+        pub const EXISTS: u32 = 0;
+        /// Follow the advertiser the two arguments name ([`super::filter_args`]); restarts
+        /// from the primary channels if already following.
+        pub const FOLLOW: u32 = 1;
+        pub const STOP: u32 = 2;
+        pub const RELEASE: u32 = 3;
+    }
+
+    pub mod upcall {
+        /// A batch: `(reports, bytes, dropped)`.
+        pub const BATCH: u32 = 0;
+        /// Following stopped by the kernel: `(error, 0, 0)`, an `error` code.
+        pub const STOPPED: u32 = 1;
+        pub const COUNT: u8 = 2;
+    }
+
+    pub mod rw_allow {
+        /// The batch buffer.
+        pub const BATCH: u32 = 0;
+        pub const COUNT: u8 = 1;
+    }
+
+    /// Most AdvData of one event (the chain limit, Core Specification Vol 4 Part E §7.8.57;
+    /// `adv_transfer::bearer::CHAIN_ADV_DATA_MAX`, which the capsule checks equal).
+    pub const MAX_ADV_DATA: usize = 1650;
+
+    /// Bytes a report takes before its AdvData:
+    ///
+    /// | offset | field |
+    /// |---|---|
+    /// | 0–1 | AdvData length, little-endian (≤ [`MAX_ADV_DATA`]) |
+    /// | 2 | how the event ended ([`cut`]) |
+    /// | 3 | which fields below hold values ([`has`]) |
+    /// | 4–9 | AdvA, as on air |
+    /// | 10–11 | the ADI as on air (extended events) or the periodic event counter, little-endian (periodic events) |
+    pub const REPORT_HEADER: usize = 12;
+    /// The longest report.
+    pub const MAX_REPORT: usize = REPORT_HEADER + MAX_ADV_DATA;
+
+    /// Byte 2 of a report: how the event's chain ended.
+    pub mod cut {
+        /// The whole chain was received.
+        pub const WHOLE: u8 = 0;
+        /// A chain PDU was not heard: the AdvData is what came before it.
+        pub const LOST: u8 = 1;
+        /// The sender did not send the rest, or put it where the receiver cannot follow.
+        pub const NOT_FOLLOWED: u8 = 2;
+        /// The chain carried more than [`super::MAX_ADV_DATA`].
+        pub const OVERFLOW: u8 = 3;
+    }
+
+    /// Byte 3 of a report: bits saying which fields hold values.
+    pub mod has {
+        pub const ADV_A: u8 = 1 << 0;
+        pub const ADI: u8 = 1 << 1;
+        pub const PERIODIC_COUNTER: u8 = 1 << 2;
+    }
+
+    /// `FOLLOW`'s second argument: bits 0–15 AdvA octets 4–5, bits 16–19 the SID, and these
+    /// flags saying which of the two to match (an absent one matches any).
+    pub mod filter {
+        pub const ADV_A: u32 = 1 << 24;
+        pub const SID: u32 = 1 << 25;
+        /// Every bit the second argument may have set.
+        pub const ARG2_BITS: u32 = 0xFFFF | (0xF << 16) | ADV_A | SID;
+    }
+
+    /// `FOLLOW`'s arguments for an advertiser (AdvA as on air) and set id (0–15).
+    pub const fn filter_args(adv_a: Option<[u8; 6]>, sid: Option<u8>) -> (u32, u32) {
+        let (a, mut arg2) = match adv_a {
+            Some(a) => (
+                u32::from_le_bytes([a[0], a[1], a[2], a[3]]),
+                a[4] as u32 | (a[5] as u32) << 8 | filter::ADV_A,
+            ),
+            None => (0, 0),
+        };
+        if let Some(sid) = sid {
+            arg2 |= ((sid & 0xF) as u32) << 16 | filter::SID;
+        }
+        (a, arg2)
+    }
+
+    /// The advertiser and set id `FOLLOW`'s arguments name; `None` if the second sets bits
+    /// outside [`filter::ARG2_BITS`], or values without their flag.
+    pub const fn filter_from_args(arg1: u32, arg2: u32) -> Option<(Option<[u8; 6]>, Option<u8>)> {
+        if arg2 & !filter::ARG2_BITS != 0 {
+            return None;
+        }
+        let adv_a = if arg2 & filter::ADV_A != 0 {
+            let l = arg1.to_le_bytes();
+            Some([l[0], l[1], l[2], l[3], arg2 as u8, (arg2 >> 8) as u8])
+        } else if arg1 != 0 || arg2 & 0xFFFF != 0 {
+            return None;
+        } else {
+            None
+        };
+        let sid = if arg2 & filter::SID != 0 {
+            Some((arg2 >> 16) as u8 & 0xF)
+        } else if arg2 & (0xF << 16) != 0 {
+            return None;
+        } else {
+            None
+        };
+        Some((adv_a, sid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ext_scan::{filter, filter_args, filter_from_args};
+
+    #[test]
+    fn follow_arguments_round_trip_and_refuse_stray_bits() {
+        let a = [0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xC6];
+        for adv_a in [None, Some(a)] {
+            for sid in [None, Some(0), Some(9), Some(15)] {
+                let (a1, a2) = filter_args(adv_a, sid);
+                assert_eq!(filter_from_args(a1, a2), Some((adv_a, sid)));
+            }
+        }
+        assert_eq!(
+            filter_args(Some(a), None),
+            (0xA4A3_A2A1, 0xC6A5 | filter::ADV_A)
+        );
+        assert_eq!(filter_args(None, Some(9)), (0, (9 << 16) | filter::SID));
+        // A value without its flag, or a bit outside the format.
+        assert_eq!(filter_from_args(1, 0), None);
+        assert_eq!(filter_from_args(0, 0x0001), None);
+        assert_eq!(filter_from_args(0, 3 << 16), None);
+        assert_eq!(filter_from_args(0, 1 << 26), None);
+        assert_eq!(filter_from_args(0, 0), Some((None, None)));
+    }
+}
