@@ -954,3 +954,58 @@ fn following_stops_when_the_process_is_gone() {
     assert!(!rig.follow.is_following());
     assert!(rig.hw.armed().is_none());
 }
+
+#[test]
+fn a_foreign_packet_in_a_window_makes_the_rest_of_it_a_refused_listen_and_a_miss() {
+    let rig = Rig::new(8192);
+    let app = rig.dfu();
+    assert_eq!(rig.follow(&app, Some(ADV_A), None), Ok(()));
+    let first = four_parts(1);
+    let second = four_parts(2);
+    let mut air = Air::default();
+    let aux = ext_event(
+        &mut air,
+        5_000,
+        ADV_A,
+        adi(),
+        Phy::Le2M,
+        &[4, 17, 30, 9],
+        &refs(&first),
+        None,
+    );
+    ext_event(
+        &mut air,
+        35_000,
+        ADV_A,
+        adi(),
+        Phy::Le2M,
+        &[5, 18, 31, 10],
+        &refs(&second),
+        None,
+    );
+    // Another set's AUX_ADV_IND on the same channel, in our window before ours and ending
+    // before the window closes (the window is 96 µs wide, the packet 84 µs long).
+    let ours = air.pkts[aux[0]].start;
+    let mut foreign = Air::default();
+    foreign.put(
+        ours - 60,
+        4,
+        Phy::Le2M,
+        ADV_ACCESS_ADDRESS,
+        Builder {
+            adv_a: Some([9; 6]),
+            adi: Some(Adi { did: 1, sid: 9 }),
+            ..Builder::default()
+        },
+    );
+    air.pkts.insert(0, foreign.pkts.remove(0));
+    air.run(rig.hw, 90_000);
+    assert_eq!(
+        rig.follow.counters().refused,
+        1,
+        "the rest of the window could not be met"
+    );
+    let reports: Vec<Rep> = app.batches().into_iter().flat_map(|(r, _)| r).collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].data, second.concat());
+}
