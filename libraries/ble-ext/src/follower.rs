@@ -192,6 +192,19 @@ struct Sync {
     /// Uncertainty beyond the widening: the SyncInfo offset unit until the first anchor.
     extra_us: u32,
     missed: u16,
+    /// A channel map the train moves to at an event counter (ACAD, Channel Map Update
+    /// Indication).
+    map_update: Option<(u64, u16)>,
+}
+
+impl Sync {
+    /// The channel map in force at event `counter`.
+    fn map_at(&self, counter: u16) -> u64 {
+        match self.map_update {
+            Some((map, instant)) if counter.wrapping_sub(instant) < 1 << 15 => map,
+            _ => self.channel_map,
+        }
+    }
 }
 
 /// The event being gathered.
@@ -455,6 +468,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
                     s.heard_us = start;
                     s.extra_us = 0;
                     s.missed = 0;
+                    s.channel_map = s.map_at(counter);
+                    if s.map_update
+                        .is_some_and(|(_, instant)| counter.wrapping_sub(instant) < 1 << 15)
+                    {
+                        s.map_update = None;
+                    }
+                    if let Some(update) = channel_map_update(p.acad) {
+                        s.map_update = Some(update);
+                    }
                 }
                 self.gather = Gather {
                     adv_a: self.sync.and_then(|s| s.adv_a),
@@ -567,6 +589,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
             heard_us: aux_start,
             extra_us: si.unit_us(),
             missed: 0,
+            map_update: None,
         });
     }
 
@@ -645,7 +668,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
                 counter = counter.wrapping_add(1);
                 continue;
             }
-            let Some(channel) = csa2::channel(counter, s.channel_id, s.channel_map) else {
+            let Some(channel) = csa2::channel(counter, s.channel_id, s.map_at(counter)) else {
                 return self.lose_sync();
             };
             self.state = State::Listen {
@@ -663,4 +686,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
         }
         self.lose_sync();
     }
+}
+
+/// AD type of the Channel Map Update Indication a periodic train's ACAD may carry (Bluetooth
+/// Assigned Numbers; Core Specification Supplement, Part A, "Channel Map Update Indication"):
+/// the new 37-bit map (5 octets) and the event counter from which it applies (2 octets).
+pub const AD_TYPE_CHANNEL_MAP_UPDATE: u8 = 0x28;
+
+/// The channel map update an ACAD announces, if any (and if its map has at least 2 channels).
+pub fn channel_map_update(acad: &[u8]) -> Option<(u64, u16)> {
+    let mut rest = acad;
+    // Each AD structure takes at least its length octet: the walk ends.
+    while let Some((&len, after)) = rest.split_first() {
+        let body = after.get(..usize::from(len))?;
+        rest = &after[usize::from(len)..];
+        if let [AD_TYPE_CHANNEL_MAP_UPDATE, m0, m1, m2, m3, m4, i0, i1] = *body {
+            let map = u64::from_le_bytes([m0, m1, m2, m3, m4, 0, 0, 0]) & ((1 << 37) - 1);
+            return (csa2::used_channels(map) >= 2).then_some((map, u16::from_le_bytes([i0, i1])));
+        }
+    }
+    None
 }

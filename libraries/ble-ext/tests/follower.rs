@@ -485,20 +485,50 @@ fn periodic(
     len: usize,
     ext_until: u64,
 ) {
+    periodic_with(
+        air,
+        adv,
+        (first_anchor, interval, events, len, ext_until),
+        None,
+    );
+}
+
+/// [`periodic`], the train moving to channel map `update.0` at event `update.1` (announced in
+/// the ACAD of the ten events before).
+fn periodic_with(
+    air: &mut Air,
+    adv: &Advertiser,
+    (first_anchor, interval, events, len, ext_until): (u64, u16, u16, usize, u64),
+    update: Option<(u64, u16)>,
+) {
     let aa = 0x5A3C_96E1u32;
-    let map: u64 = (1 << 37) - 1 - (1 << 5) - (1 << 17);
+    let old_map: u64 = (1 << 37) - 1 - (1 << 5) - (1 << 17);
+    let map = move |k: u16| match update {
+        Some((m, instant)) if k >= instant => m,
+        _ => old_map,
+    };
     let id = csa2::channel_identifier(aa);
     let interval_us = u64::from(interval) * 1250;
     for k in 0..events {
         let anchor = first_anchor + u64::from(k) * interval_us;
         let data = event_data(u64::from(k), len);
+        let acad: &'static [u8] = match update {
+            Some((m, instant)) if k < instant && k + 10 >= instant => {
+                let mut a = vec![8, 0x28];
+                a.extend_from_slice(&m.to_le_bytes()[..5]);
+                a.extend_from_slice(&instant.to_le_bytes());
+                Box::leak(a.into_boxed_slice())
+            }
+            _ => &[],
+        };
         let first = |p: Option<AuxPtr>| Builder {
             aux_ptr: p,
+            acad,
             ..Builder::default()
         };
         let (mut pkts, end) = chain(adv, u64::from(k) + 1000, anchor, &data, aa, &first, None);
         assert!(end < anchor + interval_us, "the chain fits the interval");
-        pkts[0].channel = csa2::channel(k, id, map).unwrap();
+        pkts[0].channel = csa2::channel(k, id, map(k)).unwrap();
         for mut p in pkts {
             p.start = adv.true_time(p.start);
             air.pkts.push(p);
@@ -515,7 +545,7 @@ fn periodic(
             units_300us: false,
             offset_adjust: false,
             interval,
-            channel_map: map,
+            channel_map: map(k as u16),
             sca: 5,
             access_address: aa,
             crc_init: 0x12_3456,
@@ -929,4 +959,54 @@ mod properties {
             prop_assert!(c.anchors_missed <= 1, "{:?}", c);
         }
     }
+}
+
+#[test]
+fn a_train_that_moves_to_a_new_channel_map_is_followed_across_the_instant() {
+    // From event 30 the train uses channels 0–8 only; events 20–29 announce it in their ACAD.
+    let new_map = 0x1FF;
+    let mut air = Air::default();
+    let adv = Advertiser::new(US, 1, Phy::Le2M);
+    periodic_with(
+        &mut air,
+        &adv,
+        (20_000, 8, 80, 600, 900_000),
+        Some((new_map, 30)),
+    );
+    let mut buf = [0u8; CHAIN_ADV_DATA_MAX];
+    let mut f = follower(&mut buf, Config::default(), US);
+    let got = run(&mut f, &mut air, 0, 20_000 + 79 * 10_000 + 5_000);
+    let per = periodic_reports(&got);
+    let first = per[0].counter.unwrap();
+    assert!(first < 20, "synced before the announcement: {first}");
+    assert_eq!(
+        per.len(),
+        usize::from(80 - first),
+        "every event, before and after the instant"
+    );
+    assert!(per.iter().all(|g| g.cut.is_none()));
+    // (At most the anchor after the train's last event is missed: the run ends after it.)
+    let c = f.counters();
+    assert_eq!((c.syncs, c.sync_losses), (1, 0), "{c:?}");
+    assert!(c.anchors_missed <= 1, "{c:?}");
+    // Without the update the follower would look on the old map's channels from event 30 on.
+    let id = csa2::channel_identifier(0x5A3C_96E1);
+    let old_map: u64 = (1 << 37) - 1 - (1 << 5) - (1 << 17);
+    assert!((30..80).any(|k| csa2::channel(k, id, old_map) != csa2::channel(k, id, new_map)));
+}
+
+#[test]
+fn channel_map_updates_are_read_from_the_acad() {
+    use ble_ext::follower::channel_map_update;
+    let update = [8, 0x28, 0xFF, 0x01, 0, 0, 0, 30, 0];
+    assert_eq!(channel_map_update(&update), Some((0x1FF, 30)));
+    // After another AD structure; a map of one channel, a cut structure, other types: none.
+    assert_eq!(
+        channel_map_update(&[[2, 0x01, 0x06].as_slice(), &update].concat()),
+        Some((0x1FF, 30))
+    );
+    assert_eq!(channel_map_update(&[8, 0x28, 1, 0, 0, 0, 0, 30, 0]), None);
+    assert_eq!(channel_map_update(&[8, 0x28, 0xFF, 1]), None);
+    assert_eq!(channel_map_update(&[2, 0x01, 0x06]), None);
+    assert_eq!(channel_map_update(&[]), None);
 }
