@@ -55,12 +55,13 @@ pub const HEADER_LEN: usize = 2;
 /// The receive buffer: the most the RADIO writes with `MAXLEN` = [`MAX_PAYLOAD`].
 pub const RX_BUF_LEN: usize = HEADER_LEN + MAX_PAYLOAD;
 
-/// BLE advertising access address 0x8E89BED6: base (3 bytes, BALEN = 3) and prefix.
-const ADV_BASE: u32 = 0x89BE_D600;
-const ADV_PREFIX: u32 = 0x8E;
+/// BLE advertising access address (`ble_ext::ADV_ACCESS_ADDRESS`, 0x8E89BED6): base (its low
+/// 3 bytes, BALEN = 3, in the register's top bytes) and prefix (its top byte).
+const ADV_BASE: u32 = ble_ext::ADV_ACCESS_ADDRESS << 8;
+const ADV_PREFIX: u32 = ble_ext::ADV_ACCESS_ADDRESS >> 24;
 /// BLE CRC: 24 bits, polynomial x^24 + x^10 + x^9 + x^6 + x^4 + x^3 + x + 1, preset 0x555555.
 pub(crate) const CRC_POLY: u32 = 0x0000_065B;
-const CRC_INIT: u32 = 0x0055_5555;
+const CRC_INIT: u32 = ble_ext::ADV_CRC_INIT;
 
 register_bitfields![u32,
     /// A task register: write 1 to trigger.

@@ -113,8 +113,6 @@ pub const RAMP_UP_US: u32 = 40;
 pub const RX_GUARD_US: u32 = 8;
 /// Added to the timeout after the latest ADDRESS event: the timer's resolution at each end.
 pub const TIMEOUT_GUARD_US: u32 = 2;
-/// The access address's length on air, octets (Core Specification Vol 6 Part B §2.1).
-const ACCESS_ADDRESS_OCTETS: usize = 4;
 /// The longest window a listen takes: `CC[1]` stays less than half the timer's range after
 /// `CC[0]`, so the timeout never wraps past the start.
 pub const MAX_WINDOW_US: u32 =
@@ -286,10 +284,8 @@ pub const fn frequency_offset(channel: u8) -> Option<u32> {
 }
 
 /// Preamble and access address on air: from the packet's start to the end of its access
-/// address, µs (40 at 1M, 24 at 2M).
-pub const fn address_air_us(phy: Phy) -> u32 {
-    ((phy.preamble() + ACCESS_ADDRESS_OCTETS) as u32 * phy.ns_per_octet()) / 1000
-}
+/// address, µs (40 at 1M, 24 at 2M). The follower subtracts the same figure, so it is ble-ext's.
+pub use ble_ext::address_air_us;
 
 /// From the access address's last bit on air to the RADIO's ADDRESS event, ns: 9.4 µs at 1M,
 /// 5.0 µs at 2M (Nordic's measured nRF52840 figures, as Zephyr's controller uses them).
