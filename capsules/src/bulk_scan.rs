@@ -290,6 +290,76 @@ pub trait BatchSink<F: ReportFormat = Legacy> {
     fn present(&self) -> bool;
 }
 
+/// Reports waiting for the consumer and the state of their hand-off: the ring, whether the
+/// consumer holds a batch it has not released, and how many reports a full ring dropped since
+/// the last batch. [`ScanRadio`]'s and [`crate::ext_scan`]'s queue.
+pub struct BatchQueue<F: ReportFormat + 'static = Legacy> {
+    ring: TakeCell<'static, ReportRing<F>>,
+    /// The consumer holds a batch it has not released.
+    batch_out: Cell<bool>,
+    dropped: Cell<usize>,
+}
+
+impl<F: ReportFormat + 'static> BatchQueue<F> {
+    pub fn new(ring: &'static mut ReportRing<F>) -> BatchQueue<F> {
+        BatchQueue {
+            ring: TakeCell::new(ring),
+            batch_out: Cell::new(false),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Queue a report with `push` (which says whether it fitted); one that did not is counted
+    /// as dropped. Whether it was queued.
+    pub fn push(&self, push: impl FnOnce(&mut ReportRing<F>) -> bool) -> bool {
+        let stored = self.ring.map(push).unwrap_or(false);
+        if !stored {
+            self.dropped.set(self.dropped.get().saturating_add(1));
+        }
+        stored
+    }
+
+    /// Discard what is queued, with the drop count; no batch is out any more.
+    pub fn clear(&self) {
+        self.batch_out.set(false);
+        self.dropped.set(0);
+        self.ring.map(|r| r.clear());
+    }
+
+    /// No batch is out with the consumer (it released it, or scanning starts afresh).
+    pub fn release(&self) {
+        self.batch_out.set(false);
+    }
+
+    /// Hand queued reports to `sink` if it is ready for a batch. While it holds one, only check
+    /// that it is still there. The caller stops on [`Delivery::ConsumerGone`].
+    pub fn deliver<S: BatchSink<F> + ?Sized>(&self, sink: Option<&S>) -> Delivery {
+        let outcome = if self.batch_out.get() {
+            if sink.is_none_or(|sink| sink.present()) {
+                Delivery::NotNow
+            } else {
+                Delivery::ConsumerGone
+            }
+        } else {
+            self.ring
+                .map(|ring| {
+                    if ring.is_empty() {
+                        return Delivery::NotNow;
+                    }
+                    sink.map_or(Delivery::NotNow, |sink| {
+                        sink.deliver(ring, self.dropped.get())
+                    })
+                })
+                .unwrap_or(Delivery::NotNow)
+        };
+        if outcome == Delivery::Delivered {
+            self.dropped.set(0);
+            self.batch_out.set(true);
+        }
+        outcome
+    }
+}
+
 fn channel_number(channel: RadioChannel) -> u8 {
     match channel {
         RadioChannel::AdvertisingChannel37 => 37,
@@ -313,14 +383,11 @@ pub struct ScanRadio<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit
     /// Hops channel when nothing arrives.
     alarm: &'a A,
     sink: OptionalCell<&'a dyn BatchSink>,
-    ring: TakeCell<'static, ReportRing>,
+    queue: BatchQueue,
     scanning: Cell<bool>,
     channel: Cell<RadioChannel>,
     /// A receive is outstanding.
     listening: Cell<bool>,
-    /// The consumer holds a batch it has not released.
-    batch_out: Cell<bool>,
-    dropped: Cell<usize>,
     /// PDU being advertised (header, AdvA, AdvData); out with the radio while transmitting.
     tx_buffer: TakeCell<'static, [u8]>,
     tx_len: Cell<usize>,
@@ -343,12 +410,10 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>>
             radio,
             alarm,
             sink: OptionalCell::empty(),
-            ring: TakeCell::new(ring),
+            queue: BatchQueue::new(ring),
             scanning: Cell::new(false),
             channel: Cell::new(RadioChannel::AdvertisingChannel37),
             listening: Cell::new(false),
-            batch_out: Cell::new(false),
-            dropped: Cell::new(0),
             tx_buffer: TakeCell::new(tx_buffer),
             tx_len: Cell::new(0),
             transmitting: Cell::new(None),
@@ -367,7 +432,7 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>>
     /// Start listening; the next batch goes out as soon as a report arrives.
     pub fn start(&self) {
         self.scanning.set(true);
-        self.batch_out.set(false);
+        self.queue.release();
         self.listen();
     }
 
@@ -378,14 +443,12 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>>
         self.listening.set(false);
         self.radio.stop_receive();
         let _ = self.alarm.disarm();
-        self.batch_out.set(false);
-        self.dropped.set(0);
-        self.ring.map(|r| r.clear());
+        self.queue.clear();
     }
 
     /// The consumer is done with its batch: deliver the next one if reports are queued.
     pub fn release(&self) {
-        self.batch_out.set(false);
+        self.queue.release();
         self.deliver();
     }
 
@@ -442,33 +505,9 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>>
         if !self.scanning.get() {
             return;
         }
-        let outcome = if self.batch_out.get() {
-            // The consumer still holds its batch: only check that it is still there.
-            if self.sink.map_or(true, |sink| sink.present()) {
-                Delivery::NotNow
-            } else {
-                Delivery::ConsumerGone
-            }
-        } else {
-            self.ring
-                .map(|ring| {
-                    if ring.is_empty() {
-                        return Delivery::NotNow;
-                    }
-                    self.sink.map_or(Delivery::NotNow, |sink| {
-                        sink.deliver(ring, self.dropped.get())
-                    })
-                })
-                .unwrap_or(Delivery::NotNow)
-        };
-        match outcome {
-            Delivery::Delivered => {
-                self.dropped.set(0);
-                self.batch_out.set(true);
-            }
-            Delivery::NotNow => {}
-            // Nobody to listen for: the outstanding receive completes and is not re-armed.
-            Delivery::ConsumerGone => self.stop(),
+        // Nobody to listen for: the outstanding receive completes and is not re-armed.
+        if self.queue.deliver(self.sink.get()) == Delivery::ConsumerGone {
+            self.stop();
         }
     }
 }
@@ -486,13 +525,8 @@ impl<'a, B: BleAdvertisementDriver<'a> + RxControl + TryTransmit, A: Alarm<'a>> 
             && (REPORT_HEADER..=MAX_PDU).contains(&len)
             && len <= buf.len();
         if wanted {
-            let stored = self
-                .ring
-                .map(|ring| ring.push(channel_number(channel), &buf[..len]))
-                .unwrap_or(false);
-            if !stored {
-                self.dropped.set(self.dropped.get().saturating_add(1));
-            }
+            self.queue
+                .push(|ring| ring.push(channel_number(channel), &buf[..len]));
         }
         // The PDU is copied out: the radio has its buffer back before it is re-armed. It hands
         // out a buffer of at least RX_BUF_LEN bytes; one shorter cannot be armed, and the

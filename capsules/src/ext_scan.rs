@@ -83,7 +83,7 @@ use ble_ext::{ADV_ACCESS_ADDRESS, ADV_CRC_INIT};
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
 use kernel::process::ShortId;
 use kernel::syscall::{CommandReturn, SyscallDriver};
-use kernel::utilities::cells::{MapCell, OptionalCell, TakeCell};
+use kernel::utilities::cells::{MapCell, OptionalCell};
 use kernel::{ErrorCode, ProcessId};
 
 use adv_transfer::bearer::{Phy, CHAIN_ADV_DATA_MAX};
@@ -93,7 +93,8 @@ use crate::aux_radio::{
     AuxClient, AuxRadio, Listen, ListenError, Missed, AUX_RX_BUF_LEN, RAMP_UP_US, RX_GUARD_US,
 };
 use crate::bulk_scan::{
-    deliver_batch, owner_present, BatchSink, Delivery, ReportFormat, ReportRing, HOP_AFTER_MS,
+    deliver_batch, owner_present, BatchQueue, BatchSink, Delivery, ReportFormat, ReportRing,
+    HOP_AFTER_MS,
 };
 
 /// Syscall driver number.
@@ -238,7 +239,7 @@ struct Armed {
 pub struct ExtFollow<'a, R: TimedReceiver> {
     radio: &'a R,
     follower: MapCell<Follower<&'static mut [u8]>>,
-    ring: TakeCell<'static, ReportRing<ExtReport>>,
+    queue: BatchQueue<ExtReport>,
     sink: OptionalCell<&'a dyn ExtSink>,
     following: Cell<bool>,
     armed: Cell<Option<Armed>>,
@@ -250,8 +251,6 @@ pub struct ExtFollow<'a, R: TimedReceiver> {
     /// Inside `start`: a failure is its return value, not an upcall.
     starting: Cell<bool>,
     halted: Cell<Option<ErrorCode>>,
-    batch_out: Cell<bool>,
-    dropped: Cell<usize>,
     counters: Cell<ExtCounters>,
 }
 
@@ -266,7 +265,7 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
         ExtFollow {
             radio,
             follower: MapCell::new(Follower::new(Config::default(), adv_data)),
-            ring: TakeCell::new(ring),
+            queue: BatchQueue::new(ring),
             sink: OptionalCell::empty(),
             following: Cell::new(false),
             armed: Cell::new(None),
@@ -275,8 +274,6 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
             again: Cell::new(false),
             starting: Cell::new(false),
             halted: Cell::new(None),
-            batch_out: Cell::new(false),
-            dropped: Cell::new(0),
             counters: Cell::new(ExtCounters::default()),
         }
     }
@@ -326,14 +323,12 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
             self.radio.cancel();
         }
         self.scan_window.set(None);
-        self.batch_out.set(false);
-        self.dropped.set(0);
-        self.ring.map(|r| r.clear());
+        self.queue.clear();
     }
 
     /// The consumer is done with its batch: deliver the next one if reports are queued.
     pub fn release(&self) {
-        self.batch_out.set(false);
+        self.queue.release();
         self.deliver();
     }
 
@@ -357,12 +352,10 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
     fn store(&self, report: &Report<'_>) {
         // The length the header says (the follower gathers no more than that).
         let adv_data = &report.adv_data[..report.adv_data.len().min(abi::MAX_ADV_DATA)];
-        let stored = self
-            .ring
-            .map(|ring| ring.push_parts(report_header(report), adv_data))
-            .unwrap_or(false);
-        if !stored {
-            self.dropped.set(self.dropped.get().saturating_add(1));
+        if !self
+            .queue
+            .push(|ring| ring.push_parts(report_header(report), adv_data))
+        {
             self.count(|c| c.dropped = c.dropped.saturating_add(1));
         }
     }
@@ -493,31 +486,8 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
         if !self.following.get() {
             return;
         }
-        let outcome = if self.batch_out.get() {
-            if self.sink.map_or(true, |sink| sink.present()) {
-                Delivery::NotNow
-            } else {
-                Delivery::ConsumerGone
-            }
-        } else {
-            self.ring
-                .map(|ring| {
-                    if ring.is_empty() {
-                        return Delivery::NotNow;
-                    }
-                    self.sink.map_or(Delivery::NotNow, |sink| {
-                        sink.deliver(ring, self.dropped.get())
-                    })
-                })
-                .unwrap_or(Delivery::NotNow)
-        };
-        match outcome {
-            Delivery::Delivered => {
-                self.dropped.set(0);
-                self.batch_out.set(true);
-            }
-            Delivery::NotNow => {}
-            Delivery::ConsumerGone => self.stop(),
+        if self.queue.deliver(self.sink.get()) == Delivery::ConsumerGone {
+            self.stop();
         }
     }
 }
