@@ -36,6 +36,7 @@
 
 use core::cell::Cell;
 
+use adv_transfer::bearer::Phy;
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
 use kernel::utilities::cells::{OptionalCell, TakeCell};
 use kernel::utilities::registers::interfaces::{Readable, Writeable};
@@ -55,10 +56,6 @@ pub const HEADER_LEN: usize = 2;
 /// The receive buffer: the most the RADIO writes with `MAXLEN` = [`MAX_PAYLOAD`].
 pub const RX_BUF_LEN: usize = HEADER_LEN + MAX_PAYLOAD;
 
-/// BLE advertising access address (`ble_ext::ADV_ACCESS_ADDRESS`, 0x8E89BED6): base (its low
-/// 3 bytes, BALEN = 3, in the register's top bytes) and prefix (its top byte).
-const ADV_BASE: u32 = ble_ext::ADV_ACCESS_ADDRESS << 8;
-const ADV_PREFIX: u32 = ble_ext::ADV_ACCESS_ADDRESS >> 24;
 /// BLE CRC: 24 bits, polynomial x^24 + x^10 + x^9 + x^6 + x^4 + x^3 + x + 1, preset 0x555555.
 pub(crate) const CRC_POLY: u32 = 0x0000_065B;
 const CRC_INIT: u32 = ble_ext::ADV_CRC_INIT;
@@ -207,6 +204,74 @@ register_structs! {
     }
 }
 
+/// One BLE packet's RADIO set-up, as [`AdvRadio`] and [`crate::aux_radio`] each program it
+/// before enabling RX or TX: S0, an 8-bit LENGTH, the access address, the 24-bit BLE CRC,
+/// whitening, READY→START and END→DISABLE, and the DISABLED interrupt alone.
+pub(crate) struct BlePacket {
+    /// FREQUENCY: MHz above 2400.
+    pub frequency: u32,
+    /// The BLE channel index, which seeds the whitening.
+    pub channel_index: u32,
+    /// MODE and the preamble's length.
+    pub phy: Phy,
+    /// `PCNF1.MAXLEN`.
+    pub max_payload: u32,
+    pub access_address: u32,
+    /// 24 bits.
+    pub crc_init: u32,
+    /// EasyDMA address of the packet in RAM.
+    pub pointer: usize,
+}
+
+impl RadioRegisters {
+    /// Program `packet` (the RADIO is disabled) and clear READY, END and DISABLED.
+    pub(crate) fn configure_ble(&self, packet: &BlePacket) {
+        self.intenclr.set(u32::MAX);
+        let (mode, preamble) = match packet.phy {
+            Phy::Le1M => (Mode::MODE::Ble1Mbit, Pcnf0::PLEN::Bit8),
+            Phy::Le2M => (Mode::MODE::Ble2Mbit, Pcnf0::PLEN::Bit16),
+        };
+        self.mode.write(mode);
+        self.frequency
+            .write(Frequency::FREQUENCY.val(packet.frequency) + Frequency::MAP::Default);
+        self.datawhiteiv
+            .write(DataWhiteIv::IV.val(packet.channel_index));
+        self.pcnf0.write(
+            Pcnf0::LFLEN.val(8)
+                + Pcnf0::S0LEN.val(1)
+                + Pcnf0::S1LEN.val(0)
+                + Pcnf0::S1INCL::Automatic
+                + preamble,
+        );
+        self.pcnf1.write(
+            Pcnf1::MAXLEN.val(packet.max_payload)
+                + Pcnf1::STATLEN.val(0)
+                + Pcnf1::BALEN.val(3)
+                + Pcnf1::ENDIAN::Little
+                + Pcnf1::WHITEEN::Enabled,
+        );
+        // BALEN 3: the address's low three octets are BASE0's high three, its high octet is
+        // the prefix.
+        self.base0.set(packet.access_address << 8);
+        self.prefix0
+            .write(Prefix0::AP0.val(packet.access_address >> 24));
+        self.txaddress.write(TxAddress::TXADDRESS.val(0));
+        self.rxaddresses.write(RxAddresses::ADDR0::SET);
+        self.crccnf
+            .write(CrcCnf::LEN::Three + CrcCnf::SKIPADDR::Skip);
+        self.crcpoly.set(CRC_POLY);
+        self.crcinit.set(packet.crc_init);
+        // EasyDMA address: RAM is below 4 GiB on the nRF52840 (a 32-bit part).
+        self.packetptr.set(packet.pointer as u32);
+        self.shorts
+            .write(Shorts::READY_START::SET + Shorts::END_DISABLE::SET);
+        self.events_ready.set(0);
+        self.events_end.set(0);
+        self.events_disabled.set(0);
+        self.intenset.write(Inten::DISABLED::SET);
+    }
+}
+
 /// What the RADIO is doing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Active {
@@ -324,43 +389,16 @@ impl<'a> AdvRadio<'a> {
         let Some(pointer) = pointer else {
             return;
         };
-        regs.intenclr.set(u32::MAX);
-        regs.mode.write(Mode::MODE::Ble1Mbit);
         regs.txpower.set(0); // 0 dBm
-        regs.frequency
-            .write(Frequency::FREQUENCY.val(channel as u32) + Frequency::MAP::Default);
-        regs.datawhiteiv
-            .write(DataWhiteIv::IV.val(channel.get_channel_index()));
-        regs.pcnf0.write(
-            Pcnf0::LFLEN.val(8)
-                + Pcnf0::S0LEN.val(1)
-                + Pcnf0::S1LEN.val(0)
-                + Pcnf0::S1INCL::Automatic
-                + Pcnf0::PLEN::Bit8,
-        );
-        regs.pcnf1.write(
-            Pcnf1::MAXLEN.val(MAX_PAYLOAD as u32)
-                + Pcnf1::STATLEN.val(0)
-                + Pcnf1::BALEN.val(3)
-                + Pcnf1::ENDIAN::Little
-                + Pcnf1::WHITEEN::Enabled,
-        );
-        regs.base0.set(ADV_BASE);
-        regs.prefix0.write(Prefix0::AP0.val(ADV_PREFIX));
-        regs.txaddress.write(TxAddress::TXADDRESS.val(0));
-        regs.rxaddresses.write(RxAddresses::ADDR0::SET);
-        regs.crccnf
-            .write(CrcCnf::LEN::Three + CrcCnf::SKIPADDR::Skip);
-        regs.crcpoly.set(CRC_POLY);
-        regs.crcinit.set(CRC_INIT);
-        // EasyDMA address: RAM is below 4 GiB on the nRF52840 (a 32-bit part).
-        regs.packetptr.set(pointer as u32);
-        regs.shorts
-            .write(Shorts::READY_START::SET + Shorts::END_DISABLE::SET);
-        regs.events_ready.set(0);
-        regs.events_end.set(0);
-        regs.events_disabled.set(0);
-        regs.intenset.write(Inten::DISABLED::SET);
+        regs.configure_ble(&BlePacket {
+            frequency: channel as u32,
+            channel_index: channel.get_channel_index(),
+            phy: Phy::Le1M,
+            max_payload: MAX_PAYLOAD as u32,
+            access_address: ble_ext::ADV_ACCESS_ADDRESS,
+            crc_init: CRC_INIT,
+            pointer,
+        });
         if receive {
             self.active.set(Active::Receiving(channel));
             regs.tasks_rxen.write(Task::TRIGGER::SET);

@@ -90,8 +90,7 @@ use kernel::utilities::registers::{register_bitfields, register_structs, ReadWri
 use kernel::utilities::StaticRef;
 
 use crate::adv_radio::{
-    CrcCnf, CrcStatus, DataWhiteIv, Event, Frequency, Inten, Mode, ModeCnf0, Pcnf0, Pcnf1, Prefix0,
-    RadioRegisters, RxAddresses, Shorts, State, Task, TxAddress, CRC_POLY, HEADER_LEN,
+    BlePacket, CrcStatus, Event, ModeCnf0, RadioRegisters, State, Task, HEADER_LEN,
 };
 
 /// TIMER0 base address.
@@ -523,52 +522,20 @@ impl<'a> AuxRadio<'a> {
     }
 
     fn program_radio(&self, listen: &Listen, frequency: u32, pointer: usize) {
-        let regs = &self.radio;
-        regs.intenclr.set(u32::MAX);
-        let (mode, preamble) = match listen.phy {
-            Phy::Le1M => (Mode::MODE::Ble1Mbit, Pcnf0::PLEN::Bit8),
-            Phy::Le2M => (Mode::MODE::Ble2Mbit, Pcnf0::PLEN::Bit16),
-        };
-        regs.mode.write(mode);
-        regs.modecnf0
+        // Fast ramp-up; DTX at its reset value.
+        self.radio
+            .modecnf0
             .write(ModeCnf0::RU::Fast + ModeCnf0::DTX::Center);
-        regs.frequency
-            .write(Frequency::FREQUENCY.val(frequency) + Frequency::MAP::Default);
-        regs.datawhiteiv
-            .write(DataWhiteIv::IV.val(u32::from(listen.channel)));
-        regs.pcnf0.write(
-            Pcnf0::LFLEN.val(8)
-                + Pcnf0::S0LEN.val(1)
-                + Pcnf0::S1LEN.val(0)
-                + Pcnf0::S1INCL::Automatic
-                + preamble,
-        );
-        regs.pcnf1.write(
-            Pcnf1::MAXLEN.val(MAX_PAYLOAD as u32)
-                + Pcnf1::STATLEN.val(0)
-                + Pcnf1::BALEN.val(3)
-                + Pcnf1::ENDIAN::Little
-                + Pcnf1::WHITEEN::Enabled,
-        );
-        // BALEN 3: the address's low three octets are BASE0's high three, its high octet is
-        // the prefix.
-        regs.base0.set(listen.access_address << 8);
-        regs.prefix0
-            .write(Prefix0::AP0.val(listen.access_address >> 24));
-        regs.txaddress.write(TxAddress::TXADDRESS.val(0));
-        regs.rxaddresses.write(RxAddresses::ADDR0::SET);
-        regs.crccnf
-            .write(CrcCnf::LEN::Three + CrcCnf::SKIPADDR::Skip);
-        regs.crcpoly.set(CRC_POLY);
-        regs.crcinit.set(listen.crc_init);
-        // EasyDMA address: RAM is below 4 GiB on the nRF52840 (a 32-bit part).
-        regs.packetptr.set(pointer as u32);
-        regs.shorts
-            .write(Shorts::READY_START::SET + Shorts::END_DISABLE::SET);
-        regs.events_ready.set(0);
-        regs.events_address.set(0);
-        regs.events_end.set(0);
-        regs.events_disabled.set(0);
-        regs.intenset.write(Inten::DISABLED::SET);
+        // The legacy driver leaves ADDRESS set: a listen starts with none of its events set.
+        self.radio.events_address.set(0);
+        self.radio.configure_ble(&BlePacket {
+            frequency,
+            channel_index: u32::from(listen.channel),
+            phy: listen.phy,
+            max_payload: MAX_PAYLOAD as u32,
+            access_address: listen.access_address,
+            crc_init: listen.crc_init,
+            pointer,
+        });
     }
 }
