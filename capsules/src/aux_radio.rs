@@ -208,18 +208,9 @@ register_structs! {
 }
 
 /// One receive: a packet whose first preamble bit lies in `[start_us, start_us + window_us]`
-/// (TIMER0, 1 MHz, wrapping) on BLE channel index `channel` at `phy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listen {
-    pub start_us: u32,
-    pub window_us: u32,
-    /// BLE channel index, 0–39.
-    pub channel: u8,
-    pub phy: Phy,
-    pub access_address: u32,
-    /// The CRC's initial value, 24 bits.
-    pub crc_init: u32,
-}
+/// (TIMER0, 1 MHz, wrapping) on BLE channel index `channel` at `phy`. The follower's
+/// `Op::Listen` carries the same type: it goes to [`AuxRadio::listen`] as it is.
+pub use ble_ext::Listen;
 
 /// Why a listen was refused. Nothing was armed; no completion follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 //! follower's operations becomes one listen, and each listen's completion goes back to the
 //! follower:
 //!
-//! - `Op::Listen { start_us, window_us, channel, phy, access_address, crc_init }` is a
-//!   [`Listen`] with the same fields; a received PDU goes back as
+//! - `Op::Listen(listen)` goes to the receiver as it is (`aux_radio`'s [`Listen`] is
+//!   `ble_ext`'s); a received PDU goes back as
 //!   `follower.received(address_us, channel, phy, pdu)`, a window that closed with nothing or a
 //!   CRC error as `follower.missed()`.
 //! - `Op::ScanPrimary { channel }` is a listen too, on channel 37, 38 or 39 at LE 1M with the
@@ -424,23 +424,8 @@ impl<'a, R: TimedReceiver> ExtFollow<'a, R> {
                         continue;
                     }
                 },
-                Op::Listen {
-                    start_us,
-                    window_us,
-                    channel,
-                    phy,
-                    access_address,
-                    crc_init,
-                } => {
+                Op::Listen(listen) => {
                     self.scan_window.set(None);
-                    let listen = Listen {
-                        start_us,
-                        window_us,
-                        channel,
-                        phy,
-                        access_address,
-                        crc_init,
-                    };
                     (listen, false)
                 }
             };

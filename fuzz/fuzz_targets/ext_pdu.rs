@@ -6,7 +6,7 @@
 //! be a valid one, and every event it reports must fit the chain limit.
 #![no_main]
 use ble_ext::pdu::Builder;
-use ble_ext::{Config, ExtPdu, Filter, Follower, Op, Phy};
+use ble_ext::{Config, ExtPdu, Filter, Follower, Listen, Op, Phy};
 use libfuzzer_sys::fuzz_target;
 
 fn within(outer: &[u8], inner: &[u8]) -> bool {
@@ -103,9 +103,9 @@ fuzz_target!(|data: &[u8]| {
         match f.op() {
             Op::Idle => panic!("idle while following"),
             Op::ScanPrimary { channel } => assert!((37..=39).contains(&channel)),
-            Op::Listen {
+            Op::Listen(Listen {
                 channel, window_us, ..
-            } => {
+            }) => {
                 assert!(channel <= 36, "listen on channel {channel}");
                 // Far from half the timer's range (where before and after blur); a periodic
                 // window is also narrower than its interval (at most 82 s).

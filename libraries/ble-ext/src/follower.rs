@@ -45,17 +45,8 @@ use adv_transfer::bearer::{CHAIN_ADV_DATA_MAX, SCA_PPM_DEFAULT};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Idle,
-    ScanPrimary {
-        channel: u8,
-    },
-    Listen {
-        start_us: u32,
-        window_us: u32,
-        channel: u8,
-        phy: Phy,
-        access_address: u32,
-        crc_init: u32,
-    },
+    ScanPrimary { channel: u8 },
+    Listen(Listen),
 }
 
 /// Why an event's AdvData was cut short.
@@ -137,20 +128,31 @@ pub struct Counters {
     pub malformed: u32,
 }
 
-/// A receive window being waited for.
+/// One receive: a packet whose first preamble bit lies in `[start_us, start_us + window_us]`
+/// (the 1 MHz timer, wrapping) on BLE channel index `channel` at `phy`, with `access_address`
+/// and `crc_init`. What [`Op::Listen`] asks for, and what a timed receiver (the kernel's
+/// `aux_radio`) takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Window {
-    start_us: u32,
-    window_us: u32,
-    channel: u8,
-    phy: Phy,
-    access_address: u32,
-    crc_init: u32,
+pub struct Listen {
+    pub start_us: u32,
+    pub window_us: u32,
+    /// BLE channel index, 0–39.
+    pub channel: u8,
+    pub phy: Phy,
+    pub access_address: u32,
+    /// The CRC's initial value, 24 bits.
+    pub crc_init: u32,
 }
 
-impl Window {
-    fn end_us(&self) -> u32 {
+impl Listen {
+    /// When the window closes: the latest start of a packet it takes.
+    pub fn end_us(&self) -> u32 {
         self.start_us.wrapping_add(self.window_us)
+    }
+
+    /// Whether a packet starting at `start_us` starts inside the window.
+    pub fn contains(&self, start_us: u32) -> bool {
+        start_us.wrapping_sub(self.start_us) <= self.window_us
     }
 }
 
@@ -170,7 +172,7 @@ enum Wait {
 enum State {
     Idle,
     Scan { channel: u8 },
-    Listen { window: Window, wait: Wait },
+    Listen { window: Listen, wait: Wait },
 }
 
 /// A periodic train synced to (or about to be).
@@ -285,14 +287,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
         match self.state {
             State::Idle => Op::Idle,
             State::Scan { channel } => Op::ScanPrimary { channel },
-            State::Listen { window: w, .. } => Op::Listen {
-                start_us: w.start_us,
-                window_us: w.window_us,
-                channel: w.channel,
-                phy: w.phy,
-                access_address: w.access_address,
-                crc_init: w.crc_init,
-            },
+            State::Listen { window, .. } => Op::Listen(window),
         }
     }
 
@@ -370,7 +365,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
 
     /// A packet that is not what the window waits for: listen on for the rest of the window if
     /// the packet ended before it closes, else the window is lost.
-    fn foreign(&mut self, window: Window, start: u32, phy: Phy, pdu: &[u8]) -> Option<Report<'_>> {
+    fn foreign(&mut self, window: Listen, start: u32, phy: Phy, pdu: &[u8]) -> Option<Report<'_>> {
         let payload = pdu.get(1).map_or(0, |&l| usize::from(l));
         let end = start.wrapping_add(phy.air_us(payload));
         // (A packet the radio says started before the window leaves the window whole.)
@@ -382,7 +377,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
         if is_after(window.end_us(), from) {
             if let State::Listen { wait, .. } = self.state {
                 self.state = State::Listen {
-                    window: Window {
+                    window: Listen {
                         start_us: from,
                         window_us: window.end_us().wrapping_sub(from),
                         ..window
@@ -418,7 +413,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
 
     fn on_listen(
         &mut self,
-        window: Window,
+        window: Listen,
         wait: Wait,
         start: u32,
         phy: Phy,
@@ -529,7 +524,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
                     Wait::ExtChain
                 };
                 self.state = State::Listen {
-                    window: Window {
+                    window: Listen {
                         access_address,
                         crc_init,
                         ..w
@@ -551,7 +546,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
         payload: usize,
         aux: &AuxPtr,
         sync: Option<Sync>,
-    ) -> Option<Window> {
+    ) -> Option<Listen> {
         let aux_phy = aux.phy.phy()?;
         let offset = aux.offset_us();
         // Offset 0: not sent. An offset inside the packet itself cannot be met.
@@ -560,7 +555,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
         }
         let sca_tx = sync.map_or(aux.sca_ppm(), |s| s.sca_tx_ppm.max(aux.sca_ppm()));
         let w = window_widening_us(sca_tx, self.config.sca_ppm, offset);
-        Some(Window {
+        Some(Listen {
             start_us: start.wrapping_add(offset).wrapping_sub(w),
             window_us: aux.unit_us().saturating_add(w.saturating_mul(2)),
             channel: aux.channel,
@@ -672,7 +667,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<B> {
                 return self.lose_sync();
             };
             self.state = State::Listen {
-                window: Window {
+                window: Listen {
                     start_us: start,
                     window_us,
                     channel,

@@ -21,7 +21,7 @@ pub mod follower;
 pub mod pdu;
 
 pub use adv_transfer::bearer::Phy;
-pub use follower::{Config, Counters, Cut, Filter, Follower, Op, Report};
+pub use follower::{Config, Counters, Cut, Filter, Follower, Listen, Op, Report};
 pub use pdu::{Adi, AdvMode, AuxPhy, AuxPtr, ExtPdu, PduError, SyncInfo};
 
 /// Access address of every advertising channel PDU (primary and secondary channels), Vol 6

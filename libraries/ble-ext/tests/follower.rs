@@ -6,7 +6,7 @@
 use adv_transfer::bearer::{Phy, CHAIN_ADV_DATA_MAX, T_MAFS_US};
 use ble_ext::pdu::Builder;
 use ble_ext::{
-    address_air_us, csa2, Adi, AuxPhy, AuxPtr, Config, Cut, Filter, Follower, Op, SyncInfo,
+    address_air_us, csa2, Adi, AuxPhy, AuxPtr, Config, Cut, Filter, Follower, Listen, Op, SyncInfo,
     ADV_ACCESS_ADDRESS,
 };
 
@@ -69,14 +69,14 @@ fn run(f: &mut Follower<&mut [u8]>, air: &mut Air, base: u64, until: u64) -> Vec
                     .cloned()
                     .ok_or(now + SCAN_WINDOW_US)
             }
-            Op::Listen {
+            Op::Listen(Listen {
                 start_us,
                 window_us,
                 channel,
                 phy,
                 access_address,
                 ..
-            } => {
+            }) => {
                 // The window in true time (it may lie before `now`: then only its rest counts).
                 let rel = i64::from(start_us.wrapping_sub(rx32(now, base)) as i32);
                 let t0 = (now as i64 + rel).max(0) as u64;
@@ -362,13 +362,13 @@ fn aux_windows_are_the_offset_unit_widened_by_both_clocks() {
     assert_eq!(f.op(), Op::ScanPrimary { channel: 37 });
     let address = rx32(ind.start + 40, 0);
     assert!(f.received(address, 37, Phy::Le1M, &ind.bytes).is_none());
-    let Op::Listen {
+    let Op::Listen(Listen {
         start_us,
         window_us,
         channel,
         phy,
         ..
-    } = f.op()
+    }) = f.op()
     else {
         panic!("no listen after an ADV_EXT_IND: {:?}", f.op());
     };
@@ -722,13 +722,13 @@ fn feed_aux(
     });
     assert!(f.received(t + 40, 37, Phy::Le1M, &ind).is_none());
     let op = f.op();
-    let Op::Listen {
+    let Op::Listen(Listen {
         start_us,
         window_us,
         phy,
         channel,
         ..
-    } = op
+    }) = op
     else {
         return (op, None);
     };
@@ -839,10 +839,10 @@ fn anchor_windows_widen_with_the_time_since_the_train_was_heard() {
         ..Builder::default()
     };
     let (first, _) = feed_aux(&mut f, 1_000, aux_ptr(5, Phy::Le2M, 600), &aux);
-    let Op::Listen {
+    let Op::Listen(Listen {
         start_us: aux_window,
         ..
-    } = first
+    }) = first
     else {
         panic!("{first:?}")
     };
@@ -851,14 +851,14 @@ fn anchor_windows_widen_with_the_time_since_the_train_was_heard() {
     let id = csa2::channel_identifier(0x5A3C_96E1);
     // The first anchor: 3,000 µs on, widened by 50 + 50 ppm over 3 ms (1 µs) + 32, plus the
     // 30 µs offset unit.
-    let Op::Listen {
+    let Op::Listen(Listen {
         start_us,
         window_us,
         channel,
         phy,
         access_address,
         crc_init,
-    } = f.op()
+    }) = f.op()
     else {
         panic!("{:?}", f.op())
     };
@@ -882,12 +882,12 @@ fn anchor_windows_widen_with_the_time_since_the_train_was_heard() {
     // Then each missed anchor widens the next window: k intervals of 10 ms since the last
     // anchor heard, ⌈100 ppm × k × 10 ms⌉ + 32 µs each side, on CSA#2's channel for its counter.
     for k in 1..=5u32 {
-        let Op::Listen {
+        let Op::Listen(Listen {
             start_us,
             window_us,
             channel,
             ..
-        } = f.op()
+        }) = f.op()
         else {
             panic!("{:?}", f.op())
         };
@@ -1009,4 +1009,22 @@ fn channel_map_updates_are_read_from_the_acad() {
     assert_eq!(channel_map_update(&[8, 0x28, 0xFF, 1]), None);
     assert_eq!(channel_map_update(&[2, 0x01, 0x06]), None);
     assert_eq!(channel_map_update(&[]), None);
+}
+
+#[test]
+fn a_listen_window_holds_its_ends_and_wraps_with_the_timer() {
+    let listen = Listen {
+        start_us: u32::MAX - 10,
+        window_us: 30,
+        channel: 5,
+        phy: Phy::Le2M,
+        access_address: ADV_ACCESS_ADDRESS,
+        crc_init: 0x55_5555,
+    };
+    assert_eq!(listen.end_us(), 19);
+    assert!(listen.contains(u32::MAX - 10));
+    assert!(listen.contains(0));
+    assert!(listen.contains(19));
+    assert!(!listen.contains(20));
+    assert!(!listen.contains(u32::MAX - 11));
 }

@@ -673,11 +673,7 @@ impl<'a> ChainRadio<'a> {
         // miss moves the follower to a later window or to scanning).
         for _ in 0..8 {
             match self.follower.op() {
-                Op::Listen {
-                    start_us,
-                    window_us,
-                    ..
-                } if ble_ext::is_after(rx, start_us.wrapping_add(window_us)) => {
+                Op::Listen(listen) if ble_ext::is_after(rx, listen.end_us()) => {
                     let r = self.follower.missed().map(|r| r.adv_data.to_vec());
                     self.report(r);
                 }
@@ -687,29 +683,22 @@ impl<'a> ChainRadio<'a> {
         let hit = match self.follower.op() {
             Op::Idle => false,
             Op::ScanPrimary { channel } => p.channel == channel,
-            Op::Listen {
-                start_us,
-                window_us,
-                channel,
-                phy,
-                access_address,
-                ..
-            } => {
-                if access_address == TRAIN_AA && p.anchor {
+            Op::Listen(listen) => {
+                if listen.access_address == TRAIN_AA && p.anchor {
                     // An anchor: how far from the window's middle, against its half width
                     // (when the window is for this anchor, not a later one).
-                    let half = window_us as f64 / 2.0;
-                    let mid = start_us.wrapping_add(window_us / 2);
+                    let half = listen.window_us as f64 / 2.0;
+                    let mid = listen.start_us.wrapping_add(listen.window_us / 2);
                     let error = (rx.wrapping_sub(mid) as i32).unsigned_abs() as f64;
                     if error < bearer::PERIODIC_INTERVAL_MIN_US as f64 / 2.0 {
                         self.stats.max_widening_us = self.stats.max_widening_us.max(half);
                         self.stats.max_anchor_error_us = self.stats.max_anchor_error_us.max(error);
                     }
                 }
-                p.channel == channel
-                    && p.phy == phy
-                    && p.aa == access_address
-                    && rx.wrapping_sub(start_us) <= window_us
+                p.channel == listen.channel
+                    && p.phy == listen.phy
+                    && p.aa == listen.access_address
+                    && listen.contains(rx)
             }
         };
         let heard = hit && !lost;
