@@ -377,10 +377,17 @@ struct ReceiveSummary {
     kind: &'static str,
     transport: String,
     out: String,
-    image_bytes: u32,
-    seconds: f64,
     state: String,
     signature_verified: bool,
+    #[serde(flatten)]
+    link: LinkFigures,
+}
+
+/// What a receive session's link did: the figures a kernel's and an app's summary both report.
+#[derive(Serialize)]
+struct LinkFigures {
+    image_bytes: u32,
+    seconds: f64,
     session: String,
     chunks: u32,
     duplicates: u32,
@@ -388,6 +395,22 @@ struct ReceiveSummary {
     advertisements_heard: u64,
     dropped_on_purpose: u64,
     statuses_sent: u64,
+}
+
+impl LinkFigures {
+    fn new(report: &ota_hci::ReceiveReport, info: &adv_transfer::SessionInfo) -> LinkFigures {
+        LinkFigures {
+            image_bytes: info.image_len,
+            seconds: report.seconds,
+            session: format!("{:#010x}", info.session),
+            chunks: report.counters.chunks,
+            duplicates: report.counters.duplicates,
+            crc_failures: report.counters.crc_failures,
+            advertisements_heard: report.heard,
+            dropped_on_purpose: report.dropped_on_purpose,
+            statuses_sent: report.statuses_sent,
+        }
+    }
 }
 
 pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
@@ -491,25 +514,17 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<()> {
         kind: "kernel",
         transport: args.hci.to_string(),
         out: args.out.display().to_string(),
-        image_bytes: info.image_len,
-        seconds: report.seconds,
         state: format!("{:?}", report.state).to_lowercase(),
         signature_verified: verified,
-        session: format!("{:#010x}", info.session),
-        chunks: report.counters.chunks,
-        duplicates: report.counters.duplicates,
-        crc_failures: report.counters.crc_failures,
-        advertisements_heard: report.heard,
-        dropped_on_purpose: report.dropped_on_purpose,
-        statuses_sent: report.statuses_sent,
+        link: LinkFigures::new(&report, &info),
     };
     if args.json {
         cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         cli_output::outln!(
             "received {} bytes in {:.1} s through {}; staged, checked{}; written to {}",
-            summary.image_bytes,
-            summary.seconds,
+            summary.link.image_bytes,
+            summary.link.seconds,
             summary.transport,
             if verified {
                 ", signature verified"
@@ -540,15 +555,8 @@ struct AppReceiveSummary {
     transport: String,
     /// Where the TBF was written (only when it passed).
     out: Option<String>,
-    image_bytes: u32,
-    seconds: f64,
-    session: String,
-    chunks: u32,
-    duplicates: u32,
-    crc_failures: u32,
-    advertisements_heard: u64,
-    dropped_on_purpose: u64,
-    statuses_sent: u64,
+    #[serde(flatten)]
+    link: LinkFigures,
 }
 
 /// An app session's end: the checks' verdict reported, the TBF written to `--out` if it passed,
@@ -590,15 +598,7 @@ fn finish_app(
         installed_version: args.installed_version,
         transport: args.hci.to_string(),
         out: refusal.is_none().then(|| args.out.display().to_string()),
-        image_bytes: info.image_len,
-        seconds: report.seconds,
-        session: format!("{:#010x}", info.session),
-        chunks: report.counters.chunks,
-        duplicates: report.counters.duplicates,
-        crc_failures: report.counters.crc_failures,
-        advertisements_heard: report.heard,
-        dropped_on_purpose: report.dropped_on_purpose,
-        statuses_sent: report.statuses_sent,
+        link: LinkFigures::new(report, &info),
     };
     if args.json {
         cli_output::outln!("{}", serde_json::to_string_pretty(&summary)?);
@@ -616,8 +616,8 @@ fn finish_app(
         cli_output::outln!(
             "received app {name}{shown} ({} bytes) in {:.1} s through {}; staged, checked{}{}; \
              written to {}",
-            summary.image_bytes,
-            summary.seconds,
+            summary.link.image_bytes,
+            summary.link.seconds,
             summary.transport,
             if summary.credential_checked {
                 ", credential verified"
