@@ -1,9 +1,10 @@
 //! The DFU app's binding to Tock: [`TockKernel`] implements `dfu_app::Kernel` with libtock-rs
 //! syscalls (allow, subscribe, command, yield) against the kernel's staged-update (0xA0000),
-//! bulk-scan (0xA0001) and app-update (0xA0002, `INSTALL` of an app session's staged TBF)
-//! drivers and Tock's alarm; the logic is `dfu-app`'s [`run`]. The driver
+//! bulk-scan (0xA0001), app-update (0xA0002, `INSTALL` of an app session's staged TBF) and
+//! ext_scan (0xA0003, following the sender's extended or periodic advertising, when the kernel
+//! has it) drivers and Tock's alarm; the logic is `dfu-app`'s [`run_with_bearers`]. The driver
 //! interfaces are documented in the capsules (`capsules/src/staged_update.rs`,
-//! `capsules/src/bulk_scan.rs`); their numbers are `dfu-abi`'s.
+//! `capsules/src/bulk_scan.rs`, `capsules/src/ext_scan.rs`); their numbers are `dfu-abi`'s.
 //!
 //! Each split-phase operation shares its buffers, subscribes to the driver's upcall and to the
 //! alarm, issues the command and yields until the upcall or the alarm's deadline, all inside one
@@ -16,15 +17,15 @@ use core::cell::Cell;
 use core::fmt::{self, Write};
 use core::marker::PhantomData;
 
-use dfu_abi::{app, scan, update};
-use dfu_app::{Batch, OpError};
+use dfu_abi::{app, ext_scan, scan, update};
+use dfu_app::{Batch, ExtEvent, OpError};
 use libtock_platform::allow_ro::AllowRo;
 use libtock_platform::allow_rw::AllowRw;
 use libtock_platform::share;
 use libtock_platform::subscribe::Subscribe;
 use libtock_platform::{DefaultConfig, ErrorCode, Syscalls};
 
-pub use dfu_app::{run, Exit, BATCH_LEN, BITMAP_LEN};
+pub use dfu_app::{run, run_with_bearers, Exit, BATCH_LEN, BITMAP_LEN, EXT_BATCH_LEN};
 
 /// Tock's alarm driver (`capsules/core/src/alarm.rs`): its ticks are left-justified to 32 bits,
 /// so they wrap at 2^32 whatever the hardware counter's width.
@@ -48,6 +49,10 @@ const SCAN_BATCH: u32 = scan::upcall::BATCH;
 const ALARM: u32 = alarm::DRIVER_NUM;
 const APP: u32 = app::DRIVER_NUM;
 const APP_DONE: u32 = app::upcall::DONE;
+const EXT: u32 = ext_scan::DRIVER_NUM;
+const EXT_BUFFER: u32 = ext_scan::rw_allow::BATCH;
+const EXT_BATCH: u32 = ext_scan::upcall::BATCH;
+const EXT_STOPPED: u32 = ext_scan::upcall::STOPPED;
 const ALARM_UPCALL: u32 = alarm::UPCALL;
 
 /// `dfu_app::Kernel` over libtock-rs syscalls `S`, logging to `console`.
@@ -81,10 +86,10 @@ fn ms_to_ticks(ms: u32, hz: u32) -> u32 {
     (ms as u64 * hz as u64).div_ceil(1000).min(u32::MAX as u64) as u32
 }
 
-/// Yield until `done` holds a value or `timeout_ms` pass (the alarm's upcall lands in `fired`).
-/// Call inside the scope that subscribed both.
-fn wait_for<S: Syscalls, T: Copy>(
-    done: &Cell<Option<T>>,
+/// Yield until `done` returns a value or `timeout_ms` pass (the alarm's upcall lands in
+/// `fired`). Call inside the scope that subscribed both.
+fn wait_for<S: Syscalls, T>(
+    done: impl Fn() -> Option<T>,
     fired: &Cell<Option<(u32, u32)>>,
     timeout_ms: u32,
 ) -> Option<T> {
@@ -97,11 +102,11 @@ fn wait_for<S: Syscalls, T: Copy>(
             .is_ok();
     if !armed {
         // Without a deadline a lost upcall would hang the app: count it as timed out.
-        return done.get();
+        return done();
     }
     loop {
         S::yield_wait();
-        if let Some(value) = done.get() {
+        if let Some(value) = done() {
             let _ = S::command(ALARM, alarm::STOP, 0, 0);
             return Some(value);
         }
@@ -175,7 +180,7 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
             S::command(UPDATE, command, arg1, arg2)
                 .to_result::<(), ErrorCode>()
                 .map_err(refused)?;
-            match wait_for::<S, _>(&done, &fired, timeout_ms) {
+            match wait_for::<S, _>(|| done.get(), &fired, timeout_ms) {
                 None => Err(OpError::TimedOut),
                 Some((_, 0, value)) => Ok(value),
                 Some((_, status, detail)) => Err(OpError::Failed {
@@ -214,13 +219,13 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
             S::subscribe::<_, _, DefaultConfig, SCAN, SCAN_BATCH>(subscribe, &got)?;
             S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)?;
             S::command(SCAN, command, 0, 0).to_result::<(), ErrorCode>()?;
-            Ok(
-                wait_for::<S, _>(&got, &fired, timeout_ms).map(|(reports, bytes, dropped)| Batch {
+            Ok(wait_for::<S, _>(|| got.get(), &fired, timeout_ms).map(
+                |(reports, bytes, dropped)| Batch {
                     reports,
                     bytes,
                     dropped,
-                }),
-            )
+                },
+            ))
         })
         .map_err(code)
     }
@@ -238,6 +243,57 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
             S::command(SCAN, scan::command::ADVERTISE, 0, 0).to_result::<(), ErrorCode>()
         })
         .map_err(code)
+    }
+
+    /// `FOLLOW` or `RELEASE` on the ext_scan driver with the batch buffer shared, then the
+    /// first of upcall `BATCH` `(reports, bytes, dropped)` and `STOPPED` `(error, 0, 0)`.
+    fn ext_wait(
+        &mut self,
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<Option<ExtEvent>, u32> {
+        let batch: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
+        let stopped: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
+        let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        share::scope::<
+            (
+                AllowRw<_, EXT, EXT_BUFFER>,
+                Subscribe<_, EXT, EXT_BATCH>,
+                Subscribe<_, EXT, EXT_STOPPED>,
+                Subscribe<_, ALARM, ALARM_UPCALL>,
+            ),
+            _,
+            _,
+        >(|handle| {
+            let (allow, on_batch, on_stopped, alarm) = handle.split();
+            S::allow_rw::<DefaultConfig, EXT, EXT_BUFFER>(allow, buffer)?;
+            S::subscribe::<_, _, DefaultConfig, EXT, EXT_BATCH>(on_batch, &batch)?;
+            S::subscribe::<_, _, DefaultConfig, EXT, EXT_STOPPED>(on_stopped, &stopped)?;
+            S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)?;
+            S::command(EXT, command, arg1, arg2).to_result::<(), ErrorCode>()?;
+            // Either upcall ends the wait. A stop wins over a batch that came with it: following
+            // must start again (`FOLLOW`), and the stop discarded what was queued anyway.
+            let either = || match (stopped.get(), batch.get()) {
+                (Some((error, _, _)), _) => Some(ExtEvent::Stopped(error)),
+                (None, Some((reports, bytes, dropped))) => Some(ExtEvent::Batch(Batch {
+                    reports,
+                    bytes,
+                    dropped,
+                })),
+                (None, None) => None,
+            };
+            Ok(wait_for::<S, _>(either, &fired, timeout_ms))
+        })
+        .map_err(code)
+    }
+
+    fn ext_stop(&mut self) -> Result<(), u32> {
+        S::command(EXT, ext_scan::command::STOP, 0, 0)
+            .to_result::<(), ErrorCode>()
+            .map_err(code)
     }
 
     fn ticks(&mut self) -> u32 {
@@ -258,7 +314,7 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
         let _ = share::scope::<(Subscribe<_, ALARM, ALARM_UPCALL>,), _, _>(|handle| {
             let (alarm,) = handle.split();
             S::subscribe::<_, _, DefaultConfig, ALARM, ALARM_UPCALL>(alarm, &fired)?;
-            wait_for::<S, _>(&never, &fired, ms);
+            wait_for::<S, _>(|| never.get(), &fired, ms);
             Ok::<(), ErrorCode>(())
         });
     }
@@ -294,7 +350,7 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
             S::command(APP, app::command::INSTALL, len, 0)
                 .to_result::<(), ErrorCode>()
                 .map_err(refused)?;
-            match wait_for::<S, _>(&done, &fired, timeout_ms) {
+            match wait_for::<S, _>(|| done.get(), &fired, timeout_ms) {
                 None => Err(OpError::TimedOut),
                 Some((_, 0, version)) => Ok(version),
                 Some((_, status, detail)) => Err(OpError::Failed {

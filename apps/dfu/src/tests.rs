@@ -1,5 +1,7 @@
 //! The binding and `dfu-app`'s logic together on libtock-rs's fake kernel, with fake
-//! staged-update, bulk-scan and alarm drivers that follow the capsules' documented interfaces.
+//! staged-update, bulk-scan, ext_scan and alarm drivers that follow the capsules' documented
+//! interfaces. The app runs as on the device (`run_with_bearers`); the tests without the
+//! ext_scan driver are the kernels of today.
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
@@ -8,17 +10,18 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
+use adv_transfer::bearer::{Bearer, BearerSet, Phy};
+use adv_transfer::wire::{ADV_DATA_MAX, EXT_ADV_DATA_MAX};
+use adv_transfer::{session_address, Sender, DEFAULT_COMPANY_ID};
 use dfu_abi::update::{command as cmd, detail, state};
-use dfu_abi::{scan, update};
-use dfu_app::{confirm_trial_boot, Exit, BATCH_LEN, BITMAP_LEN, REBOOT_DELAY_MS};
+use dfu_abi::{ext_scan, scan, update};
+use dfu_app::{confirm_trial_boot, Exit, BATCH_LEN, BITMAP_LEN, EXT_BATCH_LEN, REBOOT_DELAY_MS};
 use libtock_platform::{CommandReturn, ErrorCode};
 use libtock_unittest::{
     command_return, fake, DriverInfo, DriverShareRef, RoAllowBuffer, RwAllowBuffer,
 };
 
-use crate::{alarm, run, TockKernel};
+use crate::{alarm, run_with_bearers, TockKernel};
 
 const SECTOR: usize = 4096;
 
@@ -319,6 +322,12 @@ struct FakeScan {
     start_failures: Cell<u32>,
     /// Halt the app (the test's end) at this many waits for a batch.
     max_waits: Cell<usize>,
+    /// Started and not stopped (the legacy driver holds the RADIO).
+    started: Cell<bool>,
+    /// The ext_scan driver follows for the app (set by [`FakeExtScan`]).
+    following: Cell<bool>,
+    /// Calls that broke the drivers' contract on sharing the RADIO.
+    violations: RefCell<Vec<String>>,
 }
 
 impl FakeScan {
@@ -343,6 +352,10 @@ impl FakeScan {
         let mut buffer = self.rw.borrow_mut();
         let mut air = self.air.borrow_mut();
         let sender = air.sender.as_mut().expect("a sender on air");
+        if sender.bearer().is_some_and(|b| b.chained()) {
+            // Its data is on the secondary channels: nothing for the legacy scanner.
+            return;
+        }
         let (mut at, mut reports) = (0, 0);
         while reports < self.per_batch {
             let mut adv = [0u8; ADV_DATA_MAX];
@@ -404,8 +417,17 @@ impl fake::SyscallDriver for FakeScan {
 
     fn command(&self, command: u32, _: u32, _: u32) -> CommandReturn {
         match command {
-            scan::command::EXISTS | scan::command::STOP => command_return::success(),
+            scan::command::EXISTS => command_return::success(),
+            scan::command::STOP => {
+                self.started.set(false);
+                command_return::success()
+            }
             scan::command::ADVERTISE => {
+                if self.following.get() || !self.started.get() {
+                    self.violations
+                        .borrow_mut()
+                        .push(String::from("ADVERTISE while following or not started"));
+                }
                 // The receiver's status reaches the sender.
                 let ro = self.ro.take();
                 assert!(
@@ -424,6 +446,12 @@ impl fake::SyscallDriver for FakeScan {
                     self.start_failures.set(self.start_failures.get() - 1);
                     return command_return::failure(ErrorCode::Busy);
                 }
+                if self.following.get() {
+                    self.violations
+                        .borrow_mut()
+                        .push(String::from("bulk scan while following"));
+                }
+                self.started.set(true);
                 self.waits.set(self.waits.get() + 1);
                 assert!(
                     self.batches.get() < 20_000,
@@ -477,6 +505,9 @@ fn rig_at(start_ticks: u32, air: Air, loss_percent: u32) -> Rig {
         statuses: Cell::new(0),
         start_failures: Cell::new(0),
         max_waits: Cell::new(usize::MAX),
+        started: Cell::new(false),
+        following: Cell::new(false),
+        violations: Default::default(),
     });
     kernel.add_driver(&alarm);
     kernel.add_driver(&update);
@@ -518,7 +549,13 @@ fn boot(rig: &Rig) -> (Exit, String) {
     let mut kernel = TockKernel::<fake::Syscalls, String>::new(String::new(), &halt);
     let mut bitmap = vec![0u8; BITMAP_LEN];
     let mut batch = vec![0u8; BATCH_LEN];
-    let exit = run(&mut kernel, &mut bitmap, &mut batch);
+    let mut ext_batch = vec![0u8; EXT_BATCH_LEN];
+    let exit = run_with_bearers(&mut kernel, &mut bitmap, &mut batch, &mut ext_batch);
+    assert!(
+        rig.scan.violations.borrow().is_empty(),
+        "{:?}",
+        rig.scan.violations
+    );
     if exit == Exit::Rebooting {
         let rebooted = rig.update.rebooted_at_ms.get().expect("reboot requested");
         assert!(
@@ -572,7 +609,12 @@ fn lost_advertisements_are_recovered_from_the_retransmissions() {
 fn a_kernel_without_the_drivers_is_reported() {
     let _kernel = fake::Kernel::new();
     let mut kernel = TockKernel::<fake::Syscalls, String>::new(String::new(), &|| false);
-    let exit = run(&mut kernel, &mut [0; BITMAP_LEN], &mut [0; BATCH_LEN]);
+    let exit = run_with_bearers(
+        &mut kernel,
+        &mut [0; BITMAP_LEN],
+        &mut [0; BATCH_LEN],
+        &mut [0; EXT_BATCH_LEN],
+    );
     assert_eq!(exit, Exit::NoDriver);
     assert!(kernel.console().contains("lacks"), "{}", kernel.console());
 }
@@ -787,4 +829,186 @@ fn a_refused_app_is_reported_and_a_kernel_without_the_driver_refuses_app_session
     assert!(console.contains("needs a capability"), "{console}");
     assert!(app.installs.borrow().is_empty());
     assert_eq!(rig.update.state.get(), state::IDLE, "nothing staged");
+}
+
+/// Follows `capsules/src/ext_scan.rs`: `FOLLOW` (refused `BUSY` while the bulk scanner holds
+/// the RADIO) names the advertiser; on follow or release the next events of that advertiser
+/// on the secondary channels land in the batch buffer as reports (`dfu_abi::ext_scan`'s
+/// header, then the AdvData) and upcall `BATCH` announces them; `STOP` ends it.
+struct FakeExtScan {
+    scan: Rc<FakeScan>,
+    rw: RefCell<RwAllowBuffer>,
+    share: DriverShareRef,
+    /// The advertiser followed now.
+    filter: Cell<Option<[u8; 6]>>,
+    /// The advertiser the last `FOLLOW` named.
+    followed: Cell<Option<[u8; 6]>>,
+    follows: Cell<u32>,
+    reports: Cell<u32>,
+    /// Upcall `STOPPED` with `BUSY` after this many more batches.
+    stop_after: Cell<Option<u32>>,
+}
+
+impl FakeExtScan {
+    fn deliver(&self) {
+        let mut buffer = self.rw.borrow_mut();
+        let mut air = self.scan.air.borrow_mut();
+        let Some(sender) = air.sender.as_mut() else {
+            return;
+        };
+        if !sender.bearer().is_some_and(|b| b.chained())
+            || Some(sender.address()) != self.filter.get()
+        {
+            return;
+        }
+        if let Some(n) = self.stop_after.get() {
+            if n == 0 {
+                self.stop_after.set(None);
+                self.filter.set(None);
+                self.scan.following.set(false);
+                self.share
+                    .schedule_upcall(ext_scan::upcall::STOPPED, (ErrorCode::Busy as u32, 0, 0))
+                    .expect("upcall");
+                return;
+            }
+            self.stop_after.set(Some(n - 1));
+        }
+        let mut event = [0u8; EXT_ADV_DATA_MAX];
+        let n = sender.next_event(&mut event);
+        let len = ext_scan::REPORT_HEADER + n;
+        assert!(buffer.len() >= len, "batch buffer shorter than a report");
+        buffer[0..2].copy_from_slice(&(n as u16).to_le_bytes());
+        buffer[2] = ext_scan::cut::WHOLE;
+        buffer[3] = ext_scan::has::ADV_A;
+        buffer[4..10].copy_from_slice(&sender.address());
+        buffer[10..12].fill(0);
+        buffer[12..len].copy_from_slice(&event[..n]);
+        self.reports.set(self.reports.get() + 1);
+        self.scan.batches.set(self.scan.batches.get() + 1);
+        self.share
+            .schedule_upcall(ext_scan::upcall::BATCH, (1, len as u32, 0))
+            .expect("upcall");
+    }
+}
+
+impl fake::SyscallDriver for FakeExtScan {
+    fn info(&self) -> DriverInfo {
+        DriverInfo::new(ext_scan::DRIVER_NUM).upcall_count(ext_scan::upcall::COUNT as u32)
+    }
+
+    fn register(&self, share_ref: DriverShareRef) {
+        self.share.replace(share_ref);
+    }
+
+    fn allow_readwrite(
+        &self,
+        _num: u32,
+        buffer: RwAllowBuffer,
+    ) -> Result<RwAllowBuffer, (RwAllowBuffer, ErrorCode)> {
+        Ok(self.rw.replace(buffer))
+    }
+
+    fn command(&self, command: u32, arg1: u32, arg2: u32) -> CommandReturn {
+        match command {
+            ext_scan::command::EXISTS => return command_return::success(),
+            ext_scan::command::FOLLOW => {
+                if self.scan.started.get() {
+                    return command_return::failure(ErrorCode::Busy);
+                }
+                let Some((Some(adv_a), _)) = ext_scan::filter_from_args(arg1, arg2) else {
+                    return command_return::failure(ErrorCode::Invalid);
+                };
+                self.filter.set(Some(adv_a));
+                self.followed.set(Some(adv_a));
+                self.follows.set(self.follows.get() + 1);
+                self.scan.following.set(true);
+            }
+            ext_scan::command::STOP if self.filter.get().is_some() => {
+                self.filter.set(None);
+                self.scan.following.set(false);
+                return command_return::success();
+            }
+            ext_scan::command::RELEASE if self.filter.get().is_some() => {}
+            ext_scan::command::STOP | ext_scan::command::RELEASE => {
+                return command_return::failure(ErrorCode::Reserve)
+            }
+            _ => return command_return::failure(ErrorCode::NoSupport),
+        }
+        self.scan.waits.set(self.scan.waits.get() + 1);
+        assert!(
+            self.scan.batches.get() < 20_000,
+            "the transfer never finished"
+        );
+        if !self.scan.halted() && self.scan.on_air() {
+            self.deliver();
+        }
+        command_return::success()
+    }
+}
+
+fn ble5_rig(image: &'static [u8]) -> (Rig, Rc<FakeExtScan>) {
+    let mut s = sender(image, 0x1234_5678);
+    s.offer_bearers(BearerSet::ALL);
+    let air = Air {
+        sender: Some(s),
+        stall_after: usize::MAX,
+        resume_ms: 0,
+        next: None,
+    };
+    let rig = rig_at(0, air, 0);
+    let ext = Rc::new(FakeExtScan {
+        scan: rig.scan.clone(),
+        rw: Default::default(),
+        share: Default::default(),
+        filter: Cell::new(None),
+        followed: Cell::new(None),
+        follows: Cell::new(0),
+        reports: Cell::new(0),
+        stop_after: Cell::new(None),
+    });
+    rig._kernel.add_driver(&ext);
+    (rig, ext)
+}
+
+#[test]
+fn the_app_follows_a_ble5_sender_through_the_ext_scan_driver() {
+    let image = test_image(30_000, 5);
+    let (rig, ext) = ble5_rig(image);
+    // The kernel takes the RADIO once in the middle: following starts again.
+    ext.stop_after.set(Some(10));
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
+    assert_eq!(
+        &rig.update.memory.borrow()[..],
+        image,
+        "staged bytes differ"
+    );
+    let bearer = rig.scan.air.borrow().sender.as_ref().unwrap().bearer();
+    assert_eq!(bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    // The data came as followed events; FOLLOW named the session's sender.
+    assert!(ext.reports.get() >= 20, "{}", ext.reports.get());
+    assert_eq!(ext.followed.get(), Some(session_address(0x1234_5678)));
+    assert_eq!(ext.stop_after.get(), None);
+    assert!(ext.follows.get() >= 2, "{console}");
+    assert_eq!(
+        ext.filter.get(),
+        None,
+        "still following after the reboot request"
+    );
+    assert!(rig.scan.statuses.get() > 0);
+}
+
+#[test]
+fn a_legacy_only_sender_is_heard_as_before_by_an_app_whose_kernel_has_ext_scan() {
+    let image = test_image(6_000, 6);
+    let (rig, ext) = ble5_rig(image);
+    rig.scan
+        .air
+        .borrow_mut()
+        .sender
+        .replace(sender(image, 0x1234_5678));
+    let (exit, console) = boot(&rig);
+    assert_eq!(exit, Exit::Rebooting, "{console}");
+    assert_eq!(&rig.update.memory.borrow()[..], image);
+    assert_eq!(ext.follows.get(), 0);
 }

@@ -12,7 +12,12 @@
 //! 2. Scan continuously; feed every advertisement's AdvData to the receiver; perform the staging
 //!    operations it asks for (begin, erase, write, read back, finalize) through the driver; when
 //!    the kernel has no batch waiting and [`STATUS_INTERVAL_MS`] have passed, advertise the
-//!    receiver's status so the sender resends what is missing.
+//!    receiver's status so the sender resends what is missing. With the ext_scan driver
+//!    ([`run_with_bearers`]) the receiver also offers the extended and periodic bearers; once
+//!    its status names a chained pick the app follows the sender through that driver instead
+//!    (each event to `Receiver::on_ext_adv`), and leaves it for the bulk scanner to advertise
+//!    each status, after [`FOLLOW_SILENCE_MS`] of silence (a look at legacy advertising), and
+//!    when the session ends.
 //! 3. When finalize succeeds the kernel has written the boot request itself; tell the sender,
 //!    then ask the kernel to reboot.
 //!
@@ -27,10 +32,11 @@ pub mod clock;
 
 use core::fmt;
 
+use adv_transfer::bearer::{Bearer, BearerSet, Geometry};
 use adv_transfer::receiver::READ_LEN;
-use adv_transfer::wire::ADV_DATA_MAX;
-use adv_transfer::{Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
-use dfu_abi::{error, scan, update};
+use adv_transfer::wire::{ADV_DATA_MAX, CHUNK_LEN};
+use adv_transfer::{session_address, Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
+use dfu_abi::{error, ext_scan, scan, update};
 
 use clock::Clock;
 
@@ -43,6 +49,50 @@ pub const BITMAP_LEN: usize = Receiver::bitmap_len(MAX_IMAGE_LEN);
 
 /// Scan batch buffer size.
 pub const BATCH_LEN: usize = 1024;
+
+/// The ext_scan batch buffer: one whole report of the longest event. The kernel copies whole
+/// reports only, so a shorter buffer would never take a full chained event.
+pub const EXT_BATCH_LEN: usize = ext_scan::MAX_REPORT;
+
+/// The longest chunk of any chained bearer (`Geometry::for_bearer`): the RAM queue of a
+/// receiver that follows them holds chunks this long.
+pub const CHAINED_CHUNK_MAX: usize = {
+    let mut max = CHUNK_LEN;
+    let mut i = 0;
+    while i < Bearer::ALL.len() {
+        let len = Geometry::for_bearer(Bearer::ALL[i]).chunk_len as usize;
+        if len > max {
+            max = len;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// The bearers the app offers when the kernel has the ext_scan driver: what its follower
+/// (`ble_ext::Follower` through `aux_radio`) hears, extended and periodic advertising at LE 1M
+/// and LE 2M.
+pub const EXT_BEARERS: BearerSet = BearerSet::ALL;
+
+/// Following a chained session for this long without one of its PDUs, the app listens on
+/// legacy advertising for [`LEGACY_LOOK_MS`] (where the receiver's own rules apply: a new
+/// sender's announce replaces a session idle for `SESSION_TIMEOUT_MS`), then follows again.
+/// Longer than a few status intervals: the sender takes the pick from a status.
+pub const FOLLOW_SILENCE_MS: u64 = 3_000;
+
+/// See [`FOLLOW_SILENCE_MS`]: about 40 legacy advertising events.
+pub const LEGACY_LOOK_MS: u64 = 1_000;
+
+/// After a status advertised while following, the app stays on the bulk scanner this long
+/// before it follows again: the kernel's ADVERTISE needs the bulk scanner (its owner) and the
+/// RADIO for its three PDUs (about 3 ms).
+pub const STATUS_LEGACY_MS: u32 = 10;
+
+/// A `FOLLOW` answered `BUSY` (the RADIO still held by the legacy driver, or a stopped listen
+/// still ending), or following stopped with `BUSY`, is tried again after this long, up to
+/// [`FOLLOW_BUSY_TRIES`] times in a row; then with the backoff of any other refusal.
+pub const FOLLOW_BUSY_MS: u32 = 5;
+pub const FOLLOW_BUSY_TRIES: u32 = 20;
 
 /// How often, at most, the receiver advertises its status (which chunks it misses).
 pub const STATUS_INTERVAL_MS: u64 = 250;
@@ -101,8 +151,19 @@ pub struct Batch {
     pub dropped: u32,
 }
 
+/// What the ext_scan driver's upcalls announced ([`Kernel::ext_wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtEvent {
+    /// Upcall `BATCH`: reports in the batch buffer.
+    Batch(Batch),
+    /// Upcall `STOPPED`: the kernel stopped following (a [`dfu_abi::error`] code: `BUSY` the
+    /// RADIO was taken, `FAIL` the receiver refused what it must not); queued reports are gone.
+    Stopped(u32),
+}
+
 /// What the app needs from the kernel: the staged-update driver's commands and their
-/// completions, the bulk-scan driver's batches and advertise, a clock, a log sink. Every wait
+/// completions, the bulk-scan driver's batches and advertise, the ext_scan driver's batches
+/// (optional: the defaults are a kernel without it), a clock, a log sink. Every wait
 /// takes a deadline. Error values are Tock error codes ([`dfu_abi::error`]); command, allow and
 /// upcall numbers are [`dfu_abi`]'s.
 pub trait Kernel {
@@ -148,6 +209,26 @@ pub trait Kernel {
     /// Bulk-scan `ADVERTISE` of `adv_data` (read-only allow `ADV_DATA`).
     fn advertise(&mut self, adv_data: &[u8]) -> Result<(), u32>;
 
+    /// Ext-scan `command` (`FOLLOW` with `arg1`, `arg2` = `ext_scan::filter_args`, or
+    /// `RELEASE`) with `buffer` shared as the batch buffer (read-write allow `BATCH`), then wait
+    /// at most `timeout_ms` for upcall `BATCH` or `STOPPED`. `Ok(None)`: neither in time. The
+    /// default is a kernel without the driver.
+    fn ext_wait(
+        &mut self,
+        _command: u32,
+        _arg1: u32,
+        _arg2: u32,
+        _buffer: &mut [u8],
+        _timeout_ms: u32,
+    ) -> Result<Option<ExtEvent>, u32> {
+        Err(error::NODEVICE)
+    }
+
+    /// Ext-scan `STOP`.
+    fn ext_stop(&mut self) -> Result<(), u32> {
+        Err(error::NODEVICE)
+    }
+
     /// The free-running tick counter (wraps at 2^32).
     fn ticks(&mut self) -> u32;
 
@@ -177,6 +258,10 @@ pub trait Kernel {
 
     /// Sees the receiver after every batch (for displays and the simulator's counters).
     fn observe(&mut self, _receiver: &Receiver<'_>) {}
+
+    /// [`Kernel::observe`] for the receiver of [`run_with_bearers`], whose queue holds chained
+    /// chunks.
+    fn observe_chained(&mut self, _receiver: &Receiver<'_, CHAINED_CHUNK_MAX>) {}
 
     /// App-update `INSTALL` (`dfu_abi::app`) of the staged TBF of `len` bytes: subscribe to
     /// upcall `DONE`, issue the command and wait for the upcall at most `timeout_ms`. The default
@@ -210,7 +295,8 @@ pub fn install_error(error: OpError) -> StageError {
 /// Why [`run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// The kernel lacks the staged-update or bulk-scan driver, or an alarm.
+    /// The kernel lacks the staged-update or bulk-scan driver, or an alarm (the ext_scan driver
+    /// is optional).
     NoDriver,
     /// Finalized, and the kernel accepted the reboot request.
     Rebooting,
@@ -299,7 +385,11 @@ pub fn perform<K: Kernel>(
 
 /// Run every staging operation the receiver has ready. Returns the boot request's sequence
 /// number once finalize succeeded.
-fn pump<K: Kernel>(k: &mut K, rx: &mut Receiver<'_>, read_buf: &mut [u8; READ_LEN]) -> Option<u32> {
+fn pump<K: Kernel, const N: usize>(
+    k: &mut K,
+    rx: &mut Receiver<'_, N>,
+    read_buf: &mut [u8; READ_LEN],
+) -> Option<u32> {
     let mut finalized = None;
     // An app session (the receiver names its target) ends with the app-update driver's
     // INSTALL instead of the kernel finalize, and without a reboot: the new version runs in
@@ -410,6 +500,48 @@ pub fn reports_in(batch: &[u8]) -> impl Iterator<Item = ([u8; 6], &[u8])> {
     })
 }
 
+/// One report of an ext_scan batch (`dfu_abi::ext_scan::REPORT_HEADER`'s table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtReport<'a> {
+    /// The advertiser, when the report names it.
+    pub adv_a: Option<[u8; 6]>,
+    /// How the event's chain ended (`dfu_abi::ext_scan::cut`).
+    pub cut: u8,
+    /// The event's AdvData (cut short where a chain PDU was lost).
+    pub adv_data: &'a [u8],
+}
+
+/// The reports of an ext_scan batch, in order. A report whose length runs past the batch, or
+/// past [`ext_scan::MAX_ADV_DATA`], ends the walk: the kernel copies whole reports only, so
+/// such bytes are not a report.
+pub fn ext_reports_in(batch: &[u8]) -> impl Iterator<Item = ExtReport<'_>> {
+    let mut rest = batch;
+    core::iter::from_fn(move || {
+        if rest.len() < ext_scan::REPORT_HEADER {
+            return None;
+        }
+        let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+        let tail = &rest[ext_scan::REPORT_HEADER..];
+        if len > ext_scan::MAX_ADV_DATA || tail.len() < len {
+            rest = &[];
+            return None;
+        }
+        let mut adv_a = None;
+        if rest[3] & ext_scan::has::ADV_A != 0 {
+            let mut a = [0u8; 6];
+            a.copy_from_slice(&rest[4..10]);
+            adv_a = Some(a);
+        }
+        let report = ExtReport {
+            adv_a,
+            cut: rest[2],
+            adv_data: &tail[..len],
+        };
+        rest = &tail[len..];
+        Some(report)
+    })
+}
+
 /// When a failed step is tried again.
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
@@ -453,8 +585,43 @@ struct Display {
 }
 
 /// The app: see the crate docs. `bitmap` holds [`BITMAP_LEN`] bytes (fewer limit the image
-/// size), `batch` is the scan buffer ([`BATCH_LEN`]).
+/// size), `batch` is the scan buffer ([`BATCH_LEN`]). Legacy advertising only, whatever the
+/// kernel has: [`run_with_bearers`] also follows extended and periodic advertising.
 pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
+    run_on::<K, CHUNK_LEN>(k, bitmap, batch, &mut [], |k, rx| k.observe(rx))
+}
+
+/// [`run`], and when the kernel has the ext_scan driver the receiver also offers
+/// [`EXT_BEARERS`]: after a chained pick the app follows the sender through that driver and
+/// hands each event to `Receiver::on_ext_adv`; its statuses still go out as legacy
+/// advertisements. `ext_batch` is the ext_scan batch buffer ([`EXT_BATCH_LEN`]; shorter, or a
+/// kernel without the driver: legacy only, as [`run`] but with a receiver whose queue holds
+/// chained chunks).
+pub fn run_with_bearers<K: Kernel>(
+    k: &mut K,
+    bitmap: &mut [u8],
+    batch: &mut [u8],
+    ext_batch: &mut [u8],
+) -> Exit {
+    run_on::<K, CHAINED_CHUNK_MAX>(k, bitmap, batch, ext_batch, |k, rx| k.observe_chained(rx))
+}
+
+/// Which driver the app listens through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listen {
+    /// The bulk scanner (legacy advertising; needed for ADVERTISE).
+    Legacy,
+    /// The ext_scan driver following this advertiser.
+    Follow([u8; 6]),
+}
+
+fn run_on<K: Kernel, const N: usize>(
+    k: &mut K,
+    bitmap: &mut [u8],
+    batch: &mut [u8],
+    ext_batch: &mut [u8],
+    observe: fn(&mut K, &Receiver<'_, N>),
+) -> Exit {
     if !k.exists(update::DRIVER_NUM) || !k.exists(scan::DRIVER_NUM) {
         k.log(format_args!(
             "dfu: kernel lacks the staged-update or bulk-scan driver"
@@ -477,12 +644,27 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
         k.sleep(STARTUP_POLL_MS);
     }
 
+    // The chained bearers, only with room for a whole report and the driver there.
+    let ext =
+        N > CHUNK_LEN && ext_batch.len() >= ext_scan::MAX_REPORT && k.exists(ext_scan::DRIVER_NUM);
+    let bearers = if ext { EXT_BEARERS } else { BearerSet::LEGACY };
     let mut bitmap = Some(bitmap);
-    let mut rx: Option<Receiver<'_>> = None;
+    let mut rx: Option<Receiver<'_, N>> = None;
     let mut confirmed = false;
     let mut setup = Backoff::new();
     let mut scanning = false;
     let mut scan_retry = Backoff::new();
+    // The advertiser the kernel follows for the app, if it does.
+    let mut following: Option<[u8; 6]> = None;
+    let mut follow_retry = Backoff::new();
+    let mut follow_busy = 0u32;
+    // Following: the last time the sender was heard (or following began); until when the
+    // app listens on legacy advertising instead (a status, or a look after silence).
+    let mut heard_ms = 0u64;
+    let mut legacy_until_ms = 0u64;
+    // A staged session on a chained bearer, resumed after a reboot: its sender sends only on
+    // that bearer (announces included), so it is followed until its announce joins it.
+    let mut resume_sender: Option<[u8; 6]> = None;
     let mut reboot_due: Option<Backoff> = None;
     let mut read_buf = [0u8; READ_LEN];
     let mut next_status_ms = 0u64;
@@ -511,13 +693,20 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
                                 "dfu: resuming staged session (finalized: {finalized})"
                             ));
                         }
+                        resume_sender = tag.filter(|_| !finalized).and_then(|t| {
+                            let chained = Bearer::from_code(t[14])
+                                .is_some_and(|b| b.chained() && bearers.contains(b));
+                            let session = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+                            chained.then(|| session_address(session))
+                        });
                         if let Some(bitmap) = bitmap.take() {
-                            let mut r = Receiver::new(
+                            let mut r = Receiver::<'_, N>::with_bearers(
                                 DEFAULT_COMPANY_ID,
                                 MAX_IMAGE_LEN,
                                 bitmap,
                                 tag,
                                 finalized,
+                                bearers,
                             );
                             r.set_running_image(k.running_image());
                             r.accept_apps(k.exists(dfu_abi::app::DRIVER_NUM));
@@ -558,13 +747,44 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
             }
         }
 
+        // Follow a session whose chained pick is named (its pre-erase done) while it receives;
+        // statuses, a look at legacy advertising after silence and a refused FOLLOW's backoff
+        // listen through the bulk scanner.
+        let chained = rx.as_ref().and_then(|r| {
+            let Some(info) = r.session() else {
+                return resume_sender;
+            };
+            let on = r.bearer().is_some_and(|b| b.chained())
+                && !r.preparing()
+                && r.state() == RxState::Receiving;
+            on.then(|| session_address(info.session))
+        });
+        if chained.is_none() {
+            heard_ms = now;
+        } else if now >= legacy_until_ms && now.saturating_sub(heard_ms) >= FOLLOW_SILENCE_MS {
+            k.log(format_args!(
+                "dfu: nothing heard while following for {FOLLOW_SILENCE_MS} ms; listening to legacy advertising"
+            ));
+            legacy_until_ms = now + LEGACY_LOOK_MS;
+            heard_ms = legacy_until_ms;
+        }
+        let listen = match chained {
+            Some(adv_a) if now >= legacy_until_ms && follow_retry.due(now) => Listen::Follow(adv_a),
+            _ => Listen::Legacy,
+        };
+        if following.is_some() && listen == Listen::Legacy {
+            let _ = k.ext_stop();
+            following = None;
+        }
+
         // How long the next wait may be. A due status waits for the kernel to run out of batches
         // (a zero wait after each batch), so it goes out just after an advertisement was handled,
         // when the next one is furthest away (the radio is deaf while it advertises); in silence
         // it goes out an interval late at most. Retries and the reboot are waited for.
         let mut wait_ms = IDLE_WAIT_MS;
         if rx.as_ref().is_some_and(|r| r.session().is_some()) {
-            if now >= next_status_ms && last_wait_got_batch {
+            if now >= next_status_ms && (last_wait_got_batch || chained.is_some()) {
+                // Following, a due status goes out through the bulk scanner at once.
                 wait_ms = 0;
             } else {
                 let overdue = next_status_ms + STATUS_INTERVAL_MS;
@@ -577,36 +797,100 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
         if let Some(retry) = &reboot_due {
             wait_ms = wait_ms.min(retry.remaining(now));
         }
-        if !scanning && !scan_retry.due(now) {
-            k.sleep(wait_ms.min(scan_retry.remaining(now)).max(1));
-            continue;
+        if chained.is_some() && listen == Listen::Legacy {
+            let back = legacy_until_ms
+                .saturating_sub(now)
+                .max(follow_retry.at_ms.saturating_sub(now));
+            wait_ms = wait_ms.min(back.min(MAX_WAIT_MS as u64) as u32);
         }
-        let command = if scanning {
-            scan::command::RELEASE
-        } else {
-            scan::command::START
-        };
-        let got = match k.scan_wait(command, batch, wait_ms) {
-            Ok(got) => {
-                scanning = true;
-                scan_retry.succeeded();
-                got
-            }
-            Err(error::ALREADY) if !scanning => {
-                // Still ours from before: release whatever batch is out.
-                scanning = true;
-                continue;
-            }
-            Err(code) => {
+
+        // The wait: a batch of legacy reports, or of followed events.
+        let mut got = None;
+        let mut ext_got = None;
+        if let Listen::Follow(adv_a) = listen {
+            if scanning {
+                // The capsule refuses to follow while the legacy driver holds the RADIO.
+                let _ = k.scan_stop();
                 scanning = false;
-                let delay = scan_retry.failed(now);
-                k.log(format_args!(
-                    "dfu: scan failed (error {code}); retrying in {delay} ms"
-                ));
+            }
+            let (command, (arg1, arg2)) = if following == Some(adv_a) {
+                (ext_scan::command::RELEASE, (0, 0))
+            } else {
+                (
+                    ext_scan::command::FOLLOW,
+                    ext_scan::filter_args(Some(adv_a), None),
+                )
+            };
+            let (stopped, failed) = match k.ext_wait(command, arg1, arg2, ext_batch, wait_ms) {
+                Ok(Some(ExtEvent::Batch(b))) => {
+                    ext_got = Some(b);
+                    (None, None)
+                }
+                Ok(None) => (None, None),
+                Ok(Some(ExtEvent::Stopped(code))) => (Some(code), None),
+                Err(code) => (None, Some(code)),
+            };
+            match stopped.or(failed) {
+                None => {
+                    following = Some(adv_a);
+                    follow_retry.succeeded();
+                    follow_busy = 0;
+                }
+                Some(error::BUSY) if follow_busy < FOLLOW_BUSY_TRIES => {
+                    // The RADIO is still the legacy driver's (a status going out) or a
+                    // stopped listen is ending: follow again in a moment.
+                    following = None;
+                    follow_busy += 1;
+                    k.sleep(FOLLOW_BUSY_MS);
+                    continue;
+                }
+                Some(code) => {
+                    following = None;
+                    follow_busy = 0;
+                    let delay = follow_retry.failed(clock.update(k.ticks()));
+                    let what = if stopped.is_some() {
+                        "the kernel stopped following"
+                    } else {
+                        "follow refused"
+                    };
+                    k.log(format_args!(
+                        "dfu: {what} (error {code}); following again in {delay} ms"
+                    ));
+                }
+            }
+            last_wait_got_batch = ext_got.is_some();
+        } else {
+            if !scanning && !scan_retry.due(now) {
+                k.sleep(wait_ms.min(scan_retry.remaining(now)).max(1));
                 continue;
             }
-        };
-        last_wait_got_batch = got.is_some();
+            let command = if scanning {
+                scan::command::RELEASE
+            } else {
+                scan::command::START
+            };
+            got = match k.scan_wait(command, batch, wait_ms) {
+                Ok(got) => {
+                    scanning = true;
+                    scan_retry.succeeded();
+                    got
+                }
+                Err(error::ALREADY) if !scanning => {
+                    // Still ours from before: release whatever batch is out.
+                    scanning = true;
+                    continue;
+                }
+                Err(code) => {
+                    scanning = false;
+                    let delay = scan_retry.failed(now);
+                    k.log(format_args!(
+                        "dfu: scan failed (error {code}); retrying in {delay} ms"
+                    ));
+                    continue;
+                }
+            };
+            last_wait_got_batch = got.is_some();
+        }
         let now = clock.update(k.ticks());
         let Some(rx) = rx.as_mut() else {
             // Not set up yet: the batch is dropped; the sender repeats.
@@ -629,17 +913,53 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
                 rx.on_adv(adv_a, adv);
             }
         }
+        if let (Some(got), Listen::Follow(followed)) = (ext_got, listen) {
+            let bytes = (got.bytes as usize).min(ext_batch.len());
+            for report in ext_reports_in(&ext_batch[..bytes]) {
+                // Room for the event's chunks (one per AD structure at most) before it is
+                // taken; a chained bearer's event has the most structures.
+                let room = rx.bearer().map_or(1, |b| b.structures_per_event());
+                if rx.queue_free() < room {
+                    finalized = finalized.or(pump(k, rx, &mut read_buf));
+                    if k.halted() {
+                        return Exit::Halted;
+                    }
+                }
+                // The driver delivers the followed advertiser's events only.
+                let adv_a = report.adv_a.unwrap_or(followed);
+                if rx.on_ext_adv(adv_a, report.adv_data).pdus > 0 {
+                    heard_ms = now;
+                }
+            }
+        }
         finalized = finalized.or(pump(k, rx, &mut read_buf));
         if k.halted() {
             return Exit::Halted;
         }
-        k.observe(rx);
+        observe(k, rx);
         let now = clock.update(k.ticks());
         // The status goes out once the kernel had no batch waiting (everything sent so far is
         // staged, so the status lists only what was lost), or when it is overdue by an interval.
-        let caught_up = got.is_none() || now >= next_status_ms + STATUS_INTERVAL_MS;
+        let caught_up = !last_wait_got_batch || now >= next_status_ms + STATUS_INTERVAL_MS;
         if (rx.session().is_some() && now >= next_status_ms && caught_up) || finalized.is_some() {
+            if following.is_some() {
+                // The status is a legacy advertisement: the bulk scanner sends it, and the
+                // capsule gives the RADIO up only on STOP (queued reports are discarded; the
+                // follower syncs again afterwards).
+                let _ = k.ext_stop();
+                following = None;
+            }
+            if !scanning {
+                // ADVERTISE is the bulk scanner owner's.
+                match k.scan_wait(scan::command::START, batch, 0) {
+                    Ok(_) | Err(error::ALREADY) => scanning = true,
+                    Err(_) => {}
+                }
+            }
             next_status_ms = now + STATUS_INTERVAL_MS;
+            if chained.is_some() {
+                legacy_until_ms = legacy_until_ms.max(now + STATUS_LEGACY_MS as u64);
+            }
             let mut status = [0u8; ADV_DATA_MAX];
             let len = rx.status_adv(&mut status);
             // A status that cannot go out now goes out with a later batch.
@@ -650,6 +970,10 @@ pub fn run<K: Kernel>(k: &mut K, bitmap: &mut [u8], batch: &mut [u8]) -> Exit {
             k.log(format_args!(
                 "dfu: image verified, boot request {sequence} written; rebooting"
             ));
+            if following.is_some() {
+                let _ = k.ext_stop();
+                following = None;
+            }
             let _ = k.scan_stop();
             scanning = false;
             // Let the console drain before the reset cuts it off.
@@ -694,7 +1018,7 @@ fn try_confirm<K: Kernel>(k: &mut K) -> bool {
     }
 }
 
-fn show_progress<K: Kernel>(k: &mut K, rx: &Receiver<'_>, shown: &mut Display) {
+fn show_progress<K: Kernel, const N: usize>(k: &mut K, rx: &Receiver<'_, N>, shown: &mut Display) {
     let progress = rx.progress();
     if progress.state != shown.state {
         shown.state = progress.state;

@@ -125,3 +125,5 @@ fn install_refusals_are_verdicts_and_busy_is_retried() {
         StageError::Rejected
     );
 }
+
+mod bearers;
