@@ -765,10 +765,8 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         let resumed = self.resume_tag.filter(|t| t[..14] == info.tag()[..14]);
         if let Some(tag) = resumed {
             // The staged session's bearer (and so its geometry) is in its tag.
-            let bearer = match tag[14] {
-                0xFF => Some(Bearer::Legacy),
-                code => Bearer::from_code(code).filter(|b| self.bearers.contains(*b)),
-            };
+            let bearer =
+                tag_bearer(&tag).filter(|b| *b == Bearer::Legacy || self.bearers.contains(*b));
             self.set_bearer(bearer);
         }
         if resumed.is_some() && self.bearer.is_some() {
@@ -817,16 +815,6 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         if self.bearer.is_none() {
             self.set_bearer(Some(Bearer::Legacy));
         }
-    }
-
-    /// The staging tag: the session's, with its bearer in byte 14 when not legacy (a legacy
-    /// session's tag is as before).
-    fn stage_tag(&self, info: &SessionInfo) -> [u8; 16] {
-        let mut tag = info.tag();
-        if let Some(b) = self.bearer.filter(|b| b.chained()) {
-            tag[14] = b.code();
-        }
-        tag
     }
 
     /// Refuse an announced transfer in the status without joining it (a joined session goes on).
@@ -933,7 +921,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             Phase::Beginning => {
                 self.in_flight = Some(InFlight::Begin);
                 return Some(StageOp::Begin {
-                    tag: self.stage_tag(&info),
+                    tag: info.tag_on(self.bearer),
                     image_len: info.image_len,
                 });
             }

@@ -137,6 +137,24 @@ impl RxState {
     }
 }
 
+/// The staging tag's byte that names a chained session's bearer (`Bearer::code`); 0xFF, as in
+/// every tag written before bearers existed, is legacy.
+pub const TAG_BEARER: usize = 14;
+
+/// A staging tag read back: its session number.
+pub fn tag_session(tag: &[u8; 16]) -> u32 {
+    u32::from_le_bytes([tag[0], tag[1], tag[2], tag[3]])
+}
+
+/// A staging tag read back: the bearer its session was received on (legacy for 0xFF); `None`
+/// for a code this build does not know.
+pub fn tag_bearer(tag: &[u8; 16]) -> Option<crate::bearer::Bearer> {
+    match tag[TAG_BEARER] {
+        0xFF => Some(crate::bearer::Bearer::Legacy),
+        code => crate::bearer::Bearer::from_code(code),
+    }
+}
+
 /// What a transfer is: the announce's fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -156,6 +174,16 @@ impl SessionInfo {
         t[8..12].copy_from_slice(&self.image_crc.to_le_bytes());
         t[12] = self.capabilities;
         t[13] = VERSION;
+        t
+    }
+
+    /// The tag of this session received on `bearer`: a chained bearer's code in byte
+    /// [`TAG_BEARER`]; a legacy session's tag is [`SessionInfo::tag`] as it always was.
+    pub fn tag_on(&self, bearer: Option<crate::bearer::Bearer>) -> [u8; 16] {
+        let mut t = self.tag();
+        if let Some(b) = bearer.filter(|b| b.chained()) {
+            t[TAG_BEARER] = b.code();
+        }
         t
     }
 

@@ -34,7 +34,7 @@ use core::fmt;
 
 use adv_transfer::bearer::{Bearer, BearerSet, Geometry};
 use adv_transfer::receiver::READ_LEN;
-use adv_transfer::wire::{ADV_DATA_MAX, CHUNK_LEN};
+use adv_transfer::wire::{self, ADV_DATA_MAX, CHUNK_LEN};
 use adv_transfer::{session_address, Receiver, RxState, StageError, StageOp, DEFAULT_COMPANY_ID};
 use dfu_abi::{error, ext_scan, scan, update};
 
@@ -694,10 +694,9 @@ fn run_on<K: Kernel, const N: usize>(
                             ));
                         }
                         resume_sender = tag.filter(|_| !finalized).and_then(|t| {
-                            let chained = Bearer::from_code(t[14])
+                            let chained = wire::tag_bearer(&t)
                                 .is_some_and(|b| b.chained() && bearers.contains(b));
-                            let session = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
-                            chained.then(|| session_address(session))
+                            chained.then(|| session_address(wire::tag_session(&t)))
                         });
                         if let Some(bitmap) = bitmap.take() {
                             let mut r = Receiver::<'_, N>::with_bearers(

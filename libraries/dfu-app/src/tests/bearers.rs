@@ -606,7 +606,7 @@ fn after_a_power_cut_the_app_follows_the_staged_sessions_sender_until_its_announ
     assert_eq!(boot_with_bearers(&mut k), Exit::Halted, "{}", k.console);
     assert!(k.sender().bearer().is_some_and(|b| b.chained()));
     let tag = k.tag.expect("a staged session");
-    assert!(Bearer::from_code(tag[14]).is_some_and(|b| b.chained()));
+    assert!(adv_transfer::wire::tag_bearer(&tag).is_some_and(|b| b.chained()));
     let staged_before = k.sender().counters().data_pdus;
     assert!(staged_before > 0 && k.sender().first_pass_sent() < k.sender().total_chunks());
     // The kernel restarts; the sender goes on, on its bearer only.
