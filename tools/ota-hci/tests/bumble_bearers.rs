@@ -10,73 +10,20 @@
 //! extended advertising event instead of on the periodic interval; and it reports every
 //! advertisement once more as a scan response.
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ota_hci::radio::{AdvParams, AdvType, Advertiser, BearerParams, ADV_SID};
 use ota_hci::{Bearer, BearerChoice, Phy, TransportSpec};
 
-fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-}
+#[path = "support/bumble.rs"]
+mod bumble;
+use bumble::{bumble, venv_python, Killed};
 
 fn scanner_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bumble_scanner.py")
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-/// Two Bumble controllers on one link; their ports.
-fn bumble() -> (Killed, [u16; 2]) {
-    let python = venv_python();
-    let importable = Command::new(&python)
-        .args(["-c", "import bumble.apps.controllers"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        importable,
-        "Bumble is not importable from {} — run `.ci/setup` (it installs bumble into the \
-         project's venv); these tests need it",
-        python.display()
-    );
-    let ports = [free_port(), free_port()];
-    let child = Command::new(&python)
-        .args(["-m", "bumble.apps.controllers"])
-        .args(ports.map(|p| format!("tcp-server:127.0.0.1:{p}")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bumble");
-    let child = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Bumble did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    // Let Bumble see the probe connections close before anyone connects.
-    std::thread::sleep(Duration::from_millis(200));
-    (child, ports)
 }
 
 /// The scanner on `port`, synchronising to `sync` (address as Bumble writes it, SID) if given;
@@ -161,7 +108,8 @@ fn controller(port: u16) -> ota_hci::Controller {
 
 #[test]
 fn extended_advdata_in_fragments_reaches_a_bumble_scanner_intact() {
-    let (_bumble, ports) = bumble();
+    let b = bumble();
+    let ports = b.ports;
     let (_scanner, rx) = scanner(ports[1], None);
     let mut hci = controller(ports[0]);
     let caps = hci.capabilities();
@@ -213,7 +161,8 @@ fn extended_advdata_in_fragments_reaches_a_bumble_scanner_intact() {
 
 #[test]
 fn a_bumble_scanner_syncs_to_the_periodic_train_and_gets_its_advdata() {
-    let (_bumble, ports) = bumble();
+    let b = bumble();
+    let ports = b.ports;
     let (_scanner, rx) = scanner(ports[1], Some((ADDR_TEXT, ADV_SID)));
     let mut hci = controller(ports[0]);
     assert!(hci.capabilities().periodic_advertising);

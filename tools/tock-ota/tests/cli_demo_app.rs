@@ -8,33 +8,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use app_sim::tab::arm_elf;
-
-fn tab(dir: &Path, version: u32, signed: bool) -> std::path::PathBuf {
-    let elf = dir.join("app.elf");
-    let code: Vec<u8> = (0..900u32).map(|i| (i * 11 % 253) as u8).collect();
-    std::fs::write(&elf, arm_elf(&code)).unwrap();
-    let out = dir.join(format!("app-{version}-{signed}.tab"));
-    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/dfu/dev-keys/app-dev-key.pk8");
-    let mut cmd = Command::new("elf2tab");
-    cmd.args(["--kernel-major", "2", "--kernel-minor", "0", "-n", "sensor"])
-        .args(["--app-version", &version.to_string()])
-        .args(["--minimum-footer-size", "256", "-o"])
-        .arg(&out);
-    if signed {
-        cmd.arg("--ecdsa-nist-p256-private").arg(&key);
-    }
-    let made = cmd
-        .arg(format!("{},cortex-m4", elf.display()))
-        .output()
-        .expect("elf2tab runs (.ci/setup installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    out
-}
+mod support;
+use support::app_tab;
 
 fn demo(tab: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tock-ota"))
@@ -48,7 +23,7 @@ fn demo(tab: &Path, extra: &[&str]) -> Output {
 #[test]
 fn demo_app_reports_the_installed_app_and_refuses_an_unsigned_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = demo(&tab(dir.path(), 7, true), &["--installed-version", "6"]);
+    let out = demo(&app_tab(dir.path(), 7, true), &["--installed-version", "6"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -59,7 +34,7 @@ fn demo_app_reports_the_installed_app_and_refuses_an_unsigned_one() {
     assert_eq!(json["confirmed"], true);
     assert!(json["transfer_simulated_s"].as_f64().unwrap() > 0.0);
 
-    let out = demo(&tab(dir.path(), 7, false), &[]);
+    let out = demo(&app_tab(dir.path(), 7, false), &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -73,7 +48,7 @@ fn demo_app_reports_the_installed_app_and_refuses_an_unsigned_one() {
     );
 
     // A kernel-only flag with --app is refused by the command line.
-    let out = demo(&tab(dir.path(), 7, true), &["--base", "x.bin"]);
+    let out = demo(&app_tab(dir.path(), 7, true), &["--base", "x.bin"]);
     assert!(!out.status.success());
 }
 
@@ -83,7 +58,7 @@ fn send_app_announces_an_app_session_named_after_the_tbf() {
     use adv_transfer::DEFAULT_COMPANY_ID;
 
     let dir = tempfile::tempdir().unwrap();
-    let path = tab(dir.path(), 3, true);
+    let path = app_tab(dir.path(), 3, true);
     let app = tock_ota::send_app::tab_app(&std::fs::read(&path).unwrap(), &path).unwrap();
     assert_eq!(
         (app.name.as_str(), app.version, app.file.as_str()),
@@ -109,7 +84,7 @@ fn send_app_announces_an_app_session_named_after_the_tbf() {
 
     // An unsigned TAB is refused with the reason, before the controller is opened (nothing
     // listens on the port).
-    let unsigned = tab(dir.path(), 3, false);
+    let unsigned = app_tab(dir.path(), 3, false);
     let out = Command::new(env!("CARGO_BIN_EXE_tock-ota"))
         .args(["send", "--hci", "tcp:127.0.0.1:1", "--app"])
         .arg(&unsigned)

@@ -5,122 +5,15 @@
 //! `hci_transfer.rs` runs kernel images. Bumble comes from the project's venv and elf2tab from
 //! `.ci/setup`; without them these tests fail and say so. Each transfer is a 2 KiB TBF: a few
 //! seconds.
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use app_sim::tab::{arm_elf, tar_files};
+use app_sim::tab::tar_files;
 
-const TOOL: &str = env!("CARGO_BIN_EXE_tock-ota");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-/// Two Bumble controllers on one link, on free local ports; killed when dropped.
-struct Bumble {
-    child: Child,
-    ports: [u16; 2],
-}
-
-impl Drop for Bumble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-fn bumble() -> Bumble {
-    let python = repo(".venv/bin/python");
-    let importable = Command::new(&python)
-        .args(["-c", "import bumble.apps.controllers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        importable,
-        "Bumble is not importable from {} — run `.ci/setup` (it installs bumble into the \
-         project's venv); these tests need it",
-        python.display()
-    );
-    let ports = [free_port(), free_port()];
-    let child = Command::new(&python)
-        .args(["-m", "bumble.apps.controllers"])
-        .args(ports.map(|p| format!("tcp-server:127.0.0.1:{p}")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bumble");
-    let b = Bumble { child, ports };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Bumble did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    // Let Bumble see the probe connections close before the tool connects.
-    std::thread::sleep(Duration::from_millis(200));
-    b
-}
-
-/// Run with a time limit; a run over the limit is killed and fails the test.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tock-ota");
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} ran over {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A TAB of app "sensor" at `version`, made by elf2tab and signed with the development app key
-/// (as `cli_demo_app.rs` makes its TABs).
-fn tab(dir: &Path, version: u32) -> PathBuf {
-    let elf = dir.join("app.elf");
-    let code: Vec<u8> = (0..900u32).map(|i| (i * 11 % 253) as u8).collect();
-    std::fs::write(&elf, arm_elf(&code)).unwrap();
-    let out = dir.join(format!("sensor-{version}.tab"));
-    let made = Command::new("elf2tab")
-        .args(["--kernel-major", "2", "--kernel-minor", "0", "-n", "sensor"])
-        .args(["--app-version", &version.to_string()])
-        .args(["--minimum-footer-size", "256", "-o"])
-        .arg(&out)
-        .arg("--ecdsa-nist-p256-private")
-        .arg(repo("apps/dfu/dev-keys/app-dev-key.pk8"))
-        .arg(format!("{},cortex-m4", elf.display()))
-        .output()
-        .expect("elf2tab runs (.ci/setup installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    out
-}
+mod support;
+use support::bumble::{bumble, Bumble};
+use support::{app_tab, json, repo, run, TOOL};
 
 /// The TAB's `cortex-m4.tbf`, read from the tar directly (not through the sender's code).
 fn cortex_m4_tbf(tab: &Path) -> Vec<u8> {
@@ -132,16 +25,6 @@ fn cortex_m4_tbf(tab: &Path) -> Vec<u8> {
         .unwrap_or_else(|| panic!("no cortex-m4.tbf in the TAB: {names:?}"))
         .1
         .clone()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// `receive` (with `receive_args`) in the background, `send --app tab` in the foreground;
@@ -173,7 +56,7 @@ fn app_transfer(b: &Bumble, tab: &Path, got: &Path, receive_args: &[&str]) -> (O
 fn a_signed_app_goes_through_bumble_and_passes_the_install_checks() {
     let b = bumble();
     let dir = tempfile::tempdir().unwrap();
-    let tab = tab(dir.path(), 3);
+    let tab = app_tab(dir.path(), 3, true);
     let got = dir.path().join("got.tbf");
     let key = repo("apps/dfu/dev-keys/app-dev-pub.pem");
     let key = key.to_str().unwrap();
@@ -215,7 +98,7 @@ fn a_signed_app_goes_through_bumble_and_passes_the_install_checks() {
 fn a_lower_version_is_refused_with_its_reason_and_the_sender_is_told() {
     let b = bumble();
     let dir = tempfile::tempdir().unwrap();
-    let tab = tab(dir.path(), 3);
+    let tab = app_tab(dir.path(), 3, true);
     let got = dir.path().join("got.tbf");
     let (tx, rx) = app_transfer(&b, &tab, &got, &["--installed-version", "9"]);
     assert!(!rx.status.success(), "receive took a lower version");

@@ -7,103 +7,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const TOOL: &str = env!("CARGO_BIN_EXE_tock-ota");
-
-fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-}
-
-/// Two Bumble controllers on one link, on free local ports; killed when dropped.
-struct Bumble {
-    child: Child,
-    ports: [u16; 2],
-}
-
-impl Drop for Bumble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-fn bumble() -> Bumble {
-    let ports = [free_port(), free_port()];
-    let b = start_bumble(
-        &[
-            format!("tcp-server:127.0.0.1:{}", ports[0]),
-            format!("tcp-server:127.0.0.1:{}", ports[1]),
-        ],
-        ports,
-    );
-    // Up when both ports accept (bounded).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Bumble did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    // Let Bumble see the probe connections close before the tool connects.
-    std::thread::sleep(Duration::from_millis(200));
-    b
-}
-
-fn start_bumble(transports: &[String], ports: [u16; 2]) -> Bumble {
-    let python = venv_python();
-    let importable = Command::new(&python)
-        .args(["-c", "import bumble.apps.controllers"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        importable,
-        "Bumble is not importable from {} — run `.ci/setup` (it installs bumble into the \
-         project's venv); these tests need it",
-        python.display()
-    );
-    let child = Command::new(&python)
-        .args(["-m", "bumble.apps.controllers"])
-        .args(transports)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bumble");
-    Bumble { child, ports }
-}
-
-/// Run with a time limit; a run over the limit is killed and fails the test.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tock-ota");
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} ran over {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod support;
+use support::bumble::{accepts, bumble, free_port, start_bumble, wait_until_up, Bumble};
+use support::{json, run, TOOL};
 
 /// A key and a signed image of `payload` bytes in `dir`.
 fn signed_image(dir: &Path, payload: usize) -> (PathBuf, PathBuf) {
@@ -137,16 +46,6 @@ fn signed_image(dir: &Path, payload: usize) -> (PathBuf, PathBuf) {
     );
     assert!(out.status.success(), "sign: {out:?}");
     (img, dir.join("k.pub.pem"))
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Receive in the background and send in the foreground; returns (send, receive) outputs.
@@ -285,12 +184,7 @@ fn the_serial_transport_carries_a_transfer() {
         ],
         [0, port],
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !pty.exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "Bumble did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until_up(|| pty.exists() && accepts(port));
     let (img, pubkey) = signed_image(dir.path(), 8 * 1024);
     let got = dir.path().join("got.img");
     let send_hci = format!("serial:{}", pty.display());
