@@ -15,41 +15,23 @@ mod fake_alarm;
 #[path = "support/fake_radio.rs"]
 #[allow(dead_code)]
 mod fake_radio;
+#[path = "support/radio_hw.rs"]
+#[allow(dead_code)]
+mod radio_hw;
 
 use std::cell::{Cell, RefCell};
 
 use fake_alarm::FakeAlarm;
 use fake_radio::adv_pdu;
 use kernel::hil::ble_advertising::{BleAdvertisementDriver, RadioChannel, RxClient, TxClient};
-use kernel::utilities::StaticRef;
 use kernel::ErrorCode;
 use tock_ota_capsules::adv_radio::{AdvRadio, RadioRegisters, RX_BUF_LEN};
 use tock_ota_capsules::bulk_scan::{
     BatchSink, Delivery, ReportRing, RxControl, ScanRadio, TryTransmit, MAX_PDU, TX_BUF_LEN,
 };
 
-/// Word offsets of the registers the model plays.
-mod reg {
-    const fn at(offset: usize) -> usize {
-        offset / 4
-    }
-    pub const TASKS_TXEN: usize = at(0x000);
-    pub const TASKS_RXEN: usize = at(0x004);
-    pub const TASKS_DISABLE: usize = at(0x010);
-    pub const EVENTS_END: usize = at(0x10C);
-    pub const EVENTS_DISABLED: usize = at(0x110);
-    pub const SHORTS: usize = at(0x200);
-    pub const INTENSET: usize = at(0x304);
-    pub const CRCSTATUS: usize = at(0x400);
-    pub const PACKETPTR: usize = at(0x504);
-    pub const FREQUENCY: usize = at(0x508);
-    pub const PCNF0: usize = at(0x514);
-    pub const PCNF1: usize = at(0x518);
-    pub const WORDS: usize = at(0x654);
-}
-
-const SHORTS_END_DISABLE: u32 = 1 << 1;
-const INTEN_DISABLED: u32 = 1 << 4;
+use radio_hw::radio as reg;
+use radio_hw::{dma_receive, header_len, Block, INTEN_DISABLED, SHORTS_END_DISABLE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -60,7 +42,7 @@ enum State {
 
 /// The RADIO model around one driver.
 struct Model {
-    regs: *mut u32,
+    regs: Block,
     radio: &'static AdvRadio<'static>,
     state: Cell<State>,
     /// RAM the driver may hand to EasyDMA: (address, length).
@@ -73,11 +55,8 @@ struct Model {
 
 impl Model {
     fn new() -> &'static Model {
-        let regs: &'static mut [u32; reg::WORDS] = Box::leak(Box::new([0u32; reg::WORDS]));
-        let regs = regs.as_mut_ptr();
-        // SAFETY: `regs` points to a leaked, word-aligned block as large as the RADIO register
-        // layout; only the driver and this single-threaded harness touch it.
-        let static_ref = unsafe { StaticRef::new(regs as *const RadioRegisters) };
+        let regs = Block::new(reg::WORDS);
+        let static_ref = regs.registers::<RadioRegisters>();
         let rx: &'static mut [u8; RX_BUF_LEN] = Box::leak(Box::new([0u8; RX_BUF_LEN]));
         let rx_at = (rx.as_ptr() as usize, rx.len());
         let radio: &'static AdvRadio = Box::leak(Box::new(AdvRadio::new(static_ref, rx)));
@@ -92,13 +71,11 @@ impl Model {
     }
 
     fn read(&self, word: usize) -> u32 {
-        // SAFETY: `word` < reg::WORDS, inside the leaked register block.
-        unsafe { self.regs.add(word).read_volatile() }
+        self.regs.get(word)
     }
 
     fn write(&self, word: usize, value: u32) {
-        // SAFETY: as in `read`.
-        unsafe { self.regs.add(word).write_volatile(value) }
+        self.regs.set(word, value)
     }
 
     /// The buffer PACKETPTR points into (a 32-bit EasyDMA address: compared on the low bits).
@@ -110,15 +87,6 @@ impl Model {
             .iter()
             .find(|(at, _)| *at as u32 == pointer)
             .expect("PACKETPTR points at no buffer the driver owns")
-    }
-
-    /// Bytes in RAM before the payload, as PCNF0 says.
-    fn header_len(&self) -> usize {
-        let pcnf0 = self.read(reg::PCNF0);
-        let lflen_bits = (pcnf0 & 0xF) as usize;
-        let s0_bytes = ((pcnf0 >> 8) & 1) as usize;
-        let s1_bits = ((pcnf0 >> 16) & 0xF) as usize;
-        s0_bytes + lflen_bits.div_ceil(8) + s1_bits.div_ceil(8)
     }
 
     fn maxlen(&self) -> usize {
@@ -155,7 +123,7 @@ impl Model {
             } else if self.read(reg::TASKS_TXEN) == 1 {
                 self.write(reg::TASKS_TXEN, 0);
                 let (at, len) = self.target();
-                let header = self.header_len();
+                let header = header_len(self.read(reg::PCNF0));
                 // SAFETY: `at..at + len` is a buffer the driver owns and is not using while
                 // the RADIO reads it; the reads stay inside it (checked below).
                 let ram = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
@@ -180,20 +148,11 @@ impl Model {
             return false;
         }
         let (at, len) = self.target();
-        let header = self.header_len();
-        let maxlen = self.maxlen();
-        let body = (length as usize).min(maxlen);
-        let mut bytes = vec![s0, length];
-        bytes.extend((0..body).map(|i| payload.get(i).copied().unwrap_or(0xEE)));
-        let extent = header + body;
+        let extent = dma_receive(&self.regs, (at, len), s0, length, payload);
         if extent > len {
             self.overruns.borrow_mut().push((extent, len));
         }
-        for (i, b) in bytes.iter().take(len).enumerate() {
-            // SAFETY: `i < len`: inside the buffer the driver gave EasyDMA, which it does not
-            // touch while the RADIO receives.
-            unsafe { (at as *mut u8).add(i).write_volatile(*b) };
-        }
+        let maxlen = self.maxlen();
         let crc_ok = (length as usize) <= maxlen && payload.len() == length as usize;
         self.write(reg::CRCSTATUS, u32::from(crc_ok));
         self.end();

@@ -12,12 +12,19 @@
 //! is on; the timeout (DISABLE) happens only while channel 22 is on. END→DISABLE (SHORTS) raises
 //! DISABLED, and the interrupt handler runs when INTENSET has it.
 
+#[path = "support/aux_hw.rs"]
+#[allow(dead_code)]
+mod aux_hw;
+#[path = "support/radio_hw.rs"]
+#[allow(dead_code)]
+mod radio_hw;
+
 use std::cell::{Cell, RefCell};
 use std::mem::offset_of;
+use std::ops::Deref;
 
 use adv_transfer::bearer::Phy;
 use kernel::hil::ble_advertising::RadioChannel;
-use kernel::utilities::StaticRef;
 use tock_ota_capsules::adv_radio::{RadioRegisters, RADIO_BASE};
 use tock_ota_capsules::aux_radio::{
     frequency_offset, AuxClient, AuxRadio, Listen, ListenError, Missed, PpiRegisters,
@@ -25,71 +32,14 @@ use tock_ota_capsules::aux_radio::{
     PPI_TIMEOUT, TIMER0_BASE,
 };
 
-const fn at(offset: usize) -> usize {
-    offset / 4
-}
-
-/// Word offsets of the RADIO registers the model plays or checks.
-mod radio {
-    use super::at;
-    pub const EVENTS_READY: usize = at(0x100);
-    pub const EVENTS_ADDRESS: usize = at(0x104);
-    pub const EVENTS_END: usize = at(0x10C);
-    pub const EVENTS_DISABLED: usize = at(0x110);
-    pub const SHORTS: usize = at(0x200);
-    pub const INTENSET: usize = at(0x304);
-    pub const CRCSTATUS: usize = at(0x400);
-    pub const PACKETPTR: usize = at(0x504);
-    pub const FREQUENCY: usize = at(0x508);
-    pub const MODE: usize = at(0x510);
-    pub const PCNF0: usize = at(0x514);
-    pub const PCNF1: usize = at(0x518);
-    pub const BASE0: usize = at(0x51C);
-    pub const PREFIX0: usize = at(0x524);
-    pub const RXADDRESSES: usize = at(0x530);
-    pub const CRCCNF: usize = at(0x534);
-    pub const CRCPOLY: usize = at(0x538);
-    pub const CRCINIT: usize = at(0x53C);
-    pub const STATE: usize = at(0x550);
-    pub const DATAWHITEIV: usize = at(0x554);
-    pub const MODECNF0: usize = at(0x650);
-    pub const WORDS: usize = at(0x654);
-}
-
-/// Word offsets of the TIMER registers.
-mod timer {
-    use super::at;
-    pub const TASKS_START: usize = at(0x000);
-    pub const MODE: usize = at(0x504);
-    pub const BITMODE: usize = at(0x508);
-    pub const PRESCALER: usize = at(0x510);
-    pub const CC0: usize = at(0x540);
-    pub const CC1: usize = at(0x544);
-    pub const CC3: usize = at(0x54C);
-    pub const WORDS: usize = at(0x550);
-}
-
-/// Word offsets of the PPI registers.
-mod ppi {
-    use super::at;
-    pub const CHENSET: usize = at(0x504);
-    pub const CHENCLR: usize = at(0x508);
-    pub const WORDS: usize = at(0x50C);
-}
-
-const SHORTS_END_DISABLE: u32 = 1 << 1;
-const INTEN_DISABLED: u32 = 1 << 4;
-const STATE_RX: u32 = 3;
+use aux_hw::AuxBlocks;
+use radio_hw::{ppi, radio, timer, INTEN_DISABLED, SHORTS_END_DISABLE, STATE_RX};
 
 /// The BLE advertising access address and CRC preset, and a periodic train's.
 const ADV_AA: u32 = 0x8E89_BED6;
 const ADV_CRC_INIT: u32 = 0x55_5555;
 const TRAIN_AA: u32 = 0x5A3C_9617;
 const TRAIN_CRC_INIT: u32 = 0x12_3456;
-
-fn leak_block(words: usize) -> *mut u32 {
-    Box::leak(vec![0u32; words].into_boxed_slice()).as_mut_ptr()
-}
 
 /// What a client saw.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,96 +104,40 @@ impl AuxClient for Recorder {
 
 /// The hardware around one driver.
 struct Model {
-    radio_regs: *mut u32,
-    timer_regs: *mut u32,
-    ppi_regs: *mut u32,
-    driver: &'static AuxRadio<'static>,
+    blocks: AuxBlocks,
     client: &'static Recorder,
-    /// The receive buffer: (address, length).
-    buffer: (usize, usize),
     /// PPI channels on.
     enabled: Cell<u32>,
     /// EasyDMA writes that would have gone past the buffer: (bytes it would write, buffer).
     overruns: RefCell<Vec<(usize, usize)>>,
 }
 
+impl Deref for Model {
+    type Target = AuxBlocks;
+
+    fn deref(&self) -> &AuxBlocks {
+        &self.blocks
+    }
+}
+
 impl Model {
     fn new() -> &'static Model {
-        let radio_regs = leak_block(radio::WORDS);
-        let timer_regs = leak_block(timer::WORDS);
-        let ppi_regs = leak_block(ppi::WORDS);
-        // SAFETY: each pointer is a leaked, word-aligned block as large as the register layout
-        // it is cast to; only the driver and this single-threaded harness touch them.
-        let (r, t, p) = unsafe {
-            (
-                StaticRef::new(radio_regs as *const RadioRegisters),
-                StaticRef::new(timer_regs as *const TimerRegisters),
-                StaticRef::new(ppi_regs as *const PpiRegisters),
-            )
-        };
-        let buf: &'static mut [u8; AUX_RX_BUF_LEN] = Box::leak(Box::new([0u8; AUX_RX_BUF_LEN]));
-        let buffer = (buf.as_ptr() as usize, buf.len());
-        let driver: &'static AuxRadio = Box::leak(Box::new(AuxRadio::new(r, t, p, buf)));
+        let blocks = AuxBlocks::new();
         let client: &'static Recorder = Box::leak(Box::new(Recorder {
-            radio: Cell::new(Some(driver)),
+            radio: Cell::new(Some(blocks.driver)),
             seen: RefCell::new(Vec::new()),
             next: Cell::new(None),
             next_result: Cell::new(None),
             keep_buffer: Cell::new(false),
             kept: Cell::new(None),
         }));
-        driver.set_client(client);
+        blocks.driver.set_client(client);
         Box::leak(Box::new(Model {
-            radio_regs,
-            timer_regs,
-            ppi_regs,
-            driver,
+            blocks,
             client,
-            buffer,
             enabled: Cell::new(0),
             overruns: RefCell::new(Vec::new()),
         }))
-    }
-
-    fn radio(&self, word: usize) -> u32 {
-        assert!(word < radio::WORDS);
-        // SAFETY: inside the leaked RADIO block.
-        unsafe { self.radio_regs.add(word).read_volatile() }
-    }
-
-    fn set_radio(&self, word: usize, value: u32) {
-        assert!(word < radio::WORDS);
-        // SAFETY: as in `radio`.
-        unsafe { self.radio_regs.add(word).write_volatile(value) }
-    }
-
-    fn timer(&self, word: usize) -> u32 {
-        assert!(word < timer::WORDS);
-        // SAFETY: inside the leaked TIMER block.
-        unsafe { self.timer_regs.add(word).read_volatile() }
-    }
-
-    fn set_timer(&self, word: usize, value: u32) {
-        assert!(word < timer::WORDS);
-        // SAFETY: as in `timer`.
-        unsafe { self.timer_regs.add(word).write_volatile(value) }
-    }
-
-    fn ppi_word(&self, word: usize) -> u32 {
-        assert!(word < ppi::WORDS);
-        // SAFETY: inside the leaked PPI block.
-        unsafe { self.ppi_regs.add(word).read_volatile() }
-    }
-
-    fn set_ppi_word(&self, word: usize, value: u32) {
-        assert!(word < ppi::WORDS);
-        // SAFETY: as in `ppi_word`.
-        unsafe { self.ppi_regs.add(word).write_volatile(value) }
-    }
-
-    /// The timer's value as the driver's next capture reads it.
-    fn set_now(&self, now: u32) {
-        self.set_timer(timer::CC3, now);
     }
 
     /// Apply what the driver wrote to CHENSET and CHENCLR.
@@ -287,29 +181,9 @@ impl Model {
         if self.on(PPI_ADDRESS.channel) {
             self.set_timer(timer::CC1, capture);
         }
-        let pointer = self.radio(radio::PACKETPTR);
-        assert_eq!(
-            pointer, self.buffer.0 as u32,
-            "PACKETPTR is not the driver's buffer"
-        );
-        let len = self.buffer.1;
-        let pcnf0 = self.radio(radio::PCNF0);
-        let lflen_bits = (pcnf0 & 0xF) as usize;
-        let s0_bytes = ((pcnf0 >> 8) & 1) as usize;
-        let s1_bits = ((pcnf0 >> 16) & 0xF) as usize;
-        let header = s0_bytes + lflen_bits.div_ceil(8) + s1_bits.div_ceil(8);
-        let maxlen = (self.radio(radio::PCNF1) & 0xFF) as usize;
-        let body = (length as usize).min(maxlen);
-        let mut bytes = vec![s0, length];
-        bytes.extend((0..body).map(|i| payload.get(i).copied().unwrap_or(0xEE)));
-        let extent = header + body;
-        if extent > len {
-            self.overruns.borrow_mut().push((extent, len));
-        }
-        for (i, b) in bytes.iter().take(len).enumerate() {
-            // SAFETY: `i < len`: inside the buffer the driver gave EasyDMA, which it does not
-            // touch while the RADIO receives.
-            unsafe { (self.buffer.0 as *mut u8).add(i).write_volatile(*b) };
+        let extent = self.dma(s0, length, payload);
+        if extent > self.buffer.1 {
+            self.overruns.borrow_mut().push((extent, self.buffer.1));
         }
         self.set_radio(radio::CRCSTATUS, u32::from(crc_ok));
         self.set_radio(radio::EVENTS_END, 1);
@@ -864,8 +738,8 @@ fn the_legacy_driver_and_this_one_take_turns_on_one_radio() {
     use tock_ota_capsules::adv_radio::{AdvRadio, RX_BUF_LEN};
 
     let model = Model::new();
-    // SAFETY: the same leaked RADIO block the model's driver uses; single-threaded.
-    let regs = unsafe { StaticRef::new(model.radio_regs as *const RadioRegisters) };
+    // The same RADIO block the model's driver uses.
+    let regs = model.radio_regs.registers::<RadioRegisters>();
     let legacy_buf: &'static mut [u8; RX_BUF_LEN] = Box::leak(Box::new([0u8; RX_BUF_LEN]));
     let legacy_at = legacy_buf.as_ptr() as usize;
     let legacy: &'static AdvRadio = Box::leak(Box::new(AdvRadio::new(regs, legacy_buf)));

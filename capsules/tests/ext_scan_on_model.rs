@@ -12,6 +12,9 @@ mod aux_hw;
 #[path = "support/process.rs"]
 #[allow(dead_code)]
 mod process;
+#[path = "support/radio_hw.rs"]
+#[allow(dead_code)]
+mod radio_hw;
 
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroU32;
