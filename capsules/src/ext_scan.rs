@@ -81,7 +81,6 @@ use core::num::NonZeroU32;
 use ble_ext::{is_after, Config, Cut, Filter, Follower, Op, Report};
 use ble_ext::{ADV_ACCESS_ADDRESS, ADV_CRC_INIT};
 use kernel::grant::{AllowRoCount, AllowRwCount, Grant, UpcallCount};
-use kernel::process::ShortId;
 use kernel::syscall::{CommandReturn, SyscallDriver};
 use kernel::utilities::cells::{MapCell, OptionalCell};
 use kernel::{ErrorCode, ProcessId};
@@ -96,6 +95,7 @@ use crate::bulk_scan::{
     deliver_batch, owner_present, BatchQueue, BatchSink, Delivery, ReportFormat, ReportRing,
     HOP_AFTER_MS,
 };
+use crate::identity;
 
 /// Syscall driver number.
 pub const DRIVER_NUM: usize = abi::DRIVER_NUM as usize;
@@ -595,7 +595,7 @@ impl<R: TimedReceiver> SyscallDriver for ExtScan<'_, R> {
         if command_num == command::EXISTS {
             return CommandReturn::success();
         }
-        if processid.short_app_id() != ShortId::Fixed(self.dfu_short_id) {
+        if !identity::is_dfu(self.dfu_short_id, processid.short_app_id()) {
             return CommandReturn::failure(ErrorCode::NODEVICE);
         }
         let owned = self.owner.get() == Some(processid);

@@ -49,6 +49,13 @@ pub fn short_id_for(dfu_short_id: NonZeroU32, key_index: Option<usize>, name: &s
     }
 }
 
+/// Whether `short_id` is the DFU app's: the board's DFU id, which only a binary the DFU key
+/// signed gets ([`short_id_for`]). What the syscall filter and the capsules that check again
+/// ask.
+pub fn is_dfu(dfu_short_id: NonZeroU32, short_id: ShortId) -> bool {
+    short_id == ShortId::Fixed(dfu_short_id)
+}
+
 /// `Compress` + `AppUniqueness` for the board's process loader. See the module docs.
 pub struct KeyIndexAssigner {
     dfu_short_id: NonZeroU32,
@@ -110,7 +117,7 @@ pub fn filter(
         ],
         _ => return Ok(()),
     };
-    if short_id == ShortId::Fixed(dfu_short_id) {
+    if is_dfu(dfu_short_id, short_id) {
         return Ok(());
     }
     match syscall {
