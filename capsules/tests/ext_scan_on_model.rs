@@ -398,11 +398,10 @@ fn an_extended_event_with_three_chain_pdus_is_one_report_with_its_adv_data() {
     }
 }
 
-#[test]
-fn a_lost_chain_pdu_cuts_the_report_and_the_next_event_is_whole() {
-    let rig = Rig::new(8192);
-    let app = rig.dfu();
-    assert_eq!(rig.follow(&app, Some(ADV_A), Some(SID)), Ok(()));
+/// Two extended events of `ADV_A`'s set on air, LE 2M, four parts each: `four_parts(1)` at
+/// 5 ms and `four_parts(2)` at 35 ms. The air, the first event's AUX_ADV_IND and
+/// AUX_CHAIN_INDs (indices into the air's packets) and the two events' parts.
+fn two_events() -> TwoEvents {
     let first = four_parts(1);
     let second = four_parts(2);
     let mut air = Air::default();
@@ -416,8 +415,6 @@ fn a_lost_chain_pdu_cuts_the_report_and_the_next_event_is_whole() {
         &refs(&first),
         None,
     );
-    // The second AUX_CHAIN_IND is lost.
-    air.pkts[aux[2]].lost = true;
     ext_event(
         &mut air,
         35_000,
@@ -428,6 +425,34 @@ fn a_lost_chain_pdu_cuts_the_report_and_the_next_event_is_whole() {
         &refs(&second),
         None,
     );
+    TwoEvents {
+        air,
+        aux,
+        first,
+        second,
+    }
+}
+
+struct TwoEvents {
+    air: Air,
+    aux: Vec<usize>,
+    first: Vec<Vec<u8>>,
+    second: Vec<Vec<u8>>,
+}
+
+#[test]
+fn a_lost_chain_pdu_cuts_the_report_and_the_next_event_is_whole() {
+    let rig = Rig::new(8192);
+    let app = rig.dfu();
+    assert_eq!(rig.follow(&app, Some(ADV_A), Some(SID)), Ok(()));
+    let TwoEvents {
+        mut air,
+        aux,
+        first,
+        second,
+    } = two_events();
+    // The second AUX_CHAIN_IND is lost.
+    air.pkts[aux[2]].lost = true;
     air.run(rig.hw, 90_000);
     let mut reports = Vec::new();
     for (r, dropped) in app.batches() {
@@ -491,29 +516,12 @@ fn a_chain_pdu_whose_start_has_passed_is_a_miss_and_following_goes_on() {
     let rig = Rig::new(8192);
     let app = rig.dfu();
     assert_eq!(rig.follow(&app, Some(ADV_A), None), Ok(()));
-    let first = four_parts(1);
-    let second = four_parts(2);
-    let mut air = Air::default();
-    let aux = ext_event(
-        &mut air,
-        5_000,
-        ADV_A,
-        adi(),
-        Phy::Le2M,
-        &[4, 17, 30, 9],
-        &refs(&first),
-        None,
-    );
-    ext_event(
-        &mut air,
-        35_000,
-        ADV_A,
-        adi(),
-        Phy::Le2M,
-        &[5, 18, 31, 10],
-        &refs(&second),
-        None,
-    );
+    let TwoEvents {
+        air,
+        aux,
+        first,
+        second,
+    } = two_events();
     // Play until the AUX_ADV_IND is armed, then deliver it with the CPU so late that the
     // first AUX_CHAIN_IND's RXEN has passed when the completion runs.
     let aux_adv = air.pkts[aux[0]].clone();
@@ -963,29 +971,12 @@ fn a_foreign_packet_in_a_window_makes_the_rest_of_it_a_refused_listen_and_a_miss
     let rig = Rig::new(8192);
     let app = rig.dfu();
     assert_eq!(rig.follow(&app, Some(ADV_A), None), Ok(()));
-    let first = four_parts(1);
-    let second = four_parts(2);
-    let mut air = Air::default();
-    let aux = ext_event(
-        &mut air,
-        5_000,
-        ADV_A,
-        adi(),
-        Phy::Le2M,
-        &[4, 17, 30, 9],
-        &refs(&first),
-        None,
-    );
-    ext_event(
-        &mut air,
-        35_000,
-        ADV_A,
-        adi(),
-        Phy::Le2M,
-        &[5, 18, 31, 10],
-        &refs(&second),
-        None,
-    );
+    let TwoEvents {
+        mut air,
+        aux,
+        second,
+        ..
+    } = two_events();
     // Another set's AUX_ADV_IND on the same channel, in our window before ours and ending
     // before the window closes (the window is 96 µs wide, the packet 84 µs long).
     let ours = air.pkts[aux[0]].start;
