@@ -8,10 +8,14 @@
 //! `p256-cm4`'s assembly). Tock's deferred-call state belongs to one thread, so every case runs
 //! in one test, in turn.
 
+#[path = "support/deferred.rs"]
+mod deferred;
+
 use std::boxed::Box;
 use std::cell::RefCell;
 use std::vec::Vec;
 
+use deferred::{service, TestThread};
 use kernel::deferred_call::{DeferredCall, DeferredCallClient};
 use kernel::hil::public_key_crypto::keys::{SetKeyBySlice, SetKeyBySliceClient};
 use kernel::hil::public_key_crypto::signature::{ClientVerify, SignatureVerify};
@@ -20,18 +24,6 @@ use kernel::ErrorCode;
 use p256_host::ecdsa::signature::hazmat::PrehashSigner;
 use p256_host::ecdsa::{Signature, SigningKey};
 use tock_ota_capsules::p256_verifier::{P256Verifier, HASH_LEN, KEY_LEN, SIGNATURE_LEN};
-
-/// The test thread's id: the address of a thread-local.
-struct TestThread;
-
-// SAFETY: each thread gets its own thread-local, so the address is unique and stable for the
-// running thread while it lives; this test binary binds the deferred-call state in one test.
-unsafe impl kernel::platform::chip::ThreadIdProvider for TestThread {
-    fn running_thread_id() -> usize {
-        thread_local!(static ID: u8 = const { 0 });
-        ID.with(|id| core::ptr::from_ref(id) as usize)
-    }
-}
 
 type Hash = [u8; HASH_LEN];
 type Sig = [u8; SIGNATURE_LEN];
@@ -84,16 +76,6 @@ impl Recorder {
     fn take(&self) -> Vec<Event> {
         core::mem::take(&mut *self.events.borrow_mut())
     }
-}
-
-/// Delivers pending deferred calls until none is left; returns how many ran.
-fn service() -> usize {
-    for ran in 0..32 {
-        if DeferredCall::service_next_pending().is_none() {
-            return ran;
-        }
-    }
-    panic!("deferred calls still pending after 32 deliveries");
 }
 
 fn leak<T>(value: T) -> &'static mut T {

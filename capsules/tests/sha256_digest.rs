@@ -6,11 +6,15 @@
 //!
 //! Tock's deferred-call state belongs to one thread, so every case runs in one test, in turn.
 
+#[path = "support/deferred.rs"]
+mod deferred;
+
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
 use std::vec::Vec;
 
-use kernel::deferred_call::{DeferredCall, DeferredCallClient};
+use deferred::{service, TestThread};
+use kernel::deferred_call::DeferredCallClient;
 use kernel::hil::digest::{
     ClientData, ClientHash, ClientVerify, Digest, DigestData, DigestHash, DigestVerify,
 };
@@ -19,18 +23,6 @@ use kernel::utilities::leasable_buffer::{SubSlice, SubSliceMut};
 use kernel::ErrorCode;
 use sha2::Digest as _;
 use tock_ota_capsules::sha256_digest::{Sha256Digest, DIGEST_LEN};
-
-/// The test thread's id: the address of a thread-local.
-struct TestThread;
-
-// SAFETY: each thread gets its own thread-local, so the address is unique and stable for the
-// running thread while it lives; this test binary binds the deferred-call state in one test.
-unsafe impl kernel::platform::chip::ThreadIdProvider for TestThread {
-    fn running_thread_id() -> usize {
-        thread_local!(static ID: u8 = const { 0 });
-        ID.with(|id| core::ptr::from_ref(id) as usize)
-    }
-}
 
 type Hash = [u8; DIGEST_LEN];
 
@@ -88,16 +80,6 @@ impl Recorder {
     fn take(&self) -> Vec<Event> {
         core::mem::take(&mut *self.events.borrow_mut())
     }
-}
-
-/// Delivers pending deferred calls until none is left; returns how many ran.
-fn service() -> usize {
-    for ran in 0..32 {
-        if DeferredCall::service_next_pending().is_none() {
-            return ran;
-        }
-    }
-    panic!("deferred calls still pending after 32 deliveries");
 }
 
 fn leak(bytes: &[u8]) -> &'static [u8] {
