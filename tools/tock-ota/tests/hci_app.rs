@@ -5,15 +5,16 @@
 //! `hci_transfer.rs` runs kernel images. Bumble comes from the project's venv and elf2tab from
 //! `.ci/setup`; without them these tests fail and say so. Each transfer is a 2 KiB TBF: a few
 //! seconds.
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use app_sim::tab::tar_files;
 
 mod support;
 use support::bumble::{bumble, Bumble};
-use support::{app_tab, json, repo, run, TOOL};
+use support::{app_tab, json, repo, send_to_receive};
 
 /// The TAB's `cortex-m4.tbf`, read from the tar directly (not through the sender's code).
 fn cortex_m4_tbf(tab: &Path) -> Vec<u8> {
@@ -30,26 +31,14 @@ fn cortex_m4_tbf(tab: &Path) -> Vec<u8> {
 /// `receive` (with `receive_args`) in the background, `send --app tab` in the foreground;
 /// returns (send, receive).
 fn app_transfer(b: &Bumble, tab: &Path, got: &Path, receive_args: &[&str]) -> (Output, Output) {
-    let mut rx = Command::new(TOOL);
-    rx.arg("receive")
-        .arg("--hci")
-        .arg(format!("tcp:127.0.0.1:{}", b.ports[1]))
-        .arg("--out")
-        .arg(got)
-        .args(["--json", "--idle-timeout-s", "30"])
-        .args(receive_args);
-    let rx = std::thread::spawn(move || run(&mut rx, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(500));
-    let tx = run(
-        Command::new(TOOL)
-            .arg("send")
-            .arg("--hci")
-            .arg(format!("tcp:127.0.0.1:{}", b.ports[0]))
-            .args(["--json", "--status-timeout-s", "20", "--app"])
-            .arg(tab),
+    send_to_receive(
+        b,
+        &format!("tcp:127.0.0.1:{}", b.ports[0]),
+        &[OsStr::new("--app"), tab.as_os_str()],
+        got,
+        receive_args,
         Duration::from_secs(60),
-    );
-    (tx, rx.join().expect("receive thread"))
+    )
 }
 
 #[test]

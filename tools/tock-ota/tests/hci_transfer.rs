@@ -4,6 +4,7 @@
 //!
 //! Bumble comes from the project's venv (`.ci/setup` installs it); without it the Bumble tests
 //! fail and say so.
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::bumble::{accepts, bumble, free_port, start_bumble, wait_until_up, Bumble};
-use support::{json, run, TOOL};
+use support::{json, run, send_to_receive, TOOL};
 
 /// A key and a signed image of `payload` bytes in `dir`.
 fn signed_image(dir: &Path, payload: usize) -> (PathBuf, PathBuf) {
@@ -71,30 +72,18 @@ fn transfer_via(
     send_extra: &[&str],
     receive_extra: &[&str],
 ) -> (Output, Output) {
-    let mut rx = Command::new(TOOL);
-    rx.arg("receive")
-        .arg("--hci")
-        .arg(format!("tcp:127.0.0.1:{}", b.ports[1]))
-        .arg("--out")
-        .arg(got)
-        .arg("--key")
-        .arg(pubkey)
-        .args(["--json", "--idle-timeout-s", "30"])
-        .args(receive_extra);
-    let rx = std::thread::spawn(move || run(&mut rx, Duration::from_secs(90)));
-    std::thread::sleep(Duration::from_millis(500));
-    let tx = run(
-        Command::new(TOOL)
-            .arg("send")
-            .arg("--hci")
-            .arg(send_hci)
-            .args(["--json", "--status-timeout-s", "20"])
-            .args(send_extra)
-            .arg(img),
+    let mut receive_args: Vec<OsString> = vec!["--key".into(), pubkey.into()];
+    receive_args.extend(receive_extra.iter().map(OsString::from));
+    let mut send_args: Vec<OsString> = send_extra.iter().map(OsString::from).collect();
+    send_args.push(img.into());
+    send_to_receive(
+        b,
+        send_hci,
+        &send_args,
+        got,
+        &receive_args,
         Duration::from_secs(90),
-    );
-    let rx = rx.join().expect("receive thread");
-    (tx, rx)
+    )
 }
 
 fn assert_complete(tx: &Output, rx: &Output, img: &Path, got: &Path) -> serde_json::Value {

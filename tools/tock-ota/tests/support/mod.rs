@@ -2,6 +2,7 @@
 //! tests send, and Bumble's controllers (ota-hci's test helper, included by path).
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,40 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `tock-ota receive` on the second of `b`'s controllers (`--out got --json --idle-timeout-s 30`
+/// and `receive_args`) in the background, then `tock-ota send` on `send_hci` (`--json
+/// --status-timeout-s 20` and `send_args`) in the foreground, each within `limit`; returns
+/// (send, receive).
+pub fn send_to_receive<S: AsRef<OsStr>, R: AsRef<OsStr>>(
+    b: &bumble::Bumble,
+    send_hci: &str,
+    send_args: &[S],
+    got: &Path,
+    receive_args: &[R],
+    limit: Duration,
+) -> (Output, Output) {
+    let mut rx = Command::new(TOOL);
+    rx.arg("receive")
+        .arg("--hci")
+        .arg(format!("tcp:127.0.0.1:{}", b.ports[1]))
+        .arg("--out")
+        .arg(got)
+        .args(["--json", "--idle-timeout-s", "30"])
+        .args(receive_args);
+    let rx = std::thread::spawn(move || run(&mut rx, limit));
+    std::thread::sleep(Duration::from_millis(500));
+    let tx = run(
+        Command::new(TOOL)
+            .arg("send")
+            .arg("--hci")
+            .arg(send_hci)
+            .args(["--json", "--status-timeout-s", "20"])
+            .args(send_args),
+        limit,
+    );
+    (tx, rx.join().expect("receive thread"))
 }
 
 /// A run's standard output as JSON; a test failure showing both outputs if it is not.
