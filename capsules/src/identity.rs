@@ -94,7 +94,8 @@ impl AppUniqueness for KeyIndexAssigner {
 
 /// The filter decision for `syscall` from a process with `short_id`. The staged-update driver
 /// answers "exists" and "status" to anyone, the bulk-scan driver "exists", the app-update
-/// driver "exists", "status" and "confirm"; every other command,
+/// driver "exists", "status" and "confirm" and lets anyone subscribe to its completion upcall
+/// (an app in trial hears its confirm's answer; the driver answers only the caller); every other command,
 /// allow and subscribe on either is for the DFU process only (`NODEVICE` otherwise): another
 /// process that held the scanner could keep the DFU app from ever receiving an update.
 /// Everything else passes.
@@ -124,6 +125,12 @@ pub fn filter(
         Syscall::Command {
             subdriver_number, ..
         } if open_to_all.contains(subdriver_number) => Ok(()),
+        // The app in trial hears its confirm's answer (the driver sends it to the caller only).
+        Syscall::Subscribe {
+            driver_number: app_update::DRIVER_NUM,
+            subdriver_number: app_update::upcall::DONE,
+            ..
+        } => Ok(()),
         _ => Err(ErrorCode::NODEVICE),
     }
 }

@@ -261,6 +261,31 @@ fn the_filter_leaves_install_and_revert_to_the_dfu_app_and_confirm_to_all() {
             );
         }
     }
+    // Anyone may subscribe to the completion upcall (the app in trial hears its confirm's
+    // answer), to no other upcall number; allows stay the DFU app's.
+    let subscribe = |subdriver_number| Syscall::Subscribe {
+        driver_number: driver,
+        subdriver_number,
+        upcall_ptr: CapabilityPtr::default(),
+        appdata: MachineRegister::default(),
+    };
+    for caller in [ShortId::LocallyUnique, other, ShortId::Fixed(DFU_ID)] {
+        assert_eq!(
+            filter(DFU_ID, caller, &subscribe(app_update::upcall::DONE)),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        filter(DFU_ID, other, &subscribe(app_update::upcall::DONE + 1)),
+        Err(ErrorCode::NODEVICE)
+    );
+    let allow = Syscall::ReadOnlyAllow {
+        driver_number: driver,
+        subdriver_number: 0,
+        allow_address: core::ptr::null(),
+        allow_size: 0,
+    };
+    assert_eq!(filter(DFU_ID, other, &allow), Err(ErrorCode::NODEVICE));
     for cmd in [EXISTS, STATUS, INSTALL, CONFIRM, REVERT] {
         assert_eq!(
             filter(DFU_ID, ShortId::Fixed(DFU_ID), &command(driver, cmd)),
