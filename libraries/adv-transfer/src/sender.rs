@@ -79,6 +79,12 @@ pub struct Sender<'a> {
     /// Chunks the receiver reported missing, not yet resent.
     requested: [u8; (MAX_CHUNKS as usize).div_ceil(8)],
     requested_count: u32,
+    /// On a chained bearer, what the last status asked for (chunks and the manifest group):
+    /// sent again, round after round, until the next status. The receiver hears nothing for a
+    /// while after each status (it stops following to advertise it, then syncs again), just
+    /// when the sender answers: an answer sent once would be lost every time.
+    answer: [u8; (MAX_CHUNKS as usize).div_ceil(8)],
+    answer_manifest: Option<u32>,
     retx_cursor: u32,
     /// Manifest groups (of `CRCS_PER_MANIFEST` blocks) already sent in the first pass.
     manifests_sent: u32,
@@ -105,6 +111,8 @@ pub struct Sender<'a> {
     carry: Option<([u8; EXT_PDU_MAX], usize)>,
     /// The last PDU was filler (an announce repeated for want of anything else).
     idle: bool,
+    /// A round of the last status's answer is under way (one filler announce between rounds).
+    repeating: bool,
 }
 
 impl<'a> Sender<'a> {
@@ -141,6 +149,8 @@ impl<'a> Sender<'a> {
             pass_cursor: 0,
             requested: [0; (MAX_CHUNKS as usize).div_ceil(8)],
             requested_count: 0,
+            answer: [0; (MAX_CHUNKS as usize).div_ceil(8)],
+            answer_manifest: None,
             retx_cursor: 0,
             manifests_sent: 0,
             manifest_request: None,
@@ -159,6 +169,7 @@ impl<'a> Sender<'a> {
             statuses_without_pick: 0,
             carry: None,
             idle: false,
+            repeating: false,
         })
     }
 
@@ -360,6 +371,19 @@ impl<'a> Sender<'a> {
             self.pass_cursor += 1;
             return self.chunk(c, pdu);
         }
+        // On a chained bearer the last status's answer again, if it asked for anything.
+        if self.bearer.is_some_and(|b| b.chained()) && !self.repeating {
+            self.repeating = true;
+            self.manifest_request = self.answer_manifest;
+            for (at, &byte) in self.answer.iter().enumerate() {
+                self.requested[at] |= byte;
+            }
+            self.requested_count = self.requested.iter().map(|b| b.count_ones()).sum();
+            if self.requested_count > 0 || self.manifest_request.is_some() {
+                return self.next_pdu(pdu);
+            }
+        }
+        self.repeating = false;
         // Nothing known to be missing: repeat the announce until a status says more.
         self.idle = true;
         self.announce(pdu)
@@ -452,8 +476,11 @@ impl<'a> Sender<'a> {
             return TxEvent::Status { state, missing: 0 };
         }
         let need = le16(pdu, 6);
+        self.answer = [0; (MAX_CHUNKS as usize).div_ceil(8)];
+        self.answer_manifest = None;
         if need != NO_BLOCK && (need as u32) < self.info.blocks() {
             self.manifest_request = Some(need as u32);
+            self.answer_manifest = Some(need as u32);
         }
         let base = le16(pdu, 8) as u32;
         let mut missing = 0;
@@ -467,6 +494,7 @@ impl<'a> Sender<'a> {
                     && Some(c) != self.carried_chunk()
                 {
                     let (at, mask) = ((c / 8) as usize, 1u8 << (c % 8));
+                    self.answer[at] |= mask;
                     if self.requested[at] & mask == 0 {
                         self.requested[at] |= mask;
                         self.requested_count += 1;

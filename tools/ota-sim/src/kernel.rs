@@ -175,6 +175,11 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         self.board.clock.now_us()
     }
 
+    /// The board this kernel runs on (for a kernel that adds drivers around this one).
+    pub fn board(&mut self) -> &mut SimBoard {
+        self.board
+    }
+
     fn advance_to(&mut self, us: u64) {
         if self.board.clock.now_us() < us {
             self.board.clock.advance_to(us);

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod demo;
 pub mod demo_app;
+pub mod ext_kernel;
 pub mod image;
 pub mod kernel;
 pub mod radio;

@@ -188,24 +188,8 @@ impl<'a> Radio<'a> {
 
     /// The capsule's delivery: whole reports, oldest first, as many as fit in `buffer`.
     pub fn take_batch(&mut self, buffer: &mut [u8]) -> Option<Batch> {
-        let (mut at, mut reports) = (0usize, 0u32);
-        while let Some((address, adv)) = self.ring.front() {
-            let pdu_len = PDU_HEAD + adv.len();
-            let size = scan::REPORT_HEADER + pdu_len;
-            if at + size > buffer.len() {
-                break;
-            }
-            buffer[at] = pdu_len as u8;
-            buffer[at + 1] = 37;
-            buffer[at + 2] = ADV_NONCONN_IND;
-            buffer[at + 3] = (6 + adv.len()) as u8;
-            buffer[at + 4..at + 10].copy_from_slice(address);
-            buffer[at + 10..at + size].copy_from_slice(adv);
-            at += size;
-            reports += 1;
-            self.ring_bytes -= size;
-            self.ring.pop_front();
-        }
+        let (at, reports) = write_batch(&mut self.ring, buffer, legacy_report);
+        self.ring_bytes -= at;
         if reports == 0 {
             return None;
         }
@@ -227,6 +211,74 @@ impl<'a> Radio<'a> {
             self.sender.on_adv(adv_data);
         }
     }
+}
+
+/// A legacy report as bulk-scan writes it (`dfu_abi::scan::REPORT_HEADER`: length, channel,
+/// then the ADV_NONCONN_IND PDU: header, AdvA, AdvData) into `out`, if it fits; its size.
+fn legacy_report((address, adv): &Report, out: &mut [u8]) -> Option<usize> {
+    let pdu_len = PDU_HEAD + adv.len();
+    let size = scan::REPORT_HEADER + pdu_len;
+    let out = out.get_mut(..size)?;
+    out[0] = pdu_len as u8;
+    out[1] = 37;
+    out[2] = ADV_NONCONN_IND;
+    out[3] = (6 + adv.len()) as u8;
+    out[4..10].copy_from_slice(address);
+    out[10..].copy_from_slice(adv);
+    Some(size)
+}
+
+/// Whole reports from the front of `ring` into `buffer` while they fit, as the capsules'
+/// batch hand-off does: the bytes written and the reports taken.
+fn write_batch<R>(
+    ring: &mut VecDeque<R>,
+    buffer: &mut [u8],
+    write: impl Fn(&R, &mut [u8]) -> Option<usize>,
+) -> (usize, u32) {
+    let (mut at, mut reports) = (0usize, 0u32);
+    while let Some(r) = ring.front() {
+        let Some(n) = write(r, &mut buffer[at..]) else {
+            break;
+        };
+        at += n;
+        reports += 1;
+        ring.pop_front();
+    }
+    (at, reports)
+}
+
+/// An ext_scan report as the capsule stores it: the `dfu_abi::ext_scan::REPORT_HEADER` table
+/// (AdvData length, how the chain ended, which fields hold values, AdvA, ADI or periodic event
+/// counter) and the AdvData.
+fn ext_report(r: &ble_ext::Report<'_>) -> Vec<u8> {
+    use dfu_abi::ext_scan::{cut, has, MAX_ADV_DATA, REPORT_HEADER};
+    let adv_data = &r.adv_data[..r.adv_data.len().min(MAX_ADV_DATA)];
+    let mut v = vec![0u8; REPORT_HEADER];
+    v[0..2].copy_from_slice(&(adv_data.len() as u16).to_le_bytes());
+    v[2] = match r.cut {
+        None => cut::WHOLE,
+        Some(ble_ext::Cut::Lost) => cut::LOST,
+        Some(ble_ext::Cut::NotFollowed) => cut::NOT_FOLLOWED,
+        Some(ble_ext::Cut::Overflow) => cut::OVERFLOW,
+    };
+    if let Some(a) = r.adv_a {
+        v[3] |= has::ADV_A;
+        v[4..10].copy_from_slice(&a);
+    }
+    if let Some(adi) = r.adi {
+        v[3] |= has::ADI;
+        v[10..12].copy_from_slice(&adi.to_bytes());
+    } else if let Some(counter) = r.periodic_counter {
+        v[3] |= has::PERIODIC_COUNTER;
+        v[10..12].copy_from_slice(&counter.to_le_bytes());
+    }
+    v.extend_from_slice(adv_data);
+    v
+}
+
+fn copy_ext_report(r: &[u8], out: &mut [u8]) -> Option<usize> {
+    out.get_mut(..r.len())?.copy_from_slice(r);
+    Some(r.len())
 }
 
 /// The extended and periodic advertising link ([`ChainRadio`]): timing and drift parameters
@@ -290,13 +342,6 @@ pub struct ChainStats {
     pub status_pdus: u64,
 }
 
-/// One report the board's ring holds: a legacy advertisement's AdvData, or an extended or
-/// periodic event's AdvData as far as the chain was received.
-pub enum ChainReport {
-    Legacy(Vec<u8>),
-    Chain(Vec<u8>),
-}
-
 /// The sender on the host and the board's receiver over legacy advertising (until the
 /// receiver's pick) and then the picked bearer. The sender's chained events are real PDUs
 /// (written by `ble_ext::pdu::Builder`): extended events (three ADV_EXT_IND on the primary
@@ -308,6 +353,11 @@ pub enum ChainReport {
 /// channel, PHY and access address with its start inside the window, and it is not lost
 /// (`loss`, or the board's status gap). A lost PDU loses the rest of its chain (the AuxPtr to
 /// the next was in it).
+///
+/// The board hears through the two drivers the DFU app uses ([`crate::ext_kernel`]):
+/// bulk-scan (legacy advertising, into a [`RING_BYTES`] ring while it scans) and ext_scan (the
+/// follower, into a `link.ring_bytes` ring while it follows), each handing out batches in
+/// `dfu_abi`'s report format.
 pub struct ChainRadio<'a> {
     params: &'a LinkParams,
     link: BearerLink,
@@ -316,14 +366,23 @@ pub struct ChainRadio<'a> {
     pub sender: Sender<'a>,
     next_event_us: Option<f64>,
     pub started_us: Option<u64>,
-    ring: VecDeque<ChainReport>,
+    /// Bulk-scan's ring (legacy reports, while the board scans) and ext_scan's (encoded
+    /// reports, while it follows), with the bytes each holds and the drops not yet reported in
+    /// a batch.
+    scanning: bool,
+    ring: VecDeque<Report>,
     ring_used: usize,
+    dropped: u32,
+    ext_ring: VecDeque<Vec<u8>>,
+    ext_used: usize,
+    ext_dropped: u32,
     gap: (f64, f64),
     /// Periodic: the sender's first anchor and the next event's count.
     train: Option<(f64, u64)>,
     /// Periodic: the extended set's next event (its SyncInfo points to the train).
     sync_set_us: Option<f64>,
-    /// The board's receiver of chained events, and whether it is following.
+    /// The board's receiver of chained events (what ext_scan drives: following when the app
+    /// asked it to), and the chained bearer the sender is on.
     follower: Follower<Box<[u8]>>,
     following: Option<Bearer>,
     /// PDUs on the air the board has not met yet, in time order.
@@ -333,14 +392,12 @@ pub struct ChainRadio<'a> {
     pub stats: ChainStats,
 }
 
-/// Bytes of a report besides its AdvData in the ring (length, channel, PDU type, AdvA).
-const CHAIN_REPORT_HEAD: usize = 8;
-/// The ring the model gives the kernel receiver of chained events (not built yet): about ten
-/// full events, 0.25 s at the shortest extended interval, so a 41 ms sector erase and the
-/// block check after it pass without a drop.
+/// The ext_scan ring the model gives the board (the DK board does not wire the capsule yet;
+/// the capsule asks for at least one `dfu_abi::ext_scan::MAX_REPORT`): 16 KiB, about ten full
+/// events in the report format, 0.25 s at the shortest extended interval, so a 41 ms sector
+/// erase and the block check after it pass without a drop.
 pub const CHAIN_RING_BYTES: usize = 16 * 1024;
-/// The model sender's extended set: its address and set id.
-const MODEL_ADV_A: [u8; 6] = [0x01, 0x00, 0x00, 0xA0, 0x07, 0xC0];
+/// The model sender's extended set id (its address is the session's, as on legacy).
 const MODEL_SID: u8 = 1;
 /// The model train's access address and CRC init (any valid pair: the follower takes them from
 /// the SyncInfo).
@@ -398,8 +455,13 @@ impl<'a> ChainRadio<'a> {
             sender,
             next_event_us: None,
             started_us: None,
+            scanning: false,
             ring: VecDeque::new(),
             ring_used: 0,
+            dropped: 0,
+            ext_ring: VecDeque::new(),
+            ext_used: 0,
+            ext_dropped: 0,
             gap: (0.0, 0.0),
             train: None,
             sync_set_us: None,
@@ -424,8 +486,88 @@ impl<'a> ChainRadio<'a> {
         }
     }
 
+    /// When the board next meets something on air: the sender's next event, or the next PDU
+    /// of one already on air.
     pub fn next_event_at(&self) -> Option<u64> {
-        self.next_any().map(|t| t.ceil() as u64)
+        let pdu = self.pending.front().map(|p| p.start);
+        let t = match (self.next_any(), pdu) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.map(|t| t.ceil() as u64)
+    }
+
+    /// Bulk-scan `START`: the board hears legacy advertising (the sender starts advertising
+    /// with the board's first scan).
+    pub fn start_scan(&mut self, now_us: u64) {
+        self.catch_up(now_us);
+        if self.started_us.is_none() {
+            self.start(now_us);
+        }
+        self.scanning = true;
+    }
+
+    /// Bulk-scan `STOP`: queued reports are discarded.
+    pub fn stop_scan(&mut self, now_us: u64) {
+        self.catch_up(now_us);
+        self.scanning = false;
+        self.ring.clear();
+        self.ring_used = 0;
+    }
+
+    pub fn is_scanning(&self) -> bool {
+        self.scanning
+    }
+
+    /// Ext-scan `FOLLOW` of `adv_a`: the follower starts again from the primary channels, the
+    /// queued reports discarded (the capsule's contract).
+    pub fn follow(&mut self, now_us: u64, adv_a: [u8; 6]) {
+        self.catch_up(now_us);
+        self.follower.follow(Filter {
+            adv_a: Some(adv_a),
+            sid: None,
+        });
+        self.clear_ext();
+    }
+
+    /// Ext-scan `STOP`: the sync and the queued reports are gone.
+    pub fn stop_follow(&mut self, now_us: u64) {
+        self.catch_up(now_us);
+        self.follower.stop();
+        self.clear_ext();
+    }
+
+    /// Whether the follower runs (`FOLLOW` and no `STOP` since).
+    pub fn is_following(&self) -> bool {
+        !matches!(self.follower.op(), Op::Idle)
+    }
+
+    fn clear_ext(&mut self) {
+        self.ext_ring.clear();
+        self.ext_used = 0;
+    }
+
+    /// Bulk-scan's batch: whole legacy reports, oldest first, as many as fit in `buffer`.
+    pub fn take_batch(&mut self, buffer: &mut [u8]) -> Option<Batch> {
+        let (at, reports) = write_batch(&mut self.ring, buffer, legacy_report);
+        self.ring_used -= at;
+        (reports > 0).then(|| Batch {
+            reports,
+            bytes: at as u32,
+            dropped: std::mem::take(&mut self.dropped),
+        })
+    }
+
+    /// Ext-scan's batch: whole reports (`dfu_abi::ext_scan` format), as many as fit.
+    pub fn take_ext_batch(&mut self, buffer: &mut [u8]) -> Option<Batch> {
+        let (at, reports) =
+            write_batch(&mut self.ext_ring, buffer, |r, out| copy_ext_report(r, out));
+        self.ext_used -= at;
+        (reports > 0).then(|| Batch {
+            reports,
+            bytes: at as u32,
+            dropped: std::mem::take(&mut self.ext_dropped),
+        })
     }
 
     pub fn catch_up(&mut self, now_us: u64) {
@@ -457,27 +599,30 @@ impl<'a> ChainRadio<'a> {
         }
     }
 
-    pub fn take(&mut self) -> Option<ChainReport> {
-        let r = self.ring.pop_front()?;
-        self.ring_used -= Self::size(&r);
-        Some(r)
-    }
-
-    fn size(r: &ChainReport) -> usize {
-        CHAIN_REPORT_HEAD
-            + match r {
-                ChainReport::Legacy(v) | ChainReport::Chain(v) => v.len(),
-            }
-    }
-
-    fn enqueue(&mut self, r: ChainReport) {
-        let size = Self::size(&r);
-        if self.ring_used + size > self.link.ring_bytes {
+    /// A legacy advertisement into bulk-scan's ring (`RING_BYTES`, the board's), if it scans.
+    fn enqueue_legacy(&mut self, adv: Vec<u8>) {
+        if !self.scanning {
+            return;
+        }
+        let size = scan::REPORT_HEADER + PDU_HEAD + adv.len();
+        if self.ring_used + size > RING_BYTES {
+            self.dropped += 1;
             self.stats.ring_drops += 1;
             return;
         }
         self.ring_used += size;
-        self.ring.push_back(r);
+        self.ring.push_back((self.sender.address(), adv));
+    }
+
+    /// An event's report into ext_scan's ring (`link.ring_bytes`).
+    fn enqueue_ext(&mut self, report: Vec<u8>) {
+        if self.ext_used + report.len() > self.link.ring_bytes {
+            self.ext_dropped += 1;
+            self.stats.ring_drops += 1;
+            return;
+        }
+        self.ext_used += report.len();
+        self.ext_ring.push_back(report);
     }
 
     fn deaf(&self, start: f64, end: f64) -> bool {
@@ -503,17 +648,7 @@ impl<'a> ChainRadio<'a> {
     /// One event of the sender at `t` (µs); returns the time of its next event.
     fn event(&mut self, t: f64) -> f64 {
         let bearer = self.sender.bearer().filter(|b| b.chained());
-        if bearer != self.following {
-            // The board starts (or stops) following the picked bearer.
-            match bearer {
-                Some(_) => self.follower.follow(Filter {
-                    adv_a: Some(MODEL_ADV_A),
-                    sid: None,
-                }),
-                None => self.follower.stop(),
-            }
-            self.following = bearer;
-        }
+        self.following = bearer;
         match bearer {
             None => {
                 self.sync_set_us = None;
@@ -539,7 +674,7 @@ impl<'a> ChainRadio<'a> {
         self.stats.air_us += 3.0 * air;
         // Heard on the channel the board scans, unless lost or the board is advertising.
         if !self.deaf(t, t + 3.0 * air) && !self.lost() {
-            self.enqueue(ChainReport::Legacy(adv[..n].to_vec()));
+            self.enqueue_legacy(adv[..n].to_vec());
         }
         t + self.params.adv_interval_ms * 1000.0 + self.delay_us()
     }
@@ -674,7 +809,7 @@ impl<'a> ChainRadio<'a> {
         for _ in 0..8 {
             match self.follower.op() {
                 Op::Listen(listen) if ble_ext::is_after(rx, listen.end_us()) => {
-                    let r = self.follower.missed().map(|r| r.adv_data.to_vec());
+                    let r = self.follower.missed().map(|r| ext_report(&r));
                     self.report(r);
                 }
                 _ => break,
@@ -707,12 +842,12 @@ impl<'a> ChainRadio<'a> {
         }
         if hit {
             let r = if lost {
-                self.follower.missed().map(|r| r.adv_data.to_vec())
+                self.follower.missed().map(|r| ext_report(&r))
             } else {
                 let address = rx.wrapping_add(ble_ext::address_air_us(p.phy));
                 self.follower
                     .received(address, p.channel, p.phy, &p.bytes)
-                    .map(|r| r.adv_data.to_vec())
+                    .map(|r| ext_report(&r))
             };
             self.report(r);
         }
@@ -722,9 +857,10 @@ impl<'a> ChainRadio<'a> {
         self.stats.sync_losses = u64::from(c.sync_losses);
     }
 
-    fn report(&mut self, adv_data: Option<Vec<u8>>) {
-        if let Some(v) = adv_data.filter(|v| !v.is_empty()) {
-            self.enqueue(ChainReport::Chain(v));
+    fn report(&mut self, report: Option<Vec<u8>>) {
+        let header = dfu_abi::ext_scan::REPORT_HEADER;
+        if let Some(v) = report.filter(|v| v.len() > header) {
+            self.enqueue_ext(v);
         }
     }
 
@@ -740,8 +876,9 @@ impl<'a> ChainRadio<'a> {
             did: e as u16 & 0x0FFF,
             sid: MODEL_SID,
         });
+        let adv_a = self.sender.address();
         let first = move |p: Option<AuxPtr>| pdu::Builder {
-            adv_a: Some(MODEL_ADV_A),
+            adv_a: Some(adv_a),
             adi,
             aux_ptr: p,
             ..pdu::Builder::default()
@@ -841,7 +978,7 @@ impl<'a> ChainRadio<'a> {
             phy,
             aa: ble_ext::ADV_ACCESS_ADDRESS,
             bytes: write_pdu(pdu::Builder {
-                adv_a: Some(MODEL_ADV_A),
+                adv_a: Some(self.sender.address()),
                 adi: Some(Adi {
                     did: 0,
                     sid: MODEL_SID,

@@ -8,17 +8,18 @@
 //! again and resumes from what the update-region kept.
 use adv_transfer::bearer::{Bearer, BearerSet, Budget};
 use adv_transfer::wire::{ADV_DATA_MAX, BASE_ID_LEN, MAX_IMAGE_LEN};
-use adv_transfer::{RxCounters, RxProgress, RxState, Sender, StageError, StageOp, TxCounters};
+use adv_transfer::{RxCounters, RxProgress, RxState, Sender, TxCounters};
 use anyhow::{bail, Context};
 use dfu_app::Exit;
 use hw_models::SimBoard;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use update_region::blocking::BlockingDriver;
-use update_region::{CallerId, Completion, Config, Request, UpdateRegion};
+use update_region::{CallerId, Completion, Config, UpdateRegion};
 
+use crate::ext_kernel::{AppTrace, ExtKernel};
 use crate::kernel::{Record, SimKernel};
-use crate::radio::{BearerLink, ChainRadio, ChainReport, ChainStats, Radio};
+use crate::radio::{BearerLink, ChainRadio, ChainStats, Radio};
 
 /// Link and scheduling parameters.
 #[derive(Clone, Debug)]
@@ -563,30 +564,14 @@ pub(crate) fn hostile_adv(
     }
 }
 
-/// A transfer over a bearer beyond legacy advertising: what the sender offers, what the board's
-/// receiver follows, and the chained link's timing.
+/// A transfer over a bearer beyond legacy advertising: what the sender offers, whether the
+/// board's kernel has the ext_scan driver (then the DFU app offers `dfu_app::EXT_BEARERS`,
+/// else legacy only), and the chained link's timing.
 #[derive(Clone, Debug)]
 pub struct BearerJob {
     pub offer: BearerSet,
-    pub follow: BearerSet,
+    pub ext_scan: bool,
     pub link: BearerLink,
-    /// The staging flash's timing handed to the receiver ([`board_flash_timing`]): it then
-    /// pre-erases only the head start its bearer needs. `None`: the whole image is erased
-    /// before the pick.
-    pub flash: Option<adv_transfer::FlashTiming>,
-    /// The receiver joins consecutive chunks into one write ([`adv_transfer::Receiver::set_write_buffer`]).
-    pub join_writes: bool,
-}
-
-/// The board's QSPI flash (MX25R6435F, high-performance mode, typical datasheet figures) as
-/// the receiver's [`adv_transfer::FlashTiming`].
-pub fn board_flash_timing() -> adv_transfer::FlashTiming {
-    use nrf52840_flash::mx25r::{typical_us, Operation, PowerMode, PAGE_SIZE};
-    adv_transfer::FlashTiming {
-        erase_sector_us: typical_us(Operation::EraseSector, PowerMode::HighPerformance) as u32,
-        program_page_us: typical_us(Operation::PageProgram, PowerMode::HighPerformance) as u32,
-        page_len: PAGE_SIZE,
-    }
 }
 
 /// What a transfer over a picked bearer did.
@@ -610,18 +595,16 @@ pub struct BearerReport {
     pub rx: RxCounters,
     /// Program and erase operations on the receiving board's flash.
     pub flash_ops: u64,
+    /// The DFU app's driver calls ([`AppTrace`]) and console.
+    pub app: AppTrace,
+    pub app_log: Vec<String>,
 }
 
-/// The longest chunk a chained bearer carries: the board's receiver queues chunks this long.
-const CHAINED_CHUNK: usize = 228;
-
-/// Run one transfer of a plain image over the bearer the sender and the board's receiver
-/// agree on (legacy advertising until then): the sender ([`Sender::offer_bearers`]) on
-/// [`ChainRadio`], the same `adv_transfer::Receiver` the DFU app runs (with a queue for chained
-/// chunks), staging through the update-region policy on the board's QSPI flash model, whose
-/// operations take their simulated time. The receiver's loop is the DFU app's: take the ring's
-/// reports, stage when the queue has no room for the next, send a status at most every 250 ms
-/// once the ring is empty.
+/// Run one transfer of a plain image over the bearer the sender and the board's DFU app agree
+/// on (legacy advertising until then): the sender ([`Sender::offer_bearers`]) on
+/// [`ChainRadio`], the DFU app's own loop (`dfu_app::run_with_bearers`) on the board, over
+/// [`ExtKernel`]: bulk-scan and ext_scan over the radio, staging through the update-region
+/// policy on the board's QSPI flash model, whose operations take their simulated time.
 pub fn run_bearer_transfer(
     board: &mut SimBoard,
     job: &TransferJob<'_>,
@@ -632,181 +615,57 @@ pub fn run_bearer_transfer(
         bail!("the chained-bearer model carries plain images only");
     }
     sender.offer_bearers(bearers.offer);
-    let address = sender.address();
     let mut radio = ChainRadio::new(job.params, bearers.link.clone(), sender, job.seed);
     let mut policy = UpdateRegion::new(job.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     BlockingDriver::new(&mut policy, &mut board.qspi)
         .start()
         .map_err(|e| anyhow::anyhow!("update-region start: {e}"))?;
-    let mut bitmap = vec![0u8; adv_transfer::Receiver::bitmap_len(MAX_IMAGE_LEN)];
-    let mut write_buf = vec![0u8; adv_transfer::receiver::QUEUE_LEN * CHAINED_CHUNK];
-    let mut rx = adv_transfer::Receiver::<'_, CHAINED_CHUNK>::with_bearers(
-        adv_transfer::DEFAULT_COMPANY_ID,
-        job.config.max_image_len().min(MAX_IMAGE_LEN),
-        &mut bitmap,
-        None,
-        false,
-        bearers.follow,
-    );
-    rx.set_flash_timing(bearers.flash);
-    if bearers.join_writes {
-        rx.set_write_buffer(&mut write_buf);
-    }
     let ops_at_start = board.power.ops();
     let t0 = board.clock.now_us();
-    radio.start(t0);
-    let status_every_us = 250_000;
-    let mut next_status = t0;
-    let mut stage = Stage {
-        policy: &mut policy,
-        owner: job.owner,
-        finalized: None,
+    let mut bitmap = vec![0u8; dfu_app::BITMAP_LEN];
+    let mut batch = vec![0u8; dfu_app::BATCH_LEN];
+    let mut ext_batch = vec![0u8; dfu_app::EXT_BATCH_LEN];
+    let mut no_progress = |_: &SimBoard, _: RxProgress| {};
+    let inner = SimKernel::new(board, &mut policy, job.owner, None, &mut no_progress);
+    let mut kernel = ExtKernel::new(inner, &mut radio, bearers.ext_scan);
+    let exit = dfu_app::run_with_bearers(&mut kernel, &mut bitmap, &mut batch, &mut ext_batch);
+    let (record, app) = kernel.finish();
+    if app.gave_up {
+        bail!(
+            "transfer did not converge: {:?}",
+            &record.log[record.log.len().saturating_sub(4)..]
+        );
+    }
+    if let Some(refused) = refusal_of(&radio.sender) {
+        return Err(refused.into());
+    }
+    let Some((_, end_us)) = record.finalized else {
+        bail!(
+            "the transfer ended without a boot request ({exit:?}): {}",
+            record.log.join("; ")
+        );
     };
-    let events = |r: &ChainRadio<'_>| r.stats.legacy_events + r.stats.chained_events;
-    let mut picked_at = None;
-    loop {
-        if events(&radio) > 5_000_000 {
-            bail!("transfer did not converge");
-        }
-        let now = board.clock.now_us();
-        radio.catch_up(now);
-        rx.tick(now / 1000);
-        let mut got = false;
-        while let Some(report) = radio.take() {
-            got = true;
-            match report {
-                ChainReport::Legacy(adv) => {
-                    if rx.queue_full() {
-                        stage.pump(board, &mut rx);
-                    }
-                    rx.on_adv(address, &adv);
-                }
-                ChainReport::Chain(adv) => {
-                    // Room for the event's chunks (an AD structure holds at most one).
-                    if rx.queue_free() < adv.len().div_ceil(6 + CHAINED_CHUNK) + 1 {
-                        stage.pump(board, &mut rx);
-                    }
-                    rx.on_ext_adv(address, &adv);
-                }
-            }
-        }
-        stage.pump(board, &mut rx);
-        let now = board.clock.now_us();
-        if picked_at.is_none() && radio.sender.bearer().is_some() {
-            picked_at = Some(now);
-        }
-        if let Some(Completion::Finalized { .. }) = stage.finalized {
-            let mut status = [0u8; ADV_DATA_MAX];
-            let n = rx.status_adv(&mut status);
-            radio.advertise(now, &status[..n]);
-            let Some(bearer) = rx.bearer() else {
-                bail!("finalized without a bearer");
-            };
-            let sim_time_s = (now - t0) as f64 / 1e6;
-            let pick_s = (picked_at.unwrap_or(now) - t0) as f64 / 1e6;
-            return Ok(BearerReport {
-                pick_s,
-                data_goodput_bytes_per_s: job.image.len() as f64 / (sim_time_s - pick_s),
-                bearer,
-                budget: bearer.budget_with_interval(bearers.link.interval_us),
-                image_bytes: job.image.len(),
-                sim_time_s,
-                goodput_bytes_per_s: job.image.len() as f64 / sim_time_s,
-                link: radio.stats.clone(),
-                tx: radio.sender.counters(),
-                rx: rx.counters(),
-                flash_ops: board.power.ops() - ops_at_start,
-            });
-        }
-        if let Some(refused) = refusal_of(&radio.sender) {
-            return Err(refused.into());
-        }
-        if rx.session().is_some() && now >= next_status && (!got || now >= next_status + 250_000) {
-            next_status = now + status_every_us;
-            let mut status = [0u8; ADV_DATA_MAX];
-            let n = rx.status_adv(&mut status);
-            radio.advertise(now, &status[..n]);
-        }
-        if !got {
-            // Nothing to do until the next event (or the status due).
-            let next = radio.next_event_at().unwrap_or(now + 1000);
-            let wake = if rx.session().is_some() {
-                next.min(next_status.max(now + 1))
-            } else {
-                next
-            };
-            board.clock.advance_to(wake.max(now + 1));
-        }
-    }
-}
-
-/// The receiver's staging operations on the update-region policy over the board's flash.
-struct Stage<'p> {
-    policy: &'p mut UpdateRegion,
-    owner: CallerId,
-    finalized: Option<Completion>,
-}
-
-impl Stage<'_> {
-    fn pump<const N: usize>(
-        &mut self,
-        board: &mut SimBoard,
-        rx: &mut adv_transfer::Receiver<'_, N>,
-    ) {
-        let mut buf = [0u8; adv_transfer::receiver::READ_LEN];
-        while let Some(op) = rx.poll_op() {
-            let finalize = matches!(op, StageOp::Finalize);
-            let erase = matches!(op, StageOp::Erase { .. });
-            let mut driver = BlockingDriver::new(self.policy, &mut board.qspi);
-            let (result, read) = match op {
-                StageOp::Begin { tag, image_len } => (
-                    driver.run(self.owner, Request::Begin { tag, image_len }, &[], &mut []),
-                    0,
-                ),
-                StageOp::Erase { offset } => (
-                    driver.run(self.owner, Request::Erase { offset }, &[], &mut []),
-                    0,
-                ),
-                StageOp::Write { offset, data } => (driver.write(self.owner, offset, data), 0),
-                StageOp::Read { offset, len } => {
-                    let n = (len as usize).min(buf.len());
-                    (driver.read(self.owner, offset, &mut buf[..n]), n)
-                }
-                StageOp::Finalize => (driver.run(self.owner, Request::Finalize, &[], &mut []), 0),
-            };
-            match result {
-                Ok(c) => {
-                    if let c @ Completion::Finalized { .. } = c {
-                        self.finalized = Some(c);
-                    }
-                    rx.op_done(Ok(&buf[..read]));
-                    // An erase ahead (nothing queued) is one per turn: the ring's reports
-                    // are taken between them, as the app takes batches while the kernel erases.
-                    let ahead = erase && rx.queue_free() == adv_transfer::receiver::QUEUE_LEN;
-                    if ahead {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    // As the DFU app maps the driver's errors: the store disagreeing about a
-                    // sector starts the block over, finalize refusing the image is final,
-                    // anything else is retried with the next report.
-                    use update_region::blocking::BlockingError;
-                    rx.op_done(Err(match e {
-                        BlockingError::Policy(update_region::Error::NotErased { .. }) => {
-                            StageError::NotErased
-                        }
-                        BlockingError::Policy(update_region::Error::NotBlank { .. }) => {
-                            StageError::NotBlank
-                        }
-                        BlockingError::Policy(_) if finalize => StageError::Rejected,
-                        _ => StageError::Failed,
-                    }));
-                    break;
-                }
-            }
-        }
-    }
+    let Some(bearer) = app.bearer else {
+        bail!("finalized without a bearer");
+    };
+    let t0 = radio.started_us.unwrap_or(t0);
+    let sim_time_s = end_us.saturating_sub(t0) as f64 / 1e6;
+    let pick_s = app.picked_us.unwrap_or(end_us).saturating_sub(t0) as f64 / 1e6;
+    Ok(BearerReport {
+        pick_s,
+        data_goodput_bytes_per_s: job.image.len() as f64 / (sim_time_s - pick_s),
+        bearer,
+        budget: bearer.budget_with_interval(bearers.link.interval_us),
+        image_bytes: job.image.len(),
+        sim_time_s,
+        goodput_bytes_per_s: job.image.len() as f64 / sim_time_s,
+        link: radio.stats.clone(),
+        tx: radio.sender.counters(),
+        rx: app.rx,
+        flash_ops: board.power.ops() - ops_at_start,
+        app,
+        app_log: record.log,
+    })
 }
 
 /// The receiver's refusal as `sender` last heard it, if its status refused the session.
