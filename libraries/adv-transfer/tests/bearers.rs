@@ -128,6 +128,9 @@ struct Link {
     /// Cut the receiver's power during its pre-erase, after this many erases (it reboots and
     /// resumes from the store).
     cut_pre_erase_after: Option<u32>,
+    /// The receiver hears nothing for this many sender events after each status it sends (as
+    /// the DFU app, which stops following to advertise it and syncs again).
+    deaf_after_status: u64,
 }
 
 struct Outcome {
@@ -161,6 +164,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
     let mut resume = None;
     let mut counters = RxCounters::default();
     let mut rx_bearer;
+    let mut deaf_until = 0u64;
     'boots: loop {
         bitmap.fill(0);
         let mut rx =
@@ -182,7 +186,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
                             break;
                         }
                     }
-                    if cut > 0 {
+                    if cut > 0 && events > deaf_until {
                         drive(&mut rx, &mut store);
                         assert!(rx.queue_free() >= 7, "an event's chunks fit the queue");
                         let got = rx.on_ext_adv(tx.address(), &ev[..cut]);
@@ -194,7 +198,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
                     let n = tx.next_adv(&mut out);
                     let offer_pdu = unframe(CO, &out[..n]).is_ok_and(|p| p[0] == KIND_BEARERS);
                     let lost = rng.chance(link.loss) || (link.drop_offers && offer_pdu);
-                    if !lost {
+                    if !lost && events > deaf_until {
                         rx.on_adv(tx.address(), &out[..n]);
                     }
                 }
@@ -204,6 +208,7 @@ fn run<const N: usize>(img: &[u8], offer: BearerSet, follow: BearerSet, link: Li
                 let mut s = [0u8; ADV_DATA_MAX];
                 let n = rx.status_adv(&mut s);
                 if n > 0 {
+                    deaf_until = events + link.deaf_after_status;
                     status_bytes.push(s[4 + 5]);
                     if !rng.chance(link.loss) {
                         tx.on_adv(&s[..n]);
@@ -348,6 +353,22 @@ fn a_lost_pdu_loses_the_rest_of_its_chain_and_the_transfer_still_completes() {
     assert!(o.tx.retransmissions > 0);
     let clean = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, Link::default());
     assert!(o.chained_events > clean.chained_events);
+}
+
+#[test]
+fn answers_reach_a_receiver_that_is_deaf_after_each_status() {
+    // The DFU app drops the sync to advertise each status and syncs again: the sender's answer
+    // in the events right after the status falls in that gap. Sent once, it was lost every
+    // time and the transfer never ended; repeated until the next status, it gets through.
+    let img = image(60_000);
+    let link = Link {
+        loss: 0.1,
+        deaf_after_status: 3,
+        ..Link::default()
+    };
+    let o = run::<BIG>(&img, BearerSet::ALL, BearerSet::ALL, link);
+    assert_eq!(o.tx_bearer, Some(Bearer::Periodic(Phy::Le2M)));
+    assert!(o.tx.retransmissions > 0);
 }
 
 #[test]
