@@ -101,10 +101,20 @@ pub struct Args {
     /// compressed, must hash as `kernel-v2.signed.bin` does.
     #[arg(long, value_name = "SIGNED", conflicts_with_all = ["base", "compression"])]
     pub image: Option<PathBuf>,
+    /// Update an app instead of the kernel: this TAB's `cortex-m4` TBF goes on air as an app
+    /// session to a device that runs `--app-installed` beside the DFU app (a path, or a name
+    /// in the device directory, e.g. `hello-app-v2.tab`).
+    #[arg(long, value_name = "TAB", requires = "app_installed")]
+    pub app_update: Option<PathBuf>,
+    /// The version of the app the device runs before `--app-update` (a TAB).
+    #[arg(long, value_name = "TAB", requires = "app_update")]
+    pub app_installed: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
+
+mod app_update;
 
 /// Start of the DK kernel's app region (`boards/nrf52840dk-ota/layout.ld`, `_sapps`).
 const APP_REGION: u32 = 0x4_0000;
@@ -661,6 +671,9 @@ fn kernel_named(board: &mut SimBoard, v2_hash: &[u8; 32]) -> (String, bool) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.app_update.is_some() || args.app_installed.is_some() {
+        return app_update::run(&args);
+    }
     if !(0.0..=1.0).contains(&args.loss) || !(0.0..=1.0).contains(&args.junk_radio) {
         anyhow::bail!("--loss and --junk-radio are shares between 0 and 1");
     }
