@@ -250,6 +250,14 @@ pub trait Kernel {
         None
     }
 
+    /// The staging flash's sector erase and page program times, when the platform knows them:
+    /// the receiver then pre-erases only the head start a chained bearer needs and erases the
+    /// rest ahead while the data flows (`Receiver::set_flash_timing`). `None` (the default):
+    /// a chained session's whole image is erased before its pick.
+    fn flash_timing(&mut self) -> Option<adv_transfer::FlashTiming> {
+        None
+    }
+
     /// True when the platform stops the app (the simulator after a power cut or once the
     /// transfer it runs is over; host tests). A device never halts.
     fn halted(&mut self) -> bool {
@@ -417,12 +425,21 @@ fn pump<K: Kernel, const N: usize>(
             }
             continue;
         }
+        let erase = matches!(op, StageOp::Erase { .. });
         let result = perform(k, op, read_buf);
         if k.halted() {
             break;
         }
         match result {
-            Ok(Performed::Done { read }) => rx.op_done(Ok(&read_buf[..read])),
+            Ok(Performed::Done { read }) => {
+                rx.op_done(Ok(&read_buf[..read]));
+                // While the data flows on a chained bearer, one erase ahead (nothing queued)
+                // per turn: the batches that came in during it are taken before the next.
+                let flowing = rx.bearer().is_some_and(|b| b.chained()) && !rx.preparing();
+                if erase && flowing && rx.queue_free() == adv_transfer::receiver::QUEUE_LEN {
+                    break;
+                }
+            }
             Ok(Performed::Finalized { sequence }) => {
                 finalized = Some(sequence);
                 rx.op_done(Ok(&[]));
@@ -708,6 +725,7 @@ fn run_on<K: Kernel, const N: usize>(
                                 bearers,
                             );
                             r.set_running_image(k.running_image());
+                            r.set_flash_timing(k.flash_timing());
                             r.accept_apps(k.exists(dfu_abi::app::DRIVER_NUM));
                             r.tick(now);
                             rx = Some(r);

@@ -39,6 +39,11 @@ pub struct Args {
     /// legal one).
     #[arg(long, default_value_t = 0.0)]
     pub interval_ms: f64,
+    /// The bearer rows' kernel gives the DFU app the board's flash timing: it pre-erases only
+    /// the head start its bearer needs and erases the rest while the data flows (default: the
+    /// whole image before the pick).
+    #[arg(long)]
+    pub head_start: bool,
 }
 
 /// One transfer over an extended or periodic bearer.
@@ -77,6 +82,7 @@ pub fn measure_bearers(
     losses: &[f64],
     interval_ms: f64,
     seed: u64,
+    head_start: bool,
 ) -> anyhow::Result<Vec<BearerRow>> {
     use adv_transfer::bearer::{Bearer, BearerSet};
     use ota_sim::radio::BearerLink;
@@ -109,6 +115,7 @@ pub fn measure_bearers(
                     interval_us: (interval_ms * 1000.0) as u32,
                     ..BearerLink::default()
                 },
+                flash: head_start.then(ota_sim::transfer::board_flash_timing),
             };
             let r = run_bearer_transfer(&mut board, &job, &bj)?;
             if r.bearer != bearer {
@@ -266,8 +273,13 @@ pub fn measure(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rows = measure(args.payload, &args.loss, &args.hostile, args.seed)?;
-    let bearer_rows =
-        measure_bearers(args.payload, &args.bearer_loss, args.interval_ms, args.seed)?;
+    let bearer_rows = measure_bearers(
+        args.payload,
+        &args.bearer_loss,
+        args.interval_ms,
+        args.seed,
+        args.head_start,
+    )?;
     let kernel_rows = match &args.kernel {
         None => Vec::new(),
         Some(path) => {

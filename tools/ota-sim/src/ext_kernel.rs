@@ -44,17 +44,25 @@ pub struct ExtKernel<'k, 'r> {
     radio: &'k mut ChainRadio<'r>,
     /// Whether the kernel has the ext_scan driver.
     ext_scan: bool,
+    flash: Option<adv_transfer::FlashTiming>,
     halted: bool,
     pub trace: AppTrace,
 }
 
 impl<'k, 'r> ExtKernel<'k, 'r> {
     /// `inner` without a legacy radio: its staged-update driver and alarm are used.
-    pub fn new(inner: SimKernel<'k, 'k>, radio: &'k mut ChainRadio<'r>, ext_scan: bool) -> Self {
+    /// `flash`: the staging flash's timing the kernel gives the app, if any.
+    pub fn new(
+        inner: SimKernel<'k, 'k>,
+        radio: &'k mut ChainRadio<'r>,
+        ext_scan: bool,
+        flash: Option<adv_transfer::FlashTiming>,
+    ) -> Self {
         ExtKernel {
             inner,
             radio,
             ext_scan,
+            flash,
             halted: false,
             trace: AppTrace::default(),
         }
@@ -252,6 +260,10 @@ impl Kernel for ExtKernel<'_, '_> {
         self.trace.ext_stops += 1;
         self.radio.stop_follow(now);
         Ok(())
+    }
+
+    fn flash_timing(&mut self) -> Option<adv_transfer::FlashTiming> {
+        self.flash
     }
 
     fn ticks(&mut self) -> u32 {

@@ -572,6 +572,21 @@ pub struct BearerJob {
     pub offer: BearerSet,
     pub ext_scan: bool,
     pub link: BearerLink,
+    /// The staging flash's timing the kernel gives the app ([`board_flash_timing`],
+    /// `dfu_app::Kernel::flash_timing`): it then pre-erases only the head start its bearer
+    /// needs. `None`: the whole image is erased before the pick.
+    pub flash: Option<adv_transfer::FlashTiming>,
+}
+
+/// The board's QSPI flash (MX25R6435F, high-performance mode, typical datasheet figures) as
+/// the receiver's [`adv_transfer::FlashTiming`].
+pub fn board_flash_timing() -> adv_transfer::FlashTiming {
+    use nrf52840_flash::mx25r::{typical_us, Operation, PowerMode, PAGE_SIZE};
+    adv_transfer::FlashTiming {
+        erase_sector_us: typical_us(Operation::EraseSector, PowerMode::HighPerformance) as u32,
+        program_page_us: typical_us(Operation::PageProgram, PowerMode::HighPerformance) as u32,
+        page_len: PAGE_SIZE,
+    }
 }
 
 /// What a transfer over a picked bearer did.
@@ -627,7 +642,7 @@ pub fn run_bearer_transfer(
     let mut ext_batch = vec![0u8; dfu_app::EXT_BATCH_LEN];
     let mut no_progress = |_: &SimBoard, _: RxProgress| {};
     let inner = SimKernel::new(board, &mut policy, job.owner, None, &mut no_progress);
-    let mut kernel = ExtKernel::new(inner, &mut radio, bearers.ext_scan);
+    let mut kernel = ExtKernel::new(inner, &mut radio, bearers.ext_scan, bearers.flash);
     let exit = dfu_app::run_with_bearers(&mut kernel, &mut bitmap, &mut batch, &mut ext_batch);
     let (record, app) = kernel.finish();
     if app.gave_up {

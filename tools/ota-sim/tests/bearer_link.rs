@@ -39,6 +39,7 @@ fn job(offer: &[Bearer], ext_scan: bool) -> BearerJob {
         offer: BearerSet::of(offer),
         ext_scan,
         link: BearerLink::default(),
+        flash: None,
     }
 }
 
@@ -153,4 +154,24 @@ fn the_receiver_is_the_dfu_apps_loop() {
         .app_log
         .iter()
         .any(|l| l.starts_with("dfu: image verified")));
+}
+
+#[test]
+fn with_the_flash_timing_only_the_head_start_is_erased_before_the_pick() {
+    // The kernel gives the app the board's flash timing: over extended 2M its receiver
+    // pre-erases the few blocks its erases would fall behind by and erases the rest ahead,
+    // one per turn, while the data flows. The image still arrives whole (checked in
+    // `transfer`), and the sender took the pick sooner.
+    let mut j = job(&[E2], true);
+    j.flash = Some(ota_sim::transfer::board_flash_timing());
+    let head = transfer(64 * 1024, 0.0, j);
+    let whole = transfer(64 * 1024, 0.0, job(&[E2], true));
+    assert_eq!(head.bearer, E2);
+    assert!(
+        head.pick_s < whole.pick_s,
+        "{} vs {}",
+        head.pick_s,
+        whole.pick_s
+    );
+    assert!(head.link.legacy_events < whole.link.legacy_events);
 }
