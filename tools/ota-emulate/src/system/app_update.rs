@@ -9,6 +9,11 @@
 //! must then run v2 with no trial left (its CONFIRM refused at once: `hello-app: no trial to
 //! confirm`) and the DFU app listening; the app region must hold one binary of the app, v2, and
 //! padding where v1 was.
+//!
+//! A TAB whose version is not higher than the installed one (v1 sent to a device that runs v2)
+//! must be refused (anti-rollback): the run then ends at the DFU app's `dfu: app install
+//! failed: ...` and `dfu: the kernel refused the staged image` lines, reports the first as
+//! `refused`, and the old version keeps running and alone in the app region.
 
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use anyhow::anyhow;
@@ -32,6 +37,9 @@ const CONFIRMED: &str = "hello-app: confirmed";
 const NO_TRIAL: &str = "hello-app: no trial to confirm";
 /// The DFU app's lines (`dfu-app`).
 const INSTALLED: &str = "dfu: app installed; it runs in trial";
+const INSTALL_FAILED: &str = "dfu: app install failed";
+/// The DFU app's line after a refused install's (its receiver's `Rejected`).
+const REJECTED: &str = "dfu: the kernel refused the staged image";
 const LISTENING: &str = "dfu: listening";
 
 /// An entry of the app region after the run.
@@ -63,6 +71,9 @@ pub struct AppUpdateReport {
     pub app_listening_after_update: bool,
     /// The DFU app's console said the install succeeded.
     pub installed: bool,
+    /// The DFU app's line saying the install failed (the kernel's refusal and its detail,
+    /// `dfu_abi::app::detail`), if it did.
+    pub refused: Option<String>,
     /// The app region after the run, entry by entry.
     pub app_region: Vec<RegionEntry>,
     /// Binaries of the app in the app region (not padding) after the run.
@@ -186,6 +197,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         at += tbf.len() as u32;
     }
     let app_before = format!("v{}", old.version);
+    // Anti-rollback: a version not higher than the installed one must be refused.
+    let expect_refusal = new.version <= old.version;
 
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let session = rng.gen_range(1..u32::MAX);
@@ -211,8 +224,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         stop_at_kernel: false,
         max_instructions: args.budget,
         budget_ends_run: true,
-        // The new version runs and its confirm succeeded: then a further reboot follows.
-        stop_on_console: vec![updated.clone(), CONFIRMED.into()],
+        // The new version runs and its confirm succeeded: then a further reboot follows. Or
+        // the install is refused, as it must be.
+        stop_on_console: if expect_refusal {
+            vec![INSTALL_FAILED.into(), REJECTED.into()]
+        } else {
+            vec![updated.clone(), CONFIRMED.into()]
+        },
         watch: apps.iter().map(|a| a.entry).collect(),
         ..BootConfig::default()
     };
@@ -276,6 +294,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         last_console = text;
         match report.exit {
             Exit::SystemReset => cfg.resetreas = boot_emu::rig::RESETREAS_SREQ,
+            Exit::Console if expect_refusal => break,
             Exit::Console if !rebooted => {
                 // v2 confirmed itself; the DFU app must have finished the session.
                 confirmed_in_trial = true;
@@ -299,7 +318,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
     }
-    if error.is_none() && !(confirmed_in_trial && rebooted && last_console.contains(NO_TRIAL)) {
+    let refused = console
+        .lines()
+        .find(|l| l.contains(INSTALL_FAILED))
+        .map(|l| l[l.find(INSTALL_FAILED).unwrap_or(0)..].to_string());
+    if error.is_none()
+        && !expect_refusal
+        && !(confirmed_in_trial && rebooted && last_console.contains(NO_TRIAL))
+    {
         error = Some(format!(
             "no further reboot ended within --max-boots {}",
             args.max_boots
@@ -319,6 +345,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         confirmed: confirmed_in_trial && last_console.contains(NO_TRIAL),
         app_listening_after_update: complete_after_install && last_console.contains(LISTENING),
         installed: installed_seen,
+        refused,
         app_region,
         binaries_of_app,
         tbf_bytes: new.tbf.len(),
@@ -376,6 +403,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             report.instructions,
             report.advertising_events
         );
+        if let Some(r) = &report.refused {
+            cli_output::outln!("refused: {r}");
+        }
         if let Some(e) = &report.error {
             cli_output::outln!("stopped: {e}");
         }
