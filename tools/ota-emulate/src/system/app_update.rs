@@ -242,6 +242,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for _ in 0..args.max_boots {
         link.heard = 0;
         let clock = board.clock.clone();
+        let ops_before = board.power.ops();
         let result = run_with_air(
             &bootloader,
             board.qspi.port(),
@@ -278,6 +279,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             radio_sent: report.radio_sent,
             instructions: report.instructions,
             emulated_seconds: report.simulated_us as f64 / 1e6,
+            flash_ops: board.power.ops() - ops_before,
             faults: report
                 .faults
                 .iter()
@@ -363,11 +365,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         for (i, p) in report.power_ons.iter().enumerate() {
             cli_output::outln!(
-                "power-on {}: {} after {} instructions, {:.3} s emulated; RADIO received {}, sent {}",
+                "power-on {}: {} after {} instructions, {:.3} s emulated, {} flash operations; RADIO received {}, sent {}",
                 i + 1,
                 p.exit,
                 p.instructions,
                 p.emulated_seconds,
+                p.flash_ops,
                 p.radio_received,
                 p.radio_sent
             );
