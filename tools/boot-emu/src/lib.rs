@@ -499,6 +499,11 @@ impl<Q: QspiPort, N: NvmcPort> State<'_, Q, N> {
             self.clock.advance_us(cpu - self.cpu_us_synced);
             self.cpu_us_synced = cpu;
         }
+        // The cycles into the current µs, for SysTick (which counts cycles).
+        let cycles = (self.instructions as f64 * self.cpi * systick::CYCLES_PER_US as f64 * 1e6
+            / CPU_HZ) as u64;
+        let into = cycles.saturating_sub(self.cpu_us_synced * systick::CYCLES_PER_US);
+        self.hw.cpu_cycle_in_us = (self.clock.now_us(), into);
     }
 
     fn finish(&mut self, outcome: Result<Exit, EmuError>) {

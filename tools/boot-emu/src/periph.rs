@@ -255,6 +255,9 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub nvic: crate::nvic::Nvic,
     /// SysTick.
     pub systick: crate::systick::SysTick,
+    /// (simulated µs, processor cycles into it) as the CPU side last synchronised them: SysTick
+    /// counts cycles, finer than the simulated clock ([`Self::cycle_at`]).
+    pub cpu_cycle_in_us: (u64, u64),
     /// MPU.
     pub mpu: crate::mpu::Mpu,
     /// The exception the CPU is handling (IPSR), kept by the CPU side for ICSR.
@@ -313,6 +316,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             errata: Default::default(),
             nvic: crate::nvic::Nvic::new(),
             systick: crate::systick::SysTick::new(),
+            cpu_cycle_in_us: (0, 0),
             mpu: crate::mpu::Mpu::new(),
             ipsr: 0,
             rtc1: crate::rtc::Rtc::new(),
@@ -387,6 +391,18 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         Ok(())
     }
 
+    /// The processor cycle at simulated time `now_us`: the cycles into that µs the CPU side
+    /// reported for it, or its start (after a sleep, or without a CPU).
+    pub fn cycle_at(&self, now_us: u64) -> u64 {
+        let (us, into) = self.cpu_cycle_in_us;
+        let into = if us == now_us {
+            into.min(crate::systick::CYCLES_PER_US - 1)
+        } else {
+            0
+        };
+        now_us * crate::systick::CYCLES_PER_US + into
+    }
+
     /// Brings the NVIC's view of the interrupt sources up to `now_us`: the peripherals' lines
     /// (RADIO is IRQ 1, UARTE0 IRQ 2, RTC1 IRQ 17, QSPI IRQ 41: nRF52840 PS, "Instantiation") and SysTick's
     /// reloads. RADIO EasyDMA writes land in `dma_writes`.
@@ -407,7 +423,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         }
         self.dma_writes.append(&mut self.radio.dma_writes);
         self.nvic.set_lines(lines);
-        if self.systick.poll(now_us) > 0 {
+        if self.systick.poll(self.cycle_at(now_us)) > 0 {
             self.nvic.pend(crate::nvic::SYSTICK);
         }
     }
@@ -425,7 +441,7 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             self.rtc1.next_irq_us(now_us),
             self.uarte0.next_event_us(),
             self.radio.next_event_us(),
-            self.systick.next_irq_us(now_us),
+            self.systick.next_irq_us(self.cycle_at(now_us)),
         ]
         .into_iter()
         .flatten()
@@ -493,7 +509,9 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             (SCS_BASE, 0xD00) => CPUID_CORTEX_M4,
             (SCS_BASE, 0xD08) => self.vtor,
             (SCS_BASE, 0xD88) => self.cpacr,
-            (SCS_BASE, o @ 0x010..=0x01C) => self.systick.read(o, now_us).ok_or(unknown)?,
+            (SCS_BASE, o @ 0x010..=0x01C) => {
+                self.systick.read(o, self.cycle_at(now_us)).ok_or(unknown)?
+            }
             (SCS_BASE, o @ 0xD90..=0xDB8) => self.mpu.read(o).ok_or(unknown)?,
             (SCS_BASE, o) if self.nvic.read(o, self.ipsr).is_some() => {
                 self.nvic.read(o, self.ipsr).unwrap_or_default()
@@ -663,11 +681,15 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 self.gpio.insert(o, value);
             }
             (SCS_BASE, 0xD08) => self.vtor = value & 0xFFFF_FF80,
-            (SCS_BASE, o @ 0x010..=0x01C) => match self.systick.write(o, value, now_us) {
-                Some(Ok(())) => {}
-                Some(Err(what)) => return Err(HwError::Unsupported { addr, value, what }.into()),
-                None => return Err(unknown),
-            },
+            (SCS_BASE, o @ 0x010..=0x01C) => {
+                match self.systick.write(o, value, self.cycle_at(now_us)) {
+                    Some(Ok(())) => {}
+                    Some(Err(what)) => {
+                        return Err(HwError::Unsupported { addr, value, what }.into())
+                    }
+                    None => return Err(unknown),
+                }
+            }
             (SCS_BASE, o @ 0xD90..=0xDB8) => self.mpu.write(o, value).ok_or(unknown)?,
             (SCS_BASE, o) if self.nvic.write(o, value).is_some() => {}
             (SCS_BASE, 0xD0C) => {
