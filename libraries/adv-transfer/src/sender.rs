@@ -266,6 +266,12 @@ impl<'a> Sender<'a> {
         self.receiver_state == Some(RxState::Complete)
     }
 
+    /// True once there is nothing more to send: the image is complete, or the receiver refused
+    /// it ([`RxState::is_refusal`]).
+    pub fn is_over(&self) -> bool {
+        self.is_complete() || self.receiver_state.is_some_and(RxState::is_refusal)
+    }
+
     /// Chunks sent at least once in the first pass.
     pub fn first_pass_sent(&self) -> u32 {
         self.pass_cursor

@@ -135,6 +135,18 @@ impl RxState {
             _ => return None,
         })
     }
+
+    /// A refusal: the receiver will not take this transfer, so its sender stops.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            RxState::Unsupported
+                | RxState::TooLarge
+                | RxState::Rejected
+                | RxState::VersionMismatch
+                | RxState::WrongBase
+        )
+    }
 }
 
 /// The staging tag's byte that names a chained session's bearer (`Bearer::code`); 0xFF, as in

@@ -9,7 +9,7 @@
 //! the queue; `ADVERTISE` only for the bulk scanner's owner. Waits take no host time: they
 //! move the board's clock to the next thing on air or the deadline.
 use adv_transfer::bearer::Bearer;
-use adv_transfer::{Receiver, RxCounters, RxState};
+use adv_transfer::{Receiver, RxCounters};
 use dfu_abi::{error, ext_scan, scan};
 use dfu_app::{Batch, ExtEvent, Kernel, OpError, CHAINED_CHUNK_MAX};
 
@@ -91,18 +91,7 @@ impl<'k, 'r> ExtKernel<'k, 'r> {
             self.trace.picked_us = Some(self.now_us());
         }
         let sender = &self.radio.sender;
-        if sender.is_complete()
-            || matches!(
-                sender.receiver_state(),
-                Some(
-                    RxState::Unsupported
-                        | RxState::TooLarge
-                        | RxState::Rejected
-                        | RxState::VersionMismatch
-                        | RxState::WrongBase
-                )
-            )
-        {
+        if sender.is_over() {
             self.halted = true;
         }
         let s = &self.radio.stats;

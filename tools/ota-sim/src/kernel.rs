@@ -4,7 +4,7 @@
 //! command's error, anything later the completion's); the bulk-scan driver is [`Radio`]; the
 //! alarm is the board's clock (1 MHz ticks, wrapping at 2^32 like Tock's). Waits take no host
 //! time: they move the simulated clock to the next event or the deadline.
-use adv_transfer::{Receiver, RxCounters, RxProgress, RxState};
+use adv_transfer::{Receiver, RxCounters, RxProgress};
 use dfu_abi::{error, scan, update};
 use dfu_app::{Batch, OpError};
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
@@ -193,18 +193,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         }
         if let Some(radio) = &self.radio {
             // Done, or refused by the app (the sender gives up).
-            if radio.sender.is_complete()
-                || matches!(
-                    radio.sender.receiver_state(),
-                    Some(
-                        RxState::Unsupported
-                            | RxState::TooLarge
-                            | RxState::Rejected
-                            | RxState::VersionMismatch
-                            | RxState::WrongBase
-                    )
-                )
-            {
+            if radio.sender.is_over() {
                 self.halted = true;
             }
             if radio.events > MAX_EVENTS {

@@ -685,17 +685,9 @@ pub fn run_bearer_transfer(
 
 /// The receiver's refusal as `sender` last heard it, if its status refused the session.
 pub fn refusal_of(sender: &Sender<'_>) -> Option<Refused> {
-    match sender.receiver_state() {
-        Some(
-            state @ (RxState::Unsupported
-            | RxState::TooLarge
-            | RxState::Rejected
-            | RxState::VersionMismatch
-            | RxState::WrongBase),
-        ) => Some(Refused {
-            state,
-            running: sender.receiver_running().flatten(),
-        }),
-        _ => None,
-    }
+    let state = sender.receiver_state().filter(|s| s.is_refusal())?;
+    Some(Refused {
+        state,
+        running: sender.receiver_running().flatten(),
+    })
 }
