@@ -14,6 +14,11 @@
 //! must be refused (anti-rollback): the run then ends at the DFU app's `dfu: app install
 //! failed: ...` and `dfu: the kernel refused the staged image` lines, reports the first as
 //! `refused`, and the old version keeps running and alone in the app region.
+//!
+//! `--cut install:N[:torn]` cuts the power at the N-th flash operation counted from the DFU
+//! app's first `INSTALL` command (its SVC), and powers the board up again; the run then goes on
+//! as before (the DFU app resumes the staged session and installs again, or the trial the
+//! install left runs), to the same end.
 
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use anyhow::anyhow;
@@ -85,6 +90,8 @@ pub struct AppUpdateReport {
     pub wall_seconds: f64,
     pub advertising_events: u64,
     pub power_ons: Vec<PowerOn>,
+    /// `--cut`: the power-on (1-based) it ended, if it was reached.
+    pub cuts: Vec<super::CutReport>,
     pub console: Vec<String>,
     pub error: Option<String>,
 }
@@ -147,7 +154,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         anyhow::bail!("--app-update and --app-installed go together");
     };
     if args.boot_only
-        || !args.cuts.is_empty()
+        || args.cuts.len() > 1
+        || args.cuts.iter().any(|c| c.phase != super::Phase::Install)
         || args.compression.is_some()
         || args.base
         || args.image.is_some()
@@ -155,7 +163,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         || args.foreign_sender > 0.0
     {
         anyhow::bail!(
-            "--app-update sends an app: --boot-only, --cut, --compression, --base, --image, --app and --foreign-sender do not apply"
+            "--app-update sends an app: one --cut install:N[:torn] (counted from the DFU app's INSTALL), and --boot-only, --compression, --base, --image, --app and --foreign-sender do not apply"
         );
     }
     let new = tab(args, update)?;
@@ -239,6 +247,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut last_console = String::new();
     let (mut confirmed_in_trial, mut rebooted, mut installed_seen) = (false, false, false);
     let mut complete_after_install = false;
+    // `--cut install:N[:torn]`: armed at the DFU app's first INSTALL command (its SVC).
+    let mut cuts: Vec<super::CutReport> = args
+        .cuts
+        .iter()
+        .map(|c| super::CutReport {
+            cut: c.to_string(),
+            power_on: None,
+        })
+        .collect();
+    if let Some(&cut) = args.cuts.first() {
+        let (power, armed) = (
+            board.power.clone(),
+            std::sync::atomic::AtomicBool::new(false),
+        );
+        cfg.at_svc = Some(boot_emu::SvcHook(std::sync::Arc::new(move |imm, r| {
+            if imm == super::TOCK_COMMAND_SVC
+                && r[0] == dfu_abi::app::DRIVER_NUM
+                && r[1] == dfu_abi::app::command::INSTALL
+                && !armed.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                cut.arm(&power);
+            }
+        })));
+    }
     for _ in 0..args.max_boots {
         link.heard = 0;
         let clock = board.clock.clone();
@@ -252,6 +284,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Some(&mut link),
         );
         let report = match result {
+            Ok(r) if board.power.is_on() => r,
+            // The power failed at the cut: what the emulation did after it is not the device's.
+            _ if !board.power.is_on() => {
+                power_ons.push(PowerOn {
+                    exit: format!("{:?}", Exit::PowerLost),
+                    flash_ops: board.power.ops() - ops_before,
+                    ..PowerOn::default()
+                });
+                if let Some(c) = cuts.first_mut() {
+                    c.power_on.get_or_insert(power_ons.len());
+                }
+                board.power.restore();
+                board
+                    .power_cycle()
+                    .map_err(|e| anyhow!("power-up: {e:?}"))?;
+                cfg.resetreas = 0;
+                continue;
+            }
             Ok(r) => r,
             Err(e) => {
                 error = Some(e.to_string());
@@ -357,6 +407,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         wall_seconds: wall.elapsed().as_secs_f64(),
         advertising_events: link.events,
         power_ons,
+        cuts,
         console: console.lines().map(str::to_owned).collect(),
         error,
     };
@@ -406,6 +457,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             report.instructions,
             report.advertising_events
         );
+        for c in &report.cuts {
+            match c.power_on {
+                Some(n) => cli_output::outln!("cut {}: power lost in power-on {n}", c.cut),
+                None => cli_output::outln!("cut {}: not reached", c.cut),
+            }
+        }
         if let Some(r) = &report.refused {
             cli_output::outln!("refused: {r}");
         }
