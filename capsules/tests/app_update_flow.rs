@@ -1491,3 +1491,27 @@ fn a_fault_of_another_process_stops_it_without_a_revert() {
     assert_eq!(t.alarm.due_in(), None);
     assert_eq!(t.reset.0.get(), 0);
 }
+
+/// Issue #17 item 3, found by the whole-device emulation: a power cut inside an install's copy
+/// leaves the trial record (v4) written, the old v3 whole and v4's binary partly copied (its
+/// credential does not verify) while the kernel runs v3. Once the boot decision ended that
+/// trial, the DFU app's INSTALL (it resumes its session) must run again, not be `BUSY` for the
+/// rest of the boot.
+#[test]
+fn after_a_cut_inside_the_copy_the_boot_decision_frees_install_again() {
+    for (immediate, journal_first) in [(false, false), (true, false), (false, true), (true, true)] {
+        let t = boot_rig(immediate, TOTAL, 1, Some(&foreign_key()));
+        t.rig.kernel.blink.set_binary("blink", 3);
+        start(&t, journal_first);
+        let case = format!("immediate={immediate} journal_first={journal_first}");
+        assert_eq!(t.trial(), None, "{case}: the cut trial is ended");
+        assert_eq!(t.reset.0.get(), 0, "{case}");
+        let dfu = t.rig.kernel.dfu;
+        assert_eq!(
+            t.rig.command_as(dfu, command::INSTALL, TOTAL as usize),
+            Ok(done((command::INSTALL, 0, 4))),
+            "{case}: the install runs again"
+        );
+        assert_eq!(t.trial(), Some(("blink".to_string(), 4)), "{case}");
+    }
+}
