@@ -212,6 +212,9 @@ pub struct AppUpdate<'a> {
     boot_record: OptionalCell<(TrialRecord, u32)>,
     trial_read: Cell<bool>,
     region_ready: Cell<bool>,
+    /// The page journal reported the region failed at start-up: no decision this boot, and
+    /// `INSTALL` is refused (`Refusal::Store`) rather than left waiting.
+    region_failed: Cell<bool>,
     decided: Cell<bool>,
     boot_op: Cell<bool>,
     max_boots: Cell<u32>,
@@ -261,6 +264,7 @@ impl<'a> AppUpdate<'a> {
             boot_record: OptionalCell::empty(),
             trial_read: Cell::new(false),
             region_ready: Cell::new(false),
+            region_failed: Cell::new(false),
             decided: Cell::new(false),
             boot_op: Cell::new(false),
             max_boots: Cell::new(trial::BOOTS),
@@ -279,7 +283,8 @@ impl<'a> AppUpdate<'a> {
     /// page journal's [`RegionPatch`]), the board reset (after a revert), and the boots a trial
     /// may take (`trial::BOOTS` on the DK). Without them `CONFIRM` and `REVERT` answer
     /// `NOSUPPORT` and no boot decision is made. With them, installs wait (`BUSY`) for the
-    /// boot decision.
+    /// boot decision, or are refused (`Refusal::Store`) when the journal reports the region
+    /// failed.
     pub fn set_trial_end(
         &self,
         patcher: &'a dyn RegionPatch<'a>,
@@ -563,6 +568,9 @@ impl<'a> AppUpdate<'a> {
         if caller != self.dfu {
             return Err(Refusal::NotDfu);
         }
+        if self.region_failed.get() {
+            return Err(Refusal::Store);
+        }
         if self.busy() {
             return Err(Refusal::Busy);
         }
@@ -747,7 +755,14 @@ impl ProcessFaultPolicy for TrialFaultPolicy<'_> {
 }
 
 impl RegionPatchClient for AppUpdate<'_> {
-    fn region_ready(&self) {
+    fn region_ready(&self, result: Result<(), ErrorCode>) {
+        if result.is_err() {
+            // The region cannot be written this boot: no decision; the record stays for the
+            // next boot's.
+            self.region_failed.set(true);
+            self.decided.set(true);
+            return;
+        }
         self.region_ready.set(true);
         self.decide_boot();
     }

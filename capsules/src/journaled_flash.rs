@@ -10,7 +10,9 @@
 //! whole app region (they were loaded once, before the replay, from the torn one).
 //!
 //! Until `init` has read the journal, and after a failed operation (until the next boot's
-//! replay), `write_page` answers `BUSY`. `read_page` and `erase_page` pass through.
+//! replay), `write_page` answers `BUSY`. `read_page` and `erase_page` pass through. Start-up
+//! never ends silently: it resets the board after a replay or reports the region to the
+//! [`RegionPatchClient`], ready or failed (a journal that cannot be read, a replay that fails).
 //!
 //! Beside upstream's storage, the app-update core writes a few bytes at an address of its own
 //! (a padding header over a binary a confirm or revert retires) through [`RegionPatch`]: the
@@ -43,9 +45,11 @@ pub trait RegionPatch<'a> {
 
 pub trait RegionPatchClient {
     fn patched(&self, result: Result<(), ErrorCode>);
-    /// The journal was read at start-up and nothing was pending: the app region is whole
-    /// (after a replay the board resets instead).
-    fn region_ready(&self);
+    /// Start-up ended, once per boot. `Ok`: the journal was read and nothing was pending, the
+    /// app region is whole (after a replay the board resets instead). `Err`: the journal could
+    /// not be read or its replay failed; no journaled write runs this boot (`write_page` and
+    /// `patch` answer `BUSY`), the next boot reads the journal again.
+    fn region_ready(&self, result: Result<(), ErrorCode>);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +137,13 @@ impl<'a, F: Flash + 'static> JournaledFlash<'a, F> {
         }
         self.state.set(State::ReadRecords);
         self.read_sector(self.layout.records)
+            .inspect_err(|&error| self.start_failed(error))
+    }
+
+    /// Start-up cannot go on: no journaled writes this boot, and the client is told.
+    fn start_failed(&self, error: ErrorCode) {
+        self.state.set(State::Failed);
+        self.patch_client.map(|c| c.region_ready(Err(error)));
     }
 
     /// Whether `write_page` is accepted (the journal was read, nothing failed).
@@ -236,6 +247,8 @@ impl<'a, F: Flash + 'static> JournaledFlash<'a, F> {
             if result.is_ok() {
                 // Processes were loaded from the torn region: load them again.
                 self.reset.reset();
+            } else {
+                self.start_failed(ErrorCode::FAIL);
             }
             return;
         }
@@ -391,19 +404,20 @@ impl<F: Flash + 'static> AsyncNorClient for JournaledFlash<'_, F> {
                     self.journal.set(journal);
                     self.copy.replace(buffer);
                     self.state.set(State::Ready);
-                    self.patch_client.map(|c| c.region_ready());
+                    self.patch_client.map(|c| c.region_ready(Ok(())));
                     return;
                 }
                 self.journal.set(journal);
                 self.copy.replace(buffer);
                 self.state.set(State::ReadData);
-                let _ = self.read_sector(self.layout.data);
+                if let Err(error) = self.read_sector(self.layout.data) {
+                    self.start_failed(error);
+                }
             }
             (State::ReadData, Ok(())) => {
                 let Some(mut journal) = self.journal.take() else {
                     self.copy.replace(buffer);
-                    self.state.set(State::Failed);
-                    return;
+                    return self.start_failed(ErrorCode::FAIL);
                 };
                 let pending = journal.pending();
                 let write = journal.replay(buffer);
@@ -424,13 +438,13 @@ impl<F: Flash + 'static> AsyncNorClient for JournaledFlash<'_, F> {
                             self.spare.replace(spare);
                         }
                         self.copy.replace(buffer);
-                        self.state.set(State::Failed);
+                        self.start_failed(ErrorCode::FAIL);
                     }
                 }
             }
-            (State::ReadRecords | State::ReadData, Err(_)) => {
+            (State::ReadRecords | State::ReadData, Err(error)) => {
                 self.copy.replace(buffer);
-                self.state.set(State::Failed);
+                self.start_failed(error);
             }
             _ => {
                 self.copy.replace(buffer);

@@ -738,6 +738,11 @@ impl<'a, A: Alarm<'a>> AlarmClient for QspiFlash<'a, A> {
                 self.bringup.set(Bringup::Done);
                 self.configure_and_activate();
             }
+            // READY came but its interrupt is not served yet (the kernel serves RTC1 before
+            // QSPI, and a CPU stalled by an NVMC erase lets both fire together): no time-out.
+            Waiting::Ready { .. } if self.regs.events_ready.is_set(Event::GENERATED) => {
+                self.handle_interrupt()
+            }
             Waiting::Ready { .. } => self.recover(),
             Waiting::Nothing => {}
         }

@@ -1034,7 +1034,7 @@ fn trial_rig(immediate: bool, old_len: u32) -> TrialRig {
     let t = boot_rig(immediate, old_len, 1, Some(&app_key()));
     AsyncNorClient::ready(t.rig.update);
     t.run();
-    RegionPatchClient::region_ready(t.rig.update);
+    RegionPatchClient::region_ready(t.rig.update, Ok(()));
     t.run();
     assert_eq!(t.rig.update.trial_version(), Some(4));
     assert_eq!(t.marks(), 2, "this boot is counted");
@@ -1198,13 +1198,13 @@ fn install_and_revert_during_a_confirm_are_busy() {
 /// region is whole); the decision is made once both happened, in either order.
 fn start(t: &TrialRig, journal_first: bool) {
     if journal_first {
-        RegionPatchClient::region_ready(t.rig.update);
+        RegionPatchClient::region_ready(t.rig.update, Ok(()));
         t.run();
     }
     AsyncNorClient::ready(t.rig.update);
     t.run();
     if !journal_first {
-        RegionPatchClient::region_ready(t.rig.update);
+        RegionPatchClient::region_ready(t.rig.update, Ok(()));
         t.run();
     }
 }
@@ -1235,7 +1235,7 @@ fn a_boot_during_the_trial_is_counted_and_installs_wait_for_the_decision() {
             [("blink".to_string(), 3), ("blink".to_string(), 4)]
         );
         // Decided once: another report changes nothing.
-        RegionPatchClient::region_ready(t.rig.update);
+        RegionPatchClient::region_ready(t.rig.update, Ok(()));
         t.run();
         assert_eq!(t.marks(), 2);
     }
@@ -1513,5 +1513,39 @@ fn after_a_cut_inside_the_copy_the_boot_decision_frees_install_again() {
             "{case}: the install runs again"
         );
         assert_eq!(t.trial(), Some(("blink".to_string(), 4)), "{case}");
+    }
+}
+
+/// The page journal reports at start-up that it could not be read (or its replay failed):
+/// no decision is made this boot (the record and its boot count stay for the next boot's),
+/// and `INSTALL` is refused with a reason, not `BUSY` for the whole boot.
+#[test]
+fn a_journal_failed_at_start_up_refuses_install_instead_of_busy() {
+    for (immediate, journal_first) in [(false, false), (true, false), (false, true), (true, true)] {
+        let t = boot_rig(immediate, TOTAL, 1, Some(&foreign_key()));
+        t.rig.kernel.blink.set_binary("blink", 3);
+        let case = format!("immediate={immediate} journal_first={journal_first}");
+        if journal_first {
+            RegionPatchClient::region_ready(t.rig.update, Err(ErrorCode::FAIL));
+            t.run();
+        }
+        AsyncNorClient::ready(t.rig.update);
+        t.run();
+        if !journal_first {
+            RegionPatchClient::region_ready(t.rig.update, Err(ErrorCode::FAIL));
+            t.run();
+        }
+        assert_eq!(t.trial(), Some(("blink".to_string(), 4)), "{case}: kept");
+        assert_eq!(t.marks(), 1, "{case}: no decision, no mark");
+        assert_eq!(t.reset.0.get(), 0, "{case}");
+        let dfu = t.rig.kernel.dfu;
+        assert_eq!(
+            t.rig
+                .driver
+                .command(command::INSTALL, TOTAL as usize, 0, dfu.id())
+                .get_failure(),
+            Some(ErrorCode::FAIL),
+            "{case}: refused with a reason"
+        );
     }
 }

@@ -274,15 +274,20 @@ fn a_qspi_failure_fails_the_write_and_stops_further_writes() {
 }
 
 #[derive(Default)]
-struct Patched(RefCell<Vec<Result<(), ErrorCode>>>, Cell<usize>);
+struct Patched(
+    RefCell<Vec<Result<(), ErrorCode>>>,
+    Cell<usize>,
+    RefCell<Vec<Result<(), ErrorCode>>>,
+);
 
 impl RegionPatchClient for Patched {
     fn patched(&self, result: Result<(), ErrorCode>) {
         self.0.borrow_mut().push(result);
     }
 
-    fn region_ready(&self) {
+    fn region_ready(&self, result: Result<(), ErrorCode>) {
         self.1.set(self.1.get() + 1);
+        self.2.borrow_mut().push(result);
     }
 }
 
@@ -345,5 +350,60 @@ fn a_region_patch_writes_its_page_through_the_journal_from_the_mapped_content() 
         assert!(rig.journaled.write_page(5, page_of(0x11)).is_ok());
         run(nor);
         assert_eq!(*rig.client.written.borrow(), [Ok(())]);
+    }
+}
+
+/// Start-up never ends silently: a journal that cannot be read (the record sector, or the data
+/// sector of a pending write) is reported to the region's client as failed, once, and writes
+/// stay refused; a journal read well is reported ready.
+#[test]
+fn a_start_up_that_cannot_read_the_journal_reports_the_region_failed() {
+    // (fail the records read, fail the data read of a pending write)
+    for (pending, case) in [(false, "records"), (true, "data")] {
+        let nor = FakeNor::new(0x4000);
+        if pending {
+            // A write cut after its record: the next start-up reads the data sector.
+            let rig = boot(nor, None);
+            rig.journaled.init().unwrap();
+            run(nor);
+            rig.flash.immediate.set(false);
+            assert!(rig.journaled.write_page(5, page_of(0xC3)).is_ok());
+            run(nor);
+        }
+        let rig = boot(nor, None);
+        let patched: &'static Patched = Box::leak(Box::default());
+        rig.journaled.set_patch_client(patched);
+        rig.journaled.init().unwrap();
+        if pending {
+            assert!(nor.complete(), "{case}: the record sector is read");
+        }
+        nor.fail_next.set(true);
+        run(nor);
+        assert_eq!(*patched.2.borrow(), [Err(ErrorCode::FAIL)], "{case}");
+        assert!(!rig.journaled.is_ready(), "{case}");
+        assert_eq!(rig.reset.0.get(), 0, "{case}");
+        assert!(matches!(
+            rig.journaled.write_page(2, page_of(1)),
+            Err((ErrorCode::BUSY, _))
+        ));
+        assert_eq!(
+            rig.journaled.patch(2 * PAGE as u32, &[0; 4]),
+            Err(ErrorCode::INVAL),
+            "{case}: no region set"
+        );
+
+        // The next boot reads the journal again (the pending write is replayed then).
+        let again = boot(nor, None);
+        let patched: &'static Patched = Box::leak(Box::default());
+        again.journaled.set_patch_client(patched);
+        again.journaled.init().unwrap();
+        run(nor);
+        if pending {
+            assert_eq!(again.reset.0.get(), 1, "{case}: replayed, then reset");
+            assert!(patched.2.borrow().is_empty(), "{case}");
+        } else {
+            assert_eq!(*patched.2.borrow(), [Ok(())], "{case}");
+            assert!(again.journaled.is_ready(), "{case}");
+        }
     }
 }

@@ -206,6 +206,10 @@ struct Rig {
     instructions: RefCell<Vec<(u8, u64)>>,
     /// The next task or instruction runs but raises no READY (a lost interrupt).
     lose_ready: Cell<bool>,
+    /// The next READY reaches the driver's register but its interrupt is served only after
+    /// the alarm (the kernel serves RTC1 before QSPI; a CPU stalled by an NVMC erase lets
+    /// both fire together).
+    late_ready: Cell<bool>,
 }
 
 impl Rig {
@@ -276,6 +280,7 @@ impl Rig {
             faults: RefCell::new(Vec::new()),
             instructions: RefCell::new(Vec::new()),
             lose_ready: Cell::new(false),
+            late_ready: Cell::new(false),
         };
         if after_bootloader {
             let config = QspiConfig::nrf52840dk();
@@ -405,6 +410,13 @@ impl Rig {
             return;
         }
         self.set(q::EVENTS_READY, 1);
+        if self.late_ready.replace(false) {
+            // Served late: the READY time-out alarm fires first.
+            let deadline = self.alarm.take_deadline_us().expect("READY is timed");
+            self.clock.advance_to(deadline);
+            self.alarm.client.map(|c| c.alarm());
+            return;
+        }
         if interrupt {
             self.driver.handle_interrupt();
         }
@@ -701,4 +713,29 @@ fn an_easydma_pointer_outside_the_drivers_buffers_faults_and_the_read_fails() {
         "{:?}",
         rig.faults.borrow()
     );
+}
+
+#[test]
+fn a_ready_served_after_its_time_out_alarm_is_no_time_out() {
+    let rig = Rig::new();
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    rig.driver.erase_sector(0x5000).unwrap();
+    rig.settle();
+    rig.late_ready.set(true);
+    rig.driver
+        .read(0x5000, buffer, 64)
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rig.settle();
+    assert!(!rig.late_ready.get(), "the late READY was played");
+    let (got, result) = rig
+        .client
+        .reads
+        .borrow_mut()
+        .pop()
+        .expect("the read never ended");
+    assert_eq!(result, Ok(()), "READY came: the read goes on");
+    assert_eq!(got[..64], [0xFF; 64]);
+    assert_eq!(rig.client.ready.get(), 1);
+    assert!(rig.faults.borrow().is_empty(), "{:?}", rig.faults.borrow());
 }

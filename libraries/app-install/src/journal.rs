@@ -154,10 +154,12 @@ impl Journal {
             page: pending.page,
             slot: pending.slot,
             record: [0xFF; RECORD_LEN],
+            // The done word even then: the next boot must not find it pending again (the
+            // replay's reset would repeat at every boot).
             step: if content_ok {
                 Step::ErasePage
             } else {
-                Step::Done
+                Step::MarkDone
             },
         })
     }
@@ -268,5 +270,103 @@ impl PageWrite {
         };
         self.step = next;
         Some(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    const LAYOUT: JournalLayout = JournalLayout {
+        data: 0x1000,
+        records: 0x2000,
+        trial: 0x3000,
+    };
+
+    /// Run `write`'s operations on a QSPI image (`qspi`, from address 0), at most `limit` of
+    /// them (a power cut after the last); the internal page operations are noted, not
+    /// performed. The operations run, and whether the write ended.
+    fn run(
+        write: &mut PageWrite,
+        qspi: &mut [u8],
+        content: &[u8],
+        limit: usize,
+    ) -> (Vec<u8>, bool) {
+        let mut kinds = Vec::new();
+        for _ in 0..limit {
+            let Some(op) = write.next_op() else {
+                return (kinds, true);
+            };
+            match op {
+                FlashOp::QspiErase { addr } => {
+                    kinds.push(b'e');
+                    qspi[addr as usize..][..PAGE].fill(0xFF);
+                }
+                FlashOp::QspiProgram { addr, data } => {
+                    kinds.push(b'p');
+                    let bytes = match data {
+                        Data::Page => content,
+                        Data::Bytes(bytes) => bytes,
+                    };
+                    for (cell, byte) in qspi[addr as usize..].iter_mut().zip(bytes) {
+                        *cell &= byte;
+                    }
+                }
+                FlashOp::InternalErase { .. } => kinds.push(b'E'),
+                FlashOp::InternalProgram { .. } => kinds.push(b'P'),
+            }
+        }
+        let ended = write.next_op().is_none();
+        (kinds, ended)
+    }
+
+    #[test]
+    fn a_replay_whose_copy_does_not_match_only_ends_the_record() {
+        let mut qspi = vec![0xFF; 0x3000];
+        let mut journal = Journal::scan(LAYOUT, &qspi[0x2000..0x3000]);
+        let content = [0x5A; PAGE];
+        let mut write = journal.write(0x8000, &content);
+        // Cut after the record: erase data, program data, program record.
+        assert_eq!(
+            run(&mut write, &mut qspi, &content, 3),
+            (b"epp".to_vec(), false)
+        );
+        // The data sector goes bad afterwards (a flash fault).
+        qspi[0x1000] = 0;
+
+        let mut after = Journal::scan(LAYOUT, &qspi[0x2000..0x3000]);
+        assert!(after.pending().is_some());
+        let data = qspi[0x1000..0x2000].to_vec();
+        let mut replay = after.replay(&data).expect("a pending write replays");
+        assert_eq!(
+            run(&mut replay, &mut qspi, &data, 8),
+            (b"p".to_vec(), true),
+            "the done word only"
+        );
+        let again = Journal::scan(LAYOUT, &qspi[0x2000..0x3000]);
+        assert_eq!(again.pending(), None, "the next boot finds nothing pending");
+    }
+
+    #[test]
+    fn a_replay_whose_copy_matches_writes_the_page_and_ends_the_record() {
+        let mut qspi = vec![0xFF; 0x3000];
+        let mut journal = Journal::scan(LAYOUT, &qspi[0x2000..0x3000]);
+        let content = [0x3C; PAGE];
+        let mut write = journal.write(0x8000, &content);
+        assert_eq!(
+            run(&mut write, &mut qspi, &content, 4),
+            (b"eppE".to_vec(), false)
+        );
+        let mut after = Journal::scan(LAYOUT, &qspi[0x2000..0x3000]);
+        let data = qspi[0x1000..0x2000].to_vec();
+        let mut replay = after.replay(&data).expect("a pending write replays");
+        assert_eq!(
+            run(&mut replay, &mut qspi, &data, 8),
+            (b"EPp".to_vec(), true)
+        );
+        assert_eq!(Journal::scan(LAYOUT, &qspi[0x2000..0x3000]).pending(), None);
     }
 }
