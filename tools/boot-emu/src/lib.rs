@@ -473,6 +473,10 @@ struct State<'a, Q: QspiPort, N: NvmcPort> {
     /// A memory hook ran inside an IT block: Unicorn's state restore before the hook left the
     /// IT state of that instruction in the CPU, to be cleared once the block is over.
     it_resync: bool,
+    /// An exception was entered from a hook: the next instruction must be its handler's first
+    /// (the vector), with the interrupted instruction's address. Anything else means Unicorn
+    /// dropped the hook's PC write and the CPU runs on with the handler's SP, LR and IPSR.
+    entered: Option<(u32, u32)>,
 }
 
 /// A refused access, with what is needed to undo the instruction that made it.
@@ -674,7 +678,9 @@ fn take_exception<Q: QspiPort, N: NvmcPort>(
     }
     match exceptions::enter(uc, exception, return_address, vtor) {
         Ok(()) => {
+            let vector = pc_of(uc);
             let st = uc.get_data_mut();
+            st.entered = Some((vector, return_address));
             st.hw.nvic.acknowledge(exception);
             st.hw.ipsr = exception;
             refresh_privilege(uc);
@@ -849,7 +855,7 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
     if st.hw.nvic.highest_pending().is_none() {
         return false;
     }
-    if may_be_in_it_block(uc, pc) {
+    if in_it_block(uc, pc) {
         // Unicorn runs an IT block as one unit: a PC written from a hook inside it takes effect
         // only after the block (its `helper_uc_tracecode`), so the exception would stack an
         // instruction that then executes anyway. Take it after the block instead.
@@ -869,45 +875,44 @@ fn poll_interrupts<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, pc: u32
 /// The IT-state bits of xPSR (as Unicorn's CPSR view places them).
 const IT_BITS: u32 = 0x0600_FC00;
 
-/// Whether `pc` lies inside the block of an IT instruction in the eight bytes before it (each
-/// candidate's block walked instruction by instruction, 2 or 4 bytes each).
+/// The farthest an instruction of an IT block lies after its IT instruction: IT (2 bytes)
+/// then three 32-bit instructions before the fourth.
+const IT_BLOCK_REACH: u32 = 2 + 3 * 4;
+
+/// Whether `pc` lies inside the block of an IT instruction: every halfword in reach before it
+/// that encodes an IT (0xBFxy, mask y ≠ 0) has its block walked instruction by instruction
+/// (2 or 4 bytes each). The true IT, if any, is among the candidates and walks on true
+/// instruction boundaries, so a block is never missed; a halfword that only looks like an IT
+/// (the second half of a 32-bit instruction) can at worst delay an interrupt by an instruction.
 fn in_it_block<D>(uc: &Unicorn<'_, D>, pc: u32) -> bool {
-    let start = pc.saturating_sub(8) & !1;
-    let Ok(b) = uc.mem_read_as_vec(u64::from(start), (pc - start) as usize) else {
-        return false;
-    };
-    let half = |addr: u32| {
-        let i = (addr - start) as usize;
-        u16::from_le_bytes([b[i], b[i + 1]])
-    };
-    (start..pc).step_by(2).any(|it| {
+    let start = pc.saturating_sub(IT_BLOCK_REACH) & !1;
+    uc.mem_read_as_vec(u64::from(start), (pc - start) as usize)
+        .is_ok_and(|before| ends_inside_it_block(&before))
+}
+
+/// Whether the instruction right after `code` (halfword-aligned Thumb code ending where it
+/// starts) lies inside the block of an IT instruction in `code`.
+fn ends_inside_it_block(code: &[u8]) -> bool {
+    let end = code.len() & !1;
+    let half = |at: usize| u16::from_le_bytes([code[at], code[at + 1]]);
+    (0..end).step_by(2).any(|it| {
         let hw = half(it);
-        let mask = u32::from(hw & 0xF);
+        let mask = hw & 0xF;
         if hw >> 8 != 0xBF || mask == 0 {
             return false;
         }
-        let mut addr = it + 2;
+        let mut at = it + 2;
         for _ in 0..4 - mask.trailing_zeros() {
-            if addr == pc {
+            if at == end {
                 return true;
             }
-            if addr > pc - 2 {
+            if at + 2 > end {
                 return false;
             }
-            addr += if half(addr) >> 11 >= 0b11101 { 4 } else { 2 };
+            at += if half(at) >> 11 >= 0b11101 { 4 } else { 2 };
         }
         false
     })
-}
-
-/// Whether one of the four halfwords before `pc` is an IT instruction (0xBFxy, mask y ≠ 0):
-/// then `pc` may lie inside its block. Conservative: a halfword that only looks like one delays
-/// an interrupt by an instruction or two.
-fn may_be_in_it_block<D>(uc: &Unicorn<'_, D>, pc: u32) -> bool {
-    let Ok(b) = uc.mem_read_as_vec(u64::from(pc.saturating_sub(8)), 8) else {
-        return false;
-    };
-    b.chunks_exact(2).any(|h| h[1] == 0xBF && h[0] & 0x0F != 0)
 }
 
 /// WFI at `pc`: sleeps (advances the simulated clock) until an enabled interrupt is pending,
@@ -1054,7 +1059,23 @@ fn on_instruction<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, addr: u6
     }
     let st = uc.get_data_mut();
     if st.outcome.is_some() {
+        // The run has ended but the CPU still runs: a stop requested from a hook inside an IT
+        // block is dropped with the block (Unicorn runs it as one unit). Ask again.
+        let _ = uc.emu_stop();
         return;
+    }
+    if let Some((vector, interrupted)) = st.entered.take() {
+        if pc & !1 != vector & !1 {
+            st.finish(Err(EmuError::Fault {
+                what: format!(
+                    "emulator: the exception entered before {interrupted:#x} did not reach its \
+                     handler at {vector:#x} (an entry inside an IT block?)"
+                ),
+                pc,
+            }));
+            let _ = uc.emu_stop();
+            return;
+        }
     }
     if st.it_resync && !in_it_block(uc, pc) {
         uc.get_data_mut().it_resync = false;
@@ -1072,7 +1093,7 @@ fn on_instruction<Q: QspiPort, N: NvmcPort>(uc: &mut Emu<'_, '_, Q, N>, addr: u6
     if st.access_fault.is_some() {
         // The previous instruction made a refused access: take its fault now (after an IT
         // block, which Unicorn runs as one unit).
-        if !may_be_in_it_block(uc, pc) {
+        if !in_it_block(uc, pc) {
             take_access_fault(uc);
             return;
         }
@@ -1236,6 +1257,7 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         faults: faults::FaultStatus::new(),
         fault_log: Vec::new(),
         it_resync: false,
+        entered: None,
     };
     let mut state = state;
     state.hw.uicr = cfg.uicr.clone();
