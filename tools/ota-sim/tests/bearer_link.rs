@@ -175,3 +175,44 @@ fn with_the_flash_timing_only_the_head_start_is_erased_before_the_pick() {
     );
     assert!(head.link.legacy_events < whole.link.legacy_events);
 }
+
+/// A compressed image (MCUboot's format) over a chained bearer: the DFU app stages it in the
+/// received-stream area, the kernel decodes it into the staging slot at finalize, and the
+/// staging slot then holds the plain signed image, byte for byte.
+#[test]
+fn a_compressed_image_crosses_a_chained_bearer_and_is_decoded_at_finalize() {
+    use ota_image::compressed::Compression;
+    use ota_sim::signing::Signer;
+    let seed = 5;
+    let signer = Signer::new(seed).unwrap();
+    // Code-like bytes that compress, as a kernel does.
+    let payload = kernel_payload(40 * 1024, seed);
+    let plain = signer.sign(&payload, (2, 0, 0, 0), 2).unwrap();
+    let compressed = signer
+        .sign_compressed(&payload, (2, 0, 0, 0), 2, Compression::Lzma2ArmThumb)
+        .unwrap();
+    assert!(
+        compressed.len() < plain.len(),
+        "the payload did not compress"
+    );
+    let mut board = SimBoard::new(seed);
+    let params = LinkParams::default();
+    let config = update_region::Config::nrf52840dk(1);
+    let tj = TransferJob {
+        config,
+        owner: 1,
+        image: &compressed,
+        session: 0xB0A7_0005,
+        params: &params,
+        seed,
+        cuts: &[],
+    };
+    let r = run_bearer_transfer(&mut board, &tj, &job(&[E2], true)).expect("transfer");
+    assert_eq!(r.bearer, E2);
+    assert!(r.rebuild_s > 0.0, "nothing was decoded at finalize");
+    let base = config.staging_base as usize;
+    assert!(
+        board.chip().raw()[base..base + plain.len()] == plain[..],
+        "the staging slot does not hold the plain signed image"
+    );
+}
