@@ -19,6 +19,30 @@ use tock_ota_capsules::qspi_flash::QspiConfig;
 /// high-performance mode (32 MHz SCK).
 pub const QSPI: QspiConfig = QspiConfig::nrf52840dk();
 
+/// [`QSPI`]'s pins as GPIO pins, SCK, CSN, IO0–IO3 (the kernel sets them to high drive);
+/// checked against [`QSPI`] when the kernel is built.
+pub const QSPI_PINS: [Pin; 6] = [
+    Pin::P0_19,
+    Pin::P0_17,
+    Pin::P0_20,
+    Pin::P0_21,
+    Pin::P0_22,
+    Pin::P0_23,
+];
+const _: () = {
+    let numbers = [
+        QSPI.sck, QSPI.csn, QSPI.io[0], QSPI.io[1], QSPI.io[2], QSPI.io[3],
+    ];
+    let mut i = 0;
+    while i < QSPI_PINS.len() {
+        assert!(
+            QSPI_PINS[i] as u32 == numbers[i] as u32,
+            "QSPI_PINS must name QSPI's pins"
+        );
+        i += 1;
+    }
+};
+
 /// The staged-update owner id (the DFU app's `ShortId`; bit 31 must be clear).
 pub const DFU_SHORT_ID: NonZeroU32 = match NonZeroU32::new(0x0D0F_0001) {
     Some(id) => id,

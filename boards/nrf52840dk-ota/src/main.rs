@@ -36,7 +36,7 @@ use kernel::platform::chip::{Chip, InterruptService};
 use kernel::platform::{KernelResources, SyscallDriverLookup};
 use kernel::utilities::StaticRef;
 use kernel::{create_capability, static_init};
-use nrf52840::interrupt_service::Nrf52840DefaultPeripherals;
+use nrf52840::gpio::{nrf52840_gpio_create_pin, GPIOPin};
 use nrf52_components::{UartChannel, UartPins};
 use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
 use tock_ota_capsules::app_update::{
@@ -107,25 +107,49 @@ type Keys = components::signature_verify_in_memory_keys::SignatureVerifyInMemory
     64,
 >;
 
-/// The chip's interrupts plus the QSPI peripheral, which upstream's nRF52840 chip does not
-/// dispatch, and the RADIO, which goes to this board's advertising driver instead of upstream's.
+/// The chip peripherals this kernel drives with upstream's drivers. Upstream's
+/// `Nrf52840DefaultPeripherals` holds every peripheral of the chip, and its interrupt dispatch
+/// links every driver's handler (802.15.4, USB, SPI, TWI, ADC, AES, ...) into the kernel: code
+/// this board never runs, sent with every update (docs/delta-updates.md, "Kernel size").
+struct Peripherals {
+    /// RTC1: the alarm mux (QSPI pacing, scanner hops, trial window, userspace alarms).
+    rtc: nrf52840::rtc::Rtc<'static>,
+    uarte0: nrf52840::uart::Uarte<'static>,
+    /// Written by the app-update page journal; the start-up component writes UICR through it.
+    nvmc: Nvmc,
+    clock: nrf52840::clock::Clock,
+    /// The LEDs' pins. No GPIO port: the board drives a few pins and takes no pin interrupts,
+    /// and a port of all 48 pins is start-up code for pins nothing uses.
+    leds: [GPIOPin<'static>; 4],
+}
+
+/// The RTC1 register block (upstream's chip keeps its own copy private).
+// SAFETY: 0x4001_1000 is the nRF52840's RTC1 register block (Product Specification, memory
+// map), valid for the whole program; only the RTC driver created here touches it.
+const RTC1_BASE: StaticRef<nrf52840::rtc::RtcRegisters> =
+    unsafe { StaticRef::new(0x4001_1000 as *const nrf52840::rtc::RtcRegisters) };
+
+/// The interrupts of the peripherals above that raise any (RTC1, UARTE0), plus the QSPI
+/// peripheral, which upstream's nRF52840 chip does not dispatch, and the RADIO, which goes to
+/// this board's advertising driver instead of upstream's. No other peripheral is started, so
+/// no other interrupt is raised (the chip reports one not handled here as unhandled).
 struct OtaInterrupts {
-    peripherals: &'static Nrf52840DefaultPeripherals<'static>,
+    peripherals: &'static Peripherals,
     qspi: &'static Qspi,
     radio: &'static AdvRadio<'static>,
 }
 
 impl InterruptService for OtaInterrupts {
     fn service_interrupt(&self, interrupt: u32) -> bool {
-        if interrupt == QSPI_IRQ {
-            self.qspi.handle_interrupt();
-            true
-        } else if interrupt == nrf52840::base_interrupts::RADIO {
-            self.radio.handle_interrupt();
-            true
-        } else {
-            self.peripherals.service_interrupt(interrupt)
+        use nrf52840::base_interrupts as irq;
+        match interrupt {
+            QSPI_IRQ => self.qspi.handle_interrupt(),
+            irq::RADIO => self.radio.handle_interrupt(),
+            irq::RTC1 => self.peripherals.rtc.handle_interrupt(),
+            irq::UART0 => self.peripherals.uarte0.handle_interrupt(),
+            _ => return false,
         }
+        true
     }
 }
 
@@ -223,16 +247,20 @@ unsafe fn create_update_core(
 
 /// Kept out of `main` so its large temporaries do not sit on the kernel stack.
 #[inline(never)]
-unsafe fn create_peripherals() -> &'static mut Nrf52840DefaultPeripherals<'static> {
-    let ieee802154_ack_buf = static_init!(
-        [u8; nrf52840::ieee802154_radio::ACK_BUF_SIZE],
-        [0; nrf52840::ieee802154_radio::ACK_BUF_SIZE]
+unsafe fn create_peripherals() -> &'static Peripherals {
+    let peripherals = static_init!(
+        Peripherals,
+        Peripherals {
+            rtc: nrf52840::rtc::Rtc::new(RTC1_BASE),
+            uarte0: nrf52840::uart::Uarte::new(nrf52840::uart::UARTE0_BASE),
+            nvmc: Nvmc::new(),
+            clock: nrf52840::clock::Clock::new(),
+            leds: board_config::LED_PINS.map(nrf52840_gpio_create_pin),
+        }
     );
-    let aes_ecb_buf = static_init!([u8; 48], [0; 48]);
-    static_init!(
-        Nrf52840DefaultPeripherals,
-        Nrf52840DefaultPeripherals::new(ieee802154_ack_buf, aes_ecb_buf)
-    )
+    // The NVMC completes its operations from a deferred call.
+    peripherals.nvmc.register();
+    peripherals
 }
 
 /// Entry point after RAM is initialised.
@@ -248,8 +276,7 @@ pub unsafe fn main() {
     >();
 
     let peripherals = create_peripherals();
-    peripherals.init();
-    let base = &peripherals.nrf52;
+    let base = peripherals;
 
     // Time first: the QSPI driver paces its status polling with an alarm.
     let rtc = &base.rtc;
@@ -343,13 +370,13 @@ pub unsafe fn main() {
     )
     .finalize(components::debug_writer_component_static!());
 
-    let [led1, led2, led3, led4] = board_config::LED_PINS;
+    let [led1, led2, led3, led4] = &peripherals.leds;
     let led = components::led::LedsComponent::new().finalize(components::led_component_static!(
         Led,
-        LedLow::new(&peripherals.gpio_port[led1]),
-        LedLow::new(&peripherals.gpio_port[led2]),
-        LedLow::new(&peripherals.gpio_port[led3]),
-        LedLow::new(&peripherals.gpio_port[led4]),
+        LedLow::new(led1),
+        LedLow::new(led2),
+        LedLow::new(led3),
+        LedLow::new(led4),
     ));
 
     // The QSPI flash is shared by the staged-update and the app-update cores.
@@ -407,12 +434,8 @@ pub unsafe fn main() {
     update_core.set_client(update);
     // QSPI pins at high drive, as the Product Specification asks for QSPI; the bootloader sets
     // the same, but the kernel must not depend on what it left.
-    let flash_pins = board_config::QSPI;
-    for pin in [flash_pins.sck, flash_pins.csn]
-        .into_iter()
-        .chain(flash_pins.io)
-    {
-        peripherals.gpio_port.pins[usize::from(pin)].set_high_drive(true);
+    for pin in board_config::QSPI_PINS {
+        nrf52840_gpio_create_pin(pin).set_high_drive(true);
     }
     // Activation completes in the QSPI interrupt; the update core then scans the region.
     qspi.initialize();
@@ -661,7 +684,7 @@ pub unsafe fn main() {
 #[cfg(not(test))]
 #[panic_handler]
 unsafe fn panic_fmt(_info: &core::panic::PanicInfo) -> ! {
-    let pin = &nrf52840::gpio::nrf52840_gpio_create_pin(board_config::LED_PINS[0]);
+    let pin = &nrf52840_gpio_create_pin(board_config::LED_PINS[0]);
     let led = &mut LedLow::new(pin);
     kernel::debug::panic_blink_forever(&mut [led])
 }
