@@ -15,6 +15,10 @@
 //!   (`SequentialDynamicBinaryStorage` over the NVMC) by the app-update driver
 //!   (`tock_ota_capsules::app_update`, docs/app-updates.md); it and the staged-update driver
 //!   share the QSPI flash (`tock_ota_capsules::nor_share`).
+//! - With the cargo feature `ble5` (off by default), the BLE 5 receiver: the RADIO shared by
+//!   `adv_radio` and `tock_ota_capsules::aux_radio` (TIMER0 and PPI switch it on at exact
+//!   times), and the extended/periodic advertising follower `tock_ota_capsules::ext_scan` as
+//!   driver `0xA0003` (docs/ble5.md, "On the DK board").
 //!
 //! Board-specific settings live in [`board_config`].
 
@@ -42,7 +46,11 @@ use tock_ota_capsules::adv_radio::{self, AdvRadio, RadioRegisters, RADIO_BASE};
 use tock_ota_capsules::app_update::{
     self, AppKeys, AppUpdate, AppUpdateDriver, ProcessTable, TrialFaultPolicy,
 };
+#[cfg(feature = "ble5")]
+use tock_ota_capsules::aux_radio::{self, AuxRadio, PpiRegisters, TimerRegisters};
 use tock_ota_capsules::bulk_scan::{self, BulkScan, ReportRing, ScanRadio};
+#[cfg(feature = "ble5")]
+use tock_ota_capsules::ext_scan::{self, ExtFollow, ExtReport, ExtScan};
 use tock_ota_capsules::identity::{KeyIndexAssigner, UpdateSyscallFilter};
 use tock_ota_capsules::journaled_flash::{self, JournaledFlash, RegionPatch};
 use tock_ota_capsules::nor::AsyncNor;
@@ -73,6 +81,15 @@ static mut COMPRESSED: Compressed = Compressed::EMPTY;
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
 const SCAN_RING_LEN: usize = 4096;
 
+/// Report ring for the BLE 5 follower: four whole chained events (`ext_scan::MAX_REPORT`,
+/// 1,662 B each; 6,648 B). A batch the DFU app holds while the next events arrive is one
+/// report; the rest wait here, and an event that finds no room is dropped and counted.
+#[cfg(feature = "ble5")]
+const EXT_RING_LEN: usize = 4 * ext_scan::MAX_REPORT;
+/// Where the follower gathers an event's AdvData: the longest a report carries (1,650 B).
+#[cfg(feature = "ble5")]
+const EXT_ADV_DATA_LEN: usize = ext_scan::MAX_REPORT - ext_scan::REPORT_HEADER;
+
 kernel::stack_size! {0x2000}
 
 type ChipHw = nrf52840::chip::NRF52<'static, OtaInterrupts>;
@@ -93,6 +110,10 @@ type AppStorage = kernel::dynamic_binary_storage::SequentialDynamicBinaryStorage
 >;
 type ScanAlarm = VirtualMuxAlarm<'static, nrf52840::rtc::Rtc<'static>>;
 type Scan = BulkScan<'static, AdvRadio<'static>, ScanAlarm>;
+#[cfg(feature = "ble5")]
+type Aux = AuxRadio<'static>;
+#[cfg(feature = "ble5")]
+type ExtDriver = ExtScan<'static, Aux>;
 type ConsoleDriver = components::console::ConsoleComponentType;
 type AlarmDriver = components::alarm::AlarmDriverComponentType<nrf52840::rtc::Rtc<'static>>;
 type Led = LedLow<'static, nrf52840::gpio::GPIOPin<'static>>;
@@ -132,11 +153,14 @@ const RTC1_BASE: StaticRef<nrf52840::rtc::RtcRegisters> =
 /// The interrupts of the peripherals above that raise any (RTC1, UARTE0), plus the QSPI
 /// peripheral, which upstream's nRF52840 chip does not dispatch, and the RADIO, which goes to
 /// this board's advertising driver instead of upstream's. No other peripheral is started, so
-/// no other interrupt is raised (the chip reports one not handled here as unhandled).
+/// no other interrupt is raised (the chip reports one not handled here as unhandled). With
+/// `ble5`, TIMER0 raises none (`aux_radio` keeps its interrupts off and uses it through PPI).
 struct OtaInterrupts {
     peripherals: &'static Peripherals,
     qspi: &'static Qspi,
     radio: &'static AdvRadio<'static>,
+    #[cfg(feature = "ble5")]
+    aux: &'static Aux,
 }
 
 impl InterruptService for OtaInterrupts {
@@ -144,7 +168,13 @@ impl InterruptService for OtaInterrupts {
         use nrf52840::base_interrupts as irq;
         match interrupt {
             QSPI_IRQ => self.qspi.handle_interrupt(),
-            irq::RADIO => self.radio.handle_interrupt(),
+            irq::RADIO => {
+                // The BLE 5 receiver first: it acts only on a listen of its own that ended (and
+                // clears that DISABLED event); the legacy driver clears DISABLED even when idle.
+                #[cfg(feature = "ble5")]
+                self.aux.handle_interrupt();
+                self.radio.handle_interrupt()
+            }
             irq::RTC1 => self.peripherals.rtc.handle_interrupt(),
             irq::UART0 => self.peripherals.uarte0.handle_interrupt(),
             _ => return false,
@@ -174,6 +204,8 @@ struct Platform {
     update: &'static StagedUpdateDriver<'static, SharedNor>,
     app_update: &'static AppUpdateDriver<'static>,
     scan: &'static Scan,
+    #[cfg(feature = "ble5")]
+    ext_scan: &'static ExtDriver,
     scheduler: &'static Scheduler,
     systick: cortexm4f::systick::SysTick,
     filter: UpdateSyscallFilter,
@@ -191,6 +223,8 @@ impl SyscallDriverLookup for Platform {
             staged_update::DRIVER_NUM => f(Some(self.update)),
             app_update::DRIVER_NUM => f(Some(self.app_update)),
             bulk_scan::DRIVER_NUM => f(Some(self.scan)),
+            #[cfg(feature = "ble5")]
+            ext_scan::DRIVER_NUM => f(Some(self.ext_scan)),
             _ => f(None),
         }
     }
@@ -263,6 +297,41 @@ unsafe fn create_peripherals() -> &'static Peripherals {
     peripherals
 }
 
+/// The BLE 5 receiver's radio half, before the chip (the interrupt service refers to it).
+#[cfg(feature = "ble5")]
+#[inline(never)]
+unsafe fn create_aux_radio(radio_regs: StaticRef<RadioRegisters>) -> &'static Aux {
+    // SAFETY: TIMER0_BASE and PPI_BASE are the nRF52840's TIMER0 and PPI register blocks, valid
+    // MMIO addresses for the whole program. Nothing else on this board uses TIMER0 (no upstream
+    // timer driver is created) or any PPI channel, so the fixed channels aux_radio enables are
+    // its own.
+    let timer = StaticRef::new(aux_radio::TIMER0_BASE as *const TimerRegisters);
+    let ppi = StaticRef::new(aux_radio::PPI_BASE as *const PpiRegisters);
+    let rx = static_init!(
+        [u8; aux_radio::AUX_RX_BUF_LEN],
+        [0; aux_radio::AUX_RX_BUF_LEN]
+    );
+    static_init!(Aux, AuxRadio::new(radio_regs, timer, ppi, rx))
+}
+
+/// The BLE 5 follower and its syscall driver: `aux`'s client, with the report ring and the
+/// buffer the follower gathers an event's AdvData in. Kept out of `main` (its temporaries).
+#[cfg(feature = "ble5")]
+#[inline(never)]
+unsafe fn create_ext_scan(aux: &'static Aux, grant: ext_scan::ExtGrant) -> &'static ExtDriver {
+    let adv_data = static_init!([u8; EXT_ADV_DATA_LEN], [0; EXT_ADV_DATA_LEN]);
+    let ring_storage = static_init!([u8; EXT_RING_LEN], [0; EXT_RING_LEN]);
+    let ring = static_init!(ReportRing<ExtReport>, ReportRing::new(ring_storage));
+    let follow = static_init!(ExtFollow<'static, Aux>, ExtFollow::new(aux, adv_data, ring));
+    aux.set_client(follow);
+    let driver = static_init!(
+        ExtDriver,
+        ExtScan::new(follow, grant, board_config::DFU_SHORT_ID)
+    );
+    follow.set_sink(driver);
+    driver
+}
+
 /// Entry point after RAM is initialised.
 ///
 /// # Safety
@@ -302,18 +371,26 @@ pub unsafe fn main() {
 
     // The RADIO driver likewise: the interrupt service refers to it.
     // SAFETY: RADIO_BASE is the nRF52840's RADIO register block, a valid MMIO address for the
-    // whole program; only this driver touches it (upstream's BLE and 802.15.4 radio drivers are
-    // never started, and its interrupt comes here).
+    // whole program; only this driver touches it (with `ble5`, also `aux_radio`, taking turns
+    // with it; upstream's BLE and 802.15.4 radio drivers are never started, and its interrupt
+    // comes here).
     let radio_regs = StaticRef::new(RADIO_BASE as *const RadioRegisters);
     let radio_rx = static_init!([u8; adv_radio::RX_BUF_LEN], [0; adv_radio::RX_BUF_LEN]);
     let radio = static_init!(AdvRadio<'static>, AdvRadio::new(radio_regs, radio_rx));
+    // With `ble5`, the BLE 5 receiver shares the RADIO: the two take turns (`aux_radio` refuses
+    // a listen while the RADIO is not disabled, and the DFU app stops one driver before it
+    // starts the other), and each writes every RADIO register it uses at each start.
+    #[cfg(feature = "ble5")]
+    let aux = create_aux_radio(radio_regs);
 
     let interrupts = static_init!(
         OtaInterrupts,
         OtaInterrupts {
             peripherals,
             qspi,
-            radio
+            radio,
+            #[cfg(feature = "ble5")]
+            aux,
         }
     );
     let chip = static_init!(ChipHw, nrf52840::chip::NRF52::new(interrupts));
@@ -462,6 +539,13 @@ pub unsafe fn main() {
         )
     );
     scan_radio.set_sink(scan);
+
+    // BLE 5: extended and periodic advertising followed through the RADIO/TIMER0/PPI receiver.
+    #[cfg(feature = "ble5")]
+    let ext_scan = create_ext_scan(
+        aux,
+        board_kernel.create_grant(ext_scan::DRIVER_NUM, &memory_allocation),
+    );
 
     // Credential checking: SHA-256 over the TBF integrity region, ECDSA P-256 against the keys.
     // The hash is the one the update path links (`ota_image`'s, behind `hil::digest`), not a
@@ -665,6 +749,8 @@ pub unsafe fn main() {
             update,
             app_update,
             scan,
+            #[cfg(feature = "ble5")]
+            ext_scan,
             scheduler,
             systick: cortexm4f::systick::SysTick::new_with_calibration(64_000_000),
             filter: UpdateSyscallFilter::new(board_config::DFU_SHORT_ID),
