@@ -75,7 +75,8 @@
 //! inherits the other's set-up; [`AuxRadio::handle_interrupt`] touches nothing when no
 //! listen of its own is outstanding, so the RADIO interrupt can go to both drivers, this one
 //! first (the legacy driver clears a DISABLED event even when idle). TIMER0 and PPI channels 21, 22 and 26 are this driver's:
-//! a board that wires it gives them to nothing else (docs/tock-integration.md).
+//! a board that wires it gives them to nothing else (docs/tock-integration.md; the DK board
+//! with its `ble5` feature, docs/ble5.md).
 //!
 //! Register offsets, fields and the pre-programmed PPI channels: nRF52840 Product
 //! Specification v1.x, chapters RADIO, TIMER and PPI. Receiver timings: see

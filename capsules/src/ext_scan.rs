@@ -44,10 +44,11 @@
 //! this one before it scans or advertises legacy again. A loop of refusals or completions that
 //! would keep the kernel busy is cut after [`MAX_STEPS`] listens in one go (`FAIL`).
 //!
-//! **Wiring** (not on the DK board yet: every kernel byte travels with each update): the board
+//! **Wiring** (the DK board does it when built with its cargo feature `ble5`, off by default:
+//! every kernel byte travels with each update; docs/ble5.md, "On the DK board"): the board
 //! gives the RADIO interrupt to `aux_radio` before `adv_radio`, reserves TIMER0 and PPI channels
 //! 20–31 for `aux_radio`, sets this capsule as `aux_radio`'s client and gives it a ring of at
-//! least one [`MAX_REPORT`]-byte report (a few events' worth is better).
+//! least one [`MAX_REPORT`]-byte report (a few events' worth is better; the DK's has four).
 //!
 //! Syscall interface
 //! -----------------
