@@ -392,11 +392,15 @@ pub fn perform<K: Kernel>(
 }
 
 /// Run every staging operation the receiver has ready. Returns the boot request's sequence
-/// number once finalize succeeded.
+/// number once finalize succeeded. An app session's `INSTALL` that failed for a reason worth
+/// retrying (the driver busy, a staging read) is tried again only once `install_retry` is due
+/// at `now_ms` (doubling delays, as the other retries here), not with every batch.
 fn pump<K: Kernel, const N: usize>(
     k: &mut K,
     rx: &mut Receiver<'_, N>,
     read_buf: &mut [u8; READ_LEN],
+    install_retry: &mut Backoff,
+    now_ms: u64,
 ) -> Option<u32> {
     let mut finalized = None;
     // An app session (the receiver names its target) ends with the app-update driver's
@@ -405,20 +409,33 @@ fn pump<K: Kernel, const N: usize>(
     let app_len = rx.target().and(rx.session()).map(|s| s.image_len);
     while let Some(op) = rx.poll_op() {
         if let (StageOp::Finalize, Some(len)) = (&op, app_len) {
+            if !install_retry.due(now_ms) {
+                // Not yet: the receiver asks again with a later batch.
+                rx.op_done(Err(StageError::Failed));
+                break;
+            }
             let result = k.app_install(len, INSTALL_TIMEOUT_MS);
             if k.halted() {
                 break;
             }
             match result {
                 Ok(_) => {
+                    install_retry.succeeded();
                     k.log(format_args!("dfu: app installed; it runs in trial"));
                     rx.op_done(Ok(&[]));
                 }
                 Err(e) => {
-                    k.log(format_args!("dfu: app install failed: {e:?}"));
-                    let e = install_error(e);
-                    rx.op_done(Err(e));
-                    if e == StageError::Failed {
+                    let verdict = install_error(e);
+                    if verdict == StageError::Failed {
+                        let delay = install_retry.failed(now_ms);
+                        k.log(format_args!(
+                            "dfu: app install failed: {e:?}; trying again in {delay} ms"
+                        ));
+                    } else {
+                        k.log(format_args!("dfu: app install failed: {e:?}"));
+                    }
+                    rx.op_done(Err(verdict));
+                    if verdict == StageError::Failed {
                         break;
                     }
                 }
@@ -684,6 +701,7 @@ fn run_on<K: Kernel, const N: usize>(
     let mut resume_sender: Option<[u8; 6]> = None;
     let mut reboot_due: Option<Backoff> = None;
     let mut read_buf = [0u8; READ_LEN];
+    let mut install_retry = Backoff::new();
     let mut next_status_ms = 0u64;
     let mut last_wait_got_batch = false;
     let mut listening = false;
@@ -922,7 +940,7 @@ fn run_on<K: Kernel, const N: usize>(
                 // so a forged or corrupted copy of a chunk and the genuine one right behind it
                 // meet in RAM and neither is staged (`RxOutcome::Mismatch`).
                 if rx.queue_full() {
-                    finalized = finalized.or(pump(k, rx, &mut read_buf));
+                    finalized = finalized.or(pump(k, rx, &mut read_buf, &mut install_retry, now));
                     if k.halted() {
                         return Exit::Halted;
                     }
@@ -937,7 +955,7 @@ fn run_on<K: Kernel, const N: usize>(
                 // taken; a chained bearer's event has the most structures.
                 let room = rx.bearer().map_or(1, |b| b.structures_per_event());
                 if rx.queue_free() < room {
-                    finalized = finalized.or(pump(k, rx, &mut read_buf));
+                    finalized = finalized.or(pump(k, rx, &mut read_buf, &mut install_retry, now));
                     if k.halted() {
                         return Exit::Halted;
                     }
@@ -949,7 +967,7 @@ fn run_on<K: Kernel, const N: usize>(
                 }
             }
         }
-        finalized = finalized.or(pump(k, rx, &mut read_buf));
+        finalized = finalized.or(pump(k, rx, &mut read_buf, &mut install_retry, now));
         if k.halted() {
             return Exit::Halted;
         }

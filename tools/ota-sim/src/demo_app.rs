@@ -47,6 +47,10 @@ pub struct AppDemoParams {
     pub installed_version: u32,
     pub seed: u64,
     pub cuts: Vec<Cut>,
+    /// The kernel answers `INSTALL` with `BUSY` for this long (simulated seconds) after the
+    /// first one, as while its app-update core is still starting: the DFU app must try again,
+    /// and not with every batch.
+    pub install_busy_s: f64,
 }
 
 /// What happened (`--json`).
@@ -78,6 +82,8 @@ pub struct AppDemoReport {
     /// The install (checks, credential, journaled copy into the app region), simulated.
     pub install_simulated_s: f64,
     pub install_flash_ops: u64,
+    /// `INSTALL`s the kernel answered `BUSY` (`AppDemoParams::install_busy_s`).
+    pub install_busy_answers: u32,
     pub receiver_reboots: u32,
     pub power_cuts: u32,
     pub loss: f64,
@@ -158,6 +164,9 @@ pub fn run_app_demo(p: &AppDemoParams) -> anyhow::Result<AppDemoReport> {
         installed: None,
         log: Vec::new(),
         end_us: None,
+        install_busy_s: p.install_busy_s,
+        first_install_us: None,
+        install_busy_answers: 0,
     };
     receive(&mut device, &app, &mut radio, &p.link, &mut run)?;
     device.board.power.restore();
@@ -235,6 +244,7 @@ pub fn run_app_demo(p: &AppDemoParams) -> anyhow::Result<AppDemoReport> {
         bearer_limit_bytes_per_s: p.link.bearer_limit_bytes_per_s(),
         install_simulated_s: run.install_us as f64 / 1e6,
         install_flash_ops: run.install_ops,
+        install_busy_answers: run.install_busy_answers,
         receiver_reboots: run.reboots,
         power_cuts,
         loss: p.link.loss,
@@ -262,6 +272,10 @@ struct Run {
     log: Vec<String>,
     /// When the sender heard the end (install done or refused).
     end_us: Option<u64>,
+    /// `AppDemoParams::install_busy_s`, the first `INSTALL`'s time, and the `BUSY` answers.
+    install_busy_s: f64,
+    first_install_us: Option<u64>,
+    install_busy_answers: u32,
 }
 
 /// Boots of the receiving board until the sender hears the app installed or refused: each
@@ -300,6 +314,12 @@ fn receive_on(
             Err(e) => bail!("update-region start: {e}"),
             Ok(_) => {
                 let mut install = |b: &mut SimBoard, len: u32| -> Result<u32, OpError> {
+                    let now = b.clock.now_us();
+                    let first = *run.first_install_us.get_or_insert(now);
+                    if (now - first) as f64 / 1e6 < run.install_busy_s {
+                        run.install_busy_answers += 1;
+                        return Err(OpError::Refused(dfu_abi::error::BUSY));
+                    }
                     std::mem::swap(b, &mut device.board);
                     let verdict = install(device, app, len, run);
                     std::mem::swap(b, &mut device.board);
@@ -465,6 +485,7 @@ pub fn run(args: &crate::demo::DemoArgs) -> anyhow::Result<()> {
         installed_version: args.installed_version,
         seed: args.seed,
         cuts: common.cuts,
+        install_busy_s: 0.0,
     };
     let report =
         run_app_demo(&params).with_context(|| format!("app update from {}", path.display()))?;

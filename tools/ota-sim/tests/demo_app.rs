@@ -57,6 +57,7 @@ fn params(tab: Vec<u8>, installed_version: u32, cuts: Vec<Cut>) -> AppDemoParams
         installed_version,
         seed: 3,
         cuts,
+        install_busy_s: 0.0,
     }
 }
 
@@ -147,4 +148,28 @@ fn power_cuts_in_each_app_phase_end_with_the_new_version_confirmed() {
         }
     }
     assert!(runs > 40, "only {runs} runs were cut");
+}
+
+/// The kernel answers `INSTALL` with `BUSY` for its first 3 s: the DFU app tries again after
+/// 0.5, 1 and 2 s (doubling delays), not with every batch (about 30 a second), and the update
+/// ends installed and confirmed.
+#[test]
+fn a_busy_install_is_tried_again_with_growing_delays() {
+    let mut p = params(tab("busy", 2, true), 1, Vec::new());
+    p.link = LinkParams::default();
+    p.install_busy_s = 3.0;
+    let r = run_app_demo(&p).expect("app demo");
+    assert!(r.confirmed, "{:?}", r.refused);
+    assert_eq!(r.final_version, 2);
+    // Tries at 0, 0.5, 1.5 and 3.5 s: three BUSY answers, then the install.
+    assert_eq!(r.install_busy_answers, 3, "{:#?}", r.dfu_log);
+    let retries: Vec<&String> = r
+        .dfu_log
+        .iter()
+        .filter(|l| l.contains("trying again in"))
+        .collect();
+    assert_eq!(retries.len(), 3, "{retries:#?}");
+    for (line, ms) in retries.iter().zip(["500 ms", "1000 ms", "2000 ms"]) {
+        assert!(line.ends_with(ms), "{line}");
+    }
 }
