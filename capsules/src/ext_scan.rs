@@ -48,7 +48,7 @@
 //! every kernel byte travels with each update; docs/ble5.md, "On the DK board"): the board
 //! gives the RADIO interrupt to `aux_radio` before `adv_radio`, reserves TIMER0 and PPI channels
 //! 20–31 for `aux_radio`, sets this capsule as `aux_radio`'s client and gives it a ring of at
-//! least one [`MAX_REPORT`]-byte report (a few events' worth is better; the DK's has four).
+//! least one [`MAX_REPORT`]-byte report (a few events' worth is better; the DK's has five).
 //!
 //! Syscall interface
 //! -----------------

@@ -79,13 +79,13 @@ const KERNEL_SLOT_LEN: u32 = boot_nrf::NRF52840_DK.kernel_slot.len;
 static mut COMPRESSED: Compressed = Compressed::EMPTY;
 
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
-const SCAN_RING_LEN: usize = 4096;
+const SCAN_RING_LEN: usize = boot_nrf::NRF52840_DK_SCAN_RING_BYTES;
 
-/// Report ring for the BLE 5 follower: four whole chained events (`ext_scan::MAX_REPORT`,
-/// 1,662 B each; 6,648 B). A batch the DFU app holds while the next events arrive is one
+/// Report ring for the BLE 5 follower: whole chained events (`ext_scan::MAX_REPORT`, 1,662 B
+/// each; five, 8,310 B, as many as the simulator's kernel model gives the DFU app). A batch the DFU app holds while the next events arrive is one
 /// report; the rest wait here, and an event that finds no room is dropped and counted.
 #[cfg(feature = "ble5")]
-const EXT_RING_LEN: usize = 4 * ext_scan::MAX_REPORT;
+const EXT_RING_LEN: usize = boot_nrf::NRF52840_DK_EXT_RING_REPORTS * ext_scan::MAX_REPORT;
 /// Where the follower gathers an event's AdvData: the longest a report carries (1,650 B).
 #[cfg(feature = "ble5")]
 const EXT_ADV_DATA_LEN: usize = ext_scan::MAX_REPORT - ext_scan::REPORT_HEADER;

@@ -32,6 +32,15 @@ pub const NRF52840_DK: Layout = Layout {
 /// reads it.
 pub const NRF52840_DK_STREAM: Region = Region::new(0x30_0000, 0x4_0000);
 
+/// The DK kernel's report ring for legacy advertising (bulk-scan), bytes: about 100 full-size
+/// advertisements. The board allocates it; the simulator's kernel model gives the DFU app the same.
+pub const NRF52840_DK_SCAN_RING_BYTES: usize = 4096;
+/// The DK kernel's report ring for extended and periodic events (ext_scan, with the board's
+/// `ble5` feature), in whole reports of `dfu_abi::ext_scan::MAX_REPORT` bytes: the fewest with no
+/// report dropped in the simulator as the DFU app runs (docs/ble5.md, "On the DK board"). The
+/// board allocates it; the simulator's kernel model gives the DFU app the same.
+pub const NRF52840_DK_EXT_RING_REPORTS: usize = 5;
+
 /// Why the chip last reset, from the nRF52840 POWER.RESETREAS register value (bit 1 = DOG).
 pub fn reset_reason(resetreas: u32) -> ResetReason {
     ResetReason {

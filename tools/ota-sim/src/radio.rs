@@ -21,8 +21,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::transfer::{hostile_adv, LinkParams};
 
-/// The board's report ring (`SCAN_RING_LEN` in `boards/nrf52840dk-ota`).
-pub const RING_BYTES: usize = 4096;
+/// The board's report ring for legacy advertising.
+pub const RING_BYTES: usize = boot_nrf::NRF52840_DK_SCAN_RING_BYTES;
 
 /// PDU header and AdvA before the AdvData; ADV_NONCONN_IND.
 const PDU_HEAD: usize = 8;
@@ -392,11 +392,10 @@ pub struct ChainRadio<'a> {
     pub stats: ChainStats,
 }
 
-/// The ext_scan ring the model gives the board (the DK board does not wire the capsule yet;
-/// the capsule asks for at least one `dfu_abi::ext_scan::MAX_REPORT`): 16 KiB, about ten full
-/// events in the report format, 0.25 s at the shortest extended interval, so a 41 ms sector
-/// erase and the block check after it pass without a drop.
-pub const CHAIN_RING_BYTES: usize = 16 * 1024;
+/// The ext_scan ring the model gives the board: the DK board's (its `ble5` feature), whole
+/// reports of `dfu_abi::ext_scan::MAX_REPORT` bytes.
+pub const CHAIN_RING_BYTES: usize =
+    boot_nrf::NRF52840_DK_EXT_RING_REPORTS * dfu_abi::ext_scan::MAX_REPORT;
 /// The model sender's extended set id (its address is the session's, as on legacy).
 const MODEL_SID: u8 = 1;
 /// The model train's access address and CRC init (any valid pair: the follower takes them from
