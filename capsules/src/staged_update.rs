@@ -36,8 +36,11 @@
 //!   whose flash never answers cannot confirm its trial: the bootloader then reverts it after
 //!   its trial boots, which is what we want of a kernel that can no longer receive updates.
 //! - `2`: begin a session for an image of `arg1` bytes; the session tag is the first 16 bytes of
-//!   read-only allow 0.
-//! - `3`: erase the 4 KiB sector at staging offset `arg1`.
+//!   read-only allow 0. The tag `dfu_abi::update::PREPARE_TAG` begins a prepare session: it
+//!   only erases the slot ahead of a transfer (writes and finalize `RESERVE`), and is refused
+//!   with `ALREADY` while a finalized image awaits its install (docs/update-region.md).
+//! - `3`: erase the 4 KiB sector at staging offset `arg1` (one erased, with nothing written
+//!   since, this boot or in a prepare session, is only recorded: no flash erase).
 //! - `4`: write `arg2` bytes (≤ [`BUF_LEN`]) from read-only allow 0 at staging offset `arg1`.
 //! - `5`: read `arg2` bytes (≤ [`BUF_LEN`]) at staging offset `arg1` into read-write allow 0
 //!   (`INVAL` if that buffer is shorter than `arg2`).

@@ -36,6 +36,15 @@ pub mod update {
     /// Bytes of the session tag (read-only allow 0 at begin; read-write allow 0 for `TAG`).
     pub const TAG_LEN: usize = 16;
 
+    /// The erase unit of `ERASE` (the staging flash's sector, the MX25R6435F's 4 KiB).
+    pub const SECTOR_SIZE: u32 = 4096;
+
+    /// The tag of a prepare session: the owner erases the staging slot ahead of a transfer and
+    /// writes nothing (the update-region policy refuses writes and finalize in it); a session
+    /// begun after it erases those sectors no more. No transfer's tag is this one (its image
+    /// length field, bytes 4..8, is 0).
+    pub const PREPARE_TAG: [u8; TAG_LEN] = [0; TAG_LEN];
+
     /// Bytes of the running image's id (`RUNNING` into read-write allow 0): the first bytes of
     /// its SHA-256 hash TLV, what a delta sender's base PDU names.
     pub const IMAGE_ID_LEN: usize = 16;

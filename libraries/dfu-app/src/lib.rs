@@ -702,6 +702,10 @@ fn run_on<K: Kernel, const N: usize>(
     let mut reboot_due: Option<Backoff> = None;
     let mut read_buf = [0u8; READ_LEN];
     let mut install_retry = Backoff::new();
+    // Erasing the staging slot ahead of the next transfer (`update::PREPARE_TAG`).
+    let mut prepare = Prepare::Wanted;
+    // Whether the receiver's chained-bearer pick was ready at the last turn.
+    let mut pick_told = false;
     let mut next_status_ms = 0u64;
     let mut last_wait_got_batch = false;
     let mut listening = false;
@@ -723,6 +727,8 @@ fn run_on<K: Kernel, const N: usize>(
             if rx.is_none() {
                 match resume_info(k) {
                     Ok((tag, finalized)) => {
+                        // A prepare session (the slot erased ahead) is no transfer to resume.
+                        let tag = tag.filter(|t| *t != update::PREPARE_TAG);
                         if tag.is_some() {
                             k.log(format_args!(
                                 "dfu: resuming staged session (finalized: {finalized})"
@@ -831,6 +837,13 @@ fn run_on<K: Kernel, const N: usize>(
         }
         if let Some(retry) = &reboot_due {
             wait_ms = wait_ms.min(retry.remaining(now));
+        }
+        if confirmed
+            && prepare != Prepare::Done
+            && rx.as_ref().is_some_and(|r| r.session().is_none())
+        {
+            // Erasing ahead: one sector per turn, batches taken in between, no idle wait.
+            wait_ms = 0;
         }
         if chained.is_some() && listen == Listen::Legacy {
             let back = legacy_until_ms
@@ -975,6 +988,13 @@ fn run_on<K: Kernel, const N: usize>(
         let now = clock.update(k.ticks());
         // The status goes out once the kernel had no batch waiting (everything sent so far is
         // staged, so the status lists only what was lost), or when it is overdue by an interval.
+        // The pick of a chained bearer, once its slot is prepared, goes out at once: the sender
+        // waits for it, and the statuses' interval would only add to the wait.
+        let ready = rx.bearer().is_some_and(|b| b.chained()) && !rx.preparing();
+        if ready && !pick_told {
+            next_status_ms = now;
+        }
+        pick_told = ready;
         let caught_up = !last_wait_got_batch || now >= next_status_ms + STATUS_INTERVAL_MS;
         if (rx.session().is_some() && now >= next_status_ms && caught_up) || finalized.is_some() {
             if following.is_some() {
@@ -1001,6 +1021,17 @@ fn run_on<K: Kernel, const N: usize>(
             let _ = k.advertise(&status[..len]);
         }
         show_progress(k, rx, &mut display);
+        if rx.session().is_some() {
+            // The transfer's own session took the slot (a prepare session ends with its begin).
+            prepare = Prepare::Done;
+        } else if prepare != Prepare::Done && finalized.is_none() && confirmed {
+            // After the start-up confirm: before it, a finalized image may still await its
+            // install, and the kernel refuses to prepare over it.
+            prepare = prepare_step(k, prepare);
+            if k.halted() {
+                return Exit::Halted;
+            }
+        }
         if let Some(sequence) = finalized {
             k.log(format_args!(
                 "dfu: image verified, boot request {sequence} written; rebooting"
@@ -1022,6 +1053,87 @@ fn run_on<K: Kernel, const N: usize>(
                     k.log(format_args!(
                         "dfu: reboot refused (error {code}); retrying in {delay} ms"
                     ));
+                }
+            }
+        }
+    }
+}
+
+/// Erasing the staging slot ahead of a transfer, while the app only listens: a transfer's
+/// session then finds the sectors its image needs erased and does not wait for them (the
+/// update-region policy records them without erasing again). One sector per loop turn, so
+/// batches are taken between erases; the sectors are erased in order, so after a reboot the
+/// prepare session's erased count says where to go on. At most [`MAX_IMAGE_LEN`] is prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prepare {
+    /// Not begun this boot.
+    Wanted,
+    /// In the prepare session; the next sector to erase.
+    Erasing { next: u32 },
+    /// Prepared, refused (a finalized image awaits its install, or a transfer's session is
+    /// staged) or given up on: nothing more this boot.
+    Done,
+}
+
+/// Sectors of the staging slot the app prepares.
+const PREPARE_SECTORS: u32 = MAX_IMAGE_LEN.div_ceil(update::SECTOR_SIZE);
+
+fn prepare_step<K: Kernel>(k: &mut K, prepare: Prepare) -> Prepare {
+    use update::{command, state};
+    let t = OP_TIMEOUT_MS;
+    match prepare {
+        Prepare::Done => Prepare::Done,
+        Prepare::Wanted => {
+            let Ok((st, _, erased)) = k.update_status() else {
+                return Prepare::Done;
+            };
+            let mut tag = [0u8; update::TAG_LEN];
+            let in_prepare = st == state::STAGING
+                && k.update_tag(&mut tag).is_ok()
+                && tag == update::PREPARE_TAG;
+            if in_prepare {
+                return Prepare::Erasing { next: erased };
+            }
+            // A transfer's session is staged (the receiver resumes it): leave it.
+            if st == state::STAGING {
+                return Prepare::Done;
+            }
+            let begun = k.update_op(
+                command::BEGIN,
+                PREPARE_SECTORS * update::SECTOR_SIZE,
+                0,
+                &update::PREPARE_TAG,
+                &mut [],
+                t,
+            );
+            match begun {
+                Ok(_) => {
+                    k.log(format_args!(
+                        "dfu: erasing the staging slot ahead ({PREPARE_SECTORS} sectors)"
+                    ));
+                    Prepare::Erasing { next: 0 }
+                }
+                // Refused (an image awaits its install) or failed: not this boot.
+                Err(_) => Prepare::Done,
+            }
+        }
+        Prepare::Erasing { next } if next >= PREPARE_SECTORS => {
+            k.log(format_args!("dfu: staging slot erased ahead"));
+            Prepare::Done
+        }
+        Prepare::Erasing { next } => {
+            match k.update_op(
+                command::ERASE,
+                next * update::SECTOR_SIZE,
+                0,
+                &[],
+                &mut [],
+                t,
+            ) {
+                Ok(_) => Prepare::Erasing { next: next + 1 },
+                Err(e) => {
+                    k.log(format_args!("dfu: erasing ahead stopped: {e:?}"));
+                    Prepare::Done
                 }
             }
         }

@@ -12,7 +12,11 @@
 //! - on `finalize`, reads the staged image back through ota-image's [`StreamChecker`] (layout,
 //!   SHA-256 over the hashed range against the image's hash TLV) and only then appends the boot
 //!   request record — the only path that writes a boot request into the control area,
-//! - on `confirm` after a trial boot, appends a Confirm record for the image last requested.
+//! - on `confirm` after a trial boot, appends a Confirm record for the image last requested,
+//! - lets the owner erase the slot ahead of a transfer in a *prepare session*
+//!   (`dfu_abi::update::PREPARE_TAG`: erases only; not while a boot request awaits its install)
+//!   and remembers which sectors are erased and unwritten since: a later session's erase of
+//!   one records it without erasing again.
 //!
 //! It is sans-IO: it never touches flash. Each request yields the flash operations to perform
 //! ([`Op`], absolute QSPI addresses) one at a time; the caller performs one and hands its result to
@@ -30,7 +34,7 @@ use control_area::{Record, RecordKind, RECORD_LEN};
 use ota_image::{ImageError, StreamChecker};
 
 /// Flash erase unit of the MX25R6435F (and the unit of the policy's bookkeeping).
-pub const SECTOR_SIZE: u32 = 4096;
+pub const SECTOR_SIZE: u32 = dfu_abi::update::SECTOR_SIZE;
 /// Largest staging slot the bookkeeping covers (256 sectors).
 pub const MAX_SECTORS: usize = 256;
 /// Largest read the policy itself asks for: the driver's scratch buffer must be this big.
@@ -423,6 +427,11 @@ pub struct UpdateRegion {
     tag: [u8; TAG_LEN],
     /// Bit set = sector erased in this session (RAM mirror of the progress bitmap).
     erased: [u8; MAX_SECTORS / 8],
+    /// Bit set = sector known to be erased and not written since (RAM only, whatever the
+    /// session): erased by this policy this boot with no write request into it after, or
+    /// erased in a prepare session found at start-up (nothing is ever written in one). An
+    /// erase request for such a sector records it as erased without erasing again.
+    clean: [u8; MAX_SECTORS / 8],
     newest_record: Option<Record>,
     /// Offset of the first erased record slot in the request sector (None: sector full).
     next_free_slot: Option<u32>,
@@ -449,6 +458,7 @@ impl UpdateRegion {
             image_len: 0,
             tag: [0xFF; TAG_LEN],
             erased: [0; MAX_SECTORS / 8],
+            clean: [0; MAX_SECTORS / 8],
             newest_record: None,
             next_free_slot: None,
             job: Job::None,
@@ -492,6 +502,27 @@ impl UpdateRegion {
         s < MAX_SECTORS && self.erased[s / 8] & (1 << (s % 8)) != 0
     }
 
+    fn is_clean(&self, sector: u32) -> bool {
+        let s = sector as usize;
+        s < MAX_SECTORS && self.clean[s / 8] & (1 << (s % 8)) != 0
+    }
+
+    fn set_clean(&mut self, sector: u32, clean: bool) {
+        let s = sector as usize;
+        if s < MAX_SECTORS {
+            if clean {
+                self.clean[s / 8] |= 1 << (s % 8);
+            } else {
+                self.clean[s / 8] &= !(1 << (s % 8));
+            }
+        }
+    }
+
+    /// Whether the session is a prepare session (erases only).
+    fn preparing(&self) -> bool {
+        self.state == SessionState::Staging && self.tag == dfu_abi::update::PREPARE_TAG
+    }
+
     /// Start-up scan: read the progress record and the request sector. Needs no caller identity
     /// because it changes nothing.
     pub fn start(&mut self) -> Step<'_> {
@@ -502,6 +533,7 @@ impl UpdateRegion {
         self.image_len = 0;
         self.tag = [0xFF; TAG_LEN];
         self.erased = [0; MAX_SECTORS / 8];
+        self.clean = [0; MAX_SECTORS / 8];
         self.newest_record = None;
         self.next_free_slot = None;
         self.job = Job::Start(StartStep::Header);
@@ -514,9 +546,17 @@ impl UpdateRegion {
     /// Begin `request` on behalf of `caller`.
     pub fn request(&mut self, caller: CallerId, request: Request) -> Step<'_> {
         match self.try_request(caller, request) {
-            Ok(()) => self.next_op(),
-            Err(e) => Step::Done(Err(e)),
+            Ok(()) => {}
+            Err(e) => return Step::Done(Err(e)),
         }
+        if let Job::Erase { sector, step: 1 } = self.job {
+            if self.is_erased(sector) {
+                // Clean and already recorded: nothing to do.
+                self.job = Job::None;
+                return Step::Done(Ok(Completion::Erased));
+            }
+        }
+        self.next_op()
     }
 
     fn try_request(&mut self, caller: CallerId, request: Request) -> Result<(), Error> {
@@ -539,6 +579,14 @@ impl UpdateRegion {
                 if image_len == 0 || image_len > self.config.max_image_len() {
                     return Err(Error::BadLength { len: image_len });
                 }
+                let awaiting_install = self.state == SessionState::Finalized
+                    && self
+                        .newest_record
+                        .is_some_and(|r| r.kind == RecordKind::BootRequest);
+                if tag == dfu_abi::update::PREPARE_TAG && awaiting_install {
+                    // Preparing would erase the image the boot request names.
+                    return Err(Error::AlreadyFinalized);
+                }
                 self.state = SessionState::Idle;
                 self.erased = [0; MAX_SECTORS / 8];
                 self.image_len = image_len;
@@ -556,13 +604,18 @@ impl UpdateRegion {
                         len: SECTOR_SIZE,
                     });
                 }
+                let sector = offset / SECTOR_SIZE;
                 Job::Erase {
-                    sector: offset / SECTOR_SIZE,
-                    step: 0,
+                    sector,
+                    // A clean sector is only recorded as erased in this session.
+                    step: u8::from(self.is_clean(sector)),
                 }
             }
             Request::Write { offset, len } => {
                 staging_ok()?;
+                if self.preparing() {
+                    return Err(Error::NoSession);
+                }
                 self.check_range(offset, len)?;
                 let first = offset / SECTOR_SIZE;
                 let last = (offset + len - 1) / SECTOR_SIZE;
@@ -570,6 +623,10 @@ impl UpdateRegion {
                     return Err(Error::NotErased {
                         offset: s * SECTOR_SIZE,
                     });
+                }
+                // From here on these sectors may hold data (even if the write fails midway).
+                for s in first..=last {
+                    self.set_clean(s, false);
                 }
                 Job::Write {
                     offset,
@@ -587,6 +644,9 @@ impl UpdateRegion {
             }
             Request::Finalize => {
                 staging_ok()?;
+                if self.preparing() {
+                    return Err(Error::NoSession);
+                }
                 self.checker = StreamChecker::new(self.image_len);
                 if self.checker.is_done() {
                     // Refused before reading a byte: the image is shorter than a header.
@@ -812,6 +872,7 @@ impl UpdateRegion {
                 return Ok(Some(Completion::Begun));
             }
             Job::Erase { sector, step: 0 } => {
+                self.set_clean(sector, true);
                 if self.is_erased(sector) {
                     return Ok(Some(Completion::Erased));
                 }
@@ -946,6 +1007,10 @@ impl UpdateRegion {
             StartStep::Bitmap => {
                 for (mirror, &stored) in self.erased.iter_mut().zip(data) {
                     *mirror = !stored;
+                }
+                if self.preparing() {
+                    // Nothing is written in a prepare session: what it erased still is.
+                    self.clean = self.erased;
                 }
                 (
                     StartStep::Requests { at: 0 },

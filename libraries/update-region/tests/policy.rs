@@ -28,6 +28,8 @@ struct RamNor {
     /// Fail (as a power cut) the operation with this index.
     fail_at: Option<usize>,
     ops: usize,
+    /// Start addresses of the erases done.
+    erased_at: Vec<u32>,
 }
 
 impl RamNor {
@@ -36,6 +38,7 @@ impl RamNor {
             bytes: vec![0xFF; SIZE],
             fail_at: None,
             ops: 0,
+            erased_at: Vec::new(),
         }
     }
     fn tick(&mut self) -> Result<(), RamError> {
@@ -67,6 +70,7 @@ impl NorFlash for RamNor {
         self.tick()?;
         assert!(from.is_multiple_of(4096) && to.is_multiple_of(4096));
         self.bytes[from as usize..to as usize].fill(0xFF);
+        self.erased_at.push(from);
         Ok(())
     }
     fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), RamError> {
@@ -693,4 +697,169 @@ fn configurations_at_the_top_of_the_address_space_never_panic() {
         UpdateRegion::new(config).is_ok(),
         "a request sector in the last 4 KiB"
     );
+}
+
+const PREPARE: [u8; 16] = dfu_abi::update::PREPARE_TAG;
+const STAGING: u32 = 0x10_0000;
+
+/// Erases of image sectors `sectors` of the staging slot done since `since` (an index into
+/// `erased_at`).
+fn image_erases(flash: &RamNor, since: usize, sectors: std::ops::Range<u32>) -> usize {
+    flash.erased_at[since..]
+        .iter()
+        .filter(|&&a| a >= STAGING + sectors.start * 4096 && a < STAGING + sectors.end * 4096)
+        .count()
+}
+
+fn begin(d: &mut BlockingDriver<'_, RamNor>, tag: [u8; 16], image_len: u32) -> Result<(), Error> {
+    match d.run(OWNER, Request::Begin { tag, image_len }, &[], &mut []) {
+        Ok(_) => Ok(()),
+        Err(BlockingError::Policy(e)) => Err(e),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn erase(d: &mut BlockingDriver<'_, RamNor>, sectors: std::ops::Range<u32>) {
+    for s in sectors {
+        d.run(OWNER, Request::Erase { offset: s * 4096 }, &[], &mut [])
+            .unwrap();
+    }
+}
+
+/// Prepare `sectors` of the slot (a prepare session erasing them).
+fn prepare(d: &mut BlockingDriver<'_, RamNor>, sectors: std::ops::Range<u32>) {
+    let max = Config::nrf52840dk(OWNER).max_image_len();
+    begin(d, PREPARE, max).unwrap();
+    erase(d, sectors);
+}
+
+#[test]
+fn a_session_after_a_prepare_session_erases_its_sectors_no_more() {
+    let mut flash = RamNor::new();
+    let img = image(30_000, 4);
+    let sectors = img.len().div_ceil(4096) as u32;
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    prepare(&mut d, 0..sectors);
+    assert_eq!(image_erases(&flash, 0, 0..sectors), sectors as usize);
+    let mark = flash.erased_at.len();
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    // The transfer's session: its erases of the prepared sectors only record them.
+    stage(&mut d, &img);
+    assert!(matches!(
+        d.run(OWNER, Request::Finalize, &[], &mut []),
+        Ok(Completion::Finalized { .. })
+    ));
+    assert_eq!(image_erases(&flash, mark, 0..sectors), 0);
+    assert_eq!(
+        &flash.bytes[STAGING as usize..STAGING as usize + img.len()],
+        &img[..]
+    );
+}
+
+#[test]
+fn a_prepare_session_takes_no_write_nor_finalize_and_no_image_awaiting_install_is_erased() {
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    prepare(&mut d, 0..2);
+    assert_eq!(
+        d.write(OWNER, 0, &[1, 2, 3]),
+        Err(BlockingError::Policy(Error::NoSession))
+    );
+    assert_eq!(
+        d.run(OWNER, Request::Finalize, &[], &mut []),
+        Err(BlockingError::Policy(Error::NoSession))
+    );
+    // A finalized image awaits its install: no prepare session may begin; after the confirm
+    // (the image installed and running) one may.
+    let img = image(9_000, 5);
+    stage(&mut d, &img);
+    d.run(OWNER, Request::Finalize, &[], &mut []).unwrap();
+    let max = Config::nrf52840dk(OWNER).max_image_len();
+    assert_eq!(begin(&mut d, PREPARE, max), Err(Error::AlreadyFinalized));
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    assert_eq!(begin(&mut d, PREPARE, max), Err(Error::AlreadyFinalized));
+    d.run(OWNER, Request::Confirm, &[], &mut []).unwrap();
+    assert_eq!(begin(&mut d, PREPARE, max), Ok(()));
+}
+
+#[test]
+fn prepared_sectors_stay_known_across_a_reboot_and_written_ones_are_erased_again() {
+    let mut flash = RamNor::new();
+    let mut policy = started(&mut flash);
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    prepare(&mut d, 0..3);
+    // Reboot: the prepare session's erased sectors are still clean (nothing is written in one).
+    let mut policy = started(&mut flash);
+    let mark = flash.erased_at.len();
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    begin(&mut d, [7; 16], 5 * 4096).unwrap();
+    erase(&mut d, 0..5);
+    assert_eq!(image_erases(&flash, mark, 0..3), 0);
+    assert_eq!(image_erases(&flash, mark, 3..5), 2);
+    // Sector 1 written: a new session's erase of it is a real one; sector 2, unwritten, not.
+    let mark = flash.erased_at.len();
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    d.write(OWNER, 4096 + 10, &[0x12; 40]).unwrap();
+    begin(&mut d, [8; 16], 5 * 4096).unwrap();
+    erase(&mut d, 1..3);
+    assert_eq!(image_erases(&flash, mark, 1..2), 1);
+    assert_eq!(image_erases(&flash, mark, 2..3), 0);
+    // A reboot inside a transfer's session forgets what is clean: every erase is real.
+    let mut policy = started(&mut flash);
+    let mark = flash.erased_at.len();
+    let mut d = BlockingDriver::new(&mut policy, &mut flash);
+    erase(&mut d, 2..5);
+    assert_eq!(image_erases(&flash, mark, 2..5), 3);
+}
+
+#[test]
+fn a_power_cut_at_any_operation_of_a_prepare_leaves_only_completed_erases_trusted() {
+    let img = image(14_000, 6);
+    let sectors = img.len().div_ceil(4096) as u32;
+    // Operations of a prepare of the image's sectors: Begin (2), then an erase and a bitmap
+    // write per sector.
+    let total = 2 + 2 * sectors as usize;
+    for cut in 1..=total {
+        let mut flash = RamNor::new();
+        // Old data everywhere the image goes: only real erases make room for it.
+        flash.bytes[STAGING as usize..STAGING as usize + img.len()].fill(0x00);
+        let mut policy = started(&mut flash);
+        flash.fail_at = Some(flash.ops + cut);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        let max = Config::nrf52840dk(OWNER).max_image_len();
+        let begun = d.run(
+            OWNER,
+            Request::Begin {
+                tag: PREPARE,
+                image_len: max,
+            },
+            &[],
+            &mut [],
+        );
+        let _ = begun.map_err(|_| Error::Flash).and_then(|_| {
+            for s in 0..sectors {
+                match d.run(OWNER, Request::Erase { offset: s * 4096 }, &[], &mut []) {
+                    Ok(_) => {}
+                    Err(BlockingError::Policy(e)) => return Err(e),
+                    Err(_) => return Err(Error::Flash),
+                }
+            }
+            Ok(())
+        });
+            flash.fail_at = None;
+        // Reboot, then the transfer: every byte it writes lands on erased flash.
+        let mut policy = started(&mut flash);
+        let mut d = BlockingDriver::new(&mut policy, &mut flash);
+        stage(&mut d, &img);
+        assert!(
+            matches!(
+                d.run(OWNER, Request::Finalize, &[], &mut []),
+                Ok(Completion::Finalized { .. })
+            ),
+            "cut at operation {cut}"
+        );
+    }
 }

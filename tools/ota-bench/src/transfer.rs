@@ -44,6 +44,11 @@ pub struct Args {
     /// whole image before the pick).
     #[arg(long)]
     pub head_start: bool,
+    /// The bearer rows' board listens this long before the sender starts, s: the DFU app erases
+    /// its staging slot ahead meanwhile, as it does whenever it is idle after its start-up
+    /// confirm (0: the sender starts with the board's first scan, before the app could).
+    #[arg(long, default_value_t = 3.0)]
+    pub idle_s: f64,
 }
 
 /// One transfer over an extended or periodic bearer.
@@ -56,8 +61,8 @@ pub struct BearerRow {
     pub goodput_bytes_per_s: f64,
     pub bearer_limit_bytes_per_s: f64,
     pub fraction_of_limit: f64,
-    /// From the first scan until the sender had the receiver's pick (the receiver's pre-erase
-    /// on a chained bearer), s.
+    /// From the sender's start until the sender had the receiver's pick (the receiver's
+    /// pre-erase on a chained bearer, of what is not erased ahead), s.
     pub pick_s: f64,
     /// The image over the time after the pick, while the data flows.
     pub data_goodput_bytes_per_s: f64,
@@ -83,6 +88,7 @@ pub fn measure_bearers(
     interval_ms: f64,
     seed: u64,
     head_start: bool,
+    idle_s: f64,
 ) -> anyhow::Result<Vec<BearerRow>> {
     use adv_transfer::bearer::{Bearer, BearerSet};
     use ota_sim::radio::BearerLink;
@@ -113,6 +119,7 @@ pub fn measure_bearers(
                 ext_scan: true,
                 link: BearerLink {
                     interval_us: (interval_ms * 1000.0) as u32,
+                    sender_delay_us: (idle_s * 1e6) as u64,
                     ..BearerLink::default()
                 },
                 flash: head_start.then(ota_sim::transfer::board_flash_timing),
@@ -279,6 +286,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.interval_ms,
         args.seed,
         args.head_start,
+        args.idle_s,
     )?;
     let kernel_rows = match &args.kernel {
         None => Vec::new(),

@@ -5,7 +5,7 @@ use ota_bench::transfer::measure_bearers;
 
 #[test]
 fn bearer_rows_use_bearer_rs_limits() {
-    let rows = measure_bearers(40 * 1024, &[0.0], 0.0, 1, false).unwrap();
+    let rows = measure_bearers(40 * 1024, &[0.0], 0.0, 1, false, 3.0).unwrap();
     let chained: Vec<_> = Bearer::ALL.into_iter().filter(|b| b.chained()).collect();
     assert_eq!(rows.len(), chained.len());
     for r in &rows {

@@ -299,6 +299,9 @@ pub struct BearerLink {
     pub sync_timeout_us: f64,
     /// The board's report ring for extended reports, bytes.
     pub ring_bytes: usize,
+    /// The sender starts this long after the board's first scan, µs: the board has listened
+    /// (and erased its staging slot ahead, as the DFU app does when idle) before the update.
+    pub sender_delay_us: u64,
 }
 
 impl Default for BearerLink {
@@ -311,6 +314,7 @@ impl Default for BearerLink {
             drift_rx_ppm: -20.0,
             sync_timeout_us: 100_000.0,
             ring_bytes: CHAIN_RING_BYTES,
+            sender_delay_us: 0,
         }
     }
 }
@@ -501,7 +505,7 @@ impl<'a> ChainRadio<'a> {
     pub fn start_scan(&mut self, now_us: u64) {
         self.catch_up(now_us);
         if self.started_us.is_none() {
-            self.start(now_us);
+            self.start(now_us + self.link.sender_delay_us);
         }
         self.scanning = true;
     }

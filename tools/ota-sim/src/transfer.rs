@@ -603,11 +603,13 @@ pub struct BearerReport {
     /// Its figures and limit at the link's interval ([`Bearer::budget_with_interval`]).
     pub budget: Budget,
     pub image_bytes: usize,
-    /// From the board's first scan until the boot request was written.
+    /// From the sender's start (the board's first scan, or `BearerLink::sender_delay_us`
+    /// after it) until the boot request was written.
     pub sim_time_s: f64,
     pub goodput_bytes_per_s: f64,
-    /// From the board's first scan until the sender took the receiver's pick: the negotiation
-    /// and, on a chained bearer, the receiver's pre-erase ([`adv_transfer::Receiver::preparing`]).
+    /// From the sender's start until the sender took the receiver's pick: the negotiation
+    /// and, on a chained bearer, the receiver's pre-erase ([`adv_transfer::Receiver::preparing`])
+    /// of what the DFU app did not erase ahead.
     pub pick_s: f64,
     /// The image over the time after the pick, while the data flows.
     pub data_goodput_bytes_per_s: f64,

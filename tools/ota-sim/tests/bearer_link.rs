@@ -216,3 +216,34 @@ fn a_compressed_image_crosses_a_chained_bearer_and_is_decoded_at_finalize() {
         "the staging slot does not hold the plain signed image"
     );
 }
+
+/// A board that listened before the sender started has erased its staging slot ahead (the DFU
+/// app does so whenever it is idle after its start-up confirm): the transfer's session records
+/// those sectors erased without erasing them again, so the pick comes without the erase wait.
+#[test]
+fn a_slot_erased_ahead_takes_the_erase_wait_out_of_the_pick() {
+    let job = |delay_us: u64| BearerJob {
+        link: BearerLink {
+            sender_delay_us: delay_us,
+            ..BearerLink::default()
+        },
+        ..self::job(&[E2], true)
+    };
+    let cold = transfer(48 * 1024, 0.0, job(0));
+    let idle = transfer(48 * 1024, 0.0, job(3_000_000));
+    assert!(
+        idle.app_log
+            .iter()
+            .any(|l| l == "dfu: staging slot erased ahead"),
+        "{:#?}",
+        idle.app_log
+    );
+    // 12 sectors at 40 ms each are no longer erased between the join and the pick.
+    assert!(
+        idle.pick_s + 0.4 < cold.pick_s,
+        "pick after {} s idle, {} s cold",
+        idle.pick_s,
+        cold.pick_s
+    );
+    assert!(idle.sim_time_s + 0.4 < cold.sim_time_s);
+}
