@@ -187,23 +187,29 @@ fn assembled(name: &str) -> Firmware {
     fw
 }
 
-/// `fixtures/stacking` with its process stack pointer set to `psp`.
-fn stacking_program(psp: u32) -> Firmware {
-    let mut fw = assembled("stacking/stacking");
-    let at = fw.symbol("psp_value").expect("psp_value");
+/// `fw` with the 32-bit word at symbol `name` set to `value`.
+fn with_word(mut fw: Firmware, name: &str, value: u32) -> Firmware {
+    let at = fw
+        .symbol(name)
+        .unwrap_or_else(|| panic!("no symbol {name}"));
     let (base, bytes) = fw
         .flash_segments
         .iter_mut()
         .find(|(base, b)| (*base..*base + b.len() as u32).contains(&at))
         .unwrap();
     let off = (at - *base) as usize;
-    bytes[off..off + 4].copy_from_slice(&psp.to_le_bytes());
+    bytes[off..off + 4].copy_from_slice(&value.to_le_bytes());
     fw
 }
 
-fn run_stacking(psp: u32) -> (Firmware, Result<RunReport, boot_emu::EmuError>) {
-    let fw = stacking_program(psp);
-    let mut board = SimBoard::new(4);
+/// Runs an assembled program (its own "kernel": WFI sites are looked for in its 32 KiB) for at
+/// most `max_instructions`.
+fn run_assembled(
+    fw: &Firmware,
+    seed: u64,
+    max_instructions: u64,
+) -> Result<RunReport, boot_emu::EmuError> {
+    let mut board = SimBoard::new(seed);
     for (addr, bytes) in &fw.flash_segments {
         board.nvmc().load(*addr, bytes);
     }
@@ -211,10 +217,20 @@ fn run_stacking(psp: u32) -> (Firmware, Result<RunReport, boot_emu::EmuError>) {
     let cfg = BootConfig {
         kernel_slot: 0..0x8000,
         stop_at_kernel: false,
-        max_instructions: 10_000,
+        max_instructions,
         ..BootConfig::default()
     };
-    let result = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg);
+    run(fw, board.qspi.port(), board.internal.port(), &clock, &cfg)
+}
+
+/// `fixtures/stacking` with its process stack pointer set to `psp`.
+fn stacking_program(psp: u32) -> Firmware {
+    with_word(assembled("stacking/stacking"), "psp_value", psp)
+}
+
+fn run_stacking(psp: u32) -> (Firmware, Result<RunReport, boot_emu::EmuError>) {
+    let fw = stacking_program(psp);
+    let result = run_assembled(&fw, 4, 10_000);
     (fw, result)
 }
 
@@ -254,28 +270,13 @@ fn interrupts_inside_it_blocks_leave_the_interrupted_code_unchanged() {
 }
 
 fn run_it_interrupt(reload: u32) {
-    let mut fw = assembled("it-interrupt/it_interrupt");
-    let at = fw.symbol("reload_value").expect("reload_value");
-    let (base, bytes) = fw
-        .flash_segments
-        .iter_mut()
-        .find(|(base, b)| (*base..*base + b.len() as u32).contains(&at))
-        .unwrap();
-    let off = (at - *base) as usize;
-    bytes[off..off + 4].copy_from_slice(&reload.to_le_bytes());
-    let mut board = SimBoard::new(5);
-    for (addr, bytes) in &fw.flash_segments {
-        board.nvmc().load(*addr, bytes);
-    }
-    let clock = board.clock.clone();
-    let cfg = BootConfig {
-        kernel_slot: 0..0x8000,
-        stop_at_kernel: false,
-        max_instructions: 2_000_000,
-        ..BootConfig::default()
-    };
-    let report = run(&fw, board.qspi.port(), board.internal.port(), &clock, &cfg)
-        .unwrap_or_else(|e| panic!("reload {reload}: {e}"));
+    let fw = with_word(
+        assembled("it-interrupt/it_interrupt"),
+        "reload_value",
+        reload,
+    );
+    let report =
+        run_assembled(&fw, 5, 2_000_000).unwrap_or_else(|e| panic!("reload {reload}: {e}"));
     assert_eq!(
         report.exit,
         Exit::Halted {
