@@ -849,7 +849,7 @@ fn a_power_cut_at_any_operation_of_a_prepare_leaves_only_completed_erases_truste
             }
             Ok(())
         });
-            flash.fail_at = None;
+        flash.fail_at = None;
         // Reboot, then the transfer: every byte it writes lands on erased flash.
         let mut policy = started(&mut flash);
         let mut d = BlockingDriver::new(&mut policy, &mut flash);

@@ -47,7 +47,7 @@ pub struct Args {
     /// The bearer rows' board listens this long before the sender starts, s: the DFU app erases
     /// its staging slot ahead meanwhile, as it does whenever it is idle after its start-up
     /// confirm (0: the sender starts with the board's first scan, before the app could).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 10.0)]
     pub idle_s: f64,
 }
 

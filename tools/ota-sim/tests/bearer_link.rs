@@ -230,7 +230,7 @@ fn a_slot_erased_ahead_takes_the_erase_wait_out_of_the_pick() {
         ..self::job(&[E2], true)
     };
     let cold = transfer(48 * 1024, 0.0, job(0));
-    let idle = transfer(48 * 1024, 0.0, job(3_000_000));
+    let idle = transfer(48 * 1024, 0.0, job(10_000_000));
     assert!(
         idle.app_log
             .iter()
