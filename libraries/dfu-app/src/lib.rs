@@ -1028,7 +1028,7 @@ fn run_on<K: Kernel, const N: usize>(
         } else if prepare != Prepare::Done && finalized.is_none() && confirmed {
             // After the start-up confirm: before it, a finalized image may still await its
             // install, and the kernel refuses to prepare over it.
-            prepare = prepare_step(k, prepare);
+            prepare = prepare_step(k, prepare, &mut read_buf);
             if k.halted() {
                 return Exit::Halted;
             }
@@ -1084,9 +1084,8 @@ const PREPARE_TURN_MS: u32 = 50;
 /// Sectors of the staging slot the app prepares.
 const PREPARE_SECTORS: u32 = MAX_IMAGE_LEN.div_ceil(update::SECTOR_SIZE);
 
-fn prepare_step<K: Kernel>(k: &mut K, prepare: Prepare) -> Prepare {
-    use update::{command, state};
-    let t = OP_TIMEOUT_MS;
+fn prepare_step<K: Kernel>(k: &mut K, prepare: Prepare, read_buf: &mut [u8; READ_LEN]) -> Prepare {
+    use update::state;
     match prepare {
         Prepare::Done => Prepare::Done,
         Prepare::Wanted => {
@@ -1104,15 +1103,11 @@ fn prepare_step<K: Kernel>(k: &mut K, prepare: Prepare) -> Prepare {
             if st == state::STAGING {
                 return Prepare::Done;
             }
-            let begun = k.update_op(
-                command::BEGIN,
-                PREPARE_SECTORS * update::SECTOR_SIZE,
-                0,
-                &update::PREPARE_TAG,
-                &mut [],
-                t,
-            );
-            match begun {
+            let begin = StageOp::Begin {
+                tag: update::PREPARE_TAG,
+                image_len: PREPARE_SECTORS * update::SECTOR_SIZE,
+            };
+            match perform(k, begin, read_buf) {
                 Ok(_) => {
                     k.log(format_args!(
                         "dfu: erasing the staging slot ahead ({PREPARE_SECTORS} sectors)"
@@ -1128,14 +1123,10 @@ fn prepare_step<K: Kernel>(k: &mut K, prepare: Prepare) -> Prepare {
             Prepare::Done
         }
         Prepare::Erasing { next } => {
-            match k.update_op(
-                command::ERASE,
-                next * update::SECTOR_SIZE,
-                0,
-                &[],
-                &mut [],
-                t,
-            ) {
+            let erase = StageOp::Erase {
+                offset: next * update::SECTOR_SIZE,
+            };
+            match perform(k, erase, read_buf) {
                 Ok(_) => Prepare::Erasing { next: next + 1 },
                 Err(e) => {
                     k.log(format_args!("dfu: erasing ahead stopped: {e:?}"));
