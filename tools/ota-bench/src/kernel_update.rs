@@ -104,35 +104,21 @@ pub fn measure(new: &[u8], old: Option<&[u8]>, seed: u64) -> anyhow::Result<Vec<
 
 /// The compressed image of `new` over extended and periodic advertising at 2M PHY.
 fn bearer_rows(new: &[u8], seed: u64) -> anyhow::Result<Vec<KernelRow>> {
-    use adv_transfer::bearer::{Bearer, BearerSet, Phy};
-    use ota_sim::radio::BearerLink;
-    use ota_sim::transfer::{run_bearer_transfer, BearerJob, LinkParams, TransferJob};
+    use adv_transfer::bearer::{Bearer, Phy};
     let signer = ota_sim::signing::Signer::new(seed)?;
     let image = signer.sign_compressed(new, (2, 0, 0, 0), 2, Compression::Lzma2ArmThumb)?;
     let plain_len = signer.sign(new, (2, 0, 0, 0), 2)?.len();
     let mut rows = Vec::new();
     for bearer in [Bearer::Extended(Phy::Le2M), Bearer::Periodic(Phy::Le2M)] {
-        let mut board = hw_models::SimBoard::new(seed);
-        let params = LinkParams::default();
-        let job = TransferJob {
-            config: update_region::Config::nrf52840dk(1),
-            owner: 1,
-            image: &image,
-            session: 0x4B45_0000 | seed as u32,
-            params: &params,
+        let r = crate::transfer::on_bearer(
+            &image,
+            bearer,
+            0.0,
+            Default::default(),
+            None,
+            0x4B45_0000 | seed as u32,
             seed,
-            cuts: &[],
-        };
-        let bearers = BearerJob {
-            offer: BearerSet::of(&[bearer]),
-            ext_scan: true,
-            link: BearerLink::default(),
-            flash: None,
-        };
-        let r = run_bearer_transfer(&mut board, &job, &bearers)?;
-        if r.bearer != bearer {
-            anyhow::bail!("{} offered, {} picked", bearer.name(), r.bearer.name());
-        }
+        )?;
         rows.push(KernelRow {
             sent: format!("compressed, {}", bearer.name()),
             image_bytes: plain_len,

@@ -80,6 +80,50 @@ pub struct BearerRow {
     pub flash_ops: u64,
 }
 
+/// One transfer of `image` offered on `bearer` alone at `loss`, the board's kernel with the
+/// ext_scan driver (so the DFU app offers every bearer it follows and picks the one offered);
+/// an error if another bearer was picked.
+pub fn on_bearer(
+    image: &[u8],
+    bearer: adv_transfer::bearer::Bearer,
+    loss: f64,
+    link: ota_sim::radio::BearerLink,
+    flash: Option<adv_transfer::FlashTiming>,
+    session: u32,
+    seed: u64,
+) -> anyhow::Result<ota_sim::transfer::BearerReport> {
+    use ota_sim::transfer::{run_bearer_transfer, BearerJob};
+    let mut board = SimBoard::new(seed);
+    let params = LinkParams {
+        loss,
+        ..LinkParams::default()
+    };
+    let job = TransferJob {
+        config: update_region::Config::nrf52840dk(1),
+        owner: 1,
+        image,
+        session,
+        params: &params,
+        seed,
+        cuts: &[],
+    };
+    let bearers = BearerJob {
+        offer: adv_transfer::bearer::BearerSet::of(&[bearer]),
+        ext_scan: true,
+        link,
+        flash,
+    };
+    let r = run_bearer_transfer(&mut board, &job, &bearers)?;
+    if r.bearer != bearer {
+        anyhow::bail!(
+            "{} offered and followed, {} picked",
+            bearer.name(),
+            r.bearer.name()
+        );
+    }
+    Ok(r)
+}
+
 /// Each extended and periodic bearer at each loss rate: the sender offers it, the receiver
 /// follows it, they agree on it over legacy advertising and the image crosses it.
 pub fn measure_bearers(
@@ -90,48 +134,27 @@ pub fn measure_bearers(
     head_start: bool,
     idle_s: f64,
 ) -> anyhow::Result<Vec<BearerRow>> {
-    use adv_transfer::bearer::{Bearer, BearerSet};
+    use adv_transfer::bearer::Bearer;
     use ota_sim::radio::BearerLink;
-    use ota_sim::transfer::{run_bearer_transfer, BearerJob};
     let image = unsigned_image(&kernel_payload(payload, seed), (2, 0, 0, 0));
     let mut rows = Vec::new();
     for bearer in Bearer::ALL.into_iter().rev().filter(|b| b.chained()) {
         for &loss in losses {
-            let mut board = SimBoard::new(seed);
-            let params = LinkParams {
+            let link = BearerLink {
+                interval_us: (interval_ms * 1000.0) as u32,
+                sender_delay_us: (idle_s * 1e6) as u64,
+                ..BearerLink::default()
+            };
+            let flash = head_start.then(ota_sim::transfer::board_flash_timing);
+            let r = on_bearer(
+                &image,
+                bearer,
                 loss,
-                ..LinkParams::default()
-            };
-            let job = TransferJob {
-                config: update_region::Config::nrf52840dk(1),
-                owner: 1,
-                image: &image,
-                session: 0x5EED_0000 | seed as u32,
-                params: &params,
+                link,
+                flash,
+                0x5EED_0000 | seed as u32,
                 seed,
-                cuts: &[],
-            };
-            let set = BearerSet::of(&[bearer]);
-            let bj = BearerJob {
-                offer: set,
-                // The board's kernel has ext_scan: the DFU app offers every bearer it
-                // follows, and picks the one the sender offers.
-                ext_scan: true,
-                link: BearerLink {
-                    interval_us: (interval_ms * 1000.0) as u32,
-                    sender_delay_us: (idle_s * 1e6) as u64,
-                    ..BearerLink::default()
-                },
-                flash: head_start.then(ota_sim::transfer::board_flash_timing),
-            };
-            let r = run_bearer_transfer(&mut board, &job, &bj)?;
-            if r.bearer != bearer {
-                anyhow::bail!(
-                    "{} offered and followed, {} picked",
-                    bearer.name(),
-                    r.bearer.name()
-                );
-            }
+            )?;
             rows.push(BearerRow {
                 bearer: bearer.name().into(),
                 loss,
