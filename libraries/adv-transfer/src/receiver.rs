@@ -202,6 +202,8 @@ pub struct Receiver<'a, const CHUNK_MAX: usize = CHUNK_LEN> {
     /// The block being CRC-checked and the next offset in it.
     verifying: Option<(u32, u32)>,
     received: u32,
+    /// One past the highest chunk index taken this session ([`Receiver::frontier`]).
+    frontier: u32,
     status_cursor: u32,
     last_activity_ms: u64,
     now_ms: u64,
@@ -304,6 +306,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
             verify_crc: Crc32::new(),
             verifying: None,
             received: 0,
+            frontier: 0,
             status_cursor: 0,
             last_activity_ms: 0,
             now_ms: 0,
@@ -469,6 +472,13 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
                 .count() as u32,
             total_blocks,
         }
+    }
+
+    /// One past the highest chunk index taken since the session was joined (0: none yet). A
+    /// sender sends its first pass in index order, so while this grows the pass is still
+    /// coming; resends fill gaps below it.
+    pub fn frontier(&self) -> u32 {
+        self.frontier
     }
 
     /// True when no chunk fits in RAM until a staging operation is done. A caller that feeds a
@@ -753,6 +763,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         self.session = Some(info);
         self.bitmap.fill(0);
         self.received = 0;
+        self.frontier = 0;
         self.blocks = [Block::Unknown; MAX_BLOCKS];
         self.crc_known = [0; MAX_BLOCKS / 8];
         self.queue = [None; QUEUE_LEN];
@@ -905,6 +916,7 @@ impl<'a, const CHUNK_MAX: usize> Receiver<'a, CHUNK_MAX> {
         q.data[..len].copy_from_slice(data);
         self.queue[slot] = Some(q);
         self.counters.chunks += 1;
+        self.frontier = self.frontier.max(index + 1);
         RxOutcome::Chunk
     }
 

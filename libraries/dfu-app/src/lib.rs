@@ -97,6 +97,18 @@ pub const FOLLOW_BUSY_TRIES: u32 = 20;
 /// How often, at most, the receiver advertises its status (which chunks it misses).
 pub const STATUS_INTERVAL_MS: u64 = 250;
 
+/// Following a chained session, a due status is held while the sender's first pass keeps
+/// coming (chunks beyond every index taken so far, `Receiver::frontier`): each status costs the
+/// follow (`STOP`, the advertisement, a new sync: an event or two of data), while the sender
+/// sends its first pass whatever it hears, so what a status would ask for mid-pass can wait
+/// until the pass ends. Resends, below the frontier, keep the usual cadence. The status goes
+/// out once the frontier has not moved for this long (over two events at the shortest extended
+/// interval, 20 ms plus advDelay)...
+pub const CHAINED_QUIET_MS: u64 = 60;
+
+/// ...or once it is this late, so the sender hears from a receiver that keeps receiving.
+pub const CHAINED_STATUS_HOLD_MS: u64 = 1_000;
+
 /// How long to wait, at most, for the kernel's start-up scan of the update region (status
 /// answers `BUSY` until then); polled every [`STARTUP_POLL_MS`].
 pub const STARTUP_WAIT_MS: u64 = 5_000;
@@ -708,6 +720,12 @@ fn run_on<K: Kernel, const N: usize>(
     let mut pick_told = false;
     let mut next_status_ms = 0u64;
     let mut last_wait_got_batch = false;
+    // Following: the receiver's frontier (its first pass so far), and when it last moved.
+    let mut frontier_seen = 0u32;
+    let mut frontier_at_ms = 0u64;
+    // The kernel dropped followed events since the last status (the app is behind): the
+    // status is not held, so the follow pauses and what was dropped is asked for.
+    let mut behind = false;
     let mut listening = false;
     let mut display = Display {
         percent: u32::MAX,
@@ -824,7 +842,16 @@ fn run_on<K: Kernel, const N: usize>(
         // it goes out an interval late at most. Retries and the reboot are waited for.
         let mut wait_ms = IDLE_WAIT_MS;
         if rx.as_ref().is_some_and(|r| r.session().is_some()) {
-            if now >= next_status_ms && (last_wait_got_batch || chained.is_some()) {
+            let held = chained.is_some()
+                && !behind
+                && status_held(now, next_status_ms, frontier_at_ms, following.is_some());
+            if held {
+                // Until the flow stops or the hold ends.
+                let until = (frontier_at_ms + CHAINED_QUIET_MS)
+                    .min(next_status_ms + CHAINED_STATUS_HOLD_MS)
+                    .max(now + 1);
+                wait_ms = wait_ms.min((until - now) as u32);
+            } else if now >= next_status_ms && (last_wait_got_batch || chained.is_some()) {
                 // Following, a due status goes out through the bulk scanner at once.
                 wait_ms = 0;
             } else {
@@ -963,6 +990,7 @@ fn run_on<K: Kernel, const N: usize>(
             }
         }
         if let (Some(got), Listen::Follow(followed)) = (ext_got, listen) {
+            behind |= got.dropped > 0;
             let bytes = (got.bytes as usize).min(ext_batch.len());
             for report in ext_reports_in(&ext_batch[..bytes]) {
                 // Room for the event's chunks (one per AD structure at most) before it is
@@ -987,6 +1015,10 @@ fn run_on<K: Kernel, const N: usize>(
         }
         observe(k, rx);
         let now = clock.update(k.ticks());
+        if rx.frontier() != frontier_seen {
+            frontier_seen = rx.frontier();
+            frontier_at_ms = now;
+        }
         // The status goes out once the kernel had no batch waiting (everything sent so far is
         // staged, so the status lists only what was lost), or when it is overdue by an interval.
         // The pick of a chained bearer, once its slot is prepared, goes out at once: the sender
@@ -995,9 +1027,17 @@ fn run_on<K: Kernel, const N: usize>(
         if ready && !pick_told {
             next_status_ms = now;
         }
+        let pick_told_before = pick_told;
         pick_told = ready;
         let caught_up = !last_wait_got_batch || now >= next_status_ms + STATUS_INTERVAL_MS;
-        if (rx.session().is_some() && now >= next_status_ms && caught_up) || finalized.is_some() {
+        let held = ready
+            && pick_told_before
+            && !behind
+            && status_held(now, next_status_ms, frontier_at_ms, following.is_some());
+        if (rx.session().is_some() && now >= next_status_ms && caught_up && !held)
+            || finalized.is_some()
+        {
+            behind = false;
             if following.is_some() {
                 // The status is a legacy advertisement: the bulk scanner sends it, and the
                 // capsule gives the RADIO up only on STOP (queued reports are discarded; the
@@ -1074,6 +1114,16 @@ enum Prepare {
     /// Prepared, refused (a finalized image awaits its install, or a transfer's session is
     /// staged) or given up on: nothing more this boot.
     Done,
+}
+
+/// Whether a status due at `due_ms` is held at `now` ([`CHAINED_QUIET_MS`]): the app follows a
+/// chained session, its frontier moved less than the quiet time ago (at `moved_ms`), and the
+/// hold has not run out ([`CHAINED_STATUS_HOLD_MS`]).
+fn status_held(now: u64, due_ms: u64, moved_ms: u64, following: bool) -> bool {
+    following
+        && now >= due_ms
+        && now < moved_ms + CHAINED_QUIET_MS
+        && now < due_ms + CHAINED_STATUS_HOLD_MS
 }
 
 /// The longest wait for a batch while the app erases ahead. Shorter waits cost the legacy

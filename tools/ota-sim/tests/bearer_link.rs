@@ -247,3 +247,25 @@ fn a_slot_erased_ahead_takes_the_erase_wait_out_of_the_pick() {
     );
     assert!(idle.sim_time_s + 0.4 < cold.sim_time_s);
 }
+
+#[test]
+fn a_clean_first_pass_is_followed_without_a_status_per_interval() {
+    // Each status drops the follow (STOP, the advertisement, a new sync: an event or two of
+    // data). The sender sends its first pass whatever it hears, so while that pass keeps coming
+    // the app holds a due status until the pass stops or the hold runs out: statuses go out per
+    // hold, not per status interval (at 250 ms this transfer sent 11).
+    let r = transfer(160 * 1024, 0.0, job(&[E2], true));
+    assert_eq!(r.bearer, E2);
+    let following_ms = (r.sim_time_s - r.pick_s) * 1000.0;
+    let per_hold = (following_ms / dfu_app::CHAINED_STATUS_HOLD_MS as f64).ceil() as u64;
+    let per_interval = (following_ms / dfu_app::STATUS_INTERVAL_MS as f64).floor() as u64;
+    assert!(per_hold + 3 < per_interval, "{following_ms} ms");
+    // The pick, one per hold while the pass comes, the one after the pass, the last.
+    assert!(
+        r.app.statuses <= per_hold + 3,
+        "{} statuses in {following_ms:.0} ms: {:?}",
+        r.app.statuses,
+        r.app
+    );
+    assert_eq!(r.link.ring_drops, 0, "{:?}", r.link);
+}

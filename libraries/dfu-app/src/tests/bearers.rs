@@ -53,6 +53,10 @@ struct Fake {
     stop_after: Option<(u32, u32)>,
     /// FOLLOW answers BUSY this many more times.
     follow_busy: u32,
+    /// Every this many ext batches the kernel's ring had no room for an event: it is lost
+    /// and counted as dropped in the batch (0: never).
+    ring_drop_every: u32,
+    ext_batches: u32,
     memory: Vec<u8>,
     erased: Vec<bool>,
     /// The staging session's tag (BEGIN's), kept across a power cut.
@@ -99,6 +103,8 @@ impl Fake {
             ext_pending: VecDeque::new(),
             stop_after: None,
             follow_busy: 0,
+            ring_drop_every: 0,
+            ext_batches: 0,
             memory: Vec::new(),
             erased: Vec::new(),
             tag: None,
@@ -383,6 +389,11 @@ impl Kernel for Fake {
             }
             self.stop_after = Some((code, after - 1));
         }
+        self.ext_batches += 1;
+        let mut dropped = 0;
+        if self.ring_drop_every > 0 && self.ext_batches.is_multiple_of(self.ring_drop_every) {
+            dropped = u32::from(self.ext_pending.pop_front().is_some());
+        }
         let (mut at, mut reports) = (0, 0);
         while let Some((addr, adv)) = self.ext_pending.front() {
             let len = ext_scan::REPORT_HEADER + adv.len();
@@ -404,7 +415,7 @@ impl Kernel for Fake {
         Ok(Some(ExtEvent::Batch(Batch {
             reports,
             bytes: at as u32,
-            dropped: 0,
+            dropped,
         })))
     }
 
@@ -601,8 +612,9 @@ fn a_silent_sender_sends_the_app_back_to_legacy_and_a_new_sender_takes_over_afte
 fn after_a_power_cut_the_app_follows_the_staged_sessions_sender_until_its_announce_resumes_it() {
     let image = test_image(60_000, 7);
     let mut k = Fake::new(one_sender(image, BearerSet::ALL), true);
-    // The power fails 1.4 s in: after the pick, with part of the image staged.
-    k.halt_at_ms = 1_400;
+    // The power fails 1 s in: after the pick, with part of the image staged (the first pass
+    // is over by about 1.3 s).
+    k.halt_at_ms = 1_000;
     assert_eq!(boot_with_bearers(&mut k), Exit::Halted, "{}", k.console);
     assert!(k.sender().bearer().is_some_and(|b| b.chained()));
     let tag = k.tag.expect("a staged session");
@@ -673,4 +685,72 @@ fn ext_batches_yield_whole_reports_only() {
         }
         assert!(total <= len);
     }
+}
+
+#[test]
+fn a_status_is_held_while_the_first_pass_comes_unless_the_kernel_drops_events() {
+    // Each status costs the follow, so while the sender's first pass keeps coming a due
+    // status waits (up to CHAINED_STATUS_HOLD_MS). Once the kernel reports events it had no
+    // room for, the app is behind: the status goes out at its interval again.
+    let image = test_image(120_000, 6);
+    let mut clean = Fake::new(one_sender(image, BearerSet::ALL), true);
+    assert_eq!(
+        boot_with_bearers(&mut clean),
+        Exit::Rebooting,
+        "{}",
+        clean.console
+    );
+    assert_delivered(&clean, image);
+    let mut dropping = Fake::new(one_sender(image, BearerSet::ALL), true);
+    dropping.ring_drop_every = 4;
+    assert_eq!(
+        boot_with_bearers(&mut dropping),
+        Exit::Rebooting,
+        "{}",
+        dropping.console
+    );
+    assert_delivered(&dropping, image);
+    // The clean run: far fewer statuses than one per interval while it followed.
+    let first = first_follow_ms(&clean.trace);
+    let while_following = |k: &Fake| statuses_since(&k.trace, first);
+    let per_interval = (clean.now_ms - first) / crate::STATUS_INTERVAL_MS;
+    let per_hold = (clean.now_ms - first).div_ceil(crate::CHAINED_STATUS_HOLD_MS);
+    // One per hold, the one after the pass, the last.
+    assert!(
+        while_following(&clean) <= per_hold + 2 && while_following(&clean) < per_interval,
+        "{} statuses in {} ms",
+        while_following(&clean),
+        clean.now_ms - first
+    );
+    assert!(
+        while_following(&dropping) > while_following(&clean) * 2,
+        "{} against {}",
+        while_following(&dropping),
+        while_following(&clean)
+    );
+}
+
+/// Statuses advertised from `from_ms` on, from the fake's trace.
+fn statuses_since(trace: &[String], from_ms: u64) -> u64 {
+    trace
+        .iter()
+        .filter(|l| l.ends_with(" advertise") && trace_ms(l) >= from_ms)
+        .count() as u64
+}
+
+fn trace_ms(line: &str) -> u64 {
+    line.split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("a time")
+}
+
+/// When the app first followed (ms), from the fake's trace.
+fn first_follow_ms(trace: &[String]) -> u64 {
+    let follow = std::format!("ext {} ", ext_scan::command::FOLLOW);
+    trace
+        .iter()
+        .find(|l| l.contains(&follow))
+        .map(|l| trace_ms(l))
+        .expect("the app followed")
 }
