@@ -1300,6 +1300,8 @@ pub fn run_with_air<'a, Q: QspiPort, N: NvmcPort>(
         periph::RTC1_BASE,
         periph::UARTE0_BASE,
         periph::RADIO_BASE,
+        periph::TIMER0_BASE,
+        periph::PPI_BASE,
         ficr::FICR_BASE,
         ficr::UICR_BASE,
     ]

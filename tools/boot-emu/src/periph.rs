@@ -36,6 +36,12 @@ pub const RADIO_BASE: u32 = 0x4000_1000;
 pub const UARTE0_BASE: u32 = 0x4000_2000;
 /// RTC1 (Tock's alarm).
 pub const RTC1_BASE: u32 = 0x4001_1000;
+/// TIMER0 (the BLE 5 receiver's exact times, `aux_radio`).
+pub const TIMER0_BASE: u32 = hw_models::ppi::TIMER0_BASE;
+/// PPI.
+pub const PPI_BASE: u32 = hw_models::ppi::PPI_BASE;
+/// 16 MHz ticks (TIMER0's clock) per processor cycle at 64 MHz: one every four cycles.
+const CYCLES_PER_TICK: u64 = 4;
 
 /// The value a WDT reload register expects.
 const WDT_RELOAD: u32 = 0x6E52_4635;
@@ -176,6 +182,37 @@ fn radio_error(e: hw_models::radio::RadioError, addr: u32, write: bool) -> HwEve
     })
 }
 
+/// A RADIO, TIMER0 or PPI model fault as the run's outcome; `addr` the access that met it.
+fn bus_error(e: hw_models::radio_bus::BusError, addr: u32, write: bool) -> HwEvent {
+    use hw_models::radio_bus::BusError;
+    let unknown = HwError::UnknownRegister { addr, write };
+    HwEvent::Error(match e {
+        BusError::Radio(e) => return radio_error(e, addr, write),
+        BusError::Timer(hw_models::timer::TimerError::Unknown) => unknown,
+        BusError::Ppi(hw_models::ppi::PpiError::Unknown) => unknown,
+        BusError::Timer(hw_models::timer::TimerError::Unsupported(what, value))
+        | BusError::Ppi(hw_models::ppi::PpiError::Unsupported(what, value)) => {
+            HwError::Unsupported { addr, value, what }
+        }
+        BusError::Ppi(hw_models::ppi::PpiError::Endpoint { channel, eep, tep }) => {
+            HwError::Unsupported {
+                addr,
+                value: u32::from(channel),
+                what: if eep == 0 || tep == 0 {
+                    "PPI channel enabled without both endpoints"
+                } else {
+                    "PPI channel enabled with an endpoint the emulation does not model (only RADIO READY/ADDRESS/END/DISABLED and TIMER0 COMPARE events, RADIO RXEN/DISABLE and TIMER0 START/STOP/CLEAR/CAPTURE tasks)"
+                },
+            }
+        }
+        BusError::Runaway => HwError::Unsupported {
+            addr,
+            value: hw_models::radio_bus::MAX_STEPS as u32,
+            what: "RADIO/TIMER0/PPI events faster than the bus walks them",
+        },
+    })
+}
+
 fn uarte_error(e: crate::uarte::UarteError, addr: u32, write: bool) -> HwEvent {
     HwEvent::Error(match e {
         crate::uarte::UarteError::Unknown => HwError::UnknownRegister { addr, write },
@@ -268,6 +305,11 @@ pub struct Peripherals<'a, Q: QspiPort, N: NvmcPort> {
     pub uarte0: crate::uarte::Uarte,
     /// RADIO (hw-models).
     pub radio: hw_models::radio::Radio,
+    /// TIMER0 and PPI, walked with the RADIO on one time line (hw-models' `radio_bus`).
+    pub radio_bus: hw_models::radio_bus::RadioBus,
+    /// A fault the bus met while walking time outside a register access (in
+    /// [`Self::update_interrupts`]), reported by the next peripheral access.
+    bus_fault: Option<hw_models::radio_bus::BusError>,
     /// What is on air around the RADIO.
     pub air: Option<&'a mut dyn hw_models::radio::Air>,
     /// Bytes an EasyDMA transfer starting with the current register write reads from RAM, read
@@ -322,6 +364,8 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             rtc1: crate::rtc::Rtc::new(),
             uarte0: crate::uarte::Uarte::new(),
             radio: hw_models::radio::Radio::new(RAM_START..RAM_START + RAM_SIZE),
+            radio_bus: hw_models::radio_bus::RadioBus::new(),
+            bus_fault: None,
             air: None,
             dma_source_bytes: None,
             uicr: crate::ficr::Uicr::erased(),
@@ -403,12 +447,31 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         now_us * crate::systick::CYCLES_PER_US + into
     }
 
-    /// Brings the NVIC's view of the interrupt sources up to `now_us`: the peripherals' lines
-    /// (RADIO is IRQ 1, UARTE0 IRQ 2, RTC1 IRQ 17, QSPI IRQ 41: nRF52840 PS, "Instantiation") and SysTick's
-    /// reloads. RADIO EasyDMA writes land in `dma_writes`.
-    pub fn update_interrupts(&mut self, now_us: u64) {
+    /// TIMER0's clock (16 MHz ticks) at simulated time `now_us`, to the processor cycle.
+    pub fn tick_at(&self, now_us: u64) -> u64 {
+        self.cycle_at(now_us) / CYCLES_PER_TICK
+    }
+
+    /// Walks RADIO, TIMER0 and PPI to `now_us` (the air first).
+    fn walk_bus(&mut self, now_us: u64) -> Result<(), hw_models::radio_bus::BusError> {
         self.pump_air(now_us);
+        let tick = self.tick_at(now_us);
+        let r = self.radio_bus.advance(&mut self.radio, now_us, tick);
+        self.dma_writes.append(&mut self.radio.dma_writes);
+        r
+    }
+
+    /// Brings the NVIC's view of the interrupt sources up to `now_us`: the peripherals' lines
+    /// (RADIO is IRQ 1, UARTE0 IRQ 2, TIMER0 IRQ 8, RTC1 IRQ 17, QSPI IRQ 41: nRF52840 PS,
+    /// "Instantiation") and SysTick's reloads. RADIO EasyDMA writes land in `dma_writes`.
+    pub fn update_interrupts(&mut self, now_us: u64) {
+        if let Err(e) = self.walk_bus(now_us) {
+            self.bus_fault.get_or_insert(e);
+        }
         let mut lines = 0u64;
+        if self.radio_bus.timer0.irq(self.tick_at(now_us)) {
+            lines |= 1 << hw_models::timer::TIMER0_IRQ;
+        }
         if self.rtc1.irq(now_us) {
             lines |= 1 << 17;
         }
@@ -440,7 +503,8 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         [
             self.rtc1.next_irq_us(now_us),
             self.uarte0.next_event_us(),
-            self.radio.next_event_us(),
+            self.radio_bus
+                .next_event_us(&self.radio, self.tick_at(now_us)),
             self.systick.next_irq_us(self.cycle_at(now_us)),
         ]
         .into_iter()
@@ -455,6 +519,9 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             return Err(HwError::BadAccessSize { addr, size }.into());
         }
         let unknown = HwEvent::Error(HwError::UnknownRegister { addr, write: false });
+        if let Some(e) = self.bus_fault.take() {
+            return Err(bus_error(e, addr, false));
+        }
         let base = addr & !0xFFF;
         let off = addr & 0xFFF;
         let value = match (base, off) {
@@ -523,11 +590,13 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 .uarte0
                 .read(o, now_us)
                 .map_err(|e| uarte_error(e, addr, false))?,
-            (RADIO_BASE, o) => {
-                self.pump_air(now_us);
-                let v = self.radio.read(o, now_us);
+            (RADIO_BASE | TIMER0_BASE | PPI_BASE, _) => {
+                self.walk_bus(now_us)
+                    .map_err(|e| bus_error(e, addr, false))?;
+                let tick = self.tick_at(now_us);
+                let v = self.radio_bus.read(&mut self.radio, addr, now_us, tick);
                 self.dma_writes.append(&mut self.radio.dma_writes);
-                v.map_err(|e| radio_error(e, addr, false))?
+                v.map_err(|e| bus_error(e, addr, false))?
             }
             (crate::ficr::UICR_BASE, o) => self.uicr.word(o).ok_or(unknown)?,
             _ if crate::ficr::ERRATA_REGISTERS.contains(&addr) => {
@@ -550,6 +619,9 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             return Err(HwError::BadAccessSize { addr, size }.into());
         }
         let unknown = HwEvent::Error(HwError::UnknownRegister { addr, write: true });
+        if let Some(e) = self.bus_fault.take() {
+            return Err(bus_error(e, addr, true));
+        }
         let base = addr & !0xFFF;
         let off = addr & 0xFFF;
         match (base, off) {
@@ -706,12 +778,21 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
                 self.errata.insert(addr, value);
             }
             (RTC1_BASE, o) => self.rtc1.write(o, value, now_us).ok_or(unknown)?,
-            (RADIO_BASE, o) => {
-                self.pump_air(now_us);
+            (RADIO_BASE | TIMER0_BASE | PPI_BASE, _) => {
+                self.walk_bus(now_us)
+                    .map_err(|e| bus_error(e, addr, true))?;
                 let bytes = self.dma_source_bytes.take();
-                let r = self.radio.write(o, value, now_us, bytes.as_deref());
+                let tick = self.tick_at(now_us);
+                let r = self.radio_bus.write(
+                    &mut self.radio,
+                    addr,
+                    value,
+                    now_us,
+                    tick,
+                    bytes.as_deref(),
+                );
                 self.dma_writes.append(&mut self.radio.dma_writes);
-                r.map_err(|e| radio_error(e, addr, true))?
+                r.map_err(|e| bus_error(e, addr, true))?
             }
             (UARTE0_BASE, o) => {
                 let bytes = self.dma_source_bytes.take();

@@ -53,9 +53,12 @@ pub mod clock;
 pub mod mx25r6435f;
 pub mod nvmc;
 pub mod power;
+pub mod ppi;
 pub mod qspi;
 pub mod qspi_regs;
 pub mod radio;
+pub mod radio_bus;
+pub mod timer;
 
 pub use board::{SimBoard, SimInternalFlash, SimQspiFlash};
 pub use clock::SimClock;

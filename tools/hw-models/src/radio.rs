@@ -1,18 +1,20 @@
-//! The nRF52840 RADIO in BLE 1 Mbit mode, register level, with the air around it: nRF52840
-//! Product Specification v1.7, section 6.20 (RADIO), and the Bluetooth Core Specification v5.x,
-//! Vol 6 Part B 2.1 (packet format) for the on-air timing.
+//! The nRF52840 RADIO in BLE 1 Mbit and 2 Mbit modes, register level, with the air around it:
+//! nRF52840 Product Specification v1.7, section 6.20 (RADIO), and the Bluetooth Core
+//! Specification v5.x, Vol 6 Part B 2.1 (packet format) for the on-air timing.
 //!
-//! - States: DISABLED → TXEN/RXEN → ramp-up (140 µs, default ramp-up, PS 6.20.15 tTXEN/tRXEN)
-//!   → READY event → TXIDLE/RXIDLE → START → TX/RX → END event → TXIDLE/RXIDLE; DISABLE from any
+//! - States: DISABLED → TXEN/RXEN → ramp-up (140 µs, or 40 µs with MODECNF0.RU = Fast: PS
+//!   6.20.15 tTXEN/tRXEN and their FAST variants) → READY event → TXIDLE/RXIDLE → START → TX/RX → END event → TXIDLE/RXIDLE; DISABLE from any
 //!   state gives DISABLED at once (the model takes tDISABLE as 0). SHORTS READY_START and
 //!   END_DISABLE act as the PS describes. A task in a state where the PS gives it no meaning is
 //!   an error, not ignored.
 //! - Event n sits at 0x100 + 4n (READY 0, ADDRESS 1, PAYLOAD 2, END 3, DISABLED 4) with INTEN
 //!   bit n; the interrupt line is high while an enabled event is set.
 //! - Receive: listening on 2400 + FREQUENCY MHz, the RADIO takes the first packet put on air
-//!   ([`Radio::air`]) on that frequency that starts after it began listening; ADDRESS comes
-//!   40 µs after the packet's start (8-bit preamble, 32-bit access address), END when its last
-//!   CRC bit has arrived. EasyDMA writes S0, LENGTH and min(LENGTH, MAXLEN) payload bytes to
+//!   ([`Radio::air`]) on that frequency and at its PHY that starts after it began listening;
+//!   ADDRESS comes when the access address has been received (`ble_ext::address_air_us`:
+//!   preamble and access address, 40 µs at 1M, 24 µs at 2M, Core Vol 6 Part B 2.1: one preamble
+//!   octet at 1M, two at 2M, 8 µs an octet at 1M, 4 µs at 2M; the receiver's chain delay is
+//!   not modelled), END when its last CRC bit has arrived (`Phy::air_us`). EasyDMA writes S0, LENGTH and min(LENGTH, MAXLEN) payload bytes to
 //!   PACKETPTR (data RAM only, PS 6.20.5): a packet longer than PCNF1.MAXLEN is cut there and its
 //!   CRC reported as failed, so the RADIO never writes more than S0LEN + 1 + MAXLEN bytes.
 //! - Transmit: START reads S0, LENGTH and the payload from PACKETPTR; END comes after the whole
@@ -20,9 +22,13 @@
 //!   model takes the buffer when TXEN is triggered (the START comes from inside the model, which
 //!   has no memory access); a driver that changed the buffer during the 140 µs ramp-up would be
 //!   seen sending the old bytes.
-//! - Only the configuration BLE advertising uses is accepted: MODE Ble_1Mbit, S0 1 byte,
-//!   LENGTH 8 bits, no S1, 3-byte base + prefix access address 0x8E89BED6, 3-byte CRC. Anything
+//! - Only the configuration BLE advertising uses is accepted: MODE Ble_1Mbit with an 8-bit
+//!   preamble or Ble_2Mbit with a 16-bit one (PCNF0.PLEN), FREQUENCY one of the 40 BLE channels
+//!   (2402–2480 MHz in 2 MHz steps, MAP Default), S0 1 byte, LENGTH 8 bits, no S1, 3-byte
+//!   base + prefix access address 0x8E89BED6, 3-byte CRC, PCNF1.MAXLEN up to 255. Anything
 //!   else is refused by [`RadioError::Unsupported`] at START.
+//! - Every event's occurrence is logged with its time ([`Radio::take_fired`]) for PPI
+//!   ([`crate::radio_bus`]).
 
 /// The world around the RADIO: whoever puts packets on air and listens to the RADIO's own.
 pub trait Air {
@@ -48,14 +54,24 @@ pub struct AirPacket {
     pub payload: Vec<u8>,
     /// Whether the CRC arrives intact.
     pub crc_ok: bool,
+    /// Its PHY (a receiver at another PHY does not hear it).
+    pub phy: Phy,
 }
 
 impl AirPacket {
-    /// Air time at 1 Mbit/s: preamble 1, access address 4, header 2, payload, CRC 3 bytes.
+    /// Air time: preamble (1 octet at 1M, 2 at 2M), access address 4, header 2, payload, CRC
+    /// 3 octets, at 8 µs (1M) or 4 µs (2M) an octet.
     pub fn air_time_us(&self) -> u64 {
-        8 * (1 + 4 + 2 + self.payload.len() as u64 + 3)
+        u64::from(self.phy.air_us(self.payload.len()))
+    }
+
+    /// From its start to the RADIO's ADDRESS event.
+    pub fn address_us(&self) -> u64 {
+        u64::from(ble_ext::address_air_us(self.phy))
     }
 }
+
+pub use adv_transfer::bearer::Phy;
 
 /// A packet the RADIO sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +102,7 @@ enum State {
     Idle {
         rx: bool,
     },
-    /// Receiving since `since`; the packet being received, when its address has arrived.
+    /// Receiving since `since`.
     Rx {
         since: u64,
     },
@@ -97,6 +113,12 @@ enum State {
 }
 
 const RAMP_UP_US: u64 = 140;
+const RAMP_UP_FAST_US: u64 = 40;
+/// MODE values (PS 6.20.14.46).
+const MODE_BLE_1MBIT: u32 = 3;
+const MODE_BLE_2MBIT: u32 = 4;
+/// MODECNF0 reset value: RU Default, DTX Center.
+const MODECNF0_RESET: u32 = 0x200;
 const EV_READY: u32 = 0;
 const EV_ADDRESS: u32 = 1;
 const EV_PAYLOAD: u32 = 2;
@@ -129,10 +151,13 @@ pub struct Radio {
     crcpoly: u32,
     crcinit: u32,
     datawhiteiv: u32,
+    modecnf0: u32,
     /// Packets scheduled on air, in time order, not yet past.
     air: std::collections::VecDeque<AirPacket>,
-    /// The packet being received and the time its END comes.
-    receiving: Option<(AirPacket, u64)>,
+    /// The packet being received, the time its END comes and whether its ADDRESS came.
+    receiving: Option<(AirPacket, u64, bool)>,
+    /// Event occurrences (event number, µs) not yet taken.
+    fired: Vec<(u32, u64)>,
     /// The transmit buffer taken at TXEN for a START by READY_START.
     pending_tx: Option<Vec<u8>>,
     /// A failure inside the model's own time steps (a START by READY_START the configuration
@@ -175,8 +200,10 @@ impl Radio {
             crcpoly: 0,
             crcinit: 0,
             datawhiteiv: 0x40,
+            modecnf0: MODECNF0_RESET,
             air: Default::default(),
             receiving: None,
+            fired: Vec::new(),
             pending_tx: None,
             fault: None,
             transmitted: Vec::new(),
@@ -198,12 +225,40 @@ impl Radio {
         2400 + (self.frequency & 0x7F)
     }
 
+    /// The PHY MODE selects (1M for anything but Ble_2Mbit; START refuses other modes).
+    fn phy(&self) -> Phy {
+        if self.mode & 0xF == MODE_BLE_2MBIT {
+            Phy::Le2M
+        } else {
+            Phy::Le1M
+        }
+    }
+
+    fn ramp_up_us(&self) -> u64 {
+        if self.modecnf0 & 1 != 0 {
+            RAMP_UP_FAST_US
+        } else {
+            RAMP_UP_US
+        }
+    }
+
+    /// Whether the RADIO receiving now hears `p`.
+    fn hears(&self, p: &AirPacket, since: u64) -> bool {
+        p.at_us >= since && p.mhz == self.mhz() && p.phy == self.phy()
+    }
+
+    /// The event occurrences since the last call: (event number, µs), in time order per event.
+    pub fn take_fired(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.fired)
+    }
+
     fn maxlen(&self) -> usize {
         (self.pcnf1 & 0xFF) as usize
     }
 
-    fn set(&mut self, event: u32) {
+    fn set(&mut self, event: u32, at_us: u64) {
         self.events |= 1 << event;
+        self.fired.push((event, at_us));
     }
 
     /// Runs the state machine up to `now_us`.
@@ -211,7 +266,7 @@ impl Radio {
         loop {
             match self.state {
                 State::RampUp { rx, ready_at } if ready_at <= now_us => {
-                    self.set(EV_READY);
+                    self.set(EV_READY, ready_at);
                     self.state = State::Idle { rx };
                     if self.shorts & 1 != 0 {
                         // READY_START at the ramp-up's end.
@@ -221,39 +276,41 @@ impl Radio {
                     }
                 }
                 State::Tx { end_at } if end_at <= now_us => {
-                    self.set(EV_END);
+                    self.set(EV_END, end_at);
                     self.state = State::Idle { rx: false };
                     if self.shorts & 2 != 0 {
-                        self.disable();
+                        self.disable(end_at);
                     }
                 }
                 State::Rx { since } => {
                     if self.receiving.is_none() {
                         // Packets that started before listening began, or on another
-                        // frequency, pass by.
+                        // frequency or PHY, pass by.
                         while self.air.front().is_some_and(|p| p.at_us <= now_us) {
                             let Some(p) = self.air.pop_front() else { break };
-                            if p.at_us >= since && p.mhz == self.mhz() {
+                            if self.hears(&p, since) {
                                 let end = p.at_us + p.air_time_us();
-                                self.receiving = Some((p, end));
+                                self.receiving = Some((p, end, false));
                                 break;
                             }
                             self.missed += 1;
                         }
                     }
                     match self.receiving.take() {
-                        Some((p, end)) if end <= now_us => {
-                            self.finish_rx(&p);
+                        Some((p, end, address)) if end <= now_us => {
+                            self.finish_rx(&p, end, address);
                             self.state = State::Idle { rx: true };
                             if self.shorts & 2 != 0 {
-                                self.disable();
+                                self.disable(end);
                             }
                         }
-                        Some((p, end)) => {
-                            if p.at_us + 40 <= now_us {
-                                self.set(EV_ADDRESS);
+                        Some((p, end, mut address)) => {
+                            let at = p.at_us + p.address_us();
+                            if !address && at <= now_us {
+                                self.set(EV_ADDRESS, at);
+                                address = true;
                             }
-                            self.receiving = Some((p, end));
+                            self.receiving = Some((p, end, address));
                             return;
                         }
                         None => return,
@@ -264,10 +321,12 @@ impl Radio {
         }
     }
 
-    fn finish_rx(&mut self, p: &AirPacket) {
-        self.set(EV_ADDRESS);
-        self.set(EV_PAYLOAD);
-        self.set(EV_END);
+    fn finish_rx(&mut self, p: &AirPacket, end: u64, address_came: bool) {
+        if !address_came {
+            self.set(EV_ADDRESS, p.at_us + p.address_us());
+        }
+        self.set(EV_PAYLOAD, end);
+        self.set(EV_END, end);
         let maxlen = self.maxlen();
         let n = usize::from(p.length).min(maxlen).min(p.payload.len());
         let mut bytes = vec![p.s0, p.length];
@@ -282,16 +341,32 @@ impl Radio {
         self.dma_writes.push((self.packetptr, bytes));
     }
 
-    fn disable(&mut self) {
+    fn disable(&mut self, at_us: u64) {
         self.receiving = None;
         self.state = State::Disabled;
-        self.set(EV_DISABLED);
+        self.set(EV_DISABLED, at_us);
     }
 
     fn check_config(&self) -> Result<(), RadioError> {
         let bad = |what, v| Err(RadioError::Unsupported(what, v));
-        if self.mode & 0xF != 3 {
-            return bad("MODE other than Ble_1Mbit", self.mode);
+        // PCNF0.PLEN: 0 8-bit, 1 16-bit preamble.
+        let plen = (self.pcnf0 >> 24) & 3;
+        match (self.mode & 0xF, plen) {
+            (MODE_BLE_1MBIT, 0) | (MODE_BLE_2MBIT, 1) => {}
+            (MODE_BLE_1MBIT | MODE_BLE_2MBIT, _) => {
+                return bad(
+                    "PCNF0.PLEN other than 8 bits at Ble_1Mbit or 16 bits at Ble_2Mbit",
+                    self.pcnf0,
+                )
+            }
+            _ => return bad("MODE other than Ble_1Mbit or Ble_2Mbit", self.mode),
+        }
+        let offset = self.frequency & 0x7F;
+        if self.frequency & 0x100 != 0 || !(2..=80).contains(&offset) || !offset.is_multiple_of(2) {
+            return bad(
+                "FREQUENCY other than a BLE channel (2402-2480 MHz, MAP Default)",
+                self.frequency,
+            );
         }
         // LFLEN 8, S0LEN 1, S1LEN 0.
         if self.pcnf0 & 0xF != 8 || (self.pcnf0 >> 8) & 1 != 1 || (self.pcnf0 >> 16) & 0xF != 0 {
@@ -351,7 +426,7 @@ impl Radio {
                     length,
                     payload: bytes[2..2 + n].to_vec(),
                 };
-                let end = now_us + 8 * (1 + 4 + 2 + n as u64 + 3);
+                let end = now_us + u64::from(self.phy().air_us(n));
                 self.transmitted.push(packet);
                 self.state = State::Tx { end_at: end };
             }
@@ -405,6 +480,7 @@ impl Radio {
                 State::Tx { .. } => 11,
             },
             0x554 => self.datawhiteiv,
+            0x650 => self.modecnf0,
             _ => return Err(RadioError::Unknown),
         })
     }
@@ -432,12 +508,12 @@ impl Radio {
                 }
                 self.state = State::RampUp {
                     rx: offset == 0x004,
-                    ready_at: now_us + RAMP_UP_US,
+                    ready_at: now_us + self.ramp_up_us(),
                 };
                 self.pending_tx = tx_bytes.map(<[u8]>::to_vec);
             }
             0x008 if value & 1 != 0 => self.start(now_us, tx_bytes)?,
-            0x010 if value & 1 != 0 => self.disable(),
+            0x010 if value & 1 != 0 => self.disable(now_us),
             0x000..=0x010 => {}
             0x100..=0x110 => {
                 let n = (offset - 0x100) / 4;
@@ -466,6 +542,7 @@ impl Radio {
             0x538 => self.crcpoly = value & 0xFF_FFFF,
             0x53C => self.crcinit = value & 0xFF_FFFF,
             0x554 => self.datawhiteiv = value & 0x7F,
+            0x650 => self.modecnf0 = value & 0x301,
             _ => return Err(RadioError::Unknown),
         }
         Ok(())
@@ -483,15 +560,15 @@ impl Radio {
             State::RampUp { ready_at, .. } => Some(ready_at),
             State::Tx { end_at } => Some(end_at),
             State::Rx { since } => match &self.receiving {
-                Some((p, end)) => Some(if self.events & (1 << EV_ADDRESS) == 0 {
-                    p.at_us + 40
+                Some((p, end, address)) => Some(if !address {
+                    p.at_us + p.address_us()
                 } else {
                     *end
                 }),
                 None => self
                     .air
                     .iter()
-                    .find(|p| p.at_us >= since && p.mhz == self.mhz())
+                    .find(|p| self.hears(p, since))
                     .map(|p| p.at_us),
             },
             _ => None,
@@ -533,6 +610,7 @@ mod tests {
             length,
             payload: (0..n as u8).collect(),
             crc_ok: true,
+            phy: Phy::Le1M,
         }
     }
 
@@ -613,5 +691,60 @@ mod tests {
             Err(RadioError::Unsupported(..))
         ));
         assert_eq!(r.read(0x700, 0), Err(RadioError::Unknown));
+    }
+
+    #[test]
+    fn ble_2mbit_secondary_channels_and_maxlen_255() {
+        let mut r = configured();
+        // 2M needs the 16-bit preamble.
+        r.write(0x510, MODE_BLE_2MBIT, 0, None).unwrap();
+        r.write(0x004, 1, 0, None).unwrap();
+        r.advance(140);
+        assert!(matches!(
+            r.read(0x550, 140),
+            Err(RadioError::Unsupported(..))
+        ));
+        // BLE channel 20 (2446 MHz), 2M, MAXLEN 255, fast ramp-up: a 255-byte PDU whole.
+        let mut r = configured();
+        for (o, v) in [
+            (0x510, MODE_BLE_2MBIT),
+            (0x514, 0x0100_0108),
+            (0x518, 0x0203_00FF),
+        ] {
+            r.write(o, v, 0, None).unwrap();
+        }
+        r.write(0x508, 46, 0, None).unwrap();
+        r.write(0x650, 1, 0, None).unwrap();
+        r.write(0x004, 1, 0, None).unwrap();
+        let mut p = packet(60, 255, 255);
+        p.mhz = 2446;
+        p.phy = Phy::Le2M;
+        r.air(p.clone());
+        assert_eq!(r.read(0x550, 40), Ok(3), "RX after 40 us");
+        assert_eq!(r.next_event_us(), Some(60));
+        let end = 60 + 4 * (2 + 4 + 2 + 255 + 3);
+        assert!(!r.irq(end - 1));
+        assert!(r.irq(end));
+        assert_eq!(r.read(0x400, end), Ok(1));
+        assert_eq!(r.dma_writes[0].1.len(), 2 + 255);
+        // The same packet at 1M is not heard by a 2M receiver.
+        let mut r2 = r.clone();
+        r2.write(0x004, 1, end, None).unwrap();
+        p.at_us = end + 100;
+        p.phy = Phy::Le1M;
+        r2.air(p);
+        r2.advance(end + 5_000);
+        assert_eq!((r2.received, r2.missed), (1, 1));
+        // A frequency that is no BLE channel is refused at START.
+        for bad in [3, 1, 82, 0x100 | 2] {
+            let mut r = configured();
+            r.write(0x508, bad, 0, None).unwrap();
+            r.write(0x004, 1, 0, None).unwrap();
+            r.advance(140);
+            assert!(
+                matches!(r.read(0x550, 140), Err(RadioError::Unsupported(..))),
+                "{bad:#x}"
+            );
+        }
     }
 }

@@ -39,7 +39,7 @@ use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use std::sync::atomic::Ordering::Relaxed;
 
 use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook, SvcHook};
-use hw_models::radio::{AirPacket, Radio};
+use hw_models::radio::{AirPacket, Phy, Radio};
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -340,6 +340,7 @@ impl Foreign<'_> {
                     length: payload.len() as u8,
                     payload: payload.clone(),
                     crc_ok: true,
+                    phy: Phy::Le1M,
                 });
             }
             self.packets += 3;
@@ -466,6 +467,7 @@ impl hw_models::radio::Air for SenderLink<'_> {
                         length: payload.len() as u8,
                         payload: payload.clone(),
                         crc_ok: self.rng.gen::<f64>() >= self.loss,
+                        phy: Phy::Le1M,
                     }
                 };
                 radio.air(packet);
@@ -521,6 +523,7 @@ impl SenderLink<'_> {
             length,
             payload,
             crc_ok: true,
+            phy: Phy::Le1M,
         }
     }
 }
