@@ -153,6 +153,15 @@ impl RxState {
 /// every tag written before bearers existed, is legacy.
 pub const TAG_BEARER: usize = 14;
 
+/// The staging tag's byte that holds the session's capability bits ([`capability`]).
+pub const TAG_CAPABILITIES: usize = 12;
+
+/// Whether a staging tag is a received stream's: a compressed image or a delta patch, staged in
+/// the received-stream area and rebuilt into the staging slot before finalize.
+pub fn is_stream_tag(tag: &[u8; 16]) -> bool {
+    tag[TAG_CAPABILITIES] & (capability::COMPRESSED | capability::DELTA) != 0
+}
+
 /// A staging tag read back: its session number.
 pub fn tag_session(tag: &[u8; 16]) -> u32 {
     u32::from_le_bytes([tag[0], tag[1], tag[2], tag[3]])
@@ -184,7 +193,7 @@ impl SessionInfo {
         t[0..4].copy_from_slice(&self.session.to_le_bytes());
         t[4..8].copy_from_slice(&self.image_len.to_le_bytes());
         t[8..12].copy_from_slice(&self.image_crc.to_le_bytes());
-        t[12] = self.capabilities;
+        t[TAG_CAPABILITIES] = self.capabilities;
         t[13] = VERSION;
         t
     }

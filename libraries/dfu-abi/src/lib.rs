@@ -64,6 +64,23 @@ pub mod update {
         /// The running image's id into read-write allow 0 (`RESERVE`: the kernel cannot tell,
         /// or takes no delta patches).
         pub const RUNNING: u32 = 11;
+        /// The rebuild of a received stream (a session whose tag has the compressed or delta
+        /// capability, staged in the received-stream area): the DFU app decodes the stream and
+        /// writes the plain signed image into the staging slot with these, then `FINALIZE`s.
+        /// Each is split-phase (upcall `DONE`) and `RESERVE` without a stream session.
+        ///
+        /// `OUTPUT_BEGIN` (`arg1`: the plain image's length): begin the staging slot's session
+        /// with the stream session's tag (again, after a power cut: the rebuild starts over).
+        pub const OUTPUT_BEGIN: u32 = 12;
+        /// `OUTPUT_ERASE` (`arg1`: offset): erase a sector of that session, as `ERASE`.
+        pub const OUTPUT_ERASE: u32 = 13;
+        /// `OUTPUT_WRITE` (`arg1`: offset, `arg2`: length from read-only allow `DATA`), as `WRITE`.
+        pub const OUTPUT_WRITE: u32 = 14;
+        /// `OUTPUT_READ` (`arg1`: offset, `arg2`: length into read-write allow `READ`), as `READ`.
+        pub const OUTPUT_READ: u32 = 15;
+        /// `BASE_READ` (`arg1`: offset, `arg2`: length ≤ `BUF_LEN` into read-write allow `READ`):
+        /// bytes of the running kernel's slot, a delta patch's base (`SIZE` beyond the slot).
+        pub const BASE_READ: u32 = 16;
     }
 
     pub mod upcall {
