@@ -7,7 +7,7 @@ use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use tock_ota_dfu::{run_with_bearers, TockKernel, BATCH_LEN, BITMAP_LEN, EXT_BATCH_LEN};
 
 set_main! {main}
-stack_size! {0x5000}
+stack_size! {0xE000}
 
 fn main() {
     let mut bitmap = [0u8; BITMAP_LEN];

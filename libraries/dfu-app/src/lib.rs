@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod rebuild;
 
 use core::fmt;
 
@@ -419,6 +420,8 @@ fn pump<K: Kernel, const N: usize>(
     // INSTALL instead of the kernel finalize, and without a reboot: the new version runs in
     // trial at once.
     let app_len = rx.target().and(rx.session()).map(|s| s.image_len);
+    // A received stream is staged in the kernel's stream area and rebuilt by the app.
+    let stream = rx.session().is_some_and(|s| wire::is_stream_tag(&s.tag()));
     while let Some(op) = rx.poll_op() {
         if let (StageOp::Finalize, Some(len)) = (&op, app_len) {
             if !install_retry.due(now_ms) {
@@ -455,7 +458,12 @@ fn pump<K: Kernel, const N: usize>(
             continue;
         }
         let erase = matches!(op, StageOp::Erase { .. });
-        let result = perform(k, op, read_buf);
+        let result = if matches!(op, StageOp::Finalize) && stream {
+            // A compressed image or delta patch: the app rebuilds the plain image first.
+            rebuild::finalize_stream(k).map(|sequence| Performed::Finalized { sequence })
+        } else {
+            perform(k, op, read_buf)
+        };
         if k.halted() {
             break;
         }

@@ -15,7 +15,6 @@ use update_region::{
 };
 
 use crate::radio::Radio;
-use crate::rebuild::{rebuild_and_finalize, RebuildError};
 
 /// The alarm's frequency: the board clock's microseconds.
 const TICKS_PER_S: u32 = 1_000_000;
@@ -38,7 +37,8 @@ pub struct Record {
     pub progress: Option<RxProgress>,
     /// The run did not converge.
     pub gave_up: bool,
-    /// Simulated time (µs) the kernel spent rebuilding delta patches at finalize.
+    /// Simulated time (µs) from the app's first `OUTPUT_BEGIN` of a received stream's rebuild
+    /// to the end of its finalize (the app decodes; the kernel erases and programs).
     pub rebuild_us: u64,
 }
 
@@ -57,6 +57,8 @@ pub struct SimKernel<'k, 'r> {
     stream: Option<(&'k mut UpdateRegion, Config)>,
     /// The app-update driver's `INSTALL` ([`SimKernel::with_app`]).
     app: Option<&'k mut AppInstall<'k>>,
+    /// When the rebuild of a received stream began (`OUTPUT_BEGIN`), board µs.
+    rebuild_from_us: Option<u64>,
 }
 
 /// The app-update driver's `INSTALL` of the staged TBF of `len` bytes on the board: `Ok` with
@@ -83,15 +85,18 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             halted: false,
             stream: None,
             app: None,
+            rebuild_from_us: None,
         }
     }
 
-    /// Stage delta patches in the received-stream area (`stream` has run its start-up scan)
-    /// and rebuild the image into the staging slot (`staging`, `policy`'s configuration) at
-    /// finalize, as the staged-update driver does: a session whose tag has the delta bit
-    /// (`adv_transfer::wire::capability::DELTA` at byte 12, `SessionInfo::tag`) goes to the stream
-    /// area; while a stream session exists, status, tag, erase, write, read and finalize are
-    /// its; a plain session forgets it.
+    /// Stage received streams (compressed images and delta patches) in the received-stream area
+    /// (`stream` has run its start-up scan), as the staged-update driver does: a session whose
+    /// tag is a stream's (`adv_transfer::wire::is_stream_tag`) goes to the stream area; while a
+    /// stream session exists, status, tag, erase, write, read and abort are its, the app
+    /// rebuilds the image into the staging slot (`staging` is `policy`'s configuration) with
+    /// `OUTPUT_BEGIN`, `OUTPUT_ERASE`, `OUTPUT_WRITE`, `OUTPUT_READ` and `BASE_READ`, and
+    /// `FINALIZE` finalizes the staging slot's session, then forgets the stream session; a
+    /// plain session forgets it.
     pub fn with_stream(mut self, stream: &'k mut UpdateRegion, staging: Config) -> Self {
         self.stream = Some((stream, staging));
         self
@@ -130,8 +135,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         if self.stream.is_none() {
             return Ok(false);
         }
-        use adv_transfer::wire::capability::{COMPRESSED, DELTA};
-        if tag[12] & (DELTA | COMPRESSED) != 0 {
+        if adv_transfer::wire::is_stream_tag(&tag) {
             return Ok(true);
         }
         if self.stream_active() {
@@ -140,35 +144,30 @@ impl<'k, 'r> SimKernel<'k, 'r> {
         Ok(false)
     }
 
-    /// Finalize of a stream session: rebuild into the staging slot, finalize there, then forget
-    /// the stream session (so the staging slot's finalized session is the one the app sees).
-    fn finalize_stream(&mut self) -> Result<Completion, OpError> {
-        let Some((stream, staging_config)) = self.stream.as_mut() else {
-            return Err(OpError::Refused(error::NOSUPPORT));
-        };
-        let status = stream.status();
-        let stream_config = *stream.config();
-        let started = self.board.clock.now_us();
-        let result = rebuild_and_finalize(
-            self.board,
-            self.policy,
-            *staging_config,
-            self.owner,
-            stream_config,
-            status.image_len,
-            status.tag,
-        );
-        self.record.rebuild_us += self.board.clock.now_us() - started;
-        let completion = result.map_err(|e| match e {
-            RebuildError::Refused(e) => OpError::Failed {
-                code: error::FAIL,
-                detail: e.abi_detail(),
-            },
-            RebuildError::Staging(e) => failed(e),
-            RebuildError::Flash => failed(Error::Flash),
-        })?;
-        self.request_on(true, Request::Abort, &[], &mut [])?;
-        Ok(completion)
+    /// Whether the staging slot's session is the rebuild of the stream session (begun by
+    /// `OUTPUT_BEGIN` with the stream's tag and not finalized).
+    fn rebuilding(&self) -> bool {
+        self.stream_active()
+            && self.stream.as_ref().is_some_and(|(stream, _)| {
+                let staged = self.policy.status();
+                staged.state == SessionState::Staging && staged.tag == stream.status().tag
+            })
+    }
+
+    /// `BASE_READ`: bytes of the kernel slot (internal flash), a delta patch's base.
+    fn base_read(&mut self, offset: u32, out: &mut [u8]) -> Result<u32, OpError> {
+        let slot = boot_nrf::NRF52840_DK.kernel_slot;
+        if out.len() > update::BUF_LEN {
+            return Err(OpError::Refused(error::SIZE));
+        }
+        if offset as u64 + out.len() as u64 > slot.len as u64 {
+            return Err(OpError::Refused(error::SIZE));
+        }
+        self.board
+            .internal
+            .read(slot.start + offset, out)
+            .map_err(|_| failed(Error::Flash))?;
+        Ok(0)
     }
 
     fn now_us(&self) -> u64 {
@@ -323,13 +322,71 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
         use update::command as c;
         let len = arg2 as usize;
         let request = match command {
-            c::WRITE | c::READ if len > update::BUF_LEN => {
+            c::WRITE | c::READ | c::OUTPUT_WRITE | c::OUTPUT_READ | c::BASE_READ
+                if len > update::BUF_LEN =>
+            {
                 return Err(OpError::Refused(error::SIZE))
             }
-            c::WRITE if len > data.len() => return Err(OpError::Refused(error::INVAL)),
-            c::READ if len > out.len() => return Err(OpError::Refused(error::INVAL)),
+            c::WRITE | c::OUTPUT_WRITE if len > data.len() => {
+                return Err(OpError::Refused(error::INVAL))
+            }
+            c::READ | c::OUTPUT_READ | c::BASE_READ if len > out.len() => {
+                return Err(OpError::Refused(error::INVAL))
+            }
+            c::OUTPUT_BEGIN..=c::BASE_READ if !self.stream_active() => {
+                return Err(OpError::Refused(error::RESERVE))
+            }
+            c::BASE_READ => return self.base_read(arg1, &mut out[..len]),
+            c::OUTPUT_BEGIN => {
+                let tag = self.session_status().tag;
+                self.rebuild_from_us.get_or_insert(self.now_us());
+                let begin = Request::Begin {
+                    tag,
+                    image_len: arg1,
+                };
+                let result = self.request_on(false, begin, &[], &mut []);
+                self.check_done();
+                return result.map(|_| 0);
+            }
+            c::OUTPUT_ERASE | c::OUTPUT_WRITE | c::OUTPUT_READ | c::FINALIZE
+                if self.stream_active() && !self.rebuilding() =>
+            {
+                return Err(OpError::Refused(error::RESERVE))
+            }
+            c::OUTPUT_ERASE | c::OUTPUT_WRITE | c::OUTPUT_READ => {
+                let (request, owner_data, owner_buf): (Request, &[u8], &mut [u8]) = match command {
+                    c::OUTPUT_ERASE => (Request::Erase { offset: arg1 }, &[], &mut []),
+                    c::OUTPUT_WRITE => (
+                        Request::Write {
+                            offset: arg1,
+                            len: arg2,
+                        },
+                        &data[..len],
+                        &mut [],
+                    ),
+                    _ => (
+                        Request::Read {
+                            offset: arg1,
+                            len: arg2,
+                        },
+                        &[],
+                        &mut out[..len],
+                    ),
+                };
+                let result = self.request_on(false, request, owner_data, owner_buf);
+                self.check_done();
+                return result.map(|_| 0);
+            }
             c::FINALIZE if self.stream_active() => {
-                let result = self.finalize_stream();
+                // The rebuilt image's finalize, then the stream session is forgotten.
+                let result = self.request_on(false, Request::Finalize, &[], &mut []);
+                if let Some(from) = self.rebuild_from_us.take() {
+                    self.record.rebuild_us += self.now_us() - from;
+                }
+                let result = result.and_then(|c| {
+                    self.request_on(true, Request::Abort, &[], &mut [])?;
+                    Ok(c)
+                });
                 self.check_done();
                 let c = result?;
                 self.record.finalized = Some((c, self.now_us()));

@@ -8,7 +8,6 @@ pub mod ext_kernel;
 pub mod image;
 pub mod kernel;
 pub mod radio;
-pub mod rebuild;
 pub mod signing;
 pub mod system;
 pub mod transfer;

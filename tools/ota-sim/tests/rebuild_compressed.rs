@@ -1,14 +1,18 @@
-//! The simulator's reconstruction step on a compressed image staged in the received-stream
-//! area: `rebuild_and_finalize` recognises it by the MCUboot magic, ota-lzma decodes it into the
-//! staging slot as the plain image `sign_image` writes for the same payload (byte for byte: our
-//! signatures are deterministic), and the staging slot's finalize accepts it; a corrupt one is
-//! refused with a reason and never finalized.
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+//! A compressed image received into the stream area and rebuilt by the DFU app
+//! (`dfu_app::rebuild::finalize_stream`) on the simulated kernel's commands: recognised by the
+//! MCUboot magic, ota-lzma decodes it into the staging slot as the plain image `sign_image`
+//! writes for the same payload (byte for byte: our signatures are deterministic), and the
+//! staging slot's finalize accepts it; a corrupt one is refused with a reason and never
+//! finalized.
+use adv_transfer::StageError;
+use dfu_abi::update::command;
+use dfu_app::Kernel;
+use embedded_storage::nor_flash::ReadNorFlash;
 use hw_models::SimBoard;
 use ota_image::compressed::Compression;
 use ota_imgtool::compress::sign_compressed;
 use ota_imgtool::sign::{sign_image, SignOptions};
-use ota_sim::rebuild::{rebuild_and_finalize, RebuildError};
+use ota_sim::kernel::SimKernel;
 use p256::ecdsa::SigningKey;
 use update_region::blocking::BlockingDriver;
 use update_region::{Config, UpdateRegion};
@@ -36,31 +40,46 @@ fn payload() -> Vec<u8> {
     v
 }
 
-fn rebuild(image: &[u8]) -> (SimBoard, Result<(), RebuildError>) {
+/// Stages `image` as a compressed session in the stream area through the driver's commands,
+/// then the app's finalize of it. Returns the board, the result and the app's console.
+fn rebuild(image: &[u8]) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
     let mut board = SimBoard::new(5);
-    let stream = Config::nrf52840dk_stream(OWNER);
     let staging_config = Config::nrf52840dk(OWNER);
-    let len = (image.len() as u32).div_ceil(4096) * 4096;
-    board
-        .qspi
-        .erase(stream.staging_base, stream.staging_base + len)
-        .unwrap();
-    board.qspi.write(stream.staging_base, image).unwrap();
     let mut staging = UpdateRegion::new(staging_config).unwrap();
-    // The start-up scan a kernel runs once per boot.
+    let mut stream = UpdateRegion::new(Config::nrf52840dk_stream(OWNER)).unwrap();
+    // The start-up scans a kernel runs once per boot.
     BlockingDriver::new(&mut staging, &mut board.qspi)
         .start()
         .unwrap();
-    let r = rebuild_and_finalize(
-        &mut board,
-        &mut staging,
-        staging_config,
-        OWNER,
-        stream,
-        image.len() as u32,
-        [3; 16],
-    );
-    (board, r.map(|_| ()))
+    BlockingDriver::new(&mut stream, &mut board.qspi)
+        .start()
+        .unwrap();
+    let mut no_progress = |_: &SimBoard, _| {};
+    let mut k = SimKernel::new(&mut board, &mut staging, OWNER, None, &mut no_progress)
+        .with_stream(&mut stream, staging_config);
+    let mut tag = [3u8; 16];
+    tag[adv_transfer::wire::TAG_CAPABILITIES] = adv_transfer::wire::capability::COMPRESSED;
+    let len = image.len() as u32;
+    let op = |k: &mut SimKernel, c, a1, a2, data: &[u8]| {
+        k.update_op(c, a1, a2, data, &mut [], 1_000).unwrap();
+    };
+    op(&mut k, command::BEGIN, len, 0, &tag);
+    for sector in (0..len).step_by(4096) {
+        op(&mut k, command::ERASE, sector, 0, &[]);
+    }
+    for (i, part) in image.chunks(1024).enumerate() {
+        op(
+            &mut k,
+            command::WRITE,
+            i as u32 * 1024,
+            part.len() as u32,
+            part,
+        );
+    }
+    let r = dfu_app::rebuild::finalize_stream(&mut k);
+    let log = std::mem::take(&mut k.record.log);
+    drop(k);
+    (board, r, log)
 }
 
 #[test]
@@ -78,8 +97,8 @@ fn a_compressed_image_in_the_stream_area_rebuilds_into_the_plain_image_and_final
             out.compressed_len.is_some(),
             "{c:?}: the test image must compress"
         );
-        let (mut board, r) = rebuild(&out.image);
-        r.unwrap_or_else(|e| panic!("{c:?}: {e:?}"));
+        let (mut board, r, log) = rebuild(&out.image);
+        r.unwrap_or_else(|e| panic!("{c:?}: {e:?} {log:?}"));
         let mut staged = vec![0u8; plain.len()];
         let base = Config::nrf52840dk(OWNER).staging_base;
         board.qspi.read(base, &mut staged).unwrap();
@@ -102,14 +121,21 @@ fn a_corrupt_compressed_image_is_refused_and_not_finalized() {
     .unwrap();
     let mut bad = out.image.clone();
     bad[0x200 + 1000] ^= 0x08;
-    let (_, r) = rebuild(&bad);
+    let (board, r, log) = rebuild(&bad);
+    assert_eq!(r, Err(StageError::Rejected), "{log:?}");
     assert!(
-        matches!(
-            r,
-            Err(RebuildError::Refused(
-                ota_reconstruct::Error::Corrupt(_) | ota_reconstruct::Error::OutputHash
-            ))
-        ),
-        "{r:?}"
+        log.iter()
+            .any(|l| l.starts_with("dfu: received stream refused: ")),
+        "{log:?}"
+    );
+    // No boot request: the staging slot's session was never finalized.
+    let mut staging = UpdateRegion::new(Config::nrf52840dk(OWNER)).unwrap();
+    let mut board = board;
+    BlockingDriver::new(&mut staging, &mut board.qspi)
+        .start()
+        .unwrap();
+    assert_ne!(
+        staging.status().state,
+        update_region::SessionState::Finalized
     );
 }
