@@ -4,7 +4,7 @@
 //!   [`nor::AsyncNor`]).
 //! - [`staged_update`]: the staged-update syscall driver over the update-region policy.
 //! - [`stream_rebuild`]: compressed images and delta patches: staged in the received-stream
-//!   area, rebuilt into the staging slot at finalize.
+//!   area; the DFU app rebuilds them into the staging slot through the output commands.
 //! - [`bulk_scan`]: continuous passive BLE scanning with batched delivery to one process.
 //! - [`app_update`]: install a staged, signed TBF as a new app version through upstream's
 //!   dynamic process loading (see `docs/app-updates.md`).

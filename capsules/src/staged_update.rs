@@ -53,15 +53,38 @@
 //!   read-write allow 0; `RESERVE` when the kernel cannot tell or takes no received streams
 //!   ([`StagedUpdate::running_image`]). A receiver joins a delta session only against it.
 //!
-//! A session whose tag has the compressed or delta capability bit is a received stream, staged
-//! in the received-stream area and rebuilt into the staging slot at finalize
-//! ([`crate::stream_rebuild`]); a refused stream ends finalize with `FAIL` and a
-//! `STREAM_*` detail.
+//! #### Received streams
 //!
-//! Commands 2–8 return success when the operation started and finish with exactly one upcall 0;
-//! a synchronous failure means nothing was started and no upcall follows. The upcall may already
-//! be queued when the command returns (e.g. a confirm of an image already confirmed needs no
-//! flash operation); the process sees it at its next yield either way. If the kernel cannot queue
+//! A session whose tag has the compressed or delta capability bit
+//! (`adv_transfer::wire::is_stream_tag`) is a received stream, staged in the received-stream
+//! area ([`crate::stream_rebuild`]). While it exists (a stream session whose tag is not that of
+//! a finalized staging-slot session), status, tag, erase, write, read and abort are its own; a
+//! plain begin forgets it. The DFU app rebuilds the plain signed image from it (the kernel does
+//! not decode) with:
+//!
+//! - `12` output begin: begin the staging slot's session for an image of `arg1` bytes with the
+//!   stream session's tag (the allow is not read); again after a power cut or a refused image:
+//!   the output starts over.
+//! - `13` output erase, `14` output write, `15` output read: as `3`, `4`, `5` on that staging
+//!   slot session (same allows, checks and error codes); `RESERVE` unless the staging slot's
+//!   session is staging with the stream session's tag (after `12`).
+//! - `16` base read: copy `arg2` bytes (≤ [`BUF_LEN`]) of the running kernel's slot at `arg1`
+//!   into read-write allow 0: `SIZE` beyond the slot, `INVAL` allow too short. No flash
+//!   operation: its upcall is queued before the command returns.
+//! - `6` finalize of a stream session: finalize the staging slot's session (`RESERVE` unless it
+//!   is staging with the stream session's tag): the policy checks the image and appends the boot
+//!   request, then the stream session is forgotten; the upcall carries the boot request's
+//!   sequence. A refused image ends with `FAIL` and an `IMAGE_*` detail, the stream session kept.
+//!
+//! Commands 12–16 are `RESERVE` without a stream session, and only the DFU process's
+//! (`NODEVICE`).
+//!
+//! #### Completions
+//!
+//! Commands 2–8 and 12–16 return success when the operation started and finish with exactly one
+//! upcall 0; a synchronous failure means nothing was started and no upcall follows. The upcall
+//! may already be queued when the command returns (e.g. a confirm of an image already confirmed
+//! needs no flash operation, or a base read); the process sees it at its next yield either way. If the kernel cannot queue
 //! the upcall (the process's task queue is full), the completion is kept and queued at the
 //! process's next command of any kind (e.g. a status poll after its wait timed out); until then
 //! new requests get `BUSY`.
@@ -96,10 +119,8 @@ use update_region::{
 
 use crate::kept_upcall::KeptUpcall;
 use crate::nor::{AsyncNor, AsyncNorClient};
-use crate::stream_rebuild::{self, Compressed, StreamArea, StreamRebuild};
-use ota_reconstruct::stream::{self as stream_kind, AnyStream, Kind};
-use ota_reconstruct::{Area, CHUNK};
-use update_region::SECTOR_SIZE;
+use crate::stream_rebuild::StreamArea;
+use adv_transfer::wire::is_stream_tag;
 
 use dfu_abi::update as abi;
 
@@ -123,7 +144,7 @@ pub mod upcall {
 /// Read-only allow numbers.
 pub mod ro_allow {
     use dfu_abi::update::ro_allow as abi;
-    /// Data for command 4; the session tag for command 2.
+    /// Data for commands 4 and 14; the session tag for command 2.
     pub const DATA: usize = abi::DATA as usize;
     pub const COUNT: u8 = abi::COUNT;
 }
@@ -131,7 +152,8 @@ pub mod ro_allow {
 /// Read-write allow numbers.
 pub mod rw_allow {
     use dfu_abi::update::rw_allow as abi;
-    /// Destination of command 5 (read) and 9 (tag).
+    /// Destination of commands 5 (read), 9 (tag), 11 (running), 15 and 16 (output and base
+    /// read).
     pub const READ: usize = abi::READ as usize;
     pub const COUNT: u8 = abi::COUNT;
 }
@@ -151,6 +173,11 @@ pub mod command {
     pub const TAG: usize = abi::TAG as usize;
     pub const REBOOT: usize = abi::REBOOT as usize;
     pub const RUNNING: usize = abi::RUNNING as usize;
+    pub const OUTPUT_BEGIN: usize = abi::OUTPUT_BEGIN as usize;
+    pub const OUTPUT_ERASE: usize = abi::OUTPUT_ERASE as usize;
+    pub const OUTPUT_WRITE: usize = abi::OUTPUT_WRITE as usize;
+    pub const OUTPUT_READ: usize = abi::OUTPUT_READ as usize;
+    pub const BASE_READ: usize = abi::BASE_READ as usize;
 }
 
 /// The number reported in an upcall's `value` for a failed check (`dfu_abi::update::detail`).
@@ -267,17 +294,9 @@ impl Action {
 /// Which buffer the flash holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum InFlight {
-    Scratch {
-        len: usize,
-    },
-    Owner {
-        len: usize,
-    },
+    Scratch { len: usize },
+    Owner { len: usize },
     Erase,
-    /// A read of the stream or output area for a rebuild (the stream read buffer).
-    Rebuild {
-        len: usize,
-    },
 }
 
 /// A request that takes more than one policy request (see [`crate::stream_rebuild`]).
@@ -286,23 +305,7 @@ enum Job {
     Idle,
     /// A plain begin waits for the stream session's abort.
     PlainBegin(Request),
-    /// Finalize of a stream session: reading the stream's first four bytes (its kind).
-    Magic,
-    /// A rebuild read of the stream or output area is in flight.
-    Read,
-    /// The staging slot's begin, before the first page (`len` bytes in the data buffer).
-    Begin {
-        offset: u32,
-        len: u32,
-    },
-    /// Erasing the sector a page starts.
-    Erase {
-        offset: u32,
-        len: u32,
-    },
-    /// Writing the page in the data buffer.
-    Write,
-    /// The staging slot's finalize after the rebuild.
+    /// Finalize of a stream session: the staging slot's finalize of the image the app rebuilt.
     Finalize,
     /// Forgetting the stream session; then `Completion` is reported.
     Forget(Completion),
@@ -312,9 +315,6 @@ enum Job {
 struct Streams {
     policy: MapCell<UpdateRegion>,
     kernel_slot: &'static [u8],
-    read_buf: TakeCell<'static, [u8]>,
-    compressed: TakeCell<'static, Compressed>,
-    rebuild: MapCell<StreamRebuild>,
 }
 
 /// The kernel-side core: runs one request at a time through the policy and the flash.
@@ -340,8 +340,6 @@ pub struct StagedUpdate<'a, F: AsyncNor<'a>> {
     /// The policy the current step runs on is the stream area's.
     on_stream: Cell<bool>,
     job: Cell<Job>,
-    /// The stream session's tag, for the staging slot's begin of a rebuild.
-    job_tag: Cell<[u8; TAG_LEN]>,
 }
 
 const STARTUP: usize = usize::MAX;
@@ -371,28 +369,20 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             streams: None,
             on_stream: Cell::new(false),
             job: Cell::new(Job::Idle),
-            job_tag: Cell::new([0xFF; TAG_LEN]),
         })
     }
 
     /// Take compressed images and delta patches in `area` (see [`crate::stream_rebuild`]).
-    /// `BadConfig` if its owner is not the staging slot's, its read buffer is shorter than
-    /// [`stream_rebuild::READ_BUF_LEN`] or its policy configuration is unusable.
+    /// `BadConfig` if its owner is not the staging slot's or its policy configuration is
+    /// unusable.
     pub fn with_streams(mut self, area: StreamArea) -> Result<Self, Error> {
         let owner = self.policy.map(|p| p.config().owner);
-        if owner != Some(area.config.owner) || area.read_buf.len() < stream_rebuild::READ_BUF_LEN {
+        if owner != Some(area.config.owner) {
             return Err(Error::BadConfig);
-        }
-        let compressed = TakeCell::empty();
-        if let Some(c) = area.compressed {
-            compressed.replace(c);
         }
         self.streams = Some(Streams {
             policy: MapCell::new(UpdateRegion::new(area.config)?),
             kernel_slot: area.kernel_slot,
-            read_buf: TakeCell::new(area.read_buf),
-            compressed,
-            rebuild: MapCell::empty(),
         });
         Ok(self)
     }
@@ -414,6 +404,42 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
         }
         let staged = self.policy.map(|p| p.status());
         !staged.is_some_and(|m| m.state == SessionState::Finalized && m.tag == stream.tag)
+    }
+
+    /// The stream session's tag, while one exists (a session in the stream area whose tag is
+    /// not that of a finalized staging-slot session).
+    pub fn stream_tag(&self) -> Option<[u8; TAG_LEN]> {
+        if !self.stream_active() {
+            return None;
+        }
+        self.with_policy(true, |p| p.status().tag)
+    }
+
+    /// Whether the staging slot's session is the output of the stream session with `tag`: it is
+    /// staging under that tag (after `OUTPUT_BEGIN`).
+    fn output_open(&self, tag: [u8; TAG_LEN]) -> bool {
+        self.policy
+            .map(|p| p.status())
+            .is_some_and(|m| m.state == SessionState::Staging && m.tag == tag)
+    }
+
+    /// `len` bytes of the running kernel's slot at `offset` (a delta patch's base), while a
+    /// stream session exists: `RESERVE` without one (or without a stream area), `SIZE` beyond
+    /// the slot or longer than [`BUF_LEN`].
+    pub fn base(&self, offset: u32, len: u32) -> Result<&'static [u8], ErrorCode> {
+        let Some(streams) = self.streams.as_ref() else {
+            return Err(ErrorCode::RESERVE);
+        };
+        if !self.stream_active() {
+            return Err(ErrorCode::RESERVE);
+        }
+        if len as usize > BUF_LEN {
+            return Err(ErrorCode::SIZE);
+        }
+        let from = offset as usize;
+        from.checked_add(len as usize)
+            .and_then(|end| streams.kernel_slot.get(from..end))
+            .ok_or(ErrorCode::SIZE)
     }
 
     /// Runs `f` on the stream area's policy when `on_stream`, else on the staging slot's.
@@ -469,8 +495,8 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
     /// running). `None` before any confirm, while a boot request is newer than the last
     /// confirm, or when this core takes no received streams (then no delta session should be
     /// offered to it). A confirm of a trial the bootloader had reverted names the reverted
-    /// image: a patch against it is then refused at finalize (`STREAM_WRONG_BASE`, the rebuild
-    /// hashes the kernel slot itself), nothing installed.
+    /// image: a patch against it is then refused by the app's rebuild (`STREAM_WRONG_BASE`: the
+    /// rebuild hashes the kernel slot itself, read with `BASE_READ`), nothing installed.
     pub fn running_image(&self) -> Option<[u8; abi::IMAGE_ID_LEN]> {
         self.streams.as_ref()?;
         if !self.started.get() {
@@ -500,6 +526,32 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
         request: Request,
         owner_data: Option<OwnerData<'_>>,
     ) -> Result<(), ErrorCode> {
+        self.start_request(short_id, command, request, owner_data, false)
+    }
+
+    /// Start `request` on the staging slot as the output of the stream session's rebuild
+    /// (`OUTPUT_*`, see [`crate::stream_rebuild`]): a begin with the stream session's tag
+    /// (anything else `INVAL`), or an erase, write or read of the staging slot's session once
+    /// that begin happened. `RESERVE` without a stream session or, for erase, write and read,
+    /// before the begin; otherwise as [`Self::request`].
+    pub fn output(
+        &self,
+        short_id: ShortId,
+        command: usize,
+        request: Request,
+        owner_data: Option<OwnerData<'_>>,
+    ) -> Result<(), ErrorCode> {
+        self.start_request(short_id, command, request, owner_data, true)
+    }
+
+    fn start_request(
+        &self,
+        short_id: ShortId,
+        command: usize,
+        request: Request,
+        owner_data: Option<OwnerData<'_>>,
+        output: bool,
+    ) -> Result<(), ErrorCode> {
         let caller = caller_id(short_id).ok_or(ErrorCode::NODEVICE)?;
         if !self.is_owner(short_id) {
             return Err(ErrorCode::NODEVICE);
@@ -522,28 +574,48 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 .ok_or(ErrorCode::BUSY)??;
         }
         // Which policy: a stream session's begin goes to the stream area, a plain one forgets
-        // any stream session first; confirm is the staging slot's; the rest go to the session
-        // the owner sees.
+        // any stream session first; confirm and the rebuild's output are the staging slot's;
+        // a stream session's finalize is the staging slot's finalize of the rebuilt image, then
+        // the stream session is forgotten; the rest go to the session the owner sees.
         let mut request = request;
         let mut job = Job::Idle;
-        let on_stream = match request {
-            Request::Begin { tag, .. } if self.streams.is_some() => {
-                if stream_rebuild::is_stream_tag(&tag) {
-                    true
-                } else if self.stream_active() {
-                    job = Job::PlainBegin(request);
-                    request = Request::Abort;
-                    true
-                } else {
-                    false
+        let on_stream = if output {
+            let tag = self.stream_tag().ok_or(ErrorCode::RESERVE)?;
+            match request {
+                Request::Begin { tag: t, .. } if t == tag => {}
+                Request::Erase { .. } | Request::Write { .. } | Request::Read { .. } => {
+                    if !self.output_open(tag) {
+                        return Err(ErrorCode::RESERVE);
+                    }
                 }
+                _ => return Err(ErrorCode::INVAL),
             }
-            Request::Confirm => false,
-            _ => self.stream_active(),
+            false
+        } else {
+            match request {
+                Request::Begin { tag, .. } if self.streams.is_some() => {
+                    if is_stream_tag(&tag) {
+                        true
+                    } else if self.stream_active() {
+                        job = Job::PlainBegin(request);
+                        request = Request::Abort;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Request::Confirm => false,
+                Request::Finalize => match self.stream_tag() {
+                    Some(tag) if self.output_open(tag) => {
+                        job = Job::Finalize;
+                        false
+                    }
+                    Some(_) => return Err(ErrorCode::RESERVE),
+                    None => false,
+                },
+                _ => self.stream_active(),
+            }
         };
-        if on_stream && request == Request::Finalize {
-            return self.start_rebuild(command);
-        }
         let action = self
             .with_policy(on_stream, |p| Action::from_step(p.request(caller, request)))
             .ok_or(ErrorCode::FAIL)?;
@@ -572,197 +644,11 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
             .unwrap_or(Action::Done(Err(Error::Flash)))
     }
 
-    /// Finalize of a stream session: read its kind, then rebuild (see [`crate::stream_rebuild`]).
-    fn start_rebuild(&self, command: usize) -> Result<(), ErrorCode> {
-        let Some(streams) = self.streams.as_ref() else {
-            return Err(ErrorCode::FAIL);
-        };
-        let status = streams.policy.map(|p| p.status()).ok_or(ErrorCode::FAIL)?;
-        if status.state != SessionState::Staging {
-            return Err(ErrorCode::RESERVE);
-        }
-        let Some(buf) = streams.read_buf.take() else {
-            return Err(ErrorCode::BUSY);
-        };
-        let base = streams.policy.map(|p| p.config().staging_base).unwrap_or(0);
-        self.job_tag.set(status.tag);
-        self.job.set(Job::Magic);
-        self.on_stream.set(true);
-        self.active.set(Some(command));
-        let action = self.lend_rebuild(buf, base, 4);
-        self.drive(action);
-        Ok(())
-    }
-
-    /// Lend the stream read buffer to the flash for a rebuild read of `len` bytes at `address`.
-    fn lend_rebuild(&self, buf: &'static mut [u8], address: u32, len: usize) -> Action {
-        // Marked in flight first: a completion may come back before the call returns.
-        self.in_flight.set(Some(InFlight::Rebuild { len }));
-        match self.flash.read(address, buf, len) {
-            Ok(()) => Action::InFlight,
-            Err((_, buf)) => {
-                self.in_flight.set(None);
-                if let Some(s) = self.streams.as_ref() {
-                    s.read_buf.replace(buf);
-                }
-                self.job_fail(Error::Flash)
-            }
-        }
-    }
-
-    /// A job ends in `error`: the rebuild state goes (its decoder storage back), and the
-    /// request reports `error`.
+    /// A job ends in `error`: the request reports it.
     fn job_fail(&self, error: Error) -> Action {
-        self.end_rebuild();
         self.job.set(Job::Idle);
         self.on_stream.set(false);
         Action::Done(Err(error))
-    }
-
-    fn end_rebuild(&self) {
-        if let Some(s) = self.streams.as_ref() {
-            if let Some(rebuild) = s.rebuild.take() {
-                if let AnyStream::Compressed(c) = rebuild.into_decoder() {
-                    s.compressed.replace(c);
-                }
-            }
-        }
-    }
-
-    /// The stream's first bytes are read: pick the decoder and start the rebuild.
-    fn begin_rebuild(&self, magic: [u8; 4]) -> Action {
-        let Some(s) = self.streams.as_ref() else {
-            return self.job_fail(Error::Flash);
-        };
-        let stream_len = s.policy.map(|p| p.status().image_len).unwrap_or(0);
-        let output_max = self.policy.map(|p| p.config().max_image_len()).unwrap_or(0);
-        let slot_len = s.kernel_slot.len() as u32;
-        let limits = stream_kind::limits(stream_len, slot_len, output_max);
-        let decoder = match Kind::detect(magic) {
-            Kind::Delta => AnyStream::Delta(ota_reconstruct::delta::DeltaDecoder::new()),
-            Kind::Compressed => match s.compressed.take() {
-                Some(c) => {
-                    c.restart(slot_len);
-                    AnyStream::Compressed(c)
-                }
-                None => {
-                    let detail = ota_reconstruct::Error::Unsupported.abi_detail();
-                    return self.job_fail(Error::StreamRefused { detail });
-                }
-            },
-        };
-        s.rebuild.replace(StreamRebuild::new(decoder, limits));
-        self.rebuild_step(|r| r.start())
-    }
-
-    /// Advance the rebuild with `f` and perform what it asks, until something is in flight or
-    /// the rebuild ended: base reads are memory reads, done here; stream and output reads go
-    /// to the flash; a page goes to the staging slot through its policy.
-    fn rebuild_step(
-        &self,
-        f: impl FnOnce(&mut StreamRebuild) -> ota_reconstruct::Action<'_>,
-    ) -> Action {
-        enum Next {
-            Read { area: Area, offset: u32, len: usize },
-            Write { offset: u32, len: u32 },
-            Done(Result<(), ota_reconstruct::Error>),
-            Missing,
-        }
-        let Some(s) = self.streams.as_ref() else {
-            return self.job_fail(Error::Flash);
-        };
-        let convert = |act: ota_reconstruct::Action<'_>| match act {
-            ota_reconstruct::Action::Read { area, offset, len } => Next::Read { area, offset, len },
-            ota_reconstruct::Action::Write { offset, data } => {
-                let copied = self.data.map(|d| match d.get_mut(..data.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(data);
-                        true
-                    }
-                    None => false,
-                });
-                match copied {
-                    Some(true) => Next::Write {
-                        offset,
-                        len: data.len() as u32,
-                    },
-                    _ => Next::Missing,
-                }
-            }
-            ota_reconstruct::Action::Done(result) => Next::Done(result.map(|_| ())),
-        };
-        let mut f = Some(f);
-        let mut base = [0u8; CHUNK];
-        let mut base_len = 0;
-        loop {
-            let next = s
-                .rebuild
-                .map(|r| match f.take() {
-                    Some(f) => convert(f(r)),
-                    None => convert(r.read_done(&base[..base_len])),
-                })
-                .unwrap_or(Next::Missing);
-            match next {
-                Next::Read {
-                    area: Area::Base,
-                    offset,
-                    len,
-                } => {
-                    let from = offset as usize;
-                    match s.kernel_slot.get(from..from + len) {
-                        Some(bytes) => {
-                            base[..len].copy_from_slice(bytes);
-                            base_len = len;
-                        }
-                        None => return self.job_fail(Error::Flash),
-                    }
-                }
-                Next::Read { area, offset, len } => {
-                    let config = match area {
-                        Area::Stream => s.policy.map(|p| *p.config()),
-                        _ => self.policy.map(|p| *p.config()),
-                    };
-                    let (Some(config), Some(buf)) = (config, s.read_buf.take()) else {
-                        return self.job_fail(Error::Flash);
-                    };
-                    self.job.set(Job::Read);
-                    return self.lend_rebuild(buf, config.staging_base + offset, len);
-                }
-                Next::Write { offset, len } => {
-                    if offset == 0 {
-                        let image_len = s
-                            .rebuild
-                            .map(|r| r.plan().map_or(0, |p| p.output_len))
-                            .unwrap_or(0);
-                        self.job.set(Job::Begin { offset, len });
-                        let tag = self.job_tag.get();
-                        return self.sub_request(false, Request::Begin { tag, image_len });
-                    }
-                    return self.page_erase_or_write(offset, len);
-                }
-                Next::Done(Ok(())) => {
-                    self.end_rebuild();
-                    self.job.set(Job::Finalize);
-                    return self.sub_request(false, Request::Finalize);
-                }
-                Next::Done(Err(e)) => {
-                    let detail = e.abi_detail();
-                    return self.job_fail(Error::StreamRefused { detail });
-                }
-                Next::Missing => return self.job_fail(Error::Flash),
-            }
-        }
-    }
-
-    /// The page in the data buffer goes to staging `offset`: erase its sector first when it
-    /// starts one.
-    fn page_erase_or_write(&self, offset: u32, len: u32) -> Action {
-        if offset.is_multiple_of(SECTOR_SIZE) {
-            self.job.set(Job::Erase { offset, len });
-            return self.sub_request(false, Request::Erase { offset });
-        }
-        self.job.set(Job::Write);
-        self.sub_request(false, Request::Write { offset, len })
     }
 
     /// A policy request of a job ended with `result`: the job's next step.
@@ -776,12 +662,6 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 self.job.set(Job::Idle);
                 self.sub_request(false, request)
             }
-            Job::Begin { offset, len } => self.page_erase_or_write(offset, len),
-            Job::Erase { offset, len } => {
-                self.job.set(Job::Write);
-                self.sub_request(false, Request::Write { offset, len })
-            }
-            Job::Write => self.rebuild_step(|r| r.write_done()),
             Job::Finalize => {
                 self.job.set(Job::Forget(result));
                 self.sub_request(true, Request::Abort)
@@ -791,19 +671,8 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
                 self.on_stream.set(false);
                 Action::Done(Ok(finalized))
             }
-            Job::Idle | Job::Magic | Job::Read => self.job_fail(Error::Flash),
+            Job::Idle => self.job_fail(Error::Flash),
         }
-    }
-
-    /// A rebuild read came back.
-    fn rebuild_read_done(&self, data: &[u8]) -> Action {
-        if self.job.get() == Job::Magic {
-            let mut magic = [0xFF; 4];
-            let n = data.len().min(4);
-            magic[..n].copy_from_slice(&data[..n]);
-            return self.begin_rebuild(magic);
-        }
-        self.rebuild_step(|r| r.read_done(data))
     }
 
     /// Perform actions until one is in flight or the request is done.
@@ -945,23 +814,6 @@ impl<'a, F: AsyncNor<'a>> StagedUpdate<'a, F> {
 
     /// Hand a returned buffer back and feed the result to the policy.
     fn buffer_back(&self, buffer: &'static mut [u8], result: Result<(), ErrorCode>, read: bool) {
-        if let Some(InFlight::Rebuild { len }) = self.in_flight.get() {
-            self.in_flight.set(None);
-            // The bytes are copied out and the buffer put back first: the next step may lend
-            // it again at once.
-            let mut data = [0u8; CHUNK];
-            let len = len.min(CHUNK).min(buffer.len());
-            data[..len].copy_from_slice(&buffer[..len]);
-            if let Some(s) = self.streams.as_ref() {
-                s.read_buf.replace(buffer);
-            }
-            let next = match (result, read) {
-                (Ok(()), true) => self.rebuild_read_done(&data[..len]),
-                _ => self.job_fail(Error::Flash),
-            };
-            self.drive(next);
-            return;
-        }
         let next = match self.in_flight.get() {
             Some(InFlight::Scratch { len }) => {
                 let action = match (result, read) {
@@ -1120,7 +972,16 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
     /// later one. (A deferred call would add a board-registered slot and a saved result for no
     /// gain.) The core refuses synchronously only before it starts anything, so clearing the
     /// pending process on refusal cannot drop a completion.
-    fn start(&self, processid: ProcessId, command: usize, request: Request) -> CommandReturn {
+    ///
+    /// With `output` the request is the rebuild's output on the staging slot
+    /// ([`StagedUpdate::output`]).
+    fn start(
+        &self,
+        processid: ProcessId,
+        command: usize,
+        request: Request,
+        output: bool,
+    ) -> CommandReturn {
         let short_id = processid.short_app_id();
         if !self.core.is_owner(short_id) {
             return CommandReturn::failure(ErrorCode::NODEVICE);
@@ -1150,9 +1011,9 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
                     })
                     .unwrap_or(Err(ErrorCode::NOMEM))
             };
-            self.core.request(short_id, command, request, Some(&fill))
+            self.core_request(short_id, command, request, Some(&fill), output)
         } else {
-            self.core.request(short_id, command, request, None)
+            self.core_request(short_id, command, request, None, output)
         };
         match result {
             Ok(()) => CommandReturn::success(),
@@ -1161,6 +1022,42 @@ impl<'a, F: AsyncNor<'a>> StagedUpdateDriver<'a, F> {
                 CommandReturn::failure(e)
             }
         }
+    }
+
+    fn core_request(
+        &self,
+        short_id: ShortId,
+        command: usize,
+        request: Request,
+        owner_data: Option<OwnerData<'_>>,
+        output: bool,
+    ) -> Result<(), ErrorCode> {
+        if output {
+            self.core.output(short_id, command, request, owner_data)
+        } else {
+            self.core.request(short_id, command, request, owner_data)
+        }
+    }
+
+    /// `BASE_READ`: copy the base bytes into the READ allow and queue the completion at once
+    /// (no flash operation: the kernel slot is memory). Refused like a request while one is
+    /// out, so completions stay in order.
+    fn base_read(&self, processid: ProcessId, offset: u32, len: u32) -> CommandReturn {
+        if !self.core.is_owner(processid.short_app_id()) {
+            return CommandReturn::failure(ErrorCode::NODEVICE);
+        }
+        if self.current.is_some() || !self.flush() {
+            return CommandReturn::failure(ErrorCode::BUSY);
+        }
+        let bytes = match self.core.base(offset, len) {
+            Ok(bytes) => bytes,
+            Err(e) => return CommandReturn::failure(e),
+        };
+        let ret = self.copy_to_read_allow(processid, bytes);
+        if ret.is_success() {
+            self.deliver(processid, command::BASE_READ, 0, 0);
+        }
+        ret
     }
 
     /// Copies `bytes` to the start of the caller's READ buffer (`INVAL` when it is missing or
@@ -1265,24 +1162,35 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
                     None => CommandReturn::failure(ErrorCode::BUSY),
                 }
             }
-            // The policy's requests, decoded as the simulated kernel decodes them.
+            command::BASE_READ => self.base_read(processid, offset, len),
+            // The policy's requests, decoded as the simulated kernel decodes them; the
+            // rebuild's output commands are the staging slot's begin, erase, write and read.
             _ => {
+                use dfu_abi::update::command as n;
+                let (number, output) = match command_num {
+                    command::OUTPUT_BEGIN => (n::BEGIN, true),
+                    command::OUTPUT_ERASE => (n::ERASE, true),
+                    command::OUTPUT_WRITE => (n::WRITE, true),
+                    command::OUTPUT_READ => (n::READ, true),
+                    _ => (u32::try_from(command_num).unwrap_or(u32::MAX), false),
+                };
                 // BEGIN and READ touch the process's buffers: only the owner's.
-                if matches!(command_num, command::BEGIN | command::READ)
+                if matches!(number, n::BEGIN | n::READ)
                     && !self.core.is_owner(processid.short_app_id())
                 {
                     return CommandReturn::failure(ErrorCode::NODEVICE);
                 }
                 // The bytes read must fit where they go: refuse now rather than cut them short.
-                if command_num == command::READ
-                    && arg2 <= BUF_LEN
-                    && self.read_room(processid) < arg2
-                {
+                if number == n::READ && arg2 <= BUF_LEN && self.read_room(processid) < arg2 {
                     return CommandReturn::failure(ErrorCode::INVAL);
                 }
-                let number = u32::try_from(command_num).unwrap_or(u32::MAX);
-                match Request::from_command(number, offset, len, || self.read_tag(processid)) {
-                    Some(Ok(request)) => self.start(processid, command_num, request),
+                // The output's begin carries the stream session's tag, not the allow's.
+                let tag = || match output {
+                    true => self.core.stream_tag().ok_or(ErrorCode::RESERVE),
+                    false => self.read_tag(processid),
+                };
+                match Request::from_command(number, offset, len, tag) {
+                    Some(Ok(request)) => self.start(processid, command_num, request, output),
                     Some(Err(e)) => CommandReturn::failure(e),
                     None => CommandReturn::failure(ErrorCode::NOSUPPORT),
                 }

@@ -65,7 +65,7 @@ impl Rig {
         Rig::with_streams(false)
     }
 
-    /// With `streams`: the core takes received streams (delta patches only).
+    /// With `streams`: the core takes received streams.
     fn with_streams(streams: bool) -> Rig {
         let harness = Harness::new();
         let flash = FakeNor::new(CAPACITY);
@@ -76,8 +76,6 @@ impl Rig {
             let area = tock_ota_capsules::stream_rebuild::StreamArea {
                 config: Config::nrf52840dk_stream(DFU),
                 kernel_slot: Box::leak(vec![0xFF; 4096].into_boxed_slice()),
-                read_buf: Box::leak(vec![0u8; 256].into_boxed_slice()),
-                compressed: None,
             };
             core = core.with_streams(area).unwrap();
         }

@@ -54,16 +54,10 @@ pub const UPDATE_REGION: update_region::Config =
     update_region::Config::nrf52840dk(DFU_SHORT_ID.get());
 
 /// The received-stream area (QSPI 3 MiB, 256 KiB, `docs/layout.md`): compressed images and
-/// delta patches are staged here and rebuilt into the staging slot at finalize.
+/// delta patches are staged here; the DFU app rebuilds them into the staging slot through the
+/// kernel's output commands, and the kernel links no decoder.
 pub const STREAM_AREA: update_region::Config =
     update_region::Config::nrf52840dk_stream(DFU_SHORT_ID.get());
-
-/// Rebuild compressed images on the device: on by default (cargo feature `compressed-updates`).
-/// The LZMA decoder costs about 7.9 KB of code and 34,896 B of kernel RAM (`.bss`), room the DFU
-/// app's link address leaves (`apps/dfu/.cargo/config.toml`; `.ci/check_kernel.py` checks it);
-/// docs/delta-updates.md has the figures. Built with `--no-default-features`, the device
-/// rebuilds delta patches only, refuses compressed streams at finalize and links no LZMA code.
-pub const COMPRESSED_UPDATES: bool = cfg!(feature = "compressed-updates");
 
 /// Number of accepted signing keys.
 pub const NUM_KEYS: usize = 2;

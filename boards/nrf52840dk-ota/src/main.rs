@@ -61,7 +61,7 @@ use tock_ota_capsules::sha256_digest::Sha256Digest;
 use tock_ota_capsules::staged_update::{
     self, StagedUpdate, StagedUpdateDriver, SystemReset, BUF_LEN,
 };
-use tock_ota_capsules::stream_rebuild::{self, Compressed, StreamArea};
+use tock_ota_capsules::stream_rebuild::StreamArea;
 
 use board_config::NUM_PROCS;
 
@@ -71,12 +71,6 @@ const QSPI_IRQ: u32 = 41;
 /// The kernel slot (internal flash) the bootloader installs into: a delta patch's base.
 const KERNEL_SLOT_START: u32 = boot_nrf::NRF52840_DK.kernel_slot.start;
 const KERNEL_SLOT_LEN: u32 = boot_nrf::NRF52840_DK.kernel_slot.len;
-
-/// The compressed-image decoder's storage (about 34 KiB): a constant initialiser, so that it
-/// never passes through the kernel stack, and all zero bytes, so that it lies in `.bss` and
-/// costs no flash (the staged-update core restarts it with the slot's length for each stream).
-#[cfg(feature = "compressed-updates")]
-static mut COMPRESSED: Compressed = Compressed::EMPTY;
 
 /// Report ring for the bulk scanner: room for about 100 full-size advertisements.
 const SCAN_RING_LEN: usize = boot_nrf::NRF52840_DK_SCAN_RING_BYTES;
@@ -480,23 +474,10 @@ pub unsafe fn main() {
     let kernel_slot: &'static [u8] = unsafe {
         core::slice::from_raw_parts(KERNEL_SLOT_START as *const u8, KERNEL_SLOT_LEN as usize)
     };
-    // The decoder's storage exists only in a build with compressed updates
-    // (board_config::COMPRESSED_UPDATES).
-    #[cfg(feature = "compressed-updates")]
-    // SAFETY: the only reference ever made to COMPRESSED, made once here before any use.
-    let compressed: Option<&'static mut Compressed> =
-        Some(unsafe { &mut *addr_of_mut!(COMPRESSED) });
-    #[cfg(not(feature = "compressed-updates"))]
-    let compressed: Option<&'static mut Compressed> = None;
-    debug_assert_eq!(compressed.is_some(), board_config::COMPRESSED_UPDATES);
+    // Received streams are staged here; the DFU app rebuilds them (stream_rebuild.rs).
     let streams = StreamArea {
         config: board_config::STREAM_AREA,
         kernel_slot,
-        read_buf: static_init!(
-            [u8; stream_rebuild::READ_BUF_LEN],
-            [0; stream_rebuild::READ_BUF_LEN]
-        ),
-        compressed,
     };
     let update_core = create_update_core(update_nor, update_data, update_scratch, streams);
     update_nor.set_nor_client(update_core);

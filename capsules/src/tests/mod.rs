@@ -17,6 +17,3 @@ mod identity;
 mod image;
 mod scan_ring;
 mod staged_update;
-// Builds its compressed images with the decoder the feature brings (on by default).
-#[cfg(feature = "compressed-updates")]
-mod stream_rebuild;
