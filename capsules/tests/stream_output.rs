@@ -533,6 +533,26 @@ fn base_read_copies_the_kernel_slot_within_its_bounds() {
     );
     rig.dfu
         .allow_rw(DRIVER_NUM, rw_allow::READ, rig.read_buffer);
+    // A full task queue: the completion is kept, new requests are BUSY until the process's
+    // next command hands it over, once.
+    rig.dfu.queue_full.set(true);
+    let ret = rig
+        .driver
+        .command(command::BASE_READ, 2000, 8, rig.dfu.id());
+    assert!(ret.is_success());
+    assert!(rig.dfu.take_upcalls().is_empty());
+    assert_eq!(
+        rig.command(command::BASE_READ, 0, 8),
+        Err(ErrorCode::BUSY),
+        "the kept completion goes first"
+    );
+    rig.dfu.queue_full.set(false);
+    let ret = rig.driver.command(command::STATUS, 0, 0, rig.dfu.id());
+    assert!(ret.get_failure().is_none());
+    let upcalls = rig.dfu.take_upcalls();
+    assert_eq!(upcalls.len(), 1, "{upcalls:?}");
+    assert_eq!(upcalls[0].args, (command::BASE_READ, 0, 0));
+    assert_eq!(rig.read_back(8), slot[2000..2008]);
     // While another request is out, refused: completions stay in order.
     let ret = rig.driver.command(command::READ, 0, 16, rig.dfu.id());
     assert!(ret.is_success());
