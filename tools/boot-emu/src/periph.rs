@@ -497,14 +497,17 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
         }
     }
 
-    /// The earliest time after `now_us` at which a modelled source raises an interrupt (or a
-    /// packet goes on air).
+    /// The earliest time after `now_us` at which a modelled source raises an interrupt, a
+    /// packet goes on air, or RADIO, TIMER0 and PPI do something on their own.
     pub fn next_interrupt_us(&self, now_us: u64) -> Option<u64> {
         [
             self.rtc1.next_irq_us(now_us),
             self.uarte0.next_event_us(),
             self.radio_bus
                 .next_event_us(&self.radio, self.tick_at(now_us)),
+            // The next packet the air puts on: a sleeping CPU wakes for it, so the RADIO
+            // meets it at its time rather than when something else wakes the CPU.
+            self.air.as_ref().and_then(|a| a.next_at()),
             self.systick.next_irq_us(self.cycle_at(now_us)),
         ]
         .into_iter()

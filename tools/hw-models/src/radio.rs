@@ -172,6 +172,9 @@ pub struct Radio {
     pub received: u64,
     pub cut: u64,
     pub missed: u64,
+    /// Packets received whole with a good CRC on a secondary advertising channel (not 2402,
+    /// 2426 or 2480 MHz): the AUX_ADV_IND and AUX_CHAIN_IND of extended advertising.
+    pub received_secondary: u64,
     ram: std::ops::Range<u32>,
 }
 
@@ -211,6 +214,7 @@ impl Radio {
             received: 0,
             cut: 0,
             missed: 0,
+            received_secondary: 0,
             ram,
         }
     }
@@ -337,6 +341,9 @@ impl Radio {
             self.cut += 1;
         } else {
             self.received += 1;
+            if self.crcstatus == 1 && ![2402, 2426, 2480].contains(&p.mhz) {
+                self.received_secondary += 1;
+            }
         }
         self.dma_writes.push((self.packetptr, bytes));
     }
@@ -727,6 +734,7 @@ mod tests {
         assert!(r.irq(end));
         assert_eq!(r.read(0x400, end), Ok(1));
         assert_eq!(r.dma_writes[0].1.len(), 2 + 255);
+        assert_eq!(r.received_secondary, 1);
         // The same packet at 1M is not heard by a 2M receiver.
         let mut r2 = r.clone();
         r2.write(0x004, 1, end, None).unwrap();

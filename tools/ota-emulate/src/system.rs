@@ -17,6 +17,10 @@
 //! bootloader's install), `confirm` from that power-on's kernel jump (the trial kernel's app
 //! writes its confirm).
 //!
+//! `--bearer extended-1m|extended-2m` has the sender offer that bearer and, once the DFU app
+//! picks it, put extended events on air (`ext_air::extended_event`, the simulator's code): the
+//! kernel built with its `ble5` feature follows them with TIMER0, PPI and the RADIO.
+//!
 //! `--foreign-sender RATE` adds a second sender on air (`Foreign`), `--app` chooses the apps
 //! in the app region, and `--boot-only` boots them with nothing on air (a refused credential,
 //! a process the MPU stops).
@@ -34,7 +38,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use adv_transfer::wire::ADV_DATA_MAX;
+use adv_transfer::bearer::{Bearer, BearerSet};
+use adv_transfer::wire::{ADV_DATA_MAX, EXT_ADV_DATA_MAX};
 use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -109,9 +114,37 @@ pub struct Args {
     /// The version of the app the device runs before `--app-update` (a TAB).
     #[arg(long, value_name = "TAB", requires = "app_update")]
     pub app_installed: Option<PathBuf>,
+    /// The bearer the sender offers besides legacy advertising, on which it puts the data once
+    /// the DFU app picks it: `extended-1m` or `extended-2m` (ADV_EXT_IND on 37, 38, 39 pointing
+    /// to AUX_ADV_IND and AUX_CHAIN_IND on the secondary channels at that PHY; the DK kernel
+    /// must be built with its `ble5` feature to follow them), or `legacy` only.
+    #[arg(long, value_enum, default_value_t = BearerArg::Legacy)]
+    pub bearer: BearerArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--bearer`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BearerArg {
+    #[default]
+    Legacy,
+    #[value(name = "extended-1m")]
+    Extended1m,
+    #[value(name = "extended-2m")]
+    Extended2m,
+}
+
+impl BearerArg {
+    /// The chained bearer offered besides legacy, if any.
+    pub fn chained(self) -> Option<Bearer> {
+        match self {
+            BearerArg::Legacy => None,
+            BearerArg::Extended1m => Some(Bearer::Extended(Phy::Le1M)),
+            BearerArg::Extended2m => Some(Bearer::Extended(Phy::Le2M)),
+        }
+    }
 }
 
 mod app_update;
@@ -277,6 +310,11 @@ const CHANNELS_MHZ: [u32; 3] = [2402, 2426, 2480];
 /// ADV_NONCONN_IND with a random (TxAdd) advertiser address.
 const ADV_NONCONN_IND_RANDOM: u8 = 0x42;
 
+/// The copies of one advertising event's PDU on the three primary channels come within this
+/// of the first (the DK kernel sends them back to back; an advertising event lasts at most
+/// 10 ms, Core Vol 6 Part B §4.4.2.2.1).
+const STATUS_COPIES_WITHIN_US: u64 = 10_000;
+
 /// The sender on air.
 struct SenderLink<'a> {
     sender: Sender<'a>,
@@ -285,10 +323,32 @@ struct SenderLink<'a> {
     loss: f64,
     junk: f64,
     heard: usize,
+    /// The last PDU the device sent that the sender heard, and when.
+    last_heard: Option<(u64, Vec<u8>)>,
     events: u64,
     junk_sent: u64,
     /// `--foreign-sender`'s second sender, if any.
     foreign: Option<Foreign<'a>>,
+    /// Chained events put on air (after the pick of a chained bearer), their chain PDUs
+    /// (AUX_ADV_IND, AUX_CHAIN_IND), and the chain PDUs the device's RADIO received whole
+    /// (before this power-on, and the RADIO's count in it).
+    chained_events: u64,
+    chain_pdus: u64,
+    chain_received_before: u64,
+    chain_received_now: u64,
+}
+
+/// The chained link's figures in the report.
+#[derive(Debug, Serialize)]
+pub struct ChainedReport {
+    /// The bearer the sender was on when the run ended (`None`: legacy, no pick).
+    pub bearer: Option<String>,
+    /// Extended events on air after the pick.
+    pub events: u64,
+    /// Their AUX_ADV_IND and AUX_CHAIN_IND PDUs on air.
+    pub chain_pdus: u64,
+    /// Those the device's RADIO received whole with a good CRC (on a secondary channel).
+    pub chain_pdus_received: u64,
 }
 
 /// A second sender on air (`--foreign-sender`): another session's transfer of a different
@@ -440,6 +500,16 @@ impl hw_models::radio::Air for SenderLink<'_> {
     fn pump(&mut self, now_us: u64, radio: &mut Radio) {
         for sent in &radio.transmitted[self.heard..] {
             // AdvA (6 bytes), then the AdvData.
+            // One advertising event sends the same PDU on 37, 38 and 39: the sender hears it
+            // once, as a host scanner filtering duplicates reports it and as the simulator's
+            // link delivers a status (a sender counts statuses, e.g. those naming no pick).
+            let copy = self.last_heard.as_ref().is_some_and(|(at, p)| {
+                sent.at_us.saturating_sub(*at) < STATUS_COPIES_WITHIN_US && *p == sent.payload
+            });
+            self.last_heard = Some((sent.at_us, sent.payload.clone()));
+            if copy {
+                continue;
+            }
             if sent.payload.len() > 6 {
                 self.sender.on_adv(&sent.payload[6..]);
                 if let Some(f) = &mut self.foreign {
@@ -448,8 +518,13 @@ impl hw_models::radio::Air for SenderLink<'_> {
             }
         }
         self.heard = radio.transmitted.len();
+        self.chain_received_now = radio.received_secondary;
         // Queue a little ahead, so an event is on air before the RADIO could miss its start.
         while self.next_event_us <= now_us + 1_000 {
+            if let Some(b) = self.sender.bearer().filter(|b| b.chained()) {
+                self.chained_event(b, radio);
+                continue;
+            }
             let mut adv = [0u8; ADV_DATA_MAX];
             let n = self.sender.next_adv(&mut adv);
             let mut payload = self.sender.address().to_vec();
@@ -502,6 +577,40 @@ impl hw_models::radio::Air for SenderLink<'_> {
 }
 
 impl SenderLink<'_> {
+    /// One extended event of bearer `b` at `next_event_us` (`ext_air::extended_event`, as the
+    /// simulator's link puts them on air), and the next event after the bearer's shortest
+    /// interval (or the event's end) and the advDelay.
+    fn chained_event(&mut self, b: Bearer, radio: &mut Radio) {
+        let t = self.next_event_us;
+        let mut adv = [0u8; EXT_ADV_DATA_MAX];
+        let len = self.sender.next_event(&mut adv);
+        let (pdus, end) = ext_air::extended_event(
+            t as f64,
+            self.chained_events,
+            b,
+            self.sender.address(),
+            &adv[..len],
+            true,
+        );
+        for p in pdus {
+            self.chain_pdus += u64::from(p.chain);
+            radio.air(AirPacket {
+                at_us: p.start.round() as u64,
+                mhz: ext_air::channel_mhz(p.channel).expect("a BLE channel"),
+                s0: p.bytes[0],
+                length: p.bytes[1],
+                payload: p.bytes[2..].to_vec(),
+                crc_ok: self.rng.gen::<f64>() >= self.loss,
+                phy: p.phy,
+            });
+        }
+        self.chained_events += 1;
+        self.events += 1;
+        let interval = u64::from(b.budget_with_interval(0).interval_us);
+        let end = end.ceil() as u64;
+        self.next_event_us = t + interval.max(end - t) + self.rng.gen_range(0..=10_000);
+    }
+
     /// Over-length (LENGTH 38–255, as many bytes on air) or malformed (random header and
     /// bytes within the legacy length).
     fn junk_packet(&mut self, at_us: u64, mhz: u32) -> AirPacket {
@@ -581,6 +690,8 @@ pub struct Report {
     /// `--foreign-sender`: its advertising events and packets on air, those of them malformed,
     /// and those the device's RADIO received (whole or cut at MAXLEN).
     pub foreign: Option<ForeignReport>,
+    /// `--bearer` other than legacy: what went over the chained bearer.
+    pub chained: Option<ChainedReport>,
     pub sender_complete: bool,
     pub receiver_state: Option<String>,
     pub power_ons: Vec<PowerOn>,
@@ -674,6 +785,14 @@ fn kernel_named(board: &mut SimBoard, v2_hash: &[u8; 32]) -> (String, bool) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.bearer != BearerArg::Legacy
+        && (args.boot_only || args.app_update.is_some() || args.app_installed.is_some())
+    {
+        anyhow::bail!(
+            "--bearer {:?}: a kernel update only (not --boot-only, not --app-update)",
+            args.bearer
+        );
+    }
     if args.app_update.is_some() || args.app_installed.is_some() {
         return app_update::run(&args);
     }
@@ -691,6 +810,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     {
         anyhow::bail!(
             "--boot-only puts nothing on air: --cut, --loss, --junk-radio, --foreign-sender, --compression, --base and --image do not apply"
+        );
+    }
+    if args.bearer != BearerArg::Legacy && (args.foreign_sender > 0.0 || args.junk_radio > 0.0) {
+        anyhow::bail!(
+            "--bearer {:?}: --foreign-sender and --junk-radio are modelled on legacy advertising only",
+            args.bearer
         );
     }
     if !(0.0..=FOREIGN_RATE_MAX).contains(&args.foreign_sender) {
@@ -813,8 +938,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let session = rng.gen_range(1..u32::MAX);
-    let sender = ota_sim::transfer::sender_for(&sent_bytes, session, base)
+    let mut sender = ota_sim::transfer::sender_for(&sent_bytes, session, base)
         .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+    if let Some(b) = args.bearer.chained() {
+        sender.offer_bearers(BearerSet::of(&[b]));
+    }
     // The foreign sender's image: as long as v2, other bytes (its own generator, so the
     // update's link draws the same numbers with or without it).
     let mut foreign_rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xF0_5E1D);
@@ -849,9 +977,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         loss: args.loss,
         junk: args.junk_radio,
         heard: 0,
+        last_heard: None,
         events: 0,
         junk_sent: 0,
         foreign,
+        chained_events: 0,
+        chain_pdus: 0,
+        chain_received_before: 0,
+        chain_received_now: 0,
     };
 
     let wall = std::time::Instant::now();
@@ -892,6 +1025,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let clock = board.clock.clone();
         // A new RADIO each power-on: the link's view of what it heard restarts.
         link.heard = 0;
+        link.chain_received_before += std::mem::take(&mut link.chain_received_now);
         let mut armed = None;
         let mut finalize_watch = None;
         cfg.at_kernel_jump = None;
@@ -1089,6 +1223,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             malformed_packets: f.malformed,
             packets_received: f.received,
         }),
+        chained: args.bearer.chained().map(|_| ChainedReport {
+            bearer: link
+                .sender
+                .bearer()
+                .filter(|b| b.chained())
+                .map(|b| format!("{b:?}")),
+            events: link.chained_events,
+            chain_pdus: link.chain_pdus,
+            chain_pdus_received: link.chain_received_before + link.chain_received_now,
+        }),
         sender_complete: link.sender.is_complete(),
         receiver_state: link.sender.receiver_state().map(|s| format!("{s:?}")),
         power_ons,
@@ -1177,6 +1321,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 f.packets,
                 f.malformed_packets,
                 f.packets_received
+            );
+        }
+        if let Some(c) = &report.chained {
+            cli_output::outln!(
+                "chained bearer {:?}: {} extended events, {} chain PDUs on air, {} received whole by the RADIO",
+                c.bearer,
+                c.events,
+                c.chain_pdus,
+                c.chain_pdus_received
             );
         }
         if let Some(e) = &report.error {
@@ -1391,6 +1544,137 @@ mod tests {
         assert_eq!(f.packets, 3 * f.events);
         assert!(f.malformed > 0 && f.malformed < f.packets);
         assert!(f.next_event_us.unwrap() > 1_000_000);
+    }
+
+    /// A RADIO listening from 0 at `phy` on `mhz` (MAXLEN 255, READY_START, END_DISABLE).
+    fn listening(mhz: u32, phy: Phy) -> Radio {
+        let mut r = Radio::new(0x2000_0000..0x2004_0000);
+        let (mode, plen) = match phy {
+            Phy::Le1M => (3, 0),
+            Phy::Le2M => (4, 1 << 24),
+        };
+        for (o, v) in [
+            (0x510, mode),
+            (0x514, 0x108 | plen),
+            (0x518, 0x0203_00FF),
+            (0x51C, 0x89BE_D600),
+            (0x524, 0x8E),
+            (0x534, 0x103),
+            (0x504, 0x2000_1000),
+            (0x508, mhz - 2400),
+            (0x200, 0b11),
+            (0x004, 1),
+        ] {
+            r.write(o, v, 0, None).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn an_extended_event_goes_on_air_as_the_simulator_builds_it() {
+        let image = vec![0x5A; 4096];
+        let b = Bearer::Extended(Phy::Le2M);
+        let link = || {
+            let mut sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x1234_5678, 0).unwrap();
+            sender.offer_bearers(BearerSet::of(&[b]));
+            SenderLink {
+                sender,
+                next_event_us: 1_000,
+                rng: ChaCha8Rng::seed_from_u64(1),
+                loss: 0.0,
+                junk: 0.0,
+                heard: 0,
+                last_heard: None,
+                events: 0,
+                junk_sent: 0,
+                foreign: None,
+                chained_events: 0,
+                chain_pdus: 0,
+                chain_received_before: 0,
+                chain_received_now: 0,
+            }
+        };
+        // The same event as ext_air builds it, to know where its PDUs are.
+        let mut adv = [0u8; EXT_ADV_DATA_MAX];
+        let mut copy = link();
+        let address = copy.sender.address();
+        let len = copy.sender.next_event(&mut adv);
+        let (pdus, end) = ext_air::extended_event(1_000.0, 0, b, address, &adv[..len], true);
+
+        // The ADV_EXT_IND on 38 at 1M, the AUX_ADV_IND on its secondary channel at 2M.
+        let mut primary = listening(2426, Phy::Le1M);
+        let aux = &pdus[3];
+        let mut secondary = listening(ext_air::channel_mhz(aux.channel).unwrap(), Phy::Le2M);
+        let (mut one, mut two) = (link(), link());
+        one.chained_event(b, &mut primary);
+        two.chained_event(b, &mut secondary);
+        primary.advance(end as u64 + 1);
+        secondary.advance(end as u64 + 1);
+        assert_eq!(primary.dma_writes.len(), 1);
+        assert_eq!(primary.dma_writes[0].1, pdus[1].bytes, "ADV_EXT_IND on 38");
+        assert_eq!(secondary.dma_writes.len(), 1);
+        assert_eq!(secondary.dma_writes[0].1, aux.bytes, "AUX_ADV_IND");
+        assert_eq!(
+            &aux.bytes[4..10],
+            &address,
+            "AdvA after the extended header's flags"
+        );
+        assert_eq!(
+            (primary.received_secondary, secondary.received_secondary),
+            (0, 1)
+        );
+        assert_eq!(one.chain_pdus, b.pdus_for(len) as u64);
+        assert_eq!(one.chained_events, 1);
+        // The next event after the bearer's interval (or the event's end) and the advDelay.
+        let interval = u64::from(b.budget_with_interval(0).interval_us);
+        let earliest = 1_000 + interval.max(end.ceil() as u64 - 1_000);
+        assert!((earliest..=earliest + 10_000).contains(&one.next_event_us));
+    }
+
+    #[test]
+    fn the_sender_hears_one_status_per_advertising_event() {
+        let image = vec![0x5A; 4096];
+        let sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x0102_0304, 0).unwrap();
+        let session = sender.info().session;
+        let mut link = SenderLink {
+            sender,
+            next_event_us: u64::MAX / 2,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            loss: 0.0,
+            junk: 0.0,
+            heard: 0,
+            last_heard: None,
+            events: 0,
+            junk_sent: 0,
+            foreign: None,
+            chained_events: 0,
+            chain_pdus: 0,
+            chain_received_before: 0,
+            chain_received_now: 0,
+        };
+        // A status (Receiving, no pick) the device sends on 37, 38 and 39, twice.
+        let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
+        pdu.extend_from_slice(&session.to_le_bytes());
+        pdu.push(adv_transfer::RxState::Receiving as u8);
+        pdu.resize(adv_transfer::wire::STATUS_HEAD, 0);
+        let mut adv = [0u8; ADV_DATA_MAX];
+        let n = adv_transfer::wire::frame(DEFAULT_COMPANY_ID, &pdu, &mut adv);
+        let mut payload = vec![0xC0; 6];
+        payload.extend_from_slice(&adv[..n]);
+        let mut radio = Radio::new(0x2000_0000..0x2004_0000);
+        for event in [0u64, 40_000] {
+            for (i, mhz) in CHANNELS_MHZ.into_iter().enumerate() {
+                radio.transmitted.push(hw_models::radio::SentPacket {
+                    at_us: event + 400 * i as u64,
+                    mhz,
+                    s0: ADV_NONCONN_IND_RANDOM,
+                    length: payload.len() as u8,
+                    payload: payload.clone(),
+                });
+            }
+        }
+        hw_models::radio::Air::pump(&mut link, 50_000, &mut radio);
+        assert_eq!(link.sender.counters().statuses_heard, 2, "once per event");
     }
 
     #[test]

@@ -15,7 +15,10 @@ use adv_transfer::Sender;
 use ble_ext::pdu::{self, Adi, AuxPtr, SyncInfo};
 use ble_ext::{csa2, Config, Filter, Follower, Op};
 use dfu_abi::scan;
+// The sender's PDUs on air, with the whole-device emulation's sender: `ext_air` (its extended
+// set id is the model's; its address is the session's, as on legacy).
 use dfu_app::Batch;
+use ext_air::{aux_channel, write_pdu, AirPdu, MODEL_SID};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -400,46 +403,12 @@ pub struct ChainRadio<'a> {
 /// reports of `dfu_abi::ext_scan::MAX_REPORT` bytes.
 pub const CHAIN_RING_BYTES: usize =
     boot_nrf::NRF52840_DK_EXT_RING_REPORTS * dfu_abi::ext_scan::MAX_REPORT;
-/// The model sender's extended set id (its address is the session's, as on legacy).
-const MODEL_SID: u8 = 1;
 /// The model train's access address and CRC init (any valid pair: the follower takes them from
 /// the SyncInfo).
 const TRAIN_AA: u32 = 0x5A3C_96E1;
 const TRAIN_CRC_INIT: u32 = 0x12_3456;
 /// Every data channel: the model has no per-channel interference.
 const ALL_CHANNELS: u64 = (1 << 37) - 1;
-
-/// One PDU on the air: its start (true time, µs), channel, PHY, access address and bytes;
-/// `chain`: a PDU of an event's chain (not an ADV_EXT_IND, not the periodic set's
-/// AUX_ADV_IND); `anchor`: a periodic event's AUX_SYNC_IND.
-struct AirPdu {
-    start: f64,
-    channel: u8,
-    phy: Phy,
-    aa: u32,
-    bytes: Vec<u8>,
-    chain: bool,
-    anchor: bool,
-}
-
-fn write_pdu(b: pdu::Builder<'_>) -> Vec<u8> {
-    let mut buf = [0u8; 2 + bearer::AUX_PAYLOAD_MAX];
-    let n = b.write(&mut buf).expect("the model's PDUs fit 255 octets");
-    buf[..n].to_vec()
-}
-
-/// An AuxPtr `offset_us` ahead (rounded down to its unit: the packet starts within it).
-fn aux_ptr(channel: u8, phy: Phy, offset_us: f64, ca_50ppm: bool) -> AuxPtr {
-    let units_300us = offset_us >= 245_700.0;
-    let unit = if units_300us { 300.0 } else { 30.0 };
-    AuxPtr {
-        channel,
-        ca_50ppm,
-        units_300us,
-        offset: (offset_us / unit).floor() as u16,
-        phy: phy.into(),
-    }
-}
 
 impl<'a> ChainRadio<'a> {
     pub fn new(params: &'a LinkParams, link: BearerLink, sender: Sender<'a>, seed: u64) -> Self {
@@ -687,15 +656,7 @@ impl<'a> ChainRadio<'a> {
         (t * (1.0 + self.link.drift_rx_ppm * 1e-6)).round() as i64 as u32
     }
 
-    /// A secondary channel for chain PDU `i` of the sender's `e`-th chained event.
-    fn aux_channel(e: u64, i: usize) -> u8 {
-        ((e * 11 + i as u64 * 7 + 3) % 37) as u8
-    }
-
-    /// The chain PDUs of an event carrying `adv` from true time `start`: the first from
-    /// `first` (given its AuxPtr), the rest AUX_CHAIN_IND with `adi`, each T_MAFS after the
-    /// last, cut as `bearer.rs` cuts the AdvData; on the advertising access address, the
-    /// first on the `aux_channel` of its index (a periodic train sets both its own).
+    /// The chain PDUs of the current chained event (`ext_air::chain_pdus`).
     fn chain_pdus(
         &self,
         b: Bearer,
@@ -704,78 +665,14 @@ impl<'a> ChainRadio<'a> {
         first: &dyn Fn(Option<AuxPtr>) -> pdu::Builder<'static>,
         adi: Option<Adi>,
     ) -> Vec<AirPdu> {
-        let n = b.pdus_for(adv.len());
-        let e = self.stats.chained_events;
         let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
-        let mut at = start;
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let r = b.fragment(adv.len(), i).unwrap_or(0..0);
-            let last = i + 1 == n;
-            let payload = b.payload_of(i, last, r.len());
-            let air = b.phy().air_us(payload) as f64;
-            let next = at + air + bearer::T_MAFS_US as f64;
-            let ptr =
-                (!last).then(|| aux_ptr(Self::aux_channel(e, i + 1), b.phy(), next - at, ca_50ppm));
-            let head = if i == 0 {
-                first(ptr)
-            } else {
-                pdu::Builder {
-                    adi,
-                    aux_ptr: ptr,
-                    ..pdu::Builder::default()
-                }
-            };
-            let bytes = write_pdu(pdu::Builder {
-                adv_data: &adv[r],
-                ..head
-            });
-            debug_assert_eq!(bytes.len() - 2, payload, "bearer.rs and the PDU agree");
-            out.push(AirPdu {
-                start: at,
-                channel: Self::aux_channel(e, i),
-                phy: b.phy(),
-                aa: ble_ext::ADV_ACCESS_ADDRESS,
-                bytes,
-                chain: true,
-                anchor: false,
-            });
-            at = next;
-        }
-        out
+        let e = self.stats.chained_events;
+        ext_air::chain_pdus(b, adv, start, e, ca_50ppm, first, adi)
     }
 
-    /// The three ADV_EXT_INDs at `t` (150 µs apart) pointing to an AUX_ADV_IND at `aux_at` on
-    /// `channel`, and the AUX_ADV_IND's start: the ADV_EXT_INDs' AuxPtrs in 30 µs units, at
-    /// least T_MAFS after the last one.
+    /// The three ADV_EXT_INDs at `t` and the AUX_ADV_IND's start (`ext_air::adv_ext_inds`).
     fn adv_ext_inds(&self, t: f64, did: u16, channel: u8, phy: Phy) -> (Vec<AirPdu>, f64) {
-        let ind = Bearer::adv_ext_ind_us() as f64;
-        let last_end = t + 2.0 * (ind + 150.0) + ind;
-        let unit = bearer::AUX_OFFSET_UNIT_US as f64;
-        let aux_at = t + ((last_end + bearer::T_MAFS_US as f64 - t) / unit).ceil() * unit;
-        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
-        let pdus = (0..3)
-            .map(|k| {
-                let start = t + k as f64 * (ind + 150.0);
-                AirPdu {
-                    start,
-                    channel: 37 + k as u8,
-                    phy: Phy::Le1M,
-                    aa: ble_ext::ADV_ACCESS_ADDRESS,
-                    bytes: write_pdu(pdu::Builder {
-                        adi: Some(Adi {
-                            did,
-                            sid: MODEL_SID,
-                        }),
-                        aux_ptr: Some(aux_ptr(channel, phy, aux_at - start, ca_50ppm)),
-                        ..pdu::Builder::default()
-                    }),
-                    chain: false,
-                    anchor: false,
-                }
-            })
-            .collect();
-        (pdus, aux_at)
+        ext_air::adv_ext_inds(t, did, channel, phy, self.link.sca_tx_ppm <= 50.0)
     }
 
     /// The sender's PDUs go on the air: the board meets them in time order, once every PDU
@@ -870,31 +767,12 @@ impl<'a> ChainRadio<'a> {
     fn extended_event(&mut self, t: f64, b: Bearer) -> f64 {
         let mut adv = [0u8; EXT_ADV_DATA_MAX];
         let len = self.sender.next_event(&mut adv);
-        // The AUX_ADV_IND's channel: `chain_pdus` puts it on `aux_channel(e, 0)` too.
         let e = self.stats.chained_events;
-        let (mut pdus, aux_at) =
-            self.adv_ext_inds(t, e as u16 & 0x0FFF, Self::aux_channel(e, 0), b.phy());
+        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
+        let (pdus, end) =
+            ext_air::extended_event(t, e, b, self.sender.address(), &adv[..len], ca_50ppm);
         self.stats.air_us += 3.0 * Bearer::adv_ext_ind_us() as f64;
-        let adi = Some(Adi {
-            did: e as u16 & 0x0FFF,
-            sid: MODEL_SID,
-        });
-        let adv_a = self.sender.address();
-        let first = move |p: Option<AuxPtr>| pdu::Builder {
-            adv_a: Some(adv_a),
-            adi,
-            aux_ptr: p,
-            ..pdu::Builder::default()
-        };
-        let chain = self.chain_pdus(b, &adv[..len], aux_at, &first, adi);
-        let end = chain.last().map_or(aux_at, |p| {
-            p.start + p.phy.air_us(usize::from(p.bytes[1])) as f64
-        });
-        self.stats.air_us += chain
-            .iter()
-            .map(|p| p.phy.air_us(usize::from(p.bytes[1])) as f64)
-            .sum::<f64>();
-        pdus.extend(chain);
+        self.stats.air_us += pdus[3..].iter().map(AirPdu::air_us).sum::<f64>();
         self.stats.chained_events += 1;
         self.air(pdus);
         let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
@@ -950,7 +828,7 @@ impl<'a> ChainRadio<'a> {
         let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
         let true_interval = interval / (1.0 + self.link.drift_tx_ppm * 1e-6);
         let e = self.stats.chained_events;
-        let (mut pdus, aux_at) = self.adv_ext_inds(t, 0, Self::aux_channel(e, 0), phy);
+        let (mut pdus, aux_at) = self.adv_ext_inds(t, 0, aux_channel(e, 0), phy);
         // The first anchor after the AUX_ADV_IND has ended.
         let aux_air = phy.air_us(1 + 1 + 6 + 2 + pdu::SYNC_INFO_LEN) as f64;
         let k = ((aux_at + aux_air + bearer::T_MAFS_US as f64 - first) / true_interval)
@@ -977,7 +855,7 @@ impl<'a> ChainRadio<'a> {
         };
         let aux = AirPdu {
             start: aux_at,
-            channel: Self::aux_channel(e, 0),
+            channel: aux_channel(e, 0),
             phy,
             aa: ble_ext::ADV_ACCESS_ADDRESS,
             bytes: write_pdu(pdu::Builder {

@@ -219,9 +219,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         loss: args.loss,
         junk: args.junk_radio,
         heard: 0,
+        last_heard: None,
         events: 0,
         junk_sent: 0,
         foreign: None,
+        chained_events: 0,
+        chain_pdus: 0,
+        chain_received_before: 0,
+        chain_received_now: 0,
     };
 
     let wall = std::time::Instant::now();
