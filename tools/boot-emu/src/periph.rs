@@ -505,9 +505,13 @@ impl<'a, Q: QspiPort, N: NvmcPort> Peripherals<'a, Q, N> {
             self.uarte0.next_event_us(),
             self.radio_bus
                 .next_event_us(&self.radio, self.tick_at(now_us)),
-            // The next packet the air puts on: a sleeping CPU wakes for it, so the RADIO
-            // meets it at its time rather than when something else wakes the CPU.
-            self.air.as_ref().and_then(|a| a.next_at()),
+            // The next packet the air puts on, while the RADIO listens: a sleeping CPU wakes for
+            // it, so the RADIO meets it at its time rather than when something else wakes the
+            // CPU. (A RADIO that PPI will switch on wakes it at that compare first.)
+            self.air
+                .as_ref()
+                .filter(|_| self.radio.listening())
+                .and_then(|a| a.next_at()),
             self.systick.next_irq_us(self.cycle_at(now_us)),
         ]
         .into_iter()

@@ -50,3 +50,32 @@ fn timer0_counts_the_16_mhz_clock_to_the_processor_cycle_and_ppi_switches_the_ra
         }))
     );
 }
+
+/// Air with one packet planned at 5 ms, never put on.
+struct Planned;
+
+impl hw_models::radio::Air for Planned {
+    fn pump(&mut self, _now_us: u64, _radio: &mut hw_models::radio::Radio) {}
+    fn next_at(&self) -> Option<u64> {
+        Some(5_000)
+    }
+}
+
+#[test]
+fn a_sleeping_cpu_wakes_for_the_air_only_while_the_radio_listens() {
+    let mut board = SimBoard::new(3);
+    let (qspi, nvmc) = (board.qspi.port(), board.internal.port());
+    let mut air = Planned;
+    let mut p = Peripherals::new(qspi, nvmc, 0, 0);
+    p.air = Some(&mut air);
+    // Disabled: nothing to wake for (a device asleep for good ends its run).
+    assert_eq!(p.next_interrupt_us(0), None);
+    for (off, v) in [(0x510, 3), (0x514, 0x108), (0x518, 0x0203_0025), (0x508, 2)] {
+        p.write(RADIO_BASE + off, 4, v, 0).unwrap();
+    }
+    p.write(RADIO_BASE + 0x004, 4, 1, 10).unwrap();
+    // RXEN given: READY at 150, then the planned packet.
+    assert_eq!(p.next_interrupt_us(10), Some(150));
+    p.update_interrupts(150);
+    assert_eq!(p.next_interrupt_us(150), Some(5_000));
+}

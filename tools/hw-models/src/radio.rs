@@ -27,6 +27,8 @@
 //!   (2402–2480 MHz in 2 MHz steps, MAP Default), S0 1 byte, LENGTH 8 bits, no S1, 3-byte
 //!   base + prefix access address 0x8E89BED6, 3-byte CRC, PCNF1.MAXLEN up to 255. Anything
 //!   else is refused by [`RadioError::Unsupported`] at START.
+//! - A packet that starts while the RADIO is not receiving goes by: it is dropped from the air
+//!   ([`Radio::passed`]); [`Radio::listening`] says whether packets on air matter now.
 //! - Every event's occurrence is logged with its time ([`Radio::take_fired`]) for PPI
 //!   ([`crate::radio_bus`]).
 
@@ -172,6 +174,9 @@ pub struct Radio {
     pub received: u64,
     pub cut: u64,
     pub missed: u64,
+    /// Packets that went by while the RADIO was not receiving (dropped from the air, so a long
+    /// time disabled keeps no backlog).
+    pub passed: u64,
     /// Packets received whole with a good CRC on a secondary advertising channel (not 2402,
     /// 2426 or 2480 MHz): the AUX_ADV_IND and AUX_CHAIN_IND of extended advertising.
     pub received_secondary: u64,
@@ -215,6 +220,7 @@ impl Radio {
             cut: 0,
             missed: 0,
             received_secondary: 0,
+            passed: 0,
             ram,
         }
     }
@@ -320,9 +326,25 @@ impl Radio {
                         None => return,
                     }
                 }
-                _ => return,
+                _ => {
+                    // Not receiving: what has started by now can never be received.
+                    while self.air.front().is_some_and(|p| p.at_us < now_us) {
+                        self.air.pop_front();
+                        self.passed += 1;
+                    }
+                    return;
+                }
             }
         }
+    }
+
+    /// Whether the RADIO is receiving or on its way to (RXEN given): then packets on air
+    /// matter to it at their time.
+    pub fn listening(&self) -> bool {
+        matches!(
+            self.state,
+            State::RampUp { rx: true, .. } | State::Idle { rx: true } | State::Rx { .. }
+        )
     }
 
     fn finish_rx(&mut self, p: &AirPacket, end: u64, address_came: bool) {
@@ -754,5 +776,30 @@ mod tests {
                 "{bad:#x}"
             );
         }
+    }
+
+    #[test]
+    fn packets_that_go_by_a_radio_not_receiving_leave_no_backlog() {
+        let mut r = configured();
+        assert!(!r.listening());
+        for k in 0..1_000 {
+            r.air(packet(100 * k, 20, 20));
+        }
+        r.advance(50_000);
+        assert_eq!(r.passed, 500, "those started before 50 ms are gone");
+        assert_eq!(
+            r.next_event_us(),
+            None,
+            "nothing to wake for while disabled"
+        );
+        // Listening from 60 ms: the first packet it meets is the one at 60.1 ms.
+        r.write(0x004, 1, 59_960, None).unwrap();
+        assert!(r.listening());
+        r.advance(60_100 + 8 * 30);
+        assert_eq!(r.received, 1);
+        assert_eq!(r.dma_writes.len(), 1);
+        // END_DISABLE at 60.34 ms: 600 passed before RX, the one at 60.0 ms missed (before RX
+        // began), those at 60.2 and 60.3 ms passed after the DISABLE.
+        assert_eq!((r.passed, r.missed), (602, 1));
     }
 }
