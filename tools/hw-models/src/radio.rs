@@ -24,9 +24,11 @@
 //!   seen sending the old bytes.
 //! - Only the configuration BLE advertising uses is accepted: MODE Ble_1Mbit with an 8-bit
 //!   preamble or Ble_2Mbit with a 16-bit one (PCNF0.PLEN), FREQUENCY one of the 40 BLE channels
-//!   (2402–2480 MHz in 2 MHz steps, MAP Default), S0 1 byte, LENGTH 8 bits, no S1, 3-byte
-//!   base + prefix access address 0x8E89BED6, 3-byte CRC, PCNF1.MAXLEN up to 255. Anything
-//!   else is refused by [`RadioError::Unsupported`] at START.
+//!   (2402–2480 MHz in 2 MHz steps, MAP Default), S0 1 byte, LENGTH 8 bits, no S1, a 3-byte
+//!   base + prefix access address on logical address 0 (any address: advertising's or a
+//!   periodic train's; a packet is heard only by a RADIO set for its own), 3-byte CRC (CRCINIT
+//!   is not checked), PCNF1.MAXLEN up to 255. Anything else is refused by
+//!   [`RadioError::Unsupported`] at START.
 //! - A packet that starts while the RADIO is not receiving goes by: it is dropped from the air
 //!   ([`Radio::passed`]); [`Radio::listening`] says whether packets on air matter now.
 //! - Every event's occurrence is logged with its time ([`Radio::take_fired`]) for PPI
@@ -58,7 +60,13 @@ pub struct AirPacket {
     pub crc_ok: bool,
     /// Its PHY (a receiver at another PHY does not hear it).
     pub phy: Phy,
+    /// Its access address (a receiver set for another does not hear it): advertising's
+    /// 0x8E89BED6 ([`ADV_ACCESS_ADDRESS`]) or a periodic train's own.
+    pub aa: u32,
 }
+
+/// The advertising channels' access address (Core Vol 6 Part B §2.1.2).
+pub const ADV_ACCESS_ADDRESS: u32 = ble_ext::ADV_ACCESS_ADDRESS;
 
 impl AirPacket {
     /// Air time: preamble (1 octet at 1M, 2 at 2M), access address 4, header 2, payload, CRC
@@ -126,7 +134,9 @@ const EV_ADDRESS: u32 = 1;
 const EV_PAYLOAD: u32 = 2;
 const EV_END: u32 = 3;
 const EV_DISABLED: u32 = 4;
+#[cfg(test)]
 const ADV_BASE: u32 = 0x89BE_D600;
+#[cfg(test)]
 const ADV_PREFIX: u32 = 0x8E;
 
 /// The RADIO.
@@ -252,9 +262,18 @@ impl Radio {
         }
     }
 
+    /// The access address the RADIO sends and listens for: BALEN 3, so BASE0's high three
+    /// octets and PREFIX0.AP0 (PS 6.20.2, "Address configuration").
+    pub fn access_address(&self) -> u32 {
+        (self.base0 >> 8) | ((self.prefix0 & 0xFF) << 24)
+    }
+
     /// Whether the RADIO receiving now hears `p`.
     fn hears(&self, p: &AirPacket, since: u64) -> bool {
-        p.at_us >= since && p.mhz == self.mhz() && p.phy == self.phy()
+        p.at_us >= since
+            && p.mhz == self.mhz()
+            && p.phy == self.phy()
+            && p.aa == self.access_address()
     }
 
     /// The event occurrences since the last call: (event number, µs), in time order per event.
@@ -407,8 +426,14 @@ impl Radio {
         if (self.pcnf1 >> 16) & 7 != 3 {
             return bad("PCNF1.BALEN other than 3", self.pcnf1);
         }
-        if self.base0 != ADV_BASE || self.prefix0 & 0xFF != ADV_PREFIX {
-            return bad("access address other than 0x8E89BED6", self.base0);
+        if self.base0 & 0xFF != 0 {
+            return bad("BASE0 low octet set with BALEN 3 (not sent)", self.base0);
+        }
+        if self.rxaddresses & !1 != 0 || self.txaddress != 0 {
+            return bad(
+                "logical address other than 0 (BASE0, PREFIX0.AP0)",
+                self.rxaddresses,
+            );
         }
         if self.crccnf & 3 != 3 {
             return bad("CRC length other than 3", self.crccnf);
@@ -640,6 +665,7 @@ mod tests {
             payload: (0..n as u8).collect(),
             crc_ok: true,
             phy: Phy::Le1M,
+            aa: ADV_ACCESS_ADDRESS,
         }
     }
 
@@ -801,5 +827,30 @@ mod tests {
         // END_DISABLE at 60.34 ms: 600 passed before RX, the one at 60.0 ms missed (before RX
         // began), those at 60.2 and 60.3 ms passed after the DISABLE.
         assert_eq!((r.passed, r.missed), (602, 1));
+    }
+
+    #[test]
+    fn a_receiver_hears_only_its_access_address() {
+        // Set for a periodic train's access address 0x5A3C96E1.
+        let mut r = configured();
+        r.write(0x51C, 0x3C96_E100, 0, None).unwrap();
+        r.write(0x524, 0x5A, 0, None).unwrap();
+        assert_eq!(r.access_address(), 0x5A3C_96E1);
+        r.write(0x004, 1, 0, None).unwrap();
+        r.air(packet(200, 20, 20)); // the advertising access address
+        let mut train = packet(400, 20, 20);
+        train.aa = 0x5A3C_96E1;
+        r.air(train);
+        r.advance(400 + 8 * 30);
+        assert_eq!((r.received, r.missed), (1, 1));
+        // BASE0's low octet is not sent with BALEN 3: refused at START.
+        let mut r = configured();
+        r.write(0x51C, 0x3C96_E1FF, 0, None).unwrap();
+        r.write(0x004, 1, 0, None).unwrap();
+        r.advance(140);
+        assert!(matches!(
+            r.read(0x550, 140),
+            Err(RadioError::Unsupported(..))
+        ));
     }
 }

@@ -347,6 +347,7 @@ mod tests {
             payload: (0..n).map(|i| i as u8).collect(),
             crc_ok: true,
             phy,
+            aa: crate::radio::ADV_ACCESS_ADDRESS,
         }
     }
 
