@@ -11,8 +11,9 @@
 //! phase is about to start, or tears it inside with `:torn`, and powers the board up again
 //! (flash contents kept, RESETREAS 0): `transfer` counts from the start of the first power-on
 //! with the UICR programmed (the app receives and stages the image, then finalizes: the boot
-//! request is the phase's last writes), `finalize` from the DFU app's first FINALIZE command to
-//! the staged-update driver (its SVC, seen through `BootConfig::at_svc`: the kernel's verify
+//! request is the phase's last writes), `finalize` from the DFU app's first FINALIZE or
+//! OUTPUT_BEGIN command to the staged-update driver (its SVC, seen through `BootConfig::at_svc`:
+//! the app's rebuild of a compressed image or patch into the staging slot, the kernel's verify
 //! and the boot request), `install` from the start of the power-on after the finalize (the
 //! bootloader's install), `confirm` from that power-on's kernel jump (the trial kernel's app
 //! writes its confirm).
@@ -44,7 +45,7 @@ use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use std::sync::atomic::Ordering::Relaxed;
 
 use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook, SvcHook};
-use hw_models::radio::{AirPacket, Phy, Radio, ADV_ACCESS_ADDRESS};
+use hw_models::radio::{AirPacket, Phy, Radio};
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -401,7 +402,6 @@ impl Foreign<'_> {
                     payload: payload.clone(),
                     crc_ok: true,
                     phy: Phy::Le1M,
-                    aa: ADV_ACCESS_ADDRESS,
                 });
             }
             self.packets += 3;
@@ -544,7 +544,6 @@ impl hw_models::radio::Air for SenderLink<'_> {
                         payload: payload.clone(),
                         crc_ok: self.rng.gen::<f64>() >= self.loss,
                         phy: Phy::Le1M,
-                        aa: ADV_ACCESS_ADDRESS,
                     }
                 };
                 radio.air(packet);
@@ -604,7 +603,6 @@ impl SenderLink<'_> {
                 payload: p.bytes[2..].to_vec(),
                 crc_ok: self.rng.gen::<f64>() >= self.loss,
                 phy: p.phy,
-                aa: p.aa,
             });
         }
         self.chained_events += 1;
@@ -636,7 +634,6 @@ impl SenderLink<'_> {
             payload,
             crc_ok: true,
             phy: Phy::Le1M,
-            aa: ADV_ACCESS_ADDRESS,
         }
     }
 }
@@ -1046,7 +1043,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.at_svc = Some(SvcHook(std::sync::Arc::new(move |imm, r| {
             if imm == TOCK_COMMAND_SVC
                 && r[0] == dfu_abi::update::DRIVER_NUM
-                && r[1] == dfu_abi::update::command::FINALIZE
+                && (r[1] == dfu_abi::update::command::FINALIZE
+                    || r[1] == dfu_abi::update::command::OUTPUT_BEGIN)
             {
                 let _ = at.compare_exchange(u64::MAX, svc_clock.now_us(), Relaxed, Relaxed);
                 if let Some((cut, power, flag)) = &finalize_cut {
