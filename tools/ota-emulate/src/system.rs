@@ -45,7 +45,7 @@ use adv_transfer::{Sender, DEFAULT_COMPANY_ID};
 use std::sync::atomic::Ordering::Relaxed;
 
 use boot_emu::{run_with_air, BootConfig, Exit, Firmware, JumpHook, SvcHook};
-use hw_models::radio::{AirPacket, Phy, Radio};
+use hw_models::radio::{AirPacket, Phy, Radio, ADV_ACCESS_ADDRESS};
 use hw_models::SimBoard;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -402,6 +402,7 @@ impl Foreign<'_> {
                     payload: payload.clone(),
                     crc_ok: true,
                     phy: Phy::Le1M,
+                    aa: ADV_ACCESS_ADDRESS,
                 });
             }
             self.packets += 3;
@@ -544,6 +545,7 @@ impl hw_models::radio::Air for SenderLink<'_> {
                         payload: payload.clone(),
                         crc_ok: self.rng.gen::<f64>() >= self.loss,
                         phy: Phy::Le1M,
+                        aa: ADV_ACCESS_ADDRESS,
                     }
                 };
                 radio.air(packet);
@@ -603,6 +605,7 @@ impl SenderLink<'_> {
                 payload: p.bytes[2..].to_vec(),
                 crc_ok: self.rng.gen::<f64>() >= self.loss,
                 phy: p.phy,
+                aa: p.aa,
             });
         }
         self.chained_events += 1;
@@ -634,6 +637,7 @@ impl SenderLink<'_> {
             payload,
             crc_ok: true,
             phy: Phy::Le1M,
+            aa: ADV_ACCESS_ADDRESS,
         }
     }
 }
