@@ -11,16 +11,48 @@
 //!   AUX_CHAIN_INDs (ADI), each T_MAFS after the previous one ended, each with the AuxPtr to the
 //!   next; the event's AdvData cut as `adv_transfer::bearer` cuts it ([`chain_pdus`]).
 //!
+//! A periodic train ([`periodic_event`]) has its event `k`'s AUX_SYNC_IND at the anchor, on the
+//! CSA#2 channel of `k` over the train's channel map with the train's access address, chained
+//! by AUX_CHAIN_IND as above; the extended set beside it ([`sync_set_event`]) is three
+//! ADV_EXT_IND and an AUX_ADV_IND whose SyncInfo points to the first anchor after it.
+//!
 //! AuxPtr offsets are rounded down to their unit: the packet starts within the unit after the
 //! offset, as Core Vol 6 Part B §2.3.4.5 has the receiver expect. Every PDU is written by
 //! `ble_ext::pdu::Builder`, so the bytes on air are the ones `ble_ext::Follower` parses.
 #![forbid(unsafe_code)]
 
 use adv_transfer::bearer::{self, Bearer, Phy};
-use ble_ext::pdu::{self, Adi, AuxPtr};
+use ble_ext::csa2;
+use ble_ext::pdu::{self, Adi, AuxPtr, SyncInfo};
 
 /// The model sender's advertising set id.
 pub const MODEL_SID: u8 = 1;
+
+/// A periodic train's access address, CRC init and channel map (the follower takes them from
+/// the SyncInfo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Train {
+    pub aa: u32,
+    pub crc_init: u32,
+    pub channel_map: u64,
+}
+
+impl Train {
+    /// The channel of the train's event `k`: Channel Selection Algorithm #2 over its map (Core
+    /// Vol 6 Part B §4.5.8.3), `ble_ext::csa2`.
+    pub fn channel(&self, k: u64) -> u8 {
+        let id = csa2::channel_identifier(self.aa);
+        csa2::channel(k as u16, id, self.channel_map).expect("a map with a used channel")
+    }
+}
+
+/// The model sender's train: any valid access address and CRC init, every data channel (the
+/// models have no per-channel interference).
+pub const MODEL_TRAIN: Train = Train {
+    aa: 0x5A3C_96E1,
+    crc_init: 0x12_3456,
+    channel_map: (1 << 37) - 1,
+};
 
 /// One PDU on the air: its start (true time, µs, the first bit of its preamble), BLE channel
 /// index, PHY, access address and bytes (header and payload); `chain`: a PDU of an event's
@@ -196,6 +228,100 @@ pub fn extended_event(
     (pdus, end)
 }
 
+/// Event `k` of a periodic train of bearer `b` (the sender's `e`-th chained event) carrying
+/// `adv` from its anchor: the AUX_SYNC_IND on the CSA#2 channel of `k`, and its chain, all on
+/// the train's access address.
+pub fn periodic_event(
+    anchor: f64,
+    k: u64,
+    e: u64,
+    b: Bearer,
+    adv: &[u8],
+    train: &Train,
+    ca_50ppm: bool,
+) -> Vec<AirPdu> {
+    let channel = train.channel(k);
+    let first_pdu = |p: Option<AuxPtr>| pdu::Builder {
+        aux_ptr: p,
+        ..pdu::Builder::default()
+    };
+    let mut pdus = chain_pdus(b, adv, anchor, e, ca_50ppm, &first_pdu, None);
+    for p in &mut pdus {
+        p.aa = train.aa;
+    }
+    if let Some(p) = pdus.first_mut() {
+        p.channel = channel;
+        p.anchor = true;
+    }
+    pdus
+}
+
+/// Air time of the periodic set's AUX_ADV_IND (extended header flags, AdvA, ADI, SyncInfo).
+pub fn sync_aux_air_us(phy: Phy) -> f64 {
+    phy.air_us(1 + 1 + 6 + 2 + pdu::SYNC_INFO_LEN) as f64
+}
+
+/// The periodic train's extended set at `t` (the sender's `e`-th chained event so far, for its
+/// secondary channel): ADV_EXT_INDs and an AUX_ADV_IND from `adv_a` whose SyncInfo points to the
+/// first anchor after it. The train's anchors are `first + k × true_interval` in true time; the
+/// sender's clock runs `drift_tx_ppm` fast (its offset is in its own µs); `interval_us` is the
+/// train's nominal interval, `sca_tx_ppm` the sender's declared accuracy.
+#[allow(clippy::too_many_arguments)]
+pub fn sync_set_event(
+    t: f64,
+    e: u64,
+    phy: Phy,
+    adv_a: [u8; 6],
+    train: &Train,
+    (first, true_interval, interval_us): (f64, f64, f64),
+    drift_tx_ppm: f64,
+    sca_tx_ppm: f64,
+) -> Vec<AirPdu> {
+    let (mut pdus, aux_at) = adv_ext_inds(t, 0, aux_channel(e, 0), phy, sca_tx_ppm <= 50.0);
+    // The first anchor after the AUX_ADV_IND has ended.
+    let aux_air = sync_aux_air_us(phy);
+    let k = ((aux_at + aux_air + bearer::T_MAFS_US as f64 - first) / true_interval)
+        .ceil()
+        .max(0.0);
+    // The offset by the sender's clock, in 30 µs units below 245.7 ms.
+    let offset = (first + k * true_interval - aux_at) * (1.0 + drift_tx_ppm * 1e-6);
+    let units_300us = offset >= 245_700.0;
+    let unit = if units_300us { 300.0 } else { 30.0 };
+    let sca = pdu::SCA_PPM
+        .iter()
+        .rposition(|&ppm| ppm as f64 >= sca_tx_ppm)
+        .unwrap_or(0) as u8;
+    let sync_info = SyncInfo {
+        offset: (offset / unit).floor() as u16,
+        units_300us,
+        offset_adjust: false,
+        interval: (interval_us / bearer::PERIODIC_INTERVAL_UNIT_US as f64).round() as u16,
+        channel_map: train.channel_map,
+        sca,
+        access_address: train.aa,
+        crc_init: train.crc_init,
+        event_counter: k as u16,
+    };
+    pdus.push(AirPdu {
+        start: aux_at,
+        channel: aux_channel(e, 0),
+        phy,
+        aa: ble_ext::ADV_ACCESS_ADDRESS,
+        bytes: write_pdu(pdu::Builder {
+            adv_a: Some(adv_a),
+            adi: Some(Adi {
+                did: 0,
+                sid: MODEL_SID,
+            }),
+            sync_info: Some(sync_info),
+            ..pdu::Builder::default()
+        }),
+        chain: false,
+        anchor: false,
+    });
+    pdus
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +383,77 @@ mod tests {
             }
         }
         assert_eq!(got.as_deref(), Some(&adv[..]));
+    }
+
+    /// The follower syncs to the train through the set's SyncInfo and takes an event's data.
+    #[test]
+    fn a_follower_syncs_to_the_periodic_train_and_reassembles_an_event() {
+        let b = Bearer::Periodic(Phy::Le2M);
+        let train = MODEL_TRAIN;
+        let interval = b.budget_with_interval(0).interval_us as f64;
+        let adv_a = [6, 5, 4, 3, 2, 0xC1];
+        let first = 50_000.0;
+        // The set at 10 ms points to the train's first anchor after it; the events carry data.
+        let mut pdus = sync_set_event(
+            10_000.0,
+            0,
+            Phy::Le2M,
+            adv_a,
+            &train,
+            (first, interval, interval),
+            0.0,
+            50.0,
+        );
+        let data: Vec<Vec<u8>> = (0..4u8).map(|k| vec![k; 700]).collect();
+        for (k, adv) in data.iter().enumerate() {
+            let anchor = first + k as f64 * interval;
+            pdus.extend(periodic_event(
+                anchor,
+                k as u64,
+                1 + k as u64,
+                b,
+                adv,
+                &train,
+                true,
+            ));
+        }
+        pdus.sort_by(|a, b| a.start.total_cmp(&b.start));
+        assert!(pdus.iter().filter(|p| p.anchor).all(|p| p.aa == train.aa));
+
+        let config = Config {
+            sca_ppm: 50,
+            periodic: true,
+            max_missed_anchors: 6,
+            sync_timeout_us: 1_000_000,
+        };
+        let mut f = Follower::new(config, vec![0u8; 1_650].into_boxed_slice());
+        f.follow(Filter {
+            adv_a: Some(adv_a),
+            sid: None,
+        });
+        let mut got = Vec::new();
+        for p in &pdus {
+            let rx = p.start as u32;
+            let hit = match f.op() {
+                Op::ScanPrimary { channel } => channel == p.channel,
+                Op::Listen(l) => {
+                    l.channel == p.channel
+                        && l.phy == p.phy
+                        && l.access_address == p.aa
+                        && l.contains(rx)
+                }
+                Op::Idle => false,
+            };
+            if hit {
+                let address = rx + ble_ext::address_air_us(p.phy);
+                if let Some(r) = f.received(address, p.channel, p.phy, &p.bytes) {
+                    if r.periodic_counter.is_some() {
+                        got.push(r.adv_data.to_vec());
+                    }
+                }
+            }
+        }
+        assert!(!got.is_empty(), "no periodic event reassembled");
+        assert!(got.iter().all(|g| data.contains(g)));
     }
 }

@@ -117,8 +117,10 @@ pub struct Args {
     pub app_installed: Option<PathBuf>,
     /// The bearer the sender offers besides legacy advertising, on which it puts the data once
     /// the DFU app picks it: `extended-1m` or `extended-2m` (ADV_EXT_IND on 37, 38, 39 pointing
-    /// to AUX_ADV_IND and AUX_CHAIN_IND on the secondary channels at that PHY; the DK kernel
-    /// must be built with its `ble5` feature to follow them), or `legacy` only.
+    /// to AUX_ADV_IND and AUX_CHAIN_IND on the secondary channels at that PHY), `periodic-1m` or
+    /// `periodic-2m` (a periodic train of AUX_SYNC_IND and AUX_CHAIN_IND at the bearer's
+    /// shortest interval, its extended set's SyncInfo pointing to it), or `legacy` only. The DK
+    /// kernel must be built with its `ble5` feature to follow them.
     #[arg(long, value_enum, default_value_t = BearerArg::Legacy)]
     pub bearer: BearerArg,
     /// Print JSON.
@@ -135,6 +137,10 @@ pub enum BearerArg {
     Extended1m,
     #[value(name = "extended-2m")]
     Extended2m,
+    #[value(name = "periodic-1m")]
+    Periodic1m,
+    #[value(name = "periodic-2m")]
+    Periodic2m,
 }
 
 impl BearerArg {
@@ -144,6 +150,8 @@ impl BearerArg {
             BearerArg::Legacy => None,
             BearerArg::Extended1m => Some(Bearer::Extended(Phy::Le1M)),
             BearerArg::Extended2m => Some(Bearer::Extended(Phy::Le2M)),
+            BearerArg::Periodic1m => Some(Bearer::Periodic(Phy::Le1M)),
+            BearerArg::Periodic2m => Some(Bearer::Periodic(Phy::Le2M)),
         }
     }
 }
@@ -337,6 +345,10 @@ struct SenderLink<'a> {
     chain_pdus: u64,
     chain_received_before: u64,
     chain_received_now: u64,
+    /// Periodic: the train's first anchor and the next event's counter, and the extended set's
+    /// next event (its SyncInfo points to the train).
+    train: Option<(u64, u64)>,
+    sync_set_us: Option<u64>,
 }
 
 /// The chained link's figures in the report.
@@ -521,8 +533,11 @@ impl hw_models::radio::Air for SenderLink<'_> {
         }
         self.heard = radio.transmitted.len();
         self.chain_received_now = radio.received_secondary;
+        if let Some(b @ Bearer::Periodic(_)) = self.sender.bearer() {
+            self.periodic_until(b, now_us + 1_000, radio);
+        }
         // Queue a little ahead, so an event is on air before the RADIO could miss its start.
-        while self.next_event_us <= now_us + 1_000 {
+        while self.next_event_us <= now_us + 1_000 && self.train.is_none() {
             if let Some(b) = self.sender.bearer().filter(|b| b.chained()) {
                 self.chained_event(b, radio);
                 continue;
@@ -580,6 +595,65 @@ impl hw_models::radio::Air for SenderLink<'_> {
 }
 
 impl SenderLink<'_> {
+    /// The periodic train of bearer `b` and its extended set up to `until_us`
+    /// (`ext_air::periodic_event`, `ext_air::sync_set_event`, as the simulator's link airs
+    /// them; the sender's clock is the emulation's, no drift): the train from the first
+    /// `next_event_us` after the pick, anchors at the bearer's shortest interval, the set every
+    /// 20 ms plus the 0–10 ms advDelay from 1 ms after the train's start. `next_event_us`
+    /// follows the earlier of the two.
+    fn periodic_until(&mut self, b: Bearer, until_us: u64, radio: &mut Radio) {
+        let interval = u64::from(b.budget_with_interval(0).interval_us);
+        let train = ext_air::MODEL_TRAIN;
+        loop {
+            let (first, k) = *self.train.get_or_insert((self.next_event_us, 0));
+            let anchor = first + k * interval;
+            let sync = *self.sync_set_us.get_or_insert(first + 1_000);
+            self.next_event_us = anchor.min(sync);
+            if self.next_event_us > until_us {
+                return;
+            }
+            let pdus = if sync < anchor {
+                self.sync_set_us = Some(sync + 20_000 + self.rng.gen_range(0..=10_000));
+                ext_air::sync_set_event(
+                    sync as f64,
+                    self.chained_events,
+                    b.phy(),
+                    self.sender.address(),
+                    &train,
+                    (first as f64, interval as f64, interval as f64),
+                    0.0,
+                    f64::from(adv_transfer::bearer::SCA_PPM_DEFAULT),
+                )
+            } else {
+                self.train = Some((first, k + 1));
+                self.chained_events += 1;
+                self.events += 1;
+                let mut adv = [0u8; EXT_ADV_DATA_MAX];
+                let len = self.sender.next_event(&mut adv);
+                let e = self.chained_events;
+                ext_air::periodic_event(anchor as f64, k, e, b, &adv[..len], &train, true)
+            };
+            self.air_pdus(pdus, radio);
+        }
+    }
+
+    /// PDUs on the air of the RADIO model (each lost at `loss`).
+    fn air_pdus(&mut self, pdus: Vec<ext_air::AirPdu>, radio: &mut Radio) {
+        for p in pdus {
+            self.chain_pdus += u64::from(p.chain);
+            radio.air(AirPacket {
+                at_us: p.start.round() as u64,
+                mhz: ext_air::channel_mhz(p.channel).expect("a BLE channel"),
+                s0: p.bytes[0],
+                length: p.bytes[1],
+                payload: p.bytes[2..].to_vec(),
+                crc_ok: self.rng.gen::<f64>() >= self.loss,
+                phy: p.phy,
+                aa: p.aa,
+            });
+        }
+    }
+
     /// One extended event of bearer `b` at `next_event_us` (`ext_air::extended_event`, as the
     /// simulator's link puts them on air), and the next event after the bearer's shortest
     /// interval (or the event's end) and the advDelay.
@@ -595,19 +669,7 @@ impl SenderLink<'_> {
             &adv[..len],
             true,
         );
-        for p in pdus {
-            self.chain_pdus += u64::from(p.chain);
-            radio.air(AirPacket {
-                at_us: p.start.round() as u64,
-                mhz: ext_air::channel_mhz(p.channel).expect("a BLE channel"),
-                s0: p.bytes[0],
-                length: p.bytes[1],
-                payload: p.bytes[2..].to_vec(),
-                crc_ok: self.rng.gen::<f64>() >= self.loss,
-                phy: p.phy,
-                aa: p.aa,
-            });
-        }
+        self.air_pdus(pdus, radio);
         self.chained_events += 1;
         self.events += 1;
         let interval = u64::from(b.budget_with_interval(0).interval_us);
@@ -990,6 +1052,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         chain_pdus: 0,
         chain_received_before: 0,
         chain_received_now: 0,
+        train: None,
+        sync_set_us: None,
     };
 
     let wall = std::time::Instant::now();
@@ -1598,6 +1662,8 @@ mod tests {
                 chain_pdus: 0,
                 chain_received_before: 0,
                 chain_received_now: 0,
+                train: None,
+                sync_set_us: None,
             }
         };
         // The same event as ext_air builds it, to know where its PDUs are.
@@ -1657,6 +1723,8 @@ mod tests {
             chain_pdus: 0,
             chain_received_before: 0,
             chain_received_now: 0,
+            train: None,
+            sync_set_us: None,
         };
         // A status (Receiving, no pick) the device sends on 37, 38 and 39, twice.
         let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
@@ -1681,6 +1749,78 @@ mod tests {
         }
         hw_models::radio::Air::pump(&mut link, 50_000, &mut radio);
         assert_eq!(link.sender.counters().statuses_heard, 2, "once per event");
+    }
+
+    #[test]
+    fn a_periodic_pick_puts_the_train_on_air_at_its_interval() {
+        let image = vec![0x5A; 8192];
+        let b = Bearer::Periodic(Phy::Le2M);
+        let mut sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x0102_0304, 0).unwrap();
+        sender.offer_bearers(BearerSet::of(&[b]));
+        let session = sender.info().session;
+        let mut link = SenderLink {
+            sender,
+            next_event_us: 10_000,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            loss: 0.0,
+            junk: 0.0,
+            heard: 0,
+            last_heard: None,
+            events: 0,
+            junk_sent: 0,
+            foreign: None,
+            chained_events: 0,
+            chain_pdus: 0,
+            chain_received_before: 0,
+            chain_received_now: 0,
+            train: None,
+            sync_set_us: None,
+        };
+        // The receiver's status names its pick (the bearer's code in the state byte's top).
+        let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
+        pdu.extend_from_slice(&session.to_le_bytes());
+        pdu.push(adv_transfer::RxState::Receiving as u8 | (b.code() << 4));
+        pdu.resize(adv_transfer::wire::STATUS_HEAD, 0);
+        let mut adv = [0u8; ADV_DATA_MAX];
+        let n = adv_transfer::wire::frame(DEFAULT_COMPANY_ID, &pdu, &mut adv);
+        let mut payload = vec![0xC0; 6];
+        payload.extend_from_slice(&adv[..n]);
+        // A RADIO listening on the first anchor's channel with the train's access address.
+        let train = ext_air::MODEL_TRAIN;
+        let mhz = ext_air::channel_mhz(train.channel(0)).unwrap();
+        let mut radio = listening(mhz, Phy::Le2M);
+        radio.write(0x51C, train.aa << 8, 0, None).unwrap();
+        radio.write(0x524, train.aa >> 24, 0, None).unwrap();
+        radio.transmitted.push(hw_models::radio::SentPacket {
+            at_us: 0,
+            mhz: 2402,
+            s0: ADV_NONCONN_IND_RANDOM,
+            length: payload.len() as u8,
+            payload,
+        });
+        hw_models::radio::Air::pump(&mut link, 1_000, &mut radio);
+        assert_eq!(link.sender.bearer(), Some(b));
+        let interval = u64::from(b.budget_with_interval(0).interval_us);
+        hw_models::radio::Air::pump(&mut link, 10_000 + 3 * interval, &mut radio);
+        // Anchors 10 ms + k × interval up to 1 ms ahead: k = 0..=3.
+        assert_eq!(link.train, Some((10_000, 4)));
+        assert_eq!(link.chained_events, 4);
+        assert!(link
+            .sync_set_us
+            .is_some_and(|t| t > 10_000 + 3 * interval - 1_000));
+        radio.advance(10_000 + 3 * interval);
+        // The RADIO heard the first AUX_SYNC_IND: no AdvA, the extended header's AuxPtr on.
+        let first = &radio.dma_writes[0].1;
+        assert_eq!(
+            first[0] & 0x0F,
+            0x07,
+            "AUX_SYNC_IND is an ADV_EXT_IND-type PDU"
+        );
+        assert!(radio.received_secondary >= 1);
+        assert_eq!(
+            link.next_event_us,
+            (10_000 + 4 * interval).min(link.sync_set_us.unwrap())
+        );
     }
 
     #[test]

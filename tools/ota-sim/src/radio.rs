@@ -12,13 +12,12 @@ use std::collections::VecDeque;
 use adv_transfer::bearer::{self, Bearer, Phy};
 use adv_transfer::wire::{ADV_DATA_MAX, EXT_ADV_DATA_MAX};
 use adv_transfer::Sender;
-use ble_ext::pdu::{self, Adi, AuxPtr, SyncInfo};
-use ble_ext::{csa2, Config, Filter, Follower, Op};
+use ble_ext::{Config, Filter, Follower, Op};
 use dfu_abi::scan;
-// The sender's PDUs on air, with the whole-device emulation's sender: `ext_air` (its extended
-// set id is the model's; its address is the session's, as on legacy).
+// The sender's PDUs on air, with the whole-device emulation's sender: `ext_air` (its address is
+// the session's, as on legacy).
 use dfu_app::Batch;
-use ext_air::{aux_channel, write_pdu, AirPdu, MODEL_SID};
+use ext_air::AirPdu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -403,12 +402,10 @@ pub struct ChainRadio<'a> {
 /// reports of `dfu_abi::ext_scan::MAX_REPORT` bytes.
 pub const CHAIN_RING_BYTES: usize =
     boot_nrf::NRF52840_DK_EXT_RING_REPORTS * dfu_abi::ext_scan::MAX_REPORT;
-/// The model train's access address and CRC init (any valid pair: the follower takes them from
-/// the SyncInfo).
-const TRAIN_AA: u32 = 0x5A3C_96E1;
-const TRAIN_CRC_INIT: u32 = 0x12_3456;
-/// Every data channel: the model has no per-channel interference.
-const ALL_CHANNELS: u64 = (1 << 37) - 1;
+/// The model train (`ext_air::MODEL_TRAIN`: any valid access address and CRC init, the
+/// follower takes them from the SyncInfo; every data channel).
+const TRAIN: ext_air::Train = ext_air::MODEL_TRAIN;
+const TRAIN_AA: u32 = TRAIN.aa;
 
 impl<'a> ChainRadio<'a> {
     pub fn new(params: &'a LinkParams, link: BearerLink, sender: Sender<'a>, seed: u64) -> Self {
@@ -656,25 +653,6 @@ impl<'a> ChainRadio<'a> {
         (t * (1.0 + self.link.drift_rx_ppm * 1e-6)).round() as i64 as u32
     }
 
-    /// The chain PDUs of the current chained event (`ext_air::chain_pdus`).
-    fn chain_pdus(
-        &self,
-        b: Bearer,
-        adv: &[u8],
-        start: f64,
-        first: &dyn Fn(Option<AuxPtr>) -> pdu::Builder<'static>,
-        adi: Option<Adi>,
-    ) -> Vec<AirPdu> {
-        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
-        let e = self.stats.chained_events;
-        ext_air::chain_pdus(b, adv, start, e, ca_50ppm, first, adi)
-    }
-
-    /// The three ADV_EXT_INDs at `t` and the AUX_ADV_IND's start (`ext_air::adv_ext_inds`).
-    fn adv_ext_inds(&self, t: f64, did: u16, channel: u8, phy: Phy) -> (Vec<AirPdu>, f64) {
-        ext_air::adv_ext_inds(t, did, channel, phy, self.link.sca_tx_ppm <= 50.0)
-    }
-
     /// The sender's PDUs go on the air: the board meets them in time order, once every PDU
     /// before them has been met ([`Self::air_until`]).
     fn air(&mut self, pdus: Vec<AirPdu>) {
@@ -793,20 +771,9 @@ impl<'a> ChainRadio<'a> {
         self.stats.chained_events += 1;
         let mut adv = [0u8; EXT_ADV_DATA_MAX];
         let len = self.sender.next_event(&mut adv);
-        let id = csa2::channel_identifier(TRAIN_AA);
-        let channel = csa2::channel(k as u16, id, ALL_CHANNELS).expect("every channel is used");
-        let first_pdu = |p: Option<AuxPtr>| pdu::Builder {
-            aux_ptr: p,
-            ..pdu::Builder::default()
-        };
-        let mut pdus = self.chain_pdus(b, &adv[..len], anchor, &first_pdu, None);
-        for p in &mut pdus {
-            p.aa = TRAIN_AA;
-        }
-        if let Some(p) = pdus.first_mut() {
-            p.channel = channel;
-            p.anchor = true;
-        }
+        let e = self.stats.chained_events;
+        let ca_50ppm = self.link.sca_tx_ppm <= 50.0;
+        let pdus = ext_air::periodic_event(anchor, k, e, b, &adv[..len], &TRAIN, ca_50ppm);
         self.stats.air_us += pdus
             .iter()
             .map(|p| p.phy.air_us(usize::from(p.bytes[1])) as f64)
@@ -816,7 +783,7 @@ impl<'a> ChainRadio<'a> {
     }
 
     /// The periodic train's extended set at `t`: ADV_EXT_INDs and an AUX_ADV_IND whose SyncInfo
-    /// points to the next anchor.
+    /// points to the next anchor (`ext_air::sync_set_event`).
     fn sync_set_event(&mut self, t: f64) {
         let (Some(Bearer::Periodic(phy)), Some((first, _))) = (self.following, self.train) else {
             self.sync_set_us = None;
@@ -828,50 +795,18 @@ impl<'a> ChainRadio<'a> {
         let interval = b.budget_with_interval(self.link.interval_us).interval_us as f64;
         let true_interval = interval / (1.0 + self.link.drift_tx_ppm * 1e-6);
         let e = self.stats.chained_events;
-        let (mut pdus, aux_at) = self.adv_ext_inds(t, 0, aux_channel(e, 0), phy);
-        // The first anchor after the AUX_ADV_IND has ended.
-        let aux_air = phy.air_us(1 + 1 + 6 + 2 + pdu::SYNC_INFO_LEN) as f64;
-        let k = ((aux_at + aux_air + bearer::T_MAFS_US as f64 - first) / true_interval)
-            .ceil()
-            .max(0.0);
-        // The offset by the sender's clock, in 30 µs units below 245.7 ms.
-        let offset = (first + k * true_interval - aux_at) * (1.0 + self.link.drift_tx_ppm * 1e-6);
-        let units_300us = offset >= 245_700.0;
-        let unit = if units_300us { 300.0 } else { 30.0 };
-        let sca = pdu::SCA_PPM
-            .iter()
-            .rposition(|&ppm| ppm as f64 >= self.link.sca_tx_ppm)
-            .unwrap_or(0) as u8;
-        let sync_info = SyncInfo {
-            offset: (offset / unit).floor() as u16,
-            units_300us,
-            offset_adjust: false,
-            interval: (interval / bearer::PERIODIC_INTERVAL_UNIT_US as f64).round() as u16,
-            channel_map: ALL_CHANNELS,
-            sca,
-            access_address: TRAIN_AA,
-            crc_init: TRAIN_CRC_INIT,
-            event_counter: k as u16,
-        };
-        let aux = AirPdu {
-            start: aux_at,
-            channel: aux_channel(e, 0),
+        let pdus = ext_air::sync_set_event(
+            t,
+            e,
             phy,
-            aa: ble_ext::ADV_ACCESS_ADDRESS,
-            bytes: write_pdu(pdu::Builder {
-                adv_a: Some(self.sender.address()),
-                adi: Some(Adi {
-                    did: 0,
-                    sid: MODEL_SID,
-                }),
-                sync_info: Some(sync_info),
-                ..pdu::Builder::default()
-            }),
-            chain: false,
-            anchor: false,
-        };
+            self.sender.address(),
+            &TRAIN,
+            (first, true_interval, interval),
+            self.link.drift_tx_ppm,
+            self.link.sca_tx_ppm,
+        );
+        let aux_air = ext_air::sync_aux_air_us(phy);
         self.stats.air_us += 3.0 * Bearer::adv_ext_ind_us() as f64 + aux_air;
-        pdus.push(aux);
         self.air(pdus);
     }
 }

@@ -227,6 +227,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         chain_pdus: 0,
         chain_received_before: 0,
         chain_received_now: 0,
+        train: None,
+        sync_set_us: None,
     };
 
     let wall = std::time::Instant::now();
