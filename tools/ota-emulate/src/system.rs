@@ -123,6 +123,11 @@ pub struct Args {
     /// kernel must be built with its `ble5` feature to follow them.
     #[arg(long, value_enum, default_value_t = BearerArg::Legacy)]
     pub bearer: BearerArg,
+    /// How fast the sender's clock runs against the device's, ppm, for a periodic train's
+    /// anchors and its SyncInfo offsets (the simulator's default link: the sender +20, the
+    /// board −20). At most the declared sleep clock accuracy of either side (50 ppm each).
+    #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+    pub drift_ppm: f64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -349,6 +354,8 @@ struct SenderLink<'a> {
     /// next event (its SyncInfo points to the train).
     train: Option<(u64, u64)>,
     sync_set_us: Option<u64>,
+    /// `--drift-ppm`.
+    drift_ppm: f64,
 }
 
 /// The chained link's figures in the report.
@@ -597,22 +604,24 @@ impl hw_models::radio::Air for SenderLink<'_> {
 impl SenderLink<'_> {
     /// The periodic train of bearer `b` and its extended set up to `until_us`
     /// (`ext_air::periodic_event`, `ext_air::sync_set_event`, as the simulator's link airs
-    /// them; the sender's clock is the emulation's, no drift): the train from the first
+    /// them; the sender's clock runs `drift_ppm` fast against the device's): the train from the first
     /// `next_event_us` after the pick, anchors at the bearer's shortest interval, the set every
     /// 20 ms plus the 0–10 ms advDelay from 1 ms after the train's start. `next_event_us`
     /// follows the earlier of the two.
     fn periodic_until(&mut self, b: Bearer, until_us: u64, radio: &mut Radio) {
-        let interval = u64::from(b.budget_with_interval(0).interval_us);
+        let interval = f64::from(b.budget_with_interval(0).interval_us);
+        // The sender's clock runs drift_ppm fast: its interval in the device's time.
+        let true_interval = interval / (1.0 + self.drift_ppm * 1e-6);
         let train = ext_air::MODEL_TRAIN;
         loop {
             let (first, k) = *self.train.get_or_insert((self.next_event_us, 0));
-            let anchor = first + k * interval;
+            let anchor = first as f64 + k as f64 * true_interval;
             let sync = *self.sync_set_us.get_or_insert(first + 1_000);
-            self.next_event_us = anchor.min(sync);
+            self.next_event_us = (anchor.ceil() as u64).min(sync);
             if self.next_event_us > until_us {
                 return;
             }
-            let pdus = if sync < anchor {
+            let pdus = if (sync as f64) < anchor {
                 self.sync_set_us = Some(sync + 20_000 + self.rng.gen_range(0..=10_000));
                 ext_air::sync_set_event(
                     sync as f64,
@@ -620,8 +629,8 @@ impl SenderLink<'_> {
                     b.phy(),
                     self.sender.address(),
                     &train,
-                    (first as f64, interval as f64, interval as f64),
-                    0.0,
+                    (first as f64, true_interval, interval),
+                    self.drift_ppm,
                     f64::from(adv_transfer::bearer::SCA_PPM_DEFAULT),
                 )
             } else {
@@ -631,7 +640,7 @@ impl SenderLink<'_> {
                 let mut adv = [0u8; EXT_ADV_DATA_MAX];
                 let len = self.sender.next_event(&mut adv);
                 let e = self.chained_events;
-                ext_air::periodic_event(anchor as f64, k, e, b, &adv[..len], &train, true)
+                ext_air::periodic_event(anchor, k, e, b, &adv[..len], &train, true)
             };
             self.air_pdus(pdus, radio);
         }
@@ -879,6 +888,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--boot-only puts nothing on air: --cut, --loss, --junk-radio, --foreign-sender, --compression, --base and --image do not apply"
         );
     }
+    let sca = 2.0 * f64::from(adv_transfer::bearer::SCA_PPM_DEFAULT);
+    if !(-sca..=sca).contains(&args.drift_ppm) {
+        anyhow::bail!(
+            "--drift-ppm {}: at most the two sides' declared sleep clock accuracies, ±{sca} ppm",
+            args.drift_ppm
+        );
+    }
     if args.bearer != BearerArg::Legacy && (args.foreign_sender > 0.0 || args.junk_radio > 0.0) {
         anyhow::bail!(
             "--bearer {:?}: --foreign-sender and --junk-radio are modelled on legacy advertising only",
@@ -1054,6 +1070,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         chain_received_now: 0,
         train: None,
         sync_set_us: None,
+        drift_ppm: args.drift_ppm,
     };
 
     let wall = std::time::Instant::now();
@@ -1664,6 +1681,7 @@ mod tests {
                 chain_received_now: 0,
                 train: None,
                 sync_set_us: None,
+                drift_ppm: 0.0,
             }
         };
         // The same event as ext_air builds it, to know where its PDUs are.
@@ -1725,6 +1743,7 @@ mod tests {
             chain_received_now: 0,
             train: None,
             sync_set_us: None,
+            drift_ppm: 0.0,
         };
         // A status (Receiving, no pick) the device sends on 37, 38 and 39, twice.
         let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
@@ -1775,6 +1794,7 @@ mod tests {
             chain_received_now: 0,
             train: None,
             sync_set_us: None,
+            drift_ppm: 0.0,
         };
         // The receiver's status names its pick (the bearer's code in the state byte's top).
         let mut pdu = vec![adv_transfer::wire::KIND_STATUS];

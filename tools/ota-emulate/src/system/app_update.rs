@@ -229,6 +229,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         chain_received_now: 0,
         train: None,
         sync_set_us: None,
+        drift_ppm: 0.0,
     };
 
     let wall = std::time::Instant::now();
