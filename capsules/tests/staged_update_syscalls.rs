@@ -27,7 +27,7 @@ use image::{image, image_hash};
 use kernel::process::ShortId;
 use kernel::syscall::SyscallDriver;
 use kernel::ErrorCode;
-use process::{FakeProcess, Harness, Queued};
+use process::{FakeProcess, Harness};
 use tock_ota_capsules::nor::AsyncNor;
 use tock_ota_capsules::staged_update::{
     command, policy_error_code, ro_allow, rw_allow, upcall, StagedUpdate, StagedUpdateDriver,
@@ -112,25 +112,19 @@ impl Rig {
     /// Issue `cmd` as `process`, let the flash finish, and check the contract: a success is
     /// followed by exactly one upcall for `cmd`, a failure by none.
     fn command_as(&self, process: &FakeProcess, cmd: usize, arg1: usize, arg2: usize) -> Outcome {
-        let ret = self.driver.command(cmd, arg1, arg2, process.id());
-        self.flash.run();
-        let upcalls = process.take_upcalls();
-        if let Some(error) = ret.get_failure() {
-            assert!(
-                upcalls.is_empty(),
-                "command {cmd} failed ({error:?}) but queued {upcalls:?}"
-            );
-            return Err(error);
-        }
-        assert!(ret.is_success(), "command {cmd}: unexpected return");
-        match upcalls[..] {
-            [Queued {
-                driver_num: DRIVER_NUM,
-                subscribe_num: upcall::DONE,
-                args: (done, status, value),
-            }] if done == cmd => Ok((status, value)),
-            _ => panic!("command {cmd} succeeded, queued {upcalls:?} instead of one upcall"),
-        }
+        let settle = || {
+            self.flash.run();
+        };
+        process::command_once(
+            self.driver,
+            settle,
+            process,
+            DRIVER_NUM,
+            upcall::DONE,
+            cmd,
+            arg1,
+            arg2,
+        )
     }
 
     fn command(&self, cmd: usize, arg1: usize, arg2: usize) -> Outcome {

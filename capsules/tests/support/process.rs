@@ -109,6 +109,42 @@ pub struct Queued {
     pub args: (usize, usize, usize),
 }
 
+/// Issues command `cmd` of `driver_num` as `process`, lets `settle` finish what it started (the
+/// flash model's work), and checks the split-phase contract: a success is followed by exactly
+/// one upcall `done` whose first argument is `cmd`, a failure by none. Returns that upcall's
+/// `(status, value)`.
+#[allow(clippy::too_many_arguments)]
+pub fn command_once(
+    driver: &dyn kernel::syscall::SyscallDriver,
+    settle: impl Fn(),
+    process: &FakeProcess,
+    driver_num: usize,
+    done: usize,
+    cmd: usize,
+    arg1: usize,
+    arg2: usize,
+) -> Result<(usize, usize), kernel::ErrorCode> {
+    let ret = driver.command(cmd, arg1, arg2, process.id());
+    settle();
+    let upcalls = process.take_upcalls();
+    if let Some(error) = ret.get_failure() {
+        assert!(
+            upcalls.is_empty(),
+            "command {cmd} failed ({error:?}) but queued {upcalls:?}"
+        );
+        return Err(error);
+    }
+    assert!(ret.is_success(), "command {cmd}: unexpected return");
+    match upcalls[..] {
+        [Queued {
+            driver_num: d,
+            subscribe_num: s,
+            args: (c, status, value),
+        }] if d == driver_num && s == done && c == cmd => Ok((status, value)),
+        _ => panic!("command {cmd} succeeded, queued {upcalls:?} instead of one upcall"),
+    }
+}
+
 struct GrantMemory {
     driver_num: usize,
     /// Word-aligned host memory for the grant.

@@ -1430,6 +1430,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// A clean link for `sender` whose next event is at `next_event_us`.
+    fn test_link(sender: Sender<'_>, next_event_us: u64) -> SenderLink<'_> {
+        SenderLink {
+            sender,
+            next_event_us,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            loss: 0.0,
+            junk: 0.0,
+            heard: 0,
+            last_heard: None,
+            events: 0,
+            junk_sent: 0,
+            foreign: None,
+            chained_events: 0,
+            chain_pdus: 0,
+            chain_received_before: 0,
+            chain_received_now: 0,
+            train: None,
+            sync_set_us: None,
+            drift_ppm: 0.0,
+        }
+    }
+
+    /// The RADIO payload (AdvA, then AdvData) of a receiver's status for `session` with state
+    /// byte `state`.
+    fn status_payload(session: u32, state: u8) -> Vec<u8> {
+        let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
+        pdu.extend_from_slice(&session.to_le_bytes());
+        pdu.push(state);
+        pdu.resize(adv_transfer::wire::STATUS_HEAD, 0);
+        let mut adv = [0u8; ADV_DATA_MAX];
+        let n = adv_transfer::wire::frame(DEFAULT_COMPANY_ID, &pdu, &mut adv);
+        let mut payload = vec![0xC0; 6];
+        payload.extend_from_slice(&adv[..n]);
+        payload
+    }
+
     /// A foreign sender for the tests, started.
     fn foreign(image: &[u8], session: u32) -> Foreign<'_> {
         Foreign {
@@ -1664,25 +1701,7 @@ mod tests {
         let link = || {
             let mut sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x1234_5678, 0).unwrap();
             sender.offer_bearers(BearerSet::of(&[b]));
-            SenderLink {
-                sender,
-                next_event_us: 1_000,
-                rng: ChaCha8Rng::seed_from_u64(1),
-                loss: 0.0,
-                junk: 0.0,
-                heard: 0,
-                last_heard: None,
-                events: 0,
-                junk_sent: 0,
-                foreign: None,
-                chained_events: 0,
-                chain_pdus: 0,
-                chain_received_before: 0,
-                chain_received_now: 0,
-                train: None,
-                sync_set_us: None,
-                drift_ppm: 0.0,
-            }
+            test_link(sender, 1_000)
         };
         // The same event as ext_air builds it, to know where its PDUs are.
         let mut adv = [0u8; EXT_ADV_DATA_MAX];
@@ -1726,34 +1745,9 @@ mod tests {
         let image = vec![0x5A; 4096];
         let sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x0102_0304, 0).unwrap();
         let session = sender.info().session;
-        let mut link = SenderLink {
-            sender,
-            next_event_us: u64::MAX / 2,
-            rng: ChaCha8Rng::seed_from_u64(1),
-            loss: 0.0,
-            junk: 0.0,
-            heard: 0,
-            last_heard: None,
-            events: 0,
-            junk_sent: 0,
-            foreign: None,
-            chained_events: 0,
-            chain_pdus: 0,
-            chain_received_before: 0,
-            chain_received_now: 0,
-            train: None,
-            sync_set_us: None,
-            drift_ppm: 0.0,
-        };
+        let mut link = test_link(sender, u64::MAX / 2);
         // A status (Receiving, no pick) the device sends on 37, 38 and 39, twice.
-        let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
-        pdu.extend_from_slice(&session.to_le_bytes());
-        pdu.push(adv_transfer::RxState::Receiving as u8);
-        pdu.resize(adv_transfer::wire::STATUS_HEAD, 0);
-        let mut adv = [0u8; ADV_DATA_MAX];
-        let n = adv_transfer::wire::frame(DEFAULT_COMPANY_ID, &pdu, &mut adv);
-        let mut payload = vec![0xC0; 6];
-        payload.extend_from_slice(&adv[..n]);
+        let payload = status_payload(session, adv_transfer::RxState::Receiving as u8);
         let mut radio = Radio::new(0x2000_0000..0x2004_0000);
         for event in [0u64, 40_000] {
             for (i, mhz) in CHANNELS_MHZ.into_iter().enumerate() {
@@ -1777,34 +1771,12 @@ mod tests {
         let mut sender = Sender::new(DEFAULT_COMPANY_ID, &image, 0x0102_0304, 0).unwrap();
         sender.offer_bearers(BearerSet::of(&[b]));
         let session = sender.info().session;
-        let mut link = SenderLink {
-            sender,
-            next_event_us: 10_000,
-            rng: ChaCha8Rng::seed_from_u64(1),
-            loss: 0.0,
-            junk: 0.0,
-            heard: 0,
-            last_heard: None,
-            events: 0,
-            junk_sent: 0,
-            foreign: None,
-            chained_events: 0,
-            chain_pdus: 0,
-            chain_received_before: 0,
-            chain_received_now: 0,
-            train: None,
-            sync_set_us: None,
-            drift_ppm: 0.0,
-        };
+        let mut link = test_link(sender, 10_000);
         // The receiver's status names its pick (the bearer's code in the state byte's top).
-        let mut pdu = vec![adv_transfer::wire::KIND_STATUS];
-        pdu.extend_from_slice(&session.to_le_bytes());
-        pdu.push(adv_transfer::RxState::Receiving as u8 | (b.code() << 4));
-        pdu.resize(adv_transfer::wire::STATUS_HEAD, 0);
-        let mut adv = [0u8; ADV_DATA_MAX];
-        let n = adv_transfer::wire::frame(DEFAULT_COMPANY_ID, &pdu, &mut adv);
-        let mut payload = vec![0xC0; 6];
-        payload.extend_from_slice(&adv[..n]);
+        let payload = status_payload(
+            session,
+            adv_transfer::RxState::Receiving as u8 | (b.code() << 4),
+        );
         // A RADIO listening on the first anchor's channel with the train's access address.
         let train = ext_air::MODEL_TRAIN;
         let mhz = ext_air::channel_mhz(train.channel(0)).unwrap();
