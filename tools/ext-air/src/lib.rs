@@ -327,6 +327,22 @@ mod tests {
     use super::*;
     use ble_ext::{Config, Filter, Follower, Op};
 
+    /// The kernel's follower of `adv_a`'s extended events (`periodic`: and its train).
+    fn follower(adv_a: [u8; 6], periodic: bool) -> Follower<Box<[u8]>> {
+        let config = Config {
+            sca_ppm: 50,
+            periodic,
+            max_missed_anchors: 6,
+            sync_timeout_us: 1_000_000,
+        };
+        let mut f = Follower::new(config, vec![0u8; 1_650].into_boxed_slice());
+        f.follow(Filter {
+            adv_a: Some(adv_a),
+            sid: None,
+        });
+        f
+    }
+
     #[test]
     fn channels_map_to_their_frequencies() {
         assert_eq!(channel_mhz(0), Some(2404));
@@ -356,17 +372,7 @@ mod tests {
         }
         assert_eq!(end, pdus.last().map(|p| p.start + p.air_us()).unwrap());
 
-        let config = Config {
-            sca_ppm: 50,
-            periodic: false,
-            max_missed_anchors: 6,
-            sync_timeout_us: 1_000_000,
-        };
-        let mut f = Follower::new(config, vec![0u8; 1_650].into_boxed_slice());
-        f.follow(Filter {
-            adv_a: Some(adv_a),
-            sid: None,
-        });
+        let mut f = follower(adv_a, false);
         let mut got = None;
         for p in &pdus {
             let rx = p.start as u32;
@@ -420,17 +426,7 @@ mod tests {
         pdus.sort_by(|a, b| a.start.total_cmp(&b.start));
         assert!(pdus.iter().filter(|p| p.anchor).all(|p| p.aa == train.aa));
 
-        let config = Config {
-            sca_ppm: 50,
-            periodic: true,
-            max_missed_anchors: 6,
-            sync_timeout_us: 1_000_000,
-        };
-        let mut f = Follower::new(config, vec![0u8; 1_650].into_boxed_slice());
-        f.follow(Filter {
-            adv_a: Some(adv_a),
-            sid: None,
-        });
+        let mut f = follower(adv_a, true);
         let mut got = Vec::new();
         for p in &pdus {
             let rx = p.start as u32;

@@ -601,6 +601,38 @@ impl hw_models::radio::Air for SenderLink<'_> {
     }
 }
 
+impl<'a> SenderLink<'a> {
+    /// The link before its first event (at 0 µs): nothing heard, nothing sent.
+    fn new(
+        sender: Sender<'a>,
+        rng: ChaCha8Rng,
+        loss: f64,
+        junk: f64,
+        foreign: Option<Foreign<'a>>,
+        drift_ppm: f64,
+    ) -> Self {
+        SenderLink {
+            sender,
+            next_event_us: 0,
+            rng,
+            loss,
+            junk,
+            heard: 0,
+            last_heard: None,
+            events: 0,
+            junk_sent: 0,
+            foreign,
+            chained_events: 0,
+            chain_pdus: 0,
+            chain_received_before: 0,
+            chain_received_now: 0,
+            train: None,
+            sync_set_us: None,
+            drift_ppm,
+        }
+    }
+}
+
 impl SenderLink<'_> {
     /// The periodic train of bearer `b` and its extended set up to `until_us`
     /// (`ext_air::periodic_event`, `ext_air::sync_set_event`, as the simulator's link airs
@@ -1053,25 +1085,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
         })
         .transpose()?;
-    let mut link = SenderLink {
+    let mut link = SenderLink::new(
         sender,
-        next_event_us: 0,
         rng,
-        loss: args.loss,
-        junk: args.junk_radio,
-        heard: 0,
-        last_heard: None,
-        events: 0,
-        junk_sent: 0,
+        args.loss,
+        args.junk_radio,
         foreign,
-        chained_events: 0,
-        chain_pdus: 0,
-        chain_received_before: 0,
-        chain_received_now: 0,
-        train: None,
-        sync_set_us: None,
-        drift_ppm: args.drift_ppm,
-    };
+        args.drift_ppm,
+    );
 
     let wall = std::time::Instant::now();
     let start_us = board.clock.now_us();
@@ -1432,25 +1453,10 @@ mod tests {
 
     /// A clean link for `sender` whose next event is at `next_event_us`.
     fn test_link(sender: Sender<'_>, next_event_us: u64) -> SenderLink<'_> {
-        SenderLink {
-            sender,
-            next_event_us,
-            rng: ChaCha8Rng::seed_from_u64(1),
-            loss: 0.0,
-            junk: 0.0,
-            heard: 0,
-            last_heard: None,
-            events: 0,
-            junk_sent: 0,
-            foreign: None,
-            chained_events: 0,
-            chain_pdus: 0,
-            chain_received_before: 0,
-            chain_received_now: 0,
-            train: None,
-            sync_set_us: None,
-            drift_ppm: 0.0,
-        }
+        let rng = ChaCha8Rng::seed_from_u64(1);
+        let mut link = SenderLink::new(sender, rng, 0.0, 0.0, None, 0.0);
+        link.next_event_us = next_event_us;
+        link
     }
 
     /// The RADIO payload (AdvA, then AdvData) of a receiver's status for `session` with state
