@@ -212,25 +212,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let session = rng.gen_range(1..u32::MAX);
     let sender = Sender::new_app(DEFAULT_COMPANY_ID, &new.tbf, session, new.name.as_bytes())
         .map_err(|e| anyhow!("sender: {e}"))?;
-    let mut link = SenderLink {
-        sender,
-        next_event_us: 0,
-        rng,
-        loss: args.loss,
-        junk: args.junk_radio,
-        heard: 0,
-        last_heard: None,
-        events: 0,
-        junk_sent: 0,
-        foreign: None,
-        chained_events: 0,
-        chain_pdus: 0,
-        chain_received_before: 0,
-        chain_received_now: 0,
-        train: None,
-        sync_set_us: None,
-        drift_ppm: 0.0,
-    };
+    let mut link = SenderLink::new(sender, rng, args.loss, args.junk_radio, None, 0.0);
 
     let wall = std::time::Instant::now();
     let start_us = board.clock.now_us();
