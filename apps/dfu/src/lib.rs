@@ -137,6 +137,11 @@ impl<S: Syscalls, W: Write> dfu_app::Kernel for TockKernel<'_, S, W> {
     }
 
     /// The kernel's answer (`RUNNING`), computed by the kernel; `None` when it cannot tell.
+    /// The key this app was built with (`build.rs`: the bootloader's).
+    fn update_key(&mut self) -> Option<[u8; 64]> {
+        Some(*include_bytes!(concat!(env!("OUT_DIR"), "/update-key.bin")))
+    }
+
     fn running_image(&mut self) -> Option<[u8; update::IMAGE_ID_LEN]> {
         let mut id = [0u8; update::IMAGE_ID_LEN];
         share::scope::<(AllowRw<_, UPDATE, UPDATE_READ>,), _, _>(|handle| {

@@ -263,6 +263,14 @@ pub trait Kernel {
         None
     }
 
+    /// The update-signing public key (`x ‖ y`, as the bootloader embeds it): a received
+    /// compressed image's outer signature is checked against it before the app decodes
+    /// anything ([`rebuild`]). `None` (the default): no check here; the bootloader still checks
+    /// the decoded image's own signature before it installs.
+    fn update_key(&mut self) -> Option<[u8; 64]> {
+        None
+    }
+
     /// The staging flash's sector erase and page program times, when the platform knows them:
     /// the receiver then pre-erases only the head start a chained bearer needs and erases the
     /// rest ahead while the data flows (`Receiver::set_flash_timing`). `None` (the default):

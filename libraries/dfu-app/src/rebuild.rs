@@ -10,6 +10,12 @@
 //! before it installs anything, as for an image received whole. So nothing the app writes can
 //! be booted unless it is a signed image.
 //!
+//! A compressed image is checked as received first, when the platform gives the update key
+//! (`Kernel::update_key`): its outer image (layout, SHA-256, the ECDSA P-256 signature over the
+//! compressed image, `ota_image::CheckedImage::verify_compressed_outer`) read back from the
+//! stream area, before the staging slot is begun or erased; a stream that fails is refused and
+//! nothing is written.
+//!
 //! The rebuild is `ota_reconstruct::Rebuild` over either decoder (`ota_reconstruct::stream`),
 //! one flash operation at a time through the staged-update driver. A refused stream (wrong
 //! base, corrupt, truncated, wrong output hash) is [`StageError::Rejected`]; anything else
@@ -39,6 +45,9 @@ pub fn finalize_stream<K: Kernel>(k: &mut K) -> Result<u32, StageError> {
     let limits = stream::limits(stream_len, MAX_IMAGE_LEN, MAX_IMAGE_LEN);
     let result = match Kind::detect(magic) {
         Kind::Compressed => {
+            if let Some(key) = k.update_key() {
+                check_outer(k, &key, stream_len)?;
+            }
             let mut image = CompressedImage::EMPTY;
             image.restart(MAX_IMAGE_LEN);
             drive(k, Rebuild::new(AnyStream::Compressed(&mut image), limits))
@@ -60,6 +69,47 @@ pub fn finalize_stream<K: Kernel>(k: &mut K) -> Result<u32, StageError> {
     })?;
     k.update_op(update::command::FINALIZE, 0, 0, &[], &mut [], OP_TIMEOUT_MS)
         .map_err(|e| stage_error(true, e))
+}
+
+/// Checks the compressed image of `stream_len` bytes in the stream area as received: read back
+/// through `READ`, its outer image verified against `key`. A refusal is logged and
+/// [`StageError::Rejected`].
+fn check_outer<K: Kernel>(k: &mut K, key: &[u8; 64], stream_len: u32) -> Result<(), StageError> {
+    let mut buf = [0u8; CHUNK];
+    let mut checker = ota_image::StreamChecker::new(stream_len);
+    while !checker.is_done() {
+        let (at, len) = (checker.position(), (checker.wanted() as usize).min(CHUNK));
+        op(
+            k,
+            update::command::READ,
+            at,
+            len as u32,
+            &[],
+            &mut buf[..len],
+        )?;
+        if let Err(e) = checker.feed(&buf[..len]) {
+            return Err(refused(k, e));
+        }
+    }
+    let verdict = ota_image::PublicKey::from_raw(key)
+        .map_err(|_| ota_image::ImageError::KeyMismatch)
+        .and_then(|key| {
+            checker.finish()?.verify_compressed_outer(
+                &key,
+                &ota_image::RustCryptoVerifier,
+                &ota_image::VerifyPolicy::default(),
+            )
+        });
+    match verdict {
+        Ok(_) => Ok(()),
+        Err(e) => Err(refused(k, e)),
+    }
+}
+
+/// A received image that failed its check: logged, and rejected.
+fn refused<K: Kernel>(k: &mut K, e: ota_image::CheckError) -> StageError {
+    k.log(format_args!("dfu: received image refused: {e}"));
+    StageError::Rejected
 }
 
 /// Why [`drive`] stopped.

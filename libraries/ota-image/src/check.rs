@@ -508,6 +508,19 @@ impl CheckedImage {
         self.verify_accepting(key, verifier, policy, 0)
     }
 
+    /// [`CheckedImage::verify`] of a compressed image's outer image as received: its header may
+    /// name the compression (`flags::COMPRESSED_DECODED`); the signature covers the compressed
+    /// image. Its payload is not decoded here: a device decodes it afterwards and checks the
+    /// result against the signed DECOMP_SHA.
+    pub fn verify_compressed_outer<V: SignatureVerifier>(
+        &self,
+        key: &PublicKey,
+        verifier: &V,
+        policy: &VerifyPolicy,
+    ) -> Result<VerifiedImage, CheckError> {
+        self.verify_accepting(key, verifier, policy, crate::flags::COMPRESSED_DECODED)
+    }
+
     /// [`CheckedImage::verify`], accepting the header flags in `accept` besides the supported
     /// ones (the compressed-image check accepts the compression flags and checks the payload
     /// itself).

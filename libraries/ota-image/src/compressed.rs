@@ -216,7 +216,7 @@ pub fn verify_image_bytes<V: SignatureVerifier>(
     verifier: &V,
     policy: &VerifyPolicy,
 ) -> Result<CheckedImage, CompressedError> {
-    const ACCEPT: u32 = flags::COMPRESSED_LZMA2 | flags::COMPRESSED_ARM_THUMB;
+    const ACCEPT: u32 = flags::COMPRESSED_DECODED;
     let header = parse_image(&mut &image[..])?.header;
     let compression =
         Compression::from_flags(header.flags).map_err(CompressedError::BadCompressionFlags)?;

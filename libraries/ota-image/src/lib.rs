@@ -168,6 +168,9 @@ pub mod flags {
     pub const COMPRESSED_ARM_THUMB: u32 = 0x0000_0800;
     /// Every compression flag.
     pub const COMPRESSED: u32 = COMPRESSED_LZMA1 | COMPRESSED_LZMA2 | COMPRESSED_ARM_THUMB;
+    /// The compression flags of the images imgtool writes and we decode (`lzma2`,
+    /// `lzma2armthumb`).
+    pub const COMPRESSED_DECODED: u32 = COMPRESSED_LZMA2 | COMPRESSED_ARM_THUMB;
 
     /// Every flag with its imgtool name, in bit order.
     pub const NAMES: [(u32, &str); 9] = [

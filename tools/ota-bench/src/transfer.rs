@@ -106,6 +106,7 @@ pub fn on_bearer(
         params: &params,
         seed,
         cuts: &[],
+        update_key: None,
     };
     let bearers = BearerJob {
         offer: adv_transfer::bearer::BearerSet::of(&[bearer]),
@@ -280,6 +281,7 @@ pub fn measure(
             params: &params,
             seed,
             cuts: &[],
+            update_key: None,
         };
         let r: TransferReport = run_transfer(&mut board, &job, &mut |_| {})?;
         rows.push(Row {

@@ -59,6 +59,8 @@ pub struct SimKernel<'k, 'r> {
     app: Option<&'k mut AppInstall<'k>>,
     /// When the rebuild of a received stream began (`OUTPUT_BEGIN`), board µs.
     rebuild_from_us: Option<u64>,
+    /// The update-signing key the app is built with ([`SimKernel::with_update_key`]).
+    update_key: Option<[u8; 64]>,
 }
 
 /// The app-update driver's `INSTALL` of the staged TBF of `len` bytes on the board: `Ok` with
@@ -86,6 +88,7 @@ impl<'k, 'r> SimKernel<'k, 'r> {
             stream: None,
             app: None,
             rebuild_from_us: None,
+            update_key: None,
         }
     }
 
@@ -99,6 +102,13 @@ impl<'k, 'r> SimKernel<'k, 'r> {
     /// plain session forgets it.
     pub fn with_stream(mut self, stream: &'k mut UpdateRegion, staging: Config) -> Self {
         self.stream = Some((stream, staging));
+        self
+    }
+
+    /// The update-signing key the DFU app checks a received compressed image against
+    /// (`dfu_app::Kernel::update_key`: on a device, the key the app is built with).
+    pub fn with_update_key(mut self, key: Option<[u8; 64]>) -> Self {
+        self.update_key = key;
         self
     }
 
@@ -283,6 +293,10 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
         let result = install(self.board, len);
         self.check_done();
         result
+    }
+
+    fn update_key(&mut self) -> Option<[u8; 64]> {
+        self.update_key
     }
 
     fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {

@@ -388,6 +388,7 @@ fn sign_v2(signer: &Signer, params: &DemoParams) -> anyhow::Result<Kernel> {
 /// and the boot request's sequence, once the staging slot holds exactly `image`.
 fn transfer_v2(
     board: &mut SimBoard,
+    signer: &Signer,
     params: &DemoParams,
     image: &[u8],
     sent: &[u8],
@@ -405,6 +406,7 @@ fn transfer_v2(
         params: &params.link,
         seed: params.seed,
         cuts: &cuts,
+        update_key: Some(*signer.public_key().raw()),
     };
     let t = run_delta_transfer(board, &job, base, &mut |p| on_event(Event::Transfer(p)))?;
     let Some(Completion::Finalized { sequence, .. }) = t.finalized else {
@@ -477,9 +479,9 @@ fn send_v2(
         signer.sign_compressed(&v2.payload, (2, 0, 0, 0), 2, compression)
     })?;
     let (t, sequence) = match smaller {
-        None => transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?,
+        None => transfer_v2(board, signer, params, &v2.image, &v2.image, None, on_event)?,
         Some(Smaller { kind, bytes, base }) => {
-            match transfer_v2(board, params, &v2.image, &bytes, base, on_event) {
+            match transfer_v2(board, signer, params, &v2.image, &bytes, base, on_event) {
                 Ok(done) => {
                     sent.kind = kind;
                     sent.bytes = bytes.len();
@@ -489,7 +491,7 @@ fn send_v2(
                     let refused = full_image_instead(e)?;
                     sent.delta_refused = Some(refused.to_string());
                     on_event(Event::Phase("full image"));
-                    transfer_v2(board, params, &v2.image, &v2.image, None, on_event)?
+                    transfer_v2(board, signer, params, &v2.image, &v2.image, None, on_event)?
                 }
             }
         }
@@ -755,6 +757,6 @@ fn boot_once(board: &mut SimBoard, signer: &Signer) -> anyhow::Result<Option<Boo
 /// resume), halted once it listens. Returns the confirmed sequence (`None` if the power failed
 /// first) and the app's console.
 fn app_boot(board: &mut SimBoard, config: Config) -> anyhow::Result<(Option<u32>, Vec<String>)> {
-    let (_, record) = boot_app(board, config, DFU_APP_ID, None, &mut |_, _| {})?;
+    let (_, record) = boot_app(board, config, DFU_APP_ID, None, None, &mut |_, _| {})?;
     Ok((record.confirmed, record.log))
 }

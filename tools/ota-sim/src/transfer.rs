@@ -175,6 +175,9 @@ pub struct TransferJob<'a> {
     pub seed: u64,
     /// Power cuts on the receiving board, by program/erase operation count.
     pub cuts: &'a [TransferCut],
+    /// The update-signing key the DFU app checks a compressed image's signature against
+    /// before decoding it (`dfu_app::Kernel::update_key`); `None`: no check there.
+    pub update_key: Option<[u8; 64]>,
 }
 
 /// One boot of the DFU app on `board`: the kernel's start-up scan of the update region, then
@@ -185,6 +188,7 @@ pub fn boot_app(
     config: Config,
     owner: CallerId,
     radio: Option<&mut Radio<'_>>,
+    update_key: Option<[u8; 64]>,
     on_progress: &mut dyn FnMut(&SimBoard, RxProgress),
 ) -> anyhow::Result<(Exit, Record)> {
     let mut policy = UpdateRegion::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -195,7 +199,8 @@ pub fn boot_app(
     let mut batch = vec![0u8; dfu_app::BATCH_LEN];
     let mut stream = stream_area_policy(board, config)?;
     let mut kernel = SimKernel::new(board, &mut policy, owner, radio, on_progress)
-        .with_stream(&mut stream, config);
+        .with_stream(&mut stream, config)
+        .with_update_key(update_key);
     let exit = dfu_app::run(&mut kernel, &mut bitmap, &mut batch);
     let record = std::mem::take(&mut kernel.record);
     Ok((exit, record))
@@ -399,7 +404,14 @@ fn receive(
     let mut plan = CutPlan::new(board, job.cuts.to_vec());
     let mut boots = Boots::default();
     loop {
-        let (exit, record) = boot_app(board, job.config, job.owner, Some(&mut *radio), show)?;
+        let (exit, record) = boot_app(
+            board,
+            job.config,
+            job.owner,
+            Some(&mut *radio),
+            job.update_key,
+            show,
+        )?;
         add_counters(&mut boots.rx, record.rx);
         boots.app_log.extend(record.log);
         boots.rebuild_us += record.rebuild_us;
@@ -653,7 +665,8 @@ pub fn run_bearer_transfer(
     let mut stream = stream_area_policy(board, job.config)?;
     let mut no_progress = |_: &SimBoard, _: RxProgress| {};
     let inner = SimKernel::new(board, &mut policy, job.owner, None, &mut no_progress)
-        .with_stream(&mut stream, job.config);
+        .with_stream(&mut stream, job.config)
+        .with_update_key(job.update_key);
     let mut kernel = ExtKernel::new(inner, &mut radio, bearers.ext_scan, bearers.flash);
     let exit = dfu_app::run_with_bearers(&mut kernel, &mut bitmap, &mut batch, &mut ext_batch);
     let (record, app) = kernel.finish();

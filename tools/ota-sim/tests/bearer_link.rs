@@ -25,6 +25,7 @@ fn transfer(payload: usize, loss: f64, job: BearerJob) -> BearerReport {
         params: &params,
         seed,
         cuts: &[],
+        update_key: None,
     };
     let r = run_bearer_transfer(&mut board, &tj, &job).expect("transfer");
     // What was staged is the image (the update-region's finalize checked its hash too).
@@ -130,6 +131,7 @@ fn statuses_do_not_lock_onto_the_periodic_trains_phase() {
         params: &params,
         seed,
         cuts: &[],
+        update_key: None,
     };
     let r = run_bearer_transfer(&mut board, &tj, &job(&[P2], true)).unwrap();
     assert!(r.sim_time_s < 15.0, "{} s", r.sim_time_s);
@@ -206,6 +208,7 @@ fn a_compressed_image_crosses_a_chained_bearer_and_is_decoded_at_finalize() {
         params: &params,
         seed,
         cuts: &[],
+        update_key: None,
     };
     let r = run_bearer_transfer(&mut board, &tj, &job(&[E2], true)).expect("transfer");
     assert_eq!(r.bearer, E2);

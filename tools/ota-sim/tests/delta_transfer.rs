@@ -60,6 +60,7 @@ fn send(
         params: &params,
         seed: 5,
         cuts,
+        update_key: None,
     };
     run_delta_transfer(board, &job, Some(base), &mut |_| {})
 }

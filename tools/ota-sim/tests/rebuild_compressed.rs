@@ -41,8 +41,12 @@ fn payload() -> Vec<u8> {
 }
 
 /// Stages `image` as a compressed session in the stream area through the driver's commands,
-/// then the app's finalize of it. Returns the board, the result and the app's console.
-fn rebuild(image: &[u8]) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
+/// then the app's finalize of it, the app built with `update_key`. Returns the board, the
+/// result and the app's console.
+fn rebuild(
+    image: &[u8],
+    update_key: Option<[u8; 64]>,
+) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
     let mut board = SimBoard::new(5);
     let staging_config = Config::nrf52840dk(OWNER);
     let mut staging = UpdateRegion::new(staging_config).unwrap();
@@ -56,7 +60,8 @@ fn rebuild(image: &[u8]) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
         .unwrap();
     let mut no_progress = |_: &SimBoard, _| {};
     let mut k = SimKernel::new(&mut board, &mut staging, OWNER, None, &mut no_progress)
-        .with_stream(&mut stream, staging_config);
+        .with_stream(&mut stream, staging_config)
+        .with_update_key(update_key);
     let mut tag = [3u8; 16];
     tag[adv_transfer::wire::TAG_CAPABILITIES] = adv_transfer::wire::capability::COMPRESSED;
     let len = image.len() as u32;
@@ -91,13 +96,14 @@ fn a_compressed_image_in_the_stream_area_rebuilds_into_the_plain_image_and_final
     };
     let payload = payload();
     let plain = sign_image(&payload, &opts, &key).unwrap();
+    // The app checks each compressed image's signature against the key before decoding.
     for c in [Compression::Lzma2ArmThumb, Compression::Lzma2] {
         let out = sign_compressed(&payload, &opts, &key, c).unwrap();
         assert!(
             out.compressed_len.is_some(),
             "{c:?}: the test image must compress"
         );
-        let (mut board, r, log) = rebuild(&out.image);
+        let (mut board, r, log) = rebuild(&out.image, Some(raw_key(&key)));
         r.unwrap_or_else(|e| panic!("{c:?}: {e:?} {log:?}"));
         let mut staged = vec![0u8; plain.len()];
         let base = Config::nrf52840dk(OWNER).staging_base;
@@ -121,7 +127,7 @@ fn a_corrupt_compressed_image_is_refused_and_not_finalized() {
     .unwrap();
     let mut bad = out.image.clone();
     bad[0x200 + 1000] ^= 0x08;
-    let (board, r, log) = rebuild(&bad);
+    let (board, r, log) = rebuild(&bad, None);
     assert_eq!(r, Err(StageError::Rejected), "{log:?}");
     assert!(
         log.iter()
@@ -138,4 +144,43 @@ fn a_corrupt_compressed_image_is_refused_and_not_finalized() {
         staging.status().state,
         update_region::SessionState::Finalized
     );
+}
+
+/// `key`'s public half as the bootloader and the DFU app embed it (`x ‖ y`).
+fn raw_key(key: &SigningKey) -> [u8; 64] {
+    ota_imgtool::keys::raw_public_key(key.verifying_key())
+}
+
+/// The staging slot's policy as a fresh boot scans it.
+fn staging_state(board: &mut SimBoard) -> update_region::SessionState {
+    let mut staging = UpdateRegion::new(Config::nrf52840dk(OWNER)).unwrap();
+    BlockingDriver::new(&mut staging, &mut board.qspi)
+        .start()
+        .unwrap();
+    staging.status().state
+}
+
+#[test]
+fn a_compressed_image_signed_with_another_key_is_refused_before_the_staging_slot_is_touched() {
+    let key = SigningKey::from_slice(&[9; 32]).unwrap();
+    let other = SigningKey::from_slice(&[10; 32]).unwrap();
+    let out = sign_compressed(
+        &payload(),
+        &SignOptions::default(),
+        &other,
+        Compression::Lzma2ArmThumb,
+    )
+    .unwrap();
+    let (mut board, r, log) = rebuild(&out.image, Some(raw_key(&key)));
+    assert_eq!(r, Err(StageError::Rejected), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("dfu: received image refused: ")),
+        "{log:?}"
+    );
+    // Checked as received: no session was begun in the staging slot, nothing erased there.
+    assert_eq!(staging_state(&mut board), update_region::SessionState::Idle);
+    // The same image with its own key is accepted.
+    let (_, r, log) = rebuild(&out.image, Some(raw_key(&other)));
+    assert!(r.is_ok(), "{log:?}");
 }

@@ -19,6 +19,7 @@ fn transfer(cuts: &[TransferCut]) -> ota_sim::transfer::TransferReport {
         params: &params,
         seed: 3,
         cuts,
+        update_key: None,
     };
     run_transfer(&mut board, &job, &mut |_| {}).unwrap()
 }
