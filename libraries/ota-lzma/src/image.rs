@@ -15,10 +15,10 @@
 //! hash is not DECOMP_SHA, which the outer signature covers; the plain signature itself is checked
 //! by the finalize that follows, as for any staged image.
 //!
-//! The outer image's own signature is not what protects the device: the plain image's signature
-//! (DECOMP_SIGNATURE) is checked by the bootloader before it installs, as for any image, and a
-//! plain image whose hash is not the signed DECOMP_SHA is refused here before its TLVs are
-//! written (the DFU app runs this step, docs/delta-updates.md).
+//! The outer image's own hash and signature are checked before this step runs, by whoever
+//! received it (the DFU app, against the update key, before it begins the staging slot:
+//! docs/delta-updates.md); the plain image's signature (DECOMP_SIGNATURE) is checked by the
+//! bootloader before it installs, as for any image.
 use ota_image::{flags, tlv, ImageHeader, Sha256, IMAGE_HEADER_SIZE, IMAGE_MAGIC};
 use ota_image::{TLV_INFO_MAGIC, TLV_PROT_INFO_MAGIC};
 use ota_reconstruct::{Area, Decoder as StreamDecoder, Demand, Error, Plan, Progress, CHUNK};
