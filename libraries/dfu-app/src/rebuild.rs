@@ -60,11 +60,15 @@ pub fn finalize_stream<K: Kernel>(k: &mut K) -> Result<u32, StageError> {
             ),
         ),
     };
-    if let Err(Stop::Refused(e)) = result {
-        k.log(format_args!("dfu: received stream refused: {e}"));
+    match result {
+        Err(Stop::Refused(e)) => k.log(format_args!("dfu: received stream refused: {e}")),
+        Err(Stop::NoOutput) => k.log(format_args!(
+            "dfu: received stream refused: the kernel takes no rebuilt image (a kernel from before the app decoded); send the full image"
+        )),
+        _ => {}
     }
     result.map_err(|stop| match stop {
-        Stop::Refused(_) => StageError::Rejected,
+        Stop::Refused(_) | Stop::NoOutput => StageError::Rejected,
         Stop::Stage(e) => e,
     })?;
     k.update_op(update::command::FINALIZE, 0, 0, &[], &mut [], OP_TIMEOUT_MS)
@@ -118,6 +122,9 @@ enum Stop {
     Refused(ota_reconstruct::Error),
     /// A staging operation failed.
     Stage(StageError),
+    /// The kernel does not know the output commands (`NOSUPPORT`): a kernel from before the
+    /// app decoded, which rebuilt streams itself. Retrying cannot help; a full image can.
+    NoOutput,
 }
 
 /// Runs `rebuild` to its end through the staged-update driver.
@@ -149,7 +156,7 @@ fn drive<K: Kernel>(
                     Err(OpError::Refused(error::SIZE)) if area == Area::Base => {
                         return Err(Stop::Refused(ota_reconstruct::Error::WrongBase))
                     }
-                    Err(e) => return Err(Stop::Stage(stage_error(false, e))),
+                    Err(e) => return Err(stop(e)),
                 }
                 rebuild.read_done(&buf[..len])
             }
@@ -158,26 +165,40 @@ fn drive<K: Kernel>(
                 buf[..n].copy_from_slice(data);
                 if offset == 0 {
                     let len = rebuild.plan().map_or(0, |p| p.output_len);
-                    op(k, command::OUTPUT_BEGIN, len, 0, &[], &mut []).map_err(Stop::Stage)?;
+                    output(k, command::OUTPUT_BEGIN, len, 0, &[])?;
                 }
                 if offset.is_multiple_of(update::SECTOR_SIZE) {
-                    op(k, command::OUTPUT_ERASE, offset, 0, &[], &mut []).map_err(Stop::Stage)?;
+                    output(k, command::OUTPUT_ERASE, offset, 0, &[])?;
                 }
-                op(
-                    k,
-                    command::OUTPUT_WRITE,
-                    offset,
-                    n as u32,
-                    &buf[..n],
-                    &mut [],
-                )
-                .map_err(Stop::Stage)?;
+                output(k, command::OUTPUT_WRITE, offset, n as u32, &buf[..n])?;
                 rebuild.write_done()
             }
             Action::Done(Err(e)) => return Err(Stop::Refused(e)),
             Action::Done(Ok(_)) => return Ok(()),
         };
     }
+}
+
+/// Why a staging command failed, for [`drive`]: `NOSUPPORT` is a kernel without the output
+/// commands.
+fn stop(e: OpError) -> Stop {
+    match e {
+        OpError::Refused(error::NOSUPPORT) => Stop::NoOutput,
+        e => Stop::Stage(stage_error(false, e)),
+    }
+}
+
+/// An output command (`OUTPUT_BEGIN`, `OUTPUT_ERASE`, `OUTPUT_WRITE`) with `data`.
+fn output<K: Kernel>(
+    k: &mut K,
+    command: u32,
+    arg1: u32,
+    arg2: u32,
+    data: &[u8],
+) -> Result<(), Stop> {
+    k.update_op(command, arg1, arg2, data, &mut [], OP_TIMEOUT_MS)
+        .map(|_| ())
+        .map_err(stop)
 }
 
 /// One staged-update command, its failure as the receiver sees a staging failure.

@@ -47,6 +47,15 @@ fn rebuild(
     image: &[u8],
     update_key: Option<[u8; 64]>,
 ) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
+    rebuild_on(image, update_key, false)
+}
+
+/// [`rebuild`], on a kernel without the output commands when `old_kernel`.
+fn rebuild_on(
+    image: &[u8],
+    update_key: Option<[u8; 64]>,
+    old_kernel: bool,
+) -> (SimBoard, Result<u32, StageError>, Vec<String>) {
     let mut board = SimBoard::new(5);
     let staging_config = Config::nrf52840dk(OWNER);
     let mut staging = UpdateRegion::new(staging_config).unwrap();
@@ -81,7 +90,11 @@ fn rebuild(
             part,
         );
     }
-    let r = dfu_app::rebuild::finalize_stream(&mut k);
+    let r = if old_kernel {
+        dfu_app::rebuild::finalize_stream(&mut KernelWithoutOutput(&mut k))
+    } else {
+        dfu_app::rebuild::finalize_stream(&mut k)
+    };
     let log = std::mem::take(&mut k.record.log);
     drop(k);
     (board, r, log)
@@ -183,4 +196,84 @@ fn a_compressed_image_signed_with_another_key_is_refused_before_the_staging_slot
     // The same image with its own key is accepted.
     let (_, r, log) = rebuild(&out.image, Some(raw_key(&other)));
     assert!(r.is_ok(), "{log:?}");
+}
+
+/// A kernel from before the DFU app decoded: it knows no output command (`NOSUPPORT`, as a
+/// Tock driver answers an unknown command); everything else is `inner`'s.
+struct KernelWithoutOutput<'a, 'k, 'r>(&'a mut SimKernel<'k, 'r>);
+
+impl Kernel for KernelWithoutOutput<'_, '_, '_> {
+    fn exists(&mut self, driver: u32) -> bool {
+        self.0.exists(driver)
+    }
+    fn update_status(&mut self) -> Result<(u32, u32, u32), u32> {
+        self.0.update_status()
+    }
+    fn update_tag(&mut self, tag: &mut [u8; 16]) -> Result<(), u32> {
+        self.0.update_tag(tag)
+    }
+    fn update_op(
+        &mut self,
+        command: u32,
+        arg1: u32,
+        arg2: u32,
+        data: &[u8],
+        out: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<u32, dfu_app::OpError> {
+        if (command::OUTPUT_BEGIN..=command::BASE_READ).contains(&command) {
+            return Err(dfu_app::OpError::Refused(dfu_abi::error::NOSUPPORT));
+        }
+        self.0.update_op(command, arg1, arg2, data, out, timeout_ms)
+    }
+    fn reboot(&mut self) -> Result<(), u32> {
+        self.0.reboot()
+    }
+    fn scan_wait(
+        &mut self,
+        command: u32,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<Option<dfu_app::Batch>, u32> {
+        self.0.scan_wait(command, buffer, timeout_ms)
+    }
+    fn scan_stop(&mut self) -> Result<(), u32> {
+        self.0.scan_stop()
+    }
+    fn advertise(&mut self, adv_data: &[u8]) -> Result<(), u32> {
+        self.0.advertise(adv_data)
+    }
+    fn ticks(&mut self) -> u32 {
+        self.0.ticks()
+    }
+    fn ticks_per_second(&mut self) -> u32 {
+        self.0.ticks_per_second()
+    }
+    fn sleep(&mut self, ms: u32) {
+        self.0.sleep(ms)
+    }
+    fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        self.0.log(line)
+    }
+}
+
+#[test]
+fn a_kernel_without_the_output_commands_rejects_the_stream_instead_of_retrying_forever() {
+    // Across the change that moved decoding into the app, a new app may run on an old kernel.
+    let key = SigningKey::from_slice(&[9; 32]).unwrap();
+    let out = sign_compressed(
+        &payload(),
+        &SignOptions::default(),
+        &key,
+        Compression::Lzma2ArmThumb,
+    )
+    .unwrap();
+    let (board, r, log) = rebuild_on(&out.image, None, true);
+    assert_eq!(r, Err(StageError::Rejected), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("send the full image")),
+        "{log:?}"
+    );
+    let mut board = board;
+    assert_eq!(staging_state(&mut board), update_region::SessionState::Idle);
 }
