@@ -131,14 +131,8 @@ fn a_compressed_image_in_the_stream_area_rebuilds_into_the_plain_image_and_final
 #[test]
 fn a_corrupt_compressed_image_is_refused_and_not_finalized() {
     let key = SigningKey::from_slice(&[9; 32]).unwrap();
-    let out = sign_compressed(
-        &payload(),
-        &SignOptions::default(),
-        &key,
-        Compression::Lzma2ArmThumb,
-    )
-    .unwrap();
-    let mut bad = out.image.clone();
+    let image = lzma2armthumb(&key);
+    let mut bad = image.clone();
     bad[0x200 + 1000] ^= 0x08;
     let (board, r, log) = rebuild(&bad, None);
     assert_eq!(r, Err(StageError::Rejected), "{log:?}");
@@ -159,6 +153,18 @@ fn a_corrupt_compressed_image_is_refused_and_not_finalized() {
     );
 }
 
+/// The test payload as an `lzma2armthumb` compressed image signed with `key`.
+fn lzma2armthumb(key: &SigningKey) -> Vec<u8> {
+    sign_compressed(
+        &payload(),
+        &SignOptions::default(),
+        key,
+        Compression::Lzma2ArmThumb,
+    )
+    .unwrap()
+    .image
+}
+
 /// `key`'s public half as the bootloader and the DFU app embed it (`x ‖ y`).
 fn raw_key(key: &SigningKey) -> [u8; 64] {
     ota_imgtool::keys::raw_public_key(key.verifying_key())
@@ -177,14 +183,8 @@ fn staging_state(board: &mut SimBoard) -> update_region::SessionState {
 fn a_compressed_image_signed_with_another_key_is_refused_before_the_staging_slot_is_touched() {
     let key = SigningKey::from_slice(&[9; 32]).unwrap();
     let other = SigningKey::from_slice(&[10; 32]).unwrap();
-    let out = sign_compressed(
-        &payload(),
-        &SignOptions::default(),
-        &other,
-        Compression::Lzma2ArmThumb,
-    )
-    .unwrap();
-    let (mut board, r, log) = rebuild(&out.image, Some(raw_key(&key)));
+    let image = lzma2armthumb(&other);
+    let (mut board, r, log) = rebuild(&image, Some(raw_key(&key)));
     assert_eq!(r, Err(StageError::Rejected), "{log:?}");
     assert!(
         log.iter()
@@ -194,7 +194,7 @@ fn a_compressed_image_signed_with_another_key_is_refused_before_the_staging_slot
     // Checked as received: no session was begun in the staging slot, nothing erased there.
     assert_eq!(staging_state(&mut board), update_region::SessionState::Idle);
     // The same image with its own key is accepted.
-    let (_, r, log) = rebuild(&out.image, Some(raw_key(&other)));
+    let (_, r, log) = rebuild(&image, Some(raw_key(&other)));
     assert!(r.is_ok(), "{log:?}");
 }
 
@@ -261,14 +261,8 @@ impl Kernel for KernelWithoutOutput<'_, '_, '_> {
 fn a_kernel_without_the_output_commands_rejects_the_stream_instead_of_retrying_forever() {
     // Across the change that moved decoding into the app, a new app may run on an old kernel.
     let key = SigningKey::from_slice(&[9; 32]).unwrap();
-    let out = sign_compressed(
-        &payload(),
-        &SignOptions::default(),
-        &key,
-        Compression::Lzma2ArmThumb,
-    )
-    .unwrap();
-    let (board, r, log) = rebuild_on(&out.image, None, true);
+    let image = lzma2armthumb(&key);
+    let (board, r, log) = rebuild_on(&image, None, true);
     assert_eq!(r, Err(StageError::Rejected), "{log:?}");
     assert!(
         log.iter().any(|l| l.contains("send the full image")),
