@@ -1167,12 +1167,10 @@ impl<'a, F: AsyncNor<'a>> SyscallDriver for StagedUpdateDriver<'a, F> {
             // rebuild's output commands are the staging slot's begin, erase, write and read.
             _ => {
                 use dfu_abi::update::command as n;
-                let (number, output) = match command_num {
-                    command::OUTPUT_BEGIN => (n::BEGIN, true),
-                    command::OUTPUT_ERASE => (n::ERASE, true),
-                    command::OUTPUT_WRITE => (n::WRITE, true),
-                    command::OUTPUT_READ => (n::READ, true),
-                    _ => (u32::try_from(command_num).unwrap_or(u32::MAX), false),
+                let number = u32::try_from(command_num).unwrap_or(u32::MAX);
+                let (number, output) = match n::output_of(number) {
+                    Some(plain) => (plain, true),
+                    None => (number, false),
                 };
                 // BEGIN and READ touch the process's buffers: only the owner's.
                 if matches!(number, n::BEGIN | n::READ)

@@ -81,6 +81,18 @@ pub mod update {
         /// `BASE_READ` (`arg1`: offset, `arg2`: length ≤ `BUF_LEN` into read-write allow `READ`):
         /// bytes of the running kernel's slot, a delta patch's base (`SIZE` beyond the slot).
         pub const BASE_READ: u32 = 16;
+
+        /// The command an output command is on the staging slot's session (`OUTPUT_BEGIN` is
+        /// `BEGIN`, with the stream session's tag, …); `None` for any other command.
+        pub const fn output_of(command: u32) -> Option<u32> {
+            match command {
+                OUTPUT_BEGIN => Some(BEGIN),
+                OUTPUT_ERASE => Some(ERASE),
+                OUTPUT_WRITE => Some(WRITE),
+                OUTPUT_READ => Some(READ),
+                _ => None,
+            }
+        }
     }
 
     pub mod upcall {

@@ -335,99 +335,71 @@ impl dfu_app::Kernel for SimKernel<'_, '_> {
     ) -> Result<u32, OpError> {
         use update::command as c;
         let len = arg2 as usize;
-        let request = match command {
-            c::WRITE | c::READ | c::OUTPUT_WRITE | c::OUTPUT_READ | c::BASE_READ
-                if len > update::BUF_LEN =>
-            {
+        // The rebuild's output commands are the staging slot's begin, erase, write and read.
+        let output = c::output_of(command).is_some();
+        let number = c::output_of(command).unwrap_or(command);
+        match number {
+            c::WRITE | c::READ | c::BASE_READ if len > update::BUF_LEN => {
                 return Err(OpError::Refused(error::SIZE))
             }
-            c::WRITE | c::OUTPUT_WRITE if len > data.len() => {
+            c::WRITE if len > data.len() => return Err(OpError::Refused(error::INVAL)),
+            c::READ | c::BASE_READ if len > out.len() => {
                 return Err(OpError::Refused(error::INVAL))
             }
-            c::READ | c::OUTPUT_READ | c::BASE_READ if len > out.len() => {
-                return Err(OpError::Refused(error::INVAL))
+            _ => {}
+        }
+        if (output || command == c::BASE_READ) && !self.stream_active() {
+            return Err(OpError::Refused(error::RESERVE));
+        }
+        if command == c::BASE_READ {
+            return self.base_read(arg1, &mut out[..len]);
+        }
+        let rebuilt = matches!(number, c::ERASE | c::WRITE | c::READ) && output;
+        if (rebuilt || command == c::FINALIZE) && self.stream_active() && !self.rebuilding() {
+            return Err(OpError::Refused(error::RESERVE));
+        }
+        if command == c::FINALIZE && self.stream_active() {
+            // The rebuilt image's finalize, then the stream session is forgotten.
+            let result = self.request_on(false, Request::Finalize, &[], &mut []);
+            if let Some(from) = self.rebuild_from_us.take() {
+                self.record.rebuild_us += self.now_us() - from;
             }
-            c::OUTPUT_BEGIN..=c::BASE_READ if !self.stream_active() => {
-                return Err(OpError::Refused(error::RESERVE))
-            }
-            c::BASE_READ => return self.base_read(arg1, &mut out[..len]),
-            c::OUTPUT_BEGIN => {
-                let tag = self.session_status().tag;
-                self.rebuild_from_us.get_or_insert(self.now_us());
-                let begin = Request::Begin {
-                    tag,
-                    image_len: arg1,
-                };
-                let result = self.request_on(false, begin, &[], &mut []);
-                self.check_done();
-                return result.map(|_| 0);
-            }
-            c::OUTPUT_ERASE | c::OUTPUT_WRITE | c::OUTPUT_READ | c::FINALIZE
-                if self.stream_active() && !self.rebuilding() =>
-            {
-                return Err(OpError::Refused(error::RESERVE))
-            }
-            c::OUTPUT_ERASE | c::OUTPUT_WRITE | c::OUTPUT_READ => {
-                let (request, owner_data, owner_buf): (Request, &[u8], &mut [u8]) = match command {
-                    c::OUTPUT_ERASE => (Request::Erase { offset: arg1 }, &[], &mut []),
-                    c::OUTPUT_WRITE => (
-                        Request::Write {
-                            offset: arg1,
-                            len: arg2,
-                        },
-                        &data[..len],
-                        &mut [],
-                    ),
-                    _ => (
-                        Request::Read {
-                            offset: arg1,
-                            len: arg2,
-                        },
-                        &[],
-                        &mut out[..len],
-                    ),
-                };
-                let result = self.request_on(false, request, owner_data, owner_buf);
-                self.check_done();
-                return result.map(|_| 0);
-            }
-            c::FINALIZE if self.stream_active() => {
-                // The rebuilt image's finalize, then the stream session is forgotten.
-                let result = self.request_on(false, Request::Finalize, &[], &mut []);
-                if let Some(from) = self.rebuild_from_us.take() {
-                    self.record.rebuild_us += self.now_us() - from;
-                }
-                let result = result.and_then(|c| {
-                    self.request_on(true, Request::Abort, &[], &mut [])?;
-                    Ok(c)
-                });
-                self.check_done();
-                let c = result?;
-                self.record.finalized = Some((c, self.now_us()));
-                return match c {
-                    Completion::Finalized { sequence, .. } => Ok(sequence),
-                    _ => Ok(0),
-                };
-            }
-            // The rest as the capsule decodes them; BEGIN's tag is at the start of `data`.
-            _ => {
-                let tag = || {
-                    data.get(..update::TAG_LEN)
-                        .and_then(|t| t.try_into().ok())
-                        .ok_or(OpError::Refused(error::INVAL))
-                };
-                match Request::from_command(command, arg1, arg2, tag) {
-                    Some(request) => request?,
-                    None => return Err(OpError::Refused(error::NOSUPPORT)),
-                }
-            }
+            let result = result.and_then(|c| {
+                self.request_on(true, Request::Abort, &[], &mut [])?;
+                Ok(c)
+            });
+            self.check_done();
+            let c = result?;
+            self.record.finalized = Some((c, self.now_us()));
+            return match c {
+                Completion::Finalized { sequence, .. } => Ok(sequence),
+                _ => Ok(0),
+            };
+        }
+        if command == c::OUTPUT_BEGIN {
+            self.rebuild_from_us.get_or_insert(self.now_us());
+        }
+        // As the capsule decodes them; BEGIN's tag is at the start of `data`, OUTPUT_BEGIN's
+        // is the stream session's.
+        let stream_tag = self.session_status().tag;
+        let tag = || match output {
+            true => Ok(stream_tag),
+            false => data
+                .get(..update::TAG_LEN)
+                .and_then(|t| t.try_into().ok())
+                .ok_or(OpError::Refused(error::INVAL)),
         };
-        let (owner_data, owner_buf): (&[u8], &mut [u8]) = match command {
+        let request = match Request::from_command(number, arg1, arg2, tag) {
+            Some(request) => request?,
+            None => return Err(OpError::Refused(error::NOSUPPORT)),
+        };
+        let (owner_data, owner_buf): (&[u8], &mut [u8]) = match number {
             c::WRITE => (&data[..len], &mut []),
             c::READ => (&[], &mut out[..len]),
             _ => (&[], &mut []),
         };
         let on_stream = match request {
+            _ if output => false,
             Request::Begin { tag, .. } => self.route_begin(tag)?,
             Request::Confirm => false,
             _ => self.stream_active(),
